@@ -1,0 +1,43 @@
+//! Bundles the repository's manifests into the binary, so `candor` knows the published models
+//! wherever it is installed.
+
+use std::{env, fs, path::PathBuf};
+
+fn main() {
+    // The commit `candor bench` reports as its build.
+    let commit = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".into());
+    println!("cargo:rustc-env=CANDOR_COMMIT={commit}");
+    let dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap()).join("../../manifests");
+    println!("cargo:rerun-if-changed={}", dir.display());
+    let mut entries: Vec<(String, PathBuf)> = fs::read_dir(&dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+                .map(|p| (p.file_stem().unwrap().to_string_lossy().into_owned(), p))
+                .collect()
+        })
+        .unwrap_or_default();
+    entries.sort();
+    let mut out = String::from("pub static BUNDLED: &[(&str, &str)] = &[\n");
+    for (id, path) in &entries {
+        println!("cargo:rerun-if-changed={}", path.display());
+        let abs = path.canonicalize().unwrap();
+        out.push_str(&format!(
+            "    ({id:?}, include_str!({:?})),\n",
+            abs.display().to_string()
+        ));
+    }
+    out.push_str("];\n");
+    fs::write(
+        PathBuf::from(env::var("OUT_DIR").unwrap()).join("bundled_manifests.rs"),
+        out,
+    )
+    .unwrap();
+}

@@ -1,0 +1,257 @@
+//! Every command's arguments, in one place.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+pub const DEFAULT_MODEL: &str = "smollm2-135m-instruct-q4_1";
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  runtime error
+  2  usage error (bad arguments, manifest or policy file)
+  3  integrity failure (hash or size mismatch, missing or extra file, bad signature)
+  4  refused by license, openness or policy (unlisted model, license not accepted, ...)
+  5  malformed or unsupported model file
+
+Environment:
+  CANDOR_HOME   pulled models, verification cache, license acceptances, candor.toml policy
+                (default ~/.cache/candor)
+  HF_HOME, HF_HUB_CACHE, HF_HUB_OFFLINE, HF_ENDPOINT   honoured as by Hugging Face tools";
+
+#[derive(Parser, Debug)]
+#[command(name = "candor", version, about = "Local LLM inference that proves what it runs", after_help = EXIT_CODES)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// More logging (-v info, -vv debug).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Fetch a model's files and check them against its manifest.
+    Pull(PullArgs),
+    /// Check a model against its manifest, license, openness and policy.
+    Verify(VerifyArgs),
+    /// Show what a model is: architecture, size, license terms, openness, verification state.
+    Show(ShowArgs),
+    /// List models on this machine (or the shipped manifests with --available).
+    List(ListArgs),
+    /// Complete a prompt.
+    Run(RunArgs),
+    /// Chat interactively (one message per line when stdin is not a terminal).
+    Chat(ChatArgs),
+    /// Measure prompt processing and generation speed, like llama-bench.
+    Bench(BenchArgs),
+    /// Perplexity of a text file.
+    Perplexity(PerplexityArgs),
+    /// Print the token ids of a text.
+    Tokenize(TokenizeArgs),
+    /// Write or inspect manifests.
+    #[command(subcommand)]
+    Manifest(ManifestCommand),
+    /// Licenses that must be accepted before use.
+    #[command(subcommand)]
+    License(LicenseCommand),
+}
+
+/// How a command decides whether a model may be used.
+#[derive(Args, Debug, Clone, Default)]
+pub struct PolicyArgs {
+    /// Policy file (default: candor.toml in CANDOR_HOME, if present).
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// Allow a model that no manifest lists (it is still hashed and reported).
+    #[arg(long)]
+    pub allow_unlisted: bool,
+    /// Load a model whose claimed openness exceeds what it achieves; LEVEL must be the achieved level.
+    #[arg(long, value_name = "LEVEL")]
+    pub accept_openness: Option<String>,
+    /// Hash every file even if the verification cache knows it.
+    #[arg(long)]
+    pub rehash: bool,
+}
+
+/// Which model to load and where.
+#[derive(Args, Debug, Clone)]
+pub struct ModelArgs {
+    /// Manifest id, .gguf file or safetensors model directory.
+    #[arg(short, long, default_value = DEFAULT_MODEL)]
+    pub model: String,
+    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
+    pub device: DeviceArg,
+    /// Threads for inference (default: all cores).
+    #[arg(short = 't', long)]
+    pub threads: Option<usize>,
+    /// Context size in tokens (default: the model's, up to 4096).
+    #[arg(short = 'c', long)]
+    pub ctx_size: Option<usize>,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceArg {
+    Cpu,
+    Cuda,
+    Metal,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SamplingArgs {
+    /// Tokens to generate at most.
+    #[arg(short = 'n', long, default_value_t = 256)]
+    pub max_tokens: usize,
+    /// Temperature; 0 is greedy.
+    #[arg(long = "temp", default_value_t = 0.8)]
+    pub temperature: f32,
+    #[arg(long, default_value_t = 40)]
+    pub top_k: usize,
+    #[arg(long, default_value_t = 0.95)]
+    pub top_p: f32,
+    #[arg(long, default_value_t = 0.05)]
+    pub min_p: f32,
+    #[arg(long, default_value_t = 1.0)]
+    pub repeat_penalty: f32,
+    #[arg(long, default_value_t = 299792458)]
+    pub seed: u64,
+    /// Stop before this text (repeatable).
+    #[arg(long = "stop", value_name = "TEXT")]
+    pub stop: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct PullArgs {
+    /// Manifest id.
+    pub model: String,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// Manifest id, .gguf file or model directory.
+    pub model: String,
+    /// Check the file or directory against this manifest file.
+    #[arg(long, value_name = "FILE")]
+    pub manifest: Option<PathBuf>,
+    /// Require at least this openness level.
+    #[arg(long, value_name = "LEVEL")]
+    pub require: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct ShowArgs {
+    pub model: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ListArgs {
+    /// List the shipped manifests instead: models candor knows how to fetch and check.
+    #[arg(long)]
+    pub available: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// The prompt (read from stdin when absent).
+    pub prompt: Option<String>,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+    /// Apply the model's chat template to the prompt as one user turn.
+    #[arg(long)]
+    pub chat: bool,
+    /// System prompt (with --chat).
+    #[arg(long)]
+    pub system: Option<String>,
+    /// Print one JSON object with the text and statistics instead of streaming.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ChatArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+    #[arg(long)]
+    pub system: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Prompt tokens to process.
+    #[arg(short = 'p', long = "n-prompt", default_value_t = 512)]
+    pub n_prompt: usize,
+    /// Tokens to generate.
+    #[arg(short = 'n', long = "n-gen", default_value_t = 128)]
+    pub n_gen: usize,
+    /// Repetitions (after one warm-up).
+    #[arg(short = 'r', long, default_value_t = 5)]
+    pub repetitions: usize,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct PerplexityArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Text file to score.
+    #[arg(short, long)]
+    pub file: PathBuf,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct TokenizeArgs {
+    pub text: String,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Do not add the tokens the tokenizer adds by default (e.g. BOS).
+    #[arg(long)]
+    pub no_special: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ManifestCommand {
+    /// Write a self-attested manifest for the model files in DIR.
+    Init {
+        dir: PathBuf,
+        /// Output file (default: stdout).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Manifest id (default: the directory name).
+        #[arg(long)]
+        id: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum LicenseCommand {
+    /// Show a model's license terms and record that you accept them.
+    Accept {
+        model: String,
+        /// Accept without asking.
+        #[arg(long)]
+        yes: bool,
+    },
+}

@@ -1,0 +1,204 @@
+//! `candor bench`: prompt processing (ppN) and generation (tgN) speed, measured like llama-bench:
+//! one warm-up, then `-r` repetitions, mean ± standard deviation of tokens per second.
+
+use crate::args::BenchArgs;
+use crate::home::Home;
+use crate::load::load;
+use anyhow::Result;
+use candor_engine::Model;
+use serde::Serialize;
+use std::time::Instant;
+
+#[derive(Serialize)]
+struct Test {
+    model_filename: String,
+    model_type: String,
+    model_size: u64,
+    model_n_params: u64,
+    n_threads: usize,
+    n_prompt: usize,
+    n_gen: usize,
+    backend: &'static str,
+    avg_ns: u64,
+    stddev_ns: u64,
+    avg_ts: f64,
+    stddev_ts: f64,
+    samples_ns: Vec<u64>,
+    samples_ts: Vec<f64>,
+    model_sha256: String,
+    root_digest: Option<String>,
+    build_commit: &'static str,
+    build_features: Vec<&'static str>,
+    cpu_features: Vec<&'static str>,
+    verify_ms: f64,
+    load_ms: f64,
+    ttft_ms: f64,
+}
+
+pub fn run(home: &Home, args: &BenchArgs) -> Result<()> {
+    let mut loaded = load(home, &args.model)?;
+    let threads = args.model.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    let vocab = loaded.model.tokenizer().vocab_size() as u32;
+    // Fixed pseudo-random tokens, as llama-bench uses: content does not change the cost.
+    let tokens: Vec<u32> = (0..args.n_prompt.max(1) as u64)
+        .map(|i| ((i.wrapping_mul(2654435761) >> 7) % vocab as u64) as u32)
+        .collect();
+    // Time to first token: a prompt pass plus reading the logits, once, cold.
+    let t = Instant::now();
+    loaded.model.reset();
+    loaded
+        .model
+        .forward(&tokens[..args.n_prompt.clamp(1, tokens.len())], false)?;
+    let ttft_ms = t.elapsed().as_secs_f64() * 1e3;
+
+    let weights = loaded.verification.weights().next();
+    let model_size = loaded.verification.weights().map(|f| f.size()).sum();
+    let info = loaded.model.info().clone();
+    let mut tests = Vec::new();
+    let mut run_test = |n_prompt: usize, n_gen: usize, model: &mut Model| -> Result<()> {
+        let once = |model: &mut Model| -> Result<u64> {
+            model.reset();
+            let t = Instant::now();
+            if n_prompt > 0 {
+                model.forward(&tokens[..n_prompt], false)?;
+            } else {
+                let mut next = tokens[0];
+                for _ in 0..n_gen {
+                    let logits = model.forward(&[next], false)?;
+                    next = logits.squeeze(0)?.argmax(0)?.to_scalar::<u32>()?;
+                }
+            }
+            Ok(t.elapsed().as_nanos() as u64)
+        };
+        once(model)?; // warm-up
+        let samples: Vec<u64> = (0..args.repetitions.max(1))
+            .map(|_| once(model))
+            .collect::<Result<_>>()?;
+        let n = (n_prompt + n_gen) as f64;
+        let ts: Vec<f64> = samples.iter().map(|&ns| n / (ns as f64 / 1e9)).collect();
+        let (avg_ns, sd_ns) = mean_sd(&samples.iter().map(|&x| x as f64).collect::<Vec<_>>());
+        let (avg_ts, sd_ts) = mean_sd(&ts);
+        tests.push(Test {
+            model_filename: args.model.model.clone(),
+            model_type: format!("{} {}", info.architecture.name(), info.weight_type),
+            model_size,
+            model_n_params: info.parameters,
+            n_threads: threads,
+            n_prompt,
+            n_gen,
+            backend: match args.model.device {
+                crate::args::DeviceArg::Cpu => "CPU",
+                crate::args::DeviceArg::Cuda => "CUDA",
+                crate::args::DeviceArg::Metal => "Metal",
+            },
+            avg_ns: avg_ns as u64,
+            stddev_ns: sd_ns as u64,
+            avg_ts,
+            stddev_ts: sd_ts,
+            samples_ns: samples,
+            samples_ts: ts,
+            model_sha256: weights.map(|w| w.sha256_hex()).unwrap_or_default(),
+            root_digest: loaded.verification.report.root_digest.clone(),
+            build_commit: env!("CANDOR_COMMIT"),
+            build_features: build_features(),
+            cpu_features: cpu_features(),
+            verify_ms: loaded.verify_time.as_secs_f64() * 1e3,
+            load_ms: loaded.load_time.as_secs_f64() * 1e3,
+            ttft_ms,
+        });
+        Ok(())
+    };
+    if args.n_prompt > 0 {
+        run_test(args.n_prompt, 0, &mut loaded.model)?;
+    }
+    if args.n_gen > 0 {
+        run_test(0, args.n_gen, &mut loaded.model)?;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&tests)?);
+        return Ok(());
+    }
+    println!("| model | size | params | backend | threads | test | t/s |");
+    println!("| --- | ---: | ---: | --- | ---: | --- | ---: |");
+    for t in &tests {
+        let name = if t.n_prompt > 0 {
+            format!("pp{}", t.n_prompt)
+        } else {
+            format!("tg{}", t.n_gen)
+        };
+        println!(
+            "| {} | {:.2} MiB | {:.2} M | {} | {} | {} | {:.2} ± {:.2} |",
+            t.model_type,
+            t.model_size as f64 / (1 << 20) as f64,
+            t.model_n_params as f64 / 1e6,
+            t.backend,
+            t.n_threads,
+            name,
+            t.avg_ts,
+            t.stddev_ts
+        );
+    }
+    if let Some(t) = tests.first() {
+        eprintln!(
+            "candor: verify {:.1} ms, load {:.1} ms, time to first token {:.1} ms ({} prompt tokens), build {} [{}], cpu [{}]",
+            t.verify_ms,
+            t.load_ms,
+            t.ttft_ms,
+            args.n_prompt.max(1),
+            t.build_commit,
+            t.build_features.join(","),
+            t.cpu_features.join(",")
+        );
+    }
+    Ok(())
+}
+
+fn mean_sd(xs: &[f64]) -> (f64, f64) {
+    let n = xs.len() as f64;
+    let mean = xs.iter().sum::<f64>() / n;
+    let var = if xs.len() > 1 {
+        xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)
+    } else {
+        0.0
+    };
+    (mean, var.sqrt())
+}
+
+fn build_features() -> Vec<&'static str> {
+    let mut f = Vec::new();
+    if cfg!(feature = "cuda") {
+        f.push("cuda");
+    }
+    if cfg!(feature = "metal") {
+        f.push("metal");
+    }
+    if f.is_empty() {
+        f.push("cpu");
+    }
+    f
+}
+
+/// Instruction sets this binary was compiled to use.
+fn cpu_features() -> Vec<&'static str> {
+    let mut f = Vec::new();
+    if cfg!(target_feature = "avx2") {
+        f.push("avx2");
+    }
+    if cfg!(target_feature = "fma") {
+        f.push("fma");
+    }
+    if cfg!(target_feature = "f16c") {
+        f.push("f16c");
+    }
+    if cfg!(target_feature = "avx512f") {
+        f.push("avx512f");
+    }
+    if cfg!(target_feature = "neon") {
+        f.push("neon");
+    }
+    f
+}

@@ -1,0 +1,13 @@
+//! One module per command.
+
+pub mod bench;
+pub mod chat;
+pub mod license;
+pub mod list;
+pub mod manifest;
+pub mod perplexity;
+pub mod pull;
+pub mod run;
+pub mod show;
+pub mod tokenize;
+pub mod verify;

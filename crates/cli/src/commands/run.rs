@@ -1,0 +1,96 @@
+//! `candor run`: complete one prompt, streaming the text to stdout.
+
+use crate::args::{RunArgs, SamplingArgs};
+use crate::error::CliError;
+use crate::home::Home;
+use crate::load::load;
+use anyhow::{Context, Result};
+use candor_engine::{GenerateParams, Message, SamplingParams};
+use std::io::{IsTerminal, Read, Write};
+
+pub fn generate_params(s: &SamplingArgs) -> GenerateParams {
+    GenerateParams {
+        max_tokens: s.max_tokens,
+        sampling: SamplingParams {
+            temperature: s.temperature,
+            top_k: (s.top_k > 0).then_some(s.top_k),
+            top_p: (s.top_p < 1.0).then_some(s.top_p),
+            min_p: (s.min_p > 0.0).then_some(s.min_p),
+            repeat_penalty: s.repeat_penalty,
+            repeat_last_n: 64,
+            seed: s.seed,
+        },
+        stop: s.stop.clone(),
+    }
+}
+
+pub fn run(home: &Home, args: &RunArgs) -> Result<()> {
+    let prompt = match &args.prompt {
+        Some(p) => p.clone(),
+        None if !std::io::stdin().is_terminal() => {
+            let mut s = String::new();
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .context("reading the prompt from stdin")?;
+            s
+        }
+        None => return Err(CliError::usage("give a prompt as an argument or on stdin").into()),
+    };
+    if prompt.is_empty() {
+        return Err(candor_engine::Error::EmptyPrompt.into());
+    }
+    let mut loaded = load(home, &args.model)?;
+    let model = &mut loaded.model;
+    let ids = if args.chat {
+        let mut messages = Vec::new();
+        if let Some(s) = &args.system {
+            messages.push(Message::new("system", s.as_str()));
+        }
+        messages.push(Message::new("user", prompt.as_str()));
+        let text = model.chat_template()?.render(&messages, true)?;
+        // The template writes any BOS itself.
+        model.tokenizer().encode(&text, false)?
+    } else {
+        model.tokenizer().encode(&prompt, true)?
+    };
+    let params = generate_params(&args.sampling);
+    let mut stdout = std::io::stdout().lock();
+    let json = args.json;
+    let completion = model.generate(&ids, &params, &mut |piece| {
+        if !json {
+            // A closed pipe (`| head`) ends generation instead of failing it.
+            return stdout
+                .write_all(piece.as_bytes())
+                .and_then(|_| stdout.flush())
+                .is_ok();
+        }
+        true
+    })?;
+    if json {
+        let out = serde_json::json!({
+            "model": args.model.model,
+            "text": completion.text,
+            "finish_reason": completion.finish_reason,
+            "prompt_tokens": completion.prompt_tokens,
+            "generated_tokens": completion.tokens.len(),
+            "tokens": completion.tokens,
+            "prompt_tokens_per_second": completion.prompt_tokens_per_second(),
+            "tokens_per_second": completion.tokens_per_second(),
+            "verify_ms": loaded.verify_time.as_secs_f64() * 1e3,
+            "load_ms": loaded.load_time.as_secs_f64() * 1e3,
+            "overrides": loaded.verification.report.decision.overrides,
+        });
+        println!("{out}");
+    } else {
+        let _ = writeln!(stdout);
+        eprintln!(
+            "candor: prompt {} tokens ({:.1} tok/s), generated {} tokens ({:.1} tok/s), stop: {:?}",
+            completion.prompt_tokens,
+            completion.prompt_tokens_per_second(),
+            completion.tokens.len(),
+            completion.tokens_per_second(),
+            completion.finish_reason
+        );
+    }
+    Ok(())
+}

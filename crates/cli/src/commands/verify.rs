@@ -1,0 +1,44 @@
+//! `candor verify MODEL`: the verifier's report, without loading anything.
+
+use crate::args::VerifyArgs;
+use crate::home::Home;
+use crate::load::{parse_level, verify_model, verify_options};
+use crate::resolve::{resolve, Resolved};
+use anyhow::Result;
+use candor_verify::Manifest;
+use std::path::PathBuf;
+
+pub fn run(home: &Home, args: &VerifyArgs) -> Result<()> {
+    let resolved = match &args.manifest {
+        Some(file) => Resolved {
+            manifest: Some(Manifest::load(file)?),
+            target: PathBuf::from(&args.model),
+        },
+        None => resolve(home, &args.model)?,
+    };
+    let mut opts = verify_options(home, &args.policy)?;
+    if let Some(level) = &args.require {
+        opts.policy.min_level = Some(parse_level(level)?);
+    }
+    match verify_model(&resolved, &opts) {
+        Ok(v) => {
+            print_report(&v.report, args.json);
+            Ok(())
+        }
+        Err(e) => {
+            // A refusal is still a report: print it, then fail with the matching exit code.
+            if let Some(report) = e.report() {
+                print_report(report, args.json);
+            }
+            Err(e.into())
+        }
+    }
+}
+
+fn print_report(report: &candor_verify::Report, json: bool) {
+    if json {
+        println!("{}", report.to_json());
+    } else {
+        print!("{}", report.render());
+    }
+}

@@ -1,0 +1,103 @@
+//! Verify, then load: the one path every command that runs a model goes through.
+
+use crate::args::{DeviceArg, ModelArgs, PolicyArgs};
+use crate::error::CliError;
+use crate::home::Home;
+use crate::progress::Bars;
+use crate::resolve::{resolve, Resolved};
+use anyhow::{Context, Result};
+use candor_engine::{DeviceKind, LoadOptions, Model};
+use candor_verify::{Level, Policy, Verification, VerifyOptions};
+use std::time::{Duration, Instant};
+
+/// Verification options from the home and the command line.
+pub fn verify_options(home: &Home, p: &PolicyArgs) -> Result<VerifyOptions> {
+    let mut opts = VerifyOptions::with_home(home.root())?;
+    if let Some(path) = &p.policy {
+        opts.policy = Policy::load(path)?;
+        opts.policy_source = Some(path.clone());
+    }
+    opts.allow_unlisted = p.allow_unlisted;
+    opts.rehash = p.rehash;
+    if let Some(level) = &p.accept_openness {
+        opts.accept_openness = Some(parse_level(level)?);
+    }
+    Ok(opts)
+}
+
+pub fn parse_level(s: &str) -> Result<Level> {
+    s.parse::<Level>().map_err(|_| {
+        CliError::usage(format!(
+            "unknown openness level '{s}' (levels: open-weights, open-weights-permissive, open-source, open-science)"
+        ))
+        .into()
+    })
+}
+
+/// Verifies the model named by `model`, printing any overrides in force.
+pub fn verify_model(
+    resolved: &Resolved,
+    opts: &VerifyOptions,
+) -> candor_verify::Result<Verification> {
+    let bars = Bars::new("hashing");
+    let v = candor_verify::verify(resolved.manifest.as_ref(), &resolved.target, opts, &bars)?;
+    for o in &v.report.decision.overrides {
+        eprintln!("candor: override in force: {o}");
+    }
+    for w in &v.report.warnings {
+        eprintln!("candor: warning: {w}");
+    }
+    Ok(v)
+}
+
+pub struct Loaded {
+    pub model: Model,
+    pub verification: Verification,
+    pub verify_time: Duration,
+    pub load_time: Duration,
+}
+
+/// Resolves, pulls when needed (manifest ids only), verifies and loads a model.
+pub fn load(home: &Home, args: &ModelArgs) -> Result<Loaded> {
+    if let Some(n) = args.threads {
+        if n == 0 {
+            return Err(CliError::usage("--threads must be at least 1").into());
+        }
+        // candle sizes its thread pool from the same variable as rayon, read once at first use.
+        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+    }
+    let resolved = match resolve(home, &args.model) {
+        Ok(r) => r,
+        Err(e) if std::path::Path::new(&args.model).exists() => return Err(e),
+        Err(e) => match home.manifest(&args.model)? {
+            // Known but not on disk: fetch it first, as `ollama run` does.
+            Some(_) => {
+                eprintln!("candor: {} is not on this machine; pulling it", args.model);
+                crate::commands::pull::pull(home, &args.model)?;
+                resolve(home, &args.model)?
+            }
+            None => return Err(e),
+        },
+    };
+    let opts = verify_options(home, &args.policy)?;
+    let t0 = Instant::now();
+    let verification = verify_model(&resolved, &opts)?;
+    let verify_time = t0.elapsed();
+    let load_opts = LoadOptions {
+        device: match args.device {
+            DeviceArg::Cpu => DeviceKind::Cpu,
+            DeviceArg::Cuda => DeviceKind::Cuda,
+            DeviceArg::Metal => DeviceKind::Metal,
+        },
+        ctx_size: args.ctx_size,
+    };
+    let t1 = Instant::now();
+    let model = Model::load(&verification.files, &load_opts)
+        .with_context(|| format!("loading {}", args.model))?;
+    Ok(Loaded {
+        model,
+        verification,
+        verify_time,
+        load_time: t1.elapsed(),
+    })
+}

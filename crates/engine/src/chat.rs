@@ -1,0 +1,143 @@
+//! Chat templates: the model's own Jinja template, rendered in a sandbox.
+//!
+//! Templates come from strangers' files, so they are treated as untrusted code: their size is
+//! capped and rendering runs on a fuel budget, so a template cannot hang the process.
+
+use crate::error::{Error, Result};
+use serde::Serialize;
+
+/// Larger than any real template seen (a few KiB to ~30 KiB), small enough to refuse abuse.
+pub const MAX_TEMPLATE_BYTES: usize = 256 * 1024;
+/// Instructions a render may execute; real templates need a few thousand per message.
+const FUEL: u64 = 2_000_000;
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Message {
+    pub role: String,
+    pub content: String,
+}
+
+impl Message {
+    pub fn new(role: &str, content: impl Into<String>) -> Self {
+        Self {
+            role: role.to_string(),
+            content: content.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ChatTemplate {
+    source: String,
+    bos_token: String,
+    eos_token: String,
+}
+
+impl ChatTemplate {
+    pub fn new(source: String, bos_token: Option<&str>, eos_token: Option<&str>) -> Result<Self> {
+        if source.len() > MAX_TEMPLATE_BYTES {
+            return Err(Error::ChatTemplate(format!(
+                "the template is {} bytes, more than the {MAX_TEMPLATE_BYTES}-byte limit",
+                source.len()
+            )));
+        }
+        let t = Self {
+            source,
+            bos_token: bos_token.unwrap_or_default().to_string(),
+            eos_token: eos_token.unwrap_or_default().to_string(),
+        };
+        // Compile once up front so a broken template is reported at load time.
+        t.env()?;
+        Ok(t)
+    }
+
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    fn env(&self) -> Result<minijinja::Environment<'_>> {
+        let mut env = minijinja::Environment::new();
+        // transformers renders with Jinja2's trim_blocks and lstrip_blocks.
+        env.set_trim_blocks(true);
+        env.set_lstrip_blocks(true);
+        env.set_fuel(Some(FUEL));
+        env.set_recursion_limit(64);
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.add_function(
+            "raise_exception",
+            |msg: String| -> std::result::Result<String, minijinja::Error> {
+                Err(minijinja::Error::new(
+                    minijinja::ErrorKind::InvalidOperation,
+                    msg,
+                ))
+            },
+        );
+        env.add_template("chat", &self.source)
+            .map_err(|e| Error::ChatTemplate(format!("the template does not compile: {e}")))?;
+        Ok(env)
+    }
+
+    /// Renders `messages`, ending with the assistant's turn header when `add_generation_prompt`.
+    pub fn render(&self, messages: &[Message], add_generation_prompt: bool) -> Result<String> {
+        let env = self.env()?;
+        let tmpl = env
+            .get_template("chat")
+            .map_err(|e| Error::ChatTemplate(e.to_string()))?;
+        tmpl.render(minijinja::context! {
+            messages => messages,
+            add_generation_prompt => add_generation_prompt,
+            bos_token => self.bos_token,
+            eos_token => self.eos_token,
+        })
+        .map_err(|e| Error::ChatTemplate(format!("rendering failed: {e}")))
+    }
+}
+
+/// Gemma's turn format, used when a Gemma GGUF ships no template (it is what Google's own
+/// template renders for plain user/assistant turns; a system prompt is folded into the first
+/// user turn as Gemma has no system role).
+pub const GEMMA_TEMPLATE: &str = "{{ bos_token }}{% set first = true %}{% for message in messages %}{% if message['role'] == 'system' %}{% set ns_system = message['content'] %}{% endif %}{% endfor %}{% for message in messages %}{% if message['role'] != 'system' %}{% set role = 'model' if message['role'] == 'assistant' else message['role'] %}<start_of_turn>{{ role }}\n{% if loop.first or (loop.index0 == 1 and messages[0]['role'] == 'system') %}{% if messages[0]['role'] == 'system' %}{{ messages[0]['content'] }}\n\n{% endif %}{% endif %}{{ message['content'] | trim }}<end_of_turn>\n{% endif %}{% endfor %}{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runaway_template_runs_out_of_fuel() {
+        let t = ChatTemplate::new(
+            "{% for i in range(100000000) %}x{% endfor %}".into(),
+            None,
+            None,
+        )
+        .unwrap();
+        let err = t.render(&[Message::new("user", "hi")], true).unwrap_err();
+        assert!(matches!(err, Error::ChatTemplate(_)), "{err}");
+    }
+
+    #[test]
+    fn oversized_template_is_refused() {
+        let big = "x".repeat(MAX_TEMPLATE_BYTES + 1);
+        assert!(matches!(
+            ChatTemplate::new(big, None, None),
+            Err(Error::ChatTemplate(_))
+        ));
+    }
+
+    #[test]
+    fn gemma_builtin_renders_turns() {
+        let t = ChatTemplate::new(GEMMA_TEMPLATE.into(), Some("<bos>"), Some("<eos>")).unwrap();
+        let out = t
+            .render(
+                &[
+                    Message::new("system", "Be brief."),
+                    Message::new("user", "Hi"),
+                ],
+                true,
+            )
+            .unwrap();
+        assert_eq!(
+            out,
+            "<bos><start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\n"
+        );
+    }
+}

@@ -1,0 +1,532 @@
+//! Hyperparameters, read from the model file (GGUF metadata or config.json), never assumed.
+
+use crate::error::{Error, Result};
+use candle_core::quantized::gguf_file;
+use serde::Deserialize;
+
+/// The architectures candor runs. Llama, Mistral and Qwen2 share one block layout
+/// (`models::llama`); Gemma 3 has its own (`models::gemma3`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Architecture {
+    Llama,
+    Mistral,
+    Qwen2,
+    Gemma3,
+}
+
+pub const SUPPORTED: &str = "llama (Llama 2/3.x, SmolLM2, TinyLlama), mistral, qwen2, gemma3";
+
+impl Architecture {
+    pub fn parse(name: &str) -> Result<Self> {
+        Ok(match name {
+            "llama" | "LlamaForCausalLM" => Self::Llama,
+            "mistral" | "MistralForCausalLM" => Self::Mistral,
+            "qwen2" | "Qwen2ForCausalLM" => Self::Qwen2,
+            "gemma3" | "gemma3_text" | "Gemma3ForCausalLM" => Self::Gemma3,
+            other => {
+                return Err(Error::UnsupportedArchitecture {
+                    name: other.to_string(),
+                    supported: SUPPORTED.to_string(),
+                })
+            }
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Llama => "llama",
+            Self::Mistral => "mistral",
+            Self::Qwen2 => "qwen2",
+            Self::Gemma3 => "gemma3",
+        }
+    }
+}
+
+/// Llama 3.x frequency-dependent RoPE scaling (`rope_type = "llama3"`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Llama3RopeScaling {
+    pub factor: f64,
+    pub low_freq_factor: f64,
+    pub high_freq_factor: f64,
+    pub original_max_position_embeddings: usize,
+}
+
+/// Gemma 3 specifics.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gemma3Params {
+    pub query_pre_attn_scalar: f64,
+    /// RoPE base of the sliding-window (local) layers; global layers use `rope_theta`.
+    pub rope_local_base_freq: f64,
+    /// Linear RoPE scaling factor of the global layers (1.0 = none).
+    pub rope_global_linear_factor: f64,
+    /// One entry per layer: true when the layer attends within the sliding window.
+    pub sliding_layers: Vec<bool>,
+    pub final_logit_softcapping: Option<f64>,
+    pub attn_logit_softcapping: Option<f64>,
+    /// GGUF conversions store RMSNorm weights as (1 + w); safetensors store w.
+    pub norm_weights_offset: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelConfig {
+    pub arch: Architecture,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub n_layers: usize,
+    pub n_heads: usize,
+    pub n_kv_heads: usize,
+    pub head_dim: usize,
+    pub vocab_size: usize,
+    pub rms_norm_eps: f64,
+    pub rope_theta: f64,
+    pub rope_scaling: Option<Llama3RopeScaling>,
+    /// GGUF llama conversions permute Q/K so that RoPE rotates adjacent pairs;
+    /// everything else rotates the two halves of each head.
+    pub rope_interleaved: bool,
+    /// The context length the model was trained for.
+    pub context_length: usize,
+    pub sliding_window: Option<usize>,
+    pub qkv_bias: bool,
+    pub tie_word_embeddings: bool,
+    pub gemma3: Option<Gemma3Params>,
+}
+
+impl ModelConfig {
+    /// Checks that the numbers are consistent before any layer is built
+    /// (a zero head count would otherwise divide by zero deep inside the model).
+    pub fn validate(&self) -> Result<()> {
+        let positive = [
+            ("hidden size", self.hidden_size),
+            ("feed-forward size", self.intermediate_size),
+            ("layer count", self.n_layers),
+            ("head count", self.n_heads),
+            ("key-value head count", self.n_kv_heads),
+            ("head dimension", self.head_dim),
+            ("vocabulary size", self.vocab_size),
+            ("context length", self.context_length),
+        ];
+        for (what, v) in positive {
+            if v == 0 {
+                return Err(Error::malformed(format!("{what} is 0")));
+            }
+        }
+        if self.n_heads % self.n_kv_heads != 0 {
+            return Err(Error::malformed(format!(
+                "head count {} is not a multiple of the key-value head count {}",
+                self.n_heads, self.n_kv_heads
+            )));
+        }
+        if self.head_dim % 2 != 0 {
+            return Err(Error::malformed(format!(
+                "head dimension {} is odd; RoPE needs pairs",
+                self.head_dim
+            )));
+        }
+        // Bounds that keep a hostile header from asking for absurd allocations.
+        if self.n_layers > 1024 || self.n_heads > 1024 || self.hidden_size > 1 << 17 {
+            return Err(Error::malformed(format!(
+                "implausible size: {} layers, {} heads, hidden size {}",
+                self.n_layers, self.n_heads, self.hidden_size
+            )));
+        }
+        if let Some(g) = &self.gemma3 {
+            if g.sliding_layers.len() != self.n_layers {
+                return Err(Error::malformed(
+                    "sliding-window layer pattern length differs from the layer count",
+                ));
+            }
+        }
+        if !(self.rope_theta.is_finite() && self.rope_theta > 0.0) {
+            return Err(Error::malformed(format!(
+                "rope base {} is not positive",
+                self.rope_theta
+            )));
+        }
+        if !(self.rms_norm_eps.is_finite() && self.rms_norm_eps >= 0.0) {
+            return Err(Error::malformed(
+                "RMSNorm epsilon is negative or not finite",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Reads the hyperparameters of a GGUF file from its metadata.
+    pub fn from_gguf(ct: &gguf_file::Content) -> Result<Self> {
+        let md = Metadata(ct);
+        let arch_name = md.string("general.architecture")?;
+        let arch = Architecture::parse(&arch_name)?;
+        let a = arch_name.as_str();
+        let hidden_size = md.usize(&format!("{a}.embedding_length"))?;
+        let n_heads = md.usize(&format!("{a}.attention.head_count"))?;
+        let n_kv_heads = md
+            .usize_opt(&format!("{a}.attention.head_count_kv"))?
+            .unwrap_or(n_heads);
+        let head_dim = match md.usize_opt(&format!("{a}.attention.key_length"))? {
+            Some(d) => d,
+            None if n_heads > 0 => hidden_size / n_heads,
+            None => 0,
+        };
+        let n_layers = md.usize(&format!("{a}.block_count"))?;
+        let vocab_size = match ct.tensor_infos.get("token_embd.weight") {
+            Some(info) => info.shape.dims().first().copied().unwrap_or(0),
+            None => return Err(Error::malformed("tensor `token_embd.weight` is missing")),
+        };
+        let sliding_window = md.usize_opt(&format!("{a}.attention.sliding_window"))?;
+        let rope_theta = md
+            .f64_opt(&format!("{a}.rope.freq_base"))?
+            .unwrap_or(10_000.0);
+        let gemma3 = if arch == Architecture::Gemma3 {
+            // llama.cpp's convention for Gemma 3: every sixth layer is global, the
+            // others attend within the window; local layers use a RoPE base of 10k.
+            let linear = match md.string_opt(&format!("{a}.rope.scaling.type"))?.as_deref() {
+                Some("linear") => md
+                    .f64_opt(&format!("{a}.rope.scaling.factor"))?
+                    .unwrap_or(1.0),
+                _ => 1.0,
+            };
+            Some(Gemma3Params {
+                query_pre_attn_scalar: head_dim as f64,
+                rope_local_base_freq: 10_000.0,
+                rope_global_linear_factor: linear,
+                sliding_layers: (0..n_layers).map(|i| (i + 1) % 6 != 0).collect(),
+                final_logit_softcapping: md.f64_opt(&format!("{a}.final_logit_softcapping"))?,
+                attn_logit_softcapping: md.f64_opt(&format!("{a}.attn_logit_softcapping"))?,
+                norm_weights_offset: false,
+            })
+        } else {
+            None
+        };
+        let cfg = Self {
+            arch,
+            hidden_size,
+            intermediate_size: md.usize(&format!("{a}.feed_forward_length"))?,
+            n_layers,
+            n_heads,
+            n_kv_heads,
+            head_dim,
+            vocab_size,
+            rms_norm_eps: md
+                .f64_opt(&format!("{a}.attention.layer_norm_rms_epsilon"))?
+                .unwrap_or(1e-5),
+            rope_theta,
+            // llama.cpp stores Llama 3 scaling as the `rope_freqs.weight` tensor instead.
+            rope_scaling: None,
+            rope_interleaved: matches!(arch, Architecture::Llama | Architecture::Mistral),
+            context_length: md
+                .usize_opt(&format!("{a}.context_length"))?
+                .unwrap_or(2048),
+            sliding_window: if arch == Architecture::Gemma3 || arch == Architecture::Mistral {
+                sliding_window
+            } else {
+                None
+            },
+            qkv_bias: ct.tensor_infos.contains_key("blk.0.attn_q.bias"),
+            tie_word_embeddings: !ct.tensor_infos.contains_key("output.weight"),
+            gemma3,
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Reads the hyperparameters of a Hugging Face model from its config.json.
+    pub fn from_hf_json(json: &[u8]) -> Result<Self> {
+        let raw: HfConfig = serde_json::from_slice(json)
+            .map_err(|e| Error::malformed(format!("config.json: {e}")))?;
+        let arch_name = raw
+            .model_type
+            .clone()
+            .or_else(|| raw.architectures.as_ref().and_then(|a| a.first().cloned()))
+            .ok_or_else(|| Error::malformed("config.json names no model_type"))?;
+        let arch = Architecture::parse(&arch_name)?;
+        let n_heads = raw.num_attention_heads;
+        let head_dim = raw.head_dim.unwrap_or(if n_heads > 0 {
+            raw.hidden_size / n_heads
+        } else {
+            0
+        });
+        // transformers 5 nests rope settings under `rope_parameters`; older files keep them at
+        // the top level. Read both, preferring the explicit top-level value.
+        let rope_params = raw.rope_parameters.as_ref();
+        let rope_theta = raw
+            .rope_theta
+            .or_else(|| {
+                rope_params
+                    .and_then(|p| p.get("rope_theta"))
+                    .and_then(|v| v.as_f64())
+            })
+            .or_else(|| {
+                rope_params
+                    .and_then(|p| p.get("full_attention"))
+                    .and_then(|p| p.get("rope_theta"))
+                    .and_then(|v| v.as_f64())
+            })
+            .unwrap_or(10_000.0);
+        let scaling = raw.rope_scaling.as_ref().or_else(|| {
+            rope_params.and_then(|p| {
+                if p.get("rope_type").is_some() {
+                    Some(p)
+                } else {
+                    p.get("full_attention")
+                }
+            })
+        });
+        let rope_type = scaling
+            .and_then(|s| s.get("rope_type").or_else(|| s.get("type")))
+            .and_then(|v| v.as_str())
+            .unwrap_or("default");
+        let num = |key: &str| scaling.and_then(|s| s.get(key)).and_then(|v| v.as_f64());
+        let rope_scaling = match rope_type {
+            "default" => None,
+            "llama3" => Some(Llama3RopeScaling {
+                factor: num("factor").unwrap_or(1.0),
+                low_freq_factor: num("low_freq_factor").unwrap_or(1.0),
+                high_freq_factor: num("high_freq_factor").unwrap_or(4.0),
+                original_max_position_embeddings: num("original_max_position_embeddings")
+                    .unwrap_or(8192.0) as usize,
+            }),
+            "linear" if arch == Architecture::Gemma3 => None,
+            other => {
+                return Err(Error::Unsupported(format!(
+                    "RoPE scaling type `{other}` (supported: default, llama3{})",
+                    if arch == Architecture::Gemma3 {
+                        ", linear"
+                    } else {
+                        ""
+                    }
+                )))
+            }
+        };
+        let gemma3 = if arch == Architecture::Gemma3 {
+            let n = raw.num_hidden_layers;
+            let sliding_layers = match &raw.layer_types {
+                Some(types) => types.iter().map(|t| t == "sliding_attention").collect(),
+                None => {
+                    let pattern = raw.sliding_window_pattern.unwrap_or(6).max(1);
+                    (0..n).map(|i| (i + 1) % pattern != 0).collect()
+                }
+            };
+            let local_base = raw
+                .rope_local_base_freq
+                .or_else(|| {
+                    rope_params
+                        .and_then(|p| p.get("sliding_attention"))
+                        .and_then(|p| p.get("rope_theta"))
+                        .and_then(|v| v.as_f64())
+                })
+                .unwrap_or(10_000.0);
+            let linear = if rope_type == "linear" {
+                num("factor").unwrap_or(1.0)
+            } else {
+                1.0
+            };
+            Some(Gemma3Params {
+                query_pre_attn_scalar: raw.query_pre_attn_scalar.unwrap_or(head_dim as f64),
+                rope_local_base_freq: local_base,
+                rope_global_linear_factor: linear,
+                sliding_layers,
+                final_logit_softcapping: raw.final_logit_softcapping,
+                attn_logit_softcapping: raw.attn_logit_softcapping,
+                norm_weights_offset: true,
+            })
+        } else {
+            None
+        };
+        let cfg = Self {
+            arch,
+            hidden_size: raw.hidden_size,
+            intermediate_size: raw.intermediate_size,
+            n_layers: raw.num_hidden_layers,
+            n_heads,
+            n_kv_heads: raw.num_key_value_heads.unwrap_or(n_heads),
+            head_dim,
+            vocab_size: raw.vocab_size,
+            rms_norm_eps: raw.rms_norm_eps.unwrap_or(1e-6),
+            rope_theta,
+            rope_scaling,
+            rope_interleaved: false,
+            context_length: raw.max_position_embeddings.unwrap_or(2048),
+            sliding_window: match arch {
+                Architecture::Mistral | Architecture::Gemma3 => raw.sliding_window,
+                Architecture::Qwen2 if raw.use_sliding_window == Some(true) => raw.sliding_window,
+                _ => None,
+            },
+            qkv_bias: arch == Architecture::Qwen2 || raw.attention_bias == Some(true),
+            tie_word_embeddings: raw
+                .tie_word_embeddings
+                .unwrap_or(arch == Architecture::Gemma3),
+            gemma3,
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+#[derive(Deserialize)]
+struct HfConfig {
+    model_type: Option<String>,
+    architectures: Option<Vec<String>>,
+    hidden_size: usize,
+    intermediate_size: usize,
+    num_hidden_layers: usize,
+    num_attention_heads: usize,
+    num_key_value_heads: Option<usize>,
+    head_dim: Option<usize>,
+    vocab_size: usize,
+    rms_norm_eps: Option<f64>,
+    rope_theta: Option<f64>,
+    rope_scaling: Option<serde_json::Value>,
+    rope_parameters: Option<serde_json::Value>,
+    max_position_embeddings: Option<usize>,
+    sliding_window: Option<usize>,
+    use_sliding_window: Option<bool>,
+    attention_bias: Option<bool>,
+    tie_word_embeddings: Option<bool>,
+    // Gemma 3
+    query_pre_attn_scalar: Option<f64>,
+    rope_local_base_freq: Option<f64>,
+    layer_types: Option<Vec<String>>,
+    sliding_window_pattern: Option<usize>,
+    final_logit_softcapping: Option<f64>,
+    attn_logit_softcapping: Option<f64>,
+}
+
+/// Typed access to GGUF metadata with errors that name the key.
+pub(crate) struct Metadata<'a>(pub &'a gguf_file::Content);
+
+impl Metadata<'_> {
+    fn get(&self, key: &str) -> Option<&gguf_file::Value> {
+        self.0.metadata.get(key)
+    }
+
+    pub fn string(&self, key: &str) -> Result<String> {
+        self.string_opt(key)?
+            .ok_or_else(|| Error::malformed(format!("metadata key `{key}` is missing")))
+    }
+
+    pub fn string_opt(&self, key: &str) -> Result<Option<String>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(gguf_file::Value::String(s)) => Ok(Some(s.clone())),
+            Some(v) => Err(Error::malformed(format!(
+                "metadata key `{key}` should be a string, found {:?}",
+                v.value_type()
+            ))),
+        }
+    }
+
+    pub fn usize(&self, key: &str) -> Result<usize> {
+        self.usize_opt(key)?
+            .ok_or_else(|| Error::malformed(format!("metadata key `{key}` is missing")))
+    }
+
+    pub fn usize_opt(&self, key: &str) -> Result<Option<usize>> {
+        use gguf_file::Value as V;
+        let v = match self.get(key) {
+            None => return Ok(None),
+            Some(v) => v,
+        };
+        let n: i128 = match v {
+            V::U8(x) => *x as i128,
+            V::I8(x) => *x as i128,
+            V::U16(x) => *x as i128,
+            V::I16(x) => *x as i128,
+            V::U32(x) => *x as i128,
+            V::I32(x) => *x as i128,
+            V::U64(x) => *x as i128,
+            V::I64(x) => *x as i128,
+            _ => {
+                return Err(Error::malformed(format!(
+                    "metadata key `{key}` should be an integer, found {:?}",
+                    v.value_type()
+                )))
+            }
+        };
+        usize::try_from(n)
+            .map(Some)
+            .map_err(|_| Error::malformed(format!("metadata key `{key}` is out of range: {n}")))
+    }
+
+    pub fn f64_opt(&self, key: &str) -> Result<Option<f64>> {
+        use gguf_file::Value as V;
+        Ok(match self.get(key) {
+            None => None,
+            Some(V::F32(x)) => Some(*x as f64),
+            Some(V::F64(x)) => Some(*x),
+            Some(v) => match self.usize_opt(key) {
+                Ok(Some(n)) => Some(n as f64),
+                _ => {
+                    return Err(Error::malformed(format!(
+                        "metadata key `{key}` should be a number, found {:?}",
+                        v.value_type()
+                    )))
+                }
+            },
+        })
+    }
+
+    pub fn u32_array_opt(&self, key: &str) -> Result<Option<Vec<u32>>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(gguf_file::Value::Array(items)) => items
+                .iter()
+                .map(|v| match v {
+                    gguf_file::Value::I32(x) => u32::try_from(*x).ok(),
+                    gguf_file::Value::U32(x) => Some(*x),
+                    gguf_file::Value::U8(x) => Some(*x as u32),
+                    gguf_file::Value::I8(x) => u32::try_from(*x).ok(),
+                    _ => None,
+                })
+                .collect::<Option<Vec<_>>>()
+                .map(Some)
+                .ok_or_else(|| {
+                    Error::malformed(format!(
+                        "metadata key `{key}` holds a non-integer or negative value"
+                    ))
+                }),
+            Some(_) => Err(Error::malformed(format!(
+                "metadata key `{key}` should be an array"
+            ))),
+        }
+    }
+
+    pub fn string_array_opt(&self, key: &str) -> Result<Option<Vec<String>>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(gguf_file::Value::Array(items)) => items
+                .iter()
+                .map(|v| match v {
+                    gguf_file::Value::String(s) => Some(s.clone()),
+                    _ => None,
+                })
+                .collect::<Option<Vec<_>>>()
+                .map(Some)
+                .ok_or_else(|| {
+                    Error::malformed(format!("metadata key `{key}` holds a non-string value"))
+                }),
+            Some(_) => Err(Error::malformed(format!(
+                "metadata key `{key}` should be an array"
+            ))),
+        }
+    }
+
+    pub fn f32_array_opt(&self, key: &str) -> Result<Option<Vec<f32>>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(gguf_file::Value::Array(items)) => items
+                .iter()
+                .map(|v| match v {
+                    gguf_file::Value::F32(x) => Some(*x),
+                    _ => None,
+                })
+                .collect::<Option<Vec<_>>>()
+                .map(Some)
+                .ok_or_else(|| {
+                    Error::malformed(format!("metadata key `{key}` holds a non-float value"))
+                }),
+            Some(_) => Err(Error::malformed(format!(
+                "metadata key `{key}` should be an array"
+            ))),
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! Engine errors. Each variant says what went wrong and, where the user can act, what to do.
+
+use std::fmt;
+
+/// Broad class of an engine error, so callers can map it to an exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The model file is malformed or uses something the engine does not support.
+    Model,
+    /// The request is invalid (empty prompt, prompt longer than the context, bad option).
+    Request,
+    /// Anything else at run time (device, I/O, numerics).
+    Runtime,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("unsupported architecture `{name}`: candor runs {supported}")]
+    UnsupportedArchitecture { name: String, supported: String },
+
+    #[error("the model file is malformed: {0}")]
+    Malformed(String),
+
+    #[error("unsupported model: {0}")]
+    Unsupported(String),
+
+    #[error("`{0}` is a pickle checkpoint, which runs arbitrary code when loaded; candor loads only safetensors and GGUF. Convert it to safetensors with a trusted tool first.")]
+    Pickle(String),
+
+    #[error("no model weights found among the verified files: expected one .gguf file or a directory with config.json and *.safetensors")]
+    NoWeights,
+
+    #[error("chat template: {0}")]
+    ChatTemplate(String),
+
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+
+    #[error("the prompt is empty: give some text to complete")]
+    EmptyPrompt,
+
+    #[error("the prompt has {tokens} tokens but the context holds {context}; shorten the prompt or raise --ctx-size (the model supports up to {max})")]
+    PromptTooLong {
+        tokens: usize,
+        context: usize,
+        max: usize,
+    },
+
+    #[error("invalid option: {0}")]
+    InvalidOption(String),
+
+    #[error("device: {0}")]
+    Device(String),
+
+    #[error("the verified file `{path}` changed after it was verified ({why}); verify again")]
+    ChangedAfterVerification { path: String, why: String },
+
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+impl Error {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::UnsupportedArchitecture { .. }
+            | Error::Malformed(_)
+            | Error::Unsupported(_)
+            | Error::Pickle(_)
+            | Error::NoWeights
+            | Error::ChatTemplate(_)
+            | Error::Tokenizer(_) => ErrorKind::Model,
+            Error::EmptyPrompt | Error::PromptTooLong { .. } | Error::InvalidOption(_) => {
+                ErrorKind::Request
+            }
+            Error::Device(_)
+            | Error::ChangedAfterVerification { .. }
+            | Error::Candle(_)
+            | Error::Io(_) => ErrorKind::Runtime,
+        }
+    }
+
+    pub(crate) fn malformed(msg: impl fmt::Display) -> Self {
+        Error::Malformed(msg.to_string())
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,271 @@
+//! Building blocks shared by the architectures: linear layers, RMSNorm, RoPE, KV cache, attention.
+
+use crate::config::{Llama3RopeScaling, ModelConfig};
+use crate::error::Result;
+use crate::weights::{Weight, Weights};
+use candle_core::quantized::QMatMul;
+use candle_core::{DType, Device, Module, Tensor, D};
+
+/// `x W^T (+ b)`, with W kept quantized when the file stores it quantized.
+#[derive(Debug, Clone)]
+pub struct Linear {
+    weight: QMatMul,
+    bias: Option<Tensor>,
+}
+
+impl Linear {
+    pub fn load(
+        w: &Weights,
+        weight: Weight,
+        bias: Option<Weight>,
+        layer: Option<usize>,
+        dims: &[usize],
+        device: &Device,
+    ) -> Result<Self> {
+        w.expect_shape(weight, layer, dims)?;
+        let bias = match bias {
+            Some(b) => {
+                w.expect_shape(b, layer, &dims[..1])?;
+                Some(w.tensor(b, layer, device)?)
+            }
+            None => None,
+        };
+        Ok(Self {
+            weight: w.matmul(weight, layer, device)?,
+            bias,
+        })
+    }
+
+    pub fn from_matmul(weight: QMatMul) -> Self {
+        Self { weight, bias: None }
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let y = self.weight.forward(x)?;
+        Ok(match &self.bias {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RmsNorm {
+    weight: Tensor,
+    eps: f32,
+}
+
+impl RmsNorm {
+    /// `offset` adds 1 to the stored weight (Gemma's safetensors store `w` for `x * (1 + w)`).
+    pub fn load(
+        w: &Weights,
+        weight: Weight,
+        layer: Option<usize>,
+        dim: usize,
+        eps: f64,
+        offset: bool,
+        device: &Device,
+    ) -> Result<Self> {
+        w.expect_shape(weight, layer, &[dim])?;
+        let mut t = w.tensor(weight, layer, device)?;
+        if offset {
+            t = (t + 1.0)?;
+        }
+        Ok(Self {
+            weight: t,
+            eps: eps as f32,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(candle_nn::ops::rms_norm(
+            &x.contiguous()?,
+            &self.weight,
+            self.eps,
+        )?)
+    }
+}
+
+/// Precomputed RoPE tables for positions `0..max_positions`.
+#[derive(Debug, Clone)]
+pub struct Rope {
+    cos: Tensor,
+    sin: Tensor,
+    interleaved: bool,
+}
+
+impl Rope {
+    pub fn new(
+        cfg: &ModelConfig,
+        base: f64,
+        linear_factor: f64,
+        freq_factors: Option<&[f32]>,
+        max_positions: usize,
+        device: &Device,
+    ) -> Result<Self> {
+        let half = cfg.head_dim / 2;
+        // Computed in f32 like llama.cpp and candle, so quantized runs match them token for token.
+        let mut inv_freq: Vec<f64> = (0..half)
+            .map(|i| (1.0 / (base as f32).powf(2.0 * i as f32 / cfg.head_dim as f32)) as f64)
+            .collect();
+        if let Some(s) = &cfg.rope_scaling {
+            llama3_scale(&mut inv_freq, s);
+        }
+        if let Some(f) = freq_factors {
+            for (x, f) in inv_freq.iter_mut().zip(f) {
+                *x /= *f as f64;
+            }
+        }
+        let inv_freq: Vec<f32> = inv_freq
+            .iter()
+            .map(|x| (x / linear_factor) as f32)
+            .collect();
+        let inv_freq = Tensor::from_vec(inv_freq, (1, half), device)?;
+        let t = Tensor::arange(0u32, max_positions as u32, device)?
+            .to_dtype(DType::F32)?
+            .reshape((max_positions, 1))?;
+        let freqs = t.matmul(&inv_freq)?;
+        Ok(Self {
+            cos: freqs.cos()?,
+            sin: freqs.sin()?,
+            interleaved: cfg.rope_interleaved,
+        })
+    }
+
+    /// Rotates `x` of shape (batch, heads, seq, head_dim) whose first row sits at `pos`.
+    pub fn apply(&self, x: &Tensor, pos: usize) -> Result<Tensor> {
+        let seq = x.dim(2)?;
+        let cos = self.cos.narrow(0, pos, seq)?;
+        let sin = self.sin.narrow(0, pos, seq)?;
+        let x = x.contiguous()?;
+        Ok(if self.interleaved {
+            candle_nn::rotary_emb::rope_i(&x, &cos, &sin)?
+        } else {
+            candle_nn::rotary_emb::rope(&x, &cos, &sin)?
+        })
+    }
+}
+
+/// Llama 3.x: keep high frequencies, divide low ones by `factor`, blend in between.
+fn llama3_scale(inv_freq: &mut [f64], s: &Llama3RopeScaling) {
+    let old_ctx = s.original_max_position_embeddings as f64;
+    let low_wavelen = old_ctx / s.low_freq_factor;
+    let high_wavelen = old_ctx / s.high_freq_factor;
+    for f in inv_freq.iter_mut() {
+        let wavelen = 2.0 * std::f64::consts::PI / *f;
+        if wavelen < high_wavelen {
+            // unchanged
+        } else if wavelen > low_wavelen {
+            *f /= s.factor;
+        } else {
+            let smooth =
+                (old_ctx / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
+            *f = (1.0 - smooth) * *f / s.factor + smooth * *f;
+        }
+    }
+}
+
+/// Key/value cache of one layer: a preallocated buffer that grows by doubling, so appending
+/// a token is a copy into place (not a concatenation of the whole history) and rewinding a
+/// conversation is just a shorter length.
+#[derive(Debug, Clone, Default)]
+pub struct KvCache {
+    k: Option<Tensor>,
+    v: Option<Tensor>,
+    len: usize,
+}
+
+impl KvCache {
+    /// Appends (1, kv_heads, seq, head_dim) keys and values; returns views of the whole history.
+    pub fn append(&mut self, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
+        let seq = k.dim(2)?;
+        let needed = self.len + seq;
+        let cap = self.k.as_ref().map_or(0, |t| t.dim(2).unwrap_or(0));
+        if needed > cap {
+            let new_cap = needed.max(cap * 2).max(64);
+            let (b, h, _, d) = k.dims4()?;
+            let grow = |old: &Option<Tensor>| -> Result<Tensor> {
+                let t = Tensor::zeros((b, h, new_cap, d), k.dtype(), k.device())?;
+                if let Some(old) = old {
+                    if self.len > 0 {
+                        t.slice_set(&old.narrow(2, 0, self.len)?.contiguous()?, 2, 0)?;
+                    }
+                }
+                Ok(t)
+            };
+            self.k = Some(grow(&self.k)?);
+            self.v = Some(grow(&self.v)?);
+        }
+        let (kc, vc) = (
+            self.k.as_ref().expect("allocated"),
+            self.v.as_ref().expect("allocated"),
+        );
+        kc.slice_set(&k.contiguous()?, 2, self.len)?;
+        vc.slice_set(&v.contiguous()?, 2, self.len)?;
+        self.len = needed;
+        Ok((kc.narrow(2, 0, self.len)?, vc.narrow(2, 0, self.len)?))
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Forgets positions from `len` on.
+    pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+}
+
+/// Additive attention mask for `seq` queries starting at `pos` over `pos + seq` keys:
+/// causal, and limited to the last `window` keys when the layer has a sliding window.
+/// Returns None when nothing would be masked.
+pub fn attention_mask(
+    seq: usize,
+    pos: usize,
+    window: Option<usize>,
+    device: &Device,
+) -> Result<Option<Tensor>> {
+    let total = pos + seq;
+    let windowed = window.is_some_and(|w| total > w);
+    if seq == 1 && !windowed {
+        return Ok(None);
+    }
+    let mut mask = Vec::with_capacity(seq * total);
+    for i in 0..seq {
+        let q = pos + i;
+        for k in 0..total {
+            let visible = k <= q && window.is_none_or(|w| q - k < w);
+            mask.push(if visible { 0f32 } else { f32::NEG_INFINITY });
+        }
+    }
+    Ok(Some(Tensor::from_vec(mask, (1, 1, seq, total), device)?))
+}
+
+/// Scaled dot-product attention with grouped-query heads.
+/// q: (b, n_heads, seq, d); k, v: (b, n_kv_heads, total, d).
+pub fn attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    scale: f64,
+    softcap: Option<f64>,
+    mask: Option<&Tensor>,
+) -> Result<Tensor> {
+    let n_rep = q.dim(1)? / k.dim(1)?;
+    let k = candle_transformers::utils::repeat_kv(k.clone(), n_rep)?.contiguous()?;
+    let v = candle_transformers::utils::repeat_kv(v.clone(), n_rep)?.contiguous()?;
+    let mut att = (q.contiguous()?.matmul(&k.t()?)? * scale)?;
+    if let Some(cap) = softcap {
+        att = ((att / cap)?.tanh()? * cap)?;
+    }
+    if let Some(m) = mask {
+        att = att.broadcast_add(m)?;
+    }
+    let att = candle_nn::ops::softmax_last_dim(&att)?;
+    Ok(att.matmul(&v)?)
+}
+
+/// Numerically stable log-softmax over the last dimension.
+pub fn log_softmax(x: &Tensor) -> Result<Tensor> {
+    Ok(candle_nn::ops::log_softmax(x, D::Minus1)?)
+}

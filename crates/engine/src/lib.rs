@@ -1,0 +1,30 @@
+//! candor-engine: runs Llama-family language models with candle, from verified files only.
+//!
+//! - [`model`]: loading a model from the verifier's handles, and the forward pass entry point.
+//! - [`generate`]: streaming text generation with stop conditions.
+//! - [`perplexity`]: scoring a text.
+//! - [`sampling`]: choosing tokens from logits.
+//! - [`tokenizer`]: tokenizer.json, or one built from GGUF metadata.
+//! - [`chat`]: chat templates, rendered in a sandbox.
+//! - [`config`]: hyperparameters read from the file.
+//! - [`models`]: one file per architecture.
+
+pub mod chat;
+pub mod config;
+pub mod error;
+pub mod generate;
+mod layers;
+pub mod model;
+pub mod models;
+pub mod perplexity;
+pub mod sampling;
+pub mod tokenizer;
+mod weights;
+
+pub use chat::{ChatTemplate, Message};
+pub use config::{Architecture, ModelConfig};
+pub use error::{Error, ErrorKind, Result};
+pub use generate::{Completion, FinishReason, GenerateParams};
+pub use model::{DeviceKind, LoadOptions, Model, ModelInfo};
+pub use perplexity::Perplexity;
+pub use sampling::SamplingParams;

@@ -1,0 +1,456 @@
+//! A loaded model: weights on a device, its tokenizer and chat template, and a KV cache.
+//!
+//! Models load only from files the verifier handed over (`candor_verify::VerifiedFile`): the
+//! engine maps the very handle that was hashed, then checks it was not changed since.
+
+use crate::chat::{ChatTemplate, GEMMA_TEMPLATE};
+use crate::config::{Architecture, ModelConfig};
+use crate::error::{Error, Result};
+use crate::models::{gemma3::Gemma3, llama::Llama};
+use crate::tokenizer::Tokenizer;
+use crate::weights::Weights;
+use candle_core::quantized::gguf_file;
+use candle_core::{DType, Device, Tensor};
+use candor_verify::VerifiedFile;
+use memmap2::Mmap;
+use serde::Serialize;
+use std::io::Cursor;
+
+/// Where the model runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeviceKind {
+    #[default]
+    Cpu,
+    Cuda,
+    Metal,
+}
+
+impl DeviceKind {
+    pub fn device(self) -> Result<Device> {
+        match self {
+            DeviceKind::Cpu => Ok(Device::Cpu),
+            DeviceKind::Cuda if !cfg!(feature = "cuda") => Err(Error::Device(
+                "this build has no CUDA support; rebuild with `--features cuda` (see the README, \"Building for an NVIDIA GPU\")".into(),
+            )),
+            DeviceKind::Metal if !cfg!(feature = "metal") => Err(Error::Device(
+                "this build has no Metal support; rebuild with `--features metal` on macOS".into(),
+            )),
+            DeviceKind::Cuda => Device::new_cuda(0)
+                .map_err(|e| Error::Device(format!("no usable CUDA GPU: {e}"))),
+            DeviceKind::Metal => Device::new_metal(0)
+                .map_err(|e| Error::Device(format!("no usable Metal GPU: {e}"))),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    pub device: DeviceKind,
+    /// Context size to allocate; defaults to the model's trained context, capped at 4096.
+    pub ctx_size: Option<usize>,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            device: DeviceKind::Cpu,
+            ctx_size: None,
+        }
+    }
+}
+
+/// Facts about a loaded model, for `show`, `bench` and the server.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelInfo {
+    pub architecture: Architecture,
+    pub format: &'static str,
+    /// Dominant weight type, e.g. "Q4_1" or "F32".
+    pub weight_type: String,
+    pub parameters: u64,
+    pub context_length: usize,
+    pub ctx_size: usize,
+    pub layers: usize,
+    pub hidden_size: usize,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub vocab_size: usize,
+    pub rope_theta: f64,
+    pub has_chat_template: bool,
+}
+
+enum Network {
+    Llama(Llama),
+    Gemma3(Gemma3),
+}
+
+pub struct Model {
+    net: Network,
+    cfg: ModelConfig,
+    tokenizer: Tokenizer,
+    chat_template: Option<ChatTemplate>,
+    info: ModelInfo,
+    device: Device,
+    /// Tokens whose keys and values are in the cache, in order.
+    cached: Vec<u32>,
+}
+
+/// The bytes of one verified file, mapped from the handle that was hashed.
+struct Mapped<'a> {
+    file: &'a VerifiedFile,
+    map: Mmap,
+}
+
+impl Mapped<'_> {
+    fn name(&self) -> &str {
+        self.file.rel_path()
+    }
+    fn bytes(&self) -> &[u8] {
+        &self.map
+    }
+}
+
+fn map(file: &VerifiedFile) -> Result<Mapped<'_>> {
+    // SAFETY: the mapping is read-only; the verifier refuses files other users can write, and
+    // `check_unchanged` below confirms the handle still has the size and times it had when it
+    // was hashed, so the bytes read are the bytes verified.
+    let map = unsafe { Mmap::map(file.file())? };
+    file.check_unchanged()
+        .map_err(|e| Error::ChangedAfterVerification {
+            path: file.rel_path().to_string(),
+            why: e.to_string(),
+        })?;
+    Ok(Mapped { file, map })
+}
+
+fn file_name(rel: &str) -> &str {
+    rel.rsplit('/').next().unwrap_or(rel)
+}
+
+fn is_pickle_name(name: &str) -> bool {
+    [".bin", ".pt", ".pth", ".ckpt", ".pkl"]
+        .iter()
+        .any(|e| name.ends_with(e))
+}
+
+impl Model {
+    /// Loads a model from the files the verifier handed over. One .gguf file, or a
+    /// Hugging Face directory (config.json, *.safetensors, tokenizer.json, ...).
+    pub fn load(files: &[VerifiedFile], opts: &LoadOptions) -> Result<Self> {
+        let device = opts.device.device()?;
+        let mapped = files.iter().map(map).collect::<Result<Vec<_>>>()?;
+        let mut gguf = None;
+        let mut shards = Vec::new();
+        for m in &mapped {
+            let name = file_name(m.name());
+            match sniff(m.bytes()) {
+                Magic::Gguf => {
+                    if gguf.replace(m).is_some() {
+                        return Err(Error::Unsupported(
+                            "more than one GGUF file in one model".into(),
+                        ));
+                    }
+                }
+                Magic::Safetensors => shards.push(m),
+                Magic::Pickle => return Err(Error::Pickle(m.name().to_string())),
+                Magic::Other if is_pickle_name(name) => {
+                    return Err(Error::Pickle(m.name().to_string()))
+                }
+                Magic::Other => {}
+            }
+        }
+        match (gguf, shards.is_empty()) {
+            (Some(g), true) => Self::load_gguf(g, opts, device),
+            (None, false) => Self::load_hf(&mapped, &shards, opts, device),
+            (Some(_), false) => Err(Error::Unsupported(
+                "both GGUF and safetensors weights in one model".into(),
+            )),
+            (None, true) => Err(Error::NoWeights),
+        }
+    }
+
+    fn load_gguf(m: &Mapped, opts: &LoadOptions, device: Device) -> Result<Self> {
+        let content = gguf_file::Content::read(&mut Cursor::new(m.bytes()))
+            .map_err(|e| Error::malformed(format!("GGUF: {e}")))?;
+        let cfg = ModelConfig::from_gguf(&content)?;
+        let tokenizer = Tokenizer::from_gguf(&content)?;
+        let template = match content.metadata.get("tokenizer.chat_template") {
+            Some(gguf_file::Value::String(s)) => Some(s.clone()),
+            _ if cfg.arch == Architecture::Gemma3 => Some(GEMMA_TEMPLATE.to_string()),
+            _ => None,
+        };
+        let weight_type = dominant_gguf_type(&content);
+        let parameters = content
+            .tensor_infos
+            .values()
+            .map(|t| t.shape.elem_count() as u64)
+            .sum();
+        let weights = Weights::Gguf {
+            content: &content,
+            bytes: m.bytes(),
+        };
+        Self::build(
+            cfg,
+            &weights,
+            tokenizer,
+            template,
+            opts,
+            device,
+            "gguf",
+            weight_type,
+            parameters,
+        )
+    }
+
+    fn load_hf(
+        all: &[Mapped],
+        shards: &[&Mapped],
+        opts: &LoadOptions,
+        device: Device,
+    ) -> Result<Self> {
+        let find = |n: &str| all.iter().find(|m| file_name(m.name()) == n);
+        let json = |n: &str| -> Result<Option<serde_json::Value>> {
+            find(n)
+                .map(|m| {
+                    serde_json::from_slice(m.bytes())
+                        .map_err(|e| Error::malformed(format!("{n}: {e}")))
+                })
+                .transpose()
+        };
+        let config = find("config.json").ok_or_else(|| {
+            Error::malformed("a safetensors model needs its config.json next to the weights")
+        })?;
+        let cfg = ModelConfig::from_hf_json(config.bytes())?;
+        let tok_config = json("tokenizer_config.json")?;
+        let gen_config = json("generation_config.json")?;
+        let tokenizer = match find("tokenizer.json") {
+            Some(t) => Tokenizer::from_json(t.bytes(), tok_config.as_ref(), gen_config.as_ref())?,
+            None => {
+                return Err(Error::Tokenizer(
+                    "the model directory has no tokenizer.json; candor needs it to run".into(),
+                ))
+            }
+        };
+        let template = match find("chat_template.jinja") {
+            Some(t) => Some(String::from_utf8_lossy(t.bytes()).into_owned()),
+            None => tok_config
+                .as_ref()
+                .and_then(|c| c.get("chat_template"))
+                .and_then(|t| t.as_str())
+                .map(str::to_string),
+        };
+        let bytes: Vec<&[u8]> = shards.iter().map(|s| s.bytes()).collect();
+        let weights = Weights::safetensors(cfg.arch, &bytes)?;
+        let (parameters, weight_type) = match &weights {
+            Weights::Safetensors { shards, .. } => {
+                let mut n = 0u64;
+                let mut ty = String::from("F32");
+                for st in shards {
+                    for (_, v) in st.tensors() {
+                        n += v.shape().iter().product::<usize>() as u64;
+                        ty = format!("{:?}", v.dtype());
+                    }
+                }
+                (n, ty)
+            }
+            Weights::Gguf { .. } => (0, String::new()),
+        };
+        Self::build(
+            cfg,
+            &weights,
+            tokenizer,
+            template,
+            opts,
+            device,
+            "safetensors",
+            weight_type,
+            parameters,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn build(
+        cfg: ModelConfig,
+        weights: &Weights,
+        tokenizer: Tokenizer,
+        template: Option<String>,
+        opts: &LoadOptions,
+        device: Device,
+        format: &'static str,
+        weight_type: String,
+        parameters: u64,
+    ) -> Result<Self> {
+        let ctx_size = opts.ctx_size.unwrap_or(cfg.context_length.min(4096));
+        if ctx_size == 0 {
+            return Err(Error::InvalidOption(
+                "context size must be at least 1".into(),
+            ));
+        }
+        if ctx_size > cfg.context_length {
+            tracing::warn!(
+                "context size {ctx_size} exceeds the {} tokens the model was trained for",
+                cfg.context_length
+            );
+        }
+        if tokenizer.vocab_size() > cfg.vocab_size {
+            return Err(Error::malformed(format!(
+                "the tokenizer has {} tokens but the embedding only {} rows",
+                tokenizer.vocab_size(),
+                cfg.vocab_size
+            )));
+        }
+        let chat_template = template
+            .map(|t| ChatTemplate::new(t, tokenizer.bos(), tokenizer.eos()))
+            .transpose()?;
+        let net = match cfg.arch {
+            Architecture::Gemma3 => {
+                Network::Gemma3(Gemma3::load(&cfg, weights, ctx_size, &device)?)
+            }
+            _ => Network::Llama(Llama::load(&cfg, weights, ctx_size, &device)?),
+        };
+        let info = ModelInfo {
+            architecture: cfg.arch,
+            format,
+            weight_type,
+            parameters,
+            context_length: cfg.context_length,
+            ctx_size,
+            layers: cfg.n_layers,
+            hidden_size: cfg.hidden_size,
+            heads: cfg.n_heads,
+            kv_heads: cfg.n_kv_heads,
+            vocab_size: cfg.vocab_size,
+            rope_theta: cfg.rope_theta,
+            has_chat_template: chat_template.is_some(),
+        };
+        Ok(Self {
+            net,
+            cfg,
+            tokenizer,
+            chat_template,
+            info,
+            device,
+            cached: Vec::new(),
+        })
+    }
+
+    pub fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        &self.cfg
+    }
+
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    pub fn chat_template(&self) -> Result<&ChatTemplate> {
+        self.chat_template.as_ref().ok_or_else(|| {
+            Error::ChatTemplate(
+                "the model has no chat template; use plain completion instead".into(),
+            )
+        })
+    }
+
+    /// Tokens currently held in the KV cache.
+    pub fn cached_tokens(&self) -> &[u32] {
+        &self.cached
+    }
+
+    /// Empties the KV cache.
+    pub fn reset(&mut self) {
+        self.truncate(0);
+    }
+
+    /// Keeps the first `len` cached tokens and forgets the rest.
+    pub fn truncate(&mut self, len: usize) {
+        let len = len.min(self.cached.len());
+        self.cached.truncate(len);
+        match &mut self.net {
+            Network::Llama(m) => m.truncate_cache(len),
+            Network::Gemma3(m) => m.truncate_cache(len),
+        }
+    }
+
+    /// Feeds `ids` after the cached tokens in one batch and returns logits as (n, vocab):
+    /// every position when `all_logits`, else the last one only.
+    pub fn forward(&mut self, ids: &[u32], all_logits: bool) -> Result<Tensor> {
+        if ids.is_empty() {
+            return Err(Error::EmptyPrompt);
+        }
+        let pos = self.cached.len();
+        if pos + ids.len() > self.info.ctx_size {
+            return Err(Error::PromptTooLong {
+                tokens: pos + ids.len(),
+                context: self.info.ctx_size,
+                max: self.cfg.context_length,
+            });
+        }
+        let vocab = self.tokenizer.vocab_size();
+        if let Some(bad) = ids
+            .iter()
+            .find(|&&t| t as usize >= self.cfg.vocab_size.max(vocab))
+        {
+            return Err(Error::InvalidOption(format!(
+                "token id {bad} is outside the vocabulary"
+            )));
+        }
+        let logits = match &mut self.net {
+            Network::Llama(m) => m.forward(ids, pos, all_logits),
+            Network::Gemma3(m) => m.forward(ids, pos, all_logits),
+        };
+        let logits = match logits {
+            Ok(l) => l,
+            Err(e) => {
+                // Leave the cache consistent with `cached` after a failed step.
+                self.truncate(pos);
+                return Err(e);
+            }
+        };
+        self.cached.extend_from_slice(ids);
+        Ok(logits.to_dtype(DType::F32)?)
+    }
+}
+
+enum Magic {
+    Gguf,
+    Safetensors,
+    Pickle,
+    Other,
+}
+
+/// Identifies a file by its first bytes, never by its name.
+fn sniff(b: &[u8]) -> Magic {
+    if b.starts_with(b"GGUF") {
+        return Magic::Gguf;
+    }
+    // Pickle protocol 2+ starts with 0x80 <protocol>; torch zip checkpoints are ZIP files.
+    if (b.len() >= 2 && b[0] == 0x80 && (2..=5).contains(&b[1])) || b.starts_with(b"PK\x03\x04") {
+        return Magic::Pickle;
+    }
+    if b.len() >= 9 {
+        let n = u64::from_le_bytes(b[..8].try_into().unwrap_or([0; 8]));
+        if n >= 2 && n <= (b.len() as u64 - 8) && b[8] == b'{' {
+            return Magic::Safetensors;
+        }
+    }
+    Magic::Other
+}
+
+/// The quantization that holds most of the weights, e.g. "Q4_1".
+fn dominant_gguf_type(ct: &gguf_file::Content) -> String {
+    let mut by_type: std::collections::HashMap<String, u64> = Default::default();
+    for t in ct.tensor_infos.values() {
+        *by_type.entry(format!("{:?}", t.ggml_dtype)).or_default() += t.shape.elem_count() as u64;
+    }
+    by_type
+        .into_iter()
+        .max_by_key(|(_, n)| *n)
+        .map(|(t, _)| t)
+        .unwrap_or_default()
+}

@@ -1,0 +1,328 @@
+//! Tokenizers: a model's tokenizer.json, or the equivalent built from GGUF metadata so that a
+//! single .gguf file is enough to run.
+//!
+//! GGUF metadata is translated into a tokenizer.json document and loaded by the `tokenizers`
+//! crate, so both paths share one implementation of BPE.
+
+use crate::config::Metadata;
+use crate::error::{Error, Result};
+use candle_core::quantized::gguf_file;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+
+/// GGUF token types (llama.cpp's `llama_token_type`).
+const TOKEN_TYPE_CONTROL: u32 = 3;
+const TOKEN_TYPE_USER_DEFINED: u32 = 4;
+
+/// Upper bound on vocabulary size read from an untrusted header.
+const MAX_VOCAB: usize = 1 << 20;
+
+pub struct Tokenizer {
+    inner: tokenizers::Tokenizer,
+    bos: Option<(u32, String)>,
+    eos: Option<(u32, String)>,
+    /// Tokens that end generation: EOS, end-of-turn and similar.
+    stop_ids: Vec<u32>,
+}
+
+impl Tokenizer {
+    /// Loads a tokenizer.json, with special-token facts from tokenizer_config.json /
+    /// generation_config.json when present.
+    pub fn from_json(
+        json: &[u8],
+        tokenizer_config: Option<&Value>,
+        generation_config: Option<&Value>,
+    ) -> Result<Self> {
+        let inner = tokenizers::Tokenizer::from_bytes(json)
+            .map_err(|e| Error::Tokenizer(format!("tokenizer.json: {e}")))?;
+        let token = |key: &str| -> Option<(u32, String)> {
+            let v = tokenizer_config?.get(key)?;
+            let s = v
+                .as_str()
+                .or_else(|| v.get("content").and_then(|c| c.as_str()))?;
+            Some((inner.token_to_id(s)?, s.to_string()))
+        };
+        let bos = token("bos_token");
+        let eos = token("eos_token");
+        let mut stop_ids: Vec<u32> = eos.iter().map(|(id, _)| *id).collect();
+        if let Some(g) = generation_config.and_then(|g| g.get("eos_token_id")) {
+            match g {
+                Value::Number(n) => stop_ids.extend(n.as_u64().map(|x| x as u32)),
+                Value::Array(a) => {
+                    stop_ids.extend(a.iter().filter_map(|x| x.as_u64()).map(|x| x as u32))
+                }
+                _ => {}
+            }
+        }
+        let mut t = Self {
+            inner,
+            bos,
+            eos,
+            stop_ids,
+        };
+        t.add_end_of_turn_tokens();
+        Ok(t)
+    }
+
+    /// Builds the tokenizer described by GGUF `tokenizer.ggml.*` metadata.
+    pub fn from_gguf(ct: &gguf_file::Content) -> Result<Self> {
+        let md = Metadata(ct);
+        let model = md.string("tokenizer.ggml.model")?;
+        let tokens = md
+            .string_array_opt("tokenizer.ggml.tokens")?
+            .ok_or_else(|| Error::Tokenizer("GGUF has no tokenizer.ggml.tokens".into()))?;
+        if tokens.is_empty() || tokens.len() > MAX_VOCAB {
+            return Err(Error::Tokenizer(format!(
+                "implausible vocabulary size {}",
+                tokens.len()
+            )));
+        }
+        let types = md.u32_array_opt("tokenizer.ggml.token_type")?;
+        if let Some(t) = &types {
+            if t.len() != tokens.len() {
+                return Err(Error::Tokenizer(format!(
+                    "{} token types for {} tokens",
+                    t.len(),
+                    tokens.len()
+                )));
+            }
+        }
+        let id_key = |key: &str| -> Result<Option<u32>> {
+            match md.usize_opt(key)? {
+                Some(id) if id < tokens.len() => Ok(Some(id as u32)),
+                Some(id) => Err(Error::Tokenizer(format!(
+                    "{key} = {id} is outside the vocabulary"
+                ))),
+                None => Ok(None),
+            }
+        };
+        let bos_id = id_key("tokenizer.ggml.bos_token_id")?;
+        let eos_id = id_key("tokenizer.ggml.eos_token_id")?;
+        let mut stop_ids: Vec<u32> = Vec::new();
+        for key in [
+            "tokenizer.ggml.eos_token_id",
+            "tokenizer.ggml.eot_token_id",
+            "tokenizer.ggml.eom_token_id",
+        ] {
+            stop_ids.extend(id_key(key)?);
+        }
+        let add_bos = match ct.metadata.get("tokenizer.ggml.add_bos_token") {
+            Some(gguf_file::Value::Bool(b)) => *b,
+            // llama.cpp's defaults: SentencePiece models add BOS, BPE models do not.
+            _ => model == "llama",
+        };
+
+        let mut added = Vec::new();
+        for (id, tok) in tokens.iter().enumerate() {
+            let ty = types.as_ref().map_or(0, |t| t[id]);
+            if ty == TOKEN_TYPE_CONTROL || ty == TOKEN_TYPE_USER_DEFINED {
+                added.push(json!({
+                    "id": id, "content": tok, "single_word": false, "lstrip": false,
+                    "rstrip": false, "normalized": false, "special": true,
+                }));
+            }
+        }
+        let vocab: serde_json::Map<String, Value> = tokens
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.clone(), json!(i)))
+            .collect();
+
+        let (model_json, normalizer, pre_tokenizer, decoder) = match model.as_str() {
+            "gpt2" => {
+                let merges = md
+                    .string_array_opt("tokenizer.ggml.merges")?
+                    .ok_or_else(|| {
+                        Error::Tokenizer("BPE tokenizer without tokenizer.ggml.merges".into())
+                    })?;
+                let pre = md
+                    .string_opt("tokenizer.ggml.pre")?
+                    .unwrap_or_else(|| "default".into());
+                let model = json!({
+                    "type": "BPE", "dropout": null, "unk_token": null,
+                    "continuing_subword_prefix": null, "end_of_word_suffix": null,
+                    "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
+                    "vocab": vocab, "merges": merges,
+                });
+                let decoder = json!({"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true});
+                (model, Value::Null, gpt2_pre_tokenizer(&pre)?, decoder)
+            }
+            "llama" => {
+                let scores = md
+                    .f32_array_opt("tokenizer.ggml.scores")?
+                    .unwrap_or_default();
+                let merges = sentencepiece_merges(&tokens, &scores);
+                let prefix = match ct.metadata.get("tokenizer.ggml.add_space_prefix") {
+                    Some(gguf_file::Value::Bool(b)) => *b,
+                    _ => true,
+                };
+                let unk =
+                    id_key("tokenizer.ggml.unknown_token_id")?.map(|i| tokens[i as usize].clone());
+                let model = json!({
+                    "type": "BPE", "dropout": null, "unk_token": unk,
+                    "continuing_subword_prefix": null, "end_of_word_suffix": null,
+                    "fuse_unk": true, "byte_fallback": true, "ignore_merges": false,
+                    "vocab": vocab, "merges": merges,
+                });
+                let mut norms = vec![];
+                if prefix {
+                    norms.push(json!({"type": "Prepend", "prepend": "\u{2581}"}));
+                }
+                norms.push(
+                    json!({"type": "Replace", "pattern": {"String": " "}, "content": "\u{2581}"}),
+                );
+                let mut decoders = vec![
+                    json!({"type": "Replace", "pattern": {"String": "\u{2581}"}, "content": " "}),
+                    json!({"type": "ByteFallback"}),
+                    json!({"type": "Fuse"}),
+                ];
+                if prefix {
+                    decoders.push(json!({"type": "Strip", "content": " ", "start": 1, "stop": 0}));
+                }
+                (
+                    model,
+                    json!({"type": "Sequence", "normalizers": norms}),
+                    Value::Null,
+                    json!({"type": "Sequence", "decoders": decoders}),
+                )
+            }
+            other => return Err(Error::Unsupported(format!(
+                "GGUF tokenizer model `{other}` (supported: gpt2-style BPE, llama/SentencePiece); \
+                     put the model's tokenizer.json next to it"
+            ))),
+        };
+        let post = match (add_bos, bos_id) {
+            (true, Some(id)) => {
+                let b = &tokens[id as usize];
+                json!({
+                    "type": "TemplateProcessing",
+                    "single": [{"SpecialToken": {"id": b, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+                    "pair": [{"SpecialToken": {"id": b, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
+                             {"SpecialToken": {"id": b, "type_id": 1}}, {"Sequence": {"id": "B", "type_id": 1}}],
+                    "special_tokens": {b.clone(): {"id": b, "ids": [id], "tokens": [b]}},
+                })
+            }
+            _ => Value::Null,
+        };
+        let doc = json!({
+            "version": "1.0", "truncation": null, "padding": null,
+            "added_tokens": added, "normalizer": normalizer, "pre_tokenizer": pre_tokenizer,
+            "post_processor": post, "decoder": decoder, "model": model_json,
+        });
+        let inner = tokenizers::Tokenizer::from_bytes(doc.to_string().as_bytes()).map_err(|e| {
+            Error::Tokenizer(format!("building the tokenizer from GGUF metadata: {e}"))
+        })?;
+        let named = |id: Option<u32>| id.map(|i| (i, tokens[i as usize].clone()));
+        let mut t = Self {
+            inner,
+            bos: named(bos_id),
+            eos: named(eos_id),
+            stop_ids,
+        };
+        t.add_end_of_turn_tokens();
+        Ok(t)
+    }
+
+    /// Chat models end a turn with a dedicated token that is not always declared as EOS.
+    fn add_end_of_turn_tokens(&mut self) {
+        for s in [
+            "<|im_end|>",
+            "<end_of_turn>",
+            "<|eot_id|>",
+            "<|end|>",
+            "<|endoftext|>",
+        ] {
+            if let Some(id) = self.inner.token_to_id(s) {
+                if !self.stop_ids.contains(&id) {
+                    self.stop_ids.push(id);
+                }
+            }
+        }
+    }
+
+    /// Token ids of `text`; `special` adds what the tokenizer adds by default (e.g. BOS).
+    pub fn encode(&self, text: &str, special: bool) -> Result<Vec<u32>> {
+        let enc = self
+            .inner
+            .encode(text, special)
+            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        Ok(enc.get_ids().to_vec())
+    }
+
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        self.inner
+            .decode(ids, true)
+            .map_err(|e| Error::Tokenizer(e.to_string()))
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    pub fn bos(&self) -> Option<&str> {
+        self.bos.as_ref().map(|(_, s)| s.as_str())
+    }
+
+    pub fn eos(&self) -> Option<&str> {
+        self.eos.as_ref().map(|(_, s)| s.as_str())
+    }
+
+    pub fn is_stop(&self, id: u32) -> bool {
+        self.stop_ids.contains(&id)
+    }
+
+    pub fn id_to_token(&self, id: u32) -> Option<String> {
+        self.inner.id_to_token(id)
+    }
+}
+
+/// Pre-tokenizers of the BPE vocabularies llama.cpp names in `tokenizer.ggml.pre`.
+fn gpt2_pre_tokenizer(pre: &str) -> Result<Value> {
+    let byte_level = |regex: bool| json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": regex});
+    let split = |pattern: &str| json!({"type": "Split", "pattern": {"Regex": pattern}, "behavior": "Isolated", "invert": false});
+    const LLAMA3: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+    const QWEN2: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+    Ok(match pre {
+        // SmolLM: every digit on its own, then GPT-2's byte-level split.
+        "smollm" => json!({"type": "Sequence", "pretokenizers": [
+            {"type": "Digits", "individual_digits": true}, byte_level(true)]}),
+        "gpt2" | "default" => byte_level(true),
+        "llama3" | "llama-bpe" | "smaug-bpe" => {
+            json!({"type": "Sequence", "pretokenizers": [split(LLAMA3), byte_level(false)]})
+        }
+        "qwen2" | "deepseek-r1-qwen" => {
+            json!({"type": "Sequence", "pretokenizers": [split(QWEN2), byte_level(false)]})
+        }
+        other => {
+            return Err(Error::Unsupported(format!(
+                "GGUF pre-tokenizer `{other}` (supported: smollm, gpt2, llama-bpe, qwen2); \
+                 put the model's tokenizer.json next to it"
+            )))
+        }
+    })
+}
+
+/// Recovers BPE merges from a SentencePiece vocabulary: every split of a piece into two
+/// pieces of the vocabulary is a merge, ranked by the merged piece's score (then id).
+fn sentencepiece_merges(tokens: &[String], scores: &[f32]) -> Vec<(String, String)> {
+    let index: HashMap<&str, usize> = tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.as_str(), i))
+        .collect();
+    let mut merges: Vec<(f32, usize, usize, usize)> = Vec::new();
+    for (id, piece) in tokens.iter().enumerate() {
+        for (split, _) in piece.char_indices().skip(1) {
+            let (l, r) = piece.split_at(split);
+            if let (Some(&li), Some(&ri)) = (index.get(l), index.get(r)) {
+                let score = scores.get(id).copied().unwrap_or(0.0);
+                merges.push((score, id, li, ri));
+            }
+        }
+    }
+    merges.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+    merges
+        .into_iter()
+        .map(|(_, _, l, r)| (tokens[l].clone(), tokens[r].clone()))
+        .collect()
+}

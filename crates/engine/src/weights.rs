@@ -1,0 +1,217 @@
+//! Where tensors come from: a GGUF file or safetensors shards, both read from verified bytes.
+//!
+//! Model code asks for weights by role (`Weight::AttnQ` of layer 3); this module maps the role
+//! to the file's own naming (`blk.3.attn_q.weight` or `model.layers.3.self_attn.q_proj.weight`).
+
+use crate::config::Architecture;
+use crate::error::{Error, Result};
+use candle_core::quantized::{gguf_file, QMatMul};
+use candle_core::safetensors::Load;
+use candle_core::{DType, Device, Tensor};
+use safetensors::SafeTensors;
+use std::collections::HashMap;
+use std::io::Cursor;
+use std::sync::Arc;
+
+/// A weight's role in a decoder block or around it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Weight {
+    TokenEmbedding,
+    OutputNorm,
+    Output,
+    /// Llama 3 RoPE frequency factors (GGUF only).
+    RopeFreqs,
+    AttnNorm,
+    AttnQ,
+    AttnK,
+    AttnV,
+    AttnQBias,
+    AttnKBias,
+    AttnVBias,
+    AttnOutput,
+    AttnQNorm,
+    AttnKNorm,
+    PostAttnNorm,
+    FfnNorm,
+    PostFfnNorm,
+    FfnGate,
+    FfnUp,
+    FfnDown,
+}
+
+impl Weight {
+    fn gguf_name(self, layer: Option<usize>) -> String {
+        let base = match self {
+            Weight::TokenEmbedding => return "token_embd.weight".into(),
+            Weight::OutputNorm => return "output_norm.weight".into(),
+            Weight::Output => return "output.weight".into(),
+            Weight::RopeFreqs => return "rope_freqs.weight".into(),
+            Weight::AttnNorm => "attn_norm.weight",
+            Weight::AttnQ => "attn_q.weight",
+            Weight::AttnK => "attn_k.weight",
+            Weight::AttnV => "attn_v.weight",
+            Weight::AttnQBias => "attn_q.bias",
+            Weight::AttnKBias => "attn_k.bias",
+            Weight::AttnVBias => "attn_v.bias",
+            Weight::AttnOutput => "attn_output.weight",
+            Weight::AttnQNorm => "attn_q_norm.weight",
+            Weight::AttnKNorm => "attn_k_norm.weight",
+            Weight::PostAttnNorm => "post_attention_norm.weight",
+            Weight::FfnNorm => "ffn_norm.weight",
+            Weight::PostFfnNorm => "post_ffw_norm.weight",
+            Weight::FfnGate => "ffn_gate.weight",
+            Weight::FfnUp => "ffn_up.weight",
+            Weight::FfnDown => "ffn_down.weight",
+        };
+        format!("blk.{}.{base}", layer.unwrap_or(0))
+    }
+
+    fn hf_name(self, arch: Architecture, layer: Option<usize>) -> String {
+        let base = match self {
+            Weight::TokenEmbedding => return "model.embed_tokens.weight".into(),
+            Weight::OutputNorm => return "model.norm.weight".into(),
+            Weight::Output => return "lm_head.weight".into(),
+            Weight::RopeFreqs => return "rope_freqs.weight".into(),
+            Weight::AttnNorm => "input_layernorm.weight",
+            Weight::AttnQ => "self_attn.q_proj.weight",
+            Weight::AttnK => "self_attn.k_proj.weight",
+            Weight::AttnV => "self_attn.v_proj.weight",
+            Weight::AttnQBias => "self_attn.q_proj.bias",
+            Weight::AttnKBias => "self_attn.k_proj.bias",
+            Weight::AttnVBias => "self_attn.v_proj.bias",
+            Weight::AttnOutput => "self_attn.o_proj.weight",
+            Weight::AttnQNorm => "self_attn.q_norm.weight",
+            Weight::AttnKNorm => "self_attn.k_norm.weight",
+            // Llama calls its pre-FFN norm `post_attention_layernorm`; Gemma 3 uses that name
+            // for the norm after attention and has a separate `pre_feedforward_layernorm`.
+            Weight::PostAttnNorm => "post_attention_layernorm.weight",
+            Weight::FfnNorm if arch == Architecture::Gemma3 => "pre_feedforward_layernorm.weight",
+            Weight::FfnNorm => "post_attention_layernorm.weight",
+            Weight::PostFfnNorm => "post_feedforward_layernorm.weight",
+            Weight::FfnGate => "mlp.gate_proj.weight",
+            Weight::FfnUp => "mlp.up_proj.weight",
+            Weight::FfnDown => "mlp.down_proj.weight",
+        };
+        format!("model.layers.{}.{base}", layer.unwrap_or(0))
+    }
+}
+
+/// Tensors of one model, read from verified bytes.
+pub(crate) enum Weights<'a> {
+    Gguf {
+        content: &'a gguf_file::Content,
+        bytes: &'a [u8],
+    },
+    Safetensors {
+        arch: Architecture,
+        shards: Vec<SafeTensors<'a>>,
+        /// tensor name -> shard index
+        index: HashMap<String, usize>,
+    },
+}
+
+impl<'a> Weights<'a> {
+    pub fn safetensors(arch: Architecture, shard_bytes: &[&'a [u8]]) -> Result<Self> {
+        let mut shards = Vec::with_capacity(shard_bytes.len());
+        let mut index = HashMap::new();
+        for (i, bytes) in shard_bytes.iter().enumerate() {
+            let st = SafeTensors::deserialize(bytes)
+                .map_err(|e| Error::malformed(format!("safetensors: {e}")))?;
+            for name in st.names() {
+                if index.insert(name.to_string(), i).is_some() {
+                    return Err(Error::malformed(format!(
+                        "tensor `{name}` appears in more than one shard"
+                    )));
+                }
+            }
+            shards.push(st);
+        }
+        Ok(Weights::Safetensors {
+            arch,
+            shards,
+            index,
+        })
+    }
+
+    fn name(&self, w: Weight, layer: Option<usize>) -> String {
+        match self {
+            Weights::Gguf { .. } => w.gguf_name(layer),
+            Weights::Safetensors { arch, .. } => w.hf_name(*arch, layer),
+        }
+    }
+
+    pub fn contains(&self, w: Weight, layer: Option<usize>) -> bool {
+        let name = self.name(w, layer);
+        match self {
+            Weights::Gguf { content, .. } => content.tensor_infos.contains_key(&name),
+            Weights::Safetensors { index, .. } => index.contains_key(&name),
+        }
+    }
+
+    /// A weight as a matrix multiplication operand, kept quantized when the file is.
+    pub fn matmul(&self, w: Weight, layer: Option<usize>, device: &Device) -> Result<QMatMul> {
+        let name = self.name(w, layer);
+        match self {
+            Weights::Gguf { content, bytes } => {
+                let q = content
+                    .tensor(&mut Cursor::new(*bytes), &name, device)
+                    .map_err(|e| missing_or(e, &name))?;
+                Ok(QMatMul::from_arc(Arc::new(q))?)
+            }
+            Weights::Safetensors { .. } => Ok(QMatMul::Tensor(self.tensor(w, layer, device)?)),
+        }
+    }
+
+    /// A weight as a dense f32 tensor (norms, biases, small vectors).
+    pub fn tensor(&self, w: Weight, layer: Option<usize>, device: &Device) -> Result<Tensor> {
+        let name = self.name(w, layer);
+        let t = match self {
+            Weights::Gguf { content, bytes } => content
+                .tensor(&mut Cursor::new(*bytes), &name, device)
+                .map_err(|e| missing_or(e, &name))?
+                .dequantize(device)?,
+            Weights::Safetensors { shards, index, .. } => {
+                let shard = index
+                    .get(&name)
+                    .ok_or_else(|| Error::malformed(format!("tensor `{name}` is missing")))?;
+                let view = shards[*shard]
+                    .tensor(&name)
+                    .map_err(|e| Error::malformed(format!("tensor `{name}`: {e}")))?;
+                view.load(device)?
+            }
+        };
+        Ok(t.to_dtype(DType::F32)?)
+    }
+
+    /// Checks a tensor's shape before its data is used, so a file that disagrees with its
+    /// own hyperparameters is refused instead of failing deep in a matmul.
+    pub fn expect_shape(&self, w: Weight, layer: Option<usize>, dims: &[usize]) -> Result<()> {
+        let name = self.name(w, layer);
+        let actual: Vec<usize> = match self {
+            Weights::Gguf { content, .. } => match content.tensor_infos.get(&name) {
+                Some(info) => info.shape.dims().to_vec(),
+                None => return Err(Error::malformed(format!("tensor `{name}` is missing"))),
+            },
+            Weights::Safetensors { shards, index, .. } => {
+                let shard = index
+                    .get(&name)
+                    .ok_or_else(|| Error::malformed(format!("tensor `{name}` is missing")))?;
+                shards[*shard]
+                    .tensor(&name)
+                    .map_err(|e| Error::malformed(format!("tensor `{name}`: {e}")))?
+                    .shape()
+                    .to_vec()
+            }
+        };
+        if actual != dims {
+            return Err(Error::malformed(format!(
+                "tensor `{name}` has shape {actual:?}, the hyperparameters imply {dims:?}"
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn missing_or(e: candle_core::Error, name: &str) -> Error {
+    Error::malformed(format!("tensor `{name}`: {e}"))
+}

@@ -1,0 +1,119 @@
+use std::{io, path::PathBuf};
+
+use crate::{
+    formats::FormatError, manifest::ManifestProblem, policy::PolicyProblem, report::Report,
+};
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The class of an error, which the CLI maps to its exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// Hash or size mismatch, missing or extra file, unsafe file, file changed after verification.
+    Integrity,
+    /// Refused by license, openness or policy (also: unlisted model, license not accepted).
+    Refused,
+    /// Malformed or unsupported model file.
+    Malformed,
+    /// Anything the environment did wrong (I/O).
+    Io,
+    /// A bad manifest, policy or argument: the user has something to fix before we can judge.
+    Usage,
+}
+
+impl ErrorKind {
+    /// The `candor` exit code for this class (see issue 4's contract).
+    pub fn exit_code(self) -> i32 {
+        match self {
+            ErrorKind::Io => 1,
+            ErrorKind::Usage => 2,
+            ErrorKind::Integrity => 3,
+            ErrorKind::Refused => 4,
+            ErrorKind::Malformed => 5,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A manifest that does not parse or breaks a schema rule; `line` is 1-based.
+    #[error("manifest {}{}: {problem}", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Manifest {
+        path: PathBuf,
+        line: Option<usize>,
+        problem: ManifestProblem,
+    },
+
+    #[error("no manifest named '{id}' in {}", dir.display())]
+    ManifestNotFound { id: String, dir: PathBuf },
+
+    /// A policy file that does not parse or holds an empty or unknown value (fails closed).
+    #[error("policy {}{}: {problem}", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Policy {
+        path: PathBuf,
+        line: Option<usize>,
+        problem: PolicyProblem,
+    },
+
+    /// Verification ran and the files are not what the manifest lists. The report says which.
+    #[error("integrity check failed: {}", .0.decision.summary())]
+    Integrity(Box<Report>),
+
+    /// Verification ran and the model is refused by license, openness or policy.
+    #[error("refused: {}", .0.decision.summary())]
+    Refused(Box<Report>),
+
+    /// Verification ran and a model file is malformed or of a refused format.
+    #[error("malformed model file: {}", .0.decision.summary())]
+    MalformedModel(Box<Report>),
+
+    /// A header validator rejected a file (direct use of `formats`).
+    #[error("{}: {source}", path.display())]
+    Format { path: PathBuf, source: FormatError },
+
+    /// A verified file was modified or replaced after it was hashed.
+    #[error("{}: changed since it was verified ({what})", path.display())]
+    FileChanged { path: PathBuf, what: &'static str },
+
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: io::Error },
+
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl Error {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Manifest { .. } | Error::ManifestNotFound { .. } | Error::Policy { .. } => {
+                ErrorKind::Usage
+            }
+            Error::Usage(_) => ErrorKind::Usage,
+            Error::Integrity(_) | Error::FileChanged { .. } => ErrorKind::Integrity,
+            Error::Refused(_) => ErrorKind::Refused,
+            Error::MalformedModel(_) | Error::Format { .. } => ErrorKind::Malformed,
+            Error::Io { .. } => ErrorKind::Io,
+        }
+    }
+
+    /// The exit code the CLI should use.
+    pub fn exit_code(&self) -> i32 {
+        self.kind().exit_code()
+    }
+
+    /// The verification report, when the error is a verification outcome.
+    pub fn report(&self) -> Option<&Report> {
+        match self {
+            Error::Integrity(r) | Error::Refused(r) | Error::MalformedModel(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,46 @@
+//! candor-verify decides, before an engine reads a byte, whether a model is what its publisher
+//! published, under which terms, and how open it really is.
+//!
+//! The only way to get at a model's bytes through this crate is [`verify`], which returns the
+//! opened and hashed file handles ([`VerifiedFile`]); a file swapped on disk after hashing is never
+//! the one handed over.
+
+#![forbid(unsafe_code)]
+
+/// Recorded acceptances of must-accept licenses (Gemma, Llama).
+pub mod acceptance;
+/// The verification cache: file identity + manifest digest -> verified sha256.
+pub mod cache;
+/// The top-level `verify` entry point and its rules.
+pub mod decision;
+/// Error type and its exit-code classes.
+pub mod error;
+/// Opening model files safely (no symlink escapes, FIFOs or devices).
+pub mod files;
+/// Strict structural validators for GGUF and safetensors headers, and format detection.
+pub mod formats;
+/// Streamed, parallel sha256 with progress reporting.
+pub mod hashing;
+/// License identifiers and their comparison with what a model declares.
+pub mod license;
+/// The manifest schema and its strict loader.
+pub mod manifest;
+/// Model-card (README.md) YAML front matter, read within bounds.
+pub mod model_card;
+/// Openness levels, component grades and the rules that tie them together.
+pub mod openness;
+/// The user's policy file.
+pub mod policy;
+/// Human-readable and JSON reports.
+pub mod report;
+
+pub use acceptance::AcceptanceStore;
+pub use cache::VerifyCache;
+pub use decision::{verify, Verification, VerifyOptions};
+pub use error::{Error, ErrorKind, Result};
+pub use files::VerifiedFile;
+pub use hashing::{sha256_file, NoProgress, Progress, Sha256Writer};
+pub use manifest::{find_manifest, manifests_in_dir, Manifest, Source};
+pub use openness::Level;
+pub use policy::Policy;
+pub use report::{Reason, Report};

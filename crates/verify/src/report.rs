@@ -1,0 +1,453 @@
+//! The verification report: what was checked, what was found, and the decision with its reasons,
+//! the overrides used and the fix for each refusal. `Report::to_json` has a stable schema
+//! (`schema_version`, documented in manifests/README.md); `Report::render` is for people.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::{
+    error::ErrorKind,
+    files::UnsafeFile,
+    formats::FormatError,
+    license::LicenseTerms,
+    manifest::{Attestation, FileFormat, FileRole, ModelInfo},
+    openness::{Component, Grade, Level, LevelFailure},
+    policy::PolicyViolation,
+};
+
+/// Version of the JSON report schema. Fields may be added within a version, never removed or
+/// changed in meaning.
+pub const REPORT_SCHEMA_VERSION: u32 = 1;
+
+/// One reason a model is not loaded.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "code", rename_all = "snake_case")]
+pub enum Reason {
+    HashMismatch {
+        path: String,
+        expected: String,
+        actual: String,
+    },
+    SizeMismatch {
+        path: String,
+        expected: u64,
+        actual: u64,
+    },
+    MissingFile {
+        path: String,
+    },
+    ExtraFile {
+        path: String,
+    },
+    UnsafeFile {
+        path: String,
+        problem: UnsafeFile,
+    },
+    MalformedFile {
+        path: String,
+        #[serde(serialize_with = "ser_display")]
+        error: FormatError,
+    },
+    DeclaredLicenseMismatch {
+        source: String,
+        declared: String,
+        manifest: String,
+    },
+    DeclaredBaseModelMismatch {
+        source: String,
+        declared: String,
+        manifest: Vec<String>,
+    },
+    DeclaredArchitectureMismatch {
+        source: String,
+        declared: String,
+        manifest: String,
+    },
+    ClaimAboveAchieved {
+        claimed: Level,
+        achieved: Level,
+        rules: Vec<String>,
+    },
+    Policy {
+        violation: PolicyViolation,
+    },
+    LicenseNotAccepted {
+        manifest_id: String,
+        license: String,
+    },
+}
+
+fn ser_display<S: serde::Serializer, T: std::fmt::Display>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
+}
+
+impl Reason {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Reason::HashMismatch { .. }
+            | Reason::SizeMismatch { .. }
+            | Reason::MissingFile { .. }
+            | Reason::ExtraFile { .. }
+            | Reason::UnsafeFile { .. } => ErrorKind::Integrity,
+            Reason::MalformedFile { .. } => ErrorKind::Malformed,
+            _ => ErrorKind::Refused,
+        }
+    }
+
+    pub fn message(&self) -> String {
+        match self {
+            Reason::HashMismatch {
+                path,
+                expected,
+                actual,
+            } => {
+                format!("{path}: sha256 mismatch: expected {expected}, got {actual}")
+            }
+            Reason::SizeMismatch {
+                path,
+                expected,
+                actual,
+            } => {
+                format!("{path}: size mismatch: expected {expected} bytes, found {actual}")
+            }
+            Reason::MissingFile { path } => format!("{path}: listed in the manifest but missing"),
+            Reason::ExtraFile { path } => format!("{path}: weight file not listed in the manifest"),
+            Reason::UnsafeFile { path, problem } => format!("{path}: {problem}"),
+            Reason::MalformedFile { path, error } => format!("{path}: {error}"),
+            Reason::DeclaredLicenseMismatch {
+                source,
+                declared,
+                manifest,
+            } => {
+                format!(
+                    "{source} declares license \"{declared}\" but the manifest records {manifest}"
+                )
+            }
+            Reason::DeclaredBaseModelMismatch {
+                source,
+                declared,
+                manifest,
+            } => format!(
+                "{source} declares base model \"{declared}\" but the manifest lists [{}]",
+                manifest.join(", ")
+            ),
+            Reason::DeclaredArchitectureMismatch {
+                source,
+                declared,
+                manifest,
+            } => {
+                format!("{source} declares architecture \"{declared}\" but the manifest records {manifest}")
+            }
+            Reason::ClaimAboveAchieved {
+                claimed,
+                achieved,
+                rules,
+            } => format!(
+                "the publisher claims {claimed} but the manifest's grades achieve {achieved}: {}",
+                rules.join("; ")
+            ),
+            Reason::Policy { violation } => violation.to_string(),
+            Reason::LicenseNotAccepted { license, .. } => {
+                format!("{license} must be accepted before use and has not been")
+            }
+        }
+    }
+}
+
+/// A reason with its class, its sentence and the fix (what would load the model anyway).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Finding {
+    pub kind: ErrorKind,
+    #[serde(flatten)]
+    pub reason: Reason,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Allowed,
+    IntegrityFailure,
+    Malformed,
+    Refused,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Decision {
+    pub outcome: Outcome,
+    pub findings: Vec<Finding>,
+    /// Overrides in force for this load (accepted licenses, `--accept-openness`, unlisted…).
+    pub overrides: Vec<String>,
+}
+
+impl Decision {
+    pub fn allowed(&self) -> bool {
+        self.outcome == Outcome::Allowed
+    }
+
+    pub fn has(&self, pred: impl Fn(&Reason) -> bool) -> bool {
+        self.findings.iter().any(|f| pred(&f.reason))
+    }
+
+    pub fn reasons(&self) -> impl Iterator<Item = &Reason> {
+        self.findings.iter().map(|f| &f.reason)
+    }
+
+    /// One line for error messages.
+    pub fn summary(&self) -> String {
+        match self.findings.first() {
+            None => "ok".into(),
+            Some(f) if self.findings.len() == 1 => f.message.clone(),
+            Some(f) => format!("{} (and {} more)", f.message, self.findings.len() - 1),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileStatus {
+    Ok,
+    HashMismatch,
+    SizeMismatch,
+    Missing,
+    Extra,
+    Unsafe,
+    Malformed,
+    /// Hashed, but no manifest to compare with.
+    Unlisted,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FileReport {
+    pub path: String,
+    pub role: Option<FileRole>,
+    pub format: Option<FileFormat>,
+    pub status: FileStatus,
+    pub expected_size: Option<u64>,
+    pub actual_size: Option<u64>,
+    pub expected_sha256: Option<String>,
+    pub actual_sha256: Option<String>,
+    /// The sha256 came from the verification cache (file identity unchanged).
+    pub cached: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ManifestSummary {
+    pub id: String,
+    pub attestation: Attestation,
+    pub path: Option<String>,
+    pub digest: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LicenseReport {
+    pub spdx: String,
+    pub name: String,
+    pub url: String,
+    pub hf_id: Option<String>,
+    pub osi_approved: bool,
+    pub at_a_glance: Vec<String>,
+    pub terms: LicenseTerms,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ComponentReport {
+    pub component: Component,
+    pub grade: Grade,
+    pub license: Option<String>,
+    pub evidence: Option<String>,
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OpennessReport {
+    pub claimed: Level,
+    pub claimed_wording: String,
+    pub claim_source: String,
+    pub achieved: Level,
+    pub mof_class: Option<&'static str>,
+    pub osai_score: f64,
+    pub components: Vec<ComponentReport>,
+    pub unmet: Vec<LevelFailure>,
+}
+
+/// What the model files themselves declare.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Declared {
+    pub gguf_architecture: Option<String>,
+    pub gguf_license: Option<String>,
+    pub gguf_license_name: Option<String>,
+    pub gguf_base_models: Vec<String>,
+    pub card_license: Option<String>,
+    pub card_license_name: Option<String>,
+    pub card_base_models: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Stats {
+    pub files: usize,
+    pub hashed_bytes: u64,
+    pub cache_hits: usize,
+    pub elapsed_ms: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    pub schema_version: u32,
+    pub target: String,
+    /// `None` for an unlisted model.
+    pub manifest: Option<ManifestSummary>,
+    pub model: Option<ModelInfo>,
+    pub files: Vec<FileReport>,
+    /// Root digest of the files as found (when every listed file was hashed).
+    pub root_digest: Option<String>,
+    /// Root digest the manifest implies.
+    pub expected_root_digest: Option<String>,
+    pub license: Option<LicenseReport>,
+    pub declared: Declared,
+    pub openness: Option<OpennessReport>,
+    pub policy_source: Option<String>,
+    pub decision: Decision,
+    pub warnings: Vec<String>,
+    pub stats: Stats,
+}
+
+impl Report {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    }
+
+    /// The report for people.
+    pub fn render(&self) -> String {
+        let mut o = String::new();
+        let _ = self.render_into(&mut o);
+        o
+    }
+
+    fn render_into(&self, o: &mut String) -> std::fmt::Result {
+        match (&self.manifest, &self.model) {
+            (Some(m), Some(model)) => {
+                writeln!(o, "model     {} ({})", model.name, m.id)?;
+                writeln!(o, "publisher {}", model.publisher)?;
+                if !model.base_models.is_empty() {
+                    let rel = model
+                        .base_model_relation
+                        .map(|r| format!(" ({r:?})").to_lowercase())
+                        .unwrap_or_default();
+                    writeln!(o, "base      {}{rel}", model.base_models.join(", "))?;
+                }
+                writeln!(
+                    o,
+                    "manifest  {} [{}]",
+                    m.path.as_deref().unwrap_or(&m.id),
+                    m.attestation
+                )?;
+            }
+            _ => writeln!(o, "model     {} (unlisted: no manifest)", self.target)?,
+        }
+        writeln!(o, "\nfiles")?;
+        for f in &self.files {
+            let status = match f.status {
+                FileStatus::Ok => "ok",
+                FileStatus::HashMismatch => "FAIL sha256",
+                FileStatus::SizeMismatch => "FAIL size",
+                FileStatus::Missing => "FAIL missing",
+                FileStatus::Extra => "FAIL extra",
+                FileStatus::Unsafe => "FAIL unsafe",
+                FileStatus::Malformed => "FAIL malformed",
+                FileStatus::Unlisted => "unlisted",
+            };
+            let size = f
+                .actual_size
+                .or(f.expected_size)
+                .map(|s| format!("{s} bytes"))
+                .unwrap_or_default();
+            let cached = if f.cached { " (cached)" } else { "" };
+            writeln!(o, "  {status:<14} {}  {size}{cached}", f.path)?;
+            if f.status == FileStatus::HashMismatch {
+                writeln!(
+                    o,
+                    "      expected {}",
+                    f.expected_sha256.as_deref().unwrap_or("?")
+                )?;
+                writeln!(
+                    o,
+                    "      actual   {}",
+                    f.actual_sha256.as_deref().unwrap_or("?")
+                )?;
+            } else if let Some(h) = f.actual_sha256.as_deref().or(f.expected_sha256.as_deref()) {
+                writeln!(o, "      sha256 {h}")?;
+            }
+        }
+        if let Some(r) = self
+            .root_digest
+            .as_ref()
+            .or(self.expected_root_digest.as_ref())
+        {
+            writeln!(o, "  root digest {r}")?;
+        }
+        if let Some(l) = &self.license {
+            writeln!(o, "\nlicense   {} ({})", l.name, l.spdx)?;
+            writeln!(o, "          {}", l.url)?;
+            for t in &l.at_a_glance {
+                writeln!(o, "  - {t}")?;
+            }
+        }
+        if let Some(op) = &self.openness {
+            writeln!(
+                o,
+                "\nopenness  achieved {}, claimed {} (\"{}\", {})",
+                op.achieved, op.claimed, op.claimed_wording, op.claim_source
+            )?;
+            writeln!(
+                o,
+                "          MOF class {}, OSAI-style score {:.2}",
+                op.mof_class.unwrap_or("none"),
+                op.osai_score
+            )?;
+            for c in &op.components {
+                let lic = c
+                    .license
+                    .as_deref()
+                    .map(|l| format!(" [{l}]"))
+                    .unwrap_or_default();
+                writeln!(
+                    o,
+                    "  {:<30} {:<8}{lic}",
+                    c.component.as_str(),
+                    c.grade.as_str()
+                )?;
+            }
+            if let Some(next) = op.unmet.first() {
+                writeln!(o, "  not {}:", next.level)?;
+                for r in &next.reasons {
+                    writeln!(o, "    - {r}")?;
+                }
+            }
+        }
+        writeln!(o)?;
+        for w in &self.warnings {
+            writeln!(o, "warning: {w}")?;
+        }
+        for ov in &self.decision.overrides {
+            writeln!(o, "override: {ov}")?;
+        }
+        let verdict = match self.decision.outcome {
+            Outcome::Allowed => "ALLOWED",
+            Outcome::IntegrityFailure => "REFUSED (integrity)",
+            Outcome::Malformed => "REFUSED (malformed file)",
+            Outcome::Refused => "REFUSED",
+        };
+        writeln!(o, "decision: {verdict}")?;
+        for f in &self.decision.findings {
+            writeln!(o, "  - {}", f.message)?;
+            if let Some(fix) = &f.fix {
+                writeln!(o, "    fix: {fix}")?;
+            }
+        }
+        Ok(())
+    }
+}
