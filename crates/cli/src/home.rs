@@ -24,6 +24,12 @@ impl Home {
                 PathBuf::from(home).join(".cache").join("candor")
             }
         };
+        Self::at(root)
+    }
+
+    /// A home at `root` (tests, tools embedding candor).
+    pub fn at(root: impl Into<PathBuf>) -> Result<Self> {
+        let root = root.into();
         std::fs::create_dir_all(&root)
             .with_context(|| format!("cannot create the candor home {}", root.display()))?;
         Ok(Self { root })

@@ -186,10 +186,12 @@ impl Tokenizer {
                     json!({"type": "Sequence", "decoders": decoders}),
                 )
             }
-            other => return Err(Error::Unsupported(format!(
+            other => {
+                return Err(Error::Unsupported(format!(
                 "GGUF tokenizer model `{other}` (supported: gpt2-style BPE, llama/SentencePiece); \
                      put the model's tokenizer.json next to it"
-            ))),
+            )))
+            }
         };
         let post = match (add_bos, bos_id) {
             (true, Some(id)) => {
@@ -249,9 +251,10 @@ impl Tokenizer {
         Ok(enc.get_ids().to_vec())
     }
 
+    /// Text of `ids`, special tokens included (as transformers' `decode` does by default).
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
         self.inner
-            .decode(ids, true)
+            .decode(ids, false)
             .map_err(|e| Error::Tokenizer(e.to_string()))
     }
 

@@ -17,7 +17,12 @@ use crate::{
     cache::VerifyCache,
     error::{Error, ErrorKind, Result},
     files::{open_in_dir, FileIdentity, OpenError, OpenedFile, VerifiedFile},
-    formats::{self, gguf::GgufHeader, FormatError, Header},
+    formats::{
+        self,
+        gguf::GgufHeader,
+        safetensors::{IndexError, SafetensorsHeader, SafetensorsIndex},
+        FormatError, Header,
+    },
     hashing::{self, Progress},
     license::{self, License, LicenseTerms},
     manifest::{self, Attestation, FileEntry, FileFormat, FileRole, Manifest, ModelInfo},
@@ -116,6 +121,29 @@ struct Slot {
     status: FileStatus,
 }
 
+impl Slot {
+    /// The manifest's role, or for an unlisted file the role its name implies.
+    fn role(&self) -> FileRole {
+        match &self.entry {
+            Some(e) => e.role,
+            None => role_for_name(&self.disk_path),
+        }
+    }
+}
+
+fn role_for_name(path: &str) -> FileRole {
+    match path.rsplit('/').next().unwrap_or(path) {
+        "config.json" => FileRole::Config,
+        "generation_config.json" => FileRole::GenerationConfig,
+        "tokenizer.json" | "tokenizer_config.json" => FileRole::Tokenizer,
+        "chat_template.jinja" => FileRole::ChatTemplate,
+        "README.md" => FileRole::ModelCard,
+        "LICENSE" => FileRole::License,
+        name if is_weight_name(name) => FileRole::Weights,
+        _ => FileRole::Other,
+    }
+}
+
 fn is_weight_name(name: &str) -> bool {
     name.rsplit_once('.')
         .is_some_and(|(_, e)| WEIGHT_EXTS.contains(&e.to_ascii_lowercase().as_str()))
@@ -157,6 +185,28 @@ fn weight_files_in(root: &Path) -> Result<Vec<String>> {
     }
     out.sort();
     Ok(out)
+}
+
+/// Files that travel with the weights and that the engine reads (configuration, tokenizer, chat
+/// template) or that state terms (license, model card). An unlisted model hands these over
+/// hashed too, so nothing the engine reads bypasses verification.
+pub const COMPANION_FILES: &[&str] = &[
+    "config.json",
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "chat_template.jinja",
+    "model.safetensors.index.json",
+    "README.md",
+    "LICENSE",
+];
+
+fn companion_files_in(root: &Path) -> Vec<String> {
+    COMPANION_FILES
+        .iter()
+        .filter(|f| root.join(f).is_file())
+        .map(|f| f.to_string())
+        .collect()
 }
 
 fn unlisted_digest() -> [u8; 32] {
@@ -221,13 +271,14 @@ pub fn verify(
                 })
                 .collect(),
             None => {
-                let found = weight_files_in(&root)?;
+                let mut found = weight_files_in(&root)?;
                 if found.is_empty() {
                     return Err(Error::Usage(format!(
                         "no model files (.gguf, .safetensors) in {}",
                         target.display()
                     )));
                 }
+                found.extend(companion_files_in(&root));
                 found
                     .into_iter()
                     .map(|p| Slot {
@@ -461,19 +512,20 @@ pub fn verify(
     // Validate weight headers and collect what the files declare.
     let mut declared = Declared::default();
     let mut gguf_headers: Vec<(String, GgufHeader)> = Vec::new();
+    let mut st_headers: Vec<(String, SafetensorsHeader)> = Vec::new();
     for s in &mut slots {
         if !matches!(s.status, FileStatus::Ok | FileStatus::Unlisted) {
             continue;
         }
         let Some(o) = &s.opened else { continue };
-        let is_weights = s.entry.as_ref().is_none_or(|e| e.role == FileRole::Weights);
+        let is_weights = s.role() == FileRole::Weights;
         if !is_weights {
             continue;
         }
         let fmt = s.entry.as_ref().map(|e| e.format);
         match formats::validate_weights(&o.file, &s.disk_path, fmt) {
             Ok(Header::Gguf(h)) => gguf_headers.push((s.report_path.clone(), h)),
-            Ok(Header::Safetensors(_)) => {}
+            Ok(Header::Safetensors(h)) => st_headers.push((s.disk_path.clone(), h)),
             Err(error) => {
                 s.status = FileStatus::Malformed;
                 let fix = match &error {
@@ -491,6 +543,21 @@ pub fn verify(
                 ));
             }
         }
+    }
+    // A sharded safetensors model: the index must agree with the shards.
+    if let Some((index_path, finding_)) =
+        check_safetensors_index(&root, &slots, &st_headers, manifest.is_some())
+    {
+        findings.push(finding(
+            Reason::MalformedFile {
+                path: index_path,
+                error: FormatError::SafetensorsIndex(finding_),
+            },
+            Some(
+                "the shards and their index disagree; fetch the model again from its publisher"
+                    .into(),
+            ),
+        ));
     }
     for (path, h) in &gguf_headers {
         declared.gguf_architecture = h.architecture().map(str::to_string);
@@ -736,7 +803,7 @@ pub fn verify(
         .iter()
         .map(|s| FileReport {
             path: s.report_path.clone(),
-            role: s.entry.as_ref().map(|e| e.role),
+            role: Some(s.role()),
             format: s.entry.as_ref().map(|e| e.format),
             status: s.status,
             expected_size: s.entry.as_ref().map(|e| e.size),
@@ -829,12 +896,13 @@ pub fn verify(
     let files = slots
         .into_iter()
         .map(|s| {
+            let role = s.role();
             let o = s.opened.expect("allowed implies opened");
             VerifiedFile {
                 rel_path: s.report_path,
                 size: o.identity.size,
                 sha256: s.actual.expect("allowed implies hashed"),
-                role: s.entry.as_ref().map(|e| e.role),
+                role: Some(role),
                 format: s.entry.as_ref().map(|e| e.format),
                 identity: o.identity,
                 opened_path: o.opened_path,
@@ -843,6 +911,43 @@ pub fn verify(
         })
         .collect();
     Ok(Verification { report, files })
+}
+
+/// Find `*.safetensors.index.json` (a listed file that was hashed, or for an unlisted model the
+/// file next to the shards) and check it against the validated shard headers.
+fn check_safetensors_index(
+    root: &Path,
+    slots: &[Slot],
+    shards: &[(String, SafetensorsHeader)],
+    listed: bool,
+) -> Option<(String, IndexError)> {
+    const SUFFIX: &str = ".safetensors.index.json";
+    let bytes_and_path = if listed {
+        let s = slots
+            .iter()
+            .find(|s| s.disk_path.ends_with(SUFFIX) && s.status == FileStatus::Ok)?;
+        (
+            read_bounded(&s.opened.as_ref()?.file, 50_000_000).ok()?,
+            s.disk_path.clone(),
+        )
+    } else {
+        let name = "model.safetensors.index.json";
+        let o = open_in_dir(root, name, None).ok()?;
+        (read_bounded(&o.file, 50_000_000).ok()?, name.to_string())
+    };
+    let (bytes, path) = bytes_and_path;
+    let dir = path
+        .rsplit_once('/')
+        .map(|(d, _)| format!("{d}/"))
+        .unwrap_or_default();
+    let result = SafetensorsIndex::parse(&bytes).and_then(|idx| {
+        let rel: Vec<(&str, &SafetensorsHeader)> = shards
+            .iter()
+            .filter_map(|(p, h)| p.strip_prefix(dir.as_str()).map(|r| (r, h)))
+            .collect();
+        idx.check_shards(&rel)
+    });
+    result.err().map(|e| (path, e))
 }
 
 fn refetch_fix(manifest: Option<&Manifest>) -> String {
@@ -911,18 +1016,7 @@ impl Manifest {
                 dir.display()
             )));
         }
-        for extra in [
-            "README.md",
-            "LICENSE",
-            "tokenizer.json",
-            "tokenizer_config.json",
-            "config.json",
-            "generation_config.json",
-        ] {
-            if root.join(extra).is_file() {
-                paths.push(extra.to_string());
-            }
-        }
+        paths.extend(companion_files_in(&root));
         let mut opened = Vec::new();
         for p in &paths {
             let o = open_in_dir(&root, p, None).map_err(|e| match e {

@@ -701,3 +701,63 @@ fn real_default_model() {
     );
     assert_eq!(v.report.root_digest, v.report.expected_root_digest);
 }
+
+/// S12: a sharded safetensors model whose index names the wrong shard for a tensor.
+#[test]
+fn sharded_safetensors_index_must_match_shards() {
+    use candor_verify::formats::safetensors::{build::file, IndexError};
+    let a = file(
+        r#"{"x":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}"#,
+        1,
+    );
+    let b = file(
+        r#"{"y":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}"#,
+        1,
+    );
+    let good = br#"{"metadata":{"total_size":2},"weight_map":{"x":"model-1.safetensors","y":"model-2.safetensors"}}"#;
+    let bad = br#"{"metadata":{"total_size":2},"weight_map":{"x":"model-2.safetensors","y":"model-1.safetensors"}}"#;
+    let text = |index: &[u8]| {
+        manifest_text(&[("model-1.safetensors", &a), ("model-2.safetensors", &b)], "open-source", OPEN_SOURCE_COMPONENTS)
+            .replace("format = \"gguf\"", "format = \"safetensors\"")
+            .replace(
+                "[license]",
+                &format!(
+                    "[[files]]\npath = \"model.safetensors.index.json\"\nsize = {}\nsha256 = \"{}\"\nrole = \"config\"\nformat = \"json\"\n\n[license]",
+                    index.len(),
+                    sha_hex(index)
+                ),
+            )
+    };
+    let d = model_dir(&[
+        ("model-1.safetensors", &a),
+        ("model-2.safetensors", &b),
+        ("model.safetensors.index.json", good),
+    ]);
+    verify(Some(&parse(&text(good))), d.path(), &opts(), &NoProgress).unwrap();
+    let d = model_dir(&[
+        ("model-1.safetensors", &a),
+        ("model-2.safetensors", &b),
+        ("model.safetensors.index.json", bad),
+    ]);
+    let e = verify(Some(&parse(&text(bad))), d.path(), &opts(), &NoProgress).unwrap_err();
+    assert_eq!(e.exit_code(), 5);
+    assert!(report_of(&e).decision.has(|x| matches!(
+        x,
+        Reason::MalformedFile {
+            error: FormatError::SafetensorsIndex(IndexError::TensorInWrongShard { .. }),
+            ..
+        }
+    )));
+    // Unlisted: the index next to the shards is checked too.
+    let e = verify(
+        None,
+        d.path(),
+        &VerifyOptions {
+            allow_unlisted: true,
+            ..opts()
+        },
+        &NoProgress,
+    )
+    .unwrap_err();
+    assert_eq!(e.exit_code(), 5);
+}

@@ -57,6 +57,8 @@ pub enum FormatError {
     Gguf(#[from] gguf::GgufError),
     #[error("safetensors: {0}")]
     Safetensors(#[from] safetensors::SafetensorsError),
+    #[error("safetensors index: {0}")]
+    SafetensorsIndex(#[from] safetensors::IndexError),
     #[error("{0} is a Python pickle; loading a pickle runs code chosen by its author, so candor refuses it (convert it to safetensors or GGUF)")]
     Pickle(&'static str),
     #[error("legacy GGML/GGJT file; only GGUF is supported (convert it with llama.cpp)")]

@@ -263,6 +263,136 @@ impl SafetensorsHeader {
     }
 }
 
+/// A sharded model's `model.safetensors.index.json`: which shard holds each tensor. candle would
+/// silently take the last shard that has a tensor; here every tensor must be in exactly the shard
+/// the index names, and every shard must be named.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SafetensorsIndex {
+    /// tensor name -> shard path (relative, validated like a manifest path)
+    pub weight_map: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IndexError {
+    #[error("index larger than {MAX_HEADER} bytes")]
+    TooLarge,
+    #[error("index is not a JSON object with a weight_map: {0}")]
+    InvalidJson(String),
+    #[error("key {0:?} appears twice in the index")]
+    DuplicateKey(String),
+    #[error("tensor {tensor:?}: shard {shard:?} is not a safe relative path ({why})")]
+    BadShardPath {
+        tensor: String,
+        shard: String,
+        why: crate::manifest::PathProblem,
+    },
+    #[error("tensor {0:?}: shard is not a string")]
+    NonStringShard(String),
+    #[error("the index names shard {0:?}, which is not among the model's files")]
+    UnknownShard(String),
+    #[error("tensor {0:?} is in more than one shard")]
+    TensorInTwoShards(String),
+    #[error("tensor {tensor:?} is in shard {found:?} but the index names {named:?}")]
+    TensorInWrongShard {
+        tensor: String,
+        named: String,
+        found: String,
+    },
+    #[error("tensor {tensor:?} of shard {shard:?} is not in the index")]
+    TensorNotInIndex { tensor: String, shard: String },
+    #[error("tensor {tensor:?} is in the index but not in shard {shard:?}")]
+    TensorMissing { tensor: String, shard: String },
+    #[error("shard {0:?} is not named by the index")]
+    ShardNotInIndex(String),
+}
+
+impl SafetensorsIndex {
+    /// Parse an index strictly (duplicate keys refused, shard paths validated) before any shard
+    /// it names is opened.
+    pub fn parse(bytes: &[u8]) -> Result<SafetensorsIndex, IndexError> {
+        if bytes.len() as u64 > MAX_HEADER {
+            return Err(IndexError::TooLarge);
+        }
+        let json =
+            std::str::from_utf8(bytes).map_err(|e| IndexError::InvalidJson(e.to_string()))?;
+        let top = entries(json).map_err(|e| match e {
+            SafetensorsError::DuplicateKey(k) => IndexError::DuplicateKey(k),
+            other => IndexError::InvalidJson(other.to_string()),
+        })?;
+        let Some((_, map)) = top.iter().find(|(k, _)| k == "weight_map") else {
+            return Err(IndexError::InvalidJson("no weight_map".into()));
+        };
+        let mut weight_map = Vec::new();
+        for (tensor, v) in entries(map.get()).map_err(|e| match e {
+            SafetensorsError::DuplicateKey(k) => IndexError::DuplicateKey(k),
+            other => IndexError::InvalidJson(other.to_string()),
+        })? {
+            let shard: String = serde_json::from_str(v.get())
+                .map_err(|_| IndexError::NonStringShard(tensor.clone()))?;
+            crate::manifest::validate_rel_path(&shard).map_err(|why| IndexError::BadShardPath {
+                tensor: tensor.clone(),
+                shard: shard.clone(),
+                why,
+            })?;
+            weight_map.push((tensor, shard));
+        }
+        Ok(SafetensorsIndex { weight_map })
+    }
+
+    /// Check the index against the shards' validated headers (`shard path -> header`, paths
+    /// relative to the index's directory).
+    pub fn check_shards(&self, shards: &[(&str, &SafetensorsHeader)]) -> Result<(), IndexError> {
+        use std::collections::{HashMap, HashSet};
+        let named: HashMap<&str, &str> = self
+            .weight_map
+            .iter()
+            .map(|(t, s)| (t.as_str(), s.as_str()))
+            .collect();
+        let known: HashSet<&str> = shards.iter().map(|(p, _)| *p).collect();
+        for (_, shard) in &self.weight_map {
+            if !known.contains(shard.as_str()) {
+                return Err(IndexError::UnknownShard(shard.clone()));
+            }
+        }
+        let mut seen: HashMap<&str, &str> = HashMap::new();
+        for (path, header) in shards {
+            if !self.weight_map.iter().any(|(_, s)| s == path) {
+                return Err(IndexError::ShardNotInIndex(path.to_string()));
+            }
+            for t in &header.tensors {
+                if seen.insert(t.name.as_str(), path).is_some() {
+                    return Err(IndexError::TensorInTwoShards(t.name.clone()));
+                }
+                match named.get(t.name.as_str()) {
+                    None => {
+                        return Err(IndexError::TensorNotInIndex {
+                            tensor: t.name.clone(),
+                            shard: path.to_string(),
+                        })
+                    }
+                    Some(n) if n != path => {
+                        return Err(IndexError::TensorInWrongShard {
+                            tensor: t.name.clone(),
+                            named: n.to_string(),
+                            found: path.to_string(),
+                        })
+                    }
+                    _ => {}
+                }
+            }
+        }
+        for (t, s) in &self.weight_map {
+            if !seen.contains_key(t.as_str()) {
+                return Err(IndexError::TensorMissing {
+                    tensor: t.clone(),
+                    shard: s.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Byte builders for tests.
 #[doc(hidden)]
 pub mod build {
@@ -426,6 +556,80 @@ mod tests {
             u64::MAX / 4
         );
         assert_eq!(parse(&file(&j, 4)), Err(E::ValidationOverflow("a".into())));
+    }
+
+    #[test]
+    fn s11_index_paths_rejected_before_opening() {
+        for (shard, why) in [
+            ("../x.safetensors", crate::manifest::PathProblem::DotDot),
+            ("/etc/passwd", crate::manifest::PathProblem::Absolute),
+            ("C:\\\\x", crate::manifest::PathProblem::Backslash),
+            ("a\\\\..\\\\b", crate::manifest::PathProblem::Backslash),
+            ("", crate::manifest::PathProblem::Empty),
+        ] {
+            let j = format!(r#"{{"weight_map":{{"w":"{shard}"}}}}"#);
+            assert!(
+                matches!(SafetensorsIndex::parse(j.as_bytes()), Err(IndexError::BadShardPath { why: w, .. }) if w == why),
+                "{shard:?}"
+            );
+        }
+        assert!(matches!(
+            SafetensorsIndex::parse(br#"{"weight_map":{"w":1}}"#),
+            Err(IndexError::NonStringShard(_))
+        ));
+        assert!(matches!(
+            SafetensorsIndex::parse(br#"{"weight_map":{"w":"a","w":"b"}}"#),
+            Err(IndexError::DuplicateKey(_))
+        ));
+        assert!(matches!(
+            SafetensorsIndex::parse(b"[]"),
+            Err(IndexError::InvalidJson(_))
+        ));
+    }
+
+    #[test]
+    fn s12_index_and_shards_must_agree() {
+        let a = parse(&file(
+            r#"{"x":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}"#,
+            1,
+        ))
+        .unwrap();
+        let b = parse(&file(
+            r#"{"y":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}"#,
+            1,
+        ))
+        .unwrap();
+        let b_dup = parse(&file(
+            r#"{"x":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}"#,
+            1,
+        ))
+        .unwrap();
+        let idx = SafetensorsIndex::parse(
+            br#"{"metadata":{},"weight_map":{"x":"a.safetensors","y":"b.safetensors"}}"#,
+        )
+        .unwrap();
+        idx.check_shards(&[("a.safetensors", &a), ("b.safetensors", &b)])
+            .unwrap();
+        assert!(matches!(
+            idx.check_shards(&[("a.safetensors", &a), ("b.safetensors", &b_dup)]),
+            Err(IndexError::TensorInTwoShards(_))
+        ));
+        let swapped =
+            SafetensorsIndex::parse(br#"{"weight_map":{"x":"b.safetensors","y":"a.safetensors"}}"#)
+                .unwrap();
+        assert!(matches!(
+            swapped.check_shards(&[("a.safetensors", &a), ("b.safetensors", &b)]),
+            Err(IndexError::TensorInWrongShard { .. })
+        ));
+        let only_a = SafetensorsIndex::parse(br#"{"weight_map":{"x":"a.safetensors"}}"#).unwrap();
+        assert!(matches!(
+            only_a.check_shards(&[("a.safetensors", &a), ("b.safetensors", &b)]),
+            Err(IndexError::ShardNotInIndex(_))
+        ));
+        assert!(matches!(
+            idx.check_shards(&[("a.safetensors", &a)]),
+            Err(IndexError::UnknownShard(_))
+        ));
     }
 
     #[test]

@@ -1,0 +1,82 @@
+//! The engine against transformers on tiny random-weight models, one per architecture
+//! (tests/fixtures/tiny-*, made by tests/fixtures/make_fixtures.py).
+
+mod common;
+
+use candor_engine::{GenerateParams, SamplingParams};
+use common::*;
+
+const TOLERANCE: f32 = 1e-4;
+
+fn check(arch: &str) {
+    let dir = fixtures().join(format!("tiny-{arch}"));
+    let reference = read_json(&format!("tiny-{arch}/reference.json"));
+    let prompt = as_u32s(&reference["prompt_ids"]);
+    let mut model = load_unlisted(&dir);
+
+    // Every position of the prompt in one batch.
+    let logits = model
+        .forward(&prompt, true)
+        .unwrap()
+        .to_vec2::<f32>()
+        .unwrap();
+    let expected = reference["logits"].as_array().unwrap();
+    assert_eq!(logits.len(), expected.len());
+    for (pos, (got, want)) in logits.iter().zip(expected).enumerate() {
+        let d = max_abs_diff(got, &as_f32s(want));
+        assert!(d < TOLERANCE, "{arch}: position {pos} differs by {d}");
+    }
+
+    // The KV-cache path: each greedy token fed one at a time.
+    let greedy = as_u32s(&reference["greedy_new_tokens"]);
+    let steps = reference["generate_step_logits"].as_array().unwrap();
+    model.reset();
+    let mut last = model
+        .forward(&prompt, false)
+        .unwrap()
+        .to_vec2::<f32>()
+        .unwrap()
+        .remove(0);
+    for (k, want) in steps.iter().enumerate() {
+        let d = max_abs_diff(&last, &as_f32s(want));
+        assert!(d < TOLERANCE, "{arch}: decode step {k} differs by {d}");
+        if k + 1 < steps.len() {
+            last = model
+                .forward(&[greedy[k]], false)
+                .unwrap()
+                .to_vec2::<f32>()
+                .unwrap()
+                .remove(0);
+        }
+    }
+
+    // Greedy generation through the public API.
+    model.reset();
+    let params = GenerateParams {
+        max_tokens: greedy.len(),
+        sampling: SamplingParams::greedy(),
+        stop: vec![],
+    };
+    let out = model.generate(&prompt, &params, &mut |_| true).unwrap();
+    assert_eq!(out.tokens, greedy, "{arch}: greedy tokens");
+}
+
+#[test]
+fn llama_with_llama3_rope_scaling_matches_transformers() {
+    check("llama");
+}
+
+#[test]
+fn mistral_with_sliding_window_matches_transformers() {
+    check("mistral");
+}
+
+#[test]
+fn qwen2_with_qkv_bias_matches_transformers() {
+    check("qwen2");
+}
+
+#[test]
+fn gemma3_matches_transformers() {
+    check("gemma3");
+}

@@ -1,0 +1,245 @@
+//! The default model (SmolLM2-135M-Instruct Q4_1) against reference implementations:
+//! transformers' tokenizer and chat template, a quantized reference's greedy tokens, and
+//! transformers in f32 on the same weights dequantized into a safetensors directory.
+
+mod common;
+
+use candle_core::quantized::gguf_file;
+use candle_core::{Device, Tensor};
+use candor_engine::{FinishReason, GenerateParams, Message, Model, SamplingParams};
+use common::*;
+use std::collections::HashMap;
+use std::path::Path;
+
+fn greedy(model: &mut Model, prompt: &[u32], max_tokens: usize) -> candor_engine::Completion {
+    let params = GenerateParams {
+        max_tokens,
+        sampling: SamplingParams::greedy(),
+        stop: vec![],
+    };
+    model.generate(prompt, &params, &mut |_| true).unwrap()
+}
+
+#[test]
+fn tokenizer_built_from_gguf_matches_transformers() {
+    let model = load_default();
+    let reference = read_json("smollm2/tokenizer_reference.json");
+    let cases = reference["cases"].as_array().unwrap();
+    assert!(cases.len() >= 20);
+    for case in cases {
+        let text = case["text"].as_str().unwrap();
+        let with = model.tokenizer().encode(text, true).unwrap();
+        let without = model.tokenizer().encode(text, false).unwrap();
+        assert_eq!(
+            with,
+            as_u32s(&case["ids_add_special_tokens_true"]),
+            "ids of {text:?}"
+        );
+        assert_eq!(
+            without,
+            as_u32s(&case["ids_add_special_tokens_false"]),
+            "ids of {text:?}"
+        );
+        assert_eq!(
+            model.tokenizer().decode(&without).unwrap(),
+            case["decoded"].as_str().unwrap()
+        );
+    }
+}
+
+#[test]
+fn chat_template_renders_byte_identical_to_transformers() {
+    let model = load_default();
+    let reference = read_json("smollm2/chat_reference.json");
+    for conv in reference["conversations"].as_array().unwrap() {
+        let messages: Vec<Message> = conv["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| Message::new(m["role"].as_str().unwrap(), m["content"].as_str().unwrap()))
+            .collect();
+        let add = conv["add_generation_prompt"].as_bool().unwrap();
+        let text = model
+            .chat_template()
+            .unwrap()
+            .render(&messages, add)
+            .unwrap();
+        assert_eq!(text, conv["text"].as_str().unwrap(), "{}", conv["name"]);
+        let ids = model.tokenizer().encode(&text, false).unwrap();
+        assert_eq!(ids, as_u32s(&conv["ids"]), "{}", conv["name"]);
+    }
+}
+
+#[test]
+fn quantized_greedy_matches_the_quantized_reference() {
+    let mut model = load_default();
+    let reference = read_json("smollm2/quantized_reference.json");
+    for c in reference["continuations"].as_array().unwrap() {
+        let prompt = c["prompt"].as_str().unwrap();
+        let ids = if c["chat"].as_bool().unwrap() {
+            let t = model
+                .chat_template()
+                .unwrap()
+                .render(&[Message::new("user", prompt)], true)
+                .unwrap();
+            model.tokenizer().encode(&t, false).unwrap()
+        } else {
+            model.tokenizer().encode(prompt, true).unwrap()
+        };
+        let want = as_u32s(&c["tokens"]);
+        let got = greedy(&mut model, &ids, want.len()).tokens;
+        let agree = got.iter().zip(&want).take_while(|(a, b)| a == b).count();
+        assert!(
+            agree >= 16.min(want.len()),
+            "{prompt:?}: only the first {agree} tokens agree\n got {got:?}\nwant {want:?}"
+        );
+    }
+    // The two examples the engine issue quotes.
+    let ids = model
+        .tokenizer()
+        .encode("The capital of France is", true)
+        .unwrap();
+    let out = greedy(&mut model, &ids, 19);
+    assert_eq!(
+        out.text,
+        " Paris.\n\nThe United States has a population of approximately 311 million people."
+    );
+    let t = model
+        .chat_template()
+        .unwrap()
+        .render(&[Message::new("user", "What is 2+2?")], true)
+        .unwrap();
+    let ids = model.tokenizer().encode(&t, false).unwrap();
+    let out = greedy(&mut model, &ids, 64);
+    assert_eq!(out.text, "The answer to this classic math problem is 4.");
+    assert_eq!(out.finish_reason, FinishReason::Eos);
+}
+
+/// Writes the default model as a Hugging Face f32 safetensors directory: candle dequantizes each
+/// tensor (exact for these formats), and the Q/K rows llama.cpp permuted for its RoPE layout are
+/// put back in Hugging Face order.
+fn export_f32(gguf: &Path, out: &Path) {
+    let mut f = std::fs::File::open(gguf).unwrap();
+    let ct = gguf_file::Content::read(&mut f).unwrap();
+    let md = |k: &str| ct.metadata.get(k).unwrap().clone();
+    let n_head = md("llama.attention.head_count").to_u32().unwrap() as usize;
+    let n_kv = md("llama.attention.head_count_kv").to_u32().unwrap() as usize;
+    let n_layer = md("llama.block_count").to_u32().unwrap() as usize;
+    let unpermute = |t: Tensor, heads: usize| -> Tensor {
+        let (rows, cols) = t.dims2().unwrap();
+        t.reshape((heads, rows / heads / 2, 2, cols))
+            .unwrap()
+            .transpose(1, 2)
+            .unwrap()
+            .reshape((rows, cols))
+            .unwrap()
+    };
+    let mut tensors: HashMap<String, Tensor> = HashMap::new();
+    for name in ct.tensor_infos.keys() {
+        let t = ct
+            .tensor(&mut f, name, &Device::Cpu)
+            .unwrap()
+            .dequantize(&Device::Cpu)
+            .unwrap();
+        let (hf, t) = match name.as_str() {
+            "token_embd.weight" => ("model.embed_tokens.weight".to_string(), t),
+            "output_norm.weight" => ("model.norm.weight".to_string(), t),
+            "output.weight" => ("lm_head.weight".to_string(), t),
+            n => {
+                let rest = n.strip_prefix("blk.").unwrap();
+                let (layer, w) = rest.split_once('.').unwrap();
+                let p = format!("model.layers.{layer}.");
+                match w {
+                    "attn_q.weight" => (p + "self_attn.q_proj.weight", unpermute(t, n_head)),
+                    "attn_k.weight" => (p + "self_attn.k_proj.weight", unpermute(t, n_kv)),
+                    "attn_v.weight" => (p + "self_attn.v_proj.weight", t),
+                    "attn_output.weight" => (p + "self_attn.o_proj.weight", t),
+                    "attn_norm.weight" => (p + "input_layernorm.weight", t),
+                    "ffn_norm.weight" => (p + "post_attention_layernorm.weight", t),
+                    "ffn_gate.weight" => (p + "mlp.gate_proj.weight", t),
+                    "ffn_up.weight" => (p + "mlp.up_proj.weight", t),
+                    "ffn_down.weight" => (p + "mlp.down_proj.weight", t),
+                    other => panic!("unexpected tensor {other}"),
+                }
+            }
+        };
+        tensors.insert(hf, t);
+    }
+    std::fs::create_dir_all(out).unwrap();
+    candle_core::safetensors::save(&tensors, out.join("model.safetensors")).unwrap();
+    let config = serde_json::json!({
+        "model_type": "llama",
+        "architectures": ["LlamaForCausalLM"],
+        "hidden_size": md("llama.embedding_length").to_u32().unwrap(),
+        "intermediate_size": md("llama.feed_forward_length").to_u32().unwrap(),
+        "num_hidden_layers": n_layer,
+        "num_attention_heads": n_head,
+        "num_key_value_heads": n_kv,
+        "vocab_size": ct.tensor_infos["token_embd.weight"].shape.dims()[0],
+        "rms_norm_eps": md("llama.attention.layer_norm_rms_epsilon").to_f32().unwrap(),
+        "rope_theta": md("llama.rope.freq_base").to_f32().unwrap(),
+        "max_position_embeddings": md("llama.context_length").to_u32().unwrap(),
+        "tie_word_embeddings": !ct.tensor_infos.contains_key("output.weight"),
+        "bos_token_id": 1,
+        "eos_token_id": 2,
+    });
+    std::fs::write(out.join("config.json"), config.to_string()).unwrap();
+    std::fs::copy(
+        fixtures().join("smollm2/tokenizer.json"),
+        out.join("tokenizer.json"),
+    )
+    .unwrap();
+    let tc = serde_json::json!({"bos_token": "<|im_start|>", "eos_token": "<|im_end|>"});
+    std::fs::write(out.join("tokenizer_config.json"), tc.to_string()).unwrap();
+}
+
+fn f32_model() -> Model {
+    let out = tempfile::tempdir().unwrap();
+    export_f32(&default_model_dir().join(DEFAULT_FILE), out.path());
+    load_unlisted(out.path())
+}
+
+#[test]
+fn f32_safetensors_greedy_and_logits_match_transformers() {
+    let mut model = f32_model();
+    let reference = read_json("smollm2/f32_reference.json");
+    for case in reference["greedy"].as_array().unwrap() {
+        let prompt = as_u32s(&case["prompt_ids"]);
+        let want = as_u32s(&case["new_tokens"]);
+        let out = greedy(&mut model, &prompt, want.len());
+        let mut got = out.tokens.clone();
+        if out.finish_reason == FinishReason::Eos {
+            got.push(2);
+        }
+        assert_eq!(got, want, "{}", case["name"]);
+    }
+    let last = &reference["last_position_logits"];
+    model.reset();
+    let logits = model
+        .forward(&as_u32s(&last["prompt_ids"]), false)
+        .unwrap()
+        .to_vec2::<f32>()
+        .unwrap()
+        .remove(0);
+    let d = max_abs_diff(&logits, &as_f32s(&last["logits"]));
+    assert!(d < 1e-3, "last-position logits differ by {d}");
+}
+
+#[test]
+fn f32_perplexity_is_within_a_thousandth_of_transformers() {
+    let mut model = f32_model();
+    let reference = read_json("smollm2/f32_reference.json");
+    let want = reference["perplexity"]["perplexity"].as_f64().unwrap();
+    let text = std::fs::read_to_string(fixtures().join("smollm2/perplexity.txt")).unwrap();
+    let got = model.perplexity(&text).unwrap();
+    assert_eq!(
+        got.tokens as u64,
+        reference["perplexity"]["num_scored"].as_u64().unwrap()
+    );
+    let rel = (got.perplexity - want).abs() / want;
+    assert!(
+        rel < 1e-3,
+        "perplexity {} vs transformers {want} (relative {rel})",
+        got.perplexity
+    );
+}
