@@ -2,6 +2,7 @@ use std::{io, path::PathBuf};
 
 use crate::{
     formats::FormatError, manifest::ManifestProblem, policy::PolicyProblem, report::Report,
+    signature::SignatureError,
 };
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -81,6 +82,10 @@ pub enum Error {
 
     #[error("{0}")]
     Usage(String),
+
+    /// An OpenSSF model-signing bundle that does not verify (direct use of `signature`).
+    #[error("signature: {0}")]
+    Signature(#[from] SignatureError),
 }
 
 impl Error {
@@ -94,6 +99,7 @@ impl Error {
             Error::Refused(_) => ErrorKind::Refused,
             Error::MalformedModel(_) | Error::Format { .. } => ErrorKind::Malformed,
             Error::Io { .. } => ErrorKind::Io,
+            Error::Signature(e) => e.kind(),
         }
     }
 

@@ -33,6 +33,8 @@ pub mod openness;
 pub mod policy;
 /// Human-readable and JSON reports.
 pub mod report;
+/// OpenSSF model-signing (OMS) bundles: DSSE signatures over in-toto statements of the files.
+pub mod signature;
 
 pub use acceptance::AcceptanceStore;
 pub use cache::VerifyCache;
@@ -44,3 +46,4 @@ pub use manifest::{find_manifest, manifests_in_dir, Manifest, Source};
 pub use openness::Level;
 pub use policy::Policy;
 pub use report::{Reason, Report};
+pub use signature::{verify_bundle, SignatureOptions, SignatureReport, VerifyKey};

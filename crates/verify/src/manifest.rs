@@ -144,6 +144,9 @@ pub struct Manifest {
     pub openness: Openness,
     /// The OMS-style root digest, if the manifest records one (checked against `files` on load).
     pub root_digest: Option<[u8; 32]>,
+    /// Hugging Face repos (`owner/name`) known to publish these files at a commit that was not
+    /// recorded. Information only: nothing is fetched from them, as only a commit pins content.
+    pub hf_repos_revision_unknown: Vec<String>,
     id: String,
     digest: [u8; 32],
     path: Option<PathBuf>,
@@ -212,6 +215,8 @@ struct RawManifest {
     schema_version: Spanned<u32>,
     #[serde(default)]
     attestation: Option<Attestation>,
+    #[serde(default)]
+    hf_repos_revision_unknown: Vec<Spanned<String>>,
     model: ModelInfo,
     #[serde(default)]
     sources: Vec<RawSource>,
@@ -454,6 +459,25 @@ impl Manifest {
         for s in raw.sources {
             sources.push(convert_source(&ctx, s, &files)?);
         }
+        let mut hf_repos_revision_unknown = Vec::new();
+        for r in raw.hf_repos_revision_unknown {
+            let repo = r.get_ref();
+            if repo.split('/').count() != 2
+                || repo.split('/').any(|p| p.trim().is_empty() || p == "." || p == "..")
+                || hf_repos_revision_unknown.contains(repo)
+            {
+                return Err(ctx.err(
+                    Some(r.span()),
+                    ManifestProblem::BadSource {
+                        kind: "huggingface".into(),
+                        message: format!(
+                            "hf_repos_revision_unknown entry '{repo}' is not a distinct owner/name"
+                        ),
+                    },
+                ));
+            }
+            hf_repos_revision_unknown.push(repo.clone());
+        }
 
         let lic = &raw.license;
         if !license::is_valid_spdx_expression(&lic.spdx) {
@@ -529,6 +553,7 @@ impl Manifest {
             license: raw.license,
             openness: raw.openness,
             root_digest: root,
+            hf_repos_revision_unknown,
             id: id.to_string(),
             digest: Sha256::digest(text.as_bytes()).into(),
             path: Some(origin.to_path_buf()),
@@ -555,6 +580,7 @@ impl Manifest {
             license,
             openness,
             root_digest: None,
+            hf_repos_revision_unknown: Vec::new(),
             id: id.to_string(),
             digest: [0; 32],
             path: None,
@@ -611,6 +637,8 @@ impl Manifest {
         struct Out<'a> {
             schema_version: u32,
             attestation: Attestation,
+            #[serde(skip_serializing_if = "<[_]>::is_empty")]
+            hf_repos_revision_unknown: &'a [String],
             model: &'a ModelInfo,
             #[serde(skip_serializing_if = "<[_]>::is_empty")]
             sources: &'a [Source],
@@ -622,6 +650,7 @@ impl Manifest {
         let out = Out {
             schema_version: self.schema_version,
             attestation: self.attestation,
+            hf_repos_revision_unknown: &self.hf_repos_revision_unknown,
             model: &self.model,
             sources: &self.sources,
             files: &self.files,

@@ -35,12 +35,12 @@ pub fn run(home: &Home, args: &ListArgs) -> Result<()> {
         return Ok(());
     }
     println!(
-        "{:<34} {:<28} {:<24} {:>9}  {}",
+        "{:<34} {:<30} {:<24} {:>9}  {}",
         "MODEL", "LICENSE", "OPENNESS", "SIZE", "STATE"
     );
     for r in rows {
         println!(
-            "{:<34} {:<28} {:<24} {:>9}  {}",
+            "{:<34} {:<30} {:<24} {:>9}  {}",
             r.model,
             r.license,
             r.openness,

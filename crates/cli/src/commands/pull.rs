@@ -25,13 +25,24 @@ pub fn run(home: &Home, args: &PullArgs) -> Result<()> {
         manifest: Some(manifest),
         target: dir.clone(),
     };
-    let v = verify_model(&resolved, &opts)?;
-    eprintln!(
-        "candor: {} is ready in {} ({})",
-        args.model,
-        dir.display(),
-        v.report.decision.summary()
-    );
+    match verify_model(&resolved, &opts) {
+        Ok(v) => eprintln!(
+            "candor: {} is ready in {} ({})",
+            args.model,
+            dir.display(),
+            v.report.decision.summary()
+        ),
+        // The files are here and intact; the user still has to act before it can be used.
+        Err(e) if e.kind() == candor_verify::ErrorKind::Refused => {
+            eprintln!(
+                "candor: {} is pulled to {}, but loading it is refused for now:",
+                args.model,
+                dir.display()
+            );
+            crate::print_findings(&e);
+        }
+        Err(e) => return Err(e.into()),
+    }
     Ok(())
 }
 

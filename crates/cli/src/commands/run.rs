@@ -14,8 +14,8 @@ pub fn generate_params(s: &SamplingArgs) -> GenerateParams {
         sampling: SamplingParams {
             temperature: s.temperature,
             top_k: (s.top_k > 0).then_some(s.top_k),
-            top_p: (s.top_p < 1.0).then_some(s.top_p),
-            min_p: (s.min_p > 0.0).then_some(s.min_p),
+            top_p: (s.top_p != 1.0).then_some(s.top_p),
+            min_p: (s.min_p != 0.0).then_some(s.min_p),
             repeat_penalty: s.repeat_penalty,
             repeat_last_n: 64,
             seed: s.seed,
