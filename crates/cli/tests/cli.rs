@@ -536,3 +536,12 @@ fn exit_codes_snapshot() {
     }
     insta::assert_snapshot!("exit_codes", table);
 }
+
+#[test]
+fn a_context_that_would_not_fit_is_refused_with_numbers() {
+    pulled(MODEL);
+    let o = run(candor().args(["run", "hi", "--ctx-size", "100000000", "-n", "1"]));
+    expect_code(&o, 1);
+    let err = stderr(&o);
+    assert!(err.contains("MiB of KV cache") && err.contains("--ctx-size"), "{err}");
+}

@@ -46,6 +46,15 @@ pub enum Error {
         max: usize,
     },
 
+    #[error("the model needs about {needed_mib} MiB ({weights_mib} MiB of weights and {cache_mib} MiB of KV cache for a {ctx}-token context) but only {available_mib} MiB of memory is available; use a smaller --ctx-size or a smaller model")]
+    InsufficientMemory {
+        needed_mib: u64,
+        weights_mib: u64,
+        cache_mib: u64,
+        ctx: usize,
+        available_mib: u64,
+    },
+
     #[error("invalid option: {0}")]
     InvalidOption(String),
 
@@ -76,6 +85,7 @@ impl Error {
                 ErrorKind::Request
             }
             Error::Device(_)
+            | Error::InsufficientMemory { .. }
             | Error::ChangedAfterVerification { .. }
             | Error::Candle(_)
             | Error::Io(_) => ErrorKind::Runtime,

@@ -301,6 +301,9 @@ impl Model {
         let chat_template = template
             .map(|t| ChatTemplate::new(t, tokenizer.bos(), tokenizer.eos()))
             .transpose()?;
+        if device.is_cpu() {
+            check_memory(&cfg, weights, ctx_size)?;
+        }
         let net = match cfg.arch {
             Architecture::Gemma3 => {
                 Network::Gemma3(Gemma3::load(&cfg, weights, ctx_size, &device)?)
@@ -415,6 +418,37 @@ impl Model {
         self.cached.extend_from_slice(ids);
         Ok(logits.to_dtype(DType::F32)?)
     }
+}
+
+/// Refuses up front, with the numbers, a model that would not fit in memory, instead of
+/// letting the process be killed halfway through loading.
+fn check_memory(cfg: &ModelConfig, weights: &Weights, ctx: usize) -> Result<()> {
+    let mib = |b: u128| (b >> 20) as u64;
+    let weights_bytes = weights.loaded_bytes() as u128;
+    // Keys and values in f32 for every layer, plus the RoPE tables.
+    let per_pos = (2 * cfg.n_layers * cfg.n_kv_heads * cfg.head_dim + 2 * cfg.head_dim) as u128 * 4;
+    let cache = per_pos * ctx as u128;
+    let needed = weights_bytes + cache;
+    if let Some(available) = available_memory() {
+        if needed > available as u128 {
+            return Err(Error::InsufficientMemory {
+                needed_mib: mib(needed),
+                weights_mib: mib(weights_bytes),
+                cache_mib: mib(cache),
+                ctx,
+                available_mib: mib(available as u128),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Memory the system can still give us (Linux: MemAvailable); None where unknown.
+fn available_memory() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 enum Magic {

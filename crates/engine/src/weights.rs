@@ -5,7 +5,7 @@
 
 use crate::config::Architecture;
 use crate::error::{Error, Result};
-use candle_core::quantized::{gguf_file, QMatMul};
+use candle_core::quantized::{gguf_file, GgmlDType, QMatMul};
 use candle_core::safetensors::Load;
 use candle_core::{DType, Device, Tensor};
 use safetensors::SafeTensors;
@@ -131,6 +131,29 @@ impl<'a> Weights<'a> {
             shards,
             index,
         })
+    }
+
+    /// Bytes the weights occupy once loaded: quantized tensors stay as stored, float tensors
+    /// are held as f32.
+    pub fn loaded_bytes(&self) -> u64 {
+        match self {
+            Weights::Gguf { content, .. } => content
+                .tensor_infos
+                .values()
+                .map(|t| {
+                    let elems = t.shape.elem_count() as u64;
+                    match t.ggml_dtype {
+                        GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16 => elems * 4,
+                        d => elems / d.block_size() as u64 * d.type_size() as u64,
+                    }
+                })
+                .sum(),
+            Weights::Safetensors { shards, .. } => shards
+                .iter()
+                .flat_map(|s| s.tensors())
+                .map(|(_, v)| v.shape().iter().product::<usize>() as u64 * 4)
+                .sum(),
+        }
     }
 
     fn name(&self, w: Weight, layer: Option<usize>) -> String {

