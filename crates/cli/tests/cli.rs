@@ -30,6 +30,19 @@ fn run(cmd: &mut Command) -> Output {
     cmd.output().expect("candor runs")
 }
 
+/// Runs with `input` on stdin.
+fn run_with_stdin(cmd: &mut Command, input: &[u8]) -> Output {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -86,21 +99,10 @@ fn run_greedy_completion_matches_the_reference() {
 #[test]
 fn run_reads_the_prompt_from_stdin_and_prints_json() {
     pulled(MODEL);
-    let mut child = candor()
-        .args(["run", "--chat", "--temp", "0", "--json"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"What is 2+2?")
-        .unwrap();
-    let o = child.wait_with_output().unwrap();
+    let o = run_with_stdin(
+        candor().args(["run", "--chat", "--temp", "0", "--json"]),
+        b"What is 2+2?",
+    );
     expect_code(&o, 0);
     let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
     assert_eq!(v["text"], "The answer to this classic math problem is 4.");
@@ -149,21 +151,10 @@ fn same_seed_gives_the_same_sampled_text() {
 #[test]
 fn chat_over_stdin_keeps_the_conversation_and_reuses_the_cache() {
     pulled(MODEL);
-    let mut child = candor()
-        .args(["chat", "--temp", "0", "-n", "32"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"What is 2+2?\nAnd what is that times 3?\n/reset\nWhat is 2+2?\n/exit\n")
-        .unwrap();
-    let o = child.wait_with_output().unwrap();
+    let o = run_with_stdin(
+        candor().args(["chat", "--temp", "0", "-n", "32"]),
+        b"What is 2+2?\nAnd what is that times 3?\n/reset\nWhat is 2+2?\n/exit\n",
+    );
     expect_code(&o, 0);
     let out = stdout(&o);
     let replies: Vec<&str> = out.lines().filter(|l| !l.is_empty()).collect();
@@ -543,5 +534,8 @@ fn a_context_that_would_not_fit_is_refused_with_numbers() {
     let o = run(candor().args(["run", "hi", "--ctx-size", "100000000", "-n", "1"]));
     expect_code(&o, 1);
     let err = stderr(&o);
-    assert!(err.contains("MiB of KV cache") && err.contains("--ctx-size"), "{err}");
+    assert!(
+        err.contains("MiB of KV cache") && err.contains("--ctx-size"),
+        "{err}"
+    );
 }

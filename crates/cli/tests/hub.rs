@@ -42,14 +42,21 @@ fn handle(mut stream: TcpStream, files: &[(String, Vec<u8>, String)]) {
         }
         let lower = line.to_ascii_lowercase();
         if let Some(r) = lower.strip_prefix("range: bytes=") {
-            range_start = r.trim().split('-').next().and_then(|s| s.parse::<usize>().ok());
+            range_start = r
+                .trim()
+                .split('-')
+                .next()
+                .and_then(|s| s.parse::<usize>().ok());
         }
     }
     let path = request.split_whitespace().nth(1).unwrap_or("").to_string();
     let prefix = format!("/{REPO}/resolve/{REVISION}/");
-    let found = path.strip_prefix(&prefix).and_then(|name| files.iter().find(|f| f.0 == name));
+    let found = path
+        .strip_prefix(&prefix)
+        .and_then(|name| files.iter().find(|f| f.0 == name));
     let Some((_, body, sha)) = found else {
-        let _ = stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        let _ = stream
+            .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
         return;
     };
     let start = range_start.unwrap_or(0).min(body.len());
@@ -83,7 +90,9 @@ fn setup(home: &Path) {
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let mut manifest = String::from_utf8(o.stdout).unwrap();
-    manifest.push_str(&format!("\n[[sources]]\nkind = \"huggingface\"\nrepo = \"{REPO}\"\nrevision = \"{REVISION}\"\n"));
+    manifest.push_str(&format!(
+        "\n[[sources]]\nkind = \"huggingface\"\nrepo = \"{REPO}\"\nrevision = \"{REVISION}\"\n"
+    ));
     std::fs::create_dir_all(home.join("manifests")).unwrap();
     std::fs::write(home.join("manifests/tiny-llama.toml"), manifest).unwrap();
 }
@@ -115,7 +124,11 @@ fn candor(home: &Path, hf: &Path, endpoint: &str) -> Command {
 }
 
 fn show(o: &Output) -> String {
-    format!("--- stdout\n{}\n--- stderr\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "--- stdout\n{}\n--- stderr\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 #[test]
@@ -124,17 +137,43 @@ fn pull_from_a_hub_into_the_hf_cache_then_verify_and_run() {
     let (home, hf) = (tmp.path().join("home"), tmp.path().join("hf"));
     setup(&home);
     let endpoint = serve(files(None));
-    let o = candor(&home, &hf, &endpoint).args(["pull", "tiny-llama", "--allow-unlisted"]).output().unwrap();
+    let o = candor(&home, &hf, &endpoint)
+        .args(["pull", "tiny-llama", "--allow-unlisted"])
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
-    let snapshot = hf.join("models--candor-test--tiny-llama/snapshots").join(REVISION);
+    let snapshot = hf
+        .join("models--candor-test--tiny-llama/snapshots")
+        .join(REVISION);
     for name in ["model.safetensors", "config.json", "tokenizer.json"] {
         let p = snapshot.join(name);
-        assert!(std::fs::symlink_metadata(&p).unwrap().file_type().is_symlink(), "{name} is a cache link");
+        assert!(
+            std::fs::symlink_metadata(&p)
+                .unwrap()
+                .file_type()
+                .is_symlink(),
+            "{name} is a cache link"
+        );
     }
     // The snapshot links are followed only into this repo's blobs, and the bytes are hashed.
-    let o = candor(&home, &hf, &endpoint).args(["verify", "tiny-llama"]).output().unwrap();
+    let o = candor(&home, &hf, &endpoint)
+        .args(["verify", "tiny-llama"])
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
-    let o = candor(&home, &hf, &endpoint).args(["run", "-m", "tiny-llama", "t1 t2 t3", "-n", "3", "--temp", "0"]).output().unwrap();
+    let o = candor(&home, &hf, &endpoint)
+        .args([
+            "run",
+            "-m",
+            "tiny-llama",
+            "t1 t2 t3",
+            "-n",
+            "3",
+            "--temp",
+            "0",
+        ])
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
 }
 
@@ -144,11 +183,26 @@ fn a_hub_serving_other_bytes_fails_the_pull_and_leaves_nothing_that_verifies() {
     let (home, hf) = (tmp.path().join("home"), tmp.path().join("hf"));
     setup(&home);
     let endpoint = serve(files(Some("model.safetensors")));
-    let o = candor(&home, &hf, &endpoint).args(["pull", "tiny-llama"]).output().unwrap();
+    let o = candor(&home, &hf, &endpoint)
+        .args(["pull", "tiny-llama"])
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(3), "{}", show(&o));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("sha256 mismatch"), "{}", show(&o));
-    let snapshot = hf.join("models--candor-test--tiny-llama/snapshots").join(REVISION);
-    assert!(!snapshot.join("model.safetensors").exists(), "the bad download was removed");
-    let o = candor(&home, &hf, &endpoint).args(["verify", "tiny-llama"]).output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("sha256 mismatch"),
+        "{}",
+        show(&o)
+    );
+    let snapshot = hf
+        .join("models--candor-test--tiny-llama/snapshots")
+        .join(REVISION);
+    assert!(
+        !snapshot.join("model.safetensors").exists(),
+        "the bad download was removed"
+    );
+    let o = candor(&home, &hf, &endpoint)
+        .args(["verify", "tiny-llama"])
+        .output()
+        .unwrap();
     assert_ne!(o.status.code(), Some(0), "{}", show(&o));
 }

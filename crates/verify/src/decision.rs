@@ -4,7 +4,7 @@
 //! opened, hashed handles are returned; on refusal the error carries the full report.
 
 use std::{
-    collections::HashSet,
+    collections::{HashMap, HashSet},
     fs::File,
     path::{Path, PathBuf},
     time::Instant,
@@ -30,6 +30,7 @@ use crate::{
     openness::{Component, ComponentGrade, Level, Openness},
     policy::{Policy, PolicyViolation, Subject},
     report::*,
+    signature::{self, SignatureOptions, VerifyKey},
 };
 
 /// Extensions of files that hold weights (loadable or refused).
@@ -70,6 +71,18 @@ pub struct VerifyOptions {
     pub acceptances: AcceptanceStore,
     /// Hashing threads; 0 = the number of CPUs.
     pub threads: usize,
+    /// `--signature FILE` with `--public-key` or `--certificate-chain`: an OpenSSF model-signing
+    /// bundle to verify over the model directory, besides any the manifest requires. A verified
+    /// one vouches for a model that has no manifest.
+    pub signature: Option<SignatureCheck>,
+}
+
+/// An OpenSSF model-signing bundle to check, and what it must verify with.
+#[derive(Debug, Clone)]
+pub struct SignatureCheck {
+    pub bundle: PathBuf,
+    pub key: VerifyKey,
+    pub options: SignatureOptions,
 }
 
 impl VerifyOptions {
@@ -509,6 +522,144 @@ pub fn verify(
         }
     }
 
+    // Signatures: the manifest's [signature] and the command line's --signature. Every file
+    // handed over must be covered, and be the very file the signature check hashed.
+    let known: HashMap<String, ([u8; 32], FileIdentity)> = slots
+        .iter()
+        .filter_map(|s| {
+            Some((
+                s.disk_path.clone(),
+                (s.actual?, s.opened.as_ref()?.identity),
+            ))
+        })
+        .collect();
+    let mut checks: Vec<(
+        SignatureSource,
+        PathBuf,
+        &VerifyKey,
+        SignatureOptions,
+        String,
+    )> = Vec::new();
+    if let Some((m, spec)) = manifest.and_then(|m| m.signature.as_ref().map(|s| (m, s))) {
+        checks.push((
+            SignatureSource::Manifest,
+            root.join(&spec.path),
+            spec.verify_key(),
+            SignatureOptions {
+                allow_unsigned_files: opts.allow_extra,
+                expected_subject_digest: spec.expect_subject_digest,
+                threads: opts.threads,
+                known_digests: known.clone(),
+                ..Default::default()
+            },
+            format!(
+                "fetch the model and its signature {} again from the publisher; the manifest {} pins {}",
+                spec.path,
+                m.id(),
+                spec.verify_key().describe()
+            ),
+        ));
+    }
+    if let Some(c) = &opts.signature {
+        let mut o = c.options.clone();
+        o.known_digests = known;
+        if o.threads == 0 {
+            o.threads = opts.threads;
+        }
+        checks.push((
+            SignatureSource::CommandLine,
+            c.bundle.clone(),
+            &c.key,
+            o,
+            "the files are not what was signed, or the signature is not from this key: fetch them again from the signer, or check --public-key / --certificate-chain".into(),
+        ));
+    }
+    let mut signature_reports = Vec::new();
+    let mut signature_failed = false;
+    let mut cli_signature: Option<String> = None;
+    for (source, bundle, key, sopts, fix) in checks {
+        let shown = bundle.display().to_string();
+        match signature::verify_bundle(&bundle, &root, key, &sopts) {
+            Ok(rep) => {
+                let mut problems = Vec::new();
+                for s in &slots {
+                    if !rep.covers(&s.disk_path) {
+                        problems.push(format!("{}: not covered by the signature", s.report_path));
+                        continue;
+                    }
+                    let id = rep.identities.iter().find(|(p, _)| *p == s.disk_path);
+                    if let (Some(o), Some((_, id))) = (&s.opened, id) {
+                        if o.identity != *id {
+                            problems.push(format!(
+                                "{}: changed between the hash and the signature checks",
+                                s.report_path
+                            ));
+                        }
+                    }
+                    if let (Some(a), Some(h)) = (s.actual, rep.file_sha256(&s.disk_path)) {
+                        if hex::encode(a) != h {
+                            problems.push(format!(
+                                "{}: sha256 {} is not the signed {h}",
+                                s.report_path,
+                                hex::encode(a)
+                            ));
+                        }
+                    }
+                }
+                for w in &rep.warnings {
+                    warnings.push(format!("{shown}: {w}"));
+                }
+                let error = (!problems.is_empty()).then(|| problems.join("; "));
+                if let Some(e) = &error {
+                    signature_failed = true;
+                    findings.push(finding(
+                        Reason::SignatureInvalid {
+                            bundle: shown.clone(),
+                            error: format!("{shown}: {e}"),
+                            files: Vec::new(),
+                        },
+                        Some(fix),
+                    ));
+                } else if source == SignatureSource::CommandLine {
+                    cli_signature = Some(rep.summary());
+                }
+                signature_reports.push(SignatureCheckReport {
+                    source,
+                    bundle: shown,
+                    verified: error.is_none(),
+                    signature: Some(rep),
+                    error,
+                });
+            }
+            // A key or bundle type the user chose that cannot work: a usage error, not a verdict.
+            Err(Error::Signature(e))
+                if source == SignatureSource::CommandLine && e.kind() == ErrorKind::Usage =>
+            {
+                return Err(Error::Signature(e))
+            }
+            Err(Error::Signature(e)) if e.kind() != ErrorKind::Io => {
+                signature_failed = true;
+                findings.push(finding(
+                    Reason::SignatureInvalid {
+                        bundle: shown.clone(),
+                        error: e.to_string(),
+                        files: e.file_problems().to_vec(),
+                    },
+                    Some(fix),
+                ));
+                signature_reports.push(SignatureCheckReport {
+                    source,
+                    bundle: shown,
+                    verified: false,
+                    signature: None,
+                    error: Some(e.to_string()),
+                });
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let signed = !signature_failed && signature_reports.iter().any(|r| r.verified);
+
     // Validate weight headers and collect what the files declare.
     let mut declared = Declared::default();
     let mut gguf_headers: Vec<(String, GgufHeader)> = Vec::new();
@@ -724,13 +875,20 @@ pub fn verify(
         }
     }
 
-    // Policy.
+    // Policy. A model without a manifest whose signature verified with a key the user named is
+    // not unlisted: the signer vouches for its files.
     let unlisted = manifest.is_none();
+    let vouched = unlisted && signed && cli_signature.is_some();
+    if let (true, Some(summary)) = (vouched, &cli_signature) {
+        overrides.push(format!(
+            "no manifest: the files are trusted because the signature verified ({summary}); license and openness are unknown"
+        ));
+    }
     let subject = Subject {
         license: manifest.map(|m| &m.license),
         achieved,
-        signed: false,
-        unlisted,
+        signed,
+        unlisted: unlisted && !vouched,
     };
     let policy_name = opts
         .policy_source
@@ -749,12 +907,12 @@ pub fn verify(
             PolicyViolation::LicenseDenied { denied, .. } => format!("remove {denied} from deny_licenses in {policy_name}"),
             PolicyViolation::CommercialUseRequired { .. } => format!("set require_commercial_use = false in {policy_name}"),
             PolicyViolation::SignatureRequired => {
-                format!("set require_signature = false in {policy_name} (candor does not verify signatures yet)")
+                format!("verify an OpenSSF model-signing bundle: a [signature] table in the manifest, or --signature FILE with --public-key KEY or --certificate-chain CA; or set require_signature = false in {policy_name}")
             }
         };
         findings.push(finding(Reason::Policy { violation: v }, Some(fix)));
     }
-    if unlisted && (opts.allow_unlisted || opts.policy.allow_unlisted) {
+    if unlisted && !vouched && (opts.allow_unlisted || opts.policy.allow_unlisted) {
         overrides.push(if opts.allow_unlisted {
             "--allow-unlisted: loading a model without a manifest (nothing was compared with a publisher)".into()
         } else {
@@ -850,6 +1008,7 @@ pub fn verify(
             terms: m.license.terms.clone(),
         }),
         declared,
+        signatures: signature_reports,
         openness: manifest.zip(assessment).map(|(m, a)| OpennessReport {
             claimed: m.openness.claimed,
             claimed_wording: m.openness.claimed_wording.clone(),

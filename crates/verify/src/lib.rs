@@ -38,7 +38,7 @@ pub mod signature;
 
 pub use acceptance::AcceptanceStore;
 pub use cache::VerifyCache;
-pub use decision::{verify, Verification, VerifyOptions};
+pub use decision::{verify, SignatureCheck, Verification, VerifyOptions};
 pub use error::{Error, ErrorKind, Result};
 pub use files::VerifiedFile;
 pub use hashing::{sha256_file, NoProgress, Progress, Sha256Writer};

@@ -17,6 +17,7 @@ use crate::{
     error::{Error, Result},
     license::{self, License},
     openness::{self, Assessment, Openness},
+    signature::VerifyKey,
 };
 
 /// The schema version this crate reads and writes.
@@ -147,9 +148,63 @@ pub struct Manifest {
     /// Hugging Face repos (`owner/name`) known to publish these files at a commit that was not
     /// recorded. Information only: nothing is fetched from them, as only a commit pins content.
     pub hf_repos_revision_unknown: Vec<String>,
+    /// An OpenSSF model-signing bundle that must verify before the model is used.
+    pub signature: Option<SignatureSpec>,
     id: String,
     digest: [u8; 32],
     path: Option<PathBuf>,
+}
+
+/// How a `[signature]` bundle is signed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignatureMethod {
+    /// A bare EC key, pinned as `public_key_pem`.
+    Key,
+    /// A certificate chain up to the roots in `ca_chain_pem`.
+    Certificate,
+}
+
+/// `[signature]`: an OpenSSF model-signing bundle over the model directory, and the key or roots
+/// it must verify with. When present, a model is used only if the bundle verifies.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SignatureSpec {
+    /// `oms-1.0`: predicate type `https://model_signing/signature/v1.0`.
+    pub format: String,
+    /// The bundle, relative to the model directory (`model.sig`).
+    pub path: String,
+    pub method: SignatureMethod,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_key_pem: Option<String>,
+    /// sha256 of the key's canonical PEM (the OMS key hint); checked against `public_key_pem`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_hint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_chain_pem: Option<String>,
+    /// The root digest the bundle's subject must carry.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "ser_opt_hex"
+    )]
+    pub expect_subject_digest: Option<[u8; 32]>,
+    #[serde(skip)]
+    key: Option<VerifyKey>,
+}
+
+impl SignatureSpec {
+    /// The key or roots the bundle must verify with (parsed when the manifest was loaded).
+    pub fn verify_key(&self) -> &VerifyKey {
+        self.key
+            .as_ref()
+            .expect("a loaded [signature] table always holds its key")
+    }
+}
+
+fn ser_opt_hex<S: Serializer>(d: &Option<[u8; 32]>, s: S) -> std::result::Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_str(&hex::encode(d)),
+        None => s.serialize_none(),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error, Serialize)]
@@ -205,6 +260,8 @@ pub enum ManifestProblem {
     EmptyField(&'static str),
     #[error("root_digest {recorded} does not match the listed files ({computed})")]
     RootDigestMismatch { recorded: String, computed: String },
+    #[error("[signature]: {0}")]
+    BadSignature(String),
 }
 
 // ---- raw, spanned form as read from TOML -------------------------------------------------------
@@ -226,6 +283,20 @@ struct RawManifest {
     openness: Openness,
     #[serde(default)]
     integrity: Option<RawIntegrity>,
+    #[serde(default)]
+    signature: Option<RawSignature>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSignature {
+    format: Option<Spanned<String>>,
+    path: Spanned<String>,
+    method: Option<Spanned<String>>,
+    public_key_pem: Option<Spanned<String>>,
+    key_hint: Option<Spanned<String>>,
+    ca_chain_pem: Option<Spanned<String>>,
+    expect_subject_digest: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -463,7 +534,9 @@ impl Manifest {
         for r in raw.hf_repos_revision_unknown {
             let repo = r.get_ref();
             if repo.split('/').count() != 2
-                || repo.split('/').any(|p| p.trim().is_empty() || p == "." || p == "..")
+                || repo
+                    .split('/')
+                    .any(|p| p.trim().is_empty() || p == "." || p == "..")
                 || hf_repos_revision_unknown.contains(repo)
             {
                 return Err(ctx.err(
@@ -543,6 +616,11 @@ impl Manifest {
             None => None,
         };
 
+        let signature = match raw.signature {
+            Some(sig) => Some(convert_signature(&ctx, sig)?),
+            None => None,
+        };
+
         Ok(Manifest {
             schema_version: SCHEMA_VERSION,
             // Fail safe: a manifest that does not say it is published is treated as a user's own.
@@ -554,6 +632,7 @@ impl Manifest {
             openness: raw.openness,
             root_digest: root,
             hf_repos_revision_unknown,
+            signature,
             id: id.to_string(),
             digest: Sha256::digest(text.as_bytes()).into(),
             path: Some(origin.to_path_buf()),
@@ -581,6 +660,7 @@ impl Manifest {
             openness,
             root_digest: None,
             hf_repos_revision_unknown: Vec::new(),
+            signature: None,
             id: id.to_string(),
             digest: [0; 32],
             path: None,
@@ -646,6 +726,8 @@ impl Manifest {
             license: &'a License,
             openness: &'a Openness,
             integrity: Integrity,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            signature: Option<&'a SignatureSpec>,
         }
         let out = Out {
             schema_version: self.schema_version,
@@ -659,6 +741,7 @@ impl Manifest {
             integrity: Integrity {
                 root_digest: hex::encode(self.computed_root_digest()),
             },
+            signature: self.signature.as_ref(),
         };
         toml::to_string(&out).unwrap_or_else(|e| format!("# could not serialize manifest: {e}\n"))
     }
@@ -675,6 +758,121 @@ impl fmt::Display for Attestation {
 
 fn ser_hex<S: Serializer>(d: &[u8; 32], s: S) -> std::result::Result<S::Ok, S::Error> {
     s.serialize_str(&hex::encode(d))
+}
+
+fn convert_signature(ctx: &Ctx<'_>, s: RawSignature) -> Result<SignatureSpec> {
+    let bad = |span: std::ops::Range<usize>, m: String| {
+        ctx.err(Some(span), ManifestProblem::BadSignature(m))
+    };
+    let table = ctx
+        .line_of_key("signature", "path")
+        .unwrap_or(s.path.span());
+    let format = match s.format {
+        Some(f) if f.get_ref() != "oms-1.0" => {
+            return Err(bad(
+                f.span(),
+                format!("format '{}' (only \"oms-1.0\" is supported)", f.get_ref()),
+            ))
+        }
+        _ => "oms-1.0".to_string(),
+    };
+    let path = s.path.get_ref().clone();
+    validate_rel_path(&path).map_err(|why| bad(s.path.span(), format!("path '{path}': {why}")))?;
+    let method = match (&s.method, &s.public_key_pem, &s.ca_chain_pem) {
+        (_, Some(_), Some(k)) => {
+            return Err(bad(
+                k.span(),
+                "give public_key_pem or ca_chain_pem, not both".into(),
+            ))
+        }
+        (Some(m), _, _) => match m.get_ref().as_str() {
+            "key" => SignatureMethod::Key,
+            "certificate" => SignatureMethod::Certificate,
+            "sigstore" => {
+                return Err(bad(
+                    m.span(),
+                    "method \"sigstore\" (keyless) is not supported: candor verifies bundles signed with a key or a certificate".into(),
+                ))
+            }
+            other => {
+                return Err(bad(
+                    m.span(),
+                    format!("unknown method '{other}' (expected key or certificate)"),
+                ))
+            }
+        },
+        (None, Some(_), None) => SignatureMethod::Key,
+        (None, None, Some(_)) => SignatureMethod::Certificate,
+        (None, None, None) => {
+            return Err(bad(
+                table,
+                "needs public_key_pem (method key) or ca_chain_pem (method certificate)".into(),
+            ))
+        }
+    };
+    let (key, key_span) = match method {
+        SignatureMethod::Key => {
+            let Some(pem) = &s.public_key_pem else {
+                return Err(bad(table, "method key needs public_key_pem".into()));
+            };
+            (
+                VerifyKey::from_public_key_pem(pem.get_ref())
+                    .map_err(|e| bad(pem.span(), format!("public_key_pem: {e}")))?,
+                pem.span(),
+            )
+        }
+        SignatureMethod::Certificate => {
+            let Some(pem) = &s.ca_chain_pem else {
+                return Err(bad(table, "method certificate needs ca_chain_pem".into()));
+            };
+            (
+                VerifyKey::from_ca_pem(pem.get_ref())
+                    .map_err(|e| bad(pem.span(), format!("ca_chain_pem: {e}")))?,
+                pem.span(),
+            )
+        }
+    };
+    let key_hint = match &s.key_hint {
+        None => None,
+        Some(h) => {
+            let VerifyKey::PublicKey(k) = &key else {
+                return Err(bad(h.span(), "key_hint goes with public_key_pem".into()));
+            };
+            let hint = h.get_ref();
+            if parse_sha256(hint).is_none() {
+                return Err(ctx.err(Some(h.span()), ManifestProblem::BadDigest(hint.clone())));
+            }
+            if *hint != k.hint() {
+                return Err(bad(
+                    key_span,
+                    format!(
+                        "key_hint {hint} does not match public_key_pem (its hint is {})",
+                        k.hint()
+                    ),
+                ));
+            }
+            Some(hint.clone())
+        }
+    };
+    let expect_subject_digest = match &s.expect_subject_digest {
+        None => None,
+        Some(d) => Some(parse_sha256(d.get_ref()).ok_or_else(|| {
+            ctx.err(
+                Some(d.span()),
+                ManifestProblem::BadDigest(d.get_ref().clone()),
+            )
+        })?),
+    };
+    Ok(SignatureSpec {
+        format,
+        path,
+        method,
+        public_key_pem: s.public_key_pem.map(|p| p.into_inner()),
+        key_hint,
+        ca_chain_pem: s.ca_chain_pem.map(|p| p.into_inner()),
+        expect_subject_digest,
+        key: Some(key),
+    })
 }
 
 fn convert_source(ctx: &Ctx<'_>, s: RawSource, files: &[FileEntry]) -> Result<Source> {

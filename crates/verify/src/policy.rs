@@ -25,7 +25,8 @@ pub struct Policy {
     pub deny_licenses: Vec<String>,
     /// The license must allow commercial use.
     pub require_commercial_use: bool,
-    /// The model must carry a verified signature (none are supported yet, so this refuses all).
+    /// The model must carry a verified OpenSSF model-signing signature (the manifest's
+    /// `[signature]`, or `--signature` on the command line).
     pub require_signature: bool,
     /// Models without a manifest may be loaded.
     pub allow_unlisted: bool,

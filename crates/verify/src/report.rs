@@ -14,6 +14,7 @@ use crate::{
     manifest::{Attestation, FileFormat, FileRole, ModelInfo},
     openness::{Component, Grade, Level, LevelFailure},
     policy::PolicyViolation,
+    signature::{FileProblem, SignatureReport},
 };
 
 /// Version of the JSON report schema. Fields may be added within a version, never removed or
@@ -76,6 +77,13 @@ pub enum Reason {
         manifest_id: String,
         license: String,
     },
+    /// An OpenSSF model-signing bundle that does not verify, or does not cover a file.
+    SignatureInvalid {
+        bundle: String,
+        error: String,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        files: Vec<FileProblem>,
+    },
 }
 
 fn ser_display<S: serde::Serializer, T: std::fmt::Display>(v: &T, s: S) -> Result<S::Ok, S::Error> {
@@ -89,7 +97,8 @@ impl Reason {
             | Reason::SizeMismatch { .. }
             | Reason::MissingFile { .. }
             | Reason::ExtraFile { .. }
-            | Reason::UnsafeFile { .. } => ErrorKind::Integrity,
+            | Reason::UnsafeFile { .. }
+            | Reason::SignatureInvalid { .. } => ErrorKind::Integrity,
             Reason::MalformedFile { .. } => ErrorKind::Malformed,
             _ => ErrorKind::Refused,
         }
@@ -151,6 +160,7 @@ impl Reason {
             Reason::LicenseNotAccepted { license, .. } => {
                 format!("{license} must be accepted before use and has not been")
             }
+            Reason::SignatureInvalid { error, .. } => format!("signature: {error}"),
         }
     }
 }
@@ -234,6 +244,29 @@ pub struct FileReport {
     pub cached: bool,
 }
 
+/// Where a signature check was asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignatureSource {
+    /// The manifest's `[signature]` table.
+    Manifest,
+    /// `--signature FILE` with `--public-key` or `--certificate-chain`.
+    CommandLine,
+}
+
+/// One OpenSSF model-signing bundle checked during verification.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SignatureCheckReport {
+    pub source: SignatureSource,
+    pub bundle: String,
+    pub verified: bool,
+    /// What the signature says (present whenever the bundle itself verified).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature: Option<SignatureReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ManifestSummary {
     pub id: String,
@@ -309,6 +342,8 @@ pub struct Report {
     pub license: Option<LicenseReport>,
     pub declared: Declared,
     pub openness: Option<OpennessReport>,
+    /// OpenSSF model-signing bundles checked (the manifest's `[signature]`, `--signature`).
+    pub signatures: Vec<SignatureCheckReport>,
     pub policy_source: Option<String>,
     pub decision: Decision,
     pub warnings: Vec<String>,
@@ -388,6 +423,31 @@ impl Report {
             .or(self.expected_root_digest.as_ref())
         {
             writeln!(o, "  root digest {r}")?;
+        }
+        for sc in &self.signatures {
+            let state = if sc.verified { "verified" } else { "FAILED" };
+            writeln!(o, "\nsignature {} [{state}]", sc.bundle)?;
+            if let Some(r) = &sc.signature {
+                writeln!(o, "          {}", r.summary())?;
+                for c in r.signer.certificates.iter().skip(1) {
+                    writeln!(o, "          issued by '{}'", c.subject)?;
+                }
+                writeln!(
+                    o,
+                    "          subject '{}' root digest {}",
+                    r.model_name, r.subject_digest
+                )?;
+                if !r.unsigned_files.is_empty() {
+                    writeln!(
+                        o,
+                        "          unsigned files allowed: {}",
+                        r.unsigned_files.join(", ")
+                    )?;
+                }
+            }
+            if let Some(e) = &sc.error {
+                writeln!(o, "          {e}")?;
+            }
         }
         if let Some(l) = &self.license {
             writeln!(o, "\nlicense   {} ({})", l.name, l.spdx)?;

@@ -463,7 +463,10 @@ fn unlisted_model_refused_unless_allowed() {
     .unwrap();
     assert_eq!(v.files[0].sha256_hex(), sha_hex(&g));
     // An unlisted file gets the role its name implies.
-    assert_eq!(v.files[0].role(), Some(candor_verify::manifest::FileRole::Weights));
+    assert_eq!(
+        v.files[0].role(),
+        Some(candor_verify::manifest::FileRole::Weights)
+    );
     assert_eq!(v.report.files[0].status, FileStatus::Unlisted);
     assert_eq!(
         v.report.declared.gguf_license.as_deref(),

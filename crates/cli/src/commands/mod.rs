@@ -8,6 +8,7 @@ pub mod manifest;
 pub mod perplexity;
 pub mod pull;
 pub mod run;
+pub mod serve;
 pub mod show;
 pub mod tokenize;
 pub mod verify;

@@ -1,11 +1,12 @@
 //! `candor verify MODEL`: the verifier's report, without loading anything.
 
 use crate::args::VerifyArgs;
+use crate::error::CliError;
 use crate::home::Home;
 use crate::load::{parse_level, verify_model, verify_options};
 use crate::resolve::{resolve, Resolved};
 use anyhow::Result;
-use candor_verify::Manifest;
+use candor_verify::{Manifest, SignatureCheck, SignatureOptions, VerifyKey};
 use std::path::PathBuf;
 
 pub fn run(home: &Home, args: &VerifyArgs) -> Result<()> {
@@ -19,6 +20,26 @@ pub fn run(home: &Home, args: &VerifyArgs) -> Result<()> {
     let mut opts = verify_options(home, &args.policy)?;
     if let Some(level) = &args.require {
         opts.policy.min_level = Some(parse_level(level)?);
+    }
+    if let Some(bundle) = &args.signature {
+        let key = match (&args.public_key, &args.certificate_chain) {
+            (Some(k), _) => VerifyKey::load_public_key(k)?,
+            (None, Some(c)) => VerifyKey::load_certificate_roots(c)?,
+            (None, None) => {
+                return Err(CliError::usage(
+                    "--signature needs --public-key KEY or --certificate-chain CA",
+                )
+                .into())
+            }
+        };
+        opts.signature = Some(SignatureCheck {
+            bundle: bundle.clone(),
+            key,
+            options: SignatureOptions {
+                allow_unsigned_files: args.ignore_unsigned_files,
+                ..Default::default()
+            },
+        });
     }
     match verify_model(&resolved, &opts) {
         Ok(v) => {

@@ -309,7 +309,8 @@ pub(crate) fn verify_chain(
                 Ok(true) => {
                     valid_at(r, t)?;
                     check_ca(r, path.len() - 1, true)?;
-                    let mut out: Vec<CertSummary> = path.iter().map(|c| CertSummary::of(c)).collect();
+                    let mut out: Vec<CertSummary> =
+                        path.iter().map(|c| CertSummary::of(c)).collect();
                     out.push(CertSummary::of(r));
                     return Ok((key, out));
                 }
@@ -326,7 +327,7 @@ pub(crate) fn verify_chain(
         }
         let mut next = None;
         for c in &chain[1..] {
-            if path.iter().any(|p| *p == c) {
+            if path.contains(&c) {
                 continue;
             }
             match signed_by(current, c) {

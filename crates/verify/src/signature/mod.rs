@@ -254,7 +254,11 @@ impl SignatureReport {
                 self.signer.curve,
                 short(&self.signer.key_sha256)
             ),
-            None => format!("{} key {}", self.signer.curve, short(&self.signer.key_sha256)),
+            None => format!(
+                "{} key {}",
+                self.signer.curve,
+                short(&self.signer.key_sha256)
+            ),
         };
         format!(
             "{} signed by {who}: {} mode, {} resources in {} files",
@@ -527,9 +531,11 @@ struct RawResource {
 
 fn b64(s: &str) -> Option<Vec<u8>> {
     let e = &base64::engine::general_purpose::STANDARD;
-    e.decode(s.trim())
-        .ok()
-        .or_else(|| base64::engine::general_purpose::URL_SAFE.decode(s.trim()).ok())
+    e.decode(s.trim()).ok().or_else(|| {
+        base64::engine::general_purpose::URL_SAFE
+            .decode(s.trim())
+            .ok()
+    })
 }
 
 /// The DSSE pre-authentication encoding.
@@ -576,7 +582,12 @@ fn open_bundle(
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             return Err(SignatureError::MissingBundle { bundle })
         }
-        Err(e) => return Err(SignatureError::Io { path: bundle, source: e }),
+        Err(e) => {
+            return Err(SignatureError::Io {
+                path: bundle,
+                source: e,
+            })
+        }
     };
     if meta.len() > MAX_BUNDLE_BYTES {
         return Err(malformed(format!("larger than {MAX_BUNDLE_BYTES} bytes")));
@@ -788,7 +799,9 @@ fn open_bundle(
                 .shard_size
                 .ok_or_else(|| malformed("shards serialization without shard_size".into()))?;
             if !(s >= 1.0 && s.fract() == 0.0 && s <= 9.0e15) {
-                return Err(malformed(format!("shard_size {s} is not a positive integer")));
+                return Err(malformed(format!(
+                    "shard_size {s} is not a positive integer"
+                )));
             }
             Serialization::Shards(s as u64)
         }
@@ -820,8 +833,9 @@ fn open_bundle(
                 r.name, r.algorithm, ser.hash_type
             )));
         }
-        let d = parse_hex32(&r.digest)
-            .ok_or_else(|| malformed(format!("resource '{}': bad digest '{}'", r.name, r.digest)))?;
+        let d = parse_hex32(&r.digest).ok_or_else(|| {
+            malformed(format!("resource '{}': bad digest '{}'", r.name, r.digest))
+        })?;
         root.update(d);
         resources.push((r.name, d));
     }
@@ -865,10 +879,7 @@ struct Listed {
 }
 
 /// Split the resources into files and ranges, in listed order.
-fn listed_files(
-    st: &Statement,
-    bundle: &Path,
-) -> std::result::Result<Vec<Listed>, SignatureError> {
+fn listed_files(st: &Statement, bundle: &Path) -> std::result::Result<Vec<Listed>, SignatureError> {
     let malformed = |problem: String| SignatureError::Malformed {
         bundle: bundle.to_path_buf(),
         problem,
@@ -912,7 +923,9 @@ fn listed_files(
 fn is_ignored(rel: &str, ignores: &[String]) -> bool {
     ignores.iter().any(|ig| {
         rel == ig
-            || (rel.len() > ig.len() && rel.starts_with(ig.as_str()) && rel.as_bytes()[ig.len()] == b'/')
+            || (rel.len() > ig.len()
+                && rel.starts_with(ig.as_str())
+                && rel.as_bytes()[ig.len()] == b'/')
     })
 }
 
@@ -980,7 +993,8 @@ fn walk(
                 }
             } else if ft.is_file() {
                 out.push(rel);
-            } else if ft.is_fifo() || ft.is_socket() || ft.is_block_device() || ft.is_char_device() {
+            } else if ft.is_fifo() || ft.is_socket() || ft.is_block_device() || ft.is_char_device()
+            {
                 problems.push(FileProblem::NotRegular { path: rel });
             }
         }

@@ -1,0 +1,258 @@
+//! `candor serve`: an OpenAI-compatible HTTP server that only serves verified models.
+//!
+//! - [`api`]: the OpenAI request and response format, and error bodies.
+//! - [`worker`]: one thread per model that owns it, fed by a bounded queue.
+//! - [`routes`]: the axum routes.
+//!
+//! Every model goes through the same verify-then-load path as `candor run`; one that fails is
+//! not served, and when none can be, the command exits with the verifier's exit code.
+
+pub mod api;
+pub mod routes;
+pub mod worker;
+
+use crate::args::{ModelArgs, ServeArgs, DEFAULT_MODEL};
+use crate::error::CliError;
+use crate::home::Home;
+use crate::load::{load, Loaded};
+use anyhow::{Context, Result};
+use routes::{AppState, ServedModel};
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long in-flight requests may run on after SIGINT/SIGTERM before they are cancelled.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+pub fn run(home: &Home, args: &ServeArgs) -> Result<()> {
+    if args.queue_size == 0 {
+        return Err(CliError::usage("--queue-size must be at least 1").into());
+    }
+    if args.max_tokens == 0 {
+        return Err(CliError::usage("--max-tokens must be at least 1").into());
+    }
+    let names: Vec<String> = if args.models.is_empty() {
+        vec![DEFAULT_MODEL.to_string()]
+    } else {
+        args.models.clone()
+    };
+
+    let cancel = Arc::new(AtomicBool::new(false));
+    let mut served = Vec::new();
+    let mut workers = Vec::new();
+    let mut first_error = None;
+    for name in &names {
+        let id = served_id(name);
+        if served.iter().any(|m: &ServedModel| m.id == id) {
+            return Err(CliError::usage(format!("the model `{id}` is given twice")).into());
+        }
+        let margs = ModelArgs {
+            model: name.clone(),
+            device: args.device,
+            threads: args.threads,
+            ctx_size: args.ctx_size,
+            policy: args.policy.clone(),
+        };
+        match load(home, &margs) {
+            Ok(loaded) => {
+                let (model, details) = describe(loaded);
+                let vocab_size = model.info().vocab_size;
+                let owned_by = details["provenance"]["publisher"]
+                    .as_str()
+                    .unwrap_or("candor")
+                    .to_string();
+                let verified_at = details["provenance"]["verified_at_unix"]
+                    .as_u64()
+                    .unwrap_or_default();
+                let (queue, handle) = worker::spawn(&id, model, args.queue_size, cancel.clone())
+                    .context("starting a model worker thread")?;
+                workers.push(handle);
+                eprintln!("candor: serving {id}");
+                served.push(ServedModel {
+                    id,
+                    owned_by,
+                    verified_at,
+                    vocab_size,
+                    details,
+                    queue,
+                });
+            }
+            Err(e) => {
+                // Same report as a refused `candor run`, then carry on with the other models.
+                eprintln!("candor: not serving {name}: {e:#}");
+                if let Some(v) = e
+                    .chain()
+                    .find_map(|c| c.downcast_ref::<candor_verify::Error>())
+                {
+                    crate::print_findings(v);
+                }
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    if served.is_empty() {
+        let e = first_error.expect("at least one model was tried");
+        return Err(e.context("no model can be served"));
+    }
+    if args.api_key.is_none() && !is_loopback(&args.host) {
+        eprintln!(
+            "candor: warning: listening on {} without --api-key: anyone who can reach it can use it",
+            args.host
+        );
+    }
+
+    let state = Arc::new(AppState {
+        models: served,
+        api_key: args.api_key.clone().filter(|k| !k.is_empty()),
+        default_max_tokens: args.max_tokens,
+        draining: AtomicBool::new(false),
+    });
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("candor-http")
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(serve(args, state, cancel.clone()))?;
+    // Stop the workers: anything still generating ends at its next token.
+    cancel.store(true, Ordering::Relaxed);
+    drop(workers);
+    Ok(())
+}
+
+async fn serve(args: &ServeArgs, state: Arc<AppState>, cancel: Arc<AtomicBool>) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
+        .await
+        .with_context(|| format!("listening on {}:{}", args.host, args.port))?;
+    let addr = listener.local_addr()?;
+    // One line a script (or the tests, with --port 0) can read the address from.
+    eprintln!("candor: listening on http://{addr} (OpenAI API at http://{addr}/v1)");
+    let app = routes::router(state.clone());
+    let shutdown = {
+        let state = state.clone();
+        async move {
+            signal().await;
+            state.draining.store(true, Ordering::Relaxed);
+            eprintln!(
+                "candor: shutting down: finishing requests in flight (at most {}s; again to stop now)",
+                SHUTDOWN_GRACE.as_secs()
+            );
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = tokio::time::sleep(SHUTDOWN_GRACE) => {
+                        eprintln!("candor: cancelling the requests still in flight");
+                        cancel.store(true, Ordering::Relaxed);
+                    }
+                    _ = signal() => {
+                        eprintln!("candor: stopped");
+                        std::process::exit(130);
+                    }
+                }
+            });
+        }
+    };
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("serving HTTP")?;
+    eprintln!("candor: server stopped");
+    Ok(())
+}
+
+/// SIGINT or SIGTERM.
+async fn signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The name clients use for a model: the manifest id as given, or a path's file or directory
+/// name.
+fn served_id(name: &str) -> String {
+    let path = std::path::Path::new(name);
+    if path.exists() {
+        if let Some(n) = path.file_name().and_then(|n| n.to_str()) {
+            return n.to_string();
+        }
+    }
+    name.to_string()
+}
+
+/// Splits a loaded model into the model and what `/v1/models` says about it: its provenance
+/// (each file's sha256, the root digest, license, openness achieved, when and how long
+/// verification took) and its shape.
+fn describe(loaded: Loaded) -> (candor_engine::Model, Value) {
+    let r = &loaded.verification.report;
+    let now = api::unix_now();
+    let files: Vec<Value> = r
+        .files
+        .iter()
+        .map(|f| {
+            json!({
+                "path": f.path,
+                "sha256": f.actual_sha256,
+                "size": f.actual_size,
+                "role": f.role,
+                "status": f.status,
+            })
+        })
+        .collect();
+    let provenance = json!({
+        "target": r.target,
+        "manifest": r.manifest.as_ref().map(|m| json!({
+            "id": m.id,
+            "attestation": m.attestation,
+            "digest": m.digest,
+        })),
+        "publisher": r.model.as_ref().map(|m| m.publisher.clone()),
+        "root_digest": r.root_digest,
+        "files": files,
+        "license": r.license.as_ref().map(|l| l.spdx.clone()),
+        "license_name": r.license.as_ref().map(|l| l.name.clone()),
+        "openness": r.openness.as_ref().map(|o| o.achieved),
+        "openness_claimed": r.openness.as_ref().map(|o| o.claimed),
+        "decision": r.decision.outcome,
+        "overrides": r.decision.overrides,
+        "warnings": r.warnings,
+        "verified_at": api::rfc3339(now),
+        "verified_at_unix": now,
+        "verification_ms": loaded.verify_time.as_secs_f64() * 1e3,
+        "load_ms": loaded.load_time.as_secs_f64() * 1e3,
+    });
+    let info = loaded.model.info();
+    let details = json!({
+        "provenance": provenance,
+        "info": {
+            "architecture": info.architecture,
+            "format": info.format,
+            "weight_type": info.weight_type,
+            "parameters": info.parameters,
+            "context_length": info.context_length,
+            "ctx_size": info.ctx_size,
+        },
+    });
+    (loaded.model, details)
+}

@@ -1,0 +1,105 @@
+//! `kill -9` at arbitrary points of a pull or a verification never leaves a file or a cache
+//! entry that later passes as verified.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const MODEL: &str = "smollm2-135m-instruct-q4_1";
+const FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+
+fn candor(home: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_candor"));
+    c.env("CANDOR_HOME", home)
+        .env("HF_HUB_OFFLINE", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    c
+}
+
+fn kill_after(mut cmd: Command, delay: Duration) {
+    let mut child = cmd.spawn().unwrap();
+    std::thread::sleep(delay);
+    let _ = child.kill(); // SIGKILL
+    let _ = child.wait();
+}
+
+#[test]
+fn killed_pulls_never_leave_a_file_that_passes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path();
+    let final_path = home.join("models").join(MODEL).join(FILE);
+    for ms in [30u64, 200, 600, 1200, 2000, 3500] {
+        kill_after(
+            {
+                let mut c = candor(home);
+                c.args(["pull", MODEL]);
+                c
+            },
+            Duration::from_millis(ms),
+        );
+        // Whatever the kill left behind: either nothing under the final name, or the whole
+        // file. A partial file only ever exists under a temporary name.
+        if final_path.exists() {
+            let o = candor(home)
+                .args(["verify", MODEL, "--rehash"])
+                .status()
+                .unwrap();
+            assert_eq!(
+                o.code(),
+                Some(0),
+                "killed after {ms} ms: the visible file must be complete"
+            );
+        }
+    }
+    // A later pull completes and verifies.
+    let o = candor(home).args(["pull", MODEL]).status().unwrap();
+    assert_eq!(o.code(), Some(0));
+    let o = candor(home)
+        .args(["verify", MODEL, "--rehash"])
+        .status()
+        .unwrap();
+    assert_eq!(o.code(), Some(0));
+}
+
+#[test]
+fn killed_verifications_never_corrupt_the_cache() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path();
+    assert_eq!(
+        candor(home).args(["pull", MODEL]).status().unwrap().code(),
+        Some(0)
+    );
+    for ms in [5u64, 20, 40, 80] {
+        kill_after(
+            {
+                let mut c = candor(home);
+                c.args(["verify", MODEL, "--rehash"]);
+                c
+            },
+            Duration::from_millis(ms),
+        );
+        assert_eq!(
+            candor(home)
+                .args(["verify", MODEL])
+                .status()
+                .unwrap()
+                .code(),
+            Some(0)
+        );
+    }
+    // Tamper after the cache knows the file: the cache must not vouch for the new bytes.
+    let path = home.join("models").join(MODEL).join(FILE);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[1000] ^= 1;
+    std::fs::write(&path, bytes).unwrap();
+    assert_eq!(
+        candor(home)
+            .args(["verify", MODEL])
+            .status()
+            .unwrap()
+            .code(),
+        Some(3)
+    );
+}

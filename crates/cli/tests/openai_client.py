@@ -1,0 +1,480 @@
+#!/usr/bin/env python3
+"""Drives `candor serve` with the official `openai` client (and httpx for raw HTTP).
+
+Run by crates/cli/tests/serve.rs, one scenario per call:
+
+    openai_client.py check
+    openai_client.py functional --base-url URL --model ID
+    openai_client.py auth       --base-url URL --model ID --api-key KEY
+    openai_client.py queue      --base-url URL --model ID        (server run with --queue-size 1)
+    openai_client.py shutdown   --base-url URL --model ID --pid PID
+    openai_client.py load       --base-url URL --model ID [--clients 32 --requests 200 --max-tokens 16 --deadline 170]
+
+Each scenario asserts as it goes and exits non-zero on the first failure. Only loopback URLs
+are accepted.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+import threading
+import time
+import urllib.parse
+
+QUESTION = "What is 2+2?"
+ANSWER = "The answer to this classic math problem is 4."
+FRANCE = "The capital of France is"
+FRANCE_19 = " Paris.\n\nThe United States has a population of approximately 311 million people."
+STORY = "Write a very long story about a dragon who learns to read."
+
+
+def fail(msg):
+    print(f"FAIL: {msg}", file=sys.stderr, flush=True)
+    sys.exit(1)
+
+
+def check(cond, msg):
+    if not cond:
+        fail(msg)
+
+
+def log(msg):
+    print(msg, flush=True)
+
+
+def error_of(e):
+    """The OpenAI error object of an APIStatusError, whatever the client version unwraps."""
+    body = getattr(e, "body", None)
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        body = body["error"]
+    return body if isinstance(body, dict) else {}
+
+
+def client(args, **kw):
+    from openai import OpenAI
+
+    return OpenAI(
+        base_url=args.base_url + "/v1",
+        api_key=kw.pop("api_key", "unused"),
+        max_retries=0,
+        timeout=120,
+        **kw,
+    )
+
+
+def health(args):
+    import httpx
+
+    return httpx.get(args.base_url + "/health", timeout=10).json()
+
+
+def model_health(args):
+    return next(m for m in health(args)["models"] if m["id"] == args.model)
+
+
+def expect_status(fn, status, param=None, code=None, what=""):
+    import openai
+
+    try:
+        fn()
+    except openai.APIStatusError as e:
+        err = error_of(e)
+        check(e.status_code == status, f"{what}: status {e.status_code}, wanted {status}: {err}")
+        check(err.get("type"), f"{what}: error body has a type: {err}")
+        check(err.get("message"), f"{what}: error body has a message: {err}")
+        if param is not None:
+            check(err.get("param") == param, f"{what}: param {err.get('param')!r}, wanted {param!r}")
+        if code is not None:
+            check(err.get("code") == code, f"{what}: code {err.get('code')!r}, wanted {code!r}")
+        log(f"ok: {what} -> {status} {err.get('param') or err.get('code') or ''}")
+        return err
+    fail(f"{what}: succeeded, wanted {status}")
+
+
+def chat_text(stream):
+    """Text, finish reason and usage of a streamed chat completion."""
+    text, finish, usage = [], None, None
+    for chunk in stream:
+        if chunk.usage is not None:
+            usage = chunk.usage
+        for c in chunk.choices:
+            if c.delta.content:
+                text.append(c.delta.content)
+            if c.finish_reason:
+                finish = c.finish_reason
+    return "".join(text), finish, usage
+
+
+def functional(args):
+    import httpx
+    import openai
+
+    c = client(args)
+    m = args.model
+
+    # Models, with provenance.
+    models = c.models.list()
+    ids = [x.id for x in models.data]
+    check(ids == [m], f"models: {ids}")
+    d = models.data[0].model_dump()
+    prov = d.get("provenance") or {}
+    check(len(prov.get("root_digest") or "") >= 64, f"root digest: {prov}")
+    files = prov.get("files") or []
+    check(files and all(len(f.get("sha256") or "") == 64 for f in files), f"file sha256s: {files}")
+    check(prov.get("license"), f"license: {prov}")
+    check(prov.get("openness"), f"openness: {prov}")
+    check(prov.get("verified_at", "").endswith("Z"), f"verified_at: {prov}")
+    check(isinstance(prov.get("verification_ms"), (int, float)), f"verification_ms: {prov}")
+    check(c.models.retrieve(m).id == m, "retrieve")
+    log(f"ok: models: {m}, license {prov['license']}, openness {prov['openness']}, root {prov['root_digest'][:16]}…")
+    expect_status(lambda: c.models.retrieve("no-such-model"), 404, code="model_not_found", what="retrieve unknown")
+
+    # Chat, greedy.
+    r = c.chat.completions.create(
+        model=m, messages=[{"role": "user", "content": QUESTION}], temperature=0, max_tokens=40
+    )
+    got = r.choices[0].message.content
+    check(got == ANSWER, f"chat: {got!r}")
+    check(r.choices[0].finish_reason == "stop", f"chat finish: {r.choices[0].finish_reason}")
+    check(r.object == "chat.completion" and r.id.startswith("chatcmpl-"), f"chat object: {r}")
+    u = r.usage
+    check(u.prompt_tokens > 5 and u.completion_tokens > 5, f"usage: {u}")
+    check(u.total_tokens == u.prompt_tokens + u.completion_tokens, f"usage total: {u}")
+    log(f"ok: chat: {got!r} usage {u.prompt_tokens}+{u.completion_tokens}")
+
+    # Chat, streamed, with usage.
+    s = c.chat.completions.create(
+        model=m,
+        messages=[{"role": "user", "content": QUESTION}],
+        temperature=0,
+        max_tokens=40,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    text, finish, usage = chat_text(s)
+    check(text == ANSWER, f"streamed chat: {text!r}")
+    check(finish == "stop", f"streamed finish: {finish}")
+    check(usage is not None and usage.completion_tokens == u.completion_tokens, f"streamed usage: {usage}")
+    log(f"ok: streamed chat: {text!r}")
+
+    # Completion: max_tokens, then a stop string, streamed.
+    r = c.completions.create(model=m, prompt=FRANCE, max_tokens=19, temperature=0)
+    check(r.choices[0].text == FRANCE_19, f"completion: {r.choices[0].text!r}")
+    check(r.choices[0].finish_reason == "length", f"completion finish: {r.choices[0].finish_reason}")
+    check(r.usage.completion_tokens == 19, f"completion usage: {r.usage}")
+    log(f"ok: completion: {r.choices[0].text!r}")
+    s = c.completions.create(model=m, prompt=FRANCE, max_tokens=19, temperature=0, stop=["\n"], stream=True)
+    parts, finish = [], None
+    for chunk in s:
+        for ch in chunk.choices:
+            parts.append(ch.text)
+            finish = ch.finish_reason or finish
+    check("".join(parts) == " Paris.", f"streamed completion with stop: {''.join(parts)!r}")
+    check(finish == "stop", f"streamed completion finish: {finish}")
+    log("ok: streamed completion with a stop string")
+
+    # Same seed, same sample.
+    kw = dict(model=m, messages=[{"role": "user", "content": "Tell me a joke."}], temperature=0.9, seed=7, max_tokens=16)
+    a = c.chat.completions.create(**kw).choices[0].message.content
+    b = c.chat.completions.create(**kw).choices[0].message.content
+    check(a == b and a, f"seeded samples differ: {a!r} vs {b!r}")
+    log("ok: seed reproduces")
+
+    # Invalid requests name the field.
+    msgs = [{"role": "user", "content": "hi"}]
+    expect_status(lambda: c.chat.completions.create(model=m, messages=msgs, n=2), 400, param="n", what="n=2")
+    expect_status(
+        lambda: c.chat.completions.create(model=m, messages=msgs, temperature=5), 400, param="temperature", what="temperature=5"
+    )
+    expect_status(lambda: c.chat.completions.create(model=m, messages=[]), 400, param="messages", what="no messages")
+    expect_status(
+        lambda: c.chat.completions.create(model=m, messages=[{"role": "wizard", "content": "x"}]),
+        400,
+        param="messages[0].role",
+        what="bad role",
+    )
+    expect_status(lambda: c.completions.create(model=m, prompt=""), 400, param="prompt", what="empty prompt")
+    expect_status(
+        lambda: c.completions.create(model=m, prompt="x", max_tokens=4, extra_body={"stop": 3}), 400, param="stop", what="stop=3"
+    )
+    expect_status(
+        lambda: c.chat.completions.create(model="no-such-model", messages=msgs), 404, code="model_not_found", what="unknown model"
+    )
+    long_prompt = "hello " * 6000
+    expect_status(
+        lambda: c.completions.create(model=m, prompt=long_prompt, max_tokens=1),
+        400,
+        param="prompt",
+        code="context_length_exceeded",
+        what="prompt longer than the context",
+    )
+    raw = httpx.post(args.base_url + "/v1/chat/completions", content=b"{not json", timeout=30)
+    check(raw.status_code == 400 and "error" in raw.json(), f"bad JSON: {raw.status_code} {raw.text}")
+    big = json.dumps({"model": m, "prompt": "x" * (2 << 20)})
+    raw = httpx.post(args.base_url + "/v1/completions", content=big, headers={"content-type": "application/json"}, timeout=30)
+    check(raw.status_code == 413, f"2 MiB body: {raw.status_code} {raw.text[:200]}")
+    check(raw.json()["error"]["type"] == "invalid_request_error", f"413 body: {raw.text[:200]}")
+    log("ok: bad JSON -> 400, 2 MiB body -> 413")
+
+    # The server answers /health and /v1/models while it generates.
+    before = model_health(args)
+    s = c.chat.completions.create(
+        model=m, messages=[{"role": "user", "content": STORY}], temperature=0, max_tokens=2000, stream=True
+    )
+    it = iter(s)
+    for _ in range(3):
+        next(it)
+    t0 = time.monotonic()
+    h = model_health(args)
+    c.models.list()
+    took = time.monotonic() - t0
+    check(h["busy"], f"busy while generating: {h}")
+    check(took < 2.0, f"/health and /v1/models took {took:.2f}s while generating")
+    log(f"ok: /health and /v1/models answer in {took * 1000:.0f} ms while generating")
+
+    # Disconnect mid-stream: the generation is cancelled and the server serves the next request.
+    s.close()
+    deadline = time.monotonic() + 30
+    while True:
+        h = model_health(args)
+        if h["cancelled"] > before["cancelled"] and not h["busy"]:
+            break
+        check(time.monotonic() < deadline, f"generation not cancelled after the client left: {h}")
+        time.sleep(0.1)
+    r = c.chat.completions.create(model=m, messages=[{"role": "user", "content": QUESTION}], temperature=0, max_tokens=40)
+    check(r.choices[0].message.content == ANSWER, f"after disconnect: {r.choices[0].message.content!r}")
+    log("ok: disconnect mid-stream cancels the generation; the next request is served")
+
+    # Unknown routes answer 404 with an error body.
+    raw = httpx.get(args.base_url + "/v1/nothing", timeout=10)
+    check(raw.status_code == 404 and "error" in raw.json(), f"unknown route: {raw.status_code}")
+    check(isinstance(openai.__version__, str), "openai version")
+    log(f"ok: functional scenario with openai {openai.__version__}")
+
+
+def auth(args):
+    import httpx
+    import openai
+
+    bad = client(args, api_key="wrong-key")
+    expect_status(lambda: bad.models.list(), 401, code="invalid_api_key", what="wrong key, models")
+    expect_status(
+        lambda: bad.chat.completions.create(model=args.model, messages=[{"role": "user", "content": "hi"}]),
+        401,
+        what="wrong key, chat",
+    )
+    raw = httpx.get(args.base_url + "/v1/models", timeout=10)
+    check(raw.status_code == 401, f"no Authorization header: {raw.status_code}")
+    check(httpx.get(args.base_url + "/health", timeout=10).status_code == 200, "/health needs no key")
+    good = client(args, api_key=args.api_key)
+    check([x.id for x in good.models.list().data] == [args.model], "models with the key")
+    r = good.chat.completions.create(
+        model=args.model, messages=[{"role": "user", "content": QUESTION}], temperature=0, max_tokens=40
+    )
+    check(r.choices[0].message.content == ANSWER, f"chat with the key: {r.choices[0].message.content!r}")
+    log(f"ok: --api-key enforced (openai {openai.__version__})")
+
+
+def queue(args):
+    """Server with --queue-size 1: one running, one waiting, the third is refused with 429."""
+    c = client(args)
+    m = args.model
+    running = c.chat.completions.create(
+        model=m, messages=[{"role": "user", "content": STORY}], temperature=0, max_tokens=2000, stream=True
+    )
+    it = iter(running)
+    next(it)
+    waiting = {}
+
+    def second():
+        try:
+            r = c.chat.completions.create(
+                model=m, messages=[{"role": "user", "content": QUESTION}], temperature=0, max_tokens=40
+            )
+            waiting["text"] = r.choices[0].message.content
+        except Exception as e:  # noqa: BLE001
+            waiting["error"] = repr(e)
+
+    t = threading.Thread(target=second)
+    t.start()
+    deadline = time.monotonic() + 10
+    while model_health(args)["queued"] < 1:
+        check(time.monotonic() < deadline, f"second request never queued: {health(args)}")
+        time.sleep(0.05)
+    expect_status(
+        lambda: c.chat.completions.create(model=m, messages=[{"role": "user", "content": "hi"}], max_tokens=4),
+        429,
+        code="queue_full",
+        what="third request on a full queue",
+    )
+    running.close()
+    t.join(60)
+    check(waiting.get("text") == ANSWER, f"queued request: {waiting}")
+    log("ok: full queue -> 429; the queued request is served once the running one is cancelled")
+
+
+def shutdown(args):
+    """SIGTERM while a stream is in flight: the stream completes, new requests are refused."""
+    import httpx
+
+    c = client(args)
+    s = c.chat.completions.create(
+        model=args.model,
+        messages=[{"role": "user", "content": QUESTION}],
+        temperature=0,
+        max_tokens=40,
+        stream=True,
+    )
+    it = iter(s)
+    first = next(it)
+    os.kill(args.pid, signal.SIGTERM)
+    text = "".join(ch.delta.content or "" for ch in first.choices)
+    finish = None
+    for chunk in it:
+        for ch in chunk.choices:
+            text += ch.delta.content or ""
+            finish = ch.finish_reason or finish
+    check(text == ANSWER and finish == "stop", f"in-flight stream at shutdown: {text!r} {finish}")
+    try:
+        r = httpx.get(args.base_url + "/health", timeout=5)
+        check(r.status_code == 503, f"/health while shutting down: {r.status_code}")
+    except httpx.TransportError:
+        pass  # already closed
+    log("ok: SIGTERM lets the in-flight stream finish")
+
+
+def percentile(xs, p):
+    xs = sorted(xs)
+    if not xs:
+        return float("nan")
+    k = (len(xs) - 1) * p / 100
+    lo, hi = int(k), min(int(k) + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
+
+
+def load(args):
+    import httpx
+    from openai import AsyncOpenAI
+
+    m = args.model
+    prompts = [f"What is {a}+{b}?" for a, b in [(2, 2), (3, 5), (10, 7), (1, 1), (6, 9), (4, 8), (12, 12), (9, 3)]]
+
+    # The reference answers, one request at a time.
+    sync = client(args)
+    expected = {}
+    for p in prompts:
+        r = sync.chat.completions.create(
+            model=m, messages=[{"role": "user", "content": p}], temperature=0, max_tokens=args.max_tokens
+        )
+        expected[p] = (r.choices[0].message.content, r.choices[0].finish_reason, r.usage.completion_tokens)
+
+    async def run():
+        http = httpx.AsyncClient(limits=httpx.Limits(max_connections=args.clients + 4), timeout=300)
+        # No retries: with the queue sized above the concurrency, a 429 is a failure.
+        c = AsyncOpenAI(base_url=args.base_url + "/v1", api_key="unused", max_retries=0, http_client=http)
+        todo = asyncio.Queue()
+        for i in range(args.requests):
+            todo.put_nowait(i)
+        latencies, ttfts, failures = [], [], []
+
+        async def one(i):
+            p = prompts[i % len(prompts)]
+            t0 = time.monotonic()
+            first = None
+            text, finish, usage = [], None, None
+            s = await c.chat.completions.create(
+                model=m,
+                messages=[{"role": "user", "content": p}],
+                temperature=0,
+                max_tokens=args.max_tokens,
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+            async for chunk in s:
+                if chunk.usage is not None:
+                    usage = chunk.usage
+                for ch in chunk.choices:
+                    if ch.delta.content:
+                        if first is None:
+                            first = time.monotonic() - t0
+                        text.append(ch.delta.content)
+                    finish = ch.finish_reason or finish
+            want = expected[p]
+            got = ("".join(text), finish, usage.completion_tokens if usage else None)
+            if got != want:
+                raise AssertionError(f"request {i} ({p!r}): got {got!r}, wanted {want!r}")
+            latencies.append(time.monotonic() - t0)
+            ttfts.append(first or 0.0)
+
+        async def client_loop():
+            while True:
+                try:
+                    i = todo.get_nowait()
+                except asyncio.QueueEmpty:
+                    return
+                try:
+                    await one(i)
+                except Exception as e:  # noqa: BLE001
+                    failures.append(f"{type(e).__name__}: {e}")
+
+        t0 = time.monotonic()
+        try:
+            await asyncio.wait_for(asyncio.gather(*(client_loop() for _ in range(args.clients))), args.deadline)
+        except asyncio.TimeoutError:
+            fail(
+                f"the load test did not finish within {args.deadline:.0f}s: "
+                f"{len(latencies)} of {args.requests} requests done, {len(failures)} failed"
+            )
+        wall = time.monotonic() - t0
+        await http.aclose()
+        return latencies, ttfts, failures, wall
+
+    latencies, ttfts, failures, wall = asyncio.run(run())
+    summary = {
+        "clients": args.clients,
+        "requests": args.requests,
+        "completed": len(latencies),
+        "failed": len(failures),
+        "wall_s": round(wall, 2),
+        "requests_per_s": round(len(latencies) / wall, 2),
+        "latency_ms": {f"p{p}": round(percentile(latencies, p) * 1000) for p in (50, 90, 99)},
+        "ttft_ms": {f"p{p}": round(percentile(ttfts, p) * 1000) for p in (50, 90, 99)},
+        "max_tokens": args.max_tokens,
+    }
+    print("LOAD " + json.dumps(summary), flush=True)
+    for f in failures[:10]:
+        print(f"  failure: {f}", file=sys.stderr)
+    check(not failures, f"{len(failures)} of {args.requests} requests failed")
+    check(len(latencies) == args.requests, f"{len(latencies)} of {args.requests} requests completed")
+    h = model_health(args)
+    check(h["queued"] == 0 and not h["busy"], f"server idle after the load test: {h}")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("scenario", choices=["check", "functional", "auth", "queue", "shutdown", "load"])
+    ap.add_argument("--base-url")
+    ap.add_argument("--model")
+    ap.add_argument("--api-key")
+    ap.add_argument("--pid", type=int)
+    ap.add_argument("--clients", type=int, default=32)
+    ap.add_argument("--requests", type=int, default=200)
+    ap.add_argument("--max-tokens", type=int, default=16)
+    ap.add_argument("--deadline", type=float, default=170.0, help="seconds the load test may take")
+    args = ap.parse_args()
+    if args.scenario == "check":
+        import httpx  # noqa: F401
+        import openai
+
+        print(f"openai {openai.__version__}")
+        return
+    host = urllib.parse.urlparse(args.base_url).hostname
+    check(host == "127.0.0.1", f"loopback only, not {host}")
+    globals()[args.scenario](args)
+
+
+if __name__ == "__main__":
+    main()
