@@ -2,6 +2,7 @@
 
 use crate::config::{Llama3RopeScaling, ModelConfig};
 use crate::error::Result;
+use crate::kernels::FastWeight;
 use crate::weights::{Weight, Weights};
 use candle_core::quantized::QMatMul;
 use candle_core::{DType, Device, Module, Tensor, D};
@@ -10,6 +11,8 @@ use candle_core::{DType, Device, Module, Tensor, D};
 #[derive(Debug, Clone)]
 pub struct Linear {
     weight: QMatMul,
+    /// The same weight for candor's CPU kernels, when they handle its type (Q4_1, Q8_0).
+    fast: Option<FastWeight>,
     bias: Option<Tensor>,
 }
 
@@ -30,22 +33,58 @@ impl Linear {
             }
             None => None,
         };
+        let weight = w.matmul(weight, layer, device)?;
         Ok(Self {
-            weight: w.matmul(weight, layer, device)?,
+            fast: FastWeight::new(&weight),
+            weight,
             bias,
         })
     }
 
     pub fn from_matmul(weight: QMatMul) -> Self {
-        Self { weight, bias: None }
+        Self {
+            fast: FastWeight::new(&weight),
+            weight,
+            bias: None,
+        }
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = self.weight.forward(x)?;
+        let y = match &self.fast {
+            Some(f) if x.device().is_cpu() && x.dtype() == DType::F32 => {
+                x.contiguous()?.apply_op1_no_bwd(f)?
+            }
+            _ => self.weight.forward(x)?,
+        };
+        self.add_bias(y)
+    }
+
+    fn add_bias(&self, y: Tensor) -> Result<Tensor> {
         Ok(match &self.bias {
             Some(b) => y.broadcast_add(b)?,
             None => y,
         })
+    }
+
+    /// Several projections of the same input (Q, K, V): on the CPU with few rows, one pass.
+    pub fn forward_many(ls: &[&Linear], x: &Tensor) -> Result<Vec<Tensor>> {
+        let fast: Option<Vec<&FastWeight>> = ls.iter().map(|l| l.fast.as_ref()).collect();
+        if let Some(fast) = fast {
+            if let Some(ys) = crate::kernels::forward_many(&fast, x)? {
+                return ls.iter().zip(ys).map(|(l, y)| l.add_bias(y)).collect();
+            }
+        }
+        ls.iter().map(|l| l.forward(x)).collect()
+    }
+
+    /// SwiGLU feed-forward input: `silu(gate(x)) * up(x)`.
+    pub fn swiglu(gate: &Linear, up: &Linear, x: &Tensor) -> Result<Tensor> {
+        if let (Some(g), Some(u), None, None) = (&gate.fast, &up.fast, &gate.bias, &up.bias) {
+            if let Some(y) = crate::kernels::swiglu(g, u, x)? {
+                return Ok(y);
+            }
+        }
+        Ok((candle_nn::ops::silu(&gate.forward(x)?)? * up.forward(x)?)?)
     }
 }
 
@@ -251,10 +290,14 @@ pub fn attention(
     softcap: Option<f64>,
     mask: Option<&Tensor>,
 ) -> Result<Tensor> {
-    let n_rep = q.dim(1)? / k.dim(1)?;
-    let k = candle_transformers::utils::repeat_kv(k.clone(), n_rep)?.contiguous()?;
-    let v = candle_transformers::utils::repeat_kv(v.clone(), n_rep)?.contiguous()?;
-    let mut att = (q.contiguous()?.matmul(&k.t()?)? * scale)?;
+    let (b, nh, seq, d) = q.dims4()?;
+    let (nkv, total) = (k.dim(1)?, k.dim(2)?);
+    // The query heads that share a key/value head form one batch of n_rep·seq rows, so K and
+    // V are read in place from the cache instead of being repeated per head.
+    let n_rep = nh / nkv;
+    let q = q.contiguous()?.reshape((b, nkv, n_rep * seq, d))?;
+    let att = (q.matmul(&k.t()?)? * scale)?;
+    let mut att = att.reshape((b, nh, seq, total))?;
     if let Some(cap) = softcap {
         att = ((att / cap)?.tanh()? * cap)?;
     }
@@ -262,7 +305,8 @@ pub fn attention(
         att = att.broadcast_add(m)?;
     }
     let att = candle_nn::ops::softmax_last_dim(&att)?;
-    Ok(att.matmul(&v)?)
+    let y = att.reshape((b, nkv, n_rep * seq, total))?.matmul(v)?;
+    Ok(y.reshape((b, nh, seq, d))?)
 }
 
 /// Numerically stable log-softmax over the last dimension.

@@ -13,6 +13,7 @@ pub mod chat;
 pub mod config;
 pub mod error;
 pub mod generate;
+mod kernels;
 mod layers;
 pub mod model;
 pub mod models;

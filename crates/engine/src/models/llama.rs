@@ -154,18 +154,12 @@ impl Llama {
         for b in self.blocks.iter_mut() {
             let r = x.clone();
             let hn = b.attn_norm.forward(&x)?;
-            let q =
-                b.q.forward(&hn)?
-                    .reshape((1, seq, nh, d))?
-                    .transpose(1, 2)?;
-            let k =
-                b.k.forward(&hn)?
-                    .reshape((1, seq, nkv, d))?
-                    .transpose(1, 2)?;
-            let v =
-                b.v.forward(&hn)?
-                    .reshape((1, seq, nkv, d))?
-                    .transpose(1, 2)?;
+            let [q, k, v]: [Tensor; 3] = Linear::forward_many(&[&b.q, &b.k, &b.v], &hn)?
+                .try_into()
+                .map_err(|_| candle_core::Error::Msg("qkv".into()))?;
+            let q = q.reshape((1, seq, nh, d))?.transpose(1, 2)?;
+            let k = k.reshape((1, seq, nkv, d))?.transpose(1, 2)?;
+            let v = v.reshape((1, seq, nkv, d))?.transpose(1, 2)?;
             let q = self.rope.apply(&q, pos)?;
             let k = self.rope.apply(&k, pos)?;
             let (k, v) = b.cache.append(&k, &v)?;
@@ -174,8 +168,7 @@ impl Llama {
             x = (b.o.forward(&y)? + r)?;
             let r = x.clone();
             let hn = b.ffn_norm.forward(&x)?;
-            let g = candle_nn::ops::silu(&b.gate.forward(&hn)?)?;
-            let y = b.down.forward(&(g * b.up.forward(&hn)?)?)?;
+            let y = b.down.forward(&Linear::swiglu(&b.gate, &b.up, &hn)?)?;
             x = (y + r)?;
         }
         let x = if all_logits {

@@ -1,0 +1,134 @@
+//! Engine micro-benchmarks on the default model (SmolLM2-135M-Instruct Q4_1): tokenizer encode,
+//! one decode step, one prompt batch, sampling. `cargo bench --bench engine`.
+//!
+//! The model is loaded through the verifier as the CLI does. It is looked up, in order, in
+//! `CANDOR_BENCH_MODEL` (a model directory, verified as an unlisted model) and in the end-to-end
+//! tests' candor home under the target directory (`cargo test --test smollm2_reference` pulls
+//! it there). Without either, the model benchmarks print why and measure nothing. Reports only;
+//! never fails on a time. For a whole-run comparison with llama-bench use `candor bench`.
+
+use candor_engine::sampling::{Sampler, SamplingParams};
+use candor_engine::{LoadOptions, Model};
+use candor_verify::{verify, NoProgress, VerifyOptions};
+use divan::counter::ItemsCount;
+use std::path::PathBuf;
+use std::sync::{Mutex, OnceLock};
+
+const DEFAULT_MODEL: &str = "smollm2-135m-instruct-q4_1";
+const PROMPT_TOKENS: usize = 128;
+/// Tokens already in the cache when one decode step is timed.
+const DECODE_CONTEXT: usize = 64;
+
+fn main() {
+    divan::main();
+}
+
+fn load() -> Result<Model, String> {
+    let (files, _keep) = if let Some(dir) = std::env::var_os("CANDOR_BENCH_MODEL") {
+        let opts = VerifyOptions {
+            allow_unlisted: true,
+            ..Default::default()
+        };
+        let v = verify(None, &PathBuf::from(dir), &opts, &NoProgress).map_err(|e| e.to_string())?;
+        (v.files, ())
+    } else {
+        let home = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("candor-test-home");
+        let dir = home.join("models").join(DEFAULT_MODEL);
+        if !dir.is_dir() {
+            return Err(format!(
+                "no model: set CANDOR_BENCH_MODEL or run `cargo test --release --test smollm2_reference` first ({} is missing)",
+                dir.display()
+            ));
+        }
+        let manifest = candor::home::Home::at(&home)
+            .and_then(|h| h.manifest(DEFAULT_MODEL))
+            .map_err(|e| e.to_string())?
+            .ok_or("the default manifest is not bundled")?;
+        let opts = VerifyOptions {
+            cache_dir: Some(home.clone()),
+            ..Default::default()
+        };
+        let v = verify(Some(&manifest), &dir, &opts, &NoProgress).map_err(|e| e.to_string())?;
+        (v.files, ())
+    };
+    Model::load(&files, &LoadOptions::default()).map_err(|e| e.to_string())
+}
+
+fn model() -> Option<&'static Mutex<Model>> {
+    static MODEL: OnceLock<Option<Mutex<Model>>> = OnceLock::new();
+    MODEL
+        .get_or_init(|| match load() {
+            Ok(m) => Some(Mutex::new(m)),
+            Err(e) => {
+                eprintln!("engine benchmarks skipped: {e}");
+                None
+            }
+        })
+        .as_ref()
+}
+
+/// Fixed pseudo-random token ids, as `candor bench` and llama-bench use.
+fn tokens(n: usize, vocab: usize) -> Vec<u32> {
+    (0..n as u64)
+        .map(|i| ((i.wrapping_mul(2654435761) >> 7) % vocab as u64) as u32)
+        .collect()
+}
+
+const TEXT: &str = "The quick brown fox jumps over the lazy dog. Verification happens before a \
+single byte of the weights is used: candor hashes every file, compares the digests with the \
+manifest, and only then hands the open handles to the engine, which maps exactly those bytes. \
+Numbers like 3.14159 and 2,718 and code such as `fn main() { println!(\"hi\"); }` exercise \
+the pre-tokenizer as well.";
+
+#[divan::bench(sample_count = 50)]
+fn tokenizer_encode(bencher: divan::Bencher) {
+    let Some(m) = model() else { return };
+    let m = m.lock().unwrap_or_else(|e| e.into_inner());
+    let tok = m.tokenizer();
+    bencher
+        .counter(divan::counter::BytesCount::new(TEXT.len()))
+        .bench_local(|| tok.encode(divan::black_box(TEXT), false).expect("encode"));
+}
+
+#[divan::bench(sample_count = 30, sample_size = 4)]
+fn decode_step(bencher: divan::Bencher) {
+    let Some(m) = model() else { return };
+    let mut m = m.lock().unwrap_or_else(|e| e.into_inner());
+    let vocab = m.tokenizer().vocab_size();
+    let ctx = tokens(DECODE_CONTEXT + 1, vocab);
+    m.reset();
+    m.forward(&ctx[..DECODE_CONTEXT], false).expect("prompt");
+    bencher.counter(ItemsCount::new(1usize)).bench_local(|| {
+        m.truncate(DECODE_CONTEXT);
+        m.forward(&ctx[DECODE_CONTEXT..], false)
+            .expect("decode step")
+    });
+}
+
+#[divan::bench(sample_count = 10, sample_size = 1)]
+fn prompt_batch_128(bencher: divan::Bencher) {
+    let Some(m) = model() else { return };
+    let mut m = m.lock().unwrap_or_else(|e| e.into_inner());
+    let vocab = m.tokenizer().vocab_size();
+    let ids = tokens(PROMPT_TOKENS, vocab);
+    bencher
+        .counter(ItemsCount::new(PROMPT_TOKENS))
+        .bench_local(|| {
+            m.reset();
+            m.forward(&ids, false).expect("prompt batch")
+        });
+}
+
+#[divan::bench(sample_count = 50)]
+fn sampling_top_k_top_p(bencher: divan::Bencher) {
+    let vocab = 49152;
+    let logits: Vec<f32> = (0..vocab as u32)
+        .map(|i| ((i.wrapping_mul(2654435761) >> 9) % 2000) as f32 / 100.0 - 10.0)
+        .collect();
+    let history: Vec<u32> = (0..64).collect();
+    let mut sampler = Sampler::new(SamplingParams::default()).expect("sampler");
+    bencher.bench_local(|| {
+        let mut l = logits.clone();
+        sampler.sample(&mut l, &history)
+    });
+}
