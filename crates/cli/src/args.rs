@@ -76,12 +76,19 @@ pub struct PolicyArgs {
     pub rehash: bool,
 }
 
-/// Which model to load and where.
+/// Which model to load.
 #[derive(Args, Debug, Clone)]
 pub struct ModelArgs {
     /// Manifest id, .gguf file or safetensors model directory.
     #[arg(short, long, default_value = DEFAULT_MODEL)]
     pub model: String,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+}
+
+/// Where and how a model runs, and what may be loaded: shared by every model-running command.
+#[derive(Args, Debug, Clone)]
+pub struct RuntimeArgs {
     #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
     pub device: DeviceArg,
     /// Threads for inference (default: all cores).
@@ -269,16 +276,8 @@ pub struct ServeArgs {
     /// Tokens to generate when a request gives no max_tokens.
     #[arg(long, default_value_t = 512)]
     pub max_tokens: usize,
-    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
-    pub device: DeviceArg,
-    /// Threads for inference (default: all cores).
-    #[arg(short = 't', long)]
-    pub threads: Option<usize>,
-    /// Context size in tokens (default: the model's, up to 4096).
-    #[arg(short = 'c', long)]
-    pub ctx_size: Option<usize>,
     #[command(flatten)]
-    pub policy: PolicyArgs,
+    pub runtime: RuntimeArgs,
 }
 
 #[derive(Args, Debug)]

@@ -58,7 +58,8 @@ pub struct Loaded {
 }
 
 /// Resolves, pulls when needed (manifest ids only), verifies and loads a model.
-pub fn load(home: &Home, args: &ModelArgs) -> Result<Loaded> {
+pub fn load(home: &Home, model_args: &ModelArgs) -> Result<Loaded> {
+    let args = &model_args.runtime;
     if let Some(n) = args.threads {
         if n == 0 {
             return Err(CliError::usage("--threads must be at least 1").into());
@@ -66,15 +67,18 @@ pub fn load(home: &Home, args: &ModelArgs) -> Result<Loaded> {
         // candle sizes its thread pool from the same variable as rayon, read once at first use.
         std::env::set_var("RAYON_NUM_THREADS", n.to_string());
     }
-    let resolved = match resolve(home, &args.model) {
+    let resolved = match resolve(home, &model_args.model) {
         Ok(r) => r,
-        Err(e) if std::path::Path::new(&args.model).exists() => return Err(e),
-        Err(e) => match home.manifest(&args.model)? {
+        Err(e) if std::path::Path::new(&model_args.model).exists() => return Err(e),
+        Err(e) => match home.manifest(&model_args.model)? {
             // Known but not on disk: fetch it first, as `ollama run` does.
             Some(_) => {
-                eprintln!("candor: {} is not on this machine; pulling it", args.model);
-                crate::commands::pull::pull(home, &args.model)?;
-                resolve(home, &args.model)?
+                eprintln!(
+                    "candor: {} is not on this machine; pulling it",
+                    model_args.model
+                );
+                crate::commands::pull::pull(home, &model_args.model)?;
+                resolve(home, &model_args.model)?
             }
             None => return Err(e),
         },
@@ -93,7 +97,7 @@ pub fn load(home: &Home, args: &ModelArgs) -> Result<Loaded> {
     };
     let t1 = Instant::now();
     let model = Model::load(&verification.files, &load_opts)
-        .with_context(|| format!("loading {}", args.model))?;
+        .with_context(|| format!("loading {}", model_args.model))?;
     Ok(Loaded {
         model,
         verification,

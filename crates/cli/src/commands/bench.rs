@@ -37,7 +37,7 @@ struct Test {
 
 pub fn run(home: &Home, args: &BenchArgs) -> Result<()> {
     let mut loaded = load(home, &args.model)?;
-    let threads = args.model.threads.unwrap_or_else(|| {
+    let threads = args.model.runtime.threads.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1)
@@ -90,7 +90,7 @@ pub fn run(home: &Home, args: &BenchArgs) -> Result<()> {
             n_threads: threads,
             n_prompt,
             n_gen,
-            backend: match args.model.device {
+            backend: match args.model.runtime.device {
                 crate::args::DeviceArg::Cpu => "CPU",
                 crate::args::DeviceArg::Cuda => "CUDA",
                 crate::args::DeviceArg::Metal => "Metal",

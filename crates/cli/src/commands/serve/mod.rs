@@ -49,10 +49,7 @@ pub fn run(home: &Home, args: &ServeArgs) -> Result<()> {
         }
         let margs = ModelArgs {
             model: name.clone(),
-            device: args.device,
-            threads: args.threads,
-            ctx_size: args.ctx_size,
-            policy: args.policy.clone(),
+            runtime: args.runtime.clone(),
         };
         match load(home, &margs) {
             Ok(loaded) => {
