@@ -71,8 +71,24 @@ pub fn sha256_files(
             .map(|(l, f)| sha256_file_labeled(f, l, progress))
             .collect();
     }
+    parallel_map(files, threads, |(label, f)| {
+        sha256_file_labeled(f, label, progress)
+    })
+    .into_iter()
+    .map(|r| r.unwrap_or_else(|| Err(io::Error::other("hashing thread panicked"))))
+    .collect()
+}
+
+/// Runs `f` over `items` on up to `threads` scoped threads, each taking the next item; results
+/// come back in input order (`None` where a thread panicked).
+pub(crate) fn parallel_map<T: Sync, R: Send>(
+    items: &[T],
+    threads: usize,
+    f: impl Fn(&T) -> R + Sync,
+) -> Vec<Option<R>> {
+    let threads = threads.clamp(1, items.len().max(1));
     let next = AtomicUsize::new(0);
-    let mut results: Vec<Option<HashResult>> = files.iter().map(|_| None).collect();
+    let mut results: Vec<Option<R>> = items.iter().map(|_| None).collect();
     let collected = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|_| {
@@ -80,10 +96,8 @@ pub fn sha256_files(
                     let mut mine = Vec::new();
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some((label, f)) = files.get(i) else {
-                            break;
-                        };
-                        mine.push((i, sha256_file_labeled(f, label, progress)));
+                        let Some(item) = items.get(i) else { break };
+                        mine.push((i, f(item)));
                     }
                     mine
                 })
@@ -98,9 +112,6 @@ pub fn sha256_files(
         results[i] = Some(r);
     }
     results
-        .into_iter()
-        .map(|r| r.unwrap_or_else(|| Err(io::Error::other("hashing thread panicked"))))
-        .collect()
 }
 
 /// A `Write` adapter that hashes and counts what passes through it, for pullers that hash while

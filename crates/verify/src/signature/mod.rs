@@ -21,7 +21,6 @@ use std::{
     io,
     os::unix::fs::{FileTypeExt, OpenOptionsExt},
     path::{Path, PathBuf},
-    sync::atomic::{AtomicUsize, Ordering},
 };
 
 use base64::Engine;
@@ -1300,34 +1299,11 @@ fn verify_bundle_inner(
             .unwrap_or(1)
     } else {
         opts.threads
-    }
-    .clamp(1, jobs.len().max(1));
-    let next = AtomicUsize::new(0);
-    let mut results: Vec<Option<io::Result<Option<[u8; 32]>>>> =
-        jobs.iter().map(|_| None).collect();
-    let collected = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|_| {
-                s.spawn(|| {
-                    let mut mine = Vec::new();
-                    loop {
-                        let j = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(job) = jobs.get(j) else { break };
-                        let (f, _) = opened[job.file].as_ref().expect("opened");
-                        mine.push((j, sha256_range(f, job.start, job.end)));
-                    }
-                    mine
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_default())
-            .collect::<Vec<_>>()
+    };
+    let results = crate::hashing::parallel_map(&jobs, threads, |job| {
+        let (f, _) = opened[job.file].as_ref().expect("opened");
+        sha256_range(f, job.start, job.end)
     });
-    for (j, r) in collected {
-        results[j] = Some(r);
-    }
     let mut changed = BTreeSet::new();
     for (job, r) in jobs.iter().zip(results) {
         let path = &listed[job.file].path;
