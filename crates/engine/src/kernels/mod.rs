@@ -3,12 +3,11 @@
 //!
 //! candle 0.11 computes Q4_1 dot products with a scalar loop and runs a prompt batch through
 //! the same one-row-at-a-time path as decoding. Here:
-//! - few rows (decoding): each activation row is quantized once to 8-bit blocks of 32 with
-//!   ggml's Q8_1 rounding (scale and sum stored as f16, like llama.cpp and candle), then integer
-//!   dot products (AVX2 when the CPU has it, checked at run time; a portable loop otherwise),
-//!   weight rows split across candle's thread pool;
-//! - many rows (a prompt): each thread dequantizes a slice of weight rows to f32 into a reused
-//!   buffer and multiplies it with a cache-blocked f32 GEMM (the `gemm` crate candle uses).
+//! each activation row is quantized once to 8-bit blocks of 32 with ggml's Q8_1 rounding (scale
+//! and sum stored as f16, like llama.cpp and candle), then integer dot products (AVX2 when the
+//! CPU has it, checked at run time; a portable loop otherwise), weight rows split across candle's
+//! thread pool, each weight row reused for every row of a prompt batch. The rounding is exactly
+//! the reference's, so outputs match candle and llama.cpp token for token.
 
 mod q;
 
@@ -17,15 +16,6 @@ use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Tensor};
 use std::sync::Arc;
 
 pub use q::QK;
-
-/// Prompt batches with at least this many rows would go through dequantize + f32 GEMM.
-/// Off for now: that path is ~25% faster on pp512 at one thread (351 vs 280 tok/s) but sums
-/// in a different order than the int8 kernels, and on one quantized reference prompt (the
-/// haiku chat prompt of tests/smollm2_reference.rs) that flips a near-tied first token. The
-/// int8 path rounds exactly like candle's and ggml's reference, so greedy outputs match.
-const GEMM_MIN_ROWS: usize = usize::MAX;
-/// Weight rows dequantized at once per GEMM work item.
-const GEMM_MAX_COLS: usize = 256;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
@@ -93,32 +83,24 @@ impl FastWeight {
         }
         let data = self.q.data()?;
         let w: &[u8] = &data;
-        if m >= GEMM_MIN_ROWS {
-            // Round the activations to 8 bits as the int8 path does (and llama.cpp does), so
-            // a prompt scores the same whichever path runs it.
-            let (xq, e) = q::round_trip_8bit(x, k);
-            gemm_rows(self.kind, w, &xq, &e, m, n, k, dst);
-        } else {
-            let job = q::Job {
-                kind: self.kind,
-                w,
-                n,
-                dst: SendPtr(dst.as_mut_ptr()),
-            };
-            q::matmul_int8(&[job], x, m, k);
-        }
+        let job = q::Job {
+            kind: self.kind,
+            w,
+            n,
+            dst: SendPtr(dst.as_mut_ptr()),
+        };
+        q::matmul_int8(&[job], x, m, k);
         Ok(())
     }
 }
 
-/// The rows of `x` as f32 when the kernels can take it: on the CPU, f32, last dim `k`,
-/// few enough rows for the int8 path.
+/// The rows of `x` as f32 when the kernels can take it: on the CPU, f32, last dim `k`.
 fn small_input(x: &Tensor, k: usize) -> candle_core::Result<Option<(Vec<f32>, usize)>> {
     if !x.device().is_cpu() || x.dtype() != DType::F32 || x.dims().last() != Some(&k) {
         return Ok(None);
     }
     let m = x.elem_count() / k;
-    if m == 0 || m >= GEMM_MIN_ROWS {
+    if m == 0 {
         return Ok(None);
     }
     Ok(Some((x.flatten_all()?.to_vec1::<f32>()?, m)))
@@ -229,112 +211,6 @@ pub(crate) struct SendPtr(pub *mut f32);
 // SAFETY: only used for disjoint writes from pool workers while the owner waits.
 unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
-
-/// Prompt batches: per work item, dequantize up to GEMM_MAX_COLS weight rows into a
-/// thread-local f32 buffer and multiply with gemm, writing that band of output columns.
-/// `e` (m, k/32) holds, per activation block, the f16-rounded block sum the int8 kernels use
-/// minus the exact one; for Q4_1 its product with the weight's block minimums is added so the
-/// result rounds like the int8 path (and llama.cpp) rather than like exact f32.
-#[allow(clippy::too_many_arguments)]
-fn gemm_rows(
-    kind: Kind,
-    w: &[u8],
-    x: &[f32],
-    e: &[f32],
-    m: usize,
-    n: usize,
-    k: usize,
-    dst: &mut [f32],
-) {
-    let nb = k / QK;
-    let pool = candle_core::utils::barrier_pool();
-    let threads = pool.n_workers() + 1;
-    let items = n.div_ceil(GEMM_MAX_COLS).max(threads.min(n.div_ceil(16)));
-    let cols = n.div_ceil(items);
-    let items = n.div_ceil(cols);
-    let row_bytes = (k / QK) * kind.block_bytes();
-    let out = SendPtr(dst.as_mut_ptr());
-    thread_local! {
-        static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
-        static MINS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
-    }
-    pool.execute_chunked(items, |range| {
-        let out = out;
-        SCRATCH.with(|s| {
-            let mut s = s.borrow_mut();
-            for item in range {
-                let c0 = item * cols;
-                let c1 = n.min(c0 + cols);
-                let nc = c1 - c0;
-                if s.len() < nc * k {
-                    s.resize(nc * k, 0.0);
-                }
-                let wf = &mut s[..nc * k];
-                q::dequantize(kind, &w[c0 * row_bytes..c1 * row_bytes], wf);
-                // SAFETY: x is (m, k) row-major, wf is (nc, k) row-major and read as its
-                // transpose (k, nc); dst is (m, n) row-major and this item writes only columns
-                // c0..c1, which no other item touches; all pointers stay inside their slices.
-                unsafe {
-                    gemm::gemm(
-                        m,
-                        nc,
-                        k,
-                        out.0.add(c0),
-                        1,
-                        n as isize,
-                        false,
-                        x.as_ptr(),
-                        1,
-                        k as isize,
-                        wf.as_ptr(),
-                        k as isize,
-                        1,
-                        0.0f32,
-                        1.0f32,
-                        false,
-                        false,
-                        false,
-                        gemm::Parallelism::None,
-                    );
-                }
-                if kind == Kind::Q4_1 {
-                    MINS.with(|mins| {
-                        let mut mins = mins.borrow_mut();
-                        mins.clear();
-                        mins.extend(w[c0 * row_bytes..c1 * row_bytes].chunks_exact(20).map(|b| {
-                            half::f16::from_bits(u16::from_le_bytes([b[2], b[3]])).to_f32()
-                        }));
-                        // SAFETY: e is (m, nb), mins is (nc, nb) read as (nb, nc); dst band as
-                        // above, accumulated into (read_dst).
-                        unsafe {
-                            gemm::gemm(
-                                m,
-                                nc,
-                                nb,
-                                out.0.add(c0),
-                                1,
-                                n as isize,
-                                true,
-                                e.as_ptr(),
-                                1,
-                                nb as isize,
-                                mins.as_ptr(),
-                                nb as isize,
-                                1,
-                                1.0f32,
-                                1.0f32,
-                                false,
-                                false,
-                                false,
-                                gemm::Parallelism::None,
-                            );
-                        }
-                    });
-                }
-            }
-        });
-    });
-}
 
 #[cfg(test)]
 mod tests {

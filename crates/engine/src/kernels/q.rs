@@ -35,35 +35,6 @@ pub fn quantize_row(x: &[f32], out: &mut [ActBlock]) {
     }
 }
 
-/// `x` (rows of `k`) quantized to 8-bit blocks and back: the activations the int8 kernels
-/// see, and per block the stored (f16-rounded) sum minus the exact one, (m, k/32).
-pub fn round_trip_8bit(x: &[f32], k: usize) -> (Vec<f32>, Vec<f32>) {
-    let nb = k / QK;
-    let mut blocks = vec![ActBlock::default(); nb];
-    let mut out = vec![0f32; x.len()];
-    let mut err = vec![0f32; x.len() / QK];
-    for ((xr, or), er) in x
-        .chunks_exact(k)
-        .zip(out.chunks_exact_mut(k))
-        .zip(err.chunks_exact_mut(nb))
-    {
-        quantize_row(xr, &mut blocks);
-        for ((b, ob), e) in blocks
-            .iter()
-            .zip(or.chunks_exact_mut(QK))
-            .zip(er.iter_mut())
-        {
-            let mut sum = 0i32;
-            for (o, &q) in ob.iter_mut().zip(&b.qs) {
-                *o = b.d * q as f32;
-                sum += q as i32;
-            }
-            *e = b.s - b.d * sum as f32;
-        }
-    }
-    (out, err)
-}
-
 #[inline]
 fn f16_at(b: &[u8], i: usize) -> f32 {
     f16::from_bits(u16::from_le_bytes([b[i], b[i + 1]])).to_f32()
@@ -284,32 +255,6 @@ pub fn swiglu_int8(
             }
         });
     });
-}
-
-/// Dequantizes whole weight rows (`w` holds `out.len() / 32` blocks) to f32.
-pub fn dequantize(kind: Kind, w: &[u8], out: &mut [f32]) {
-    match kind {
-        Kind::Q4_1 => {
-            for (wb, ob) in w.chunks_exact(20).zip(out.chunks_exact_mut(QK)) {
-                let d = f16_at(wb, 0);
-                let m = f16_at(wb, 2);
-                let (lo, hi) = ob.split_at_mut(16);
-                for j in 0..16 {
-                    let q = wb[4 + j];
-                    lo[j] = (q & 0x0F) as f32 * d + m;
-                    hi[j] = (q >> 4) as f32 * d + m;
-                }
-            }
-        }
-        Kind::Q8_0 => {
-            for (wb, ob) in w.chunks_exact(34).zip(out.chunks_exact_mut(QK)) {
-                let d = f16_at(wb, 0);
-                for j in 0..QK {
-                    ob[j] = (wb[2 + j] as i8) as f32 * d;
-                }
-            }
-        }
-    }
 }
 
 #[cfg(target_arch = "x86_64")]
