@@ -7,12 +7,44 @@ use crate::weights::{Weight, Weights};
 use candle_core::quantized::QMatMul;
 use candle_core::{DType, Device, Module, Tensor, D};
 
-/// `x W^T (+ b)`, with W kept quantized when the file stores it quantized.
+/// A weight matrix: packed for candor's CPU kernels when they handle its type (Q4_1, Q8_0 on
+/// the CPU), else candle's (kept quantized when the file stores it quantized).
+#[derive(Debug, Clone)]
+enum Matrix {
+    Packed(FastWeight),
+    Candle(QMatMul),
+}
+
+impl Matrix {
+    fn new(w: QMatMul) -> Self {
+        match FastWeight::new(&w) {
+            Some(f) => Matrix::Packed(f),
+            None => Matrix::Candle(w),
+        }
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(match self {
+            Matrix::Packed(f) => x
+                .to_dtype(DType::F32)?
+                .contiguous()?
+                .apply_op1_no_bwd(f)?,
+            Matrix::Candle(w) => w.forward(x)?,
+        })
+    }
+
+    fn packed(&self) -> Option<&FastWeight> {
+        match self {
+            Matrix::Packed(f) => Some(f),
+            Matrix::Candle(_) => None,
+        }
+    }
+}
+
+/// `x W^T (+ b)`.
 #[derive(Debug, Clone)]
 pub struct Linear {
-    weight: QMatMul,
-    /// The same weight for candor's CPU kernels, when they handle its type (Q4_1, Q8_0).
-    fast: Option<FastWeight>,
+    weight: Matrix,
     bias: Option<Tensor>,
 }
 
@@ -33,30 +65,14 @@ impl Linear {
             }
             None => None,
         };
-        let weight = w.matmul(weight, layer, device)?;
         Ok(Self {
-            fast: FastWeight::new(&weight),
-            weight,
+            weight: Matrix::new(w.matmul(weight, layer, device)?),
             bias,
         })
     }
 
-    pub fn from_matmul(weight: QMatMul) -> Self {
-        Self {
-            fast: FastWeight::new(&weight),
-            weight,
-            bias: None,
-        }
-    }
-
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = match &self.fast {
-            Some(f) if x.device().is_cpu() && x.dtype() == DType::F32 => {
-                x.contiguous()?.apply_op1_no_bwd(f)?
-            }
-            _ => self.weight.forward(x)?,
-        };
-        self.add_bias(y)
+        self.add_bias(self.weight.forward(x)?)
     }
 
     fn add_bias(&self, y: Tensor) -> Result<Tensor> {
@@ -68,7 +84,7 @@ impl Linear {
 
     /// Several projections of the same input (Q, K, V): on the CPU with few rows, one pass.
     pub fn forward_many(ls: &[&Linear], x: &Tensor) -> Result<Vec<Tensor>> {
-        let fast: Option<Vec<&FastWeight>> = ls.iter().map(|l| l.fast.as_ref()).collect();
+        let fast: Option<Vec<&FastWeight>> = ls.iter().map(|l| l.weight.packed()).collect();
         if let Some(fast) = fast {
             if let Some(ys) = crate::kernels::forward_many(&fast, x)? {
                 return ls.iter().zip(ys).map(|(l, y)| l.add_bias(y)).collect();
@@ -79,12 +95,47 @@ impl Linear {
 
     /// SwiGLU feed-forward input: `silu(gate(x)) * up(x)`.
     pub fn swiglu(gate: &Linear, up: &Linear, x: &Tensor) -> Result<Tensor> {
-        if let (Some(g), Some(u), None, None) = (&gate.fast, &up.fast, &gate.bias, &up.bias) {
+        if let (Some(g), Some(u), None, None) =
+            (gate.weight.packed(), up.weight.packed(), &gate.bias, &up.bias)
+        {
             if let Some(y) = crate::kernels::swiglu(g, u, x)? {
                 return Ok(y);
             }
         }
         Ok((candle_nn::ops::silu(&gate.forward(x)?)? * up.forward(x)?)?)
+    }
+}
+
+/// Token embeddings, which tied models also use as the output projection.
+#[derive(Debug, Clone)]
+pub struct Embedding {
+    table: Matrix,
+}
+
+impl Embedding {
+    pub fn load(w: &Weights, vocab: usize, hidden: usize, device: &Device) -> Result<Self> {
+        w.expect_shape(Weight::TokenEmbedding, None, &[vocab, hidden])?;
+        Ok(Self {
+            table: Matrix::new(w.matmul(Weight::TokenEmbedding, None, device)?),
+        })
+    }
+
+    /// The embeddings of `ids`: (1, ids.len(), hidden).
+    pub fn forward(&self, ids: &[u32], device: &Device) -> Result<Tensor> {
+        Ok(match &self.table {
+            Matrix::Packed(f) => {
+                Tensor::from_vec(f.embedding(ids)?, (1, ids.len(), f.cols()), device)?
+            }
+            Matrix::Candle(w) => w.embedding(&Tensor::new(ids, device)?.unsqueeze(0)?)?,
+        })
+    }
+
+    /// The same matrix as the output projection (tied embeddings).
+    pub fn as_linear(&self) -> Linear {
+        Linear {
+            weight: self.table.clone(),
+            bias: None,
+        }
     }
 }
 

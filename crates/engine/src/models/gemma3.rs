@@ -4,7 +4,7 @@
 
 use crate::config::{Gemma3Params, ModelConfig};
 use crate::error::{Error, Result};
-use crate::layers::{attention, attention_mask, KvCache, Linear, RmsNorm, Rope};
+use crate::layers::{attention, attention_mask, Embedding, KvCache, Linear, RmsNorm, Rope};
 use crate::weights::{Weight, Weights};
 use candle_core::{Device, Tensor};
 
@@ -31,7 +31,7 @@ struct Block {
 pub struct Gemma3 {
     cfg: ModelConfig,
     params: Gemma3Params,
-    embed: candle_core::quantized::QMatMul,
+    embed: Embedding,
     blocks: Vec<Block>,
     norm: RmsNorm,
     output: Linear,
@@ -55,8 +55,7 @@ impl Gemma3 {
         let (q_out, kv_out) = (cfg.n_heads * d, cfg.n_kv_heads * d);
         let off = params.norm_weights_offset;
         let eps = cfg.rms_norm_eps;
-        w.expect_shape(Weight::TokenEmbedding, None, &[cfg.vocab_size, h])?;
-        let embed = w.matmul(Weight::TokenEmbedding, None, device)?;
+        let embed = Embedding::load(w, cfg.vocab_size, h, device)?;
         let mut blocks = Vec::with_capacity(cfg.n_layers);
         for i in 0..cfg.n_layers {
             let l = Some(i);
@@ -84,7 +83,7 @@ impl Gemma3 {
         let output = if !cfg.tie_word_embeddings && w.contains(Weight::Output, None) {
             Linear::load(w, Weight::Output, None, None, &[cfg.vocab_size, h], device)?
         } else {
-            Linear::from_matmul(embed.clone())
+            embed.as_linear()
         };
         let rope_local = Rope::new(
             cfg,
@@ -117,8 +116,7 @@ impl Gemma3 {
 
     pub fn forward(&mut self, ids: &[u32], pos: usize, all_logits: bool) -> Result<Tensor> {
         let seq = ids.len();
-        let ids_t = Tensor::new(ids, &self.device)?.unsqueeze(0)?;
-        let mut x = (self.embed.embedding(&ids_t)? * (self.cfg.hidden_size as f64).sqrt())?;
+        let mut x = (self.embed.forward(ids, &self.device)? * (self.cfg.hidden_size as f64).sqrt())?;
         let global_mask = attention_mask(seq, pos, None, &self.device)?;
         let local_mask = attention_mask(seq, pos, self.cfg.sliding_window, &self.device)?;
         let (nh, nkv, d) = (self.cfg.n_heads, self.cfg.n_kv_heads, self.cfg.head_dim);

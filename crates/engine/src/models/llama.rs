@@ -3,7 +3,7 @@
 
 use crate::config::ModelConfig;
 use crate::error::Result;
-use crate::layers::{attention, attention_mask, KvCache, Linear, RmsNorm, Rope};
+use crate::layers::{attention, attention_mask, Embedding, KvCache, Linear, RmsNorm, Rope};
 use crate::weights::{Weight, Weights};
 use candle_core::{Device, Tensor};
 
@@ -24,7 +24,7 @@ struct Block {
 #[derive(Debug, Clone)]
 pub struct Llama {
     cfg: ModelConfig,
-    embed: candle_core::quantized::QMatMul,
+    embed: Embedding,
     blocks: Vec<Block>,
     norm: RmsNorm,
     output: Linear,
@@ -41,8 +41,7 @@ impl Llama {
     ) -> Result<Self> {
         let (h, d) = (cfg.hidden_size, cfg.head_dim);
         let (q_out, kv_out) = (cfg.n_heads * d, cfg.n_kv_heads * d);
-        w.expect_shape(Weight::TokenEmbedding, None, &[cfg.vocab_size, h])?;
-        let embed = w.matmul(Weight::TokenEmbedding, None, device)?;
+        let embed = Embedding::load(w, cfg.vocab_size, h, device)?;
         let bias = |b: Weight| cfg.qkv_bias.then_some(b);
         let mut blocks = Vec::with_capacity(cfg.n_layers);
         for i in 0..cfg.n_layers {
@@ -115,7 +114,7 @@ impl Llama {
         let output = if !cfg.tie_word_embeddings && w.contains(Weight::Output, None) {
             Linear::load(w, Weight::Output, None, None, &[cfg.vocab_size, h], device)?
         } else {
-            Linear::from_matmul(embed.clone())
+            embed.as_linear()
         };
         let freq_factors = if w.contains(Weight::RopeFreqs, None) {
             let t = w.tensor(Weight::RopeFreqs, None, device)?;
@@ -146,8 +145,7 @@ impl Llama {
     /// Returns logits for every position when `all_logits`, else for the last one: (n, vocab).
     pub fn forward(&mut self, ids: &[u32], pos: usize, all_logits: bool) -> Result<Tensor> {
         let seq = ids.len();
-        let ids_t = Tensor::new(ids, &self.device)?.unsqueeze(0)?;
-        let mut x = self.embed.embedding(&ids_t)?;
+        let mut x = self.embed.forward(ids, &self.device)?;
         let mask = attention_mask(seq, pos, self.cfg.sliding_window, &self.device)?;
         let (nh, nkv, d) = (self.cfg.n_heads, self.cfg.n_kv_heads, self.cfg.head_dim);
         let scale = 1.0 / (d as f64).sqrt();

@@ -1,0 +1,191 @@
+//! The packed weight layout, activation blocks, and the portable kernels that define the
+//! arithmetic every SIMD kernel reproduces bit for bit.
+//!
+//! GGUF stores a matrix row by row, block by block. At load the rows are regrouped by eight
+//! ("groups") so that one 32-byte vector holds the same four values of eight rows: a SIMD
+//! dot-product instruction then yields eight per-row sums at once, with no horizontal adds, and
+//! a group streams through memory front to back. For group g and block i (32 values per row):
+//!
+//! - Q4_1, 160 bytes: d[8] (f16), m[8] (f16), then 4 vectors of 32 bytes; vector c holds bytes
+//!   4c..4c+4 of each row's 16 nibble bytes (row r at bytes 4r..4r+4). Low nibbles are values
+//!   4c.., high nibbles values 16+4c.. (GGUF's nibble order, x = d·q + m).
+//! - Q8_0, 272 bytes: d[8] (f16), then 8 vectors of 32 bytes; vector c holds values 4c..4c+4 of
+//!   each row, stored as `q ^ 0x80` (q + 128 as an unsigned byte, what `vpdpbusd` multiplies).
+//!
+//! Rows past the matrix's last row (when n is not a multiple of 8) are zero.
+
+use super::Kind;
+use half::f16;
+
+/// Values per block (both formats).
+pub const QK: usize = 32;
+/// Rows per group.
+pub const G: usize = 8;
+
+impl Kind {
+    /// Bytes of one GGUF block of one row.
+    pub(crate) fn block_bytes(self) -> usize {
+        match self {
+            Kind::Q4_1 => 20,
+            Kind::Q8_0 => 34,
+        }
+    }
+
+    /// Bytes of one packed block of one group.
+    pub(crate) fn group_block_bytes(self) -> usize {
+        match self {
+            Kind::Q4_1 => 32 + 128,
+            Kind::Q8_0 => 16 + 256,
+        }
+    }
+}
+
+/// One activation block: ggml's Q8_1 (d = max|x|/127, q = round(x/d), s = d·Σq), with d and s
+/// rounded to f16 as ggml stores them, kept as f32 for the kernels. `c[j] = -128·Σ q[4j..4j+4]`
+/// undoes the +128 offset of packed Q8_0 weights.
+#[derive(Debug, Clone, Copy, Default)]
+#[repr(C)]
+pub struct ActBlock {
+    pub d: f32,
+    pub s: f32,
+    pub qs: [i8; QK],
+    pub c: [i32; 8],
+}
+
+/// Quantizes `x` (a multiple of 32 long) into `out`, rounding exactly as candle's and ggml's
+/// reference `quantize_row_q8_1` (whose d and q are also `quantize_row_q8_0`'s).
+pub fn quantize_row(x: &[f32], out: &mut [ActBlock]) {
+    for (xb, ob) in x.chunks_exact(QK).zip(out.iter_mut()) {
+        let amax = xb.iter().fold(0f32, |a, v| a.max(v.abs()));
+        let d = amax / 127.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        let mut sum = 0i32;
+        for (q, &v) in ob.qs.iter_mut().zip(xb) {
+            *q = (v * id).round() as i8;
+            sum += *q as i32;
+        }
+        for (c, q) in ob.c.iter_mut().zip(ob.qs.chunks_exact(4)) {
+            *c = -128 * q.iter().map(|&v| v as i32).sum::<i32>();
+        }
+        let dh = f16::from_f32(d);
+        ob.d = dh.to_f32();
+        ob.s = (f16::from_f32(sum as f32) * dh).to_f32();
+    }
+}
+
+#[inline]
+fn f16_at(b: &[u8], i: usize) -> f32 {
+    f16::from_bits(u16::from_le_bytes([b[i], b[i + 1]])).to_f32()
+}
+
+/// Packs `n` GGUF rows of `nb` blocks each (`src`, row-major) into groups of eight.
+pub fn pack(kind: Kind, src: &[u8], n: usize, nb: usize) -> Vec<u8> {
+    let (bb, gbb) = (kind.block_bytes(), kind.group_block_bytes());
+    let groups = n.div_ceil(G);
+    let mut out = vec![0u8; groups * nb * gbb];
+    for g in 0..groups {
+        for i in 0..nb {
+            let dst = &mut out[(g * nb + i) * gbb..][..gbb];
+            for r in 0..G.min(n - g * G) {
+                let b = &src[((g * G + r) * nb + i) * bb..][..bb];
+                match kind {
+                    Kind::Q4_1 => {
+                        dst[2 * r..2 * r + 2].copy_from_slice(&b[0..2]);
+                        dst[16 + 2 * r..16 + 2 * r + 2].copy_from_slice(&b[2..4]);
+                        for c in 0..4 {
+                            let o = 32 + 32 * c + 4 * r;
+                            dst[o..o + 4].copy_from_slice(&b[4 + 4 * c..4 + 4 * c + 4]);
+                        }
+                    }
+                    Kind::Q8_0 => {
+                        dst[2 * r..2 * r + 2].copy_from_slice(&b[0..2]);
+                        for c in 0..8 {
+                            let o = 16 + 32 * c + 4 * r;
+                            for t in 0..4 {
+                                dst[o + t] = b[2 + 4 * c + t] ^ 0x80;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Row `row` of a packed matrix as f32, as candle's `dequantize_row_q4_1/q8_0` computes it.
+pub fn dequantize_row(kind: Kind, w: &[u8], nb: usize, row: usize, out: &mut [f32]) {
+    let (g, r) = (row / G, row % G);
+    let gbb = kind.group_block_bytes();
+    for (i, ob) in out.chunks_exact_mut(QK).take(nb).enumerate() {
+        let b = &w[(g * nb + i) * gbb..][..gbb];
+        let d = f16_at(b, 2 * r);
+        match kind {
+            Kind::Q4_1 => {
+                let m = f16_at(b, 16 + 2 * r);
+                for c in 0..4 {
+                    for t in 0..4 {
+                        let q = b[32 + 32 * c + 4 * r + t];
+                        ob[4 * c + t] = (q & 0x0F) as f32 * d + m;
+                        ob[16 + 4 * c + t] = (q >> 4) as f32 * d + m;
+                    }
+                }
+            }
+            Kind::Q8_0 => {
+                for c in 0..8 {
+                    for t in 0..4 {
+                        let q = (b[16 + 32 * c + 4 * r + t] ^ 0x80) as i8;
+                        ob[4 * c + t] = q as f32 * d;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The eight dot products of one group (`nb` packed blocks at `w`) with one activation row:
+/// the portable definition of the arithmetic.
+///
+/// Q4_1 follows candle's and ggml's generic `vec_dot_q4_1_q8_1`: per block the integer sum is
+/// exact, then `sumi·d·d' + m·s` is added in block order. Q8_0 follows their AVX2
+/// `vec_dot_q8_0_q8_0` (what candle runs on x86): eight lanes of four products each,
+/// `acc = fma(d·d', lane, acc)` per block, then the lanes summed in its `hsum_float_8` order.
+pub fn group_dot_scalar(kind: Kind, w: &[u8], a: &[ActBlock]) -> [f32; G] {
+    let gbb = kind.group_block_bytes();
+    let mut out = [0f32; G];
+    for (r, o) in out.iter_mut().enumerate() {
+        match kind {
+            Kind::Q4_1 => {
+                let mut sum = 0f32;
+                for (b, ab) in w.chunks_exact(gbb).zip(a) {
+                    let mut si = 0i32;
+                    for c in 0..4 {
+                        for t in 0..4 {
+                            let q = b[32 + 32 * c + 4 * r + t];
+                            si += (q & 0x0F) as i32 * ab.qs[4 * c + t] as i32
+                                + (q >> 4) as i32 * ab.qs[16 + 4 * c + t] as i32;
+                        }
+                    }
+                    sum += si as f32 * f16_at(b, 2 * r) * ab.d + f16_at(b, 16 + 2 * r) * ab.s;
+                }
+                *o = sum;
+            }
+            Kind::Q8_0 => {
+                let mut acc = [0f32; 8];
+                for (b, ab) in w.chunks_exact(gbb).zip(a) {
+                    let dd = f16_at(b, 2 * r) * ab.d;
+                    for (c, acc) in acc.iter_mut().enumerate() {
+                        let mut si = 0i32;
+                        for t in 0..4 {
+                            let q = (b[16 + 32 * c + 4 * r + t] ^ 0x80) as i8;
+                            si += q as i32 * ab.qs[4 * c + t] as i32;
+                        }
+                        *acc = dd.mul_add(si as f32, *acc);
+                    }
+                }
+                *o = ((acc[4] + acc[0]) + (acc[6] + acc[2])) + ((acc[5] + acc[1]) + (acc[7] + acc[3]));
+            }
+        }
+    }
+    out
+}
