@@ -1,6 +1,10 @@
 //! Engine micro-benchmarks on the default model (SmolLM2-135M-Instruct Q4_1): tokenizer encode,
 //! one decode step, one prompt batch, sampling. `cargo bench --bench engine`.
 //!
+//! `stock_candle_*` run the same steps on the same file with candle-transformers' own
+//! `quantized_llama` (unverified, loaded straight from the file), so one run gives the ratio to
+//! stock candle. Set `RAYON_NUM_THREADS` to fix the thread count of both.
+//!
 //! The model is loaded through the verifier as the CLI does. It is looked up, in order, in
 //! `CANDOR_BENCH_MODEL` (a model directory, verified as an unlisted model) and in the end-to-end
 //! tests' candor home under the target directory (`cargo test --test smollm2_reference` pulls
@@ -23,6 +27,19 @@ fn main() {
     divan::main();
 }
 
+/// The default model's directory in the end-to-end tests' candor home.
+fn test_home_model_dir() -> Result<(PathBuf, PathBuf), String> {
+    let home = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("candor-test-home");
+    let dir = home.join("models").join(DEFAULT_MODEL);
+    if !dir.is_dir() {
+        return Err(format!(
+            "no model: set CANDOR_BENCH_MODEL or run `cargo test --release --test smollm2_reference` first ({} is missing)",
+            dir.display()
+        ));
+    }
+    Ok((home, dir))
+}
+
 fn load() -> Result<Model, String> {
     let (files, _keep) = if let Some(dir) = std::env::var_os("CANDOR_BENCH_MODEL") {
         let opts = VerifyOptions {
@@ -32,14 +49,7 @@ fn load() -> Result<Model, String> {
         let v = verify(None, &PathBuf::from(dir), &opts, &NoProgress).map_err(|e| e.to_string())?;
         (v.files, ())
     } else {
-        let home = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("candor-test-home");
-        let dir = home.join("models").join(DEFAULT_MODEL);
-        if !dir.is_dir() {
-            return Err(format!(
-                "no model: set CANDOR_BENCH_MODEL or run `cargo test --release --test smollm2_reference` first ({} is missing)",
-                dir.display()
-            ));
-        }
+        let (home, dir) = test_home_model_dir()?;
         let manifest = candor::home::Home::at(&home)
             .and_then(|h| h.manifest(DEFAULT_MODEL))
             .map_err(|e| e.to_string())?
@@ -131,4 +141,70 @@ fn sampling_top_k_top_p(bencher: divan::Bencher) {
         let mut l = logits.clone();
         sampler.sample(&mut l, &history)
     });
+}
+
+/// candle-transformers' `quantized_llama` on the same GGUF file, as a stock-candle user runs it.
+fn stock_candle() -> Option<&'static candle_transformers::models::quantized_llama::ModelWeights> {
+    use candle_core::quantized::gguf_file;
+    static MODEL: OnceLock<Option<candle_transformers::models::quantized_llama::ModelWeights>> =
+        OnceLock::new();
+    MODEL
+        .get_or_init(|| {
+            let load = || -> Result<_, String> {
+                let dir = match std::env::var_os("CANDOR_BENCH_MODEL") {
+                    Some(d) => PathBuf::from(d),
+                    None => test_home_model_dir()?.1,
+                };
+                let path = std::fs::read_dir(&dir)
+                    .map_err(|e| format!("{}: {e}", dir.display()))?
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .find(|p| p.extension().is_some_and(|x| x == "gguf"))
+                    .ok_or_else(|| format!("no .gguf file in {}", dir.display()))?;
+                let mut f = std::fs::File::open(&path).map_err(|e| e.to_string())?;
+                let ct = gguf_file::Content::read(&mut f).map_err(|e| e.to_string())?;
+                candle_transformers::models::quantized_llama::ModelWeights::from_gguf(
+                    ct,
+                    &mut f,
+                    &candle_core::Device::Cpu,
+                )
+                .map_err(|e| e.to_string())
+            };
+            load()
+                .map_err(|e| eprintln!("stock candle benchmarks skipped: {e}"))
+                .ok()
+        })
+        .as_ref()
+}
+
+fn ids_tensor(ids: &[u32]) -> candle_core::Tensor {
+    candle_core::Tensor::new(ids, &candle_core::Device::Cpu)
+        .and_then(|t| t.unsqueeze(0))
+        .expect("token tensor")
+}
+
+#[divan::bench(sample_count = 30, sample_size = 1)]
+fn stock_candle_decode_step(bencher: divan::Bencher) {
+    let Some(stock) = stock_candle() else { return };
+    let ctx = tokens(DECODE_CONTEXT + 1, 49152);
+    // Stock candle's cache grows by concatenation and cannot be truncated: each sample starts
+    // from a copy of the model after the same 64-token prompt.
+    let mut primed = stock.clone();
+    primed
+        .forward(&ids_tensor(&ctx[..DECODE_CONTEXT]), 0)
+        .expect("prompt");
+    let step = ids_tensor(&ctx[DECODE_CONTEXT..]);
+    bencher
+        .counter(ItemsCount::new(1usize))
+        .with_inputs(|| primed.clone())
+        .bench_local_values(|mut m| m.forward(&step, DECODE_CONTEXT).expect("decode step"));
+}
+
+#[divan::bench(sample_count = 5, sample_size = 1)]
+fn stock_candle_prompt_batch_128(bencher: divan::Bencher) {
+    let Some(stock) = stock_candle() else { return };
+    let ids = ids_tensor(&tokens(PROMPT_TOKENS, 49152));
+    bencher
+        .counter(ItemsCount::new(PROMPT_TOKENS))
+        .with_inputs(|| stock.clone())
+        .bench_local_values(|mut m| m.forward(&ids, 0).expect("prompt batch"));
 }

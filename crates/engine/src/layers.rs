@@ -25,10 +25,7 @@ impl Matrix {
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         Ok(match self {
-            Matrix::Packed(f) => x
-                .to_dtype(DType::F32)?
-                .contiguous()?
-                .apply_op1_no_bwd(f)?,
+            Matrix::Packed(f) => x.to_dtype(DType::F32)?.contiguous()?.apply_op1_no_bwd(f)?,
             Matrix::Candle(w) => w.forward(x)?,
         })
     }
@@ -95,9 +92,12 @@ impl Linear {
 
     /// SwiGLU feed-forward input: `silu(gate(x)) * up(x)`.
     pub fn swiglu(gate: &Linear, up: &Linear, x: &Tensor) -> Result<Tensor> {
-        if let (Some(g), Some(u), None, None) =
-            (gate.weight.packed(), up.weight.packed(), &gate.bias, &up.bias)
-        {
+        if let (Some(g), Some(u), None, None) = (
+            gate.weight.packed(),
+            up.weight.packed(),
+            &gate.bias,
+            &up.bias,
+        ) {
             if let Some(y) = crate::kernels::swiglu(g, u, x)? {
                 return Ok(y);
             }

@@ -403,9 +403,14 @@ impl Model {
                 "token id {bad} is outside the vocabulary"
             )));
         }
-        let logits = match &mut self.net {
+        let net = &mut self.net;
+        let mut step = || match net {
             Network::Llama(m) => m.forward(ids, pos, all_logits),
             Network::Gemma3(m) => m.forward(ids, pos, all_logits),
+        };
+        let logits = match compute_pool() {
+            Some(pool) => pool.install(step),
+            None => step(),
         };
         let logits = match logits {
             Ok(l) => l,
@@ -418,6 +423,23 @@ impl Model {
         self.cached.extend_from_slice(ids);
         Ok(logits.to_dtype(DType::F32)?)
     }
+}
+
+/// The rayon pool the network runs in. candle-nn's CPU ops (RMSNorm, softmax, RoPE) split rows
+/// with rayon; called from outside a pool, every such op hands its work to a pool thread and
+/// sleeps until it is done, a context switch per op (hundreds per token). Running the whole
+/// step inside the pool makes those calls direct. Sized like candle's own pool; None (run on
+/// the caller's thread) if the threads cannot be started.
+fn compute_pool() -> Option<&'static rayon::ThreadPool> {
+    static POOL: std::sync::OnceLock<Option<rayon::ThreadPool>> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(candle_core::utils::get_num_threads())
+            .thread_name(|i| format!("candor-compute-{i}"))
+            .build()
+            .ok()
+    })
+    .as_ref()
 }
 
 /// Refuses up front, with the numbers, a model that would not fit in memory, instead of

@@ -253,7 +253,10 @@ pub(crate) fn swiglu(
 fn matmul(ws: &[&FastWeight], x: &[f32], m: usize, dst: &mut [&mut [f32]]) {
     let k = ws[0].k;
     let nb = k / QK;
-    debug_assert!(ws.iter().zip(dst.iter()).all(|(w, d)| w.k == k && d.len() == m * w.n));
+    debug_assert!(ws
+        .iter()
+        .zip(dst.iter())
+        .all(|(w, d)| w.k == k && d.len() == m * w.n));
     let dsts: Vec<SendPtr> = dst.iter_mut().map(|d| SendPtr(d.as_mut_ptr())).collect();
     let mut starts = Vec::with_capacity(ws.len());
     let mut total = 0;
@@ -392,7 +395,9 @@ mod tests {
     }
 
     fn noise(len: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let mut s = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (0..len)
             .map(|_| {
                 s = s
@@ -425,7 +430,13 @@ mod tests {
                 continue;
             }
             // Rows not a multiple of 8 and batches not a multiple of 4 take the tail paths.
-            for (m, n, k) in [(1, 7, 64), (1, 64, 576), (3, 130, 96), (5, 33, 128), (9, 300, 64)] {
+            for (m, n, k) in [
+                (1, 7, 64),
+                (1, 64, 576),
+                (3, 130, 96),
+                (5, 33, 128),
+                (9, 300, 64),
+            ] {
                 let w = quantized(dtype, n, k, (m * n * k) as u64);
                 let x = Tensor::from_vec(noise(m * k, 7), (1, m, k), &Device::Cpu).unwrap();
                 let reference = w.forward(&x).unwrap();
@@ -489,7 +500,10 @@ mod tests {
             let got = fast.embedding(&ids).unwrap();
             let got: Vec<u32> = got.iter().map(|v| v.to_bits()).collect();
             assert_eq!(got, bits(&want), "{dtype:?}");
-            assert!(fast.embedding(&[19]).is_err(), "an id past the last row is refused");
+            assert!(
+                fast.embedding(&[19]).is_err(),
+                "an id past the last row is refused"
+            );
         }
     }
 }

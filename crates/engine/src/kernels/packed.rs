@@ -183,7 +183,8 @@ pub fn group_dot_scalar(kind: Kind, w: &[u8], a: &[ActBlock]) -> [f32; G] {
                         *acc = dd.mul_add(si as f32, *acc);
                     }
                 }
-                *o = ((acc[4] + acc[0]) + (acc[6] + acc[2])) + ((acc[5] + acc[1]) + (acc[7] + acc[3]));
+                *o = ((acc[4] + acc[0]) + (acc[6] + acc[2]))
+                    + ((acc[5] + acc[1]) + (acc[7] + acc[3]));
             }
         }
     }

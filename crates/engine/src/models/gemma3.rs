@@ -116,7 +116,8 @@ impl Gemma3 {
 
     pub fn forward(&mut self, ids: &[u32], pos: usize, all_logits: bool) -> Result<Tensor> {
         let seq = ids.len();
-        let mut x = (self.embed.forward(ids, &self.device)? * (self.cfg.hidden_size as f64).sqrt())?;
+        let mut x =
+            (self.embed.forward(ids, &self.device)? * (self.cfg.hidden_size as f64).sqrt())?;
         let global_mask = attention_mask(seq, pos, None, &self.device)?;
         let local_mask = attention_mask(seq, pos, self.cfg.sliding_window, &self.device)?;
         let (nh, nkv, d) = (self.cfg.n_heads, self.cfg.n_kv_heads, self.cfg.head_dim);
