@@ -23,6 +23,7 @@ pub use packed::QK;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
     Q4_1,
+    Q5_0,
     Q8_0,
 }
 
@@ -86,6 +87,16 @@ impl Isa {
                 out = unsafe { x86::q4_1_avx2::<M>(w.as_ptr(), a.map(|a| a.as_ptr()), nb) }
             }
             #[cfg(target_arch = "x86_64")]
+            (Isa::AvxVnni, Kind::Q5_0) => {
+                // SAFETY: as above.
+                out = unsafe { x86::q5_0_vnni::<M>(w.as_ptr(), a.map(|a| a.as_ptr()), nb) }
+            }
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx2, Kind::Q5_0) => {
+                // SAFETY: as above.
+                out = unsafe { x86::q5_0_avx2::<M>(w.as_ptr(), a.map(|a| a.as_ptr()), nb) }
+            }
+            #[cfg(target_arch = "x86_64")]
             (Isa::AvxVnni, Kind::Q8_0) => {
                 for (o, a) in out.iter_mut().zip(a) {
                     // SAFETY: as above.
@@ -132,6 +143,7 @@ impl FastWeight {
         }
         let kind = match q.dtype() {
             GgmlDType::Q4_1 => Kind::Q4_1,
+            GgmlDType::Q5_0 => Kind::Q5_0,
             GgmlDType::Q8_0 => Kind::Q8_0,
             _ => return None,
         };
@@ -425,7 +437,7 @@ mod tests {
 
     #[test]
     fn matmul_equals_candle_bit_for_bit() {
-        for dtype in [GgmlDType::Q4_1, GgmlDType::Q8_0] {
+        for dtype in [GgmlDType::Q4_1, GgmlDType::Q5_0, GgmlDType::Q8_0] {
             if dtype == GgmlDType::Q8_0 && !candle_uses_avx2() {
                 continue;
             }
@@ -452,7 +464,7 @@ mod tests {
     fn every_instruction_set_agrees_with_the_portable_kernel() {
         let (n, k) = (24, 256);
         let nb = k / QK;
-        for dtype in [GgmlDType::Q4_1, GgmlDType::Q8_0] {
+        for dtype in [GgmlDType::Q4_1, GgmlDType::Q5_0, GgmlDType::Q8_0] {
             let fast = FastWeight::new(&quantized(dtype, n, k, 3)).unwrap();
             let mut acts = vec![ActBlock::default(); 4 * nb];
             for (r, a) in acts.chunks_exact_mut(nb).enumerate() {
@@ -490,7 +502,7 @@ mod tests {
 
     #[test]
     fn embedding_equals_candle_bit_for_bit() {
-        for dtype in [GgmlDType::Q4_1, GgmlDType::Q8_0] {
+        for dtype in [GgmlDType::Q4_1, GgmlDType::Q5_0, GgmlDType::Q8_0] {
             let w = quantized(dtype, 19, 96, 9);
             let ids = [0u32, 18, 7, 8, 7];
             let want = w

@@ -9,6 +9,9 @@
 //! - Q4_1, 160 bytes: d[8] (f16), m[8] (f16), then 4 vectors of 32 bytes; vector c holds bytes
 //!   4c..4c+4 of each row's 16 nibble bytes (row r at bytes 4r..4r+4). Low nibbles are values
 //!   4c.., high nibbles values 16+4c.. (GGUF's nibble order, x = d·q + m).
+//! - Q5_0, 176 bytes: d[8] (f16), then 32 bytes of fifth bits, then the nibbles as for Q4_1
+//!   (x = d·(q − 16)). For vector c, the u32 at 16 + 8c has bit 4r+t set when value 4c+t of
+//!   row r has its fifth bit, the u32 at 16 + 8c + 4 the same for value 16+4c+t.
 //! - Q8_0, 272 bytes: d[8] (f16), then 8 vectors of 32 bytes; vector c holds values 4c..4c+4 of
 //!   each row, stored as `q ^ 0x80` (q + 128 as an unsigned byte, what `vpdpbusd` multiplies).
 //!
@@ -27,6 +30,7 @@ impl Kind {
     pub(crate) fn block_bytes(self) -> usize {
         match self {
             Kind::Q4_1 => 20,
+            Kind::Q5_0 => 22,
             Kind::Q8_0 => 34,
         }
     }
@@ -35,6 +39,7 @@ impl Kind {
     pub(crate) fn group_block_bytes(self) -> usize {
         match self {
             Kind::Q4_1 => 32 + 128,
+            Kind::Q5_0 => 16 + 32 + 128,
             Kind::Q8_0 => 16 + 256,
         }
     }
@@ -42,7 +47,7 @@ impl Kind {
 
 /// One activation block: ggml's Q8_1 (d = max|x|/127, q = round(x/d), s = d·Σq), with d and s
 /// rounded to f16 as ggml stores them, kept as f32 for the kernels. `c[j] = -128·Σ q[4j..4j+4]`
-/// undoes the +128 offset of packed Q8_0 weights.
+/// undoes the +128 offset of packed Q8_0 weights, `sum = Σ q` the −16 of Q5_0's.
 #[derive(Debug, Clone, Copy, Default)]
 #[repr(C)]
 pub struct ActBlock {
@@ -50,6 +55,7 @@ pub struct ActBlock {
     pub s: f32,
     pub qs: [i8; QK],
     pub c: [i32; 8],
+    pub sum: i32,
 }
 
 /// Quantizes `x` (a multiple of 32 long) into `out`, rounding exactly as candle's and ggml's
@@ -67,6 +73,7 @@ pub fn quantize_row(x: &[f32], out: &mut [ActBlock]) {
         for (c, q) in ob.c.iter_mut().zip(ob.qs.chunks_exact(4)) {
             *c = -128 * q.iter().map(|&v| v as i32).sum::<i32>();
         }
+        ob.sum = sum;
         let dh = f16::from_f32(d);
         ob.d = dh.to_f32();
         ob.s = (f16::from_f32(sum as f32) * dh).to_f32();
@@ -97,6 +104,20 @@ pub fn pack(kind: Kind, src: &[u8], n: usize, nb: usize) -> Vec<u8> {
                             dst[o..o + 4].copy_from_slice(&b[4 + 4 * c..4 + 4 * c + 4]);
                         }
                     }
+                    Kind::Q5_0 => {
+                        dst[2 * r..2 * r + 2].copy_from_slice(&b[0..2]);
+                        let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
+                        for c in 0..4 {
+                            for t in 0..4 {
+                                let bit = 4 * r + t;
+                                let (lo, hi) = (qh >> (4 * c + t) & 1, qh >> (16 + 4 * c + t) & 1);
+                                dst[16 + 8 * c + bit / 8] |= (lo as u8) << (bit % 8);
+                                dst[16 + 8 * c + 4 + bit / 8] |= (hi as u8) << (bit % 8);
+                            }
+                            let o = 48 + 32 * c + 4 * r;
+                            dst[o..o + 4].copy_from_slice(&b[6 + 4 * c..6 + 4 * c + 4]);
+                        }
+                    }
                     Kind::Q8_0 => {
                         dst[2 * r..2 * r + 2].copy_from_slice(&b[0..2]);
                         for c in 0..8 {
@@ -111,6 +132,16 @@ pub fn pack(kind: Kind, src: &[u8], n: usize, nb: usize) -> Vec<u8> {
         }
     }
     out
+}
+
+/// The 5-bit values (0..32) of row r in a packed Q5_0 group block: (value 4c+t, value 16+4c+t).
+#[inline]
+fn q5_pair(b: &[u8], r: usize, c: usize, t: usize) -> (u8, u8) {
+    let q = b[48 + 32 * c + 4 * r + t];
+    let bit = 4 * r + t;
+    let lo = (b[16 + 8 * c + bit / 8] >> (bit % 8) & 1) << 4;
+    let hi = (b[16 + 8 * c + 4 + bit / 8] >> (bit % 8) & 1) << 4;
+    ((q & 0x0F) | lo, (q >> 4) | hi)
 }
 
 /// Row `row` of a packed matrix as f32, as candle's `dequantize_row_q4_1/q8_0` computes it.
@@ -131,6 +162,15 @@ pub fn dequantize_row(kind: Kind, w: &[u8], nb: usize, row: usize, out: &mut [f3
                     }
                 }
             }
+            Kind::Q5_0 => {
+                for c in 0..4 {
+                    for t in 0..4 {
+                        let (lo, hi) = q5_pair(b, r, c, t);
+                        ob[4 * c + t] = (lo as i32 - 16) as f32 * d;
+                        ob[16 + 4 * c + t] = (hi as i32 - 16) as f32 * d;
+                    }
+                }
+            }
             Kind::Q8_0 => {
                 for c in 0..8 {
                     for t in 0..4 {
@@ -147,7 +187,8 @@ pub fn dequantize_row(kind: Kind, w: &[u8], nb: usize, row: usize, out: &mut [f3
 /// the portable definition of the arithmetic.
 ///
 /// Q4_1 follows candle's and ggml's generic `vec_dot_q4_1_q8_1`: per block the integer sum is
-/// exact, then `sumi·d·d' + m·s` is added in block order. Q8_0 follows their AVX2
+/// exact, then `sumi·d·d' + m·s` is added in block order; Q5_0 likewise (`vec_dot_q5_0_q8_0`,
+/// `sumi·d·d'`). Q8_0 follows their AVX2
 /// `vec_dot_q8_0_q8_0` (what candle runs on x86): eight lanes of four products each,
 /// `acc = fma(d·d', lane, acc)` per block, then the lanes summed in its `hsum_float_8` order.
 pub fn group_dot_scalar(kind: Kind, w: &[u8], a: &[ActBlock]) -> [f32; G] {
@@ -167,6 +208,21 @@ pub fn group_dot_scalar(kind: Kind, w: &[u8], a: &[ActBlock]) -> [f32; G] {
                         }
                     }
                     sum += si as f32 * f16_at(b, 2 * r) * ab.d + f16_at(b, 16 + 2 * r) * ab.s;
+                }
+                *o = sum;
+            }
+            Kind::Q5_0 => {
+                let mut sum = 0f32;
+                for (b, ab) in w.chunks_exact(gbb).zip(a) {
+                    let mut si = 0i32;
+                    for c in 0..4 {
+                        for t in 0..4 {
+                            let (lo, hi) = q5_pair(b, r, c, t);
+                            si += (lo as i32 - 16) * ab.qs[4 * c + t] as i32
+                                + (hi as i32 - 16) * ab.qs[16 + 4 * c + t] as i32;
+                        }
+                    }
+                    sum += si as f32 * f16_at(b, 2 * r) * ab.d;
                 }
                 *o = sum;
             }
