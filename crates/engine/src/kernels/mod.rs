@@ -15,7 +15,7 @@ mod x86;
 
 use candle_core::quantized::{GgmlDType, QMatMul};
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Tensor};
-use packed::{ActBlock, G};
+use packed::{ActBlock, ActBlockK, G, QK_K};
 use std::sync::{Arc, OnceLock};
 
 pub use packed::QK;
@@ -25,6 +25,8 @@ pub(crate) enum Kind {
     Q4_1,
     Q5_0,
     Q8_0,
+    Q4K,
+    Q6K,
 }
 
 /// The instruction set the kernels use on this CPU.
@@ -62,17 +64,35 @@ impl Isa {
         *BEST.get_or_init(|| *Isa::available().last().unwrap_or(&Isa::Portable))
     }
 
-    /// The dot products of one packed group (`nb` blocks at `w`) with `M` activation rows.
+    /// The dot products of one packed group `w` with activation rows r..r+M.
     #[inline]
     fn group_dots<const M: usize>(
         self,
         kind: Kind,
         w: &[u8],
-        a: [&[ActBlock]; M],
-        nb: usize,
+        acts: &Acts,
+        r: usize,
     ) -> [[f32; G]; M] {
+        if kind.block_values() == QK_K {
+            let nb = acts.k / QK_K;
+            debug_assert!(w.len() >= nb * kind.group_block_bytes());
+            #[cfg(target_arch = "x86_64")]
+            if self != Isa::Portable && avx512bw() {
+                let a: [*const ActBlockK; M] = std::array::from_fn(|i| acts.row_k(r + i).as_ptr());
+                // SAFETY: the CPU has AVX-512F/BW (checked) and AVX2, FMA, F16C (any ISA but
+                // the portable one); `w` holds `nb` group super-blocks, each row `nb` blocks.
+                return unsafe {
+                    match kind {
+                        Kind::Q4K => x86::q4k_512::<M>(w.as_ptr(), a, nb),
+                        _ => x86::q6k_512::<M>(w.as_ptr(), a, nb),
+                    }
+                };
+            }
+            return std::array::from_fn(|i| self.group_dots_k(kind, w, acts.row_k(r + i), nb));
+        }
+        let nb = acts.k / QK;
         debug_assert!(w.len() >= nb * kind.group_block_bytes());
-        debug_assert!(a.iter().all(|a| a.len() >= nb));
+        let a: [&[ActBlock]; M] = std::array::from_fn(|i| acts.row(r + i));
         let mut out = [[0f32; G]; M];
         match (self, kind) {
             #[cfg(target_arch = "x86_64")]
@@ -110,15 +130,46 @@ impl Isa {
                     *o = unsafe { x86::q8_0_avx2(w.as_ptr(), a.as_ptr(), nb) }
                 }
             }
-            (Isa::Portable, _) => {
+            _ => {
                 let w = &w[..nb * kind.group_block_bytes()];
                 for (o, a) in out.iter_mut().zip(a) {
-                    *o = packed::group_dot_scalar(kind, w, &a[..nb]);
+                    *o = packed::group_dot_scalar(kind, w, a);
                 }
             }
         }
         out
     }
+
+    /// One K-format group with one activation row (no VNNI variant: the scales multiply in
+    /// `vpmaddwd` either way).
+    #[inline]
+    fn group_dots_k(self, kind: Kind, w: &[u8], a: &[ActBlockK], nb: usize) -> [f32; G] {
+        match (self, kind) {
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx2 | Isa::AvxVnni, Kind::Q4K) => {
+                // SAFETY: both ISAs imply AVX2, FMA and F16C; `w` holds `nb` group
+                // super-blocks and `a` `nb` activation super-blocks.
+                unsafe { x86::q4k(w.as_ptr(), a.as_ptr(), nb) }
+            }
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx2 | Isa::AvxVnni, Kind::Q6K) => {
+                // SAFETY: as above.
+                unsafe { x86::q6k(w.as_ptr(), a.as_ptr(), nb) }
+            }
+            _ => packed::group_dot_k_scalar(kind, &w[..nb * kind.group_block_bytes()], &a[..nb]),
+        }
+    }
+}
+
+/// Whether the CPU has AVX-512F and BW (the 512-bit K-format kernels), checked once.
+#[cfg(target_arch = "x86_64")]
+fn avx512bw() -> bool {
+    static HAS: OnceLock<bool> = OnceLock::new();
+    *HAS.get_or_init(|| {
+        std::env::var_os("CANDOR_NO_AVX512").is_none()
+            && is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512bw")
+    })
 }
 
 /// A quantized (n, k) weight on the CPU, packed for these kernels.
@@ -145,19 +196,22 @@ impl FastWeight {
             GgmlDType::Q4_1 => Kind::Q4_1,
             GgmlDType::Q5_0 => Kind::Q5_0,
             GgmlDType::Q8_0 => Kind::Q8_0,
+            GgmlDType::Q4K => Kind::Q4K,
+            GgmlDType::Q6K => Kind::Q6K,
             _ => return None,
         };
         let (n, k) = q.shape().dims2().ok()?;
-        if k == 0 || n == 0 || k % QK != 0 {
+        let bv = kind.block_values();
+        if k == 0 || n == 0 || k % bv != 0 {
             return None;
         }
         let bytes = q.data().ok()?;
         // The storage must hold exactly the blocks the shape implies.
-        if bytes.len() != n * (k / QK) * kind.block_bytes() {
+        if bytes.len() != n * (k / bv) * kind.block_bytes() {
             return None;
         }
         Some(Self {
-            data: Arc::new(packed::pack(kind, &bytes, n, k / QK)),
+            data: Arc::new(packed::pack(kind, &bytes, n, k / bv)),
             kind,
             n,
             k,
@@ -168,6 +222,11 @@ impl FastWeight {
         self.k
     }
 
+    /// Bytes of one group of rows.
+    fn group_bytes(&self) -> usize {
+        self.k / self.kind.block_values() * self.kind.group_block_bytes()
+    }
+
     /// Rows `ids` dequantized, as candle's quantized embedding computes them: (ids.len(), k).
     pub(crate) fn embedding(&self, ids: &[u32]) -> candle_core::Result<Vec<f32>> {
         let mut out = vec![0f32; ids.len() * self.k];
@@ -175,7 +234,8 @@ impl FastWeight {
             if id as usize >= self.n {
                 candle_core::bail!("embedding id {id} is out of range for {} rows", self.n)
             }
-            packed::dequantize_row(self.kind, &self.data, self.k / QK, id as usize, o);
+            let nb = self.k / self.kind.block_values();
+            packed::dequantize_row(self.kind, &self.data, nb, id as usize, o);
         }
         Ok(out)
     }
@@ -241,16 +301,16 @@ pub(crate) fn swiglu(
     let Some((xs, m)) = small_input(x, g.k)? else {
         return Ok(None);
     };
-    let (n, nb) = (g.n, g.k / QK);
+    let n = g.n;
     let mut out = vec![0f32; m * n];
     let dst = SendPtr(out.as_mut_ptr());
     let isa = Isa::best();
-    let gbytes = nb * g.kind.group_block_bytes();
-    with_acts(&xs, m, g.k, |acts| {
+    let gbytes = g.group_bytes();
+    with_acts(&xs, m, g.k, &[g.kind], |acts| {
         pool_groups(n.div_ceil(G), |grp| {
             let wg = &g.data[grp * gbytes..][..gbytes];
             let wu = &u.data[grp * gbytes..][..gbytes];
-            group_rows(isa, g.kind, [wg, wu], acts, m, nb, |r, [gv, uv]| {
+            group_rows(isa, g.kind, [wg, wu], acts, m, |r, [gv, uv]| {
                 let y = std::array::from_fn(|l| gv[l] / (1.0 + (-gv[l]).exp()) * uv[l]);
                 // SAFETY: row r's columns of this group lie inside `out` (m × n), and only
                 // this group writes them.
@@ -264,7 +324,6 @@ pub(crate) fn swiglu(
 /// `dst[j] (m, n_j) = x (m, k) · W_jᵀ` for weights sharing the input width k.
 fn matmul(ws: &[&FastWeight], x: &[f32], m: usize, dst: &mut [&mut [f32]]) {
     let k = ws[0].k;
-    let nb = k / QK;
     debug_assert!(ws
         .iter()
         .zip(dst.iter())
@@ -277,13 +336,14 @@ fn matmul(ws: &[&FastWeight], x: &[f32], m: usize, dst: &mut [&mut [f32]]) {
         total += w.n.div_ceil(G);
     }
     let isa = Isa::best();
-    with_acts(x, m, k, |acts| {
+    let kinds: Vec<Kind> = ws.iter().map(|w| w.kind).collect();
+    with_acts(x, m, k, &kinds, |acts| {
         pool_groups(total, |g| {
             let j = starts.partition_point(|&s| s <= g) - 1;
             let (w, grp) = (ws[j], g - starts[j]);
-            let gbytes = nb * w.kind.group_block_bytes();
+            let gbytes = w.group_bytes();
             let wg = &w.data[grp * gbytes..][..gbytes];
-            group_rows(isa, w.kind, [wg], acts, m, nb, |r, [y]| {
+            group_rows(isa, w.kind, [wg], acts, m, |r, [y]| {
                 // SAFETY: as in `swiglu`, for weight j's output.
                 unsafe { store(dsts[j], w.n, r, grp, y) };
             });
@@ -291,31 +351,27 @@ fn matmul(ws: &[&FastWeight], x: &[f32], m: usize, dst: &mut [&mut [f32]]) {
     });
 }
 
-/// The dot products of the same group of each weight in `ws` with every activation row
-/// (`acts`: m rows of nb blocks), four rows per kernel call while they last: `f(row, dots)`.
+/// The dot products of the same group of each weight in `ws` with every one of the m
+/// activation rows, four rows per kernel call while they last: `f(row, dots)`.
 #[inline]
-#[allow(clippy::too_many_arguments)]
 fn group_rows<const W: usize>(
     isa: Isa,
     kind: Kind,
     ws: [&[u8]; W],
-    acts: &[ActBlock],
+    acts: &Acts,
     m: usize,
-    nb: usize,
     mut f: impl FnMut(usize, [&[f32; G]; W]),
 ) {
     let mut r = 0;
     while r + 4 <= m {
-        let a: [&[ActBlock]; 4] = std::array::from_fn(|i| &acts[(r + i) * nb..][..nb]);
-        let ys = ws.map(|w| isa.group_dots::<4>(kind, w, a, nb));
+        let ys = ws.map(|w| isa.group_dots::<4>(kind, w, acts, r));
         for i in 0..4 {
             f(r + i, std::array::from_fn(|j| &ys[j][i]));
         }
         r += 4;
     }
     for r in r..m {
-        let a = [&acts[r * nb..][..nb]];
-        let ys = ws.map(|w| isa.group_dots::<1>(kind, w, a, nb));
+        let ys = ws.map(|w| isa.group_dots::<1>(kind, w, acts, r));
         f(r, std::array::from_fn(|j| &ys[j][0]));
     }
 }
@@ -338,21 +394,61 @@ fn pool_groups(groups: usize, f: impl Fn(usize) + Sync) {
     candle_core::utils::barrier_pool().execute_chunked(groups, |range| range.for_each(&f));
 }
 
-thread_local! {
-    static ACTS: std::cell::RefCell<Vec<ActBlock>> = const { std::cell::RefCell::new(Vec::new()) };
+/// The input rows quantized in the formats the weights at hand multiply with: 32-value blocks
+/// (Q8_1/Q8_0 rounding) and/or 256-value super-blocks (Q8_K), each m rows of width k.
+struct Acts<'a> {
+    blocks: &'a [ActBlock],
+    super_blocks: &'a [ActBlockK],
+    k: usize,
 }
 
-/// Quantizes the m rows of `x` (m, k) and runs `f` on them.
-fn with_acts<R>(x: &[f32], m: usize, k: usize, f: impl FnOnce(&[ActBlock]) -> R) -> R {
-    let nb = k / QK;
-    ACTS.with(|acts| {
-        let mut acts = acts.borrow_mut();
-        acts.clear();
-        acts.resize(m * nb, ActBlock::default());
-        for (xr, ar) in x.chunks_exact(k).take(m).zip(acts.chunks_exact_mut(nb)) {
-            packed::quantize_row(xr, ar);
+impl Acts<'_> {
+    fn row(&self, r: usize) -> &[ActBlock] {
+        let nb = self.k / QK;
+        &self.blocks[r * nb..][..nb]
+    }
+
+    fn row_k(&self, r: usize) -> &[ActBlockK] {
+        let nb = self.k / QK_K;
+        &self.super_blocks[r * nb..][..nb]
+    }
+}
+
+thread_local! {
+    static ACTS: std::cell::RefCell<(Vec<ActBlock>, Vec<ActBlockK>)> =
+        const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// Quantizes the m rows of `x` (m, k) for weights of `kinds` and runs `f` on them.
+fn with_acts<R>(x: &[f32], m: usize, k: usize, kinds: &[Kind], f: impl FnOnce(&Acts) -> R) -> R {
+    ACTS.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        let (blocks, super_blocks) = &mut *cell;
+        blocks.clear();
+        super_blocks.clear();
+        if kinds.iter().any(|k| k.block_values() == QK) {
+            let nb = k / QK;
+            blocks.resize(m * nb, ActBlock::default());
+            for (xr, ar) in x.chunks_exact(k).take(m).zip(blocks.chunks_exact_mut(nb)) {
+                packed::quantize_row(xr, ar);
+            }
         }
-        f(&acts)
+        if kinds.iter().any(|k| k.block_values() == QK_K) {
+            let nb = k / QK_K;
+            super_blocks.resize(m * nb, ActBlockK::default());
+            for (xr, ar) in x
+                .chunks_exact(k)
+                .take(m)
+                .zip(super_blocks.chunks_exact_mut(nb))
+            {
+                packed::quantize_row_k(xr, ar);
+            }
+        }
+        f(&Acts {
+            blocks,
+            super_blocks,
+            k,
+        })
     })
 }
 
@@ -400,6 +496,14 @@ mod tests {
     use candle_core::quantized::QTensor;
     use candle_core::{Device, Module};
 
+    const ALL: [GgmlDType; 5] = [
+        GgmlDType::Q4_1,
+        GgmlDType::Q5_0,
+        GgmlDType::Q8_0,
+        GgmlDType::Q4K,
+        GgmlDType::Q6K,
+    ];
+
     fn quantized(dtype: GgmlDType, n: usize, k: usize, seed: u64) -> QMatMul {
         let w: Vec<f32> = noise(n * k, seed);
         let w = Tensor::from_vec(w, (n, k), &Device::Cpu).unwrap();
@@ -430,25 +534,36 @@ mod tests {
             .collect()
     }
 
-    /// candle's Q8_0 dot product takes its AVX2 path on such CPUs, the order the kernels keep.
+    /// candle's Q8_0 and K-format dot products take their AVX2 paths on such CPUs, the order
+    /// the kernels keep.
     fn candle_uses_avx2() -> bool {
         Isa::available().len() > 1
     }
 
     #[test]
     fn matmul_equals_candle_bit_for_bit() {
-        for dtype in [GgmlDType::Q4_1, GgmlDType::Q5_0, GgmlDType::Q8_0] {
-            if dtype == GgmlDType::Q8_0 && !candle_uses_avx2() {
+        for dtype in ALL {
+            // candle's Q8_0 and K-format dot products take their AVX2 paths on such CPUs.
+            if !matches!(dtype, GgmlDType::Q4_1 | GgmlDType::Q5_0) && !candle_uses_avx2() {
                 continue;
             }
-            // Rows not a multiple of 8 and batches not a multiple of 4 take the tail paths.
+            let widen = if matches!(dtype, GgmlDType::Q4K | GgmlDType::Q6K) {
+                8
+            } else {
+                1
+            };
+            // Rows not a multiple of 8 and batches not a multiple of 4 take the tail paths. No
+            // n is a multiple of 16: candle 0.11.1 sends such Q4_K (and Q8_0, Q6_K prompt)
+            // matmuls with k % 256 == 0 to separate repacked kernels on AVX-VNNI CPUs, whose
+            // rounding differs from its own generic kernels (see `k_formats_near_candle_repacked`).
             for (m, n, k) in [
                 (1, 7, 64),
-                (1, 64, 576),
+                (1, 72, 576),
                 (3, 130, 96),
                 (5, 33, 128),
                 (9, 300, 64),
             ] {
+                let k = k * widen;
                 let w = quantized(dtype, n, k, (m * n * k) as u64);
                 let x = Tensor::from_vec(noise(m * k, 7), (1, m, k), &Device::Cpu).unwrap();
                 let reference = w.forward(&x).unwrap();
@@ -462,25 +577,30 @@ mod tests {
 
     #[test]
     fn every_instruction_set_agrees_with_the_portable_kernel() {
-        let (n, k) = (24, 256);
-        let nb = k / QK;
-        for dtype in [GgmlDType::Q4_1, GgmlDType::Q5_0, GgmlDType::Q8_0] {
+        let (n, k) = (24, 512);
+        for dtype in ALL {
             let fast = FastWeight::new(&quantized(dtype, n, k, 3)).unwrap();
-            let mut acts = vec![ActBlock::default(); 4 * nb];
-            for (r, a) in acts.chunks_exact_mut(nb).enumerate() {
-                packed::quantize_row(&noise(k, 100 + r as u64), a);
-            }
-            let gbytes = nb * fast.kind.group_block_bytes();
-            for grp in 0..n / G {
-                let w = &fast.data[grp * gbytes..][..gbytes];
-                let rows: [&[ActBlock]; 4] = std::array::from_fn(|r| &acts[r * nb..][..nb]);
-                let want = Isa::Portable.group_dots::<4>(fast.kind, w, rows, nb);
-                for isa in Isa::available() {
-                    assert_eq!(isa.group_dots::<4>(fast.kind, w, rows, nb), want, "{isa:?}");
-                    let one = isa.group_dots::<1>(fast.kind, w, [rows[2]], nb);
-                    assert_eq!(one[0], want[2], "{isa:?} {dtype:?}");
+            let x = noise(4 * k, 100);
+            with_acts(&x, 4, k, &[fast.kind], |acts| {
+                let gbytes = fast.group_bytes();
+                for grp in 0..n / G {
+                    let w = &fast.data[grp * gbytes..][..gbytes];
+                    let want = Isa::Portable.group_dots::<4>(fast.kind, w, acts, 0);
+                    for isa in Isa::available() {
+                        let four = isa.group_dots::<4>(fast.kind, w, acts, 0);
+                        assert_eq!(four, want, "{isa:?} {dtype:?}");
+                        let one = isa.group_dots::<1>(fast.kind, w, acts, 2);
+                        assert_eq!(one[0], want[2], "{isa:?} {dtype:?}");
+                        if fast.kind.block_values() == QK_K {
+                            // The 256-bit K kernels, which `group_dots` passes over when the
+                            // CPU has AVX-512.
+                            let nb = k / QK_K;
+                            let y = isa.group_dots_k(fast.kind, w, acts.row_k(3), nb);
+                            assert_eq!(y, want[3], "{isa:?} {dtype:?} 256-bit");
+                        }
+                    }
                 }
-            }
+            });
         }
     }
 
@@ -502,8 +622,8 @@ mod tests {
 
     #[test]
     fn embedding_equals_candle_bit_for_bit() {
-        for dtype in [GgmlDType::Q4_1, GgmlDType::Q5_0, GgmlDType::Q8_0] {
-            let w = quantized(dtype, 19, 96, 9);
+        for dtype in ALL {
+            let w = quantized(dtype, 19, 512, 9);
             let ids = [0u32, 18, 7, 8, 7];
             let want = w
                 .embedding(&Tensor::new(&ids[..], &Device::Cpu).unwrap())
@@ -516,6 +636,31 @@ mod tests {
                 fast.embedding(&[19]).is_err(),
                 "an id past the last row is refused"
             );
+        }
+    }
+
+    #[test]
+    fn k_formats_near_candle_repacked() {
+        // n = 64: candle takes its repacked kernels where the CPU has them (else its generic
+        // ones, which the bit-for-bit test pins); either way the results agree to rounding.
+        for dtype in [GgmlDType::Q4K, GgmlDType::Q6K] {
+            let (m, n, k) = (5, 64, 1024);
+            let w = quantized(dtype, n, k, 21);
+            let x = Tensor::from_vec(noise(m * k, 8), (1, m, k), &Device::Cpu).unwrap();
+            let want = w
+                .forward(&x)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
+            let fast = FastWeight::new(&w).unwrap();
+            let got = x.apply_op1_no_bwd(&fast).unwrap();
+            let got = got.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let scale = want.iter().fold(0f32, |a, v| a.max(v.abs()));
+            for (g, w) in got.iter().zip(&want) {
+                assert!((g - w).abs() <= 1e-5 * scale, "{dtype:?}: {g} vs {w}");
+            }
         }
     }
 }

@@ -14,14 +14,23 @@
 //!   row r has its fifth bit, the u32 at 16 + 8c + 4 the same for value 16+4c+t.
 //! - Q8_0, 272 bytes: d[8] (f16), then 8 vectors of 32 bytes; vector c holds values 4c..4c+4 of
 //!   each row, stored as `q ^ 0x80` (q + 128 as an unsigned byte, what `vpdpbusd` multiplies).
+//! - Q4_K, 1184 bytes per super-block of 256 values: d[8], dmin[8] (f16), the eight sub-block
+//!   scales of each row (u8, [sub-block][row]), the mins as pairs ([pair i][row][2]: sub-blocks
+//!   2i and 2i+1), then 32 vectors; vector `q4k_vector(j, l)` holds bytes 32j+4l..32j+4l+4 of
+//!   each row's 128 nibble bytes (low nibbles: sub-block 2j, high: 2j+1).
+//! - Q6_K, 1680 bytes per super-block: d[8] (f16), the 16 sub-block scales of each row (i8,
+//!   [sub-block][row]), then for j in 0..2 and l in 0..8 three vectors (see `q6k_base`): bytes
+//!   64j+4l.., 64j+32+4l.. of each row's `ql` and bytes 32j+4l.. of its `qh`.
 //!
 //! Rows past the matrix's last row (when n is not a multiple of 8) are zero.
 
 use super::Kind;
 use half::f16;
 
-/// Values per block (both formats).
+/// Values per block of the 32-value formats.
 pub const QK: usize = 32;
+/// Values per super-block of the K formats.
+pub const QK_K: usize = 256;
 /// Rows per group.
 pub const G: usize = 8;
 
@@ -32,6 +41,16 @@ impl Kind {
             Kind::Q4_1 => 20,
             Kind::Q5_0 => 22,
             Kind::Q8_0 => 34,
+            Kind::Q4K => 144,
+            Kind::Q6K => 210,
+        }
+    }
+
+    /// Values per block.
+    pub(crate) fn block_values(self) -> usize {
+        match self {
+            Kind::Q4_1 | Kind::Q5_0 | Kind::Q8_0 => QK,
+            Kind::Q4K | Kind::Q6K => QK_K,
         }
     }
 
@@ -41,6 +60,8 @@ impl Kind {
             Kind::Q4_1 => 32 + 128,
             Kind::Q5_0 => 16 + 32 + 128,
             Kind::Q8_0 => 16 + 256,
+            Kind::Q4K => 32 + 64 + 64 + 1024,
+            Kind::Q6K => 16 + 128 + 1536,
         }
     }
 }
@@ -77,6 +98,63 @@ pub fn quantize_row(x: &[f32], out: &mut [ActBlock]) {
         let dh = f16::from_f32(d);
         ob.d = dh.to_f32();
         ob.s = (f16::from_f32(sum as f32) * dh).to_f32();
+    }
+}
+
+/// One activation super-block for the K formats: ggml's Q8_K (d = max/−127 kept in f32,
+/// q = round(x/d) clamped to i8, sums of each 16 values).
+#[derive(Debug, Clone, Copy)]
+#[repr(C)]
+pub struct ActBlockK {
+    pub d: f32,
+    pub qs: [i8; QK_K],
+    pub bsums: [i16; QK_K / 16],
+}
+
+impl Default for ActBlockK {
+    fn default() -> Self {
+        Self {
+            d: 0.0,
+            qs: [0; QK_K],
+            bsums: [0; QK_K / 16],
+        }
+    }
+}
+
+/// Quantizes `x` (a multiple of 256 long) into `out` exactly as candle's `quantize_row_q8k`.
+pub fn quantize_row_k(x: &[f32], out: &mut [ActBlockK]) {
+    for (xb, ob) in x.chunks_exact(QK_K).zip(out.iter_mut()) {
+        let (mut max, mut amax) = (0f32, 0f32);
+        for &v in xb {
+            if amax < v.abs() {
+                amax = v.abs();
+                max = v;
+            }
+        }
+        if amax == 0.0 {
+            *ob = ActBlockK::default();
+            continue;
+        }
+        let iscale = -127f32 / max;
+        for (q, &v) in ob.qs.iter_mut().zip(xb) {
+            *q = (iscale * v).round().clamp(-128.0, 127.0) as i8;
+        }
+        for (s, q) in ob.bsums.iter_mut().zip(ob.qs.chunks_exact(16)) {
+            *s = q.iter().map(|&v| v as i32).sum::<i32>() as i16;
+        }
+        ob.d = 1.0 / iscale;
+    }
+}
+
+/// Scale and min of sub-block j from a Q4_K block's 12 packed bytes (ggml's `get_scale_min_k4`).
+fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
+    if j < 4 {
+        (q[j] & 63, q[j + 4] & 63)
+    } else {
+        (
+            (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4),
+            (q[j + 4] >> 4) | ((q[j] >> 6) << 4),
+        )
     }
 }
 
@@ -127,6 +205,38 @@ pub fn pack(kind: Kind, src: &[u8], n: usize, nb: usize) -> Vec<u8> {
                             }
                         }
                     }
+                    Kind::Q4K => {
+                        dst[2 * r..2 * r + 2].copy_from_slice(&b[0..2]);
+                        dst[16 + 2 * r..16 + 2 * r + 2].copy_from_slice(&b[2..4]);
+                        for sb in 0..8 {
+                            let (sc, m) = scale_min_k4(sb, &b[4..16]);
+                            dst[32 + 8 * sb + r] = sc;
+                            dst[96 + 16 * (sb / 2) + 2 * r + sb % 2] = m;
+                        }
+                        for j in 0..4 {
+                            for l in 0..8 {
+                                let o = 160 + 32 * q4k_vector(j, l) + 4 * r;
+                                let q = 16 + 32 * j + 4 * l;
+                                dst[o..o + 4].copy_from_slice(&b[q..q + 4]);
+                            }
+                        }
+                    }
+                    Kind::Q6K => {
+                        dst[2 * r..2 * r + 2].copy_from_slice(&b[208..210]);
+                        for u in 0..16 {
+                            dst[16 + 8 * u + r] = b[192 + u];
+                        }
+                        for j in 0..2 {
+                            for l in 0..8 {
+                                let o = q6k_base(j, l) + 4 * r;
+                                let (qa, qb, qh) =
+                                    (64 * j + 4 * l, 64 * j + 32 + 4 * l, 128 + 32 * j + 4 * l);
+                                dst[o..o + 4].copy_from_slice(&b[qa..qa + 4]);
+                                dst[o + 64..o + 68].copy_from_slice(&b[qb..qb + 4]);
+                                dst[o + 128..o + 132].copy_from_slice(&b[qh..qh + 4]);
+                            }
+                        }
+                    }
                 }
             }
         }
@@ -148,7 +258,11 @@ fn q5_pair(b: &[u8], r: usize, c: usize, t: usize) -> (u8, u8) {
 pub fn dequantize_row(kind: Kind, w: &[u8], nb: usize, row: usize, out: &mut [f32]) {
     let (g, r) = (row / G, row % G);
     let gbb = kind.group_block_bytes();
-    for (i, ob) in out.chunks_exact_mut(QK).take(nb).enumerate() {
+    for (i, ob) in out
+        .chunks_exact_mut(kind.block_values())
+        .take(nb)
+        .enumerate()
+    {
         let b = &w[(g * nb + i) * gbb..][..gbb];
         let d = f16_at(b, 2 * r);
         match kind {
@@ -179,8 +293,117 @@ pub fn dequantize_row(kind: Kind, w: &[u8], nb: usize, row: usize, out: &mut [f3
                     }
                 }
             }
+            Kind::Q4K => {
+                let dmin = f16_at(b, 16 + 2 * r);
+                for (x, o) in ob.iter_mut().enumerate() {
+                    let (sb, q) = q4k_at(b, r, x);
+                    let m = b[96 + 16 * (sb / 2) + 2 * r + sb % 2];
+                    *o = d * b[32 + 8 * sb + r] as f32 * q as f32 - dmin * m as f32;
+                }
+            }
+            Kind::Q6K => {
+                for (x, o) in ob.iter_mut().enumerate() {
+                    let (u, q) = q6k_at(b, r, x);
+                    *o = d * (b[16 + 8 * u + r] as i8) as f32 * (q as i32 - 32) as f32;
+                }
+            }
         }
     }
+}
+
+/// Where the vector of 64-value chunk j, lane l sits among a Q4_K super-block's 32: chunks 2p
+/// and 2p+1 of the same lane side by side, so one 64-byte load takes both.
+#[inline]
+pub(crate) fn q4k_vector(j: usize, l: usize) -> usize {
+    16 * (j / 2) + 2 * l + j % 2
+}
+
+/// Sub-block and 4-bit value of value x (0..256) of row r in a packed Q4_K super-block.
+#[inline]
+fn q4k_at(b: &[u8], r: usize, x: usize) -> (usize, u8) {
+    let (j, half, l, t) = (x / 64, x / 32 % 2, x % 32 / 4, x % 4);
+    let byte = b[160 + 32 * q4k_vector(j, l) + 4 * r + t];
+    (
+        2 * j + half,
+        if half == 0 { byte & 0x0F } else { byte >> 4 },
+    )
+}
+
+/// Where the `ql` vector of 128-value chunk j, lane l sits in a Q6_K super-block; its second
+/// `ql` vector is 64 bytes on, its `qh` vector 128. Chunks 0 and 1 of a lane sit side by side,
+/// so one 64-byte load takes both.
+#[inline]
+pub(crate) fn q6k_base(j: usize, l: usize) -> usize {
+    144 + 192 * l + 32 * j
+}
+
+/// Sub-block (of 16) and 6-bit value of value x of row r in a packed Q6_K super-block.
+#[inline]
+fn q6k_at(b: &[u8], r: usize, x: usize) -> (usize, u8) {
+    let (j, v, l, t) = (x / 128, x / 32 % 4, x % 32 / 4, x % 4);
+    let o = q6k_base(j, l) + 4 * r + t;
+    let (qa, qb, qh) = (b[o], b[o + 64], b[o + 128]);
+    let low = match v {
+        0 => qa & 0x0F,
+        1 => qb & 0x0F,
+        2 => qa >> 4,
+        _ => qb >> 4,
+    };
+    (x / 16, low | ((qh >> (2 * v)) & 3) << 4)
+}
+
+/// Candle's `hsum_float_8` order over eight lanes.
+#[inline]
+fn hsum8(a: &[f32; 8]) -> f32 {
+    ((a[4] + a[0]) + (a[6] + a[2])) + ((a[5] + a[1]) + (a[7] + a[3]))
+}
+
+/// The eight dot products of one K-format group (`nb` packed super-blocks at `w`) with one
+/// activation row: the portable definition. Both follow candle's AVX2 `vec_dot_q4k_q8k` /
+/// `vec_dot_q6k_q8k`: eight i32 lanes (lane l takes values 4l..4l+4 of every 32), each
+/// weighted by its sub-block scale, `acc = fma(d·d', lane, acc)` per super-block, summed in
+/// `hsum_float_8` order; Q4_K adds its mins in four lanes (`fma(−d'·dmin, ·, ·)`) last.
+pub fn group_dot_k_scalar(kind: Kind, w: &[u8], a: &[ActBlockK]) -> [f32; G] {
+    let gbb = kind.group_block_bytes();
+    let mut out = [0f32; G];
+    for (r, o) in out.iter_mut().enumerate() {
+        let mut acc = [0f32; 8];
+        let mut accm = [0f32; 4];
+        for (b, y) in w.chunks_exact(gbb).zip(a) {
+            let mut lanes = [0i32; 8];
+            for x in 0..QK_K {
+                let (scale, q) = match kind {
+                    Kind::Q4K => {
+                        let (sb, q) = q4k_at(b, r, x);
+                        (b[32 + 8 * sb + r] as i32, q as i32)
+                    }
+                    _ => {
+                        let (u, q) = q6k_at(b, r, x);
+                        ((b[16 + 8 * u + r] as i8) as i32, q as i32 - 32)
+                    }
+                };
+                lanes[x % 32 / 4] += scale * q * y.qs[x] as i32;
+            }
+            let dd = y.d * f16_at(b, 2 * r);
+            for (acc, &l) in acc.iter_mut().zip(&lanes) {
+                *acc = dd.mul_add(l as f32, *acc);
+            }
+            if kind == Kind::Q4K {
+                let dmin = -y.d * f16_at(b, 16 + 2 * r);
+                for (i, accm) in accm.iter_mut().enumerate() {
+                    let s = |sb: usize| y.bsums[2 * sb] as i32 + y.bsums[2 * sb + 1] as i32;
+                    let m = |sb: usize| b[96 + 16 * (sb / 2) + 2 * r + sb % 2] as i32;
+                    let v = m(2 * i) * s(2 * i) + m(2 * i + 1) * s(2 * i + 1);
+                    *accm = dmin.mul_add(v as f32, *accm);
+                }
+            }
+        }
+        *o = hsum8(&acc);
+        if kind == Kind::Q4K {
+            *o += (accm[0] + accm[2]) + (accm[1] + accm[3]);
+        }
+    }
+    out
 }
 
 /// The eight dot products of one group (`nb` packed blocks at `w`) with one activation row:
@@ -192,6 +415,7 @@ pub fn dequantize_row(kind: Kind, w: &[u8], nb: usize, row: usize, out: &mut [f3
 /// `vec_dot_q8_0_q8_0` (what candle runs on x86): eight lanes of four products each,
 /// `acc = fma(d·d', lane, acc)` per block, then the lanes summed in its `hsum_float_8` order.
 pub fn group_dot_scalar(kind: Kind, w: &[u8], a: &[ActBlock]) -> [f32; G] {
+    debug_assert!(kind.block_values() == QK);
     let gbb = kind.group_block_bytes();
     let mut out = [0f32; G];
     for (r, o) in out.iter_mut().enumerate() {
@@ -226,6 +450,7 @@ pub fn group_dot_scalar(kind: Kind, w: &[u8], a: &[ActBlock]) -> [f32; G] {
                 }
                 *o = sum;
             }
+            Kind::Q4K | Kind::Q6K => unreachable!("K formats take `group_dot_k_scalar`"),
             Kind::Q8_0 => {
                 let mut acc = [0f32; 8];
                 for (b, ab) in w.chunks_exact(gbb).zip(a) {

@@ -7,7 +7,7 @@
 //! The CPU must have the features named in the kernel's `target_feature`; `w` must point at `nb`
 //! packed group blocks of the kernel's type and each activation pointer at `nb` blocks.
 
-use super::packed::{ActBlock, QK};
+use super::packed::{q4k_vector, q6k_base, ActBlock, ActBlockK, QK};
 use std::arch::x86_64::*;
 
 const _: () = assert!(QK == 32);
@@ -198,11 +198,8 @@ macro_rules! q8_0_kernel {
                     acc[c] = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(s), acc[c]);
                 }
             }
-            // candle's `hsum_float_8` order, lane-wise.
-            let lo = _mm256_add_ps(_mm256_add_ps(acc[4], acc[0]), _mm256_add_ps(acc[6], acc[2]));
-            let hi = _mm256_add_ps(_mm256_add_ps(acc[5], acc[1]), _mm256_add_ps(acc[7], acc[3]));
             let mut out = [0f32; 8];
-            _mm256_storeu_ps(out.as_mut_ptr(), _mm256_add_ps(lo, hi));
+            _mm256_storeu_ps(out.as_mut_ptr(), hsum8(&acc));
             out
         }
     };
@@ -214,3 +211,287 @@ q5_0_kernel!(q5_0_vnni, "avx2,fma,f16c,avxvnni", dp2_vnni);
 q5_0_kernel!(q5_0_avx2, "avx2,fma,f16c", dp2_avx2);
 q8_0_kernel!(q8_0_vnni, "avx2,fma,f16c,avxvnni", dot8_vnni);
 q8_0_kernel!(q8_0_avx2, "avx2,fma,f16c", dot8_avx2);
+
+/// Candle's `hsum_float_8` order, lane-wise over eight vectors.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn hsum8(acc: &[__m256; 8]) -> __m256 {
+    let lo = _mm256_add_ps(_mm256_add_ps(acc[4], acc[0]), _mm256_add_ps(acc[6], acc[2]));
+    let hi = _mm256_add_ps(_mm256_add_ps(acc[5], acc[1]), _mm256_add_ps(acc[7], acc[3]));
+    _mm256_add_ps(lo, hi)
+}
+
+/// Eight per-row scales (u8 or i8 at `p`) as i16 pairs, one pair per row's i32 lane.
+macro_rules! scales16 {
+    ($p:expr, $widen:ident) => {{
+        let x = _mm_loadl_epi64($p as *const __m128i);
+        $widen(_mm_unpacklo_epi8(x, x))
+    }};
+}
+
+/// Q4_K dot products of one group with one activation row (no VNNI needed: the sub-block
+/// scale multiplies in `vpmaddwd`).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn q4k(w: *const u8, a: *const ActBlockK, nb: usize) -> [f32; 8] {
+    let low = _mm256_set1_epi8(0x0F);
+    let mut acc = [_mm256_setzero_ps(); 8];
+    let mut accm = [_mm256_setzero_ps(); 4];
+    for i in 0..nb {
+        let b = w.add(i * 1184);
+        let y = &*a.add(i);
+        let q = y.qs.as_ptr();
+        let d = _mm256_mul_ps(
+            _mm256_cvtph_ps(_mm_loadu_si128(b as *const __m128i)),
+            _mm256_set1_ps(y.d),
+        );
+        let dmin = _mm256_mul_ps(
+            _mm256_cvtph_ps(_mm_loadu_si128(b.add(16) as *const __m128i)),
+            _mm256_set1_ps(-y.d),
+        );
+        let mut lanes = [_mm256_setzero_si256(); 8];
+        for j in 0..4 {
+            let sc_lo = scales16!(b.add(32 + 8 * (2 * j)), _mm256_cvtepu8_epi16);
+            let sc_hi = scales16!(b.add(32 + 8 * (2 * j + 1)), _mm256_cvtepu8_epi16);
+            for (l, lane) in lanes.iter_mut().enumerate() {
+                let v = _mm256_loadu_si256(b.add(160 + 32 * q4k_vector(j, l)) as *const __m256i);
+                let lo = _mm256_and_si256(v, low);
+                let hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
+                let plo = _mm256_maddubs_epi16(lo, bcast4!(q, 64 * j + 4 * l));
+                let phi = _mm256_maddubs_epi16(hi, bcast4!(q, 64 * j + 32 + 4 * l));
+                *lane = _mm256_add_epi32(*lane, _mm256_madd_epi16(plo, sc_lo));
+                *lane = _mm256_add_epi32(*lane, _mm256_madd_epi16(phi, sc_hi));
+            }
+        }
+        for (acc, lane) in acc.iter_mut().zip(&lanes) {
+            *acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(*lane), *acc);
+        }
+        for (p, accm) in accm.iter_mut().enumerate() {
+            let mins = _mm256_cvtepu8_epi16(_mm_loadu_si128(b.add(96 + 16 * p) as *const __m128i));
+            let s0 = y.bsums[4 * p].wrapping_add(y.bsums[4 * p + 1]) as u16 as u32;
+            let s1 = y.bsums[4 * p + 2].wrapping_add(y.bsums[4 * p + 3]) as u16 as u32;
+            let sums = _mm256_set1_epi32((s0 | s1 << 16) as i32);
+            *accm = _mm256_fmadd_ps(
+                dmin,
+                _mm256_cvtepi32_ps(_mm256_madd_epi16(mins, sums)),
+                *accm,
+            );
+        }
+    }
+    let m = _mm256_add_ps(
+        _mm256_add_ps(accm[0], accm[2]),
+        _mm256_add_ps(accm[1], accm[3]),
+    );
+    let mut out = [0f32; 8];
+    _mm256_storeu_ps(out.as_mut_ptr(), _mm256_add_ps(hsum8(&acc), m));
+    out
+}
+
+/// Q6_K dot products of one group with one activation row.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn q6k(w: *const u8, a: *const ActBlockK, nb: usize) -> [f32; 8] {
+    let low = _mm256_set1_epi8(0x0F);
+    let two = _mm256_set1_epi8(3);
+    let m32 = _mm256_set1_epi8(32);
+    let mut acc = [_mm256_setzero_ps(); 8];
+    for i in 0..nb {
+        let b = w.add(i * 1680);
+        let y = &*a.add(i);
+        let q = y.qs.as_ptr();
+        let d = _mm256_mul_ps(
+            _mm256_cvtph_ps(_mm_loadu_si128(b as *const __m128i)),
+            _mm256_set1_ps(y.d),
+        );
+        let mut sc = [_mm256_setzero_si256(); 16];
+        for (u, sc) in sc.iter_mut().enumerate() {
+            *sc = scales16!(b.add(16 + 8 * u), _mm256_cvtepi8_epi16);
+        }
+        let mut lanes = [_mm256_setzero_si256(); 8];
+        for j in 0..2 {
+            for (l, lane) in lanes.iter_mut().enumerate() {
+                let base = b.add(q6k_base(j, l));
+                let qa = _mm256_loadu_si256(base as *const __m256i);
+                let qb = _mm256_loadu_si256(base.add(64) as *const __m256i);
+                let qh = _mm256_loadu_si256(base.add(128) as *const __m256i);
+                let high = |shift: i32| {
+                    let h = match shift {
+                        0 => qh,
+                        2 => _mm256_srli_epi16(qh, 2),
+                        4 => _mm256_srli_epi16(qh, 4),
+                        _ => _mm256_srli_epi16(qh, 6),
+                    };
+                    _mm256_slli_epi16(_mm256_and_si256(h, two), 4)
+                };
+                let vals = [
+                    _mm256_or_si256(_mm256_and_si256(qa, low), high(0)),
+                    _mm256_or_si256(_mm256_and_si256(qb, low), high(2)),
+                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qa, 4), low), high(4)),
+                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qb, 4), low), high(6)),
+                ];
+                for (v, vals) in vals.iter().enumerate() {
+                    let x = bcast4!(q, 128 * j + 32 * v + 4 * l);
+                    let p = _mm256_sub_epi16(
+                        _mm256_maddubs_epi16(*vals, x),
+                        _mm256_maddubs_epi16(m32, x),
+                    );
+                    let u = 8 * j + 2 * v + usize::from(l >= 4);
+                    *lane = _mm256_add_epi32(*lane, _mm256_madd_epi16(p, sc[u]));
+                }
+            }
+        }
+        for (acc, lane) in acc.iter_mut().zip(&lanes) {
+            *acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(*lane), *acc);
+        }
+    }
+    let mut out = [0f32; 8];
+    _mm256_storeu_ps(out.as_mut_ptr(), hsum8(&acc));
+    out
+}
+
+/// Q4_K dot products of one group with `M` activation rows, 512 bits wide: each register holds
+/// the same lane of two 64-value chunks (2p, 2p+1), whose integer sums are added before the
+/// lane is rounded, so the arithmetic stays `q4k`'s.
+#[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
+pub unsafe fn q4k_512<const M: usize>(
+    w: *const u8,
+    a: [*const ActBlockK; M],
+    nb: usize,
+) -> [[f32; 8]; M] {
+    let low = _mm512_set1_epi8(0x0F);
+    let mut acc = [[_mm256_setzero_ps(); 8]; M];
+    let mut accm = [[_mm256_setzero_ps(); 4]; M];
+    for i in 0..nb {
+        let b = w.add(i * 1184);
+        let ys: [&ActBlockK; M] = std::array::from_fn(|r| &*a[r].add(i));
+        let dw = _mm256_cvtph_ps(_mm_loadu_si128(b as *const __m128i));
+        let dminw = _mm256_cvtph_ps(_mm_loadu_si128(b.add(16) as *const __m128i));
+        // Scales of the sub-blocks in each half: chunk 2p takes 4p (low) / 4p+1 (high), chunk
+        // 2p+1 takes 4p+2 / 4p+3.
+        let sc = |s: usize| scales16!(b.add(32 + 8 * s), _mm256_cvtepu8_epi16);
+        let pair = |lo: __m256i, hi: __m256i| _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+        let sc_lo = [pair(sc(0), sc(2)), pair(sc(4), sc(6))];
+        let sc_hi = [pair(sc(1), sc(3)), pair(sc(5), sc(7))];
+        for l in 0..8 {
+            let mut lanes = [_mm512_setzero_si512(); M];
+            for p in 0..2 {
+                let v = _mm512_loadu_si512(b.add(160 + 32 * q4k_vector(2 * p, l)) as *const _);
+                let lo = _mm512_and_si512(v, low);
+                let hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), low);
+                for (lane, y) in lanes.iter_mut().zip(&ys) {
+                    let q = y.qs.as_ptr();
+                    let x = |at: usize| {
+                        let d0 = (q.add(at) as *const i32).read_unaligned();
+                        let d1 = (q.add(at + 64) as *const i32).read_unaligned();
+                        _mm512_mask_set1_epi32(_mm512_set1_epi32(d0), 0xFF00, d1)
+                    };
+                    let plo = _mm512_maddubs_epi16(lo, x(128 * p + 4 * l));
+                    let phi = _mm512_maddubs_epi16(hi, x(128 * p + 32 + 4 * l));
+                    *lane = _mm512_add_epi32(*lane, _mm512_madd_epi16(plo, sc_lo[p]));
+                    *lane = _mm512_add_epi32(*lane, _mm512_madd_epi16(phi, sc_hi[p]));
+                }
+            }
+            for r in 0..M {
+                let sum = _mm256_add_epi32(
+                    _mm512_castsi512_si256(lanes[r]),
+                    _mm512_extracti64x4_epi64(lanes[r], 1),
+                );
+                let d = _mm256_mul_ps(dw, _mm256_set1_ps(ys[r].d));
+                acc[r][l] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sum), acc[r][l]);
+            }
+        }
+        for r in 0..M {
+            let y = ys[r];
+            let dmin = _mm256_mul_ps(dminw, _mm256_set1_ps(-y.d));
+            for (p, accm) in accm[r].iter_mut().enumerate() {
+                let mins =
+                    _mm256_cvtepu8_epi16(_mm_loadu_si128(b.add(96 + 16 * p) as *const __m128i));
+                let s0 = y.bsums[4 * p].wrapping_add(y.bsums[4 * p + 1]) as u16 as u32;
+                let s1 = y.bsums[4 * p + 2].wrapping_add(y.bsums[4 * p + 3]) as u16 as u32;
+                let sums = _mm256_set1_epi32((s0 | s1 << 16) as i32);
+                let v = _mm256_cvtepi32_ps(_mm256_madd_epi16(mins, sums));
+                *accm = _mm256_fmadd_ps(dmin, v, *accm);
+            }
+        }
+    }
+    let mut out = [[0f32; 8]; M];
+    for r in 0..M {
+        let m = _mm256_add_ps(
+            _mm256_add_ps(accm[r][0], accm[r][2]),
+            _mm256_add_ps(accm[r][1], accm[r][3]),
+        );
+        _mm256_storeu_ps(out[r].as_mut_ptr(), _mm256_add_ps(hsum8(&acc[r]), m));
+    }
+    out
+}
+
+/// Q6_K dot products of one group with `M` activation rows, 512 bits wide: each register holds
+/// the same lane of both 128-value chunks, added as integers before the lane is rounded, so
+/// the arithmetic stays `q6k`'s.
+#[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
+pub unsafe fn q6k_512<const M: usize>(
+    w: *const u8,
+    a: [*const ActBlockK; M],
+    nb: usize,
+) -> [[f32; 8]; M] {
+    let low = _mm512_set1_epi8(0x0F);
+    let two = _mm512_set1_epi8(3);
+    let m32 = _mm512_set1_epi8(32);
+    let mut acc = [[_mm256_setzero_ps(); 8]; M];
+    for i in 0..nb {
+        let b = w.add(i * 1680);
+        let ys: [&ActBlockK; M] = std::array::from_fn(|r| &*a[r].add(i));
+        let dw = _mm256_cvtph_ps(_mm_loadu_si128(b as *const __m128i));
+        // Scales for value vector v, lanes 0..4 (h = 0) or 4..8 (h = 1): sub-block 2v+h in
+        // chunk 0, 8+2v+h in chunk 1.
+        let sc = |u: usize| scales16!(b.add(16 + 8 * u), _mm256_cvtepi8_epi16);
+        let scales: [[__m512i; 2]; 4] = std::array::from_fn(|v| {
+            std::array::from_fn(|h| {
+                _mm512_inserti64x4(_mm512_castsi256_si512(sc(2 * v + h)), sc(8 + 2 * v + h), 1)
+            })
+        });
+        for l in 0..8 {
+            let base = b.add(q6k_base(0, l));
+            let qa = _mm512_loadu_si512(base as *const _);
+            let qb = _mm512_loadu_si512(base.add(64) as *const _);
+            let qh = _mm512_loadu_si512(base.add(128) as *const _);
+            let high = |h: __m512i| _mm512_slli_epi16(_mm512_and_si512(h, two), 4);
+            let vals = [
+                _mm512_or_si512(_mm512_and_si512(qa, low), high(qh)),
+                _mm512_or_si512(_mm512_and_si512(qb, low), high(_mm512_srli_epi16(qh, 2))),
+                _mm512_or_si512(
+                    _mm512_and_si512(_mm512_srli_epi16(qa, 4), low),
+                    high(_mm512_srli_epi16(qh, 4)),
+                ),
+                _mm512_or_si512(
+                    _mm512_and_si512(_mm512_srli_epi16(qb, 4), low),
+                    high(_mm512_srli_epi16(qh, 6)),
+                ),
+            ];
+            let h = usize::from(l >= 4);
+            for r in 0..M {
+                let q = ys[r].qs.as_ptr();
+                let mut lane = _mm512_setzero_si512();
+                for (v, vals) in vals.iter().enumerate() {
+                    let at = 32 * v + 4 * l;
+                    let d0 = (q.add(at) as *const i32).read_unaligned();
+                    let d1 = (q.add(at + 128) as *const i32).read_unaligned();
+                    let x = _mm512_mask_set1_epi32(_mm512_set1_epi32(d0), 0xFF00, d1);
+                    let p = _mm512_sub_epi16(
+                        _mm512_maddubs_epi16(*vals, x),
+                        _mm512_maddubs_epi16(m32, x),
+                    );
+                    lane = _mm512_add_epi32(lane, _mm512_madd_epi16(p, scales[v][h]));
+                }
+                let sum = _mm256_add_epi32(
+                    _mm512_castsi512_si256(lane),
+                    _mm512_extracti64x4_epi64(lane, 1),
+                );
+                let d = _mm256_mul_ps(dw, _mm256_set1_ps(ys[r].d));
+                acc[r][l] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sum), acc[r][l]);
+            }
+        }
+    }
+    let mut out = [[0f32; 8]; M];
+    for r in 0..M {
+        _mm256_storeu_ps(out[r].as_mut_ptr(), hsum8(&acc[r]));
+    }
+    out
+}
