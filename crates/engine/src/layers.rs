@@ -90,19 +90,49 @@ impl Linear {
         ls.iter().map(|l| l.forward(x)).collect()
     }
 
-    /// SwiGLU feed-forward input: `silu(gate(x)) * up(x)`.
-    pub fn swiglu(gate: &Linear, up: &Linear, x: &Tensor) -> Result<Tensor> {
+    /// Gated feed-forward input: `act(gate(x)) * up(x)` (SwiGLU, GeGLU).
+    pub fn gated(act: Gate, gate: &Linear, up: &Linear, x: &Tensor) -> Result<Tensor> {
         if let (Some(g), Some(u), None, None) = (
             gate.weight.packed(),
             up.weight.packed(),
             &gate.bias,
             &up.bias,
         ) {
-            if let Some(y) = crate::kernels::swiglu(g, u, x)? {
+            if let Some(y) = crate::kernels::gated(|v| act.f32(v), g, u, x)? {
                 return Ok(y);
             }
         }
-        Ok((candle_nn::ops::silu(&gate.forward(x)?)? * up.forward(x)?)?)
+        Ok((act.tensor(&gate.forward(x)?)? * up.forward(x)?)?)
+    }
+}
+
+/// The activation on a gated feed-forward layer's gate projection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gate {
+    /// `x·σ(x)` (Llama, Mistral, Qwen2).
+    Silu,
+    /// GELU, tanh approximation (Gemma).
+    GeluTanh,
+}
+
+impl Gate {
+    /// One value, with the same operations in the same order as candle's CPU ops, so the fused
+    /// kernel and the tensor path agree bit for bit.
+    pub(crate) fn f32(self, v: f32) -> f32 {
+        const SQRT_TWO_OVER_PI: f32 = 0.797_884_6;
+        match self {
+            Gate::Silu => v / (1.0 + (-v).exp()),
+            Gate::GeluTanh => {
+                0.5 * v * (1.0 + f32::tanh(SQRT_TWO_OVER_PI * v * (1.0 + 0.044715 * v * v)))
+            }
+        }
+    }
+
+    fn tensor(self, t: &Tensor) -> Result<Tensor> {
+        Ok(match self {
+            Gate::Silu => candle_nn::ops::silu(t)?,
+            Gate::GeluTanh => t.gelu()?,
+        })
     }
 }
 

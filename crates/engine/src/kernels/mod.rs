@@ -289,8 +289,9 @@ pub(crate) fn forward_many(
         .map(Some)
 }
 
-/// `silu(x·Gᵀ) ⊙ (x·Uᵀ)` in one pass; None when the kernels do not apply.
-pub(crate) fn swiglu(
+/// `act(x·Gᵀ) ⊙ (x·Uᵀ)` in one pass (SwiGLU, GeGLU); None when the kernels do not apply.
+pub(crate) fn gated(
+    act: impl Fn(f32) -> f32 + Sync,
     g: &FastWeight,
     u: &FastWeight,
     x: &Tensor,
@@ -311,7 +312,7 @@ pub(crate) fn swiglu(
             let wg = &g.data[grp * gbytes..][..gbytes];
             let wu = &u.data[grp * gbytes..][..gbytes];
             group_rows(isa, g.kind, [wg, wu], acts, m, |r, [gv, uv]| {
-                let y = std::array::from_fn(|l| gv[l] / (1.0 + (-gv[l]).exp()) * uv[l]);
+                let y = std::array::from_fn(|l| act(gv[l]) * uv[l]);
                 // SAFETY: row r's columns of this group lie inside `out` (m × n), and only
                 // this group writes them.
                 unsafe { store(dst, n, r, grp, &y) };
@@ -344,7 +345,7 @@ fn matmul(ws: &[&FastWeight], x: &[f32], m: usize, dst: &mut [&mut [f32]]) {
             let gbytes = w.group_bytes();
             let wg = &w.data[grp * gbytes..][..gbytes];
             group_rows(isa, w.kind, [wg], acts, m, |r, [y]| {
-                // SAFETY: as in `swiglu`, for weight j's output.
+                // SAFETY: as in `gated`, for weight j's output.
                 unsafe { store(dsts[j], w.n, r, grp, y) };
             });
         });
@@ -605,19 +606,28 @@ mod tests {
     }
 
     #[test]
-    fn swiglu_equals_candle_ops() {
+    fn gated_equals_candle_ops() {
         let (m, n, k) = (6, 40, 128);
-        let (g, u) = (
-            quantized(GgmlDType::Q4_1, n, k, 11),
-            quantized(GgmlDType::Q4_1, n, k, 12),
-        );
-        let x = Tensor::from_vec(noise(m * k, 5), (1, m, k), &Device::Cpu).unwrap();
-        let want = (candle_nn::ops::silu(&g.forward(&x).unwrap()).unwrap()
-            * u.forward(&x).unwrap())
-        .unwrap();
-        let (fg, fu) = (FastWeight::new(&g).unwrap(), FastWeight::new(&u).unwrap());
-        let y = swiglu(&fg, &fu, &x).unwrap().expect("kernels apply");
-        assert_eq!(bits(&y), bits(&want));
+        for dtype in [GgmlDType::Q4_1, GgmlDType::Q5_0] {
+            let (g, u) = (quantized(dtype, n, k, 11), quantized(dtype, n, k, 12));
+            let x = Tensor::from_vec(noise(m * k, 5), (1, m, k), &Device::Cpu).unwrap();
+            let (fg, fu) = (FastWeight::new(&g).unwrap(), FastWeight::new(&u).unwrap());
+            let gx = g.forward(&x).unwrap();
+            let ux = u.forward(&x).unwrap();
+            for (gate, want) in [
+                (
+                    crate::layers::Gate::Silu,
+                    candle_nn::ops::silu(&gx).unwrap(),
+                ),
+                (crate::layers::Gate::GeluTanh, gx.gelu().unwrap()),
+            ] {
+                let want = (want * &ux).unwrap();
+                let y = gated(|v| gate.f32(v), &fg, &fu, &x)
+                    .unwrap()
+                    .expect("kernels apply");
+                assert_eq!(bits(&y), bits(&want), "{gate:?} {dtype:?}");
+            }
+        }
     }
 
     #[test]

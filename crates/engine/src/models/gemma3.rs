@@ -4,7 +4,7 @@
 
 use crate::config::{Gemma3Params, ModelConfig};
 use crate::error::{Error, Result};
-use crate::layers::{attention, attention_mask, Embedding, KvCache, Linear, RmsNorm, Rope};
+use crate::layers::{attention, attention_mask, Embedding, Gate, KvCache, Linear, RmsNorm, Rope};
 use crate::weights::{Weight, Weights};
 use candle_core::{Device, Tensor};
 
@@ -147,8 +147,9 @@ impl Gemma3 {
             x = (y + r)?;
             let r = x.clone();
             let hn = b.ffn_norm.forward(&x)?;
-            let g = b.gate.forward(&hn)?.gelu()?;
-            let y = b.down.forward(&(g * b.up.forward(&hn)?)?)?;
+            let y = b
+                .down
+                .forward(&Linear::gated(Gate::GeluTanh, &b.gate, &b.up, &hn)?)?;
             x = (b.post_ffn_norm.forward(&y)? + r)?;
         }
         let x = if all_logits {

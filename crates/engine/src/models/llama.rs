@@ -3,7 +3,7 @@
 
 use crate::config::ModelConfig;
 use crate::error::Result;
-use crate::layers::{attention, attention_mask, Embedding, KvCache, Linear, RmsNorm, Rope};
+use crate::layers::{attention, attention_mask, Embedding, Gate, KvCache, Linear, RmsNorm, Rope};
 use crate::weights::{Weight, Weights};
 use candle_core::{Device, Tensor};
 
@@ -166,7 +166,9 @@ impl Llama {
             x = (b.o.forward(&y)? + r)?;
             let r = x.clone();
             let hn = b.ffn_norm.forward(&x)?;
-            let y = b.down.forward(&Linear::swiglu(&b.gate, &b.up, &hn)?)?;
+            let y = b
+                .down
+                .forward(&Linear::gated(Gate::Silu, &b.gate, &b.up, &hn)?)?;
             x = (y + r)?;
         }
         let x = if all_logits {
