@@ -111,13 +111,13 @@ impl ModelConfig {
                 return Err(Error::malformed(format!("{what} is 0")));
             }
         }
-        if self.n_heads % self.n_kv_heads != 0 {
+        if !self.n_heads.is_multiple_of(self.n_kv_heads) {
             return Err(Error::malformed(format!(
                 "head count {} is not a multiple of the key-value head count {}",
                 self.n_heads, self.n_kv_heads
             )));
         }
-        if self.head_dim % 2 != 0 {
+        if !self.head_dim.is_multiple_of(2) {
             return Err(Error::malformed(format!(
                 "head dimension {} is odd; RoPE needs pairs",
                 self.head_dim
@@ -240,11 +240,9 @@ impl ModelConfig {
             .ok_or_else(|| Error::malformed("config.json names no model_type"))?;
         let arch = Architecture::parse(&arch_name)?;
         let n_heads = raw.num_attention_heads;
-        let head_dim = raw.head_dim.unwrap_or(if n_heads > 0 {
-            raw.hidden_size / n_heads
-        } else {
-            0
-        });
+        let head_dim = raw
+            .head_dim
+            .unwrap_or(raw.hidden_size.checked_div(n_heads).unwrap_or(0));
         // transformers 5 nests rope settings under `rope_parameters`; older files keep them at
         // the top level. Read both, preferring the explicit top-level value.
         let rope_params = raw.rope_parameters.as_ref();

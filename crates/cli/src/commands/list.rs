@@ -35,8 +35,8 @@ pub fn run(home: &Home, args: &ListArgs) -> Result<()> {
         return Ok(());
     }
     println!(
-        "{:<34} {:<30} {:<24} {:>9}  {}",
-        "MODEL", "LICENSE", "OPENNESS", "SIZE", "STATE"
+        "{:<34} {:<30} {:<24} {:>9}  STATE",
+        "MODEL", "LICENSE", "OPENNESS", "SIZE"
     );
     for r in rows {
         println!(

@@ -367,7 +367,7 @@ fn group_rows<const W: usize>(
     while r + 4 <= m {
         let ys = ws.map(|w| isa.group_dots::<4>(kind, w, acts, r));
         for i in 0..4 {
-            f(r + i, std::array::from_fn(|j| &ys[j][i]));
+            f(r + i, ys.each_ref().map(|y| &y[i]));
         }
         r += 4;
     }

@@ -349,6 +349,8 @@ pub unsafe fn q6k(w: *const u8, a: *const ActBlockK, nb: usize) -> [f32; 8] {
 /// Q4_K dot products of one group with `M` activation rows, 512 bits wide: each register holds
 /// the same lane of two 64-value chunks (2p, 2p+1), whose integer sums are added before the
 /// lane is rounded, so the arithmetic stays `q4k`'s.
+// `l` indexes the accumulators and computes the offsets.
+#[allow(clippy::needless_range_loop)]
 #[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
 pub unsafe fn q4k_512<const M: usize>(
     w: *const u8,
@@ -425,6 +427,7 @@ pub unsafe fn q4k_512<const M: usize>(
 /// Q6_K dot products of one group with `M` activation rows, 512 bits wide: each register holds
 /// the same lane of both 128-value chunks, added as integers before the lane is rounded, so
 /// the arithmetic stays `q6k`'s.
+#[allow(clippy::needless_range_loop)]
 #[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
 pub unsafe fn q6k_512<const M: usize>(
     w: *const u8,
