@@ -112,11 +112,7 @@ macro_rules! q4_1_kernel {
                     sum[r] = _mm256_add_ps(sum[r], _mm256_add_ps(t1, t2));
                 }
             }
-            let mut out = [[0f32; 8]; M];
-            for r in 0..M {
-                _mm256_storeu_ps(out[r].as_mut_ptr(), sum[r]);
-            }
-            out
+            rows_out(&sum)
         }
     };
 }
@@ -170,11 +166,7 @@ macro_rules! q5_0_kernel {
                     );
                 }
             }
-            let mut out = [[0f32; 8]; M];
-            for r in 0..M {
-                _mm256_storeu_ps(out[r].as_mut_ptr(), sum[r]);
-            }
-            out
+            rows_out(&sum)
         }
     };
 }
@@ -212,6 +204,16 @@ q5_0_kernel!(q5_0_avx2, "avx2,fma,f16c", dp2_avx2);
 q8_0_kernel!(q8_0_vnni, "avx2,fma,f16c,avxvnni", dot8_vnni);
 q8_0_kernel!(q8_0_avx2, "avx2,fma,f16c", dot8_avx2);
 
+/// The eight lanes of each of `M` vectors.
+#[target_feature(enable = "avx")]
+unsafe fn rows_out<const M: usize>(v: &[__m256; M]) -> [[f32; 8]; M] {
+    let mut out = [[0f32; 8]; M];
+    for (o, v) in out.iter_mut().zip(v) {
+        _mm256_storeu_ps(o.as_mut_ptr(), *v);
+    }
+    out
+}
+
 /// Candle's `hsum_float_8` order, lane-wise over eight vectors.
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn hsum8(acc: &[__m256; 8]) -> __m256 {
@@ -226,6 +228,20 @@ macro_rules! scales16 {
         let x = _mm_loadl_epi64($p as *const __m128i);
         $widen(_mm_unpacklo_epi8(x, x))
     }};
+}
+
+/// Q4_K's mins term of super-block `b` for activation `y`: four lanes, each the exact sum
+/// m·s of two sub-blocks per row, `accm = fma(dmin, lane, accm)`.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q4k_mins(b: *const u8, y: &ActBlockK, dmin: __m256, accm: &mut [__m256; 4]) {
+    for (p, accm) in accm.iter_mut().enumerate() {
+        let mins = _mm256_cvtepu8_epi16(_mm_loadu_si128(b.add(96 + 16 * p) as *const __m128i));
+        let s0 = y.bsums[4 * p].wrapping_add(y.bsums[4 * p + 1]) as u16 as u32;
+        let s1 = y.bsums[4 * p + 2].wrapping_add(y.bsums[4 * p + 3]) as u16 as u32;
+        let sums = _mm256_set1_epi32((s0 | s1 << 16) as i32);
+        let v = _mm256_cvtepi32_ps(_mm256_madd_epi16(mins, sums));
+        *accm = _mm256_fmadd_ps(dmin, v, *accm);
+    }
 }
 
 /// Q4_K dot products of one group with one activation row (no VNNI needed: the sub-block
@@ -264,17 +280,7 @@ pub unsafe fn q4k(w: *const u8, a: *const ActBlockK, nb: usize) -> [f32; 8] {
         for (acc, lane) in acc.iter_mut().zip(&lanes) {
             *acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(*lane), *acc);
         }
-        for (p, accm) in accm.iter_mut().enumerate() {
-            let mins = _mm256_cvtepu8_epi16(_mm_loadu_si128(b.add(96 + 16 * p) as *const __m128i));
-            let s0 = y.bsums[4 * p].wrapping_add(y.bsums[4 * p + 1]) as u16 as u32;
-            let s1 = y.bsums[4 * p + 2].wrapping_add(y.bsums[4 * p + 3]) as u16 as u32;
-            let sums = _mm256_set1_epi32((s0 | s1 << 16) as i32);
-            *accm = _mm256_fmadd_ps(
-                dmin,
-                _mm256_cvtepi32_ps(_mm256_madd_epi16(mins, sums)),
-                *accm,
-            );
-        }
+        q4k_mins(b, y, dmin, &mut accm);
     }
     let m = _mm256_add_ps(
         _mm256_add_ps(accm[0], accm[2]),
@@ -402,15 +408,7 @@ pub unsafe fn q4k_512<const M: usize>(
         for r in 0..M {
             let y = ys[r];
             let dmin = _mm256_mul_ps(dminw, _mm256_set1_ps(-y.d));
-            for (p, accm) in accm[r].iter_mut().enumerate() {
-                let mins =
-                    _mm256_cvtepu8_epi16(_mm_loadu_si128(b.add(96 + 16 * p) as *const __m128i));
-                let s0 = y.bsums[4 * p].wrapping_add(y.bsums[4 * p + 1]) as u16 as u32;
-                let s1 = y.bsums[4 * p + 2].wrapping_add(y.bsums[4 * p + 3]) as u16 as u32;
-                let sums = _mm256_set1_epi32((s0 | s1 << 16) as i32);
-                let v = _mm256_cvtepi32_ps(_mm256_madd_epi16(mins, sums));
-                *accm = _mm256_fmadd_ps(dmin, v, *accm);
-            }
+            q4k_mins(b, y, dmin, &mut accm[r]);
         }
     }
     let mut out = [[0f32; 8]; M];
