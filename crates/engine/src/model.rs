@@ -178,7 +178,7 @@ impl Model {
             _ if cfg.arch == Architecture::Gemma3 => Some(GEMMA_TEMPLATE.to_string()),
             _ => None,
         };
-        let weight_type = dominant_gguf_type(&content);
+        let weight_type = gguf_weight_type(&content);
         let parameters = content
             .tensor_infos
             .values()
@@ -499,7 +499,17 @@ fn sniff(b: &[u8]) -> Magic {
 }
 
 /// The quantization that holds most of the weights, e.g. "Q4_1".
-fn dominant_gguf_type(ct: &gguf_file::Content) -> String {
+/// The file's quantization as llama.cpp names it (`general.file_type`, e.g. "Q4_K - Medium"), so
+/// `candor bench` rows line up with llama-bench's; else the type holding the most weights.
+fn gguf_weight_type(ct: &gguf_file::Content) -> String {
+    let named = ct
+        .metadata
+        .get("general.file_type")
+        .and_then(|v| v.to_u32().ok())
+        .and_then(llama_ftype_name);
+    if let Some(name) = named {
+        return name.to_string();
+    }
     let mut by_type: std::collections::HashMap<String, u64> = Default::default();
     for t in ct.tensor_infos.values() {
         *by_type.entry(format!("{:?}", t.ggml_dtype)).or_default() += t.shape.elem_count() as u64;
@@ -507,6 +517,34 @@ fn dominant_gguf_type(ct: &gguf_file::Content) -> String {
     by_type
         .into_iter()
         .max_by_key(|(_, n)| *n)
-        .map(|(t, _)| t)
+        .map(|(t, _)| match t.strip_suffix('K') {
+            // candle spells "Q4K" what ggml spells "Q4_K".
+            Some(base) if t.len() == 3 => format!("{base}_K"),
+            _ => t,
+        })
         .unwrap_or_default()
+}
+
+/// llama.cpp's names for its `llama_ftype` values (the common ones).
+fn llama_ftype_name(ft: u32) -> Option<&'static str> {
+    Some(match ft {
+        0 => "F32",
+        1 => "F16",
+        2 => "Q4_0",
+        3 => "Q4_1",
+        7 => "Q8_0",
+        8 => "Q5_0",
+        9 => "Q5_1",
+        10 => "Q2_K - Medium",
+        11 => "Q3_K - Small",
+        12 => "Q3_K - Medium",
+        13 => "Q3_K - Large",
+        14 => "Q4_K - Small",
+        15 => "Q4_K - Medium",
+        16 => "Q5_K - Small",
+        17 => "Q5_K - Medium",
+        18 => "Q6_K",
+        32 => "BF16",
+        _ => return None,
+    })
 }
