@@ -4,14 +4,31 @@
 use std::{env, fs, path::PathBuf};
 
 fn main() {
-    // The commit `candor bench` reports as its build.
-    let commit = std::process::Command::new("git")
-        .args(["rev-parse", "--short=12", "HEAD"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_else(|| "unknown".into());
+    // The commit `candor bench` reports as its build; rebuilt when HEAD moves.
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let commit = git(&["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into());
+    if let Some(git_dir) = git(&["rev-parse", "--absolute-git-dir"]) {
+        let git_dir = PathBuf::from(git_dir);
+        let branch = git(&["symbolic-ref", "-q", "HEAD"]);
+        let watched = [
+            Some("HEAD".to_string()),
+            branch,
+            Some("packed-refs".to_string()),
+        ];
+        // Only files that exist: cargo treats a missing one as always changed.
+        for p in watched.into_iter().flatten().map(|p| git_dir.join(p)) {
+            if p.is_file() {
+                println!("cargo:rerun-if-changed={}", p.display());
+            }
+        }
+    }
     println!("cargo:rustc-env=CANDOR_COMMIT={commit}");
     let dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap()).join("../../manifests");
     println!("cargo:rerun-if-changed={}", dir.display());

@@ -8,6 +8,8 @@
 //! - [`chat`]: chat templates, rendered in a sandbox.
 //! - [`config`]: hyperparameters read from the file.
 //! - [`models`]: one file per architecture.
+//! - `kernels` (private): CPU matmul kernels over weights repacked at load; `layers`: the
+//!   building blocks the architectures share; `weights`: tensors by role.
 
 pub mod chat;
 pub mod config;
@@ -26,6 +28,7 @@ pub use chat::{ChatTemplate, Message};
 pub use config::{Architecture, ModelConfig};
 pub use error::{Error, ErrorKind, Result};
 pub use generate::{Completion, FinishReason, GenerateParams};
+pub use kernels::instruction_sets as kernel_instruction_sets;
 pub use model::{DeviceKind, LoadOptions, Model, ModelInfo};
 pub use perplexity::Perplexity;
 pub use sampling::SamplingParams;

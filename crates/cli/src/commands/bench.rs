@@ -30,6 +30,8 @@ struct Test {
     build_commit: &'static str,
     build_features: Vec<&'static str>,
     cpu_features: Vec<&'static str>,
+    /// What candor's own CPU kernels run on this machine (chosen at run time).
+    kernels: String,
     verify_ms: f64,
     load_ms: f64,
     ttft_ms: f64,
@@ -106,6 +108,7 @@ pub fn run(home: &Home, args: &BenchArgs) -> Result<()> {
             build_commit: env!("CANDOR_COMMIT"),
             build_features: build_features(),
             cpu_features: cpu_features(),
+            kernels: candor_engine::kernel_instruction_sets(),
             verify_ms: loaded.verify_time.as_secs_f64() * 1e3,
             load_ms: loaded.load_time.as_secs_f64() * 1e3,
             ttft_ms,
@@ -144,14 +147,15 @@ pub fn run(home: &Home, args: &BenchArgs) -> Result<()> {
     }
     if let Some(t) = tests.first() {
         eprintln!(
-            "candor: verify {:.1} ms, load {:.1} ms, time to first token {:.1} ms ({} prompt tokens), build {} [{}], cpu [{}]",
+            "candor: verify {:.1} ms, load {:.1} ms, time to first token {:.1} ms ({} prompt tokens), build {} [{}], cpu [{}], kernels {}",
             t.verify_ms,
             t.load_ms,
             t.ttft_ms,
             args.n_prompt.max(1),
             t.build_commit,
             t.build_features.join(","),
-            t.cpu_features.join(",")
+            t.cpu_features.join(","),
+            t.kernels
         );
     }
     Ok(())

@@ -161,6 +161,22 @@ impl Isa {
     }
 }
 
+/// The instruction sets candor's CPU kernels use on this machine, e.g. "avx-vnni+avx512bw".
+pub fn instruction_sets() -> String {
+    let mut v = vec![match Isa::best() {
+        Isa::Portable => "portable",
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => "avx2",
+        #[cfg(target_arch = "x86_64")]
+        Isa::AvxVnni => "avx-vnni",
+    }];
+    #[cfg(target_arch = "x86_64")]
+    if Isa::best() != Isa::Portable && avx512bw() {
+        v.push("avx512bw");
+    }
+    v.join("+")
+}
+
 /// Whether the CPU has AVX-512F and BW (the 512-bit K-format kernels), checked once.
 #[cfg(target_arch = "x86_64")]
 fn avx512bw() -> bool {
