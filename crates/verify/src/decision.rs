@@ -226,6 +226,27 @@ fn unlisted_digest() -> [u8; 32] {
     Sha256::digest(b"candor:unlisted").into()
 }
 
+/// A transformers `config.json` larger than this is not read for its architecture.
+const MAX_CONFIG_BYTES: usize = 1 << 20;
+
+/// The architecture a transformers `config.json` names: `model_type` ("llama"), else the first
+/// of `architectures`. None when the file is not such JSON.
+fn config_architecture(bytes: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    let name = v.get("model_type").and_then(|t| t.as_str()).or_else(|| {
+        v.get("architectures")
+            .and_then(|a| a.get(0))
+            .and_then(|t| t.as_str())
+    })?;
+    // A name, not free text: it goes into the manifest as is.
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c));
+    ok.then(|| name.to_string())
+}
+
 fn read_bounded(file: &File, limit: usize) -> std::io::Result<Vec<u8>> {
     use std::os::unix::fs::FileExt;
     let size = file.metadata()?.len();
@@ -1196,6 +1217,7 @@ impl Manifest {
         let mut files = Vec::new();
         let mut gguf: Option<GgufHeader> = None;
         let mut card = CardInfo::default();
+        let mut config_arch: Option<String> = None;
         for ((p, o), h) in paths.iter().zip(&opened).zip(hashes) {
             let (sha256, size) = h.map_err(|e| Error::io(root.join(p), e))?;
             let (role, format) = match p.rsplit_once('.').map(|(_, e)| e) {
@@ -1231,6 +1253,11 @@ impl Manifest {
                 if let Ok(b) = read_bounded(&o.file, model_card::MAX_CARD_BYTES) {
                     card = model_card::parse(&b).unwrap_or_default();
                 }
+            }
+            if p == "config.json" {
+                config_arch = read_bounded(&o.file, MAX_CONFIG_BYTES)
+                    .ok()
+                    .and_then(|b| config_architecture(&b));
             }
             files.push(FileEntry {
                 path: p.clone(),
@@ -1312,7 +1339,9 @@ impl Manifest {
         let model = ModelInfo {
             name: g(|h| h.get_str("general.name")).unwrap_or_else(|| id.to_string()),
             publisher: g(|h| h.get_str("general.organization")).unwrap_or_else(|| "unknown".into()),
-            architecture: g(GgufHeader::architecture).unwrap_or_else(|| "unknown".into()),
+            architecture: g(GgufHeader::architecture)
+                .or(config_arch)
+                .unwrap_or_else(|| "unknown".into()),
             version: None,
             parameter_count: None,
             homepage: None,

@@ -602,6 +602,29 @@ fn self_attested_manifest_roundtrip() {
 }
 
 #[test]
+fn self_attested_manifest_reads_the_architecture_from_config_json() {
+    let header = br#"{"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#;
+    let mut st = (header.len() as u64).to_le_bytes().to_vec();
+    st.extend_from_slice(header);
+    st.extend_from_slice(&[0u8; 4]);
+    let named = |config: &[u8]| {
+        let d = model_dir(&[("model.safetensors", &st), ("config.json", config)]);
+        Manifest::self_attested_from_dir(d.path(), "m", &NoProgress)
+            .unwrap()
+            .model
+            .architecture
+    };
+    assert_eq!(named(br#"{"model_type": "mistral"}"#), "mistral");
+    assert_eq!(
+        named(br#"{"architectures": ["Qwen2ForCausalLM"]}"#),
+        "Qwen2ForCausalLM"
+    );
+    // Not JSON, or not a plain name: not guessed.
+    assert_eq!(named(b"{ not json"), "unknown");
+    assert_eq!(named(br#"{"model_type": "llama\n[license]"}"#), "unknown");
+}
+
+#[test]
 fn json_report_has_stable_top_level_fields() {
     let g = gguf("llama", Some("apache-2.0"), 256);
     let d = model_dir(&[("m.gguf", &g)]);
