@@ -411,6 +411,22 @@ fn pool_groups(groups: usize, f: impl Fn(usize) + Sync) {
     candle_core::utils::barrier_pool().execute_chunked(groups, |range| range.for_each(&f));
 }
 
+/// `packed::quantize_row`, with SIMD where the CPU has it (same results).
+fn quantize_row(isa: Isa, x: &[f32], out: &mut [ActBlock]) {
+    #[cfg(target_arch = "x86_64")]
+    if isa != Isa::Portable {
+        for (xb, ob) in x.chunks_exact(QK).zip(out.iter_mut()) {
+            // SAFETY: any ISA but the portable one has AVX2, FMA and F16C; `xb` holds 32
+            // floats and `ob.qs` 32 bytes.
+            let d = unsafe { x86::quantize_block(xb.as_ptr(), ob.qs.as_mut_ptr()) };
+            packed::finish_block(ob, d);
+        }
+        return;
+    }
+    let _ = isa;
+    packed::quantize_row(x, out)
+}
+
 /// The input rows quantized in the formats the weights at hand multiply with: 32-value blocks
 /// (Q8_1/Q8_0 rounding) and/or 256-value super-blocks (Q8_K), each m rows of width k.
 struct Acts<'a> {
@@ -447,7 +463,7 @@ fn with_acts<R>(x: &[f32], m: usize, k: usize, kinds: &[Kind], f: impl FnOnce(&A
             let nb = k / QK;
             blocks.resize(m * nb, ActBlock::default());
             for (xr, ar) in x.chunks_exact(k).take(m).zip(blocks.chunks_exact_mut(nb)) {
-                packed::quantize_row(xr, ar);
+                quantize_row(Isa::best(), xr, ar);
             }
         }
         if kinds.iter().any(|k| k.block_values() == QK_K) {
@@ -618,6 +634,24 @@ mod tests {
                     }
                 }
             });
+        }
+    }
+
+    #[test]
+    fn activation_quantization_is_the_same_on_every_instruction_set() {
+        // Random rows, and a row scaled to d = 1 whose values tie at .5 (rounded away from 0).
+        let mut x = noise(8 * 64, 31);
+        // amax 127 makes d = 1, so i - 15.5 are exact ties.
+        let ties = (0..32).map(|i| if i == 0 { -127.0 } else { i as f32 - 15.5 });
+        x.extend(ties);
+        x.extend([0f32; 32]);
+        let n = x.len() / QK;
+        let mut want = vec![ActBlock::default(); n];
+        packed::quantize_row(&x, &mut want);
+        for isa in Isa::available() {
+            let mut got = vec![ActBlock::default(); n];
+            quantize_row(isa, &x, &mut got);
+            assert_eq!(got, want, "{isa:?}");
         }
     }
 

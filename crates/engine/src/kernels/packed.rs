@@ -69,7 +69,7 @@ impl Kind {
 /// One activation block: ggml's Q8_1 (d = max|x|/127, q = round(x/d), s = d·Σq), with d and s
 /// rounded to f16 as ggml stores them, kept as f32 for the kernels. `c[j] = -128·Σ q[4j..4j+4]`
 /// undoes the +128 offset of packed Q8_0 weights, `sum = Σ q` the −16 of Q5_0's.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 #[repr(C)]
 pub struct ActBlock {
     pub d: f32,
@@ -86,19 +86,23 @@ pub fn quantize_row(x: &[f32], out: &mut [ActBlock]) {
         let amax = xb.iter().fold(0f32, |a, v| a.max(v.abs()));
         let d = amax / 127.0;
         let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-        let mut sum = 0i32;
         for (q, &v) in ob.qs.iter_mut().zip(xb) {
             *q = (v * id).round() as i8;
-            sum += *q as i32;
         }
-        for (c, q) in ob.c.iter_mut().zip(ob.qs.chunks_exact(4)) {
-            *c = -128 * q.iter().map(|&v| v as i32).sum::<i32>();
-        }
-        ob.sum = sum;
-        let dh = f16::from_f32(d);
-        ob.d = dh.to_f32();
-        ob.s = (f16::from_f32(sum as f32) * dh).to_f32();
+        finish_block(ob, d);
     }
+}
+
+/// Fills in a block's sums and f16-rounded scales from its quantized values and scale `d`.
+pub fn finish_block(ob: &mut ActBlock, d: f32) {
+    for (c, q) in ob.c.iter_mut().zip(ob.qs.chunks_exact(4)) {
+        *c = -128 * q.iter().map(|&v| v as i32).sum::<i32>();
+    }
+    let sum = ob.qs.iter().map(|&v| v as i32).sum::<i32>();
+    ob.sum = sum;
+    let dh = f16::from_f32(d);
+    ob.d = dh.to_f32();
+    ob.s = (f16::from_f32(sum as f32) * dh).to_f32();
 }
 
 /// One activation super-block for the K formats: ggml's Q8_K (d = max/−127 kept in f32,

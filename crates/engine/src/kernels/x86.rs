@@ -204,6 +204,40 @@ q5_0_kernel!(q5_0_avx2, "avx2,fma,f16c", dp2_avx2);
 q8_0_kernel!(q8_0_vnni, "avx2,fma,f16c,avxvnni", dot8_vnni);
 q8_0_kernel!(q8_0_avx2, "avx2,fma,f16c", dot8_avx2);
 
+/// One activation block's scale d = max|x|/127 and its 32 values round(x/d) (written to `qs`),
+/// as `packed::quantize_row` computes them: round-half-away-from-zero is
+/// trunc(v + copysign(largest float below 0.5, v)), exact for |v| < 2^23.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn quantize_block(x: *const f32, qs: *mut i8) -> f32 {
+    let abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
+    let v: [__m256; 4] = std::array::from_fn(|i| _mm256_loadu_ps(x.add(8 * i)));
+    let m = _mm256_max_ps(
+        _mm256_max_ps(_mm256_and_ps(v[0], abs), _mm256_and_ps(v[1], abs)),
+        _mm256_max_ps(_mm256_and_ps(v[2], abs), _mm256_and_ps(v[3], abs)),
+    );
+    let m = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    let amax = _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
+    let d = amax / 127.0;
+    let id = _mm256_set1_ps(if d != 0.0 { 1.0 / d } else { 0.0 });
+    let sign = _mm256_castsi256_ps(_mm256_set1_epi32(i32::MIN));
+    let below_half = _mm256_set1_ps(f32::from_bits(0x3eff_ffff));
+    let q = v.map(|v| {
+        let p = _mm256_mul_ps(v, id);
+        let bump = _mm256_or_ps(_mm256_and_ps(p, sign), below_half);
+        _mm256_cvttps_epi32(_mm256_add_ps(p, bump))
+    });
+    // Saturating packs, as `as i8` saturates; then undo their per-128-bit-lane interleave.
+    let q16 = [
+        _mm256_packs_epi32(q[0], q[1]),
+        _mm256_packs_epi32(q[2], q[3]),
+    ];
+    let q8 = _mm256_packs_epi16(q16[0], q16[1]);
+    let q8 = _mm256_permutevar8x32_epi32(q8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    _mm256_storeu_si256(qs as *mut __m256i, q8);
+    d
+}
+
 /// The eight lanes of each of `M` vectors.
 #[target_feature(enable = "avx")]
 unsafe fn rows_out<const M: usize>(v: &[__m256; M]) -> [[f32; 8]; M] {
