@@ -406,6 +406,23 @@ unsafe fn store(dst: SendPtr, n: usize, row: usize, grp: usize, y: &[f32; G]) {
     }
 }
 
+/// Runs `f(r, row r)` for each row (`nb` items) of `out`, across the pool for prompt batches.
+fn rows_parallel<T: Send>(out: &mut [T], nb: usize, f: impl Fn(usize, &mut [T]) + Sync) {
+    let m = out.len() / nb;
+    if m < 8 {
+        out.chunks_exact_mut(nb)
+            .enumerate()
+            .for_each(|(r, row)| f(r, row));
+        return;
+    }
+    let base = SendPtr(out.as_mut_ptr());
+    pool_groups(m, |r| {
+        // SAFETY: row r (r < m) lies inside `out`, and each r is handed to one worker once.
+        let row = unsafe { std::slice::from_raw_parts_mut(base.get().add(r * nb), nb) };
+        f(r, row)
+    });
+}
+
 /// Splits `groups` work items across candle's thread pool.
 fn pool_groups(groups: usize, f: impl Fn(usize) + Sync) {
     candle_core::utils::barrier_pool().execute_chunked(groups, |range| range.for_each(&f));
@@ -462,20 +479,16 @@ fn with_acts<R>(x: &[f32], m: usize, k: usize, kinds: &[Kind], f: impl FnOnce(&A
         if kinds.iter().any(|k| k.block_values() == QK) {
             let nb = k / QK;
             blocks.resize(m * nb, ActBlock::default());
-            for (xr, ar) in x.chunks_exact(k).take(m).zip(blocks.chunks_exact_mut(nb)) {
-                quantize_row(Isa::best(), xr, ar);
-            }
+            rows_parallel(blocks, nb, |r, ar| {
+                quantize_row(Isa::best(), &x[r * k..][..k], ar)
+            });
         }
         if kinds.iter().any(|k| k.block_values() == QK_K) {
             let nb = k / QK_K;
             super_blocks.resize(m * nb, ActBlockK::default());
-            for (xr, ar) in x
-                .chunks_exact(k)
-                .take(m)
-                .zip(super_blocks.chunks_exact_mut(nb))
-            {
-                packed::quantize_row_k(xr, ar);
-            }
+            rows_parallel(super_blocks, nb, |r, ar| {
+                packed::quantize_row_k(&x[r * k..][..k], ar)
+            });
         }
         f(&Acts {
             blocks,
@@ -517,11 +530,22 @@ impl CustomOp1 for FastWeight {
 }
 
 /// Raw pointer that may cross to pool workers, which write disjoint parts of it.
-#[derive(Clone, Copy)]
-pub(crate) struct SendPtr(pub *mut f32);
+pub(crate) struct SendPtr<T = f32>(pub *mut T);
+impl<T> Clone for SendPtr<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for SendPtr<T> {}
+impl<T> SendPtr<T> {
+    /// The pointer (a method, so closures capture the wrapper, not the bare pointer).
+    fn get(self) -> *mut T {
+        self.0
+    }
+}
 // SAFETY: only used for disjoint writes from pool workers while the owner waits.
-unsafe impl Send for SendPtr {}
-unsafe impl Sync for SendPtr {}
+unsafe impl<T> Send for SendPtr<T> {}
+unsafe impl<T> Sync for SendPtr<T> {}
 
 #[cfg(test)]
 mod tests {
