@@ -198,12 +198,19 @@ pub(crate) struct FastWeight {
 }
 
 impl FastWeight {
-    /// Some when `w` is a CPU Q4_1 or Q8_0 matrix whose rows are whole blocks. Set
-    /// `CANDOR_NO_KERNELS` to run candle's own kernels instead (for comparisons).
+    /// Some when `w` is a CPU matrix of a type these kernels handle, whose rows are whole
+    /// blocks, and the CPU has SIMD kernels for it: elsewhere (e.g. ARM, where candle has NEON
+    /// kernels) candle's own are faster than the portable loop. Set `CANDOR_NO_KERNELS` to run
+    /// candle's kernels anyway (for comparisons).
     pub(crate) fn new(w: &QMatMul) -> Option<Self> {
-        if std::env::var_os("CANDOR_NO_KERNELS").is_some() {
+        if std::env::var_os("CANDOR_NO_KERNELS").is_some() || Isa::best() == Isa::Portable {
             return None;
         }
+        Self::pack(w)
+    }
+
+    /// `w` packed for the kernels, whatever the CPU (the portable kernel defines the results).
+    fn pack(w: &QMatMul) -> Option<Self> {
         let QMatMul::QTensor(q) = w else { return None };
         if !q.device().is_cpu() {
             return None;
@@ -624,7 +631,7 @@ mod tests {
                 let w = quantized(dtype, n, k, (m * n * k) as u64);
                 let x = Tensor::from_vec(noise(m * k, 7), (1, m, k), &Device::Cpu).unwrap();
                 let reference = w.forward(&x).unwrap();
-                let fast = FastWeight::new(&w).expect("kernels handle this weight");
+                let fast = FastWeight::pack(&w).expect("kernels handle this weight");
                 let y = x.apply_op1_no_bwd(&fast).unwrap();
                 assert_eq!(y.dims(), reference.dims());
                 assert_eq!(bits(&y), bits(&reference), "{dtype:?} m={m} n={n} k={k}");
@@ -636,7 +643,7 @@ mod tests {
     fn every_instruction_set_agrees_with_the_portable_kernel() {
         let (n, k) = (24, 512);
         for dtype in ALL {
-            let fast = FastWeight::new(&quantized(dtype, n, k, 3)).unwrap();
+            let fast = FastWeight::pack(&quantized(dtype, n, k, 3)).unwrap();
             let x = noise(4 * k, 100);
             with_acts(&x, 4, k, &[fast.kind], |acts| {
                 let gbytes = fast.group_bytes();
@@ -685,7 +692,7 @@ mod tests {
         for dtype in [GgmlDType::Q4_1, GgmlDType::Q5_0] {
             let (g, u) = (quantized(dtype, n, k, 11), quantized(dtype, n, k, 12));
             let x = Tensor::from_vec(noise(m * k, 5), (1, m, k), &Device::Cpu).unwrap();
-            let (fg, fu) = (FastWeight::new(&g).unwrap(), FastWeight::new(&u).unwrap());
+            let (fg, fu) = (FastWeight::pack(&g).unwrap(), FastWeight::pack(&u).unwrap());
             let gx = g.forward(&x).unwrap();
             let ux = u.forward(&x).unwrap();
             for (gate, want) in [
@@ -712,7 +719,7 @@ mod tests {
             let want = w
                 .embedding(&Tensor::new(&ids[..], &Device::Cpu).unwrap())
                 .unwrap();
-            let fast = FastWeight::new(&w).unwrap();
+            let fast = FastWeight::pack(&w).unwrap();
             let got = fast.embedding(&ids).unwrap();
             let got: Vec<u32> = got.iter().map(|v| v.to_bits()).collect();
             assert_eq!(got, bits(&want), "{dtype:?}");
@@ -738,7 +745,7 @@ mod tests {
                 .unwrap()
                 .to_vec1::<f32>()
                 .unwrap();
-            let fast = FastWeight::new(&w).unwrap();
+            let fast = FastWeight::pack(&w).unwrap();
             let got = x.apply_op1_no_bwd(&fast).unwrap();
             let got = got.flatten_all().unwrap().to_vec1::<f32>().unwrap();
             let scale = want.iter().fold(0f32, |a, v| a.max(v.abs()));
