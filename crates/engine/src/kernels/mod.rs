@@ -22,6 +22,7 @@ pub use packed::QK;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
+    Q4_0,
     Q4_1,
     Q5_0,
     Q8_0,
@@ -115,6 +116,20 @@ impl Isa {
             (Isa::Avx2, Kind::Q5_0) => {
                 // SAFETY: as above.
                 out = unsafe { x86::q5_0_avx2::<M>(w.as_ptr(), a.map(|a| a.as_ptr()), nb) }
+            }
+            #[cfg(target_arch = "x86_64")]
+            (Isa::AvxVnni, Kind::Q4_0) => {
+                for (o, a) in out.iter_mut().zip(a) {
+                    // SAFETY: as above.
+                    *o = unsafe { x86::q4_0_vnni(w.as_ptr(), a.as_ptr(), nb) }
+                }
+            }
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx2, Kind::Q4_0) => {
+                for (o, a) in out.iter_mut().zip(a) {
+                    // SAFETY: as above.
+                    *o = unsafe { x86::q4_0_avx2(w.as_ptr(), a.as_ptr(), nb) }
+                }
             }
             #[cfg(target_arch = "x86_64")]
             (Isa::AvxVnni, Kind::Q8_0) => {
@@ -216,6 +231,7 @@ impl FastWeight {
             return None;
         }
         let kind = match q.dtype() {
+            GgmlDType::Q4_0 => Kind::Q4_0,
             GgmlDType::Q4_1 => Kind::Q4_1,
             GgmlDType::Q5_0 => Kind::Q5_0,
             GgmlDType::Q8_0 => Kind::Q8_0,
@@ -560,7 +576,8 @@ mod tests {
     use candle_core::quantized::QTensor;
     use candle_core::{Device, Module};
 
-    const ALL: [GgmlDType; 5] = [
+    const ALL: [GgmlDType; 6] = [
+        GgmlDType::Q4_0,
         GgmlDType::Q4_1,
         GgmlDType::Q5_0,
         GgmlDType::Q8_0,

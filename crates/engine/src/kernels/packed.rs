@@ -9,6 +9,7 @@
 //! - Q4_1, 160 bytes: d[8] (f16), m[8] (f16), then 4 vectors of 32 bytes; vector c holds bytes
 //!   4c..4c+4 of each row's 16 nibble bytes (row r at bytes 4r..4r+4). Low nibbles are values
 //!   4c.., high nibbles values 16+4c.. (GGUF's nibble order, x = d·q + m).
+//! - Q4_0, 144 bytes: d[8] (f16), then the nibbles as for Q4_1 (x = d·(q − 8)).
 //! - Q5_0, 176 bytes: d[8] (f16), then 32 bytes of fifth bits, then the nibbles as for Q4_1
 //!   (x = d·(q − 16)). For vector c, the u32 at 16 + 8c has bit 4r+t set when value 4c+t of
 //!   row r has its fifth bit, the u32 at 16 + 8c + 4 the same for value 16+4c+t.
@@ -39,6 +40,7 @@ impl Kind {
     pub(crate) fn block_bytes(self) -> usize {
         match self {
             Kind::Q4_1 => 20,
+            Kind::Q4_0 => 18,
             Kind::Q5_0 => 22,
             Kind::Q8_0 => 34,
             Kind::Q4K => 144,
@@ -49,7 +51,7 @@ impl Kind {
     /// Values per block.
     pub(crate) fn block_values(self) -> usize {
         match self {
-            Kind::Q4_1 | Kind::Q5_0 | Kind::Q8_0 => QK,
+            Kind::Q4_0 | Kind::Q4_1 | Kind::Q5_0 | Kind::Q8_0 => QK,
             Kind::Q4K | Kind::Q6K => QK_K,
         }
     }
@@ -58,6 +60,7 @@ impl Kind {
     pub(crate) fn group_block_bytes(self) -> usize {
         match self {
             Kind::Q4_1 => 32 + 128,
+            Kind::Q4_0 => 16 + 128,
             Kind::Q5_0 => 16 + 32 + 128,
             Kind::Q8_0 => 16 + 256,
             Kind::Q4K => 32 + 64 + 64 + 1024,
@@ -68,7 +71,8 @@ impl Kind {
 
 /// One activation block: ggml's Q8_1 (d = max|x|/127, q = round(x/d), s = d·Σq), with d and s
 /// rounded to f16 as ggml stores them, kept as f32 for the kernels. `c[j] = -128·Σ q[4j..4j+4]`
-/// undoes the +128 offset of packed Q8_0 weights, `sum = Σ q` the −16 of Q5_0's.
+/// undoes the +128 offset of packed Q8_0 weights (and, divided by 16, Q4_0's −8), `sum = Σ q`
+/// the −16 of Q5_0's.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 #[repr(C)]
 pub struct ActBlock {
@@ -186,6 +190,13 @@ pub fn pack(kind: Kind, src: &[u8], n: usize, nb: usize) -> Vec<u8> {
                             dst[o..o + 4].copy_from_slice(&b[4 + 4 * c..4 + 4 * c + 4]);
                         }
                     }
+                    Kind::Q4_0 => {
+                        dst[2 * r..2 * r + 2].copy_from_slice(&b[0..2]);
+                        for c in 0..4 {
+                            let o = 16 + 32 * c + 4 * r;
+                            dst[o..o + 4].copy_from_slice(&b[2 + 4 * c..2 + 4 * c + 4]);
+                        }
+                    }
                     Kind::Q5_0 => {
                         dst[2 * r..2 * r + 2].copy_from_slice(&b[0..2]);
                         let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
@@ -277,6 +288,15 @@ pub fn dequantize_row(kind: Kind, w: &[u8], nb: usize, row: usize, out: &mut [f3
                         let q = b[32 + 32 * c + 4 * r + t];
                         ob[4 * c + t] = (q & 0x0F) as f32 * d + m;
                         ob[16 + 4 * c + t] = (q >> 4) as f32 * d + m;
+                    }
+                }
+            }
+            Kind::Q4_0 => {
+                for c in 0..4 {
+                    for t in 0..4 {
+                        let q = b[16 + 32 * c + 4 * r + t];
+                        ob[4 * c + t] = ((q & 0x0F) as i16 - 8) as f32 * d;
+                        ob[16 + 4 * c + t] = ((q >> 4) as i16 - 8) as f32 * d;
                     }
                 }
             }
@@ -416,7 +436,7 @@ pub fn group_dot_k_scalar(kind: Kind, w: &[u8], a: &[ActBlockK]) -> [f32; G] {
 /// Q4_1 follows candle's and ggml's generic `vec_dot_q4_1_q8_1`: per block the integer sum is
 /// exact, then `sumi·d·d' + m·s` is added in block order; Q5_0 likewise (`vec_dot_q5_0_q8_0`,
 /// `sumi·d·d'`). Q8_0 follows their AVX2
-/// `vec_dot_q8_0_q8_0` (what candle runs on x86): eight lanes of four products each,
+/// `vec_dot_q8_0_q8_0` (what candle runs on x86), and Q4_0 its `vec_dot_q4_0_q8_0`: eight lanes of four products each,
 /// `acc = fma(d·d', lane, acc)` per block, then the lanes summed in its `hsum_float_8` order.
 pub fn group_dot_scalar(kind: Kind, w: &[u8], a: &[ActBlock]) -> [f32; G] {
     debug_assert!(kind.block_values() == QK);
@@ -455,21 +475,28 @@ pub fn group_dot_scalar(kind: Kind, w: &[u8], a: &[ActBlock]) -> [f32; G] {
                 *o = sum;
             }
             Kind::Q4K | Kind::Q6K => unreachable!("K formats take `group_dot_k_scalar`"),
-            Kind::Q8_0 => {
+            Kind::Q4_0 | Kind::Q8_0 => {
                 let mut acc = [0f32; 8];
                 for (b, ab) in w.chunks_exact(gbb).zip(a) {
                     let dd = f16_at(b, 2 * r) * ab.d;
                     for (c, acc) in acc.iter_mut().enumerate() {
                         let mut si = 0i32;
                         for t in 0..4 {
-                            let q = (b[16 + 32 * c + 4 * r + t] ^ 0x80) as i8;
-                            si += q as i32 * ab.qs[4 * c + t] as i32;
+                            let q = match kind {
+                                // Lane c: values 4c.. (low nibbles of vector c, then high).
+                                Kind::Q4_0 => {
+                                    let byte = b[16 + 32 * (c % 4) + 4 * r + t];
+                                    let q = if c < 4 { byte & 0x0F } else { byte >> 4 };
+                                    q as i32 - 8
+                                }
+                                _ => ((b[16 + 32 * c + 4 * r + t] ^ 0x80) as i8) as i32,
+                            };
+                            si += q * ab.qs[4 * c + t] as i32;
                         }
                         *acc = dd.mul_add(si as f32, *acc);
                     }
                 }
-                *o = ((acc[4] + acc[0]) + (acc[6] + acc[2]))
-                    + ((acc[5] + acc[1]) + (acc[7] + acc[3]));
+                *o = hsum8(&acc);
             }
         }
     }

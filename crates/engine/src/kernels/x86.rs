@@ -68,6 +68,13 @@ macro_rules! dp2_avx2 {
         _mm256_add_epi32($acc, _mm256_madd_epi16(p, _mm256_set1_epi16(1)))
     }};
 }
+// Unsigned 4-bit values: four products of at most 15·128 per i32 lane, plus the correction.
+macro_rules! dot4_avx2 {
+    ($v:expr, $x:expr, $c:expr) => {{
+        let p = _mm256_madd_epi16(_mm256_maddubs_epi16($v, $x), _mm256_set1_epi16(1));
+        _mm256_add_epi32(_mm256_set1_epi32($c), p)
+    }};
+}
 // Q8_0 on AVX2: back to signed bytes, then candle's sign trick (|w| · sign(x, w)).
 macro_rules! dot8_avx2 {
     ($v:expr, $x:expr, $c:expr) => {{
@@ -171,6 +178,42 @@ macro_rules! q5_0_kernel {
     };
 }
 
+macro_rules! q4_0_kernel {
+    ($name:ident, $features:literal, $dot:ident) => {
+        /// Q4_0 dot products of one group with one activation row: lanes as in Q8_0, values
+        /// q − 8 (the correction `c / 16` starts each lane).
+        #[target_feature(enable = $features)]
+        pub unsafe fn $name(w: *const u8, a: *const ActBlock, nb: usize) -> [f32; 8] {
+            let low = _mm256_set1_epi8(0x0F);
+            let mut acc = [_mm256_setzero_ps(); 8];
+            for i in 0..nb {
+                let b = w.add(i * 144);
+                let ab = &*a.add(i);
+                let dd = _mm256_mul_ps(
+                    _mm256_cvtph_ps(_mm_loadu_si128(b as *const __m128i)),
+                    _mm256_set1_ps(ab.d),
+                );
+                for c in 0..4 {
+                    let v = _mm256_loadu_si256(b.add(16 + 32 * c) as *const __m256i);
+                    let halves = [
+                        _mm256_and_si256(v, low),
+                        _mm256_and_si256(_mm256_srli_epi16(v, 4), low),
+                    ];
+                    for (h, q) in halves.into_iter().enumerate() {
+                        let lane = c + 4 * h;
+                        let x = bcast4!(ab.qs.as_ptr(), 4 * lane);
+                        let s = $dot!(q, x, ab.c[lane] / 16);
+                        acc[lane] = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(s), acc[lane]);
+                    }
+                }
+            }
+            let mut out = [0f32; 8];
+            _mm256_storeu_ps(out.as_mut_ptr(), hsum8(&acc));
+            out
+        }
+    };
+}
+
 macro_rules! q8_0_kernel {
     ($name:ident, $features:literal, $dot:ident) => {
         /// Q8_0 dot products of one group with one activation row.
@@ -201,6 +244,8 @@ q4_1_kernel!(q4_1_vnni, "avx2,fma,f16c,avxvnni", dp_vnni, finish_vnni);
 q4_1_kernel!(q4_1_avx2, "avx2,fma,f16c", dp_avx2, finish_avx2);
 q5_0_kernel!(q5_0_vnni, "avx2,fma,f16c,avxvnni", dp2_vnni);
 q5_0_kernel!(q5_0_avx2, "avx2,fma,f16c", dp2_avx2);
+q4_0_kernel!(q4_0_vnni, "avx2,fma,f16c,avxvnni", dot8_vnni);
+q4_0_kernel!(q4_0_avx2, "avx2,fma,f16c", dot4_avx2);
 q8_0_kernel!(q8_0_vnni, "avx2,fma,f16c,avxvnni", dot8_vnni);
 q8_0_kernel!(q8_0_avx2, "avx2,fma,f16c", dot8_avx2);
 
