@@ -36,6 +36,9 @@ pub(crate) enum Isa {
     Portable,
     #[cfg(target_arch = "x86_64")]
     Avx2,
+    /// AVX512-VNNI's `vpdpbusd` on 256-bit vectors (Zen 4, Ice Lake).
+    #[cfg(target_arch = "x86_64")]
+    Avx512Vnni,
     #[cfg(target_arch = "x86_64")]
     AvxVnni,
 }
@@ -52,6 +55,9 @@ impl Isa {
                 && is_x86_feature_detected!("f16c");
             if avx2 {
                 v.push(Isa::Avx2);
+                if is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl") {
+                    v.push(Isa::Avx512Vnni);
+                }
                 if is_x86_feature_detected!("avxvnni") {
                     v.push(Isa::AvxVnni);
                 }
@@ -95,57 +101,40 @@ impl Isa {
         debug_assert!(w.len() >= nb * kind.group_block_bytes());
         let a: [&[ActBlock]; M] = std::array::from_fn(|i| acts.row(r + i));
         let mut out = [[0f32; G]; M];
-        match (self, kind) {
-            #[cfg(target_arch = "x86_64")]
-            (Isa::AvxVnni, Kind::Q4_1) => {
-                // SAFETY: AvxVnni is only chosen when the CPU has AVX2, FMA, F16C and
-                // AVX-VNNI; `w` holds `nb` group blocks and each row of `a` `nb` blocks.
-                out = unsafe { x86::q4_1_vnni::<M>(w.as_ptr(), a.map(|a| a.as_ptr()), nb) }
-            }
-            #[cfg(target_arch = "x86_64")]
-            (Isa::Avx2, Kind::Q4_1) => {
-                // SAFETY: as above, with AVX2, FMA and F16C.
-                out = unsafe { x86::q4_1_avx2::<M>(w.as_ptr(), a.map(|a| a.as_ptr()), nb) }
-            }
-            #[cfg(target_arch = "x86_64")]
-            (Isa::AvxVnni, Kind::Q5_0) => {
-                // SAFETY: as above.
-                out = unsafe { x86::q5_0_vnni::<M>(w.as_ptr(), a.map(|a| a.as_ptr()), nb) }
-            }
-            #[cfg(target_arch = "x86_64")]
-            (Isa::Avx2, Kind::Q5_0) => {
-                // SAFETY: as above.
-                out = unsafe { x86::q5_0_avx2::<M>(w.as_ptr(), a.map(|a| a.as_ptr()), nb) }
-            }
-            #[cfg(target_arch = "x86_64")]
-            (Isa::AvxVnni, Kind::Q4_0) => {
-                for (o, a) in out.iter_mut().zip(a) {
-                    // SAFETY: as above.
-                    *o = unsafe { x86::q4_0_vnni(w.as_ptr(), a.as_ptr(), nb) }
+        // SAFETY (every kernel call below): an ISA is only chosen when the CPU has its
+        // features (`available`); `w` holds `nb` group blocks and each row of `a` `nb` blocks.
+        #[cfg(target_arch = "x86_64")]
+        macro_rules! run {
+            ($isa:ident) => {
+                match kind {
+                    Kind::Q4_1 => {
+                        out = unsafe { x86::$isa::q4_1::<M>(w.as_ptr(), a.map(|a| a.as_ptr()), nb) }
+                    }
+                    Kind::Q5_0 => {
+                        out = unsafe { x86::$isa::q5_0::<M>(w.as_ptr(), a.map(|a| a.as_ptr()), nb) }
+                    }
+                    Kind::Q4_0 => {
+                        for (o, a) in out.iter_mut().zip(a) {
+                            *o = unsafe { x86::$isa::q4_0(w.as_ptr(), a.as_ptr(), nb) }
+                        }
+                    }
+                    Kind::Q8_0 => {
+                        for (o, a) in out.iter_mut().zip(a) {
+                            *o = unsafe { x86::$isa::q8_0(w.as_ptr(), a.as_ptr(), nb) }
+                        }
+                    }
+                    Kind::Q4K | Kind::Q6K => unreachable!("K formats are handled above"),
                 }
-            }
+            };
+        }
+        match self {
             #[cfg(target_arch = "x86_64")]
-            (Isa::Avx2, Kind::Q4_0) => {
-                for (o, a) in out.iter_mut().zip(a) {
-                    // SAFETY: as above.
-                    *o = unsafe { x86::q4_0_avx2(w.as_ptr(), a.as_ptr(), nb) }
-                }
-            }
+            Isa::Avx2 => run!(avx2),
             #[cfg(target_arch = "x86_64")]
-            (Isa::AvxVnni, Kind::Q8_0) => {
-                for (o, a) in out.iter_mut().zip(a) {
-                    // SAFETY: as above.
-                    *o = unsafe { x86::q8_0_vnni(w.as_ptr(), a.as_ptr(), nb) }
-                }
-            }
+            Isa::Avx512Vnni => run!(avx512_vnni),
             #[cfg(target_arch = "x86_64")]
-            (Isa::Avx2, Kind::Q8_0) => {
-                for (o, a) in out.iter_mut().zip(a) {
-                    // SAFETY: as above.
-                    *o = unsafe { x86::q8_0_avx2(w.as_ptr(), a.as_ptr(), nb) }
-                }
-            }
-            _ => {
+            Isa::AvxVnni => run!(avx_vnni),
+            Isa::Portable => {
                 let w = &w[..nb * kind.group_block_bytes()];
                 for (o, a) in out.iter_mut().zip(a) {
                     *o = packed::group_dot_scalar(kind, w, a);
@@ -161,13 +150,13 @@ impl Isa {
     fn group_dots_k(self, kind: Kind, w: &[u8], a: &[ActBlockK], nb: usize) -> [f32; G] {
         match (self, kind) {
             #[cfg(target_arch = "x86_64")]
-            (Isa::Avx2 | Isa::AvxVnni, Kind::Q4K) => {
-                // SAFETY: both ISAs imply AVX2, FMA and F16C; `w` holds `nb` group
+            (Isa::Avx2 | Isa::Avx512Vnni | Isa::AvxVnni, Kind::Q4K) => {
+                // SAFETY: every ISA but the portable one implies AVX2, FMA and F16C; `w` holds `nb` group
                 // super-blocks and `a` `nb` activation super-blocks.
                 unsafe { x86::q4k(w.as_ptr(), a.as_ptr(), nb) }
             }
             #[cfg(target_arch = "x86_64")]
-            (Isa::Avx2 | Isa::AvxVnni, Kind::Q6K) => {
+            (Isa::Avx2 | Isa::Avx512Vnni | Isa::AvxVnni, Kind::Q6K) => {
                 // SAFETY: as above.
                 unsafe { x86::q6k(w.as_ptr(), a.as_ptr(), nb) }
             }
@@ -182,6 +171,8 @@ pub fn instruction_sets() -> String {
         Isa::Portable => "portable",
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => "avx2",
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512Vnni => "avx512-vnni",
         #[cfg(target_arch = "x86_64")]
         Isa::AvxVnni => "avx-vnni",
     }];

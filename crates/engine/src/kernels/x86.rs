@@ -46,6 +46,24 @@ macro_rules! dp2_vnni {
     };
 }
 
+// The same with the EVEX (AVX512-VNNI, 256-bit) encoding, for CPUs that have it but not
+// AVX-VNNI (AMD Zen 4, Intel Ice Lake).
+macro_rules! dp_vnni512 {
+    ($acc:expr, $u:expr, $s:expr) => {
+        _mm256_dpbusd_epi32($acc, $u, $s)
+    };
+}
+macro_rules! dot8_vnni512 {
+    ($v:expr, $x:expr, $c:expr) => {
+        _mm256_dpbusd_epi32(_mm256_set1_epi32($c), $v, $x)
+    };
+}
+macro_rules! dp2_vnni512 {
+    ($acc:expr, $u0:expr, $s0:expr, $u1:expr, $s1:expr) => {
+        _mm256_dpbusd_epi32(_mm256_dpbusd_epi32($acc, $u0, $s0), $u1, $s1)
+    };
+}
+
 // AVX2: pairs of products in i16 lanes. A Q4_1 lane sums at most 16 products of 15·127, which
 // fits in i16, so the i16 sums are widened once per block.
 macro_rules! dp_avx2 {
@@ -240,14 +258,46 @@ macro_rules! q8_0_kernel {
     };
 }
 
-q4_1_kernel!(q4_1_vnni, "avx2,fma,f16c,avxvnni", dp_vnni, finish_vnni);
-q4_1_kernel!(q4_1_avx2, "avx2,fma,f16c", dp_avx2, finish_avx2);
-q5_0_kernel!(q5_0_vnni, "avx2,fma,f16c,avxvnni", dp2_vnni);
-q5_0_kernel!(q5_0_avx2, "avx2,fma,f16c", dp2_avx2);
-q4_0_kernel!(q4_0_vnni, "avx2,fma,f16c,avxvnni", dot8_vnni);
-q4_0_kernel!(q4_0_avx2, "avx2,fma,f16c", dot4_avx2);
-q8_0_kernel!(q8_0_vnni, "avx2,fma,f16c,avxvnni", dot8_vnni);
-q8_0_kernel!(q8_0_avx2, "avx2,fma,f16c", dot8_avx2);
+/// One module of 32-value-block kernels per instruction set, with the same function names.
+macro_rules! isa_kernels {
+    ($module:ident, $features:literal, $dp:ident, $finish:ident, $dp2:ident, $dot4:ident, $dot8:ident) => {
+        pub mod $module {
+            use super::*;
+            q4_1_kernel!(q4_1, $features, $dp, $finish);
+            q5_0_kernel!(q5_0, $features, $dp2);
+            q4_0_kernel!(q4_0, $features, $dot4);
+            q8_0_kernel!(q8_0, $features, $dot8);
+        }
+    };
+}
+
+isa_kernels!(
+    avx2,
+    "avx2,fma,f16c",
+    dp_avx2,
+    finish_avx2,
+    dp2_avx2,
+    dot4_avx2,
+    dot8_avx2
+);
+isa_kernels!(
+    avx_vnni,
+    "avx2,fma,f16c,avxvnni",
+    dp_vnni,
+    finish_vnni,
+    dp2_vnni,
+    dot8_vnni,
+    dot8_vnni
+);
+isa_kernels!(
+    avx512_vnni,
+    "avx2,fma,f16c,avx512f,avx512vl,avx512vnni",
+    dp_vnni512,
+    finish_vnni,
+    dp2_vnni512,
+    dot8_vnni512,
+    dot8_vnni512
+);
 
 /// One activation block's scale d = max|x|/127 and its 32 values round(x/d) (written to `qs`),
 /// as `packed::quantize_row` computes them: round-half-away-from-zero is
