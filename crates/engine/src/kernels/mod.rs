@@ -27,6 +27,7 @@ pub(crate) enum Kind {
     Q5_0,
     Q8_0,
     Q4K,
+    Q5K,
     Q6K,
 }
 
@@ -90,7 +91,8 @@ impl Isa {
                 // the portable one); `w` holds `nb` group super-blocks, each row `nb` blocks.
                 return unsafe {
                     match kind {
-                        Kind::Q4K => x86::q4k_512::<M>(w.as_ptr(), a, nb),
+                        Kind::Q4K => x86::q4k5k_512::<M, false>(w.as_ptr(), a, nb),
+                        Kind::Q5K => x86::q4k5k_512::<M, true>(w.as_ptr(), a, nb),
                         _ => x86::q6k_512::<M>(w.as_ptr(), a, nb),
                     }
                 };
@@ -123,7 +125,9 @@ impl Isa {
                             *o = unsafe { x86::$isa::q8_0(w.as_ptr(), a.as_ptr(), nb) }
                         }
                     }
-                    Kind::Q4K | Kind::Q6K => unreachable!("K formats are handled above"),
+                    Kind::Q4K | Kind::Q5K | Kind::Q6K => {
+                        unreachable!("K formats are handled above")
+                    }
                 }
             };
         }
@@ -153,7 +157,12 @@ impl Isa {
             (Isa::Avx2 | Isa::Avx512Vnni | Isa::AvxVnni, Kind::Q4K) => {
                 // SAFETY: every ISA but the portable one implies AVX2, FMA and F16C; `w` holds `nb` group
                 // super-blocks and `a` `nb` activation super-blocks.
-                unsafe { x86::q4k(w.as_ptr(), a.as_ptr(), nb) }
+                unsafe { x86::q4k5k::<false>(w.as_ptr(), a.as_ptr(), nb) }
+            }
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx2 | Isa::Avx512Vnni | Isa::AvxVnni, Kind::Q5K) => {
+                // SAFETY: as above.
+                unsafe { x86::q4k5k::<true>(w.as_ptr(), a.as_ptr(), nb) }
             }
             #[cfg(target_arch = "x86_64")]
             (Isa::Avx2 | Isa::Avx512Vnni | Isa::AvxVnni, Kind::Q6K) => {
@@ -227,6 +236,7 @@ impl FastWeight {
             GgmlDType::Q5_0 => Kind::Q5_0,
             GgmlDType::Q8_0 => Kind::Q8_0,
             GgmlDType::Q4K => Kind::Q4K,
+            GgmlDType::Q5K => Kind::Q5K,
             GgmlDType::Q6K => Kind::Q6K,
             _ => return None,
         };
@@ -567,12 +577,13 @@ mod tests {
     use candle_core::quantized::QTensor;
     use candle_core::{Device, Module};
 
-    const ALL: [GgmlDType; 6] = [
+    const ALL: [GgmlDType; 7] = [
         GgmlDType::Q4_0,
         GgmlDType::Q4_1,
         GgmlDType::Q5_0,
         GgmlDType::Q8_0,
         GgmlDType::Q4K,
+        GgmlDType::Q5K,
         GgmlDType::Q6K,
     ];
 
@@ -619,7 +630,7 @@ mod tests {
             if !matches!(dtype, GgmlDType::Q4_1 | GgmlDType::Q5_0) && !candle_uses_avx2() {
                 continue;
             }
-            let widen = if matches!(dtype, GgmlDType::Q4K | GgmlDType::Q6K) {
+            let widen = if matches!(dtype, GgmlDType::Q4K | GgmlDType::Q5K | GgmlDType::Q6K) {
                 8
             } else {
                 1
@@ -742,7 +753,7 @@ mod tests {
     fn k_formats_near_candle_repacked() {
         // n = 64: candle takes its repacked kernels where the CPU has them (else its generic
         // ones, which the bit-for-bit test pins); either way the results agree to rounding.
-        for dtype in [GgmlDType::Q4K, GgmlDType::Q6K] {
+        for dtype in [GgmlDType::Q4K, GgmlDType::Q5K, GgmlDType::Q6K] {
             let (m, n, k) = (5, 64, 1024);
             let w = quantized(dtype, n, k, 21);
             let x = Tensor::from_vec(noise(m * k, 8), (1, m, k), &Device::Cpu).unwrap();

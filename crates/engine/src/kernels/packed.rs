@@ -19,6 +19,8 @@
 //!   scales of each row (u8, [sub-block][row]), the mins as pairs ([pair i][row][2]: sub-blocks
 //!   2i and 2i+1), then 32 vectors; vector `q4k_vector(j, l)` holds bytes 32j+4l..32j+4l+4 of
 //!   each row's 128 nibble bytes (low nibbles: sub-block 2j, high: 2j+1).
+//! - Q5_K, 1440 bytes per super-block: as Q4_K, then 8 vectors of fifth bits: vector l holds
+//!   bytes 4l..4l+4 of each row's 32 `qh` bytes (bit 2j: low nibbles of chunk j, 2j+1: high).
 //! - Q6_K, 1680 bytes per super-block: d[8] (f16), the 16 sub-block scales of each row (i8,
 //!   [sub-block][row]), then for j in 0..2 and l in 0..8 three vectors (see `q6k_base`): bytes
 //!   64j+4l.., 64j+32+4l.. of each row's `ql` and bytes 32j+4l.. of its `qh`.
@@ -44,6 +46,7 @@ impl Kind {
             Kind::Q5_0 => 22,
             Kind::Q8_0 => 34,
             Kind::Q4K => 144,
+            Kind::Q5K => 176,
             Kind::Q6K => 210,
         }
     }
@@ -52,7 +55,7 @@ impl Kind {
     pub(crate) fn block_values(self) -> usize {
         match self {
             Kind::Q4_0 | Kind::Q4_1 | Kind::Q5_0 | Kind::Q8_0 => QK,
-            Kind::Q4K | Kind::Q6K => QK_K,
+            Kind::Q4K | Kind::Q5K | Kind::Q6K => QK_K,
         }
     }
 
@@ -64,6 +67,7 @@ impl Kind {
             Kind::Q5_0 => 16 + 32 + 128,
             Kind::Q8_0 => 16 + 256,
             Kind::Q4K => 32 + 64 + 64 + 1024,
+            Kind::Q5K => 32 + 64 + 64 + 1024 + 256,
             Kind::Q6K => 16 + 128 + 1536,
         }
     }
@@ -220,7 +224,7 @@ pub fn pack(kind: Kind, src: &[u8], n: usize, nb: usize) -> Vec<u8> {
                             }
                         }
                     }
-                    Kind::Q4K => {
+                    Kind::Q4K | Kind::Q5K => {
                         dst[2 * r..2 * r + 2].copy_from_slice(&b[0..2]);
                         dst[16 + 2 * r..16 + 2 * r + 2].copy_from_slice(&b[2..4]);
                         for sb in 0..8 {
@@ -228,11 +232,19 @@ pub fn pack(kind: Kind, src: &[u8], n: usize, nb: usize) -> Vec<u8> {
                             dst[32 + 8 * sb + r] = sc;
                             dst[96 + 16 * (sb / 2) + 2 * r + sb % 2] = m;
                         }
+                        // Q5_K: d, dmin, scales, qh[32], qs[128].
+                        let qs = if kind == Kind::Q5K { 48 } else { 16 };
                         for j in 0..4 {
                             for l in 0..8 {
                                 let o = 160 + 32 * q4k_vector(j, l) + 4 * r;
-                                let q = 16 + 32 * j + 4 * l;
+                                let q = qs + 32 * j + 4 * l;
                                 dst[o..o + 4].copy_from_slice(&b[q..q + 4]);
+                            }
+                        }
+                        if kind == Kind::Q5K {
+                            for l in 0..8 {
+                                let o = 1184 + 32 * l + 4 * r;
+                                dst[o..o + 4].copy_from_slice(&b[16 + 4 * l..16 + 4 * l + 4]);
                             }
                         }
                     }
@@ -317,10 +329,11 @@ pub fn dequantize_row(kind: Kind, w: &[u8], nb: usize, row: usize, out: &mut [f3
                     }
                 }
             }
-            Kind::Q4K => {
+            Kind::Q4K | Kind::Q5K => {
                 let dmin = f16_at(b, 16 + 2 * r);
                 for (x, o) in ob.iter_mut().enumerate() {
                     let (sb, q) = q4k_at(b, r, x);
+                    let q = q + q5k_fifth(kind, b, r, x);
                     let m = b[96 + 16 * (sb / 2) + 2 * r + sb % 2];
                     *o = d * b[32 + 8 * sb + r] as f32 * q as f32 - dmin * m as f32;
                 }
@@ -353,6 +366,16 @@ fn q4k_at(b: &[u8], r: usize, x: usize) -> (usize, u8) {
     )
 }
 
+/// The fifth bit (0 or 16) of value x of row r in a packed Q5_K super-block; 0 for Q4_K.
+#[inline]
+fn q5k_fifth(kind: Kind, b: &[u8], r: usize, x: usize) -> u8 {
+    if kind != Kind::Q5K {
+        return 0;
+    }
+    let (j, half, l, t) = (x / 64, x / 32 % 2, x % 32 / 4, x % 4);
+    ((b[1184 + 32 * l + 4 * r + t] >> (2 * j + half)) & 1) << 4
+}
+
 /// Where the `ql` vector of 128-value chunk j, lane l sits in a Q6_K super-block; its second
 /// `ql` vector is 64 bytes on, its `qh` vector 128. Chunks 0 and 1 of a lane sit side by side,
 /// so one 64-byte load takes both.
@@ -383,22 +406,25 @@ fn hsum8(a: &[f32; 8]) -> f32 {
 }
 
 /// The eight dot products of one K-format group (`nb` packed super-blocks at `w`) with one
-/// activation row: the portable definition. Both follow candle's AVX2 `vec_dot_q4k_q8k` /
-/// `vec_dot_q6k_q8k`: eight i32 lanes (lane l takes values 4l..4l+4 of every 32), each
-/// weighted by its sub-block scale, `acc = fma(d·d', lane, acc)` per super-block, summed in
-/// `hsum_float_8` order; Q4_K adds its mins in four lanes (`fma(−d'·dmin, ·, ·)`) last.
+/// activation row: the portable definition. All follow candle's AVX2 `vec_dot_q4k_q8k` /
+/// `vec_dot_q5k_q8k` / `vec_dot_q6k_q8k`: eight i32 lanes (lane l takes values 4l..4l+4 of every
+/// 32), each weighted by its sub-block scale, `acc = fma(d·d', lane, acc)` per super-block,
+/// summed in `hsum_float_8` order; Q4_K adds its mins in four lanes (`fma(−d'·dmin, ·, ·)`),
+/// Q5_K as one running sum (`summs += −d'·dmin · Σ m·s`), last.
 pub fn group_dot_k_scalar(kind: Kind, w: &[u8], a: &[ActBlockK]) -> [f32; G] {
     let gbb = kind.group_block_bytes();
     let mut out = [0f32; G];
     for (r, o) in out.iter_mut().enumerate() {
         let mut acc = [0f32; 8];
         let mut accm = [0f32; 4];
+        let mut summs = 0f32;
         for (b, y) in w.chunks_exact(gbb).zip(a) {
             let mut lanes = [0i32; 8];
             for x in 0..QK_K {
                 let (scale, q) = match kind {
-                    Kind::Q4K => {
+                    Kind::Q4K | Kind::Q5K => {
                         let (sb, q) = q4k_at(b, r, x);
+                        let q = q + q5k_fifth(kind, b, r, x);
                         (b[32 + 8 * sb + r] as i32, q as i32)
                     }
                     _ => {
@@ -412,19 +438,28 @@ pub fn group_dot_k_scalar(kind: Kind, w: &[u8], a: &[ActBlockK]) -> [f32; G] {
             for (acc, &l) in acc.iter_mut().zip(&lanes) {
                 *acc = dd.mul_add(l as f32, *acc);
             }
-            if kind == Kind::Q4K {
-                let dmin = -y.d * f16_at(b, 16 + 2 * r);
-                for (i, accm) in accm.iter_mut().enumerate() {
-                    let s = |sb: usize| y.bsums[2 * sb] as i32 + y.bsums[2 * sb + 1] as i32;
-                    let m = |sb: usize| b[96 + 16 * (sb / 2) + 2 * r + sb % 2] as i32;
-                    let v = m(2 * i) * s(2 * i) + m(2 * i + 1) * s(2 * i + 1);
-                    *accm = dmin.mul_add(v as f32, *accm);
+            let dmin = -y.d * f16_at(b, 16 + 2 * r);
+            let s = |sb: usize| y.bsums[2 * sb] as i32 + y.bsums[2 * sb + 1] as i32;
+            let m = |sb: usize| b[96 + 16 * (sb / 2) + 2 * r + sb % 2] as i32;
+            match kind {
+                Kind::Q4K => {
+                    for (i, accm) in accm.iter_mut().enumerate() {
+                        let v = m(2 * i) * s(2 * i) + m(2 * i + 1) * s(2 * i + 1);
+                        *accm = dmin.mul_add(v as f32, *accm);
+                    }
                 }
+                Kind::Q5K => {
+                    let v: i32 = (0..8).map(|sb| m(sb) * s(sb)).sum();
+                    summs += dmin * v as f32;
+                }
+                _ => {}
             }
         }
         *o = hsum8(&acc);
-        if kind == Kind::Q4K {
-            *o += (accm[0] + accm[2]) + (accm[1] + accm[3]);
+        match kind {
+            Kind::Q4K => *o += (accm[0] + accm[2]) + (accm[1] + accm[3]),
+            Kind::Q5K => *o += summs,
+            _ => {}
         }
     }
     out
@@ -474,7 +509,9 @@ pub fn group_dot_scalar(kind: Kind, w: &[u8], a: &[ActBlock]) -> [f32; G] {
                 }
                 *o = sum;
             }
-            Kind::Q4K | Kind::Q6K => unreachable!("K formats take `group_dot_k_scalar`"),
+            Kind::Q4K | Kind::Q5K | Kind::Q6K => {
+                unreachable!("K formats take `group_dot_k_scalar`")
+            }
             Kind::Q4_0 | Kind::Q8_0 => {
                 let mut acc = [0f32; 8];
                 for (b, ab) in w.chunks_exact(gbb).zip(a) {

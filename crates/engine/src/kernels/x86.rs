@@ -359,29 +359,66 @@ macro_rules! scales16 {
     }};
 }
 
-/// Q4_K's mins term of super-block `b` for activation `y`: four lanes, each the exact sum
-/// m·s of two sub-blocks per row, `accm = fma(dmin, lane, accm)`.
+/// The mins term of a Q4_K / Q5_K super-block `b` for activation `y`. Q4_K (candle's order):
+/// four lanes, each the exact sum m·s of two sub-blocks per row, `accm = fma(dmin, lane, accm)`.
+/// Q5_K: one running sum in `accm[0]`, `accm += dmin · Σ m·s` (a product, then a sum).
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q4k_mins(b: *const u8, y: &ActBlockK, dmin: __m256, accm: &mut [__m256; 4]) {
+unsafe fn k_mins<const FIVE: bool>(
+    b: *const u8,
+    y: &ActBlockK,
+    dmin: __m256,
+    accm: &mut [__m256; 4],
+) {
+    let mut total = _mm256_setzero_si256();
     for (p, accm) in accm.iter_mut().enumerate() {
         let mins = _mm256_cvtepu8_epi16(_mm_loadu_si128(b.add(96 + 16 * p) as *const __m128i));
         let s0 = y.bsums[4 * p].wrapping_add(y.bsums[4 * p + 1]) as u16 as u32;
         let s1 = y.bsums[4 * p + 2].wrapping_add(y.bsums[4 * p + 3]) as u16 as u32;
         let sums = _mm256_set1_epi32((s0 | s1 << 16) as i32);
-        let v = _mm256_cvtepi32_ps(_mm256_madd_epi16(mins, sums));
-        *accm = _mm256_fmadd_ps(dmin, v, *accm);
+        let v = _mm256_madd_epi16(mins, sums);
+        if FIVE {
+            total = _mm256_add_epi32(total, v);
+        } else {
+            *accm = _mm256_fmadd_ps(dmin, _mm256_cvtepi32_ps(v), *accm);
+        }
+    }
+    if FIVE {
+        accm[0] = _mm256_add_ps(accm[0], _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(total)));
     }
 }
 
-/// Q4_K dot products of one group with one activation row (no VNNI needed: the sub-block
-/// scale multiplies in `vpmaddwd`).
+/// The mins lanes summed as candle does (see `k_mins`).
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn q4k(w: *const u8, a: *const ActBlockK, nb: usize) -> [f32; 8] {
+unsafe fn k_mins_sum<const FIVE: bool>(accm: &[__m256; 4]) -> __m256 {
+    if FIVE {
+        accm[0]
+    } else {
+        _mm256_add_ps(
+            _mm256_add_ps(accm[0], accm[2]),
+            _mm256_add_ps(accm[1], accm[3]),
+        )
+    }
+}
+
+/// Bytes of one packed Q4_K (or, `FIVE`, Q5_K) group super-block.
+const fn k_stride(five: bool) -> usize {
+    if five {
+        1440
+    } else {
+        1184
+    }
+}
+
+/// Q4_K (or, `FIVE`, Q5_K) dot products of one group with one activation row (no VNNI needed:
+/// the sub-block scale multiplies in `vpmaddwd`).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn q4k5k<const FIVE: bool>(w: *const u8, a: *const ActBlockK, nb: usize) -> [f32; 8] {
     let low = _mm256_set1_epi8(0x0F);
+    let one = _mm256_set1_epi8(1);
     let mut acc = [_mm256_setzero_ps(); 8];
     let mut accm = [_mm256_setzero_ps(); 4];
     for i in 0..nb {
-        let b = w.add(i * 1184);
+        let b = w.add(i * k_stride(FIVE));
         let y = &*a.add(i);
         let q = y.qs.as_ptr();
         let d = _mm256_mul_ps(
@@ -398,8 +435,18 @@ pub unsafe fn q4k(w: *const u8, a: *const ActBlockK, nb: usize) -> [f32; 8] {
             let sc_hi = scales16!(b.add(32 + 8 * (2 * j + 1)), _mm256_cvtepu8_epi16);
             for (l, lane) in lanes.iter_mut().enumerate() {
                 let v = _mm256_loadu_si256(b.add(160 + 32 * q4k_vector(j, l)) as *const __m256i);
-                let lo = _mm256_and_si256(v, low);
-                let hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
+                let mut lo = _mm256_and_si256(v, low);
+                let mut hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
+                if FIVE {
+                    // Bit 2j (low nibbles) / 2j+1 (high) of each byte, moved to bit 4.
+                    let h = _mm256_loadu_si256(b.add(1184 + 32 * l) as *const __m256i);
+                    let bit = |s: usize| {
+                        let x = _mm256_srl_epi16(h, _mm_cvtsi32_si128(s as i32));
+                        _mm256_slli_epi16(_mm256_and_si256(x, one), 4)
+                    };
+                    lo = _mm256_or_si256(lo, bit(2 * j));
+                    hi = _mm256_or_si256(hi, bit(2 * j + 1));
+                }
                 let plo = _mm256_maddubs_epi16(lo, bcast4!(q, 64 * j + 4 * l));
                 let phi = _mm256_maddubs_epi16(hi, bcast4!(q, 64 * j + 32 + 4 * l));
                 *lane = _mm256_add_epi32(*lane, _mm256_madd_epi16(plo, sc_lo));
@@ -409,14 +456,11 @@ pub unsafe fn q4k(w: *const u8, a: *const ActBlockK, nb: usize) -> [f32; 8] {
         for (acc, lane) in acc.iter_mut().zip(&lanes) {
             *acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(*lane), *acc);
         }
-        q4k_mins(b, y, dmin, &mut accm);
+        k_mins::<FIVE>(b, y, dmin, &mut accm);
     }
-    let m = _mm256_add_ps(
-        _mm256_add_ps(accm[0], accm[2]),
-        _mm256_add_ps(accm[1], accm[3]),
-    );
     let mut out = [0f32; 8];
-    _mm256_storeu_ps(out.as_mut_ptr(), _mm256_add_ps(hsum8(&acc), m));
+    let sum = _mm256_add_ps(hsum8(&acc), k_mins_sum::<FIVE>(&accm));
+    _mm256_storeu_ps(out.as_mut_ptr(), sum);
     out
 }
 
@@ -481,22 +525,23 @@ pub unsafe fn q6k(w: *const u8, a: *const ActBlockK, nb: usize) -> [f32; 8] {
     out
 }
 
-/// Q4_K dot products of one group with `M` activation rows, 512 bits wide: each register holds
-/// the same lane of two 64-value chunks (2p, 2p+1), whose integer sums are added before the
-/// lane is rounded, so the arithmetic stays `q4k`'s.
+/// Q4_K (or, `FIVE`, Q5_K) dot products of one group with `M` activation rows, 512 bits wide:
+/// each register holds the same lane of two 64-value chunks (2p, 2p+1), whose integer sums are
+/// added before the lane is rounded, so the arithmetic stays `q4k5k`'s.
 // `l` indexes the accumulators and computes the offsets.
 #[allow(clippy::needless_range_loop)]
 #[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
-pub unsafe fn q4k_512<const M: usize>(
+pub unsafe fn q4k5k_512<const M: usize, const FIVE: bool>(
     w: *const u8,
     a: [*const ActBlockK; M],
     nb: usize,
 ) -> [[f32; 8]; M] {
     let low = _mm512_set1_epi8(0x0F);
+    let one = _mm512_set1_epi8(1);
     let mut acc = [[_mm256_setzero_ps(); 8]; M];
     let mut accm = [[_mm256_setzero_ps(); 4]; M];
     for i in 0..nb {
-        let b = w.add(i * 1184);
+        let b = w.add(i * k_stride(FIVE));
         let ys: [&ActBlockK; M] = std::array::from_fn(|r| &*a[r].add(i));
         let dw = _mm256_cvtph_ps(_mm_loadu_si128(b as *const __m128i));
         let dminw = _mm256_cvtph_ps(_mm_loadu_si128(b.add(16) as *const __m128i));
@@ -510,8 +555,21 @@ pub unsafe fn q4k_512<const M: usize>(
             let mut lanes = [_mm512_setzero_si512(); M];
             for p in 0..2 {
                 let v = _mm512_loadu_si512(b.add(160 + 32 * q4k_vector(2 * p, l)) as *const _);
-                let lo = _mm512_and_si512(v, low);
-                let hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), low);
+                let mut lo = _mm512_and_si512(v, low);
+                let mut hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), low);
+                if FIVE {
+                    // Chunk 2p's bits 4p / 4p+1 in the low half, chunk 2p+1's 4p+2 / 4p+3 in
+                    // the high half, each moved to bit 4 of its byte.
+                    let h = _mm256_loadu_si256(b.add(1184 + 32 * l) as *const __m256i);
+                    let h = _mm512_broadcast_i64x4(h);
+                    let bit = |s: i16| {
+                        let counts = pair(_mm256_set1_epi16(s), _mm256_set1_epi16(s + 2));
+                        let x = _mm512_srlv_epi16(h, counts);
+                        _mm512_slli_epi16(_mm512_and_si512(x, one), 4)
+                    };
+                    lo = _mm512_or_si512(lo, bit(4 * p as i16));
+                    hi = _mm512_or_si512(hi, bit(4 * p as i16 + 1));
+                }
                 for (lane, y) in lanes.iter_mut().zip(&ys) {
                     let q = y.qs.as_ptr();
                     let x = |at: usize| {
@@ -537,16 +595,13 @@ pub unsafe fn q4k_512<const M: usize>(
         for r in 0..M {
             let y = ys[r];
             let dmin = _mm256_mul_ps(dminw, _mm256_set1_ps(-y.d));
-            q4k_mins(b, y, dmin, &mut accm[r]);
+            k_mins::<FIVE>(b, y, dmin, &mut accm[r]);
         }
     }
     let mut out = [[0f32; 8]; M];
     for r in 0..M {
-        let m = _mm256_add_ps(
-            _mm256_add_ps(accm[r][0], accm[r][2]),
-            _mm256_add_ps(accm[r][1], accm[r][3]),
-        );
-        _mm256_storeu_ps(out[r].as_mut_ptr(), _mm256_add_ps(hsum8(&acc[r]), m));
+        let sum = _mm256_add_ps(hsum8(&acc[r]), k_mins_sum::<FIVE>(&accm[r]));
+        _mm256_storeu_ps(out[r].as_mut_ptr(), sum);
     }
     out
 }
