@@ -1,8 +1,9 @@
 //! Tokenizers: a model's tokenizer.json, or the equivalent built from GGUF metadata so that a
 //! single .gguf file is enough to run.
 //!
-//! GGUF metadata is translated into a tokenizer.json document and loaded by the `tokenizers`
-//! crate, so both paths share one implementation of BPE.
+//! GGUF metadata is translated into the same `tokenizers` components a tokenizer.json would
+//! describe (the BPE model built directly, the small parts from their JSON form), so both paths
+//! share one implementation of BPE.
 
 use crate::config::Metadata;
 use crate::error::{Error, Result};
@@ -112,40 +113,53 @@ impl Tokenizer {
             _ => model == "llama",
         };
 
-        let mut added = Vec::new();
-        for (id, tok) in tokens.iter().enumerate() {
-            let ty = types.as_ref().map_or(0, |t| t[id]);
-            if ty == TOKEN_TYPE_CONTROL || ty == TOKEN_TYPE_USER_DEFINED {
-                added.push(json!({
-                    "id": id, "content": tok, "single_word": false, "lstrip": false,
-                    "rstrip": false, "normalized": false, "special": true,
-                }));
-            }
-        }
-        let vocab: serde_json::Map<String, Value> = tokens
+        let added: Vec<tokenizers::AddedToken> = tokens
             .iter()
             .enumerate()
-            .map(|(i, t)| (t.clone(), json!(i)))
+            .filter(|(id, _)| {
+                let ty = types.as_ref().map_or(0, |t| t[*id]);
+                ty == TOKEN_TYPE_CONTROL || ty == TOKEN_TYPE_USER_DEFINED
+            })
+            .map(|(_, tok)| {
+                tokenizers::AddedToken::from(tok.clone(), true)
+                    .single_word(false)
+                    .lstrip(false)
+                    .rstrip(false)
+                    .normalized(false)
+            })
             .collect();
+        // The BPE model is built directly: as a JSON document, a 262k-token vocabulary and its
+        // merges took hundreds of megabytes and a second to parse.
+        let vocab: tokenizers::models::bpe::Vocab = tokens
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.clone(), i as u32))
+            .collect();
+        let bpe = tokenizers::models::bpe::BPE::builder();
 
-        let (model_json, normalizer, pre_tokenizer, decoder) = match model.as_str() {
+        let (bpe, normalizer, pre_tokenizer, decoder) = match model.as_str() {
             "gpt2" => {
                 let merges = md
                     .string_array_opt("tokenizer.ggml.merges")?
                     .ok_or_else(|| {
                         Error::Tokenizer("BPE tokenizer without tokenizer.ggml.merges".into())
                     })?;
+                let merges = merges
+                    .iter()
+                    .map(|m| {
+                        m.split_once(' ')
+                            .map(|(a, b)| (a.to_string(), b.to_string()))
+                            .ok_or_else(|| {
+                                Error::Tokenizer(format!("GGUF merge `{m}` is not a pair"))
+                            })
+                    })
+                    .collect::<Result<Vec<_>>>()?;
                 let pre = md
                     .string_opt("tokenizer.ggml.pre")?
                     .unwrap_or_else(|| "default".into());
-                let model = json!({
-                    "type": "BPE", "dropout": null, "unk_token": null,
-                    "continuing_subword_prefix": null, "end_of_word_suffix": null,
-                    "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
-                    "vocab": vocab, "merges": merges,
-                });
+                let bpe = bpe.vocab_and_merges(vocab, merges);
                 let decoder = json!({"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true});
-                (model, Value::Null, gpt2_pre_tokenizer(&pre)?, decoder)
+                (bpe, Value::Null, gpt2_pre_tokenizer(&pre)?, decoder)
             }
             "llama" => {
                 let scores = md
@@ -156,14 +170,13 @@ impl Tokenizer {
                     Some(gguf_file::Value::Bool(b)) => *b,
                     _ => true,
                 };
-                let unk =
-                    id_key("tokenizer.ggml.unknown_token_id")?.map(|i| tokens[i as usize].clone());
-                let model = json!({
-                    "type": "BPE", "dropout": null, "unk_token": unk,
-                    "continuing_subword_prefix": null, "end_of_word_suffix": null,
-                    "fuse_unk": true, "byte_fallback": true, "ignore_merges": false,
-                    "vocab": vocab, "merges": merges,
-                });
+                let mut bpe = bpe
+                    .vocab_and_merges(vocab, merges)
+                    .fuse_unk(true)
+                    .byte_fallback(true);
+                if let Some(i) = id_key("tokenizer.ggml.unknown_token_id")? {
+                    bpe = bpe.unk_token(tokens[i as usize].clone());
+                }
                 let mut norms = vec![];
                 if prefix {
                     norms.push(json!({"type": "Prepend", "prepend": "\u{2581}"}));
@@ -180,7 +193,7 @@ impl Tokenizer {
                     decoders.push(json!({"type": "Strip", "content": " ", "start": 1, "stop": 0}));
                 }
                 (
-                    model,
+                    bpe,
                     json!({"type": "Sequence", "normalizers": norms}),
                     Value::Null,
                     json!({"type": "Sequence", "decoders": decoders}),
@@ -206,14 +219,20 @@ impl Tokenizer {
             }
             _ => Value::Null,
         };
-        let doc = json!({
-            "version": "1.0", "truncation": null, "padding": null,
-            "added_tokens": added, "normalizer": normalizer, "pre_tokenizer": pre_tokenizer,
-            "post_processor": post, "decoder": decoder, "model": model_json,
-        });
-        let inner = tokenizers::Tokenizer::from_bytes(doc.to_string().as_bytes()).map_err(|e| {
+        let bpe = bpe.build().map_err(|e| {
             Error::Tokenizer(format!("building the tokenizer from GGUF metadata: {e}"))
         })?;
+        let mut inner = tokenizers::Tokenizer::new(bpe);
+        inner
+            .with_normalizer(component::<tokenizers::NormalizerWrapper>(normalizer)?)
+            .map_err(|e| Error::Tokenizer(format!("GGUF tokenizer normalizer: {e}")))?;
+        inner
+            .with_pre_tokenizer(component::<tokenizers::PreTokenizerWrapper>(pre_tokenizer)?)
+            .with_post_processor(component::<tokenizers::PostProcessorWrapper>(post)?)
+            .with_decoder(component::<tokenizers::DecoderWrapper>(decoder)?);
+        inner
+            .add_tokens(added)
+            .map_err(|e| Error::Tokenizer(format!("GGUF tokenizer special tokens: {e}")))?;
         let named = |id: Option<u32>| id.map(|i| (i, tokens[i as usize].clone()));
         let mut t = Self {
             inner,
@@ -280,6 +299,16 @@ impl Tokenizer {
 }
 
 /// Pre-tokenizers of the BPE vocabularies llama.cpp names in `tokenizer.ggml.pre`.
+/// A tokenizer component from its tokenizer.json form (None for null).
+fn component<T: serde::de::DeserializeOwned>(v: Value) -> Result<Option<T>> {
+    if v.is_null() {
+        return Ok(None);
+    }
+    serde_json::from_value(v)
+        .map(Some)
+        .map_err(|e| Error::Tokenizer(format!("building the tokenizer from GGUF metadata: {e}")))
+}
+
 fn gpt2_pre_tokenizer(pre: &str) -> Result<Value> {
     let byte_level = |regex: bool| json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": regex});
     let split = |pattern: &str| json!({"type": "Split", "pattern": {"Regex": pattern}, "behavior": "Isolated", "invert": false});
