@@ -16,11 +16,18 @@ enum Matrix {
 }
 
 impl Matrix {
-    fn new(w: QMatMul) -> Self {
-        match FastWeight::new(&w) {
-            Some(f) => Matrix::Packed(f),
-            None => Matrix::Candle(w),
+    /// A weight from the file: packed straight from a GGUF's blocks when the kernels take it
+    /// (no copy through candle), else candle's.
+    fn load(w: &Weights, weight: Weight, layer: Option<usize>, device: &Device) -> Result<Self> {
+        if device.is_cpu() {
+            let packed = w
+                .gguf_blocks(weight, layer)
+                .and_then(|(dtype, dims, data)| FastWeight::from_blocks(dtype, dims, data));
+            if let Some(f) = packed {
+                return Ok(Matrix::Packed(f));
+            }
         }
+        Ok(Matrix::Candle(w.matmul(weight, layer, device)?))
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
@@ -63,7 +70,7 @@ impl Linear {
             None => None,
         };
         Ok(Self {
-            weight: Matrix::new(w.matmul(weight, layer, device)?),
+            weight: Matrix::load(w, weight, layer, device)?,
             bias,
         })
     }
@@ -146,7 +153,7 @@ impl Embedding {
     pub fn load(w: &Weights, vocab: usize, hidden: usize, device: &Device) -> Result<Self> {
         w.expect_shape(Weight::TokenEmbedding, None, &[vocab, hidden])?;
         Ok(Self {
-            table: Matrix::new(w.matmul(Weight::TokenEmbedding, None, device)?),
+            table: Matrix::load(w, Weight::TokenEmbedding, None, device)?,
         })
     }
 

@@ -185,6 +185,29 @@ impl<'a> Weights<'a> {
         }
     }
 
+    /// A GGUF matrix's stored blocks, straight from the verified bytes: (type, (rows, cols),
+    /// bytes). None for safetensors, a missing tensor, or a tensor that is not 2-D.
+    pub fn gguf_blocks(
+        &self,
+        w: Weight,
+        layer: Option<usize>,
+    ) -> Option<(GgmlDType, (usize, usize), &[u8])> {
+        let Weights::Gguf { content, bytes } = self else {
+            return None;
+        };
+        let info = content.tensor_infos.get(&self.name(w, layer))?;
+        let dims = info.shape.dims2().ok()?;
+        let (bs, ts) = (info.ggml_dtype.block_size(), info.ggml_dtype.type_size());
+        let elems = info.shape.elem_count();
+        if bs == 0 || !elems.is_multiple_of(bs) {
+            return None;
+        }
+        let start = usize::try_from(content.tensor_data_offset.checked_add(info.offset)?).ok()?;
+        let len = (elems / bs).checked_mul(ts)?;
+        let data = bytes.get(start..start.checked_add(len)?)?;
+        Some((info.ggml_dtype, dims, data))
+    }
+
     /// A weight as a dense f32 tensor (norms, biases, small vectors).
     pub fn tensor(&self, w: Weight, layer: Option<usize>, device: &Device) -> Result<Tensor> {
         let name = self.name(w, layer);

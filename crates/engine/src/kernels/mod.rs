@@ -13,7 +13,7 @@ mod packed;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
-use candle_core::quantized::{GgmlDType, QMatMul};
+use candle_core::quantized::GgmlDType;
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Tensor};
 use packed::{ActBlock, ActBlockK, G, QK_K};
 use std::sync::{Arc, OnceLock};
@@ -213,24 +213,24 @@ pub(crate) struct FastWeight {
 }
 
 impl FastWeight {
-    /// Some when `w` is a CPU matrix of a type these kernels handle, whose rows are whole
-    /// blocks, and the CPU has SIMD kernels for it: elsewhere (e.g. ARM, where candle has NEON
+    /// A matrix packed straight from its stored GGUF blocks (`data`: `n` rows of `k` values of
+    /// type `dtype`). None when the type is not one these kernels handle, the rows are not whole
+    /// blocks, or the CPU has no SIMD kernels for it: elsewhere (e.g. ARM, where candle has NEON
     /// kernels) candle's own are faster than the portable loop. Set `CANDOR_NO_KERNELS` to run
     /// candle's kernels anyway (for comparisons).
-    pub(crate) fn new(w: &QMatMul) -> Option<Self> {
+    pub(crate) fn from_blocks(
+        dtype: GgmlDType,
+        (n, k): (usize, usize),
+        data: &[u8],
+    ) -> Option<Self> {
         if std::env::var_os("CANDOR_NO_KERNELS").is_some() || Isa::best() == Isa::Portable {
             return None;
         }
-        Self::pack(w)
+        Self::pack_blocks(dtype, n, k, data)
     }
 
-    /// `w` packed for the kernels, whatever the CPU (the portable kernel defines the results).
-    fn pack(w: &QMatMul) -> Option<Self> {
-        let QMatMul::QTensor(q) = w else { return None };
-        if !q.device().is_cpu() {
-            return None;
-        }
-        let kind = match q.dtype() {
+    fn pack_blocks(dtype: GgmlDType, n: usize, k: usize, bytes: &[u8]) -> Option<Self> {
+        let kind = match dtype {
             GgmlDType::Q4_0 => Kind::Q4_0,
             GgmlDType::Q4_1 => Kind::Q4_1,
             GgmlDType::Q5_0 => Kind::Q5_0,
@@ -240,18 +240,16 @@ impl FastWeight {
             GgmlDType::Q6K => Kind::Q6K,
             _ => return None,
         };
-        let (n, k) = q.shape().dims2().ok()?;
         let bv = kind.block_values();
-        if k == 0 || n == 0 || k % bv != 0 {
+        if k == 0 || n == 0 || !k.is_multiple_of(bv) {
             return None;
         }
-        let bytes = q.data().ok()?;
         // The storage must hold exactly the blocks the shape implies.
         if bytes.len() != n * (k / bv) * kind.block_bytes() {
             return None;
         }
         Some(Self {
-            data: Arc::new(packed::pack(kind, &bytes, n, k / bv)),
+            data: Arc::new(packed::pack(kind, bytes, n, k / bv)),
             kind,
             n,
             k,
@@ -574,8 +572,15 @@ unsafe impl<T> Sync for SendPtr<T> {}
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::quantized::QTensor;
+    use candle_core::quantized::{QMatMul, QTensor};
     use candle_core::{Device, Module};
+
+    /// `w` packed for the kernels, whatever the CPU (the portable kernel defines the results).
+    fn pack(w: &QMatMul) -> Option<FastWeight> {
+        let QMatMul::QTensor(q) = w else { return None };
+        let (n, k) = q.shape().dims2().ok()?;
+        FastWeight::pack_blocks(q.dtype(), n, k, &q.data().ok()?)
+    }
 
     const ALL: [GgmlDType; 7] = [
         GgmlDType::Q4_0,
@@ -650,7 +655,7 @@ mod tests {
                 let w = quantized(dtype, n, k, (m * n * k) as u64);
                 let x = Tensor::from_vec(noise(m * k, 7), (1, m, k), &Device::Cpu).unwrap();
                 let reference = w.forward(&x).unwrap();
-                let fast = FastWeight::pack(&w).expect("kernels handle this weight");
+                let fast = pack(&w).expect("kernels handle this weight");
                 let y = x.apply_op1_no_bwd(&fast).unwrap();
                 assert_eq!(y.dims(), reference.dims());
                 assert_eq!(bits(&y), bits(&reference), "{dtype:?} m={m} n={n} k={k}");
@@ -662,7 +667,7 @@ mod tests {
     fn every_instruction_set_agrees_with_the_portable_kernel() {
         let (n, k) = (24, 512);
         for dtype in ALL {
-            let fast = FastWeight::pack(&quantized(dtype, n, k, 3)).unwrap();
+            let fast = pack(&quantized(dtype, n, k, 3)).unwrap();
             let x = noise(4 * k, 100);
             with_acts(&x, 4, k, &[fast.kind], |acts| {
                 let gbytes = fast.group_bytes();
@@ -711,7 +716,7 @@ mod tests {
         for dtype in [GgmlDType::Q4_1, GgmlDType::Q5_0] {
             let (g, u) = (quantized(dtype, n, k, 11), quantized(dtype, n, k, 12));
             let x = Tensor::from_vec(noise(m * k, 5), (1, m, k), &Device::Cpu).unwrap();
-            let (fg, fu) = (FastWeight::pack(&g).unwrap(), FastWeight::pack(&u).unwrap());
+            let (fg, fu) = (pack(&g).unwrap(), pack(&u).unwrap());
             let gx = g.forward(&x).unwrap();
             let ux = u.forward(&x).unwrap();
             for (gate, want) in [
@@ -738,7 +743,7 @@ mod tests {
             let want = w
                 .embedding(&Tensor::new(&ids[..], &Device::Cpu).unwrap())
                 .unwrap();
-            let fast = FastWeight::pack(&w).unwrap();
+            let fast = pack(&w).unwrap();
             let got = fast.embedding(&ids).unwrap();
             let got: Vec<u32> = got.iter().map(|v| v.to_bits()).collect();
             assert_eq!(got, bits(&want), "{dtype:?}");
@@ -764,7 +769,7 @@ mod tests {
                 .unwrap()
                 .to_vec1::<f32>()
                 .unwrap();
-            let fast = FastWeight::pack(&w).unwrap();
+            let fast = pack(&w).unwrap();
             let got = x.apply_op1_no_bwd(&fast).unwrap();
             let got = got.flatten_all().unwrap().to_vec1::<f32>().unwrap();
             let scale = want.iter().fold(0f32, |a, v| a.max(v.abs()));
