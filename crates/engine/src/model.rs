@@ -136,6 +136,7 @@ impl Model {
     /// Loads a model from the files the verifier handed over. One .gguf file, or a
     /// Hugging Face directory (config.json, *.safetensors, tokenizer.json, ...).
     pub fn load(files: &[VerifiedFile], opts: &LoadOptions) -> Result<Self> {
+        keep_freed_buffers();
         let device = opts.device.device()?;
         let mapped = files.iter().map(map).collect::<Result<Vec<_>>>()?;
         let mut gguf = None;
@@ -422,6 +423,25 @@ impl Model {
         };
         self.cached.extend_from_slice(ids);
         Ok(logits.to_dtype(DType::F32)?)
+    }
+}
+
+/// Keeps glibc's malloc from handing freed multi-megabyte buffers (a prompt's activations)
+/// back to the kernel after every op: with its defaults, each such tensor is a fresh mmap whose
+/// pages fault in again, which cost a 512-token prompt a fifth of its speed (785k page faults
+/// instead of 65k). Buffers up to 32 MiB come from the heap and up to 64 MiB of free heap top
+/// is kept. Process-wide, set once; other allocators and platforms are left alone.
+fn keep_freed_buffers() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            // SAFETY: mallopt only changes malloc's thresholds; any value is valid.
+            unsafe {
+                libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+                libc::mallopt(libc::M_TRIM_THRESHOLD, 64 << 20);
+            }
+        });
     }
 }
 

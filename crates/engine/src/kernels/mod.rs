@@ -206,7 +206,7 @@ fn avx512bw() -> bool {
 /// A quantized (n, k) weight on the CPU, packed for these kernels.
 #[derive(Debug, Clone)]
 pub(crate) struct FastWeight {
-    data: Arc<Vec<u8>>,
+    data: Arc<packed::Aligned>,
     kind: Kind,
     n: usize,
     k: usize,

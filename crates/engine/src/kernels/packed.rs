@@ -175,11 +175,53 @@ fn f16_at(b: &[u8], i: usize) -> f32 {
     f16::from_bits(u16::from_le_bytes([b[i], b[i + 1]])).to_f32()
 }
 
+/// Bytes starting on a 64-byte boundary, so that the kernels' 32- and 64-byte loads never
+/// straddle a cache line (every packed block size is a multiple of 16, and of 32 for the vectors).
+pub struct Aligned {
+    lines: Vec<Line>,
+    len: usize,
+}
+
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Line([u8; 64]);
+
+impl std::fmt::Debug for Aligned {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Aligned({} bytes)", self.len)
+    }
+}
+
+impl Aligned {
+    fn zeroed(len: usize) -> Self {
+        Self {
+            lines: vec![Line([0; 64]); len.div_ceil(64)],
+            len,
+        }
+    }
+}
+
+impl std::ops::Deref for Aligned {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: `lines` holds at least `len` initialized bytes, contiguous (Line is 64 bytes
+        // with no padding), borrowed for as long as `self`.
+        unsafe { std::slice::from_raw_parts(self.lines.as_ptr() as *const u8, self.len) }
+    }
+}
+
+impl std::ops::DerefMut for Aligned {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in `deref`, exclusively borrowed.
+        unsafe { std::slice::from_raw_parts_mut(self.lines.as_mut_ptr() as *mut u8, self.len) }
+    }
+}
+
 /// Packs `n` GGUF rows of `nb` blocks each (`src`, row-major) into groups of eight.
-pub fn pack(kind: Kind, src: &[u8], n: usize, nb: usize) -> Vec<u8> {
+pub fn pack(kind: Kind, src: &[u8], n: usize, nb: usize) -> Aligned {
     let (bb, gbb) = (kind.block_bytes(), kind.group_block_bytes());
     let groups = n.div_ceil(G);
-    let mut out = vec![0u8; groups * nb * gbb];
+    let mut out = Aligned::zeroed(groups * nb * gbb);
     for g in 0..groups {
         for i in 0..nb {
             let dst = &mut out[(g * nb + i) * gbb..][..gbb];
