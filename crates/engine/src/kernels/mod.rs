@@ -14,7 +14,7 @@ mod packed;
 mod x86;
 
 use candle_core::quantized::GgmlDType;
-use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
 use packed::{ActBlock, ActBlockK, G, QK_K};
 use std::sync::{Arc, OnceLock};
 
@@ -279,16 +279,23 @@ impl FastWeight {
     }
 }
 
-/// The rows of `x` as f32 when the kernels can take it: on the CPU, f32, last dim `k`.
-fn small_input(x: &Tensor, k: usize) -> candle_core::Result<Option<(Vec<f32>, usize)>> {
-    if !x.device().is_cpu() || x.dtype() != DType::F32 || x.dims().last() != Some(&k) {
+/// Runs `f(rows, m)` on the m rows of `x` borrowed from its storage, when the kernels can take
+/// it (on the CPU, f32, contiguous, last dim `k`); None otherwise.
+fn with_input<R>(
+    x: &Tensor,
+    k: usize,
+    f: impl FnOnce(&[f32], usize) -> candle_core::Result<R>,
+) -> candle_core::Result<Option<R>> {
+    if x.dims().last() != Some(&k) || x.elem_count() == 0 {
         return Ok(None);
     }
-    let m = x.elem_count() / k;
-    if m == 0 {
+    let (storage, layout) = x.storage_and_layout();
+    let (candle_core::Storage::Cpu(CpuStorage::F32(data)), Some((start, end))) =
+        (&*storage, layout.contiguous_offsets())
+    else {
         return Ok(None);
-    }
-    Ok(Some((x.flatten_all()?.to_vec1::<f32>()?, m)))
+    };
+    f(&data[start..end], (end - start) / k).map(Some)
 }
 
 fn out_tensor(x: &Tensor, data: Vec<f32>, n: usize) -> candle_core::Result<Tensor> {
@@ -312,19 +319,17 @@ pub(crate) fn forward_many(
     if ws.iter().any(|w| w.k != k) {
         return Ok(None);
     }
-    let Some((xs, m)) = small_input(x, k)? else {
-        return Ok(None);
-    };
-    let mut outs: Vec<Vec<f32>> = ws.iter().map(|w| vec![0f32; m * w.n]).collect();
-    {
-        let mut dsts: Vec<&mut [f32]> = outs.iter_mut().map(|o| o.as_mut_slice()).collect();
-        matmul(ws, &xs, m, &mut dsts);
-    }
-    outs.into_iter()
-        .zip(ws)
-        .map(|(o, w)| out_tensor(x, o, w.n))
-        .collect::<candle_core::Result<Vec<_>>>()
-        .map(Some)
+    with_input(x, k, |xs, m| {
+        let mut outs: Vec<Vec<f32>> = ws.iter().map(|w| vec![0f32; m * w.n]).collect();
+        {
+            let mut dsts: Vec<&mut [f32]> = outs.iter_mut().map(|o| o.as_mut_slice()).collect();
+            matmul(ws, xs, m, &mut dsts);
+        }
+        outs.into_iter()
+            .zip(ws)
+            .map(|(o, w)| out_tensor(x, o, w.n))
+            .collect()
+    })
 }
 
 /// `act(x·Gᵀ) ⊙ (x·Uᵀ)` in one pass (SwiGLU, GeGLU); None when the kernels do not apply.
@@ -337,27 +342,26 @@ pub(crate) fn gated(
     if g.kind != u.kind || g.n != u.n || g.k != u.k {
         return Ok(None);
     }
-    let Some((xs, m)) = small_input(x, g.k)? else {
-        return Ok(None);
-    };
-    let n = g.n;
-    let mut out = vec![0f32; m * n];
-    let dst = SendPtr(out.as_mut_ptr());
-    let isa = Isa::best();
-    let gbytes = g.group_bytes();
-    with_acts(&xs, m, g.k, &[g.kind], |acts| {
-        pool_groups(n.div_ceil(G), |grp| {
-            let wg = &g.data[grp * gbytes..][..gbytes];
-            let wu = &u.data[grp * gbytes..][..gbytes];
-            group_rows(isa, g.kind, [wg, wu], acts, m, |r, [gv, uv]| {
-                let y = std::array::from_fn(|l| act(gv[l]) * uv[l]);
-                // SAFETY: row r's columns of this group lie inside `out` (m × n), and only
-                // this group writes them.
-                unsafe { store(dst, n, r, grp, &y) };
+    with_input(x, g.k, |xs, m| {
+        let n = g.n;
+        let mut out = vec![0f32; m * n];
+        let dst = SendPtr(out.as_mut_ptr());
+        let isa = Isa::best();
+        let gbytes = g.group_bytes();
+        with_acts(xs, m, g.k, Formats::of([g.kind]), |acts| {
+            pool_groups(n.div_ceil(G), |grp| {
+                let wg = &g.data[grp * gbytes..][..gbytes];
+                let wu = &u.data[grp * gbytes..][..gbytes];
+                group_rows(isa, g.kind, [wg, wu], acts, m, |r, [gv, uv]| {
+                    let y = std::array::from_fn(|l| act(gv[l]) * uv[l]);
+                    // SAFETY: row r's columns of this group lie inside `out` (m × n), and
+                    // only this group writes them.
+                    unsafe { store(dst, n, r, grp, &y) };
+                });
             });
         });
-    });
-    out_tensor(x, out, n).map(Some)
+        out_tensor(x, out, n)
+    })
 }
 
 /// `dst[j] (m, n_j) = x (m, k) · W_jᵀ` for weights sharing the input width k.
@@ -375,8 +379,7 @@ fn matmul(ws: &[&FastWeight], x: &[f32], m: usize, dst: &mut [&mut [f32]]) {
         total += w.n.div_ceil(G);
     }
     let isa = Isa::best();
-    let kinds: Vec<Kind> = ws.iter().map(|w| w.kind).collect();
-    with_acts(x, m, k, &kinds, |acts| {
+    with_acts(x, m, k, Formats::of(ws.iter().map(|w| w.kind)), |acts| {
         pool_groups(total, |g| {
             let j = starts.partition_point(|&s| s <= g) - 1;
             let (w, grp) = (ws[j], g - starts[j]);
@@ -491,21 +494,43 @@ thread_local! {
         const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
 }
 
-/// Quantizes the m rows of `x` (m, k) for weights of `kinds` and runs `f` on them.
-fn with_acts<R>(x: &[f32], m: usize, k: usize, kinds: &[Kind], f: impl FnOnce(&Acts) -> R) -> R {
+/// Which activation formats a set of weights multiplies with.
+#[derive(Clone, Copy)]
+struct Formats {
+    blocks: bool,
+    super_blocks: bool,
+}
+
+impl Formats {
+    fn of(kinds: impl IntoIterator<Item = Kind>) -> Self {
+        kinds.into_iter().fold(
+            Formats {
+                blocks: false,
+                super_blocks: false,
+            },
+            |f, k| Formats {
+                blocks: f.blocks || k.block_values() == QK,
+                super_blocks: f.super_blocks || k.block_values() == QK_K,
+            },
+        )
+    }
+}
+
+/// Quantizes the m rows of `x` (m, k) in the `formats` needed and runs `f` on them.
+fn with_acts<R>(x: &[f32], m: usize, k: usize, formats: Formats, f: impl FnOnce(&Acts) -> R) -> R {
     ACTS.with(|cell| {
         let mut cell = cell.borrow_mut();
         let (blocks, super_blocks) = &mut *cell;
         blocks.clear();
         super_blocks.clear();
-        if kinds.iter().any(|k| k.block_values() == QK) {
+        if formats.blocks {
             let nb = k / QK;
             blocks.resize(m * nb, ActBlock::default());
             rows_parallel(blocks, nb, |r, ar| {
                 quantize_row(Isa::best(), &x[r * k..][..k], ar)
             });
         }
-        if kinds.iter().any(|k| k.block_values() == QK_K) {
+        if formats.super_blocks {
             let nb = k / QK_K;
             super_blocks.resize(m * nb, ActBlockK::default());
             rows_parallel(super_blocks, nb, |r, ar| {
@@ -669,7 +694,7 @@ mod tests {
         for dtype in ALL {
             let fast = pack(&quantized(dtype, n, k, 3)).unwrap();
             let x = noise(4 * k, 100);
-            with_acts(&x, 4, k, &[fast.kind], |acts| {
+            with_acts(&x, 4, k, Formats::of([fast.kind]), |acts| {
                 let gbytes = fast.group_bytes();
                 for grp in 0..n / G {
                     let w = &fast.data[grp * gbytes..][..gbytes];
