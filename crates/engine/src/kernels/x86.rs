@@ -22,10 +22,11 @@ macro_rules! bcast4 {
 // The helpers are macros, not functions, so that they always expand inside a kernel that has
 // the features their intrinsics need.
 
-// AVX-VNNI: products accumulate in i32 lanes directly.
+// VNNI: products accumulate in i32 lanes directly. `dpbusd` is the module's `vpdpbusd`, in the
+// VEX (AVX-VNNI) or EVEX (AVX512-VNNI) encoding (see `isa_kernels`).
 macro_rules! dp_vnni {
     ($acc:expr, $u:expr, $s:expr) => {
-        _mm256_dpbusd_avx_epi32($acc, $u, $s)
+        dpbusd($acc, $u, $s)
     };
 }
 macro_rules! finish_vnni {
@@ -36,31 +37,12 @@ macro_rules! finish_vnni {
 // Packed Q8_0 bytes are q + 128: Σ(q + 128)·x − 128·Σx (the correction `c` starts the sum).
 macro_rules! dot8_vnni {
     ($v:expr, $x:expr, $c:expr) => {
-        _mm256_dpbusd_avx_epi32(_mm256_set1_epi32($c), $v, $x)
+        dpbusd(_mm256_set1_epi32($c), $v, $x)
     };
 }
-
 macro_rules! dp2_vnni {
     ($acc:expr, $u0:expr, $s0:expr, $u1:expr, $s1:expr) => {
-        _mm256_dpbusd_avx_epi32(_mm256_dpbusd_avx_epi32($acc, $u0, $s0), $u1, $s1)
-    };
-}
-
-// The same with the EVEX (AVX512-VNNI, 256-bit) encoding, for CPUs that have it but not
-// AVX-VNNI (AMD Zen 4, Intel Ice Lake).
-macro_rules! dp_vnni512 {
-    ($acc:expr, $u:expr, $s:expr) => {
-        _mm256_dpbusd_epi32($acc, $u, $s)
-    };
-}
-macro_rules! dot8_vnni512 {
-    ($v:expr, $x:expr, $c:expr) => {
-        _mm256_dpbusd_epi32(_mm256_set1_epi32($c), $v, $x)
-    };
-}
-macro_rules! dp2_vnni512 {
-    ($acc:expr, $u0:expr, $s0:expr, $u1:expr, $s1:expr) => {
-        _mm256_dpbusd_epi32(_mm256_dpbusd_epi32($acc, $u0, $s0), $u1, $s1)
+        dpbusd(dpbusd($acc, $u0, $s0), $u1, $s1)
     };
 }
 
@@ -258,11 +240,20 @@ macro_rules! q8_0_kernel {
     };
 }
 
-/// One module of 32-value-block kernels per instruction set, with the same function names.
+/// One module of 32-value-block kernels per instruction set, with the same function names;
+/// VNNI modules name their `vpdpbusd` encoding.
 macro_rules! isa_kernels {
-    ($module:ident, $features:literal, $dp:ident, $finish:ident, $dp2:ident, $dot4:ident, $dot8:ident) => {
+    ($module:ident, $features:literal, $dp:ident, $finish:ident, $dp2:ident, $dot4:ident, $dot8:ident
+     $(, dpbusd = $dpbusd:ident)?) => {
         pub mod $module {
             use super::*;
+            $(
+                #[inline]
+                #[target_feature(enable = $features)]
+                unsafe fn dpbusd(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
+                    $dpbusd(acc, u, s)
+                }
+            )?
             q4_1_kernel!(q4_1, $features, $dp, $finish);
             q5_0_kernel!(q5_0, $features, $dp2);
             q4_0_kernel!(q4_0, $features, $dot4);
@@ -287,16 +278,19 @@ isa_kernels!(
     finish_vnni,
     dp2_vnni,
     dot8_vnni,
-    dot8_vnni
+    dot8_vnni,
+    dpbusd = _mm256_dpbusd_avx_epi32
 );
+// AVX512-VNNI's 256-bit form, for CPUs that have it but not AVX-VNNI (Zen 4, Ice Lake).
 isa_kernels!(
     avx512_vnni,
     "avx2,fma,f16c,avx512f,avx512vl,avx512vnni",
-    dp_vnni512,
+    dp_vnni,
     finish_vnni,
-    dp2_vnni512,
-    dot8_vnni512,
-    dot8_vnni512
+    dp2_vnni,
+    dot8_vnni,
+    dot8_vnni,
+    dpbusd = _mm256_dpbusd_epi32
 );
 
 /// One activation block's scale d = max|x|/127 and its 32 values round(x/d) (written to `qs`),
