@@ -230,21 +230,16 @@ fn verify_a_bundle_model_signing_just_wrote() {
         .arg("--signature")
         .arg(model.join("model.sig")));
     let home = tempfile::tempdir().unwrap();
-    let o = verify(
-        home.path(),
-        &model,
-        &model.join("model.sig"),
-        &w.join("k.pub"),
-        &[],
-    );
-    expect(&o, 0, "[verified]");
+    let check = || {
+        verify(
+            home.path(),
+            &model,
+            &model.join("model.sig"),
+            &w.join("k.pub"),
+            &[],
+        )
+    };
+    expect(&check(), 0, "[verified]");
     std::fs::write(model.join("config.json"), b"{}").unwrap();
-    let o = verify(
-        home.path(),
-        &model,
-        &model.join("model.sig"),
-        &w.join("k.pub"),
-        &[],
-    );
-    expect(&o, 3, "config.json");
+    expect(&check(), 3, "config.json");
 }
