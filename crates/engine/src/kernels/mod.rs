@@ -196,11 +196,7 @@ pub fn instruction_sets() -> String {
 #[cfg(target_arch = "x86_64")]
 fn avx512bw() -> bool {
     static HAS: OnceLock<bool> = OnceLock::new();
-    *HAS.get_or_init(|| {
-        std::env::var_os("CANDOR_NO_AVX512").is_none()
-            && is_x86_feature_detected!("avx512f")
-            && is_x86_feature_detected!("avx512bw")
-    })
+    *HAS.get_or_init(|| is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw"))
 }
 
 /// A quantized (n, k) weight on the CPU, packed for these kernels.
