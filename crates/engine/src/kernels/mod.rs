@@ -1,24 +1,25 @@
-//! CPU matmul kernels for the GGUF weight types candle 0.11 handles slowly: Q4_1 (the default
-//! model's) and Q8_0 (its embedding / output matrix).
+//! CPU matmul kernels for the GGUF weight types candle 0.11 handles slowly: Q4_0, Q4_1, Q5_0,
+//! Q8_0, Q4_K, Q5_K and Q6_K.
 //!
-//! candle 0.11 computes Q4_1 dot products with a scalar loop and runs a prompt batch through
-//! the same one-row-at-a-time path as decoding. Here the weights are regrouped at load into a
-//! layout built for SIMD dot products (`packed.rs`), each activation row is quantized once to
-//! 8-bit blocks with ggml's rounding, and groups of eight weight rows are split across candle's
-//! thread pool, each group reused for every row of a prompt batch. The kernels (`x86.rs`:
-//! AVX-VNNI or AVX2, picked at run time; a portable loop otherwise) round exactly as candle's
-//! reference dot products, so outputs match candle and ggml's reference token for token.
+//! The weights are regrouped at load, straight from the verified file, into a layout built for
+//! SIMD dot products (`packed.rs`: eight rows per group); each activation row is quantized once
+//! with ggml's rounding, and groups of rows are split across candle's thread pool, each group
+//! reused for every row of a prompt batch. The kernels (`x86.rs`: AVX-VNNI, AVX512-VNNI or
+//! AVX2, picked at run time; the portable loop in `packed.rs` defines the arithmetic) round
+//! exactly as candle's reference dot products, so outputs match candle token for token.
+//! `activation.rs` holds the vectorized gate activations of the fused feed-forward kernel.
 
+pub(crate) mod activation;
 mod packed;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
 use candle_core::quantized::GgmlDType;
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
-use packed::{ActBlock, ActBlockK, G, QK_K};
+use packed::{ActBlock, ActBlockK, QK_K};
 use std::sync::{Arc, OnceLock};
 
-pub use packed::QK;
+pub use packed::{G, QK};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
@@ -330,7 +331,7 @@ pub(crate) fn forward_many(
 
 /// `act(x·Gᵀ) ⊙ (x·Uᵀ)` in one pass (SwiGLU, GeGLU); None when the kernels do not apply.
 pub(crate) fn gated(
-    act: impl Fn(f32) -> f32 + Sync,
+    act: impl Fn(&[f32; G]) -> [f32; G] + Sync,
     g: &FastWeight,
     u: &FastWeight,
     x: &Tensor,
@@ -349,7 +350,8 @@ pub(crate) fn gated(
                 let wg = &g.data[grp * gbytes..][..gbytes];
                 let wu = &u.data[grp * gbytes..][..gbytes];
                 group_rows(isa, g.kind, [wg, wu], acts, m, |r, [gv, uv]| {
-                    let y = std::array::from_fn(|l| act(gv[l]) * uv[l]);
+                    let a = act(gv);
+                    let y = std::array::from_fn(|l| a[l] * uv[l]);
                     // SAFETY: row r's columns of this group lie inside `out` (m × n), and
                     // only this group writes them.
                     unsafe { store(dst, n, r, grp, &y) };
@@ -733,6 +735,7 @@ mod tests {
 
     #[test]
     fn gated_equals_candle_ops() {
+        use crate::layers::Gate;
         let (m, n, k) = (6, 40, 128);
         for dtype in [GgmlDType::Q4_1, GgmlDType::Q5_0] {
             let (g, u) = (quantized(dtype, n, k, 11), quantized(dtype, n, k, 12));
@@ -740,18 +743,20 @@ mod tests {
             let (fg, fu) = (pack(&g).unwrap(), pack(&u).unwrap());
             let gx = g.forward(&x).unwrap();
             let ux = u.forward(&x).unwrap();
-            for (gate, want) in [
-                (
-                    crate::layers::Gate::Silu,
-                    candle_nn::ops::silu(&gx).unwrap(),
-                ),
-                (crate::layers::Gate::GeluTanh, gx.gelu().unwrap()),
-            ] {
-                let want = (want * &ux).unwrap();
-                let y = gated(|v| gate.f32(v), &fg, &fu, &x)
-                    .unwrap()
-                    .expect("kernels apply");
-                assert_eq!(bits(&y), bits(&want), "{gate:?} {dtype:?}");
+            let fused = |gate: Gate| {
+                let y = gated(|v| gate.group(v), &fg, &fu, &x).unwrap();
+                y.expect("kernels apply")
+            };
+            // SiLU: candle's operations in candle's order, bit for bit.
+            let want = (candle_nn::ops::silu(&gx).unwrap() * &ux).unwrap();
+            assert_eq!(bits(&fused(Gate::Silu)), bits(&want), "SiLU {dtype:?}");
+            // GELU: another formula for the same function, equal to rounding.
+            let want = (gx.gelu().unwrap() * &ux).unwrap();
+            let want = want.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let got = fused(Gate::GeluTanh).flatten_all().unwrap();
+            let scale = want.iter().fold(0f32, |a, v| a.max(v.abs()));
+            for (g, w) in got.to_vec1::<f32>().unwrap().iter().zip(&want) {
+                assert!((g - w).abs() <= 1e-6 * scale, "GELU {dtype:?}: {g} vs {w}");
             }
         }
     }
