@@ -3,7 +3,10 @@
 //!
 //! `stock_candle_*` run the same steps on the same file with candle-transformers' own
 //! `quantized_llama` (unverified, loaded straight from the file), so one run gives the ratio to
-//! stock candle. Set `RAYON_NUM_THREADS` to fix the thread count of both.
+//! stock candle. Set `RAYON_NUM_THREADS` to fix the thread count of both. candle's own thread
+//! pool, which stock candle multiplies with, is started with its workers before anything else
+//! here; a `candor` process starts it without them when candor's kernels take every matrix
+//! (see `settle_candle_pool` in the engine), so `candor bench` measures candor alone.
 //!
 //! The model is loaded through the verifier as the CLI does. It is looked up, in order, in
 //! `CANDOR_BENCH_MODEL` (a model directory, verified as an unlisted model) and in the end-to-end
@@ -24,6 +27,8 @@ const PROMPT_TOKENS: usize = 128;
 const DECODE_CONTEXT: usize = 64;
 
 fn main() {
+    // Before candor's first model load, so stock candle keeps its matmul threads.
+    candle_core::utils::barrier_pool();
     divan::main();
 }
 

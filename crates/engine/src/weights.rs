@@ -185,6 +185,21 @@ impl<'a> Weights<'a> {
         }
     }
 
+    /// Whether some matrix is stored in a quantized type candor's kernels do not take, so
+    /// that candle multiplies it (on its own thread pool).
+    pub fn needs_candle_quantized_matmul(&self) -> bool {
+        let Weights::Gguf { content, .. } = self else {
+            return false;
+        };
+        content.tensor_infos.values().any(|t| {
+            let float = matches!(
+                t.ggml_dtype,
+                GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16
+            );
+            t.shape.rank() == 2 && !float && !crate::kernels::takes(t.ggml_dtype)
+        })
+    }
+
     /// A GGUF matrix's stored blocks, straight from the verified bytes: (type, (rows, cols),
     /// bytes). None for safetensors, a missing tensor, or a tensor that is not 2-D.
     pub fn gguf_blocks(

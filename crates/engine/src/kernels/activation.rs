@@ -25,7 +25,7 @@ pub(crate) fn exp(x: [f32; G]) -> [f32; G] {
         8.333_452e-3,
         4.166_579_6e-2,
         1.666_666_5e-1,
-        5.000_000_1e-1,
+        0.5,
     ];
     std::array::from_fn(|i| {
         let x = x[i].clamp(-87.0, 88.0);
@@ -40,7 +40,7 @@ pub(crate) fn exp(x: [f32; G]) -> [f32; G] {
 /// GELU with the tanh approximation (Gemma's `gelu_pytorch_tanh`).
 pub(crate) fn gelu_tanh(x: &[f32; G]) -> [f32; G] {
     // 2·√(2/π): σ(2u) = (1 + tanh(u)) / 2.
-    const TWO_SQRT_TWO_OVER_PI: f32 = 1.595_769_1;
+    const TWO_SQRT_TWO_OVER_PI: f32 = 1.595_769;
     let minus_2u =
         std::array::from_fn(|i| -TWO_SQRT_TWO_OVER_PI * x[i] * (1.0 + 0.044_715 * x[i] * x[i]));
     let e = exp(minus_2u);
@@ -56,7 +56,7 @@ mod tests {
         let mut v: Vec<f32> = (-20_000..=20_000).map(|i| i as f32 * 1e-3).collect();
         v.extend((-400..=400).map(|i| i as f32 * 0.25));
         v.extend([0.0, -0.0, 1e-30, -1e-30, 87.0, -87.0, 88.0, 1e6, -1e6]);
-        while v.len() % G != 0 {
+        while !v.len().is_multiple_of(G) {
             v.push(0.5);
         }
         v

@@ -3,7 +3,7 @@
 //!
 //! The weights are regrouped at load, straight from the verified file, into a layout built for
 //! SIMD dot products (`packed.rs`: eight rows per group); each activation row is quantized once
-//! with ggml's rounding, and groups of rows are split across candle's thread pool, each group
+//! with ggml's rounding, and groups of rows are split across the rayon pool the model runs in, each group
 //! reused for every row of a prompt batch. The kernels (`x86.rs`: AVX-VNNI, AVX512-VNNI or
 //! AVX2, picked at run time; the portable loop in `packed.rs` defines the arithmetic) round
 //! exactly as candle's reference dot products, so outputs match candle token for token.
@@ -30,6 +30,32 @@ pub(crate) enum Kind {
     Q4K,
     Q5K,
     Q6K,
+}
+
+impl Kind {
+    fn of(dtype: GgmlDType) -> Option<Kind> {
+        Some(match dtype {
+            GgmlDType::Q4_0 => Kind::Q4_0,
+            GgmlDType::Q4_1 => Kind::Q4_1,
+            GgmlDType::Q5_0 => Kind::Q5_0,
+            GgmlDType::Q8_0 => Kind::Q8_0,
+            GgmlDType::Q4K => Kind::Q4K,
+            GgmlDType::Q5K => Kind::Q5K,
+            GgmlDType::Q6K => Kind::Q6K,
+            _ => return None,
+        })
+    }
+}
+
+/// Whether the kernels run at all: a SIMD instruction set is there and `CANDOR_NO_KERNELS`
+/// is not set.
+fn enabled() -> bool {
+    std::env::var_os("CANDOR_NO_KERNELS").is_none() && Isa::best() != Isa::Portable
+}
+
+/// Whether a GGUF matrix stored as `dtype` runs on these kernels on this CPU.
+pub(crate) fn takes(dtype: GgmlDType) -> bool {
+    enabled() && Kind::of(dtype).is_some()
 }
 
 /// The instruction set the kernels use on this CPU.
@@ -220,23 +246,14 @@ impl FastWeight {
         (n, k): (usize, usize),
         data: &[u8],
     ) -> Option<Self> {
-        if std::env::var_os("CANDOR_NO_KERNELS").is_some() || Isa::best() == Isa::Portable {
+        if !enabled() {
             return None;
         }
         Self::pack_blocks(dtype, n, k, data)
     }
 
     fn pack_blocks(dtype: GgmlDType, n: usize, k: usize, bytes: &[u8]) -> Option<Self> {
-        let kind = match dtype {
-            GgmlDType::Q4_0 => Kind::Q4_0,
-            GgmlDType::Q4_1 => Kind::Q4_1,
-            GgmlDType::Q5_0 => Kind::Q5_0,
-            GgmlDType::Q8_0 => Kind::Q8_0,
-            GgmlDType::Q4K => Kind::Q4K,
-            GgmlDType::Q5K => Kind::Q5K,
-            GgmlDType::Q6K => Kind::Q6K,
-            _ => return None,
-        };
+        let kind = Kind::of(dtype)?;
         let bv = kind.block_values();
         if k == 0 || n == 0 || !k.is_multiple_of(bv) {
             return None;
@@ -446,10 +463,16 @@ fn rows_parallel<T: Send>(out: &mut [T], nb: usize, f: impl Fn(usize, &mut [T]) 
     });
 }
 
-/// Splits `groups` work items across candle's thread pool.
+/// Splits `groups` work items across the rayon pool the model runs in, a few pieces per
+/// thread so that a thread that starts late takes fewer.
 fn pool_groups(groups: usize, f: impl Fn(usize) + Sync) {
-    candle_core::utils::barrier_pool().execute_chunked(groups, |range| range.for_each(&f));
+    use rayon::prelude::*;
+    let piece = groups
+        .div_ceil(rayon::current_num_threads() * PIECES)
+        .max(1);
+    (0..groups).into_par_iter().with_min_len(piece).for_each(&f);
 }
+const PIECES: usize = 4;
 
 /// `packed::quantize_row`, with SIMD where the CPU has it (same results).
 fn quantize_row(isa: Isa, x: &[f32], out: &mut [ActBlock]) {
