@@ -12,10 +12,13 @@ pub enum Architecture {
     Llama,
     Mistral,
     Qwen2,
+    Qwen3,
+    Olmo2,
     Gemma3,
 }
 
-pub const SUPPORTED: &str = "llama (Llama 2/3.x, SmolLM2, TinyLlama), mistral, qwen2, gemma3";
+pub const SUPPORTED: &str =
+    "llama (Llama 2/3.x, SmolLM2, TinyLlama), mistral, qwen2, qwen3, olmo2, gemma3";
 
 impl Architecture {
     pub fn parse(name: &str) -> Result<Self> {
@@ -23,6 +26,8 @@ impl Architecture {
             "llama" | "LlamaForCausalLM" => Self::Llama,
             "mistral" | "MistralForCausalLM" => Self::Mistral,
             "qwen2" | "Qwen2ForCausalLM" => Self::Qwen2,
+            "qwen3" | "Qwen3ForCausalLM" => Self::Qwen3,
+            "olmo2" | "Olmo2ForCausalLM" => Self::Olmo2,
             "gemma3" | "gemma3_text" | "Gemma3ForCausalLM" => Self::Gemma3,
             other => {
                 return Err(Error::UnsupportedArchitecture {
@@ -38,9 +43,35 @@ impl Architecture {
             Self::Llama => "llama",
             Self::Mistral => "mistral",
             Self::Qwen2 => "qwen2",
+            Self::Qwen3 => "qwen3",
+            Self::Olmo2 => "olmo2",
             Self::Gemma3 => "gemma3",
         }
     }
+
+    /// The RMSNorm this family applies to queries and keys before RoPE, if any.
+    pub fn qk_norm(self) -> Option<QkNorm> {
+        match self {
+            Self::Qwen3 | Self::Gemma3 => Some(QkNorm::PerHead),
+            Self::Olmo2 => Some(QkNorm::Whole),
+            Self::Llama | Self::Mistral | Self::Qwen2 => None,
+        }
+    }
+
+    /// Whether a block normalizes the outputs of attention and the MLP (before the residual
+    /// add) instead of their inputs, as OLMo 2 does.
+    pub fn norms_after(self) -> bool {
+        self == Self::Olmo2
+    }
+}
+
+/// Where a query/key RMSNorm applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QkNorm {
+    /// Over each head's `head_dim` values (Qwen3, Gemma 3).
+    PerHead,
+    /// Over the whole projection, all heads at once (OLMo 2).
+    Whole,
 }
 
 /// Llama 3.x frequency-dependent RoPE scaling (`rope_type = "llama3"`).

@@ -319,7 +319,8 @@ fn gpt2_pre_tokenizer(pre: &str) -> Result<Value> {
         "smollm" => json!({"type": "Sequence", "pretokenizers": [
             {"type": "Digits", "individual_digits": true}, byte_level(true)]}),
         "gpt2" | "default" => byte_level(true),
-        "llama3" | "llama-bpe" | "smaug-bpe" => {
+        // DBRX's (cl100k's, as in OLMo 2) split is Llama 3's, as llama.cpp treats it.
+        "llama3" | "llama-bpe" | "smaug-bpe" | "dbrx" => {
             json!({"type": "Sequence", "pretokenizers": [split(LLAMA3), byte_level(false)]})
         }
         "qwen2" | "deepseek-r1-qwen" => {
@@ -327,7 +328,7 @@ fn gpt2_pre_tokenizer(pre: &str) -> Result<Value> {
         }
         other => {
             return Err(Error::Unsupported(format!(
-                "GGUF pre-tokenizer `{other}` (supported: smollm, gpt2, llama-bpe, qwen2); \
+                "GGUF pre-tokenizer `{other}` (supported: smollm, gpt2, llama-bpe, dbrx, qwen2); \
                  put the model's tokenizer.json next to it"
             )))
         }

@@ -1,7 +1,10 @@
-//! Llama-family decoder: Llama 2/3.x, SmolLM2, TinyLlama, Mistral (sliding window) and Qwen2
-//! (biases on Q/K/V). Pre-norm blocks: RMSNorm → attention → residual, RMSNorm → SwiGLU → residual.
+//! Llama-family decoder: Llama 2/3.x, SmolLM2, TinyLlama, Mistral (sliding window), Qwen2
+//! (biases on Q/K/V), Qwen3 (RMSNorm on each query and key head) and OLMo 2 (RMSNorm on the
+//! whole query and key projections; norms on the sublayers' outputs instead of their inputs).
+//! Blocks: RMSNorm → attention → residual, RMSNorm → SwiGLU → residual; OLMo 2:
+//! attention → RMSNorm → residual, SwiGLU → RMSNorm → residual.
 
-use crate::config::ModelConfig;
+use crate::config::{ModelConfig, QkNorm};
 use crate::error::Result;
 use crate::layers::{attention, attention_mask, Embedding, Gate, KvCache, Linear, RmsNorm, Rope};
 use crate::weights::{Weight, Weights};
@@ -9,11 +12,15 @@ use candle_core::{Device, Tensor};
 
 #[derive(Debug, Clone)]
 struct Block {
+    /// Before attention, or after it where the family normalizes outputs (`norms_after`).
     attn_norm: RmsNorm,
     q: Linear,
     k: Linear,
     v: Linear,
+    /// Query and key RMSNorms (`ModelConfig::arch.qk_norm()`).
+    qk_norm: Option<(RmsNorm, RmsNorm)>,
     o: Linear,
+    /// Before the MLP, or after it (`norms_after`).
     ffn_norm: RmsNorm,
     gate: Linear,
     up: Linear,
@@ -29,6 +36,7 @@ pub struct Llama {
     norm: RmsNorm,
     output: Linear,
     rope: Rope,
+    norms_after: bool,
     device: Device,
 }
 
@@ -43,12 +51,30 @@ impl Llama {
         let (q_out, kv_out) = (cfg.n_heads * d, cfg.n_kv_heads * d);
         let embed = Embedding::load(w, cfg.vocab_size, h, device)?;
         let bias = |b: Weight| cfg.qkv_bias.then_some(b);
+        let after = cfg.arch.norms_after();
+        let (attn_norm, ffn_norm) = if after {
+            (Weight::PostAttnNorm, Weight::PostFfnNorm)
+        } else {
+            (Weight::AttnNorm, Weight::FfnNorm)
+        };
         let mut blocks = Vec::with_capacity(cfg.n_layers);
         for i in 0..cfg.n_layers {
             let l = Some(i);
-            let norm = |wt| RmsNorm::load(w, wt, l, h, cfg.rms_norm_eps, false, device);
+            let norm_of = |wt, dim| RmsNorm::load(w, wt, l, dim, cfg.rms_norm_eps, false, device);
+            let norm = |wt| norm_of(wt, h);
+            let qk_norm = match cfg.arch.qk_norm() {
+                None => None,
+                Some(QkNorm::PerHead) => Some((
+                    norm_of(Weight::AttnQNorm, d)?,
+                    norm_of(Weight::AttnKNorm, d)?,
+                )),
+                Some(QkNorm::Whole) => Some((
+                    norm_of(Weight::AttnQNorm, q_out)?,
+                    norm_of(Weight::AttnKNorm, kv_out)?,
+                )),
+            };
             blocks.push(Block {
-                attn_norm: norm(Weight::AttnNorm)?,
+                attn_norm: norm(attn_norm)?,
                 q: Linear::load(
                     w,
                     Weight::AttnQ,
@@ -73,8 +99,9 @@ impl Llama {
                     &[kv_out, h],
                     device,
                 )?,
+                qk_norm,
                 o: Linear::load(w, Weight::AttnOutput, None, l, &[h, q_out], device)?,
-                ffn_norm: norm(Weight::FfnNorm)?,
+                ffn_norm: norm(ffn_norm)?,
                 gate: Linear::load(
                     w,
                     Weight::FfnGate,
@@ -137,6 +164,7 @@ impl Llama {
             norm,
             output,
             rope,
+            norms_after: after,
             device: device.clone(),
         })
     }
@@ -149,26 +177,36 @@ impl Llama {
         let mask = attention_mask(seq, pos, self.cfg.sliding_window, &self.device)?;
         let (nh, nkv, d) = (self.cfg.n_heads, self.cfg.n_kv_heads, self.cfg.head_dim);
         let scale = 1.0 / (d as f64).sqrt();
+        let after = self.norms_after;
         for b in self.blocks.iter_mut() {
             let r = x.clone();
-            let hn = b.attn_norm.forward(&x)?;
-            let [q, k, v]: [Tensor; 3] = Linear::forward_many(&[&b.q, &b.k, &b.v], &hn)?
+            let hn = if after { x } else { b.attn_norm.forward(&x)? };
+            let [mut q, mut k, v]: [Tensor; 3] = Linear::forward_many(&[&b.q, &b.k, &b.v], &hn)?
                 .try_into()
                 .map_err(|_| candle_core::Error::Msg("qkv".into()))?;
-            let q = q.reshape((1, seq, nh, d))?.transpose(1, 2)?;
-            let k = k.reshape((1, seq, nkv, d))?.transpose(1, 2)?;
+            if let (Some((qn, kn)), Some(QkNorm::Whole)) = (&b.qk_norm, self.cfg.arch.qk_norm()) {
+                (q, k) = (qn.forward(&q)?, kn.forward(&k)?);
+            }
+            let mut q = q.reshape((1, seq, nh, d))?;
+            let mut k = k.reshape((1, seq, nkv, d))?;
+            if let (Some((qn, kn)), Some(QkNorm::PerHead)) = (&b.qk_norm, self.cfg.arch.qk_norm()) {
+                (q, k) = (qn.forward(&q)?, kn.forward(&k)?);
+            }
+            let q = self.rope.apply(&q.transpose(1, 2)?, pos)?;
+            let k = self.rope.apply(&k.transpose(1, 2)?, pos)?;
             let v = v.reshape((1, seq, nkv, d))?.transpose(1, 2)?;
-            let q = self.rope.apply(&q, pos)?;
-            let k = self.rope.apply(&k, pos)?;
             let (k, v) = b.cache.append(&k, &v)?;
             let y = attention(&q, &k, &v, scale, None, mask.as_ref())?;
             let y = y.transpose(1, 2)?.reshape((1, seq, nh * d))?;
-            x = (b.o.forward(&y)? + r)?;
+            let y = b.o.forward(&y)?;
+            let y = if after { b.attn_norm.forward(&y)? } else { y };
+            x = (y + r)?;
             let r = x.clone();
-            let hn = b.ffn_norm.forward(&x)?;
+            let hn = if after { x } else { b.ffn_norm.forward(&x)? };
             let y = b
                 .down
                 .forward(&Linear::gated(Gate::Silu, &b.gate, &b.up, &hn)?)?;
+            let y = if after { b.ffn_norm.forward(&y)? } else { y };
             x = (y + r)?;
         }
         let x = if all_logits {
