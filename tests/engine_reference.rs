@@ -90,6 +90,11 @@ fn qwen2_with_qkv_bias_matches_transformers() {
 }
 
 #[test]
+fn gemma2_with_attention_softcapping_matches_transformers() {
+    check("gemma2");
+}
+
+#[test]
 fn gemma3_matches_transformers() {
     check("gemma3");
 }
@@ -109,7 +114,7 @@ fn olmo2_with_output_norms_matches_transformers() {
 /// layer is global. Both are covered by the safetensors checks above.
 #[test]
 fn gguf_conversions_match_transformers() {
-    for arch in ["llama", "qwen2", "qwen3", "olmo2"] {
+    for arch in ["llama", "qwen2", "qwen3", "olmo2", "gemma2"] {
         check_gguf(arch);
     }
 }

@@ -5,7 +5,7 @@ use candle_core::quantized::gguf_file;
 use serde::Deserialize;
 
 /// The architectures candor runs. Llama, Mistral and Qwen2 share one block layout
-/// (`models::llama`); Gemma 3 has its own (`models::gemma3`).
+/// (`models::llama`); Gemma 2 and 3 have their own (`models::gemma`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Architecture {
@@ -14,11 +14,12 @@ pub enum Architecture {
     Qwen2,
     Qwen3,
     Olmo2,
+    Gemma2,
     Gemma3,
 }
 
 pub const SUPPORTED: &str =
-    "llama (Llama 2/3.x, SmolLM2, TinyLlama), mistral, qwen2, qwen3, olmo2, gemma3";
+    "llama (Llama 2/3.x, SmolLM2, TinyLlama), mistral, qwen2, qwen3, olmo2, gemma2, gemma3";
 
 impl Architecture {
     pub fn parse(name: &str) -> Result<Self> {
@@ -28,6 +29,7 @@ impl Architecture {
             "qwen2" | "Qwen2ForCausalLM" => Self::Qwen2,
             "qwen3" | "Qwen3ForCausalLM" => Self::Qwen3,
             "olmo2" | "Olmo2ForCausalLM" => Self::Olmo2,
+            "gemma2" | "Gemma2ForCausalLM" => Self::Gemma2,
             "gemma3" | "gemma3_text" | "Gemma3ForCausalLM" => Self::Gemma3,
             other => {
                 return Err(Error::UnsupportedArchitecture {
@@ -45,6 +47,7 @@ impl Architecture {
             Self::Qwen2 => "qwen2",
             Self::Qwen3 => "qwen3",
             Self::Olmo2 => "olmo2",
+            Self::Gemma2 => "gemma2",
             Self::Gemma3 => "gemma3",
         }
     }
@@ -54,7 +57,7 @@ impl Architecture {
         match self {
             Self::Qwen3 | Self::Gemma3 => Some(QkNorm::PerHead),
             Self::Olmo2 => Some(QkNorm::Whole),
-            Self::Llama | Self::Mistral | Self::Qwen2 => None,
+            Self::Llama | Self::Mistral | Self::Qwen2 | Self::Gemma2 => None,
         }
     }
 
@@ -83,9 +86,9 @@ pub struct Llama3RopeScaling {
     pub original_max_position_embeddings: usize,
 }
 
-/// Gemma 3 specifics.
+/// Gemma 2 and 3 specifics.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Gemma3Params {
+pub struct GemmaParams {
     pub query_pre_attn_scalar: f64,
     /// RoPE base of the sliding-window (local) layers; global layers use `rope_theta`.
     pub rope_local_base_freq: f64,
@@ -120,7 +123,7 @@ pub struct ModelConfig {
     pub sliding_window: Option<usize>,
     pub qkv_bias: bool,
     pub tie_word_embeddings: bool,
-    pub gemma3: Option<Gemma3Params>,
+    pub gemma: Option<GemmaParams>,
 }
 
 impl ModelConfig {
@@ -161,7 +164,7 @@ impl ModelConfig {
                 self.n_layers, self.n_heads, self.hidden_size
             )));
         }
-        if let Some(g) = &self.gemma3 {
+        if let Some(g) = &self.gemma {
             if g.sliding_layers.len() != self.n_layers {
                 return Err(Error::malformed(
                     "sliding-window layer pattern length differs from the layer count",
@@ -207,20 +210,40 @@ impl ModelConfig {
         let rope_theta = md
             .f64_opt(&format!("{a}.rope.freq_base"))?
             .unwrap_or(10_000.0);
-        let gemma3 = if arch == Architecture::Gemma3 {
-            // llama.cpp's convention for Gemma 3: every sixth layer is global, the
-            // others attend within the window; local layers use a RoPE base of 10k.
+        let gemma = if matches!(arch, Architecture::Gemma2 | Architecture::Gemma3) {
+            let gemma2 = arch == Architecture::Gemma2;
             let linear = match md.string_opt(&format!("{a}.rope.scaling.type"))?.as_deref() {
                 Some("linear") => md
                     .f64_opt(&format!("{a}.rope.scaling.factor"))?
                     .unwrap_or(1.0),
                 _ => 1.0,
             };
-            Some(Gemma3Params {
-                query_pre_attn_scalar: head_dim as f64,
-                rope_local_base_freq: 10_000.0,
+            // llama.cpp's conventions, which GGUF conversions rely on: Gemma 2 alternates
+            // sliding and global layers and scales queries by head_dim^-1/2 except in its 27B
+            // model (46 layers: (hidden/heads)^-1/2); Gemma 3 makes every sixth layer global
+            // and its local layers use a RoPE base of 10k. Either may name its own pattern
+            // and local base.
+            let every = if gemma2 { 2 } else { 6 };
+            let key = format!("{a}.attention.sliding_window_pattern");
+            let sliding_layers = match md.sliding_pattern_opt(&key, n_layers)? {
+                Some(p) => p,
+                None => (0..n_layers).map(|i| (i + 1) % every != 0).collect(),
+            };
+            let query_pre_attn_scalar = if gemma2 && n_layers == 46 && n_heads > 0 {
+                (hidden_size / n_heads) as f64
+            } else {
+                head_dim as f64
+            };
+            let local_base = md.f64_opt(&format!("{a}.rope.freq_base_swa"))?;
+            Some(GemmaParams {
+                query_pre_attn_scalar,
+                rope_local_base_freq: local_base.unwrap_or(if gemma2 {
+                    rope_theta
+                } else {
+                    10_000.0
+                }),
                 rope_global_linear_factor: linear,
-                sliding_layers: (0..n_layers).map(|i| (i + 1) % 6 != 0).collect(),
+                sliding_layers,
                 final_logit_softcapping: md.f64_opt(&format!("{a}.final_logit_softcapping"))?,
                 attn_logit_softcapping: md.f64_opt(&format!("{a}.attn_logit_softcapping"))?,
                 norm_weights_offset: false,
@@ -247,14 +270,15 @@ impl ModelConfig {
             context_length: md
                 .usize_opt(&format!("{a}.context_length"))?
                 .unwrap_or(2048),
-            sliding_window: if arch == Architecture::Gemma3 || arch == Architecture::Mistral {
-                sliding_window
-            } else {
-                None
+            sliding_window: match arch {
+                Architecture::Mistral | Architecture::Gemma2 | Architecture::Gemma3 => {
+                    sliding_window
+                }
+                _ => None,
             },
             qkv_bias: ct.tensor_infos.contains_key("blk.0.attn_q.bias"),
             tie_word_embeddings: !ct.tensor_infos.contains_key("output.weight"),
-            gemma3,
+            gemma,
         };
         cfg.validate()?;
         Ok(cfg)
@@ -326,12 +350,14 @@ impl ModelConfig {
                 )))
             }
         };
-        let gemma3 = if arch == Architecture::Gemma3 {
+        let gemma = if matches!(arch, Architecture::Gemma2 | Architecture::Gemma3) {
             let n = raw.num_hidden_layers;
+            // Gemma 2 alternates sliding and global layers; Gemma 3 has five sliding per global.
+            let every = if arch == Architecture::Gemma2 { 2 } else { 6 };
             let sliding_layers = match &raw.layer_types {
                 Some(types) => types.iter().map(|t| t == "sliding_attention").collect(),
                 None => {
-                    let pattern = raw.sliding_window_pattern.unwrap_or(6).max(1);
+                    let pattern = raw.sliding_window_pattern.unwrap_or(every).max(1);
                     (0..n).map(|i| (i + 1) % pattern != 0).collect()
                 }
             };
@@ -343,13 +369,17 @@ impl ModelConfig {
                         .and_then(|p| p.get("rope_theta"))
                         .and_then(|v| v.as_f64())
                 })
-                .unwrap_or(10_000.0);
+                .unwrap_or(if arch == Architecture::Gemma2 {
+                    rope_theta
+                } else {
+                    10_000.0
+                });
             let linear = if rope_type == "linear" {
                 num("factor").unwrap_or(1.0)
             } else {
                 1.0
             };
-            Some(Gemma3Params {
+            Some(GemmaParams {
                 query_pre_attn_scalar: raw.query_pre_attn_scalar.unwrap_or(head_dim as f64),
                 rope_local_base_freq: local_base,
                 rope_global_linear_factor: linear,
@@ -376,15 +406,17 @@ impl ModelConfig {
             rope_interleaved: false,
             context_length: raw.max_position_embeddings.unwrap_or(2048),
             sliding_window: match arch {
-                Architecture::Mistral | Architecture::Gemma3 => raw.sliding_window,
+                Architecture::Mistral | Architecture::Gemma2 | Architecture::Gemma3 => {
+                    raw.sliding_window
+                }
                 Architecture::Qwen2 if raw.use_sliding_window == Some(true) => raw.sliding_window,
                 _ => None,
             },
             qkv_bias: arch == Architecture::Qwen2 || raw.attention_bias == Some(true),
             tie_word_embeddings: raw
                 .tie_word_embeddings
-                .unwrap_or(arch == Architecture::Gemma3),
-            gemma3,
+                .unwrap_or(matches!(arch, Architecture::Gemma2 | Architecture::Gemma3)),
+            gemma,
         };
         cfg.validate()?;
         Ok(cfg)
@@ -492,6 +524,37 @@ impl Metadata<'_> {
                 }
             },
         })
+    }
+
+    /// llama.cpp's sliding-window pattern: one bool per layer, or a period n (every n-th
+    /// layer global).
+    pub fn sliding_pattern_opt(&self, key: &str, n_layers: usize) -> Result<Option<Vec<bool>>> {
+        use gguf_file::Value as V;
+        let bad = || {
+            Error::malformed(format!(
+                "metadata key `{key}` is not a sliding-window pattern"
+            ))
+        };
+        match self.get(key) {
+            None => Ok(None),
+            Some(V::Array(items)) => {
+                let p: Option<Vec<bool>> = items
+                    .iter()
+                    .map(|v| match v {
+                        V::Bool(b) => Some(*b),
+                        _ => None,
+                    })
+                    .collect();
+                match p {
+                    Some(p) if p.len() == n_layers => Ok(Some(p)),
+                    _ => Err(bad()),
+                }
+            }
+            Some(_) => match self.usize_opt(key)? {
+                Some(n) if n > 0 => Ok(Some((0..n_layers).map(|i| (i + 1) % n != 0).collect())),
+                _ => Err(bad()),
+            },
+        }
     }
 
     pub fn u32_array_opt(&self, key: &str) -> Result<Option<Vec<u32>>> {

@@ -6,7 +6,7 @@
 use crate::chat::{ChatTemplate, GEMMA_TEMPLATE};
 use crate::config::{Architecture, ModelConfig};
 use crate::error::{Error, Result};
-use crate::models::{gemma3::Gemma3, llama::Llama};
+use crate::models::{gemma::Gemma, llama::Llama};
 use crate::tokenizer::Tokenizer;
 use crate::weights::Weights;
 use candle_core::quantized::gguf_file;
@@ -80,7 +80,7 @@ pub struct ModelInfo {
 
 enum Network {
     Llama(Llama),
-    Gemma3(Gemma3),
+    Gemma(Gemma),
 }
 
 pub struct Model {
@@ -176,7 +176,7 @@ impl Model {
         let tokenizer = Tokenizer::from_gguf(&content)?;
         let template = match content.metadata.get("tokenizer.chat_template") {
             Some(gguf_file::Value::String(s)) => Some(s.clone()),
-            _ if cfg.arch == Architecture::Gemma3 => Some(GEMMA_TEMPLATE.to_string()),
+            _ if cfg.gemma.is_some() => Some(GEMMA_TEMPLATE.to_string()),
             _ => None,
         };
         let weight_type = gguf_weight_type(&content);
@@ -309,8 +309,8 @@ impl Model {
             settle_candle_pool(weights.needs_candle_quantized_matmul());
         }
         let net = match cfg.arch {
-            Architecture::Gemma3 => {
-                Network::Gemma3(Gemma3::load(&cfg, weights, ctx_size, &device)?)
+            Architecture::Gemma2 | Architecture::Gemma3 => {
+                Network::Gemma(Gemma::load(&cfg, weights, ctx_size, &device)?)
             }
             _ => Network::Llama(Llama::load(&cfg, weights, ctx_size, &device)?),
         };
@@ -380,7 +380,7 @@ impl Model {
         self.cached.truncate(len);
         match &mut self.net {
             Network::Llama(m) => m.truncate_cache(len),
-            Network::Gemma3(m) => m.truncate_cache(len),
+            Network::Gemma(m) => m.truncate_cache(len),
         }
     }
 
@@ -410,7 +410,7 @@ impl Model {
         let net = &mut self.net;
         let mut step = || match net {
             Network::Llama(m) => m.forward(ids, pos, all_logits),
-            Network::Gemma3(m) => m.forward(ids, pos, all_logits),
+            Network::Gemma(m) => m.forward(ids, pos, all_logits),
         };
         let logits = match compute_pool() {
             Some(pool) => pool.install(step),

@@ -82,10 +82,12 @@ impl Weight {
             Weight::AttnOutput => "self_attn.o_proj.weight",
             Weight::AttnQNorm => "self_attn.q_norm.weight",
             Weight::AttnKNorm => "self_attn.k_norm.weight",
-            // Llama calls its pre-FFN norm `post_attention_layernorm`; Gemma 3 uses that name
+            // Llama calls its pre-FFN norm `post_attention_layernorm`; Gemma 2/3 use that name
             // for the norm after attention and has a separate `pre_feedforward_layernorm`.
             Weight::PostAttnNorm => "post_attention_layernorm.weight",
-            Weight::FfnNorm if arch == Architecture::Gemma3 => "pre_feedforward_layernorm.weight",
+            Weight::FfnNorm if matches!(arch, Architecture::Gemma2 | Architecture::Gemma3) => {
+                "pre_feedforward_layernorm.weight"
+            }
             Weight::FfnNorm => "post_attention_layernorm.weight",
             Weight::PostFfnNorm => "post_feedforward_layernorm.weight",
             Weight::FfnGate => "mlp.gate_proj.weight",

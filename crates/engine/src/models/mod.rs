@@ -1,4 +1,4 @@
 //! One file per architecture: its weights and its `forward`.
 
-pub mod gemma3;
+pub mod gemma;
 pub mod llama;

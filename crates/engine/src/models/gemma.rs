@@ -1,8 +1,9 @@
-//! Gemma 3 (text): sandwich norms around attention and the MLP, per-head Q/K RMSNorm,
-//! GeGLU, local sliding-window layers with their own RoPE base between global layers,
-//! embeddings scaled by sqrt(hidden_size).
+//! Gemma 2 and Gemma 3 (text): sandwich norms around attention and the MLP, GeGLU, local
+//! sliding-window layers between global ones, embeddings scaled by sqrt(hidden_size).
+//! Gemma 2: every other layer local, soft-capped attention scores. Gemma 3: five local layers
+//! per global one with their own RoPE base, per-head Q/K RMSNorm.
 
-use crate::config::{Gemma3Params, ModelConfig};
+use crate::config::{GemmaParams, ModelConfig, QkNorm};
 use crate::error::{Error, Result};
 use crate::layers::{attention, attention_mask, Embedding, Gate, KvCache, Linear, RmsNorm, Rope};
 use crate::weights::{Weight, Weights};
@@ -15,8 +16,8 @@ struct Block {
     k: Linear,
     v: Linear,
     o: Linear,
-    q_norm: RmsNorm,
-    k_norm: RmsNorm,
+    /// Gemma 3's per-head query and key norms.
+    qk_norm: Option<(RmsNorm, RmsNorm)>,
     post_attn_norm: RmsNorm,
     ffn_norm: RmsNorm,
     post_ffn_norm: RmsNorm,
@@ -28,9 +29,9 @@ struct Block {
 }
 
 #[derive(Debug, Clone)]
-pub struct Gemma3 {
+pub struct Gemma {
     cfg: ModelConfig,
-    params: Gemma3Params,
+    params: GemmaParams,
     embed: Embedding,
     blocks: Vec<Block>,
     norm: RmsNorm,
@@ -40,7 +41,7 @@ pub struct Gemma3 {
     device: Device,
 }
 
-impl Gemma3 {
+impl Gemma {
     pub(crate) fn load(
         cfg: &ModelConfig,
         w: &Weights,
@@ -48,9 +49,9 @@ impl Gemma3 {
         device: &Device,
     ) -> Result<Self> {
         let params = cfg
-            .gemma3
+            .gemma
             .clone()
-            .ok_or_else(|| Error::malformed("Gemma 3 parameters missing"))?;
+            .ok_or_else(|| Error::malformed("Gemma parameters missing"))?;
         let (h, d) = (cfg.hidden_size, cfg.head_dim);
         let (q_out, kv_out) = (cfg.n_heads * d, cfg.n_kv_heads * d);
         let off = params.norm_weights_offset;
@@ -67,8 +68,12 @@ impl Gemma3 {
                 k: Linear::load(w, Weight::AttnK, None, l, &[kv_out, h], device)?,
                 v: Linear::load(w, Weight::AttnV, None, l, &[kv_out, h], device)?,
                 o: Linear::load(w, Weight::AttnOutput, None, l, &[h, q_out], device)?,
-                q_norm: norm(Weight::AttnQNorm, d)?,
-                k_norm: norm(Weight::AttnKNorm, d)?,
+                qk_norm: match cfg.arch.qk_norm() {
+                    Some(QkNorm::PerHead) => {
+                        Some((norm(Weight::AttnQNorm, d)?, norm(Weight::AttnKNorm, d)?))
+                    }
+                    _ => None,
+                },
                 post_attn_norm: norm(Weight::PostAttnNorm, h)?,
                 ffn_norm: norm(Weight::FfnNorm, h)?,
                 post_ffn_norm: norm(Weight::PostFfnNorm, h)?,
@@ -130,16 +135,17 @@ impl Gemma3 {
             };
             let r = x.clone();
             let hn = b.attn_norm.forward(&x)?;
-            let q = b.q.forward(&hn)?.reshape((1, seq, nh, d))?;
-            let k = b.k.forward(&hn)?.reshape((1, seq, nkv, d))?;
-            let v =
-                b.v.forward(&hn)?
-                    .reshape((1, seq, nkv, d))?
-                    .transpose(1, 2)?;
-            let q = b.q_norm.forward(&q)?.transpose(1, 2)?;
-            let k = b.k_norm.forward(&k)?.transpose(1, 2)?;
-            let q = rope.apply(&q, pos)?;
-            let k = rope.apply(&k, pos)?;
+            let [q, k, v]: [Tensor; 3] = Linear::forward_many(&[&b.q, &b.k, &b.v], &hn)?
+                .try_into()
+                .map_err(|_| candle_core::Error::Msg("qkv".into()))?;
+            let mut q = q.reshape((1, seq, nh, d))?;
+            let mut k = k.reshape((1, seq, nkv, d))?;
+            let v = v.reshape((1, seq, nkv, d))?.transpose(1, 2)?;
+            if let Some((qn, kn)) = &b.qk_norm {
+                (q, k) = (qn.forward(&q)?, kn.forward(&k)?);
+            }
+            let q = rope.apply(&q.transpose(1, 2)?, pos)?;
+            let k = rope.apply(&k.transpose(1, 2)?, pos)?;
             let (k, v) = b.cache.append(&k, &v)?;
             let y = attention(&q, &k, &v, scale, self.params.attn_logit_softcapping, mask)?;
             let y = y.transpose(1, 2)?.reshape((1, seq, nh * d))?;
