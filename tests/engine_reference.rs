@@ -3,7 +3,7 @@
 
 mod common;
 
-use candor_engine::{GenerateParams, SamplingParams};
+use candor_engine::{GenerateParams, LoadOptions, SamplingParams};
 use common::*;
 
 const TOLERANCE: f32 = 1e-4;
@@ -25,7 +25,14 @@ fn check_gguf(arch: &str) {
 fn check_model(arch: &str, path: &std::path::Path) {
     let reference = read_json(&format!("tiny-{arch}/reference.json"));
     let prompt = as_u32s(&reference["prompt_ids"]);
-    let mut model = load_unlisted(path);
+    // Phi-3 picks its LongRoPE factors by context size (as llama.cpp does), transformers by
+    // sequence length: a context within the trained 64 positions matches its short factors.
+    let ctx_size = (arch == "phi3").then_some(64);
+    let opts = LoadOptions {
+        ctx_size,
+        ..Default::default()
+    };
+    let mut model = load_unlisted_with(path, &opts);
 
     // Every position of the prompt in one batch.
     let logits = model
@@ -90,6 +97,11 @@ fn qwen2_with_qkv_bias_matches_transformers() {
 }
 
 #[test]
+fn phi3_with_fused_projections_and_longrope_matches_transformers() {
+    check("phi3");
+}
+
+#[test]
 fn gemma2_with_attention_softcapping_matches_transformers() {
     check("gemma2");
 }
@@ -114,7 +126,19 @@ fn olmo2_with_output_norms_matches_transformers() {
 /// layer is global. Both are covered by the safetensors checks above.
 #[test]
 fn gguf_conversions_match_transformers() {
-    for arch in ["llama", "qwen2", "qwen3", "olmo2", "gemma2"] {
+    for arch in ["llama", "qwen2", "qwen3", "olmo2", "gemma2", "phi3"] {
         check_gguf(arch);
+    }
+}
+
+/// Every model candor ships a manifest for is one the engine can run.
+#[test]
+fn every_shipped_manifest_names_a_supported_architecture() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests");
+    let all = candor_verify::manifests_in_dir(&dir).expect("the shipped manifests load");
+    for m in &all {
+        if let Err(e) = candor_engine::Architecture::parse(&m.model.architecture) {
+            panic!("{}: {e}", m.id());
+        }
     }
 }

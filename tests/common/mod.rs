@@ -61,14 +61,17 @@ pub fn load_default() -> Model {
 
 /// Loads a model no manifest lists (a fixture), still through the verifier.
 pub fn load_unlisted(target: &Path) -> Model {
+    load_unlisted_with(target, &LoadOptions::default())
+}
+
+pub fn load_unlisted_with(target: &Path, load: &LoadOptions) -> Model {
     let opts = VerifyOptions {
         allow_unlisted: true,
         ..Default::default()
     };
     let v = verify(None, target, &opts, &NoProgress)
         .unwrap_or_else(|e| panic!("{}: {e}", target.display()));
-    Model::load(&v.files, &LoadOptions::default())
-        .unwrap_or_else(|e| panic!("{}: {e}", target.display()))
+    Model::load(&v.files, load).unwrap_or_else(|e| panic!("{}: {e}", target.display()))
 }
 
 pub fn as_f32s(v: &serde_json::Value) -> Vec<f32> {

@@ -14,12 +14,13 @@ pub enum Architecture {
     Qwen2,
     Qwen3,
     Olmo2,
+    Phi3,
     Gemma2,
     Gemma3,
 }
 
 pub const SUPPORTED: &str =
-    "llama (Llama 2/3.x, SmolLM2, TinyLlama), mistral, qwen2, qwen3, olmo2, gemma2, gemma3";
+    "llama (Llama 2/3.x, SmolLM2, TinyLlama), mistral, qwen2, qwen3, olmo2, phi3, gemma2, gemma3";
 
 impl Architecture {
     pub fn parse(name: &str) -> Result<Self> {
@@ -29,6 +30,7 @@ impl Architecture {
             "qwen2" | "Qwen2ForCausalLM" => Self::Qwen2,
             "qwen3" | "Qwen3ForCausalLM" => Self::Qwen3,
             "olmo2" | "Olmo2ForCausalLM" => Self::Olmo2,
+            "phi3" | "Phi3ForCausalLM" => Self::Phi3,
             "gemma2" | "Gemma2ForCausalLM" => Self::Gemma2,
             "gemma3" | "gemma3_text" | "Gemma3ForCausalLM" => Self::Gemma3,
             other => {
@@ -47,6 +49,7 @@ impl Architecture {
             Self::Qwen2 => "qwen2",
             Self::Qwen3 => "qwen3",
             Self::Olmo2 => "olmo2",
+            Self::Phi3 => "phi3",
             Self::Gemma2 => "gemma2",
             Self::Gemma3 => "gemma3",
         }
@@ -57,7 +60,7 @@ impl Architecture {
         match self {
             Self::Qwen3 | Self::Gemma3 => Some(QkNorm::PerHead),
             Self::Olmo2 => Some(QkNorm::Whole),
-            Self::Llama | Self::Mistral | Self::Qwen2 | Self::Gemma2 => None,
+            Self::Llama | Self::Mistral | Self::Qwen2 | Self::Phi3 | Self::Gemma2 => None,
         }
     }
 
@@ -65,6 +68,11 @@ impl Architecture {
     /// add) instead of their inputs, as OLMo 2 does.
     pub fn norms_after(self) -> bool {
         self == Self::Olmo2
+    }
+
+    /// Whether Q/K/V are stored as one matrix and gate/up as another (Phi-3).
+    pub fn fused_projections(self) -> bool {
+        self == Self::Phi3
     }
 }
 
@@ -84,6 +92,17 @@ pub struct Llama3RopeScaling {
     pub low_freq_factor: f64,
     pub high_freq_factor: f64,
     pub original_max_position_embeddings: usize,
+}
+
+/// Phi-3's LongRoPE: every rotary frequency divided by a factor of its own, from one list for
+/// contexts up to the trained length and another for longer ones (chosen by the context size,
+/// as llama.cpp does), and cos/sin multiplied by `attn_factor`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LongRope {
+    pub original_context: usize,
+    pub attn_factor: f64,
+    /// (short, long) from config.json; a GGUF file stores them as tensors instead.
+    pub factors: Option<(Vec<f32>, Vec<f32>)>,
 }
 
 /// Gemma 2 and 3 specifics.
@@ -115,6 +134,7 @@ pub struct ModelConfig {
     pub rms_norm_eps: f64,
     pub rope_theta: f64,
     pub rope_scaling: Option<Llama3RopeScaling>,
+    pub long_rope: Option<LongRope>,
     /// GGUF llama conversions permute Q/K so that RoPE rotates adjacent pairs;
     /// everything else rotates the two halves of each head.
     pub rope_interleaved: bool,
@@ -210,6 +230,24 @@ impl ModelConfig {
         let rope_theta = md
             .f64_opt(&format!("{a}.rope.freq_base"))?
             .unwrap_or(10_000.0);
+        let rope_dims = md.usize_opt(&format!("{a}.rope.dimension_count"))?;
+        if rope_dims.is_some_and(|r| r != head_dim) {
+            return Err(Error::Unsupported(format!(
+                "RoPE on {} of {head_dim} head dimensions (partial rotary)",
+                rope_dims.unwrap_or(0)
+            )));
+        }
+        let long_rope = if ct.tensor_infos.contains_key("rope_factors_long.weight") {
+            Some(LongRope {
+                original_context: md.usize(&format!("{a}.rope.scaling.original_context_length"))?,
+                attn_factor: md
+                    .f64_opt(&format!("{a}.rope.scaling.attn_factor"))?
+                    .unwrap_or(1.0),
+                factors: None,
+            })
+        } else {
+            None
+        };
         let gemma = if matches!(arch, Architecture::Gemma2 | Architecture::Gemma3) {
             let gemma2 = arch == Architecture::Gemma2;
             let linear = match md.string_opt(&format!("{a}.rope.scaling.type"))?.as_deref() {
@@ -266,6 +304,7 @@ impl ModelConfig {
             rope_theta,
             // llama.cpp stores Llama 3 scaling as the `rope_freqs.weight` tensor instead.
             rope_scaling: None,
+            long_rope,
             rope_interleaved: matches!(arch, Architecture::Llama | Architecture::Mistral),
             context_length: md
                 .usize_opt(&format!("{a}.context_length"))?
@@ -298,6 +337,18 @@ impl ModelConfig {
         let head_dim = raw
             .head_dim
             .unwrap_or(raw.hidden_size.checked_div(n_heads).unwrap_or(0));
+        let rotary = raw.partial_rotary_factor.or_else(|| {
+            raw.rope_parameters
+                .as_ref()
+                .and_then(|p| p.get("partial_rotary_factor"))
+                .and_then(|v| v.as_f64())
+        });
+        if rotary.is_some_and(|f| f != 1.0) {
+            return Err(Error::Unsupported(format!(
+                "RoPE on part of each head (partial_rotary_factor {})",
+                rotary.unwrap_or(1.0)
+            )));
+        }
         // transformers 5 nests rope settings under `rope_parameters`; older files keep them at
         // the top level. Read both, preferring the explicit top-level value.
         let rope_params = raw.rope_parameters.as_ref();
@@ -329,8 +380,45 @@ impl ModelConfig {
             .and_then(|v| v.as_str())
             .unwrap_or("default");
         let num = |key: &str| scaling.and_then(|s| s.get(key)).and_then(|v| v.as_f64());
+        let mut long_rope = None;
         let rope_scaling = match rope_type {
             "default" => None,
+            "longrope" | "su" => {
+                let list = |key: &str| -> Result<Vec<f32>> {
+                    scaling
+                        .and_then(|s| s.get(key))
+                        .and_then(|v| v.as_array())
+                        .and_then(|a| a.iter().map(|x| x.as_f64().map(|x| x as f32)).collect())
+                        .ok_or_else(|| Error::malformed(format!("LongRoPE `{key}` is missing")))
+                };
+                let (short, long) = (list("short_factor")?, list("long_factor")?);
+                if short.len() != head_dim / 2 || long.len() != head_dim / 2 {
+                    return Err(Error::malformed(format!(
+                        "LongRoPE factors: {} short and {} long, expected {} each",
+                        short.len(),
+                        long.len(),
+                        head_dim / 2
+                    )));
+                }
+                let max = raw.max_position_embeddings.unwrap_or(2048);
+                let original = raw
+                    .original_max_position_embeddings
+                    .or_else(|| num("original_max_position_embeddings").map(|v| v as usize))
+                    .unwrap_or(max);
+                // transformers' default: sqrt(1 + ln(scale) / ln(original)) for scale > 1.
+                let scale = num("factor").unwrap_or(max as f64 / original.max(1) as f64);
+                let attn_factor = num("attention_factor").unwrap_or(if scale > 1.0 {
+                    (1.0 + scale.ln() / (original as f64).ln()).sqrt()
+                } else {
+                    1.0
+                });
+                long_rope = Some(LongRope {
+                    original_context: original,
+                    attn_factor,
+                    factors: Some((short, long)),
+                });
+                None
+            }
             "llama3" => Some(Llama3RopeScaling {
                 factor: num("factor").unwrap_or(1.0),
                 low_freq_factor: num("low_freq_factor").unwrap_or(1.0),
@@ -341,7 +429,7 @@ impl ModelConfig {
             "linear" if arch == Architecture::Gemma3 => None,
             other => {
                 return Err(Error::Unsupported(format!(
-                    "RoPE scaling type `{other}` (supported: default, llama3{})",
+                    "RoPE scaling type `{other}` (supported: default, llama3, longrope{})",
                     if arch == Architecture::Gemma3 {
                         ", linear"
                     } else {
@@ -403,6 +491,7 @@ impl ModelConfig {
             rms_norm_eps: raw.rms_norm_eps.unwrap_or(1e-6),
             rope_theta,
             rope_scaling,
+            long_rope,
             rope_interleaved: false,
             context_length: raw.max_position_embeddings.unwrap_or(2048),
             sliding_window: match arch {
@@ -437,6 +526,8 @@ struct HfConfig {
     rms_norm_eps: Option<f64>,
     rope_theta: Option<f64>,
     rope_scaling: Option<serde_json::Value>,
+    original_max_position_embeddings: Option<usize>,
+    partial_rotary_factor: Option<f64>,
     rope_parameters: Option<serde_json::Value>,
     max_position_embeddings: Option<usize>,
     sliding_window: Option<usize>,

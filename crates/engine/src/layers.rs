@@ -6,6 +6,7 @@ use crate::kernels::{FastWeight, G};
 use crate::weights::{Weight, Weights};
 use candle_core::quantized::QMatMul;
 use candle_core::{DType, Device, Module, Tensor, D};
+use std::ops::Range;
 
 /// A weight matrix: packed for candor's CPU kernels when they handle its type (Q4_1, Q8_0 on
 /// the CPU), else candle's (kept quantized when the file stores it quantized).
@@ -16,18 +17,25 @@ enum Matrix {
 }
 
 impl Matrix {
-    /// A weight from the file: packed straight from a GGUF's blocks when the kernels take it
-    /// (no copy through candle), else candle's.
-    fn load(w: &Weights, weight: Weight, layer: Option<usize>, device: &Device) -> Result<Self> {
+    /// Rows `rows` of a weight from the file (all of them, or one part of a fused matrix):
+    /// packed straight from a GGUF's blocks when the kernels take it (no copy through
+    /// candle), else candle's.
+    fn load(
+        w: &Weights,
+        weight: Weight,
+        layer: Option<usize>,
+        rows: Range<usize>,
+        device: &Device,
+    ) -> Result<Self> {
         if device.is_cpu() {
             let packed = w
-                .gguf_blocks(weight, layer)
+                .gguf_rows(weight, layer, rows.clone())
                 .and_then(|(dtype, dims, data)| FastWeight::from_blocks(dtype, dims, data));
             if let Some(f) = packed {
                 return Ok(Matrix::Packed(f));
             }
         }
-        Ok(Matrix::Candle(w.matmul(weight, layer, device)?))
+        Ok(Matrix::Candle(w.matmul(weight, layer, rows, device)?))
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
@@ -70,9 +78,33 @@ impl Linear {
             None => None,
         };
         Ok(Self {
-            weight: Matrix::load(w, weight, layer, device)?,
+            weight: Matrix::load(w, weight, layer, 0..dims[0], device)?,
             bias,
         })
+    }
+
+    /// The projections stored one after another in a fused matrix (Phi-3's QKV and gate/up),
+    /// each `outs[i]` rows of width `cols`, as separate layers.
+    pub fn load_fused(
+        w: &Weights,
+        weight: Weight,
+        layer: Option<usize>,
+        outs: &[usize],
+        cols: usize,
+        device: &Device,
+    ) -> Result<Vec<Self>> {
+        w.expect_shape(weight, layer, &[outs.iter().sum(), cols])?;
+        let mut start = 0;
+        outs.iter()
+            .map(|&n| {
+                let rows = start..start + n;
+                start += n;
+                Ok(Self {
+                    weight: Matrix::load(w, weight, layer, rows, device)?,
+                    bias: None,
+                })
+            })
+            .collect()
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
@@ -151,7 +183,7 @@ impl Embedding {
     pub fn load(w: &Weights, vocab: usize, hidden: usize, device: &Device) -> Result<Self> {
         w.expect_shape(Weight::TokenEmbedding, None, &[vocab, hidden])?;
         Ok(Self {
-            table: Matrix::load(w, Weight::TokenEmbedding, None, device)?,
+            table: Matrix::load(w, Weight::TokenEmbedding, None, 0..vocab, device)?,
         })
     }
 
@@ -254,6 +286,19 @@ impl Rope {
             cos: freqs.cos()?,
             sin: freqs.sin()?,
             interleaved: cfg.rope_interleaved,
+        })
+    }
+
+    /// The same rotation with cos and sin multiplied by `factor` (LongRoPE's attention
+    /// factor, which scales queries and keys alike).
+    pub fn scaled(self, factor: f64) -> Result<Self> {
+        if factor == 1.0 {
+            return Ok(self);
+        }
+        Ok(Self {
+            cos: (self.cos * factor)?,
+            sin: (self.sin * factor)?,
+            ..self
         })
     }
 

@@ -5,12 +5,14 @@
 
 use crate::config::Architecture;
 use crate::error::{Error, Result};
+use candle_core::quantized::ggml_file::qtensor_from_ggml;
 use candle_core::quantized::{gguf_file, GgmlDType, QMatMul};
 use candle_core::safetensors::Load;
 use candle_core::{DType, Device, Tensor};
 use safetensors::SafeTensors;
 use std::collections::HashMap;
 use std::io::Cursor;
+use std::ops::Range;
 use std::sync::Arc;
 
 /// A weight's role in a decoder block or around it.
@@ -21,6 +23,9 @@ pub enum Weight {
     Output,
     /// Llama 3 RoPE frequency factors (GGUF only).
     RopeFreqs,
+    /// Phi-3 LongRoPE factors for short and long contexts (GGUF only).
+    RopeFactorsShort,
+    RopeFactorsLong,
     AttnNorm,
     AttnQ,
     AttnK,
@@ -28,6 +33,8 @@ pub enum Weight {
     AttnQBias,
     AttnKBias,
     AttnVBias,
+    /// Q, K and V in one matrix (Phi-3).
+    AttnQkv,
     AttnOutput,
     AttnQNorm,
     AttnKNorm,
@@ -36,6 +43,8 @@ pub enum Weight {
     PostFfnNorm,
     FfnGate,
     FfnUp,
+    /// Gate and up in one matrix (Phi-3).
+    FfnGateUp,
     FfnDown,
 }
 
@@ -46,6 +55,8 @@ impl Weight {
             Weight::OutputNorm => return "output_norm.weight".into(),
             Weight::Output => return "output.weight".into(),
             Weight::RopeFreqs => return "rope_freqs.weight".into(),
+            Weight::RopeFactorsShort => return "rope_factors_short.weight".into(),
+            Weight::RopeFactorsLong => return "rope_factors_long.weight".into(),
             Weight::AttnNorm => "attn_norm.weight",
             Weight::AttnQ => "attn_q.weight",
             Weight::AttnK => "attn_k.weight",
@@ -53,6 +64,7 @@ impl Weight {
             Weight::AttnQBias => "attn_q.bias",
             Weight::AttnKBias => "attn_k.bias",
             Weight::AttnVBias => "attn_v.bias",
+            Weight::AttnQkv => "attn_qkv.weight",
             Weight::AttnOutput => "attn_output.weight",
             Weight::AttnQNorm => "attn_q_norm.weight",
             Weight::AttnKNorm => "attn_k_norm.weight",
@@ -60,7 +72,8 @@ impl Weight {
             Weight::FfnNorm => "ffn_norm.weight",
             Weight::PostFfnNorm => "post_ffw_norm.weight",
             Weight::FfnGate => "ffn_gate.weight",
-            Weight::FfnUp => "ffn_up.weight",
+            // llama.cpp keeps Phi-3's fused gate/up under the up projection's name.
+            Weight::FfnUp | Weight::FfnGateUp => "ffn_up.weight",
             Weight::FfnDown => "ffn_down.weight",
         };
         format!("blk.{}.{base}", layer.unwrap_or(0))
@@ -72,6 +85,8 @@ impl Weight {
             Weight::OutputNorm => return "model.norm.weight".into(),
             Weight::Output => return "lm_head.weight".into(),
             Weight::RopeFreqs => return "rope_freqs.weight".into(),
+            Weight::RopeFactorsShort => return "rope_factors_short.weight".into(),
+            Weight::RopeFactorsLong => return "rope_factors_long.weight".into(),
             Weight::AttnNorm => "input_layernorm.weight",
             Weight::AttnQ => "self_attn.q_proj.weight",
             Weight::AttnK => "self_attn.k_proj.weight",
@@ -79,6 +94,7 @@ impl Weight {
             Weight::AttnQBias => "self_attn.q_proj.bias",
             Weight::AttnKBias => "self_attn.k_proj.bias",
             Weight::AttnVBias => "self_attn.v_proj.bias",
+            Weight::AttnQkv => "self_attn.qkv_proj.weight",
             Weight::AttnOutput => "self_attn.o_proj.weight",
             Weight::AttnQNorm => "self_attn.q_norm.weight",
             Weight::AttnKNorm => "self_attn.k_norm.weight",
@@ -92,6 +108,7 @@ impl Weight {
             Weight::PostFfnNorm => "post_feedforward_layernorm.weight",
             Weight::FfnGate => "mlp.gate_proj.weight",
             Weight::FfnUp => "mlp.up_proj.weight",
+            Weight::FfnGateUp => "mlp.gate_up_proj.weight",
             Weight::FfnDown => "mlp.down_proj.weight",
         };
         format!("model.layers.{}.{base}", layer.unwrap_or(0))
@@ -173,17 +190,28 @@ impl<'a> Weights<'a> {
         }
     }
 
-    /// A weight as a matrix multiplication operand, kept quantized when the file is.
-    pub fn matmul(&self, w: Weight, layer: Option<usize>, device: &Device) -> Result<QMatMul> {
+    /// Rows `rows` of a weight as a matrix multiplication operand, kept quantized when the
+    /// file is.
+    pub fn matmul(
+        &self,
+        w: Weight,
+        layer: Option<usize>,
+        rows: Range<usize>,
+        device: &Device,
+    ) -> Result<QMatMul> {
         let name = self.name(w, layer);
         match self {
-            Weights::Gguf { content, bytes } => {
-                let q = content
-                    .tensor(&mut Cursor::new(*bytes), &name, device)
-                    .map_err(|e| missing_or(e, &name))?;
+            Weights::Gguf { .. } => {
+                let (dtype, (n, k), data) = self
+                    .gguf_rows(w, layer, rows)
+                    .ok_or_else(|| Error::malformed(format!("tensor `{name}` is missing")))?;
+                let q = qtensor_from_ggml(dtype, data, vec![n, k], device)?;
                 Ok(QMatMul::from_arc(Arc::new(q))?)
             }
-            Weights::Safetensors { .. } => Ok(QMatMul::Tensor(self.tensor(w, layer, device)?)),
+            Weights::Safetensors { .. } => {
+                let t = self.tensor(w, layer, device)?;
+                Ok(QMatMul::Tensor(t.narrow(0, rows.start, rows.len())?))
+            }
         }
     }
 
@@ -202,12 +230,14 @@ impl<'a> Weights<'a> {
         })
     }
 
-    /// A GGUF matrix's stored blocks, straight from the verified bytes: (type, (rows, cols),
-    /// bytes). None for safetensors, a missing tensor, or a tensor that is not 2-D.
-    pub fn gguf_blocks(
+    /// Rows `rows` of a GGUF matrix as stored, straight from the verified bytes: (type,
+    /// (rows, cols), bytes). None for safetensors, a missing tensor, a tensor that is not 2-D
+    /// or rows past its end.
+    pub fn gguf_rows(
         &self,
         w: Weight,
         layer: Option<usize>,
+        rows: Range<usize>,
     ) -> Option<(GgmlDType, (usize, usize), &[u8])> {
         let Weights::Gguf { content, bytes } = self else {
             return None;
@@ -222,7 +252,14 @@ impl<'a> Weights<'a> {
         let start = usize::try_from(content.tensor_data_offset.checked_add(info.offset)?).ok()?;
         let len = (elems / bs).checked_mul(ts)?;
         let data = bytes.get(start..start.checked_add(len)?)?;
-        Some((info.ggml_dtype, dims, data))
+        // Rows are whole blocks (a row of k values is k/bs blocks), so a row range is a byte range.
+        let (n, k) = dims;
+        if rows.end > n || rows.start > rows.end || !k.is_multiple_of(bs) {
+            return None;
+        }
+        let row_bytes = k / bs * ts;
+        let data = &data[rows.start * row_bytes..rows.end * row_bytes];
+        Some((info.ggml_dtype, (rows.len(), k), data))
     }
 
     /// A weight as a dense f32 tensor (norms, biases, small vectors).

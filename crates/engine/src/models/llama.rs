@@ -1,11 +1,12 @@
 //! Llama-family decoder: Llama 2/3.x, SmolLM2, TinyLlama, Mistral (sliding window), Qwen2
-//! (biases on Q/K/V), Qwen3 (RMSNorm on each query and key head) and OLMo 2 (RMSNorm on the
-//! whole query and key projections; norms on the sublayers' outputs instead of their inputs).
+//! (biases on Q/K/V), Qwen3 (RMSNorm on each query and key head), OLMo 2 (RMSNorm on the
+//! whole query and key projections; norms on the sublayers' outputs instead of their inputs)
+//! and Phi-3 (Q/K/V and gate/up stored fused, split at load; LongRoPE).
 //! Blocks: RMSNorm → attention → residual, RMSNorm → SwiGLU → residual; OLMo 2:
 //! attention → RMSNorm → residual, SwiGLU → RMSNorm → residual.
 
 use crate::config::{ModelConfig, QkNorm};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::layers::{attention, attention_mask, Embedding, Gate, KvCache, Linear, RmsNorm, Rope};
 use crate::weights::{Weight, Weights};
 use candle_core::{Device, Tensor};
@@ -73,59 +74,39 @@ impl Llama {
                     norm_of(Weight::AttnKNorm, kv_out)?,
                 )),
             };
+            let ff = cfg.intermediate_size;
+            let [q, k, v] = if cfg.arch.fused_projections() {
+                let qkv =
+                    Linear::load_fused(w, Weight::AttnQkv, l, &[q_out, kv_out, kv_out], h, device)?;
+                <[Linear; 3]>::try_from(qkv).map_err(|_| Error::malformed("fused QKV"))?
+            } else {
+                let proj = |wt, b, out| Linear::load(w, wt, bias(b), l, &[out, h], device);
+                [
+                    proj(Weight::AttnQ, Weight::AttnQBias, q_out)?,
+                    proj(Weight::AttnK, Weight::AttnKBias, kv_out)?,
+                    proj(Weight::AttnV, Weight::AttnVBias, kv_out)?,
+                ]
+            };
+            let [gate, up] = if cfg.arch.fused_projections() {
+                let gu = Linear::load_fused(w, Weight::FfnGateUp, l, &[ff, ff], h, device)?;
+                <[Linear; 2]>::try_from(gu).map_err(|_| Error::malformed("fused gate/up"))?
+            } else {
+                [
+                    Linear::load(w, Weight::FfnGate, None, l, &[ff, h], device)?,
+                    Linear::load(w, Weight::FfnUp, None, l, &[ff, h], device)?,
+                ]
+            };
             blocks.push(Block {
                 attn_norm: norm(attn_norm)?,
-                q: Linear::load(
-                    w,
-                    Weight::AttnQ,
-                    bias(Weight::AttnQBias),
-                    l,
-                    &[q_out, h],
-                    device,
-                )?,
-                k: Linear::load(
-                    w,
-                    Weight::AttnK,
-                    bias(Weight::AttnKBias),
-                    l,
-                    &[kv_out, h],
-                    device,
-                )?,
-                v: Linear::load(
-                    w,
-                    Weight::AttnV,
-                    bias(Weight::AttnVBias),
-                    l,
-                    &[kv_out, h],
-                    device,
-                )?,
+                q,
+                k,
+                v,
                 qk_norm,
                 o: Linear::load(w, Weight::AttnOutput, None, l, &[h, q_out], device)?,
                 ffn_norm: norm(ffn_norm)?,
-                gate: Linear::load(
-                    w,
-                    Weight::FfnGate,
-                    None,
-                    l,
-                    &[cfg.intermediate_size, h],
-                    device,
-                )?,
-                up: Linear::load(
-                    w,
-                    Weight::FfnUp,
-                    None,
-                    l,
-                    &[cfg.intermediate_size, h],
-                    device,
-                )?,
-                down: Linear::load(
-                    w,
-                    Weight::FfnDown,
-                    None,
-                    l,
-                    &[h, cfg.intermediate_size],
-                    device,
-                )?,
+                gate,
+                up,
+                down: Linear::load(w, Weight::FfnDown, None, l, &[h, ff], device)?,
                 cache: KvCache::default(),
             });
         }
@@ -143,12 +124,31 @@ impl Llama {
         } else {
             embed.as_linear()
         };
-        let freq_factors = if w.contains(Weight::RopeFreqs, None) {
-            let t = w.tensor(Weight::RopeFreqs, None, device)?;
-            Some(t.flatten_all()?.to_vec1::<f32>()?)
-        } else {
-            None
+        let vector = |wt| -> Result<Vec<f32>> {
+            Ok(w.tensor(wt, None, device)?
+                .flatten_all()?
+                .to_vec1::<f32>()?)
         };
+        let (freq_factors, attn_factor) = match &cfg.long_rope {
+            Some(lr) => {
+                let long = max_positions > lr.original_context;
+                let factors = match (&lr.factors, long) {
+                    (Some((short, _)), false) => short.clone(),
+                    (Some((_, long)), true) => long.clone(),
+                    (None, false) => vector(Weight::RopeFactorsShort)?,
+                    (None, true) => vector(Weight::RopeFactorsLong)?,
+                };
+                (Some(factors), lr.attn_factor)
+            }
+            None if w.contains(Weight::RopeFreqs, None) => (Some(vector(Weight::RopeFreqs)?), 1.0),
+            None => (None, 1.0),
+        };
+        if freq_factors.as_ref().is_some_and(|f| f.len() != d / 2) {
+            return Err(Error::malformed(format!(
+                "RoPE frequency factors: expected {} values",
+                d / 2
+            )));
+        }
         let rope = Rope::new(
             cfg,
             cfg.rope_theta,
@@ -156,7 +156,8 @@ impl Llama {
             freq_factors.as_deref(),
             max_positions,
             device,
-        )?;
+        )?
+        .scaled(attn_factor)?;
         Ok(Self {
             cfg: cfg.clone(),
             embed,
