@@ -8,6 +8,7 @@
 use crate::config::Metadata;
 use crate::error::{Error, Result};
 use candle_core::quantized::gguf_file;
+use rayon::prelude::*;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 
@@ -343,17 +344,20 @@ fn sentencepiece_merges(tokens: &[String], scores: &[f32]) -> Vec<(String, Strin
         .enumerate()
         .map(|(i, t)| (t.as_str(), i))
         .collect();
-    let mut merges: Vec<(f32, usize, usize, usize)> = Vec::new();
-    for (id, piece) in tokens.iter().enumerate() {
-        for (split, _) in piece.char_indices().skip(1) {
-            let (l, r) = piece.split_at(split);
-            if let (Some(&li), Some(&ri)) = (index.get(l), index.get(r)) {
-                let score = scores.get(id).copied().unwrap_or(0.0);
-                merges.push((score, id, li, ri));
-            }
-        }
-    }
-    merges.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+    // Each piece on its own, across the threads (Gemma's vocabulary has 262k pieces).
+    let mut merges: Vec<(f32, usize, usize, usize)> = tokens
+        .par_iter()
+        .enumerate()
+        .flat_map_iter(|(id, piece)| {
+            let index = &index;
+            piece.char_indices().skip(1).filter_map(move |(split, _)| {
+                let (l, r) = piece.split_at(split);
+                let (&li, &ri) = (index.get(l)?, index.get(r)?);
+                Some((scores.get(id).copied().unwrap_or(0.0), id, li, ri))
+            })
+        })
+        .collect();
+    merges.par_sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
     merges
         .into_iter()
         .map(|(_, _, l, r)| (tokens[l].clone(), tokens[r].clone()))

@@ -29,6 +29,7 @@
 
 use super::Kind;
 use half::f16;
+use rayon::prelude::*;
 
 /// Values per block of the 32-value formats.
 pub const QK: usize = 32;
@@ -222,94 +223,98 @@ pub fn pack(kind: Kind, src: &[u8], n: usize, nb: usize) -> Aligned {
     let (bb, gbb) = (kind.block_bytes(), kind.group_block_bytes());
     let groups = n.div_ceil(G);
     let mut out = Aligned::zeroed(groups * nb * gbb);
-    for g in 0..groups {
-        for i in 0..nb {
-            let dst = &mut out[(g * nb + i) * gbb..][..gbb];
-            for r in 0..G.min(n - g * G) {
-                let b = &src[((g * G + r) * nb + i) * bb..][..bb];
-                match kind {
-                    Kind::Q4_1 => {
-                        dst[2 * r..2 * r + 2].copy_from_slice(&b[0..2]);
-                        dst[16 + 2 * r..16 + 2 * r + 2].copy_from_slice(&b[2..4]);
-                        for c in 0..4 {
-                            let o = 32 + 32 * c + 4 * r;
-                            dst[o..o + 4].copy_from_slice(&b[4 + 4 * c..4 + 4 * c + 4]);
-                        }
-                    }
-                    Kind::Q4_0 => {
-                        dst[2 * r..2 * r + 2].copy_from_slice(&b[0..2]);
-                        for c in 0..4 {
-                            let o = 16 + 32 * c + 4 * r;
-                            dst[o..o + 4].copy_from_slice(&b[2 + 4 * c..2 + 4 * c + 4]);
-                        }
-                    }
-                    Kind::Q5_0 => {
-                        dst[2 * r..2 * r + 2].copy_from_slice(&b[0..2]);
-                        let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
-                        for c in 0..4 {
-                            for t in 0..4 {
-                                let bit = 4 * r + t;
-                                let (lo, hi) = (qh >> (4 * c + t) & 1, qh >> (16 + 4 * c + t) & 1);
-                                dst[16 + 8 * c + bit / 8] |= (lo as u8) << (bit % 8);
-                                dst[16 + 8 * c + 4 + bit / 8] |= (hi as u8) << (bit % 8);
-                            }
-                            let o = 48 + 32 * c + 4 * r;
-                            dst[o..o + 4].copy_from_slice(&b[6 + 4 * c..6 + 4 * c + 4]);
-                        }
-                    }
-                    Kind::Q8_0 => {
-                        dst[2 * r..2 * r + 2].copy_from_slice(&b[0..2]);
-                        for c in 0..8 {
-                            let o = 16 + 32 * c + 4 * r;
-                            for t in 0..4 {
-                                dst[o + t] = b[2 + 4 * c + t] ^ 0x80;
+    // Groups are independent: spread them over the threads (a model's load is mostly this).
+    out.par_chunks_mut(nb * gbb)
+        .enumerate()
+        .for_each(|(g, group)| {
+            for i in 0..nb {
+                let dst = &mut group[i * gbb..][..gbb];
+                for r in 0..G.min(n - g * G) {
+                    let b = &src[((g * G + r) * nb + i) * bb..][..bb];
+                    match kind {
+                        Kind::Q4_1 => {
+                            dst[2 * r..2 * r + 2].copy_from_slice(&b[0..2]);
+                            dst[16 + 2 * r..16 + 2 * r + 2].copy_from_slice(&b[2..4]);
+                            for c in 0..4 {
+                                let o = 32 + 32 * c + 4 * r;
+                                dst[o..o + 4].copy_from_slice(&b[4 + 4 * c..4 + 4 * c + 4]);
                             }
                         }
-                    }
-                    Kind::Q4K | Kind::Q5K => {
-                        dst[2 * r..2 * r + 2].copy_from_slice(&b[0..2]);
-                        dst[16 + 2 * r..16 + 2 * r + 2].copy_from_slice(&b[2..4]);
-                        for sb in 0..8 {
-                            let (sc, m) = scale_min_k4(sb, &b[4..16]);
-                            dst[32 + 8 * sb + r] = sc;
-                            dst[96 + 16 * (sb / 2) + 2 * r + sb % 2] = m;
-                        }
-                        // Q5_K: d, dmin, scales, qh[32], qs[128].
-                        let qs = if kind == Kind::Q5K { 48 } else { 16 };
-                        for j in 0..4 {
-                            for l in 0..8 {
-                                let o = 160 + 32 * q4k_vector(j, l) + 4 * r;
-                                let q = qs + 32 * j + 4 * l;
-                                dst[o..o + 4].copy_from_slice(&b[q..q + 4]);
+                        Kind::Q4_0 => {
+                            dst[2 * r..2 * r + 2].copy_from_slice(&b[0..2]);
+                            for c in 0..4 {
+                                let o = 16 + 32 * c + 4 * r;
+                                dst[o..o + 4].copy_from_slice(&b[2 + 4 * c..2 + 4 * c + 4]);
                             }
                         }
-                        if kind == Kind::Q5K {
-                            for l in 0..8 {
-                                let o = 1184 + 32 * l + 4 * r;
-                                dst[o..o + 4].copy_from_slice(&b[16 + 4 * l..16 + 4 * l + 4]);
+                        Kind::Q5_0 => {
+                            dst[2 * r..2 * r + 2].copy_from_slice(&b[0..2]);
+                            let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
+                            for c in 0..4 {
+                                for t in 0..4 {
+                                    let bit = 4 * r + t;
+                                    let (lo, hi) =
+                                        (qh >> (4 * c + t) & 1, qh >> (16 + 4 * c + t) & 1);
+                                    dst[16 + 8 * c + bit / 8] |= (lo as u8) << (bit % 8);
+                                    dst[16 + 8 * c + 4 + bit / 8] |= (hi as u8) << (bit % 8);
+                                }
+                                let o = 48 + 32 * c + 4 * r;
+                                dst[o..o + 4].copy_from_slice(&b[6 + 4 * c..6 + 4 * c + 4]);
                             }
                         }
-                    }
-                    Kind::Q6K => {
-                        dst[2 * r..2 * r + 2].copy_from_slice(&b[208..210]);
-                        for u in 0..16 {
-                            dst[16 + 8 * u + r] = b[192 + u];
+                        Kind::Q8_0 => {
+                            dst[2 * r..2 * r + 2].copy_from_slice(&b[0..2]);
+                            for c in 0..8 {
+                                let o = 16 + 32 * c + 4 * r;
+                                for t in 0..4 {
+                                    dst[o + t] = b[2 + 4 * c + t] ^ 0x80;
+                                }
+                            }
                         }
-                        for j in 0..2 {
-                            for l in 0..8 {
-                                let o = q6k_base(j, l) + 4 * r;
-                                let (qa, qb, qh) =
-                                    (64 * j + 4 * l, 64 * j + 32 + 4 * l, 128 + 32 * j + 4 * l);
-                                dst[o..o + 4].copy_from_slice(&b[qa..qa + 4]);
-                                dst[o + 64..o + 68].copy_from_slice(&b[qb..qb + 4]);
-                                dst[o + 128..o + 132].copy_from_slice(&b[qh..qh + 4]);
+                        Kind::Q4K | Kind::Q5K => {
+                            dst[2 * r..2 * r + 2].copy_from_slice(&b[0..2]);
+                            dst[16 + 2 * r..16 + 2 * r + 2].copy_from_slice(&b[2..4]);
+                            for sb in 0..8 {
+                                let (sc, m) = scale_min_k4(sb, &b[4..16]);
+                                dst[32 + 8 * sb + r] = sc;
+                                dst[96 + 16 * (sb / 2) + 2 * r + sb % 2] = m;
+                            }
+                            // Q5_K: d, dmin, scales, qh[32], qs[128].
+                            let qs = if kind == Kind::Q5K { 48 } else { 16 };
+                            for j in 0..4 {
+                                for l in 0..8 {
+                                    let o = 160 + 32 * q4k_vector(j, l) + 4 * r;
+                                    let q = qs + 32 * j + 4 * l;
+                                    dst[o..o + 4].copy_from_slice(&b[q..q + 4]);
+                                }
+                            }
+                            if kind == Kind::Q5K {
+                                for l in 0..8 {
+                                    let o = 1184 + 32 * l + 4 * r;
+                                    dst[o..o + 4].copy_from_slice(&b[16 + 4 * l..16 + 4 * l + 4]);
+                                }
+                            }
+                        }
+                        Kind::Q6K => {
+                            dst[2 * r..2 * r + 2].copy_from_slice(&b[208..210]);
+                            for u in 0..16 {
+                                dst[16 + 8 * u + r] = b[192 + u];
+                            }
+                            for j in 0..2 {
+                                for l in 0..8 {
+                                    let o = q6k_base(j, l) + 4 * r;
+                                    let (qa, qb, qh) =
+                                        (64 * j + 4 * l, 64 * j + 32 + 4 * l, 128 + 32 * j + 4 * l);
+                                    dst[o..o + 4].copy_from_slice(&b[qa..qa + 4]);
+                                    dst[o + 64..o + 68].copy_from_slice(&b[qb..qb + 4]);
+                                    dst[o + 128..o + 132].copy_from_slice(&b[qh..qh + 4]);
+                                }
                             }
                         }
                     }
                 }
             }
-        }
-    }
+        });
     out
 }
 
