@@ -105,6 +105,33 @@ pub struct LongRope {
     pub factors: Option<(Vec<f32>, Vec<f32>)>,
 }
 
+impl LongRope {
+    /// Refuses numbers that would turn every rotation into NaN or infinity.
+    pub fn validate(&self) -> Result<()> {
+        if !(self.attn_factor.is_finite() && self.attn_factor > 0.0) || self.original_context == 0 {
+            return Err(Error::malformed(format!(
+                "LongRoPE: attention factor {} and trained length {} must be positive",
+                self.attn_factor, self.original_context
+            )));
+        }
+        if let Some((short, long)) = &self.factors {
+            check_rope_factors(short)?;
+            check_rope_factors(long)?;
+        }
+        Ok(())
+    }
+}
+
+/// RoPE frequency divisors must be finite and positive.
+pub fn check_rope_factors(f: &[f32]) -> Result<()> {
+    match f.iter().find(|x| !(x.is_finite() && **x > 0.0)) {
+        Some(x) => Err(Error::malformed(format!(
+            "RoPE frequency factor {x} is not a positive number"
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Gemma 2 and 3 specifics.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GemmaParams {
@@ -190,6 +217,9 @@ impl ModelConfig {
                     "sliding-window layer pattern length differs from the layer count",
                 ));
             }
+        }
+        if let Some(lr) = &self.long_rope {
+            lr.validate()?;
         }
         if !(self.rope_theta.is_finite() && self.rope_theta > 0.0) {
             return Err(Error::malformed(format!(
@@ -407,11 +437,12 @@ impl ModelConfig {
                     .unwrap_or(max);
                 // transformers' default: sqrt(1 + ln(scale) / ln(original)) for scale > 1.
                 let scale = num("factor").unwrap_or(max as f64 / original.max(1) as f64);
-                let attn_factor = num("attention_factor").unwrap_or(if scale > 1.0 {
-                    (1.0 + scale.ln() / (original as f64).ln()).sqrt()
-                } else {
-                    1.0
-                });
+                let attn_factor =
+                    num("attention_factor").unwrap_or(if scale > 1.0 && original > 1 {
+                        (1.0 + scale.ln() / (original as f64).ln()).sqrt()
+                    } else {
+                        1.0
+                    });
                 long_rope = Some(LongRope {
                     original_context: original,
                     attn_factor,
@@ -710,6 +741,60 @@ impl Metadata<'_> {
             Some(_) => Err(Error::malformed(format!(
                 "metadata key `{key}` should be an array"
             ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn phi3(rope: &str) -> Result<ModelConfig> {
+        let json = format!(
+            r#"{{"model_type": "phi3", "hidden_size": 64, "intermediate_size": 128,
+                "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 4,
+                "vocab_size": 100, "max_position_embeddings": 256,
+                "original_max_position_embeddings": 64, "rope_scaling": {rope}}}"#
+        );
+        ModelConfig::from_hf_json(json.as_bytes())
+    }
+
+    #[test]
+    fn longrope_from_config_json() {
+        let short = "[1,1,1,1,1,1,1,2]";
+        let cfg = phi3(&format!(
+            r#"{{"type": "longrope", "short_factor": {short}, "long_factor": {short}}}"#
+        ))
+        .unwrap();
+        let lr = cfg.long_rope.expect("LongRoPE");
+        assert_eq!(lr.original_context, 64);
+        // transformers' default for 256 / 64 positions: sqrt(1 + ln 4 / ln 64).
+        assert!((lr.attn_factor - (1.0f64 + 4f64.ln() / 64f64.ln()).sqrt()).abs() < 1e-12);
+        assert_eq!(lr.factors.unwrap().0.len(), 8);
+    }
+
+    #[test]
+    fn bad_longrope_is_refused_not_run() {
+        let ok = "[1,1,1,1,1,1,1,1]";
+        for rope in [
+            // Too few factors for head_dim 16.
+            r#"{"type": "longrope", "short_factor": [1,1], "long_factor": [1,1]}"#.to_string(),
+            // A zero factor would divide a frequency by zero.
+            format!(
+                r#"{{"type": "longrope", "short_factor": [1,1,1,1,1,1,1,0], "long_factor": {ok}}}"#
+            ),
+            // A negative attention factor.
+            format!(
+                r#"{{"type": "longrope", "short_factor": {ok}, "long_factor": {ok}, "attention_factor": -1}}"#
+            ),
+            // A missing list.
+            format!(r#"{{"type": "longrope", "short_factor": {ok}}}"#),
+        ] {
+            assert!(
+                matches!(phi3(&rope), Err(Error::Malformed(_))),
+                "{rope}: {:?}",
+                phi3(&rope)
+            );
         }
     }
 }

@@ -5,7 +5,7 @@
 //! Blocks: RMSNorm → attention → residual, RMSNorm → SwiGLU → residual; OLMo 2:
 //! attention → RMSNorm → residual, SwiGLU → RMSNorm → residual.
 
-use crate::config::{ModelConfig, QkNorm};
+use crate::config::{check_rope_factors, ModelConfig, QkNorm};
 use crate::error::{Error, Result};
 use crate::layers::{attention, attention_mask, Embedding, Gate, KvCache, Linear, RmsNorm, Rope};
 use crate::weights::{Weight, Weights};
@@ -143,11 +143,15 @@ impl Llama {
             None if w.contains(Weight::RopeFreqs, None) => (Some(vector(Weight::RopeFreqs)?), 1.0),
             None => (None, 1.0),
         };
-        if freq_factors.as_ref().is_some_and(|f| f.len() != d / 2) {
-            return Err(Error::malformed(format!(
-                "RoPE frequency factors: expected {} values",
-                d / 2
-            )));
+        if let Some(f) = &freq_factors {
+            if f.len() != d / 2 {
+                return Err(Error::malformed(format!(
+                    "RoPE frequency factors: {} values, expected {}",
+                    f.len(),
+                    d / 2
+                )));
+            }
+            check_rope_factors(f)?;
         }
         let rope = Rope::new(
             cfg,
