@@ -1,5 +1,5 @@
 //! CPU matmul kernels for the GGUF weight types candle 0.11 handles slowly: Q4_0, Q4_1, Q5_0,
-//! Q8_0, Q4_K, Q5_K and Q6_K.
+//! Q5_1, Q8_0, Q4_K, Q5_K and Q6_K.
 //!
 //! The weights are regrouped at load, straight from the verified file, into a layout built for
 //! SIMD dot products (`packed.rs`: eight rows per group); each activation row is quantized once
@@ -26,6 +26,7 @@ pub(crate) enum Kind {
     Q4_0,
     Q4_1,
     Q5_0,
+    Q5_1,
     Q8_0,
     Q4K,
     Q5K,
@@ -38,6 +39,7 @@ impl Kind {
             GgmlDType::Q4_0 => Kind::Q4_0,
             GgmlDType::Q4_1 => Kind::Q4_1,
             GgmlDType::Q5_0 => Kind::Q5_0,
+            GgmlDType::Q5_1 => Kind::Q5_1,
             GgmlDType::Q8_0 => Kind::Q8_0,
             GgmlDType::Q4K => Kind::Q4K,
             GgmlDType::Q5K => Kind::Q5K,
@@ -141,6 +143,9 @@ impl Isa {
                     }
                     Kind::Q5_0 => {
                         out = unsafe { x86::$isa::q5_0::<M>(w.as_ptr(), a.map(|a| a.as_ptr()), nb) }
+                    }
+                    Kind::Q5_1 => {
+                        out = unsafe { x86::$isa::q5_1::<M>(w.as_ptr(), a.map(|a| a.as_ptr()), nb) }
                     }
                     Kind::Q4_0 => {
                         for (o, a) in out.iter_mut().zip(a) {
@@ -628,10 +633,11 @@ mod tests {
         FastWeight::pack_blocks(q.dtype(), n, k, &q.data().ok()?)
     }
 
-    const ALL: [GgmlDType; 7] = [
+    const ALL: [GgmlDType; 8] = [
         GgmlDType::Q4_0,
         GgmlDType::Q4_1,
         GgmlDType::Q5_0,
+        GgmlDType::Q5_1,
         GgmlDType::Q8_0,
         GgmlDType::Q4K,
         GgmlDType::Q5K,
@@ -678,7 +684,9 @@ mod tests {
     fn matmul_equals_candle_bit_for_bit() {
         for dtype in ALL {
             // candle's Q8_0 and K-format dot products take their AVX2 paths on such CPUs.
-            if !matches!(dtype, GgmlDType::Q4_1 | GgmlDType::Q5_0) && !candle_uses_avx2() {
+            if !matches!(dtype, GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1)
+                && !candle_uses_avx2()
+            {
                 continue;
             }
             let widen = if matches!(dtype, GgmlDType::Q4K | GgmlDType::Q5K | GgmlDType::Q6K) {
@@ -760,7 +768,7 @@ mod tests {
     fn gated_equals_candle_ops() {
         use crate::layers::Gate;
         let (m, n, k) = (6, 40, 128);
-        for dtype in [GgmlDType::Q4_1, GgmlDType::Q5_0] {
+        for dtype in [GgmlDType::Q4_1, GgmlDType::Q5_0, GgmlDType::Q5_1] {
             let (g, u) = (quantized(dtype, n, k, 11), quantized(dtype, n, k, 12));
             let x = Tensor::from_vec(noise(m * k, 5), (1, m, k), &Device::Cpu).unwrap();
             let (fg, fu) = (pack(&g).unwrap(), pack(&u).unwrap());

@@ -13,6 +13,8 @@
 //! - Q5_0, 176 bytes: d[8] (f16), then 32 bytes of fifth bits, then the nibbles as for Q4_1
 //!   (x = d·(q − 16)). For vector c, the u32 at 16 + 8c has bit 4r+t set when value 4c+t of
 //!   row r has its fifth bit, the u32 at 16 + 8c + 4 the same for value 16+4c+t.
+//! - Q5_1, 192 bytes: d[8], m[8] (f16), then fifth bits and nibbles as for Q5_0, 16 bytes later
+//!   (x = d·q + m).
 //! - Q8_0, 272 bytes: d[8] (f16), then 8 vectors of 32 bytes; vector c holds values 4c..4c+4 of
 //!   each row, stored as `q ^ 0x80` (q + 128 as an unsigned byte, what `vpdpbusd` multiplies).
 //! - Q4_K, 1184 bytes per super-block of 256 values: d[8], dmin[8] (f16), the eight sub-block
@@ -45,6 +47,7 @@ impl Kind {
             Kind::Q4_1 => 20,
             Kind::Q4_0 => 18,
             Kind::Q5_0 => 22,
+            Kind::Q5_1 => 24,
             Kind::Q8_0 => 34,
             Kind::Q4K => 144,
             Kind::Q5K => 176,
@@ -55,7 +58,7 @@ impl Kind {
     /// Values per block.
     pub(crate) fn block_values(self) -> usize {
         match self {
-            Kind::Q4_0 | Kind::Q4_1 | Kind::Q5_0 | Kind::Q8_0 => QK,
+            Kind::Q4_0 | Kind::Q4_1 | Kind::Q5_0 | Kind::Q5_1 | Kind::Q8_0 => QK,
             Kind::Q4K | Kind::Q5K | Kind::Q6K => QK_K,
         }
     }
@@ -66,6 +69,7 @@ impl Kind {
             Kind::Q4_1 => 32 + 128,
             Kind::Q4_0 => 16 + 128,
             Kind::Q5_0 => 16 + 32 + 128,
+            Kind::Q5_1 => 32 + 32 + 128,
             Kind::Q8_0 => 16 + 256,
             Kind::Q4K => 32 + 64 + 64 + 1024,
             Kind::Q5K => 32 + 64 + 64 + 1024 + 256,
@@ -247,19 +251,26 @@ pub fn pack(kind: Kind, src: &[u8], n: usize, nb: usize) -> Aligned {
                                 dst[o..o + 4].copy_from_slice(&b[2 + 4 * c..2 + 4 * c + 4]);
                             }
                         }
-                        Kind::Q5_0 => {
+                        Kind::Q5_0 | Kind::Q5_1 => {
+                            // Q5_1's block adds m after d, and its packed block m[8] after d[8].
+                            let (src, base) = if kind == Kind::Q5_1 { (4, 32) } else { (2, 16) };
                             dst[2 * r..2 * r + 2].copy_from_slice(&b[0..2]);
-                            let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
+                            if kind == Kind::Q5_1 {
+                                dst[16 + 2 * r..16 + 2 * r + 2].copy_from_slice(&b[2..4]);
+                            }
+                            let qh =
+                                u32::from_le_bytes([b[src], b[src + 1], b[src + 2], b[src + 3]]);
                             for c in 0..4 {
                                 for t in 0..4 {
                                     let bit = 4 * r + t;
                                     let (lo, hi) =
                                         (qh >> (4 * c + t) & 1, qh >> (16 + 4 * c + t) & 1);
-                                    dst[16 + 8 * c + bit / 8] |= (lo as u8) << (bit % 8);
-                                    dst[16 + 8 * c + 4 + bit / 8] |= (hi as u8) << (bit % 8);
+                                    dst[base + 8 * c + bit / 8] |= (lo as u8) << (bit % 8);
+                                    dst[base + 8 * c + 4 + bit / 8] |= (hi as u8) << (bit % 8);
                                 }
-                                let o = 48 + 32 * c + 4 * r;
-                                dst[o..o + 4].copy_from_slice(&b[6 + 4 * c..6 + 4 * c + 4]);
+                                let o = base + 32 + 32 * c + 4 * r;
+                                let q = src + 4 + 4 * c;
+                                dst[o..o + 4].copy_from_slice(&b[q..q + 4]);
                             }
                         }
                         Kind::Q8_0 => {
@@ -318,13 +329,15 @@ pub fn pack(kind: Kind, src: &[u8], n: usize, nb: usize) -> Aligned {
     out
 }
 
-/// The 5-bit values (0..32) of row r in a packed Q5_0 group block: (value 4c+t, value 16+4c+t).
+/// The 5-bit values (0..32) of row r in a packed Q5_0 or Q5_1 group block: (value 4c+t,
+/// value 16+4c+t).
 #[inline]
-fn q5_pair(b: &[u8], r: usize, c: usize, t: usize) -> (u8, u8) {
-    let q = b[48 + 32 * c + 4 * r + t];
+fn q5_pair(kind: Kind, b: &[u8], r: usize, c: usize, t: usize) -> (u8, u8) {
+    let base = if kind == Kind::Q5_1 { 32 } else { 16 };
+    let q = b[base + 32 + 32 * c + 4 * r + t];
     let bit = 4 * r + t;
-    let lo = (b[16 + 8 * c + bit / 8] >> (bit % 8) & 1) << 4;
-    let hi = (b[16 + 8 * c + 4 + bit / 8] >> (bit % 8) & 1) << 4;
+    let lo = (b[base + 8 * c + bit / 8] >> (bit % 8) & 1) << 4;
+    let hi = (b[base + 8 * c + 4 + bit / 8] >> (bit % 8) & 1) << 4;
     ((q & 0x0F) | lo, (q >> 4) | hi)
 }
 
@@ -362,9 +375,19 @@ pub fn dequantize_row(kind: Kind, w: &[u8], nb: usize, row: usize, out: &mut [f3
             Kind::Q5_0 => {
                 for c in 0..4 {
                     for t in 0..4 {
-                        let (lo, hi) = q5_pair(b, r, c, t);
+                        let (lo, hi) = q5_pair(kind, b, r, c, t);
                         ob[4 * c + t] = (lo as i32 - 16) as f32 * d;
                         ob[16 + 4 * c + t] = (hi as i32 - 16) as f32 * d;
+                    }
+                }
+            }
+            Kind::Q5_1 => {
+                let m = f16_at(b, 16 + 2 * r);
+                for c in 0..4 {
+                    for t in 0..4 {
+                        let (lo, hi) = q5_pair(kind, b, r, c, t);
+                        ob[4 * c + t] = lo as f32 * d + m;
+                        ob[16 + 4 * c + t] = hi as f32 * d + m;
                     }
                 }
             }
@@ -516,8 +539,8 @@ pub fn group_dot_k_scalar(kind: Kind, w: &[u8], a: &[ActBlockK]) -> [f32; G] {
 /// the portable definition of the arithmetic.
 ///
 /// Q4_1 follows candle's and ggml's generic `vec_dot_q4_1_q8_1`: per block the integer sum is
-/// exact, then `sumi·d·d' + m·s` is added in block order; Q5_0 likewise (`vec_dot_q5_0_q8_0`,
-/// `sumi·d·d'`). Q8_0 follows their AVX2
+/// exact, then `sumi·d·d' + m·s` is added in block order; Q5_1 likewise
+/// (`vec_dot_q5_1_q8_1`), Q5_0 too (`vec_dot_q5_0_q8_0`, `sumi·d·d'`). Q8_0 follows their AVX2
 /// `vec_dot_q8_0_q8_0` (what candle runs on x86), and Q4_0 its `vec_dot_q4_0_q8_0`: eight lanes of four products each,
 /// `acc = fma(d·d', lane, acc)` per block, then the lanes summed in its `hsum_float_8` order.
 pub fn group_dot_scalar(kind: Kind, w: &[u8], a: &[ActBlock]) -> [f32; G] {
@@ -541,18 +564,23 @@ pub fn group_dot_scalar(kind: Kind, w: &[u8], a: &[ActBlock]) -> [f32; G] {
                 }
                 *o = sum;
             }
-            Kind::Q5_0 => {
+            Kind::Q5_0 | Kind::Q5_1 => {
+                let offset = if kind == Kind::Q5_0 { 16 } else { 0 };
                 let mut sum = 0f32;
                 for (b, ab) in w.chunks_exact(gbb).zip(a) {
                     let mut si = 0i32;
                     for c in 0..4 {
                         for t in 0..4 {
-                            let (lo, hi) = q5_pair(b, r, c, t);
-                            si += (lo as i32 - 16) * ab.qs[4 * c + t] as i32
-                                + (hi as i32 - 16) * ab.qs[16 + 4 * c + t] as i32;
+                            let (lo, hi) = q5_pair(kind, b, r, c, t);
+                            si += (lo as i32 - offset) * ab.qs[4 * c + t] as i32
+                                + (hi as i32 - offset) * ab.qs[16 + 4 * c + t] as i32;
                         }
                     }
-                    sum += si as f32 * f16_at(b, 2 * r) * ab.d;
+                    sum += if kind == Kind::Q5_1 {
+                        si as f32 * f16_at(b, 2 * r) * ab.d + f16_at(b, 16 + 2 * r) * ab.s
+                    } else {
+                        si as f32 * f16_at(b, 2 * r) * ab.d
+                    };
                 }
                 *o = sum;
             }
