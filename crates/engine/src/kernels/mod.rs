@@ -472,12 +472,15 @@ fn rows_parallel<T: Send>(out: &mut [T], nb: usize, f: impl Fn(usize, &mut [T]) 
 /// thread so that a thread that starts late takes fewer.
 fn pool_groups(groups: usize, f: impl Fn(usize) + Sync) {
     use rayon::prelude::*;
-    let piece = groups
-        .div_ceil(rayon::current_num_threads() * PIECES)
-        .max(1);
+    const PIECES: usize = 4;
+    let threads = rayon::current_num_threads();
+    if threads == 1 {
+        // No one to share with: skip rayon's job machinery (a decode step makes ~100 calls).
+        return (0..groups).for_each(f);
+    }
+    let piece = groups.div_ceil(threads * PIECES).max(1);
     (0..groups).into_par_iter().with_min_len(piece).for_each(&f);
 }
-const PIECES: usize = 4;
 
 /// `packed::quantize_row`, with SIMD where the CPU has it (same results).
 fn quantize_row(isa: Isa, x: &[f32], out: &mut [ActBlock]) {
