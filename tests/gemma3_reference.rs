@@ -42,6 +42,18 @@ fn gemma3_gguf_follows_transformers_greedy() {
             stop: vec![],
         };
         let got = model.generate(&ids, &params, &mut |_| true).unwrap().tokens;
+        // SentencePiece pieces and byte fallback, streamed a token at a time as generation
+        // does, end at the whole decode.
+        let all: Vec<u32> = ids.iter().chain(&got).copied().collect();
+        let mut stream = candor_engine::tokenizer::DecodeStream::default();
+        for n in 1..=all.len() {
+            let text = stream.text(model.tokenizer(), &all[..n]).unwrap();
+            assert_eq!(
+                text,
+                model.tokenizer().decode(&all[..n]).unwrap(),
+                "after {n}"
+            );
+        }
         let agree = got.iter().zip(&want).take_while(|(a, b)| a == b).count();
         assert!(
             agree >= 6,

@@ -44,6 +44,21 @@ fn tokenizer_built_from_gguf_matches_transformers() {
             model.tokenizer().decode(&without).unwrap(),
             case["decoded"].as_str().unwrap()
         );
+        assert_decodes_token_by_token(model.tokenizer(), &without);
+    }
+}
+
+/// Streaming decode, one token at a time as generation does, ends at the whole decode and only
+/// ever shows a character once it is complete.
+fn assert_decodes_token_by_token(tokenizer: &candor_engine::tokenizer::Tokenizer, ids: &[u32]) {
+    let mut stream = candor_engine::tokenizer::DecodeStream::default();
+    for n in 1..=ids.len() {
+        let text = stream.text(tokenizer, &ids[..n]).unwrap();
+        assert_eq!(
+            text,
+            tokenizer.decode(&ids[..n]).unwrap(),
+            "after {n} of {ids:?}"
+        );
     }
 }
 

@@ -3,6 +3,7 @@
 use crate::error::{Error, Result};
 use crate::model::Model;
 use crate::sampling::{Sampler, SamplingParams};
+use crate::tokenizer::DecodeStream;
 use candle_core::Tensor;
 use serde::Serialize;
 use std::time::Instant;
@@ -178,6 +179,7 @@ impl Model {
         let mut history = prompt.to_vec();
         let mut tokens = Vec::new();
         let mut stream = TextStream::new(&params.stop);
+        let mut decoded = DecodeStream::default();
         let mut logits = last_row(&logits)?;
         let finish = loop {
             if tokens.len() >= params.max_tokens {
@@ -189,7 +191,7 @@ impl Model {
             }
             tokens.push(next);
             history.push(next);
-            let (piece, stopped) = stream.update(self.tokenizer().decode(&tokens)?);
+            let (piece, stopped) = stream.update(decoded.text(self.tokenizer(), &tokens)?);
             if !piece.is_empty() && !on_text(&piece) {
                 break FinishReason::Cancelled;
             }

@@ -363,3 +363,34 @@ fn sentencepiece_merges(tokens: &[String], scores: &[f32]) -> Vec<(String, Strin
         .map(|(_, _, l, r)| (tokens[l].clone(), tokens[r].clone()))
         .collect()
 }
+
+/// The text of a token sequence that grows during generation, decoding at each step only the
+/// tokens since the last complete piece (and the one before them, which gives the decoder its
+/// context: a leading space, a byte sequence) instead of the whole sequence again, which made
+/// long generations quadratic. Equal to [`Tokenizer::decode`] of the whole sequence.
+#[derive(Debug, Default)]
+pub struct DecodeStream {
+    /// Tokens `prefix..read` are the context of the window; `..read` are decoded into `text`.
+    prefix: usize,
+    read: usize,
+    text: String,
+}
+
+impl DecodeStream {
+    /// The decoding of all of `tokens`, the same sequence as at the last call with tokens
+    /// appended. A trailing incomplete character shows as U+FFFD, as in a whole decode.
+    pub fn text(&mut self, tokenizer: &Tokenizer, tokens: &[u32]) -> Result<String> {
+        let context = tokenizer.decode(&tokens[self.prefix..self.read])?;
+        let window = tokenizer.decode(&tokens[self.prefix..])?;
+        let Some(tail) = window.strip_prefix(context.as_str()) else {
+            // A decoder that rewrites earlier text: decode it all.
+            return tokenizer.decode(tokens);
+        };
+        let full = format!("{}{tail}", self.text);
+        if !tail.is_empty() && !tail.ends_with('\u{FFFD}') {
+            self.text.push_str(tail);
+            (self.prefix, self.read) = (self.read, tokens.len());
+        }
+        Ok(full)
+    }
+}
