@@ -84,27 +84,28 @@ impl Linear {
     }
 
     /// The projections stored one after another in a fused matrix (Phi-3's QKV and gate/up),
-    /// each `outs[i]` rows of width `cols`, as separate layers.
-    pub fn load_fused(
+    /// `outs[i]` rows each of width `cols`, as separate layers.
+    pub fn load_fused<const N: usize>(
         w: &Weights,
         weight: Weight,
         layer: Option<usize>,
-        outs: &[usize],
+        outs: [usize; N],
         cols: usize,
         device: &Device,
-    ) -> Result<Vec<Self>> {
+    ) -> Result<[Self; N]> {
         w.expect_shape(weight, layer, &[outs.iter().sum(), cols])?;
+        let mut parts = Vec::with_capacity(N);
         let mut start = 0;
-        outs.iter()
-            .map(|&n| {
-                let rows = start..start + n;
-                start += n;
-                Ok(Self {
-                    weight: Matrix::load(w, weight, layer, rows, device)?,
-                    bias: None,
-                })
-            })
-            .collect()
+        for n in outs {
+            parts.push(Self {
+                weight: Matrix::load(w, weight, layer, start..start + n, device)?,
+                bias: None,
+            });
+            start += n;
+        }
+        Ok(parts
+            .try_into()
+            .unwrap_or_else(|_| unreachable!("one part per size")))
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {

@@ -76,9 +76,7 @@ impl Llama {
             };
             let ff = cfg.intermediate_size;
             let [q, k, v] = if cfg.arch.fused_projections() {
-                let qkv =
-                    Linear::load_fused(w, Weight::AttnQkv, l, &[q_out, kv_out, kv_out], h, device)?;
-                <[Linear; 3]>::try_from(qkv).map_err(|_| Error::malformed("fused QKV"))?
+                Linear::load_fused(w, Weight::AttnQkv, l, [q_out, kv_out, kv_out], h, device)?
             } else {
                 let proj = |wt, b, out| Linear::load(w, wt, bias(b), l, &[out, h], device);
                 [
@@ -88,8 +86,7 @@ impl Llama {
                 ]
             };
             let [gate, up] = if cfg.arch.fused_projections() {
-                let gu = Linear::load_fused(w, Weight::FfnGateUp, l, &[ff, ff], h, device)?;
-                <[Linear; 2]>::try_from(gu).map_err(|_| Error::malformed("fused gate/up"))?
+                Linear::load_fused(w, Weight::FfnGateUp, l, [ff, ff], h, device)?
             } else {
                 [
                     Linear::load(w, Weight::FfnGate, None, l, &[ff, h], device)?,
