@@ -27,6 +27,12 @@
 //!   [sub-block][row]), then for j in 0..2 and l in 0..8 three vectors (see `q6k_base`): bytes
 //!   64j+4l.., 64j+32+4l.. of each row's `ql` and bytes 32j+4l.. of its `qh`.
 //!
+//! - Q3_K, 912 bytes per super-block: d[8] (f16), the 16 sub-block scales of each row (i8, the
+//!   stored 6-bit value − 32, [sub-block][row]), then for j in 0..2 and l in 0..8 a vector of
+//!   bytes 32j+4l..32j+4l+4 of each row's `qs` (`q3k_vector`), then 8 vectors of `hmask`: vector
+//!   l holds bytes 4l..4l+4 of each row's 32. Value 128j+32t+b is bits 2t..2t+2 of `qs` byte
+//!   32j+b, minus 4 unless bit 4j+t of `hmask` byte b is set.
+//!
 //! Rows past the matrix's last row (when n is not a multiple of 8) are zero.
 
 use super::Kind;
@@ -49,6 +55,7 @@ impl Kind {
             Kind::Q5_0 => 22,
             Kind::Q5_1 => 24,
             Kind::Q8_0 => 34,
+            Kind::Q3K => 110,
             Kind::Q4K => 144,
             Kind::Q5K => 176,
             Kind::Q6K => 210,
@@ -59,7 +66,7 @@ impl Kind {
     pub(crate) fn block_values(self) -> usize {
         match self {
             Kind::Q4_0 | Kind::Q4_1 | Kind::Q5_0 | Kind::Q5_1 | Kind::Q8_0 => QK,
-            Kind::Q4K | Kind::Q5K | Kind::Q6K => QK_K,
+            Kind::Q3K | Kind::Q4K | Kind::Q5K | Kind::Q6K => QK_K,
         }
     }
 
@@ -71,6 +78,7 @@ impl Kind {
             Kind::Q5_0 => 16 + 32 + 128,
             Kind::Q5_1 => 32 + 32 + 128,
             Kind::Q8_0 => 16 + 256,
+            Kind::Q3K => 16 + 128 + 512 + 256,
             Kind::Q4K => 32 + 64 + 64 + 1024,
             Kind::Q5K => 32 + 64 + 64 + 1024 + 256,
             Kind::Q6K => 16 + 128 + 1536,
@@ -306,6 +314,24 @@ pub fn pack(kind: Kind, src: &[u8], n: usize, nb: usize) -> Aligned {
                                 }
                             }
                         }
+                        Kind::Q3K => {
+                            // GGUF block: hmask[32], qs[64], scales[12], d.
+                            dst[2 * r..2 * r + 2].copy_from_slice(&b[108..110]);
+                            for (u, sc) in q3k_scales(&b[96..108]).iter().enumerate() {
+                                dst[16 + 8 * u + r] = *sc as u8;
+                            }
+                            for j in 0..2 {
+                                for l in 0..8 {
+                                    let o = 144 + 32 * q3k_vector(j, l) + 4 * r;
+                                    let q = 32 + 32 * j + 4 * l;
+                                    dst[o..o + 4].copy_from_slice(&b[q..q + 4]);
+                                }
+                            }
+                            for l in 0..8 {
+                                let o = 656 + 32 * l + 4 * r;
+                                dst[o..o + 4].copy_from_slice(&b[4 * l..4 * l + 4]);
+                            }
+                        }
                         Kind::Q6K => {
                             dst[2 * r..2 * r + 2].copy_from_slice(&b[208..210]);
                             for u in 0..16 {
@@ -408,6 +434,12 @@ pub fn dequantize_row(kind: Kind, w: &[u8], nb: usize, row: usize, out: &mut [f3
                     *o = d * b[32 + 8 * sb + r] as f32 * q as f32 - dmin * m as f32;
                 }
             }
+            Kind::Q3K => {
+                for (x, o) in ob.iter_mut().enumerate() {
+                    let (u, q) = q3k_at(b, r, x);
+                    *o = d * (b[16 + 8 * u + r] as i8) as f32 * q as f32;
+                }
+            }
             Kind::Q6K => {
                 for (x, o) in ob.iter_mut().enumerate() {
                     let (u, q) = q6k_at(b, r, x);
@@ -469,6 +501,44 @@ fn q6k_at(b: &[u8], r: usize, x: usize) -> (usize, u8) {
     (x / 16, low | ((qh >> (2 * v)) & 3) << 4)
 }
 
+/// Where the `qs` vector of half j, lane l sits among a Q3_K super-block's 16.
+#[inline]
+pub(crate) fn q3k_vector(j: usize, l: usize) -> usize {
+    8 * j + l
+}
+
+/// The 16 sub-block scales of a Q3_K block, unpacked from its 12 bytes of 6-bit values and
+/// offset by −32, as ggml does.
+pub(crate) fn q3k_scales(packed: &[u8]) -> [i8; 16] {
+    const KMASK1: u32 = 0x0303_0303;
+    const KMASK2: u32 = 0x0f0f_0f0f;
+    let a: [u32; 3] = std::array::from_fn(|i| {
+        u32::from_le_bytes([
+            packed[4 * i],
+            packed[4 * i + 1],
+            packed[4 * i + 2],
+            packed[4 * i + 3],
+        ])
+    });
+    let words = [
+        (a[0] & KMASK2) | (a[2] & KMASK1) << 4,
+        (a[1] & KMASK2) | (a[2] >> 2 & KMASK1) << 4,
+        (a[0] >> 4 & KMASK2) | (a[2] >> 4 & KMASK1) << 4,
+        (a[1] >> 4 & KMASK2) | (a[2] >> 6 & KMASK1) << 4,
+    ];
+    std::array::from_fn(|u| (words[u / 4].to_le_bytes()[u % 4] as i8).wrapping_sub(32))
+}
+
+/// Sub-block (of 16) and signed 3-bit value (−4..4) of value x of row r in a packed Q3_K
+/// super-block.
+#[inline]
+fn q3k_at(b: &[u8], r: usize, x: usize) -> (usize, i32) {
+    let (j, t, l, u) = (x / 128, x / 32 % 4, x % 32 / 4, x % 4);
+    let low = b[144 + 32 * q3k_vector(j, l) + 4 * r + u] >> (2 * t) & 3;
+    let high = b[656 + 32 * l + 4 * r + u] >> (4 * j + t) & 1;
+    (x / 16, low as i32 - if high == 1 { 0 } else { 4 })
+}
+
 /// Candle's `hsum_float_8` order over eight lanes.
 #[inline]
 fn hsum8(a: &[f32; 8]) -> f32 {
@@ -476,8 +546,8 @@ fn hsum8(a: &[f32; 8]) -> f32 {
 }
 
 /// The eight dot products of one K-format group (`nb` packed super-blocks at `w`) with one
-/// activation row: the portable definition. All follow candle's AVX2 `vec_dot_q4k_q8k` /
-/// `vec_dot_q5k_q8k` / `vec_dot_q6k_q8k`: eight i32 lanes (lane l takes values 4l..4l+4 of every
+/// activation row: the portable definition. All follow candle's AVX2 `vec_dot_q3k_q8k` /
+/// `vec_dot_q4k_q8k` / `vec_dot_q5k_q8k` / `vec_dot_q6k_q8k`: eight i32 lanes (lane l takes values 4l..4l+4 of every
 /// 32), each weighted by its sub-block scale, `acc = fma(d·d', lane, acc)` per super-block,
 /// summed in `hsum_float_8` order; Q4_K adds its mins in four lanes (`fma(−d'·dmin, ·, ·)`),
 /// Q5_K as one running sum (`summs += −d'·dmin · Σ m·s`), last.
@@ -496,6 +566,10 @@ pub fn group_dot_k_scalar(kind: Kind, w: &[u8], a: &[ActBlockK]) -> [f32; G] {
                         let (sb, q) = q4k_at(b, r, x);
                         let q = q + q5k_fifth(kind, b, r, x);
                         (b[32 + 8 * sb + r] as i32, q as i32)
+                    }
+                    Kind::Q3K => {
+                        let (u, q) = q3k_at(b, r, x);
+                        ((b[16 + 8 * u + r] as i8) as i32, q)
                     }
                     _ => {
                         let (u, q) = q6k_at(b, r, x);
@@ -584,7 +658,7 @@ pub fn group_dot_scalar(kind: Kind, w: &[u8], a: &[ActBlock]) -> [f32; G] {
                 }
                 *o = sum;
             }
-            Kind::Q4K | Kind::Q5K | Kind::Q6K => {
+            Kind::Q3K | Kind::Q4K | Kind::Q5K | Kind::Q6K => {
                 unreachable!("K formats take `group_dot_k_scalar`")
             }
             Kind::Q4_0 | Kind::Q8_0 => {

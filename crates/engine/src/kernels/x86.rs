@@ -7,7 +7,7 @@
 //! The CPU must have the features named in the kernel's `target_feature`; `w` must point at `nb`
 //! packed group blocks of the kernel's type and each activation pointer at `nb` blocks.
 
-use super::packed::{q4k_vector, q6k_base, ActBlock, ActBlockK, QK};
+use super::packed::{q3k_vector, q4k_vector, q6k_base, ActBlock, ActBlockK, QK};
 use std::arch::x86_64::*;
 
 const _: () = assert!(QK == 32);
@@ -516,6 +516,57 @@ pub unsafe fn q6k(w: *const u8, a: *const ActBlockK, nb: usize) -> [f32; 8] {
                         _mm256_maddubs_epi16(m32, x),
                     );
                     let u = 8 * j + 2 * v + usize::from(l >= 4);
+                    *lane = _mm256_add_epi32(*lane, _mm256_madd_epi16(p, sc[u]));
+                }
+            }
+        }
+        for (acc, lane) in acc.iter_mut().zip(&lanes) {
+            *acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(*lane), *acc);
+        }
+    }
+    let mut out = [0f32; 8];
+    _mm256_storeu_ps(out.as_mut_ptr(), hsum8(&acc));
+    out
+}
+
+/// Q3_K dot products of one group with one activation row, in candle's AVX2 order: the 2-bit
+/// values and the "minus 4 unless the high bit is set" part multiplied separately
+/// (`vpmaddubsw` takes unsigned weights), then each lane weighted by its sub-block scale.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn q3k(w: *const u8, a: *const ActBlockK, nb: usize) -> [f32; 8] {
+    let three = _mm256_set1_epi8(3);
+    let one = _mm256_set1_epi8(1);
+    let mut acc = [_mm256_setzero_ps(); 8];
+    for i in 0..nb {
+        let b = w.add(i * 912);
+        let y = &*a.add(i);
+        let q = y.qs.as_ptr();
+        let d = _mm256_mul_ps(
+            _mm256_cvtph_ps(_mm_loadu_si128(b as *const __m128i)),
+            _mm256_set1_ps(y.d),
+        );
+        let mut sc = [_mm256_setzero_si256(); 16];
+        for (u, sc) in sc.iter_mut().enumerate() {
+            *sc = scales16!(b.add(16 + 8 * u), _mm256_cvtepi8_epi16);
+        }
+        let mut lanes = [_mm256_setzero_si256(); 8];
+        for (l, lane) in lanes.iter_mut().enumerate() {
+            let hbits = _mm256_loadu_si256(b.add(656 + 32 * l) as *const __m256i);
+            for j in 0..2 {
+                let qv = _mm256_loadu_si256(b.add(144 + 32 * q3k_vector(j, l)) as *const __m256i);
+                for t in 0..4 {
+                    let shift =
+                        |v: __m256i, s: usize| _mm256_srl_epi16(v, _mm_cvtsi32_si128(s as i32));
+                    let low = _mm256_and_si256(shift(qv, 2 * t), three);
+                    // 4 where the high bit is clear: the −4 of those values.
+                    let clear = _mm256_andnot_si256(shift(hbits, 4 * j + t), one);
+                    let minus = _mm256_slli_epi16(clear, 2);
+                    let x = bcast4!(q, 128 * j + 32 * t + 4 * l);
+                    let p = _mm256_sub_epi16(
+                        _mm256_maddubs_epi16(low, x),
+                        _mm256_maddubs_epi16(minus, x),
+                    );
+                    let u = 8 * j + 2 * t + usize::from(l >= 4);
                     *lane = _mm256_add_epi32(*lane, _mm256_madd_epi16(p, sc[u]));
                 }
             }
