@@ -150,14 +150,14 @@ impl Isa {
                         out = unsafe { x86::$isa::q5_1::<M>(w.as_ptr(), a.map(|a| a.as_ptr()), nb) }
                     }
                     Kind::Q4_0 => {
+                        // One row at a time: its eight lane accumulators per row leave no
+                        // registers to share a weight vector between rows (measured slower).
                         for (o, a) in out.iter_mut().zip(a) {
-                            *o = unsafe { x86::$isa::q4_0(w.as_ptr(), a.as_ptr(), nb) }
+                            [*o] = unsafe { x86::$isa::q4_0::<1>(w.as_ptr(), [a.as_ptr()], nb) }
                         }
                     }
                     Kind::Q8_0 => {
-                        for (o, a) in out.iter_mut().zip(a) {
-                            *o = unsafe { x86::$isa::q8_0(w.as_ptr(), a.as_ptr(), nb) }
-                        }
+                        out = unsafe { x86::$isa::q8_0::<M>(w.as_ptr(), a.map(|a| a.as_ptr()), nb) }
                     }
                     Kind::Q3K | Kind::Q4K | Kind::Q5K | Kind::Q6K => {
                         unreachable!("K formats are handled above")

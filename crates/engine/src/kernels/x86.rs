@@ -189,19 +189,22 @@ macro_rules! q5_kernel {
 
 macro_rules! q4_0_kernel {
     ($name:ident, $features:literal, $dot:ident) => {
-        /// Q4_0 dot products of one group with one activation row: lanes as in Q8_0, values
-        /// q − 8 (the correction `c / 16` starts each lane).
+        /// Q4_0 dot products of one group with `M` activation rows: lanes as in Q8_0, values
+        /// q − 8 (the correction `c / 16` starts each lane). Each weight vector is unpacked once
+        /// for all the rows.
         #[target_feature(enable = $features)]
-        pub unsafe fn $name(w: *const u8, a: *const ActBlock, nb: usize) -> [f32; 8] {
+        pub unsafe fn $name<const M: usize>(
+            w: *const u8,
+            a: [*const ActBlock; M],
+            nb: usize,
+        ) -> [[f32; 8]; M] {
             let low = _mm256_set1_epi8(0x0F);
-            let mut acc = [_mm256_setzero_ps(); 8];
+            let mut acc = [[_mm256_setzero_ps(); 8]; M];
             for i in 0..nb {
                 let b = w.add(i * 144);
-                let ab = &*a.add(i);
-                let dd = _mm256_mul_ps(
-                    _mm256_cvtph_ps(_mm_loadu_si128(b as *const __m128i)),
-                    _mm256_set1_ps(ab.d),
-                );
+                let d = _mm256_cvtph_ps(_mm_loadu_si128(b as *const __m128i));
+                let dd: [__m256; M] =
+                    std::array::from_fn(|r| _mm256_mul_ps(d, _mm256_set1_ps((*a[r].add(i)).d)));
                 for c in 0..4 {
                     let v = _mm256_loadu_si256(b.add(16 + 32 * c) as *const __m256i);
                     let halves = [
@@ -210,41 +213,49 @@ macro_rules! q4_0_kernel {
                     ];
                     for (h, q) in halves.into_iter().enumerate() {
                         let lane = c + 4 * h;
-                        let x = bcast4!(ab.qs.as_ptr(), 4 * lane);
-                        let s = $dot!(q, x, ab.c[lane] / 16);
-                        acc[lane] = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(s), acc[lane]);
+                        for r in 0..M {
+                            let ab = &*a[r].add(i);
+                            let x = bcast4!(ab.qs.as_ptr(), 4 * lane);
+                            let s = $dot!(q, x, ab.c[lane] / 16);
+                            acc[r][lane] =
+                                _mm256_fmadd_ps(dd[r], _mm256_cvtepi32_ps(s), acc[r][lane]);
+                        }
                     }
                 }
             }
-            let mut out = [0f32; 8];
-            _mm256_storeu_ps(out.as_mut_ptr(), hsum8(&acc));
-            out
+            let sums: [__m256; M] = std::array::from_fn(|r| hsum8(&acc[r]));
+            rows_out(&sums)
         }
     };
 }
 
 macro_rules! q8_0_kernel {
     ($name:ident, $features:literal, $dot:ident) => {
-        /// Q8_0 dot products of one group with one activation row.
+        /// Q8_0 dot products of one group with `M` activation rows, each weight vector loaded
+        /// once for all the rows.
         #[target_feature(enable = $features)]
-        pub unsafe fn $name(w: *const u8, a: *const ActBlock, nb: usize) -> [f32; 8] {
-            let mut acc = [_mm256_setzero_ps(); 8];
+        pub unsafe fn $name<const M: usize>(
+            w: *const u8,
+            a: [*const ActBlock; M],
+            nb: usize,
+        ) -> [[f32; 8]; M] {
+            let mut acc = [[_mm256_setzero_ps(); 8]; M];
             for i in 0..nb {
                 let b = w.add(i * 272);
-                let ab = &*a.add(i);
-                let dd = _mm256_mul_ps(
-                    _mm256_cvtph_ps(_mm_loadu_si128(b as *const __m128i)),
-                    _mm256_set1_ps(ab.d),
-                );
+                let d = _mm256_cvtph_ps(_mm_loadu_si128(b as *const __m128i));
+                let dd: [__m256; M] =
+                    std::array::from_fn(|r| _mm256_mul_ps(d, _mm256_set1_ps((*a[r].add(i)).d)));
                 for c in 0..8 {
                     let v = _mm256_loadu_si256(b.add(16 + 32 * c) as *const __m256i);
-                    let s = $dot!(v, bcast4!(ab.qs.as_ptr(), 4 * c), ab.c[c]);
-                    acc[c] = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(s), acc[c]);
+                    for r in 0..M {
+                        let ab = &*a[r].add(i);
+                        let s = $dot!(v, bcast4!(ab.qs.as_ptr(), 4 * c), ab.c[c]);
+                        acc[r][c] = _mm256_fmadd_ps(dd[r], _mm256_cvtepi32_ps(s), acc[r][c]);
+                    }
                 }
             }
-            let mut out = [0f32; 8];
-            _mm256_storeu_ps(out.as_mut_ptr(), hsum8(&acc));
-            out
+            let sums: [__m256; M] = std::array::from_fn(|r| hsum8(&acc[r]));
+            rows_out(&sums)
         }
     };
 }
