@@ -150,11 +150,7 @@ impl Isa {
                         out = unsafe { x86::$isa::q5_1::<M>(w.as_ptr(), a.map(|a| a.as_ptr()), nb) }
                     }
                     Kind::Q4_0 => {
-                        // One row at a time: its eight lane accumulators per row leave no
-                        // registers to share a weight vector between rows (measured slower).
-                        for (o, a) in out.iter_mut().zip(a) {
-                            [*o] = unsafe { x86::$isa::q4_0::<1>(w.as_ptr(), [a.as_ptr()], nb) }
-                        }
+                        out = unsafe { x86::$isa::q4_0::<M>(w.as_ptr(), a.map(|a| a.as_ptr()), nb) }
                     }
                     Kind::Q8_0 => {
                         out = unsafe { x86::$isa::q8_0::<M>(w.as_ptr(), a.map(|a| a.as_ptr()), nb) }
@@ -694,9 +690,11 @@ mod tests {
     #[test]
     fn matmul_equals_candle_bit_for_bit() {
         for dtype in ALL {
-            // candle's Q8_0 and K-format dot products take their AVX2 paths on such CPUs.
-            if !matches!(dtype, GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1)
-                && !candle_uses_avx2()
+            // candle's Q8_0 and K-format dot products take their AVX2 paths on such CPUs;
+            // Q4_0 keeps candle's reference order (its own test below).
+            if dtype == GgmlDType::Q4_0
+                || !matches!(dtype, GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1)
+                    && !candle_uses_avx2()
             {
                 continue;
             }
@@ -727,6 +725,42 @@ mod tests {
                 let y = x.apply_op1_no_bwd(&fast).unwrap();
                 assert_eq!(y.dims(), reference.dims());
                 assert_eq!(bits(&y), bits(&reference), "{dtype:?} m={m} n={n} k={k}");
+            }
+        }
+    }
+
+    /// Q4_0 against candle's reference dot product (`vec_dot_unopt`, what candle runs where it
+    /// has no SIMD version), on every row pair, bit for bit.
+    #[test]
+    fn q4_0_equals_candles_reference_bit_for_bit() {
+        use candle_core::quantized::k_quants::{BlockQ4_0, BlockQ8_0, GgmlType};
+        for (m, n, k) in [(1, 7, 64), (3, 130, 96), (5, 33, 576)] {
+            let w = quantized(GgmlDType::Q4_0, n, k, (m * n * k) as u64);
+            let QMatMul::QTensor(q) = &w else {
+                panic!("quantized")
+            };
+            let bytes = q.data().unwrap();
+            let nb = k / 32;
+            let blocks: Vec<BlockQ4_0> = (0..n * nb)
+                // SAFETY: BlockQ4_0 is repr(C) plain data of 18 bytes, as the GGUF stores it.
+                .map(|i| unsafe { std::ptr::read_unaligned(bytes[18 * i..].as_ptr().cast()) })
+                .collect();
+            let x = noise(m * k, 7);
+            let fast = pack(&w).unwrap();
+            let xt = Tensor::from_vec(x.clone(), (1, m, k), &Device::Cpu).unwrap();
+            let y = xt.apply_op1_no_bwd(&fast).unwrap();
+            let y = y.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            for r in 0..m {
+                let mut acts = vec![BlockQ8_0::zeros(); nb];
+                BlockQ8_0::from_float(&x[r * k..(r + 1) * k], &mut acts);
+                for j in 0..n {
+                    let want = BlockQ4_0::vec_dot_unopt(k, &blocks[j * nb..(j + 1) * nb], &acts);
+                    assert_eq!(
+                        y[r * n + j].to_bits(),
+                        want.to_bits(),
+                        "m={m} n={n} row {r} col {j}"
+                    );
+                }
             }
         }
     }

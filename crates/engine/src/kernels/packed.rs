@@ -614,9 +614,11 @@ pub fn group_dot_k_scalar(kind: Kind, w: &[u8], a: &[ActBlockK]) -> [f32; G] {
 ///
 /// Q4_1 follows candle's and ggml's generic `vec_dot_q4_1_q8_1`: per block the integer sum is
 /// exact, then `sumi·d·d' + m·s` is added in block order; Q5_1 likewise
-/// (`vec_dot_q5_1_q8_1`), Q5_0 too (`vec_dot_q5_0_q8_0`, `sumi·d·d'`). Q8_0 follows their AVX2
-/// `vec_dot_q8_0_q8_0` (what candle runs on x86), and Q4_0 its `vec_dot_q4_0_q8_0`: eight lanes of four products each,
-/// `acc = fma(d·d', lane, acc)` per block, then the lanes summed in its `hsum_float_8` order.
+/// (`vec_dot_q5_1_q8_1`), Q5_0 and Q4_0 too (`vec_dot_q5_0_q8_0`, `vec_dot_q4_0_q8_0`,
+/// `sumi·d·d'`). Q8_0 follows their AVX2 `vec_dot_q8_0_q8_0` (what candle runs on x86): eight
+/// lanes of four products each, `acc = fma(d·d', lane, acc)` per block, then the lanes summed
+/// in its `hsum_float_8` order. (candle's AVX2 Q4_0 kernel rounds like its Q8_0 one; candor
+/// keeps the reference order for Q4_0, which lets prompt rows share each weight vector.)
 pub fn group_dot_scalar(kind: Kind, w: &[u8], a: &[ActBlock]) -> [f32; G] {
     debug_assert!(kind.block_values() == QK);
     let gbb = kind.group_block_bytes();
@@ -658,25 +660,32 @@ pub fn group_dot_scalar(kind: Kind, w: &[u8], a: &[ActBlock]) -> [f32; G] {
                 }
                 *o = sum;
             }
+            Kind::Q4_0 => {
+                let mut sum = 0f32;
+                for (b, ab) in w.chunks_exact(gbb).zip(a) {
+                    let mut si = 0i32;
+                    for c in 0..4 {
+                        for t in 0..4 {
+                            let q = b[16 + 32 * c + 4 * r + t];
+                            si += ((q & 0x0F) as i32 - 8) * ab.qs[4 * c + t] as i32
+                                + ((q >> 4) as i32 - 8) * ab.qs[16 + 4 * c + t] as i32;
+                        }
+                    }
+                    sum += si as f32 * f16_at(b, 2 * r) * ab.d;
+                }
+                *o = sum;
+            }
             Kind::Q3K | Kind::Q4K | Kind::Q5K | Kind::Q6K => {
                 unreachable!("K formats take `group_dot_k_scalar`")
             }
-            Kind::Q4_0 | Kind::Q8_0 => {
+            Kind::Q8_0 => {
                 let mut acc = [0f32; 8];
                 for (b, ab) in w.chunks_exact(gbb).zip(a) {
                     let dd = f16_at(b, 2 * r) * ab.d;
                     for (c, acc) in acc.iter_mut().enumerate() {
                         let mut si = 0i32;
                         for t in 0..4 {
-                            let q = match kind {
-                                // Lane c: values 4c.. (low nibbles of vector c, then high).
-                                Kind::Q4_0 => {
-                                    let byte = b[16 + 32 * (c % 4) + 4 * r + t];
-                                    let q = if c < 4 { byte & 0x0F } else { byte >> 4 };
-                                    q as i32 - 8
-                                }
-                                _ => ((b[16 + 32 * c + 4 * r + t] ^ 0x80) as i8) as i32,
-                            };
+                            let q = ((b[16 + 32 * c + 4 * r + t] ^ 0x80) as i8) as i32;
                             si += q * ab.qs[4 * c + t] as i32;
                         }
                         *acc = dd.mul_add(si as f32, *acc);

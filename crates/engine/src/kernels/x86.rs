@@ -68,13 +68,6 @@ macro_rules! dp2_avx2 {
         _mm256_add_epi32($acc, _mm256_madd_epi16(p, _mm256_set1_epi16(1)))
     }};
 }
-// Unsigned 4-bit values: four products of at most 15·128 per i32 lane, plus the correction.
-macro_rules! dot4_avx2 {
-    ($v:expr, $x:expr, $c:expr) => {{
-        let p = _mm256_madd_epi16(_mm256_maddubs_epi16($v, $x), _mm256_set1_epi16(1));
-        _mm256_add_epi32(_mm256_set1_epi32($c), p)
-    }};
-}
 // Q8_0 on AVX2: back to signed bytes, then candle's sign trick (|w| · sign(x, w)).
 macro_rules! dot8_avx2 {
     ($v:expr, $x:expr, $c:expr) => {{
@@ -188,10 +181,10 @@ macro_rules! q5_kernel {
 }
 
 macro_rules! q4_0_kernel {
-    ($name:ident, $features:literal, $dot:ident) => {
-        /// Q4_0 dot products of one group with `M` activation rows: lanes as in Q8_0, values
-        /// q − 8 (the correction `c / 16` starts each lane). Each weight vector is unpacked once
-        /// for all the rows.
+    ($name:ident, $features:literal, $dp2:ident) => {
+        /// Q4_0 dot products of one group with `M` activation rows, in candle's reference order
+        /// (exact integer sum per block, then `sumi·d·d'`); the −8 enters once per block
+        /// through Σq.
         #[target_feature(enable = $features)]
         pub unsafe fn $name<const M: usize>(
             w: *const u8,
@@ -199,32 +192,31 @@ macro_rules! q4_0_kernel {
             nb: usize,
         ) -> [[f32; 8]; M] {
             let low = _mm256_set1_epi8(0x0F);
-            let mut acc = [[_mm256_setzero_ps(); 8]; M];
+            let mut sum = [_mm256_setzero_ps(); M];
             for i in 0..nb {
                 let b = w.add(i * 144);
                 let d = _mm256_cvtph_ps(_mm_loadu_si128(b as *const __m128i));
-                let dd: [__m256; M] =
-                    std::array::from_fn(|r| _mm256_mul_ps(d, _mm256_set1_ps((*a[r].add(i)).d)));
+                let mut acc: [__m256i; M] =
+                    std::array::from_fn(|r| _mm256_set1_epi32(-8 * (*a[r].add(i)).sum));
                 for c in 0..4 {
                     let v = _mm256_loadu_si256(b.add(16 + 32 * c) as *const __m256i);
-                    let halves = [
-                        _mm256_and_si256(v, low),
-                        _mm256_and_si256(_mm256_srli_epi16(v, 4), low),
-                    ];
-                    for (h, q) in halves.into_iter().enumerate() {
-                        let lane = c + 4 * h;
-                        for r in 0..M {
-                            let ab = &*a[r].add(i);
-                            let x = bcast4!(ab.qs.as_ptr(), 4 * lane);
-                            let s = $dot!(q, x, ab.c[lane] / 16);
-                            acc[r][lane] =
-                                _mm256_fmadd_ps(dd[r], _mm256_cvtepi32_ps(s), acc[r][lane]);
-                        }
+                    let lo = _mm256_and_si256(v, low);
+                    let hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
+                    for r in 0..M {
+                        let q = (*a[r].add(i)).qs.as_ptr();
+                        acc[r] = $dp2!(acc[r], lo, bcast4!(q, 4 * c), hi, bcast4!(q, 16 + 4 * c));
                     }
                 }
+                for r in 0..M {
+                    let ab = &*a[r].add(i);
+                    let si = _mm256_cvtepi32_ps(acc[r]);
+                    sum[r] = _mm256_add_ps(
+                        sum[r],
+                        _mm256_mul_ps(_mm256_mul_ps(si, d), _mm256_set1_ps(ab.d)),
+                    );
+                }
             }
-            let sums: [__m256; M] = std::array::from_fn(|r| hsum8(&acc[r]));
-            rows_out(&sums)
+            rows_out(&sum)
         }
     };
 }
@@ -263,7 +255,7 @@ macro_rules! q8_0_kernel {
 /// One module of 32-value-block kernels per instruction set, with the same function names;
 /// VNNI modules name their `vpdpbusd` encoding.
 macro_rules! isa_kernels {
-    ($module:ident, $features:literal, $dp:ident, $finish:ident, $dp2:ident, $dot4:ident, $dot8:ident
+    ($module:ident, $features:literal, $dp:ident, $finish:ident, $dp2:ident, $dot8:ident
      $(, dpbusd = $dpbusd:ident)?) => {
         pub mod $module {
             use super::*;
@@ -277,7 +269,7 @@ macro_rules! isa_kernels {
             q4_1_kernel!(q4_1, $features, $dp, $finish);
             q5_kernel!(q5_0, $features, $dp2, false);
             q5_kernel!(q5_1, $features, $dp2, true);
-            q4_0_kernel!(q4_0, $features, $dot4);
+            q4_0_kernel!(q4_0, $features, $dp2);
             q8_0_kernel!(q8_0, $features, $dot8);
         }
     };
@@ -289,7 +281,6 @@ isa_kernels!(
     dp_avx2,
     finish_avx2,
     dp2_avx2,
-    dot4_avx2,
     dot8_avx2
 );
 isa_kernels!(
@@ -298,7 +289,6 @@ isa_kernels!(
     dp_vnni,
     finish_vnni,
     dp2_vnni,
-    dot8_vnni,
     dot8_vnni,
     dpbusd = _mm256_dpbusd_avx_epi32
 );
@@ -309,7 +299,6 @@ isa_kernels!(
     dp_vnni,
     finish_vnni,
     dp2_vnni,
-    dot8_vnni,
     dot8_vnni,
     dpbusd = _mm256_dpbusd_epi32
 );
