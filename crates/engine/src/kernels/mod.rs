@@ -1,5 +1,5 @@
 //! CPU matmul kernels for the GGUF weight types candle 0.11 handles slowly: Q4_0, Q4_1, Q5_0,
-//! Q5_1, Q8_0, Q3_K, Q4_K, Q5_K and Q6_K.
+//! Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K and Q6_K.
 //!
 //! The weights are regrouped at load, straight from the verified file, into a layout built for
 //! SIMD dot products (`packed.rs`: eight rows per group); each activation row is quantized once
@@ -28,6 +28,7 @@ pub(crate) enum Kind {
     Q5_0,
     Q5_1,
     Q8_0,
+    Q2K,
     Q3K,
     Q4K,
     Q5K,
@@ -42,6 +43,7 @@ impl Kind {
             GgmlDType::Q5_0 => Kind::Q5_0,
             GgmlDType::Q5_1 => Kind::Q5_1,
             GgmlDType::Q8_0 => Kind::Q8_0,
+            GgmlDType::Q2K => Kind::Q2K,
             GgmlDType::Q3K => Kind::Q3K,
             GgmlDType::Q4K => Kind::Q4K,
             GgmlDType::Q5K => Kind::Q5K,
@@ -116,7 +118,7 @@ impl Isa {
             let nb = acts.k / QK_K;
             debug_assert!(w.len() >= nb * kind.group_block_bytes());
             #[cfg(target_arch = "x86_64")]
-            if self != Isa::Portable && avx512bw() && kind != Kind::Q3K {
+            if self != Isa::Portable && avx512bw() && !matches!(kind, Kind::Q2K | Kind::Q3K) {
                 let a: [*const ActBlockK; M] = std::array::from_fn(|i| acts.row_k(r + i).as_ptr());
                 // SAFETY: the CPU has AVX-512F/BW (checked) and AVX2, FMA, F16C (any ISA but
                 // the portable one); `w` holds `nb` group super-blocks, each row `nb` blocks.
@@ -155,7 +157,7 @@ impl Isa {
                     Kind::Q8_0 => {
                         out = unsafe { x86::$isa::q8_0::<M>(w.as_ptr(), a.map(|a| a.as_ptr()), nb) }
                     }
-                    Kind::Q3K | Kind::Q4K | Kind::Q5K | Kind::Q6K => {
+                    Kind::Q2K | Kind::Q3K | Kind::Q4K | Kind::Q5K | Kind::Q6K => {
                         unreachable!("K formats are handled above")
                     }
                 }
@@ -203,6 +205,11 @@ impl Isa {
             (Isa::Avx2 | Isa::Avx512Vnni | Isa::AvxVnni, Kind::Q3K) => {
                 // SAFETY: as above.
                 unsafe { x86::q3k(w.as_ptr(), a.as_ptr(), nb) }
+            }
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx2 | Isa::Avx512Vnni | Isa::AvxVnni, Kind::Q2K) => {
+                // SAFETY: as above.
+                unsafe { x86::q2k(w.as_ptr(), a.as_ptr(), nb) }
             }
             _ => packed::group_dot_k_scalar(kind, &w[..nb * kind.group_block_bytes()], &a[..nb]),
         }
@@ -639,12 +646,13 @@ mod tests {
         FastWeight::pack_blocks(q.dtype(), n, k, &q.data().ok()?)
     }
 
-    const ALL: [GgmlDType; 9] = [
+    const ALL: [GgmlDType; 10] = [
         GgmlDType::Q4_0,
         GgmlDType::Q4_1,
         GgmlDType::Q5_0,
         GgmlDType::Q5_1,
         GgmlDType::Q8_0,
+        GgmlDType::Q2K,
         GgmlDType::Q3K,
         GgmlDType::Q4K,
         GgmlDType::Q5K,
@@ -700,7 +708,7 @@ mod tests {
             }
             let widen = if matches!(
                 dtype,
-                GgmlDType::Q3K | GgmlDType::Q4K | GgmlDType::Q5K | GgmlDType::Q6K
+                GgmlDType::Q2K | GgmlDType::Q3K | GgmlDType::Q4K | GgmlDType::Q5K | GgmlDType::Q6K
             ) {
                 8
             } else {

@@ -27,6 +27,9 @@
 //!   [sub-block][row]), then for j in 0..2 and l in 0..8 three vectors (see `q6k_base`): bytes
 //!   64j+4l.., 64j+32+4l.. of each row's `ql` and bytes 32j+4l.. of its `qh`.
 //!
+//! - Q2_K, 800 bytes per super-block: d[8], dmin[8] (f16), the 16 sub-block scales of each row
+//!   (u8, [sub-block][row]), the mins as pairs ([pair i][row][2]: sub-blocks 2i and 2i+1), then
+//!   the `qs` vectors as for Q3_K (value 128j+32t+b is bits 2t..2t+2 of byte 32j+b).
 //! - Q3_K, 912 bytes per super-block: d[8] (f16), the 16 sub-block scales of each row (i8, the
 //!   stored 6-bit value − 32, [sub-block][row]), then for j in 0..2 and l in 0..8 a vector of
 //!   bytes 32j+4l..32j+4l+4 of each row's `qs` (`q3k_vector`), then 8 vectors of `hmask`: vector
@@ -55,6 +58,7 @@ impl Kind {
             Kind::Q5_0 => 22,
             Kind::Q5_1 => 24,
             Kind::Q8_0 => 34,
+            Kind::Q2K => 84,
             Kind::Q3K => 110,
             Kind::Q4K => 144,
             Kind::Q5K => 176,
@@ -66,7 +70,7 @@ impl Kind {
     pub(crate) fn block_values(self) -> usize {
         match self {
             Kind::Q4_0 | Kind::Q4_1 | Kind::Q5_0 | Kind::Q5_1 | Kind::Q8_0 => QK,
-            Kind::Q3K | Kind::Q4K | Kind::Q5K | Kind::Q6K => QK_K,
+            Kind::Q2K | Kind::Q3K | Kind::Q4K | Kind::Q5K | Kind::Q6K => QK_K,
         }
     }
 
@@ -78,6 +82,7 @@ impl Kind {
             Kind::Q5_0 => 16 + 32 + 128,
             Kind::Q5_1 => 32 + 32 + 128,
             Kind::Q8_0 => 16 + 256,
+            Kind::Q2K => 32 + 128 + 128 + 512,
             Kind::Q3K => 16 + 128 + 512 + 256,
             Kind::Q4K => 32 + 64 + 64 + 1024,
             Kind::Q5K => 32 + 64 + 64 + 1024 + 256,
@@ -314,6 +319,22 @@ pub fn pack(kind: Kind, src: &[u8], n: usize, nb: usize) -> Aligned {
                                 }
                             }
                         }
+                        Kind::Q2K => {
+                            // GGUF block: scales[16] (scale | min << 4), qs[64], d, dmin.
+                            dst[2 * r..2 * r + 2].copy_from_slice(&b[80..82]);
+                            dst[16 + 2 * r..16 + 2 * r + 2].copy_from_slice(&b[82..84]);
+                            for u in 0..16 {
+                                dst[32 + 8 * u + r] = b[u] & 0x0F;
+                                dst[160 + 16 * (u / 2) + 2 * r + u % 2] = b[u] >> 4;
+                            }
+                            for j in 0..2 {
+                                for l in 0..8 {
+                                    let o = 288 + 32 * q3k_vector(j, l) + 4 * r;
+                                    let q = 16 + 32 * j + 4 * l;
+                                    dst[o..o + 4].copy_from_slice(&b[q..q + 4]);
+                                }
+                            }
+                        }
                         Kind::Q3K => {
                             // GGUF block: hmask[32], qs[64], scales[12], d.
                             dst[2 * r..2 * r + 2].copy_from_slice(&b[108..110]);
@@ -434,6 +455,14 @@ pub fn dequantize_row(kind: Kind, w: &[u8], nb: usize, row: usize, out: &mut [f3
                     *o = d * b[32 + 8 * sb + r] as f32 * q as f32 - dmin * m as f32;
                 }
             }
+            Kind::Q2K => {
+                let dmin = f16_at(b, 16 + 2 * r);
+                for (x, o) in ob.iter_mut().enumerate() {
+                    let (u, q) = q2k_at(b, r, x);
+                    let m = b[160 + 16 * (u / 2) + 2 * r + u % 2];
+                    *o = d * b[32 + 8 * u + r] as f32 * q as f32 - dmin * m as f32;
+                }
+            }
             Kind::Q3K => {
                 for (x, o) in ob.iter_mut().enumerate() {
                     let (u, q) = q3k_at(b, r, x);
@@ -529,6 +558,16 @@ pub(crate) fn q3k_scales(packed: &[u8]) -> [i8; 16] {
     std::array::from_fn(|u| (words[u / 4].to_le_bytes()[u % 4] as i8).wrapping_sub(32))
 }
 
+/// Sub-block (of 16) and 2-bit value of value x of row r in a packed Q2_K super-block.
+#[inline]
+fn q2k_at(b: &[u8], r: usize, x: usize) -> (usize, i32) {
+    let (j, t, l, u) = (x / 128, x / 32 % 4, x % 32 / 4, x % 4);
+    (
+        x / 16,
+        (b[288 + 32 * q3k_vector(j, l) + 4 * r + u] >> (2 * t) & 3) as i32,
+    )
+}
+
 /// Sub-block (of 16) and signed 3-bit value (−4..4) of value x of row r in a packed Q3_K
 /// super-block.
 #[inline]
@@ -546,7 +585,8 @@ fn hsum8(a: &[f32; 8]) -> f32 {
 }
 
 /// The eight dot products of one K-format group (`nb` packed super-blocks at `w`) with one
-/// activation row: the portable definition. All follow candle's AVX2 `vec_dot_q3k_q8k` /
+/// activation row: the portable definition. All follow candle's AVX2 `vec_dot_q2k_q8k` /
+/// `vec_dot_q3k_q8k` /
 /// `vec_dot_q4k_q8k` / `vec_dot_q5k_q8k` / `vec_dot_q6k_q8k`: eight i32 lanes (lane l takes values 4l..4l+4 of every
 /// 32), each weighted by its sub-block scale, `acc = fma(d·d', lane, acc)` per super-block,
 /// summed in `hsum_float_8` order; Q4_K adds its mins in four lanes (`fma(−d'·dmin, ·, ·)`),
@@ -571,12 +611,25 @@ pub fn group_dot_k_scalar(kind: Kind, w: &[u8], a: &[ActBlockK]) -> [f32; G] {
                         let (u, q) = q3k_at(b, r, x);
                         ((b[16 + 8 * u + r] as i8) as i32, q)
                     }
+                    Kind::Q2K => {
+                        let (u, q) = q2k_at(b, r, x);
+                        (b[32 + 8 * u + r] as i32, q)
+                    }
                     _ => {
                         let (u, q) = q6k_at(b, r, x);
                         ((b[16 + 8 * u + r] as i8) as i32, q as i32 - 32)
                     }
                 };
                 lanes[x % 32 / 4] += scale * q * y.qs[x] as i32;
+            }
+            if kind == Kind::Q2K {
+                // Q2_K's mins go into the same lanes first: lane l pairs sub-blocks 2l, 2l+1.
+                let dmin = -y.d * f16_at(b, 16 + 2 * r);
+                for (l, acc) in acc.iter_mut().enumerate() {
+                    let m = |u: usize| b[160 + 16 * l + 2 * r + u] as i32;
+                    let v = m(0) * y.bsums[2 * l] as i32 + m(1) * y.bsums[2 * l + 1] as i32;
+                    *acc = dmin.mul_add(v as f32, *acc);
+                }
             }
             let dd = y.d * f16_at(b, 2 * r);
             for (acc, &l) in acc.iter_mut().zip(&lanes) {
@@ -675,7 +728,7 @@ pub fn group_dot_scalar(kind: Kind, w: &[u8], a: &[ActBlock]) -> [f32; G] {
                 }
                 *o = sum;
             }
-            Kind::Q3K | Kind::Q4K | Kind::Q5K | Kind::Q6K => {
+            Kind::Q2K | Kind::Q3K | Kind::Q4K | Kind::Q5K | Kind::Q6K => {
                 unreachable!("K formats take `group_dot_k_scalar`")
             }
             Kind::Q8_0 => {

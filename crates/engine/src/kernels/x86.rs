@@ -529,6 +529,61 @@ pub unsafe fn q6k(w: *const u8, a: *const ActBlockK, nb: usize) -> [f32; 8] {
     out
 }
 
+/// Q2_K dot products of one group with one activation row, in candle's AVX2 order: each
+/// super-block's mins enter the lanes first (lane l: sub-blocks 2l and 2l+1), then the scaled
+/// 2-bit values.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn q2k(w: *const u8, a: *const ActBlockK, nb: usize) -> [f32; 8] {
+    let three = _mm256_set1_epi8(3);
+    let mut acc = [_mm256_setzero_ps(); 8];
+    for i in 0..nb {
+        let b = w.add(i * 800);
+        let y = &*a.add(i);
+        let q = y.qs.as_ptr();
+        let d = _mm256_mul_ps(
+            _mm256_cvtph_ps(_mm_loadu_si128(b as *const __m128i)),
+            _mm256_set1_ps(y.d),
+        );
+        let dmin = _mm256_mul_ps(
+            _mm256_cvtph_ps(_mm_loadu_si128(b.add(16) as *const __m128i)),
+            _mm256_set1_ps(-y.d),
+        );
+        for (l, acc) in acc.iter_mut().enumerate() {
+            let mins = _mm256_cvtepu8_epi16(_mm_loadu_si128(b.add(160 + 16 * l) as *const __m128i));
+            let s0 = y.bsums[2 * l] as u16 as u32;
+            let s1 = y.bsums[2 * l + 1] as u16 as u32;
+            let sums = _mm256_set1_epi32((s0 | s1 << 16) as i32);
+            let v = _mm256_madd_epi16(mins, sums);
+            *acc = _mm256_fmadd_ps(dmin, _mm256_cvtepi32_ps(v), *acc);
+        }
+        let mut sc = [_mm256_setzero_si256(); 16];
+        for (u, sc) in sc.iter_mut().enumerate() {
+            *sc = scales16!(b.add(32 + 8 * u), _mm256_cvtepu8_epi16);
+        }
+        let mut lanes = [_mm256_setzero_si256(); 8];
+        for (l, lane) in lanes.iter_mut().enumerate() {
+            for j in 0..2 {
+                let qv = _mm256_loadu_si256(b.add(288 + 32 * q3k_vector(j, l)) as *const __m256i);
+                for t in 0..4 {
+                    let low = _mm256_and_si256(
+                        _mm256_srl_epi16(qv, _mm_cvtsi32_si128(2 * t as i32)),
+                        three,
+                    );
+                    let p = _mm256_maddubs_epi16(low, bcast4!(q, 128 * j + 32 * t + 4 * l));
+                    let u = 8 * j + 2 * t + usize::from(l >= 4);
+                    *lane = _mm256_add_epi32(*lane, _mm256_madd_epi16(p, sc[u]));
+                }
+            }
+        }
+        for (acc, lane) in acc.iter_mut().zip(&lanes) {
+            *acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(*lane), *acc);
+        }
+    }
+    let mut out = [0f32; 8];
+    _mm256_storeu_ps(out.as_mut_ptr(), hsum8(&acc));
+    out
+}
+
 /// Q3_K dot products of one group with one activation row, in candle's AVX2 order: the 2-bit
 /// values and the "minus 4 unless the high bit is set" part multiplied separately
 /// (`vpmaddubsw` takes unsigned weights), then each lane weighted by its sub-block scale.
