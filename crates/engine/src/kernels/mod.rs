@@ -118,12 +118,16 @@ impl Isa {
             let nb = acts.k / QK_K;
             debug_assert!(w.len() >= nb * kind.group_block_bytes());
             #[cfg(target_arch = "x86_64")]
-            if self != Isa::Portable && avx512bw() && !matches!(kind, Kind::Q2K | Kind::Q3K) {
+            // Q2_K / Q3_K decode (one row) is faster on the 256-bit kernels (measured).
+            let one_row_2k3k = M == 1 && matches!(kind, Kind::Q2K | Kind::Q3K);
+            if self != Isa::Portable && avx512bw() && !one_row_2k3k {
                 let a: [*const ActBlockK; M] = std::array::from_fn(|i| acts.row_k(r + i).as_ptr());
                 // SAFETY: the CPU has AVX-512F/BW (checked) and AVX2, FMA, F16C (any ISA but
                 // the portable one); `w` holds `nb` group super-blocks, each row `nb` blocks.
                 return unsafe {
                     match kind {
+                        Kind::Q2K => x86::q2k3k_512::<M, true>(w.as_ptr(), a, nb),
+                        Kind::Q3K => x86::q2k3k_512::<M, false>(w.as_ptr(), a, nb),
                         Kind::Q4K => x86::q4k5k_512::<M, false>(w.as_ptr(), a, nb),
                         Kind::Q5K => x86::q4k5k_512::<M, true>(w.as_ptr(), a, nb),
                         _ => x86::q6k_512::<M>(w.as_ptr(), a, nb),

@@ -31,7 +31,7 @@
 //!   (u8, [sub-block][row]), the mins as pairs ([pair i][row][2]: sub-blocks 2i and 2i+1), then
 //!   the `qs` vectors as for Q3_K (value 128j+32t+b is bits 2t..2t+2 of byte 32j+b).
 //! - Q3_K, 912 bytes per super-block: d[8] (f16), the 16 sub-block scales of each row (i8, the
-//!   stored 6-bit value − 32, [sub-block][row]), then for j in 0..2 and l in 0..8 a vector of
+//!   stored 6-bit value − 32, [sub-block][row]), then for l in 0..8 and j in 0..2 a vector of
 //!   bytes 32j+4l..32j+4l+4 of each row's `qs` (`q3k_vector`), then 8 vectors of `hmask`: vector
 //!   l holds bytes 4l..4l+4 of each row's 32. Value 128j+32t+b is bits 2t..2t+2 of `qs` byte
 //!   32j+b, minus 4 unless bit 4j+t of `hmask` byte b is set.
@@ -530,10 +530,11 @@ fn q6k_at(b: &[u8], r: usize, x: usize) -> (usize, u8) {
     (x / 16, low | ((qh >> (2 * v)) & 3) << 4)
 }
 
-/// Where the `qs` vector of half j, lane l sits among a Q3_K super-block's 16.
+/// Where the `qs` vector of half j, lane l sits among a Q2_K / Q3_K super-block's 16: both
+/// halves of a lane side by side, so one 64-byte load takes both.
 #[inline]
 pub(crate) fn q3k_vector(j: usize, l: usize) -> usize {
-    8 * j + l
+    2 * l + j
 }
 
 /// The 16 sub-block scales of a Q3_K block, unpacked from its 12 bytes of 6-bit values and

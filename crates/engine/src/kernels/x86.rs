@@ -635,6 +635,106 @@ pub unsafe fn q3k(w: *const u8, a: *const ActBlockK, nb: usize) -> [f32; 8] {
     out
 }
 
+/// Q2_K (`MINS`) or Q3_K dot products of one group with `M` activation rows, 512 bits wide:
+/// each register holds lane l of both 128-value halves, whose integer sums are added before
+/// the lane is rounded, so the arithmetic stays `q2k`'s / `q3k`'s.
+// `l` indexes the accumulators and computes the offsets.
+#[allow(clippy::needless_range_loop)]
+#[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
+pub unsafe fn q2k3k_512<const M: usize, const MINS: bool>(
+    w: *const u8,
+    a: [*const ActBlockK; M],
+    nb: usize,
+) -> [[f32; 8]; M] {
+    let three = _mm512_set1_epi8(3);
+    let one = _mm512_set1_epi8(1);
+    // Where each format keeps its scales and 2-bit vectors (see `packed`).
+    let (stride, scales_at, qs_at) = if MINS { (800, 32, 288) } else { (912, 16, 144) };
+    let mut acc = [[_mm256_setzero_ps(); 8]; M];
+    for i in 0..nb {
+        let b = w.add(i * stride);
+        let ys: [&ActBlockK; M] = std::array::from_fn(|r| &*a[r].add(i));
+        let dw = _mm256_cvtph_ps(_mm_loadu_si128(b as *const __m128i));
+        let sc = |u: usize| {
+            let p = b.add(scales_at + 8 * u);
+            if MINS {
+                scales16!(p, _mm256_cvtepu8_epi16)
+            } else {
+                scales16!(p, _mm256_cvtepi8_epi16)
+            }
+        };
+        // Scales for value vector t, lanes 0..4 (h = 0) or 4..8 (h = 1): sub-block 2t+h in
+        // half 0, 8+2t+h in half 1.
+        let scales: [[__m512i; 2]; 4] = std::array::from_fn(|t| {
+            std::array::from_fn(|h| {
+                _mm512_inserti64x4(_mm512_castsi256_si512(sc(2 * t + h)), sc(8 + 2 * t + h), 1)
+            })
+        });
+        for l in 0..8 {
+            if MINS {
+                // Q2_K: the mins enter lane l first (sub-blocks 2l and 2l+1).
+                let dmin = _mm256_cvtph_ps(_mm_loadu_si128(b.add(16) as *const __m128i));
+                let mins =
+                    _mm256_cvtepu8_epi16(_mm_loadu_si128(b.add(160 + 16 * l) as *const __m128i));
+                for r in 0..M {
+                    let s0 = ys[r].bsums[2 * l] as u16 as u32;
+                    let s1 = ys[r].bsums[2 * l + 1] as u16 as u32;
+                    let v = _mm256_madd_epi16(mins, _mm256_set1_epi32((s0 | s1 << 16) as i32));
+                    let dm = _mm256_mul_ps(dmin, _mm256_set1_ps(-ys[r].d));
+                    acc[r][l] = _mm256_fmadd_ps(dm, _mm256_cvtepi32_ps(v), acc[r][l]);
+                }
+            }
+            let qv = _mm512_loadu_si512(b.add(qs_at + 32 * q3k_vector(0, l)) as *const _);
+            // Q3_K: 4 where the high bit of the value is clear (bit 4j+t of its hmask byte).
+            let hbits = (!MINS).then(|| {
+                let h = _mm256_loadu_si256(b.add(656 + 32 * l) as *const __m256i);
+                _mm512_inserti64x4(_mm512_castsi256_si512(h), h, 1)
+            });
+            let vals: [(__m512i, Option<__m512i>); 4] = std::array::from_fn(|t| {
+                let low =
+                    _mm512_and_si512(_mm512_srl_epi16(qv, _mm_cvtsi32_si128(2 * t as i32)), three);
+                let minus = hbits.map(|h| {
+                    let shift = _mm512_inserti64x4(
+                        _mm512_set1_epi16(t as i16),
+                        _mm256_set1_epi16(4 + t as i16),
+                        1,
+                    );
+                    let clear = _mm512_andnot_si512(_mm512_srlv_epi16(h, shift), one);
+                    _mm512_slli_epi16(clear, 2)
+                });
+                (low, minus)
+            });
+            let h = usize::from(l >= 4);
+            for r in 0..M {
+                let q = ys[r].qs.as_ptr();
+                let mut lane = _mm512_setzero_si512();
+                for (t, (low, minus)) in vals.iter().enumerate() {
+                    let at = 32 * t + 4 * l;
+                    let d0 = (q.add(at) as *const i32).read_unaligned();
+                    let d1 = (q.add(at + 128) as *const i32).read_unaligned();
+                    let x = _mm512_mask_set1_epi32(_mm512_set1_epi32(d0), 0xFF00, d1);
+                    let mut p = _mm512_maddubs_epi16(*low, x);
+                    if let Some(minus) = minus {
+                        p = _mm512_sub_epi16(p, _mm512_maddubs_epi16(*minus, x));
+                    }
+                    lane = _mm512_add_epi32(lane, _mm512_madd_epi16(p, scales[t][h]));
+                }
+                let sum = _mm256_add_epi32(
+                    _mm512_castsi512_si256(lane),
+                    _mm512_extracti64x4_epi64(lane, 1),
+                );
+                let d = _mm256_mul_ps(dw, _mm256_set1_ps(ys[r].d));
+                acc[r][l] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sum), acc[r][l]);
+            }
+        }
+    }
+    let mut out = [[0f32; 8]; M];
+    for r in 0..M {
+        _mm256_storeu_ps(out[r].as_mut_ptr(), hsum8(&acc[r]));
+    }
+    out
+}
+
 /// Q4_K (or, `FIVE`, Q5_K) dot products of one group with `M` activation rows, 512 bits wide:
 /// each register holds the same lane of two 64-value chunks (2p, 2p+1), whose integer sums are
 /// added before the lane is rounded, so the arithmetic stays `q4k5k`'s.
