@@ -208,12 +208,12 @@ impl Isa {
             #[cfg(target_arch = "x86_64")]
             (Isa::Avx2 | Isa::Avx512Vnni | Isa::AvxVnni, Kind::Q3K) => {
                 // SAFETY: as above.
-                unsafe { x86::q3k(w.as_ptr(), a.as_ptr(), nb) }
+                unsafe { x86::q2k3k::<false>(w.as_ptr(), a.as_ptr(), nb) }
             }
             #[cfg(target_arch = "x86_64")]
             (Isa::Avx2 | Isa::Avx512Vnni | Isa::AvxVnni, Kind::Q2K) => {
                 // SAFETY: as above.
-                unsafe { x86::q2k(w.as_ptr(), a.as_ptr(), nb) }
+                unsafe { x86::q2k3k::<true>(w.as_ptr(), a.as_ptr(), nb) }
             }
             _ => packed::group_dot_k_scalar(kind, &w[..nb * kind.group_block_bytes()], &a[..nb]),
         }

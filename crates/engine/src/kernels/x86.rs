@@ -529,47 +529,54 @@ pub unsafe fn q6k(w: *const u8, a: *const ActBlockK, nb: usize) -> [f32; 8] {
     out
 }
 
-/// Q2_K dot products of one group with one activation row, in candle's AVX2 order: each
-/// super-block's mins enter the lanes first (lane l: sub-blocks 2l and 2l+1), then the scaled
-/// 2-bit values.
+/// Q2_K (`MINS`) or Q3_K dot products of one group with one activation row, in candle's AVX2
+/// order. Q2_K: each super-block's mins enter the lanes first (lane l: sub-blocks 2l and
+/// 2l+1). Q3_K: the 2-bit values and the "minus 4 unless the high bit is set" part are
+/// multiplied separately (`vpmaddubsw` takes unsigned weights). Then each lane is weighted by
+/// its sub-block scale.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn q2k(w: *const u8, a: *const ActBlockK, nb: usize) -> [f32; 8] {
+pub unsafe fn q2k3k<const MINS: bool>(w: *const u8, a: *const ActBlockK, nb: usize) -> [f32; 8] {
     let three = _mm256_set1_epi8(3);
+    let one = _mm256_set1_epi8(1);
+    let (stride, scales_at, qs_at) = k23_layout(MINS);
+    let shift = |v: __m256i, s: usize| _mm256_srl_epi16(v, _mm_cvtsi32_si128(s as i32));
     let mut acc = [_mm256_setzero_ps(); 8];
     for i in 0..nb {
-        let b = w.add(i * 800);
+        let b = w.add(i * stride);
         let y = &*a.add(i);
         let q = y.qs.as_ptr();
         let d = _mm256_mul_ps(
             _mm256_cvtph_ps(_mm_loadu_si128(b as *const __m128i)),
             _mm256_set1_ps(y.d),
         );
-        let dmin = _mm256_mul_ps(
-            _mm256_cvtph_ps(_mm_loadu_si128(b.add(16) as *const __m128i)),
-            _mm256_set1_ps(-y.d),
-        );
-        for (l, acc) in acc.iter_mut().enumerate() {
-            let mins = _mm256_cvtepu8_epi16(_mm_loadu_si128(b.add(160 + 16 * l) as *const __m128i));
-            let s0 = y.bsums[2 * l] as u16 as u32;
-            let s1 = y.bsums[2 * l + 1] as u16 as u32;
-            let sums = _mm256_set1_epi32((s0 | s1 << 16) as i32);
-            let v = _mm256_madd_epi16(mins, sums);
-            *acc = _mm256_fmadd_ps(dmin, _mm256_cvtepi32_ps(v), *acc);
+        if MINS {
+            let dmin = _mm256_mul_ps(
+                _mm256_cvtph_ps(_mm_loadu_si128(b.add(16) as *const __m128i)),
+                _mm256_set1_ps(-y.d),
+            );
+            for (l, acc) in acc.iter_mut().enumerate() {
+                *acc = _mm256_fmadd_ps(dmin, _mm256_cvtepi32_ps(q2k_mins(b, y, l)), *acc);
+            }
         }
-        let mut sc = [_mm256_setzero_si256(); 16];
-        for (u, sc) in sc.iter_mut().enumerate() {
-            *sc = scales16!(b.add(32 + 8 * u), _mm256_cvtepu8_epi16);
-        }
+        let sc: [__m256i; 16] =
+            std::array::from_fn(|u| k23_scales::<MINS>(b.add(scales_at + 8 * u)));
         let mut lanes = [_mm256_setzero_si256(); 8];
         for (l, lane) in lanes.iter_mut().enumerate() {
+            let hbits = (!MINS).then(|| _mm256_loadu_si256(b.add(656 + 32 * l) as *const __m256i));
             for j in 0..2 {
-                let qv = _mm256_loadu_si256(b.add(288 + 32 * q3k_vector(j, l)) as *const __m256i);
+                let qv = _mm256_loadu_si256(b.add(qs_at + 32 * q3k_vector(j, l)) as *const __m256i);
                 for t in 0..4 {
-                    let low = _mm256_and_si256(
-                        _mm256_srl_epi16(qv, _mm_cvtsi32_si128(2 * t as i32)),
-                        three,
-                    );
-                    let p = _mm256_maddubs_epi16(low, bcast4!(q, 128 * j + 32 * t + 4 * l));
+                    let low = _mm256_and_si256(shift(qv, 2 * t), three);
+                    let x = bcast4!(q, 128 * j + 32 * t + 4 * l);
+                    let mut p = _mm256_maddubs_epi16(low, x);
+                    if let Some(h) = hbits {
+                        // 4 where the high bit is clear: the −4 of those values.
+                        let clear = _mm256_andnot_si256(shift(h, 4 * j + t), one);
+                        p = _mm256_sub_epi16(
+                            p,
+                            _mm256_maddubs_epi16(_mm256_slli_epi16(clear, 2), x),
+                        );
+                    }
                     let u = 8 * j + 2 * t + usize::from(l >= 4);
                     *lane = _mm256_add_epi32(*lane, _mm256_madd_epi16(p, sc[u]));
                 }
@@ -584,60 +591,41 @@ pub unsafe fn q2k(w: *const u8, a: *const ActBlockK, nb: usize) -> [f32; 8] {
     out
 }
 
-/// Q3_K dot products of one group with one activation row, in candle's AVX2 order: the 2-bit
-/// values and the "minus 4 unless the high bit is set" part multiplied separately
-/// (`vpmaddubsw` takes unsigned weights), then each lane weighted by its sub-block scale.
-#[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn q3k(w: *const u8, a: *const ActBlockK, nb: usize) -> [f32; 8] {
-    let three = _mm256_set1_epi8(3);
-    let one = _mm256_set1_epi8(1);
-    let mut acc = [_mm256_setzero_ps(); 8];
-    for i in 0..nb {
-        let b = w.add(i * 912);
-        let y = &*a.add(i);
-        let q = y.qs.as_ptr();
-        let d = _mm256_mul_ps(
-            _mm256_cvtph_ps(_mm_loadu_si128(b as *const __m128i)),
-            _mm256_set1_ps(y.d),
-        );
-        let mut sc = [_mm256_setzero_si256(); 16];
-        for (u, sc) in sc.iter_mut().enumerate() {
-            *sc = scales16!(b.add(16 + 8 * u), _mm256_cvtepi8_epi16);
-        }
-        let mut lanes = [_mm256_setzero_si256(); 8];
-        for (l, lane) in lanes.iter_mut().enumerate() {
-            let hbits = _mm256_loadu_si256(b.add(656 + 32 * l) as *const __m256i);
-            for j in 0..2 {
-                let qv = _mm256_loadu_si256(b.add(144 + 32 * q3k_vector(j, l)) as *const __m256i);
-                for t in 0..4 {
-                    let shift =
-                        |v: __m256i, s: usize| _mm256_srl_epi16(v, _mm_cvtsi32_si128(s as i32));
-                    let low = _mm256_and_si256(shift(qv, 2 * t), three);
-                    // 4 where the high bit is clear: the −4 of those values.
-                    let clear = _mm256_andnot_si256(shift(hbits, 4 * j + t), one);
-                    let minus = _mm256_slli_epi16(clear, 2);
-                    let x = bcast4!(q, 128 * j + 32 * t + 4 * l);
-                    let p = _mm256_sub_epi16(
-                        _mm256_maddubs_epi16(low, x),
-                        _mm256_maddubs_epi16(minus, x),
-                    );
-                    let u = 8 * j + 2 * t + usize::from(l >= 4);
-                    *lane = _mm256_add_epi32(*lane, _mm256_madd_epi16(p, sc[u]));
-                }
-            }
-        }
-        for (acc, lane) in acc.iter_mut().zip(&lanes) {
-            *acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(*lane), *acc);
-        }
+/// (group super-block bytes, offset of the scales, offset of the 2-bit vectors) of packed
+/// Q2_K (`mins`) or Q3_K (see `packed`).
+const fn k23_layout(mins: bool) -> (usize, usize, usize) {
+    if mins {
+        (800, 32, 288)
+    } else {
+        (912, 16, 144)
     }
-    let mut out = [0f32; 8];
-    _mm256_storeu_ps(out.as_mut_ptr(), hsum8(&acc));
-    out
+}
+
+/// Eight rows' sub-block scales as i16 pairs: Q2_K's are unsigned 4-bit, Q3_K's signed.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn k23_scales<const MINS: bool>(p: *const u8) -> __m256i {
+    if MINS {
+        scales16!(p, _mm256_cvtepu8_epi16)
+    } else {
+        scales16!(p, _mm256_cvtepi8_epi16)
+    }
+}
+
+/// Lane l of a Q2_K super-block's mins term for activation `y`: per row, the exact
+/// m(2l)·s(2l) + m(2l+1)·s(2l+1) of candle's `vpmaddwd` over mins and block sums.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q2k_mins(b: *const u8, y: &ActBlockK, l: usize) -> __m256i {
+    let mins = _mm256_cvtepu8_epi16(_mm_loadu_si128(b.add(160 + 16 * l) as *const __m128i));
+    let s0 = y.bsums[2 * l] as u16 as u32;
+    let s1 = y.bsums[2 * l + 1] as u16 as u32;
+    _mm256_madd_epi16(mins, _mm256_set1_epi32((s0 | s1 << 16) as i32))
 }
 
 /// Q2_K (`MINS`) or Q3_K dot products of one group with `M` activation rows, 512 bits wide:
 /// each register holds lane l of both 128-value halves, whose integer sums are added before
-/// the lane is rounded, so the arithmetic stays `q2k`'s / `q3k`'s.
+/// the lane is rounded, so the arithmetic stays `q2k3k`'s.
 // `l` indexes the accumulators and computes the offsets.
 #[allow(clippy::needless_range_loop)]
 #[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
@@ -648,21 +636,13 @@ pub unsafe fn q2k3k_512<const M: usize, const MINS: bool>(
 ) -> [[f32; 8]; M] {
     let three = _mm512_set1_epi8(3);
     let one = _mm512_set1_epi8(1);
-    // Where each format keeps its scales and 2-bit vectors (see `packed`).
-    let (stride, scales_at, qs_at) = if MINS { (800, 32, 288) } else { (912, 16, 144) };
+    let (stride, scales_at, qs_at) = k23_layout(MINS);
     let mut acc = [[_mm256_setzero_ps(); 8]; M];
     for i in 0..nb {
         let b = w.add(i * stride);
         let ys: [&ActBlockK; M] = std::array::from_fn(|r| &*a[r].add(i));
         let dw = _mm256_cvtph_ps(_mm_loadu_si128(b as *const __m128i));
-        let sc = |u: usize| {
-            let p = b.add(scales_at + 8 * u);
-            if MINS {
-                scales16!(p, _mm256_cvtepu8_epi16)
-            } else {
-                scales16!(p, _mm256_cvtepi8_epi16)
-            }
-        };
+        let sc = |u: usize| k23_scales::<MINS>(b.add(scales_at + 8 * u));
         // Scales for value vector t, lanes 0..4 (h = 0) or 4..8 (h = 1): sub-block 2t+h in
         // half 0, 8+2t+h in half 1.
         let scales: [[__m512i; 2]; 4] = std::array::from_fn(|t| {
@@ -674,12 +654,8 @@ pub unsafe fn q2k3k_512<const M: usize, const MINS: bool>(
             if MINS {
                 // Q2_K: the mins enter lane l first (sub-blocks 2l and 2l+1).
                 let dmin = _mm256_cvtph_ps(_mm_loadu_si128(b.add(16) as *const __m128i));
-                let mins =
-                    _mm256_cvtepu8_epi16(_mm_loadu_si128(b.add(160 + 16 * l) as *const __m128i));
                 for r in 0..M {
-                    let s0 = ys[r].bsums[2 * l] as u16 as u32;
-                    let s1 = ys[r].bsums[2 * l + 1] as u16 as u32;
-                    let v = _mm256_madd_epi16(mins, _mm256_set1_epi32((s0 | s1 << 16) as i32));
+                    let v = q2k_mins(b, ys[r], l);
                     let dm = _mm256_mul_ps(dmin, _mm256_set1_ps(-ys[r].d));
                     acc[r][l] = _mm256_fmadd_ps(dm, _mm256_cvtepi32_ps(v), acc[r][l]);
                 }
