@@ -376,16 +376,35 @@ pub fn pack(kind: Kind, src: &[u8], n: usize, nb: usize) -> Aligned {
     out
 }
 
-/// The 5-bit values (0..32) of row r in a packed Q5_0 or Q5_1 group block: (value 4c+t,
-/// value 16+4c+t).
+/// The stored values (0..16 or 0..32) of row r in a packed Q4_0, Q4_1, Q5_0 or Q5_1 group
+/// block: (value 4c+t, value 16+4c+t).
 #[inline]
-fn q5_pair(kind: Kind, b: &[u8], r: usize, c: usize, t: usize) -> (u8, u8) {
-    let base = if kind == Kind::Q5_1 { 32 } else { 16 };
-    let q = b[base + 32 + 32 * c + 4 * r + t];
+fn pair(kind: Kind, b: &[u8], r: usize, c: usize, t: usize) -> (u8, u8) {
+    // Where the nibbles start: after d[8], m[8] (Q4_1, Q5_1) and the fifth bits (Q5_x).
+    let (nibbles, fifth) = match kind {
+        Kind::Q4_0 => (16, None),
+        Kind::Q4_1 => (32, None),
+        Kind::Q5_0 => (48, Some(16)),
+        _ => (64, Some(32)),
+    };
+    let q = b[nibbles + 32 * c + 4 * r + t];
+    let (lo, hi) = (q & 0x0F, q >> 4);
+    let Some(base) = fifth else {
+        return (lo, hi);
+    };
     let bit = 4 * r + t;
-    let lo = (b[base + 8 * c + bit / 8] >> (bit % 8) & 1) << 4;
-    let hi = (b[base + 8 * c + 4 + bit / 8] >> (bit % 8) & 1) << 4;
-    ((q & 0x0F) | lo, (q >> 4) | hi)
+    let f = |at: usize| (b[at + bit / 8] >> (bit % 8) & 1) << 4;
+    (lo | f(base + 8 * c), hi | f(base + 8 * c + 4))
+}
+
+/// What a Q4_0/Q4_1/Q5_0/Q5_1 value subtracts (8, 16 or 0), and whether its block has a min m
+/// (x = d·q + m).
+fn offset_and_min(kind: Kind) -> (i32, bool) {
+    match kind {
+        Kind::Q4_0 => (8, false),
+        Kind::Q5_0 => (16, false),
+        _ => (0, true),
+    }
 }
 
 /// Row `row` of a packed matrix as f32, as candle's `dequantize_row_q4_1/q8_0` computes it.
@@ -400,41 +419,22 @@ pub fn dequantize_row(kind: Kind, w: &[u8], nb: usize, row: usize, out: &mut [f3
         let b = &w[(g * nb + i) * gbb..][..gbb];
         let d = f16_at(b, 2 * r);
         match kind {
-            Kind::Q4_1 => {
-                let m = f16_at(b, 16 + 2 * r);
-                for c in 0..4 {
-                    for t in 0..4 {
-                        let q = b[32 + 32 * c + 4 * r + t];
-                        ob[4 * c + t] = (q & 0x0F) as f32 * d + m;
-                        ob[16 + 4 * c + t] = (q >> 4) as f32 * d + m;
+            Kind::Q4_0 | Kind::Q4_1 | Kind::Q5_0 | Kind::Q5_1 => {
+                let (offset, min) = offset_and_min(kind);
+                let m = if min { f16_at(b, 16 + 2 * r) } else { 0.0 };
+                let x = |q: u8| {
+                    let v = (q as i32 - offset) as f32 * d;
+                    if min {
+                        v + m
+                    } else {
+                        v
                     }
-                }
-            }
-            Kind::Q4_0 => {
+                };
                 for c in 0..4 {
                     for t in 0..4 {
-                        let q = b[16 + 32 * c + 4 * r + t];
-                        ob[4 * c + t] = ((q & 0x0F) as i16 - 8) as f32 * d;
-                        ob[16 + 4 * c + t] = ((q >> 4) as i16 - 8) as f32 * d;
-                    }
-                }
-            }
-            Kind::Q5_0 => {
-                for c in 0..4 {
-                    for t in 0..4 {
-                        let (lo, hi) = q5_pair(kind, b, r, c, t);
-                        ob[4 * c + t] = (lo as i32 - 16) as f32 * d;
-                        ob[16 + 4 * c + t] = (hi as i32 - 16) as f32 * d;
-                    }
-                }
-            }
-            Kind::Q5_1 => {
-                let m = f16_at(b, 16 + 2 * r);
-                for c in 0..4 {
-                    for t in 0..4 {
-                        let (lo, hi) = q5_pair(kind, b, r, c, t);
-                        ob[4 * c + t] = lo as f32 * d + m;
-                        ob[16 + 4 * c + t] = hi as f32 * d + m;
+                        let (lo, hi) = pair(kind, b, r, c, t);
+                        ob[4 * c + t] = x(lo);
+                        ob[16 + 4 * c + t] = x(hi);
                     }
                 }
             }
@@ -679,53 +679,24 @@ pub fn group_dot_scalar(kind: Kind, w: &[u8], a: &[ActBlock]) -> [f32; G] {
     let mut out = [0f32; G];
     for (r, o) in out.iter_mut().enumerate() {
         match kind {
-            Kind::Q4_1 => {
+            Kind::Q4_0 | Kind::Q4_1 | Kind::Q5_0 | Kind::Q5_1 => {
+                let (offset, min) = offset_and_min(kind);
                 let mut sum = 0f32;
                 for (b, ab) in w.chunks_exact(gbb).zip(a) {
                     let mut si = 0i32;
                     for c in 0..4 {
                         for t in 0..4 {
-                            let q = b[32 + 32 * c + 4 * r + t];
-                            si += (q & 0x0F) as i32 * ab.qs[4 * c + t] as i32
-                                + (q >> 4) as i32 * ab.qs[16 + 4 * c + t] as i32;
-                        }
-                    }
-                    sum += si as f32 * f16_at(b, 2 * r) * ab.d + f16_at(b, 16 + 2 * r) * ab.s;
-                }
-                *o = sum;
-            }
-            Kind::Q5_0 | Kind::Q5_1 => {
-                let offset = if kind == Kind::Q5_0 { 16 } else { 0 };
-                let mut sum = 0f32;
-                for (b, ab) in w.chunks_exact(gbb).zip(a) {
-                    let mut si = 0i32;
-                    for c in 0..4 {
-                        for t in 0..4 {
-                            let (lo, hi) = q5_pair(kind, b, r, c, t);
+                            let (lo, hi) = pair(kind, b, r, c, t);
                             si += (lo as i32 - offset) * ab.qs[4 * c + t] as i32
                                 + (hi as i32 - offset) * ab.qs[16 + 4 * c + t] as i32;
                         }
                     }
-                    sum += if kind == Kind::Q5_1 {
-                        si as f32 * f16_at(b, 2 * r) * ab.d + f16_at(b, 16 + 2 * r) * ab.s
+                    let x = si as f32 * f16_at(b, 2 * r) * ab.d;
+                    sum += if min {
+                        x + f16_at(b, 16 + 2 * r) * ab.s
                     } else {
-                        si as f32 * f16_at(b, 2 * r) * ab.d
+                        x
                     };
-                }
-                *o = sum;
-            }
-            Kind::Q4_0 => {
-                let mut sum = 0f32;
-                for (b, ab) in w.chunks_exact(gbb).zip(a) {
-                    let mut si = 0i32;
-                    for c in 0..4 {
-                        for t in 0..4 {
-                            let q = b[16 + 32 * c + 4 * r + t];
-                            si += ((q & 0x0F) as i32 - 8) * ab.qs[4 * c + t] as i32
-                                + ((q >> 4) as i32 - 8) * ab.qs[16 + 4 * c + t] as i32;
-                        }
-                    }
-                    sum += si as f32 * f16_at(b, 2 * r) * ab.d;
                 }
                 *o = sum;
             }
