@@ -117,18 +117,27 @@ macro_rules! q4_1_kernel {
     };
 }
 
-macro_rules! q5_kernel {
-    ($name:ident, $features:literal, $dp2:ident, $min:literal) => {
-        /// Q5_0 (x = d·(q − 16)) or Q5_1 (x = d·q + m, `$min`) dot products of one group with
-        /// `M` activation rows.
+macro_rules! ref_kernel {
+    ($name:ident, $features:literal, $dp2:ident, fifth: $fifth:literal, min: $min:literal) => {
+        /// Dot products of one group with `M` activation rows in candle's reference order
+        /// (exact integer sum per block, then `sumi·d·d'` (+ `m·s`)) for Q4_0 (x = d·(q − 8)),
+        /// Q5_0 (`$fifth`, x = d·(q − 16)) or Q5_1 (`$fifth`, `$min`, x = d·q + m). The offset
+        /// enters once per block through Σq.
         #[target_feature(enable = $features)]
         pub unsafe fn $name<const M: usize>(
             w: *const u8,
             a: [*const ActBlock; M],
             nb: usize,
         ) -> [[f32; 8]; M] {
-            // Q5_1's group block has m[8] after d[8]: its bits and nibbles sit 16 bytes later.
-            let (base, stride) = if $min { (32, 192) } else { (16, 176) };
+            // The group block: d[8], then m[8] (`$min`), then fifth bits (`$fifth`), then nibbles.
+            let base = if $min { 32 } else { 16 };
+            let nibbles = if $fifth { base + 32 } else { base };
+            let stride = nibbles + 128;
+            let offset = match ($fifth, $min) {
+                (false, _) => 8,
+                (true, false) => 16,
+                (true, true) => 0,
+            };
             let low = _mm256_set1_epi8(0x0F);
             let five = _mm256_set1_epi8(0x10);
             // Byte i of a vector takes bit i % 8 of byte i / 8 of a u32.
@@ -141,17 +150,18 @@ macro_rules! q5_kernel {
             for i in 0..nb {
                 let b = w.add(i * stride);
                 let d = _mm256_cvtph_ps(_mm_loadu_si128(b as *const __m128i));
-                // Q5_0's −16 offset, applied once per block through Σq.
-                let mut acc: [__m256i; M] = std::array::from_fn(|r| {
-                    _mm256_set1_epi32(if $min { 0 } else { -16 * (*a[r].add(i)).sum })
-                });
+                let mut acc: [__m256i; M] =
+                    std::array::from_fn(|r| _mm256_set1_epi32(-offset * (*a[r].add(i)).sum));
                 for c in 0..4 {
                     let fifth = |at: usize| {
+                        if !$fifth {
+                            return _mm256_setzero_si256();
+                        }
                         let h = _mm256_set1_epi32((b.add(at) as *const i32).read_unaligned());
                         let h = _mm256_and_si256(_mm256_shuffle_epi8(h, spread), bit);
                         _mm256_and_si256(_mm256_cmpeq_epi8(h, bit), five)
                     };
-                    let v = _mm256_loadu_si256(b.add(base + 32 + 32 * c) as *const __m256i);
+                    let v = _mm256_loadu_si256(b.add(nibbles + 32 * c) as *const __m256i);
                     let lo = _mm256_or_si256(_mm256_and_si256(v, low), fifth(base + 8 * c));
                     let hi = _mm256_or_si256(
                         _mm256_and_si256(_mm256_srli_epi16(v, 4), low),
@@ -173,47 +183,6 @@ macro_rules! q5_kernel {
                         t1
                     };
                     sum[r] = _mm256_add_ps(sum[r], t);
-                }
-            }
-            rows_out(&sum)
-        }
-    };
-}
-
-macro_rules! q4_0_kernel {
-    ($name:ident, $features:literal, $dp2:ident) => {
-        /// Q4_0 dot products of one group with `M` activation rows, in candle's reference order
-        /// (exact integer sum per block, then `sumi·d·d'`); the −8 enters once per block
-        /// through Σq.
-        #[target_feature(enable = $features)]
-        pub unsafe fn $name<const M: usize>(
-            w: *const u8,
-            a: [*const ActBlock; M],
-            nb: usize,
-        ) -> [[f32; 8]; M] {
-            let low = _mm256_set1_epi8(0x0F);
-            let mut sum = [_mm256_setzero_ps(); M];
-            for i in 0..nb {
-                let b = w.add(i * 144);
-                let d = _mm256_cvtph_ps(_mm_loadu_si128(b as *const __m128i));
-                let mut acc: [__m256i; M] =
-                    std::array::from_fn(|r| _mm256_set1_epi32(-8 * (*a[r].add(i)).sum));
-                for c in 0..4 {
-                    let v = _mm256_loadu_si256(b.add(16 + 32 * c) as *const __m256i);
-                    let lo = _mm256_and_si256(v, low);
-                    let hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
-                    for r in 0..M {
-                        let q = (*a[r].add(i)).qs.as_ptr();
-                        acc[r] = $dp2!(acc[r], lo, bcast4!(q, 4 * c), hi, bcast4!(q, 16 + 4 * c));
-                    }
-                }
-                for r in 0..M {
-                    let ab = &*a[r].add(i);
-                    let si = _mm256_cvtepi32_ps(acc[r]);
-                    sum[r] = _mm256_add_ps(
-                        sum[r],
-                        _mm256_mul_ps(_mm256_mul_ps(si, d), _mm256_set1_ps(ab.d)),
-                    );
                 }
             }
             rows_out(&sum)
@@ -267,9 +236,9 @@ macro_rules! isa_kernels {
                 }
             )?
             q4_1_kernel!(q4_1, $features, $dp, $finish);
-            q5_kernel!(q5_0, $features, $dp2, false);
-            q5_kernel!(q5_1, $features, $dp2, true);
-            q4_0_kernel!(q4_0, $features, $dp2);
+            ref_kernel!(q4_0, $features, $dp2, fifth: false, min: false);
+            ref_kernel!(q5_0, $features, $dp2, fifth: true, min: false);
+            ref_kernel!(q5_1, $features, $dp2, fifth: true, min: true);
             q8_0_kernel!(q8_0, $features, $dot8);
         }
     };
