@@ -209,8 +209,22 @@ impl<'a> Weights<'a> {
                 Ok(QMatMul::from_arc(Arc::new(q))?)
             }
             Weights::Safetensors { .. } => {
-                let t = self.tensor(w, layer, device)?;
-                Ok(QMatMul::Tensor(t.narrow(0, rows.start, rows.len())?))
+                // Only the rows asked for are read and converted (a fused matrix is loaded
+                // part by part, not whole once per part).
+                let view = self.st_view(&name)?;
+                let (n, k) = match view.shape() {
+                    [n, k] if rows.end <= *n => (*n, *k),
+                    dims => {
+                        return Err(Error::malformed(format!(
+                            "tensor `{name}` of shape {dims:?} has no rows {rows:?}"
+                        )))
+                    }
+                };
+                let row_bytes = view.data().len() / n.max(1);
+                let data = &view.data()[rows.start * row_bytes..rows.end * row_bytes];
+                let dtype = DType::try_from(view.dtype())?;
+                let t = Tensor::from_raw_buffer(data, dtype, &[rows.len(), k], device)?;
+                Ok(QMatMul::Tensor(t.to_dtype(DType::F32)?))
             }
         }
     }
@@ -270,17 +284,24 @@ impl<'a> Weights<'a> {
                 .tensor(&mut Cursor::new(*bytes), &name, device)
                 .map_err(|e| missing_or(e, &name))?
                 .dequantize(device)?,
-            Weights::Safetensors { shards, index, .. } => {
-                let shard = index
-                    .get(&name)
-                    .ok_or_else(|| Error::malformed(format!("tensor `{name}` is missing")))?;
-                let view = shards[*shard]
-                    .tensor(&name)
-                    .map_err(|e| Error::malformed(format!("tensor `{name}`: {e}")))?;
-                view.load(device)?
-            }
+            Weights::Safetensors { .. } => self.st_view(&name)?.load(device)?,
         };
         Ok(t.to_dtype(DType::F32)?)
+    }
+
+    /// A safetensors tensor by its file name.
+    fn st_view(&self, name: &str) -> Result<safetensors::tensor::TensorView<'a>> {
+        let Weights::Safetensors { shards, index, .. } = self else {
+            return Err(Error::malformed(format!(
+                "tensor `{name}` is not in a safetensors file"
+            )));
+        };
+        let shard = index
+            .get(name)
+            .ok_or_else(|| Error::malformed(format!("tensor `{name}` is missing")))?;
+        shards[*shard]
+            .tensor(name)
+            .map_err(|e| Error::malformed(format!("tensor `{name}`: {e}")))
     }
 
     /// Checks a tensor's shape before its data is used, so a file that disagrees with its
@@ -292,16 +313,7 @@ impl<'a> Weights<'a> {
                 Some(info) => info.shape.dims().to_vec(),
                 None => return Err(Error::malformed(format!("tensor `{name}` is missing"))),
             },
-            Weights::Safetensors { shards, index, .. } => {
-                let shard = index
-                    .get(&name)
-                    .ok_or_else(|| Error::malformed(format!("tensor `{name}` is missing")))?;
-                shards[*shard]
-                    .tensor(&name)
-                    .map_err(|e| Error::malformed(format!("tensor `{name}`: {e}")))?
-                    .shape()
-                    .to_vec()
-            }
+            Weights::Safetensors { .. } => self.st_view(&name)?.shape().to_vec(),
         };
         if actual != dims {
             return Err(Error::malformed(format!(
