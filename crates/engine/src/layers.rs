@@ -8,8 +8,8 @@ use candle_core::quantized::QMatMul;
 use candle_core::{DType, Device, Module, Tensor, D};
 use std::ops::Range;
 
-/// A weight matrix: packed for candor's CPU kernels when they handle its type (Q4_1, Q8_0 on
-/// the CPU), else candle's (kept quantized when the file stores it quantized).
+/// A weight matrix: packed for candor's CPU kernels when they take its type (`kernels::takes`),
+/// else candle's (kept quantized when the file stores it quantized).
 #[derive(Debug, Clone)]
 enum Matrix {
     Packed(FastWeight),

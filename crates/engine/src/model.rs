@@ -304,8 +304,6 @@ impl Model {
             .transpose()?;
         if device.is_cpu() {
             check_memory(&cfg, weights, ctx_size)?;
-        }
-        if device.is_cpu() {
             settle_candle_pool(weights.needs_candle_quantized_matmul());
         }
         let net = match cfg.arch {
@@ -544,7 +542,6 @@ fn sniff(b: &[u8]) -> Magic {
     Magic::Other
 }
 
-/// The quantization that holds most of the weights, e.g. "Q4_1".
 /// The file's quantization as llama.cpp names it (`general.file_type`, e.g. "Q4_K - Medium"), so
 /// `candor bench` rows line up with llama-bench's; else the type holding the most weights.
 fn gguf_weight_type(ct: &gguf_file::Content) -> String {
