@@ -57,6 +57,10 @@ pub enum Command {
     /// Licenses that must be accepted before use.
     #[command(subcommand)]
     License(LicenseCommand),
+    /// Print a shell completion script, e.g. `candor completions bash > ~/.local/share/bash-completion/completions/candor`.
+    Completions(CompletionsArgs),
+    /// Print candor's man page (roff), or write one page per command into a directory.
+    Man(ManArgs),
 }
 
 /// How a command decides whether a model may be used.
@@ -290,6 +294,18 @@ pub struct TokenizeArgs {
     pub no_special: bool,
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct CompletionsArgs {
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Args, Debug)]
+pub struct ManArgs {
+    /// Write candor.1 and candor-COMMAND.1 for every command here instead of printing candor.1.
+    #[arg(long, value_name = "DIR")]
+    pub output_dir: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]

@@ -6,6 +6,7 @@
 //! - [`load`]: verify, then load: the one path every model-running command takes.
 //! - [`resolve`], [`home`]: where models and manifests are.
 //! - [`error`]: exit codes.
+//! - [`progress`], [`table`]: what long work and results look like on a terminal.
 
 pub mod args;
 pub mod commands;
@@ -14,6 +15,7 @@ pub mod home;
 pub mod load;
 pub mod progress;
 pub mod resolve;
+pub mod table;
 
 use args::{Cli, Command};
 
@@ -40,6 +42,7 @@ pub fn main() {
                 .unwrap_or_else(|_| filter.into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .without_time()
         .init();
     if let Err(e) = run(cli) {
@@ -95,5 +98,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(a) => commands::serve::run(&home, a),
         Command::Manifest(c) => commands::manifest::run(c),
         Command::License(c) => commands::license::run(&home, c),
+        Command::Completions(a) => commands::completions::run(a),
+        Command::Man(a) => commands::man::run(a),
     }
 }

@@ -40,12 +40,39 @@ pub fn manifest_by_id(home: &Home, id: &str) -> Result<Manifest> {
             .manifests()
             .map(|ms| ms.iter().map(|m| m.id().to_string()).collect())
             .unwrap_or_default();
+        let hint = match closest(id, &known).as_slice() {
+            [] => String::new(),
+            [one] => format!("; did you mean {one}?"),
+            some => format!("; did you mean one of {}?", some.join(", ")),
+        };
         CliError::usage(format!(
-            "'{id}' is neither a file nor a known manifest id (known: {}); see `candor list --available`",
-            known.join(", ")
+            "'{id}' is neither a file nor a known manifest id{hint}\n`candor list --available` lists every model candor can fetch and check"
         ))
         .into()
     })
+}
+
+/// The known ids most like `query`, best first: those that contain it, then those within a
+/// small edit distance. At most three, so a long list never becomes a wall.
+fn closest<'a>(query: &str, known: &'a [String]) -> Vec<&'a str> {
+    let q = query.to_lowercase();
+    if let Some(same) = known.iter().find(|id| id.to_lowercase() == q) {
+        return vec![same.as_str()];
+    }
+    let mut scored: Vec<(f64, &str)> = known
+        .iter()
+        .filter_map(|id| {
+            let lower = id.to_lowercase();
+            let score = if !q.is_empty() && lower.contains(&q) {
+                1.0 + q.len() as f64 / lower.len() as f64
+            } else {
+                strsim::jaro_winkler(&q, &lower)
+            };
+            (score >= 0.85).then_some((score, id.as_str()))
+        })
+        .collect();
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(b.1)));
+    scored.into_iter().take(3).map(|(_, id)| id).collect()
 }
 
 /// Directories that may hold a manifest's files, in the order they are looked at.
@@ -64,4 +91,43 @@ pub fn locate(home: &Home, manifest: &Manifest) -> Option<PathBuf> {
     candidate_dirs(home, manifest)
         .into_iter()
         .find(|d| manifest.files.iter().all(|f| d.join(&f.path).exists()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::closest;
+
+    fn ids() -> Vec<String> {
+        [
+            "gemma-2-2b-it-q4_k_m",
+            "gemma-3-270m-q4_k_m",
+            "llama-3.2-1b-instruct-q4_k_m",
+            "smollm2-135m-instruct-q4_1",
+            "smollm2-135m-instruct-q4_k_m",
+        ]
+        .map(String::from)
+        .to_vec()
+    }
+
+    #[test]
+    fn suggests_ids_that_contain_the_query_first() {
+        assert_eq!(closest("gemma-3-270m", &ids()), ["gemma-3-270m-q4_k_m"]);
+        assert_eq!(
+            closest("smollm2-135m", &ids()),
+            ["smollm2-135m-instruct-q4_1", "smollm2-135m-instruct-q4_k_m"]
+        );
+    }
+
+    #[test]
+    fn suggests_near_misspellings_and_nothing_for_strangers() {
+        assert_eq!(
+            closest("gema-3-270m-q4_k_m", &ids())[0],
+            "gemma-3-270m-q4_k_m"
+        );
+        assert_eq!(
+            closest("SmolLM2-135M-Instruct-Q4_1", &ids()),
+            ["smollm2-135m-instruct-q4_1"]
+        );
+        assert!(closest("mistral-7b", &ids()).is_empty());
+    }
 }

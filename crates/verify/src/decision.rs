@@ -946,8 +946,9 @@ pub fn verify(
         if m.license.terms.must_accept {
             match opts.acceptances.find(m) {
                 Some(a) => overrides.push(format!(
-                    "license {} accepted (recorded at unix time {}); its terms apply",
-                    m.license.name, a.accepted_at
+                    "license {} accepted on {}; its terms apply",
+                    m.license.name,
+                    a.accepted_at_local()
                 )),
                 None => findings.push(finding(
                     Reason::LicenseNotAccepted {

@@ -34,6 +34,17 @@ impl ErrorKind {
             ErrorKind::Malformed => 5,
         }
     }
+
+    /// A model's state after a verification that ended in this class, as `list` and `show`
+    /// print it.
+    pub fn state(self) -> &'static str {
+        match self {
+            ErrorKind::Integrity => "integrity failure",
+            ErrorKind::Refused => "refused",
+            ErrorKind::Malformed => "malformed",
+            ErrorKind::Io | ErrorKind::Usage => "not verified",
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

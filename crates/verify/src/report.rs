@@ -384,6 +384,7 @@ impl Report {
             _ => writeln!(o, "model     {} (unlisted: no manifest)", self.target)?,
         }
         writeln!(o, "\nfiles")?;
+        let mut files = table();
         for f in &self.files {
             let status = match f.status {
                 FileStatus::Ok => "ok",
@@ -401,22 +402,25 @@ impl Report {
                 .map(|s| format!("{s} bytes"))
                 .unwrap_or_default();
             let cached = if f.cached { " (cached)" } else { "" };
-            writeln!(o, "  {status:<14} {}  {size}{cached}", f.path)?;
-            if f.status == FileStatus::HashMismatch {
-                writeln!(
-                    o,
-                    "      expected {}",
-                    f.expected_sha256.as_deref().unwrap_or("?")
-                )?;
-                writeln!(
-                    o,
-                    "      actual   {}",
+            let hashes = if f.status == FileStatus::HashMismatch {
+                format!(
+                    "\nexpected {}\nactual   {}",
+                    f.expected_sha256.as_deref().unwrap_or("?"),
                     f.actual_sha256.as_deref().unwrap_or("?")
-                )?;
+                )
             } else if let Some(h) = f.actual_sha256.as_deref().or(f.expected_sha256.as_deref()) {
-                writeln!(o, "      sha256 {h}")?;
-            }
+                format!("\nsha256 {h}")
+            } else {
+                String::new()
+            };
+            // The hash lines make the path's cell wide: it goes last.
+            files.add_row([
+                status.to_string(),
+                format!("{size}{cached}"),
+                format!("{}{hashes}", f.path),
+            ]);
         }
+        write_table(o, &files)?;
         if let Some(r) = self
             .root_digest
             .as_ref()
@@ -468,19 +472,15 @@ impl Report {
                 op.mof_class.unwrap_or("none"),
                 op.osai_score
             )?;
+            let mut components = table();
             for c in &op.components {
-                let lic = c
-                    .license
-                    .as_deref()
-                    .map(|l| format!(" [{l}]"))
-                    .unwrap_or_default();
-                writeln!(
-                    o,
-                    "  {:<30} {:<8}{lic}",
+                components.add_row([
                     c.component.as_str(),
-                    c.grade.as_str()
-                )?;
+                    c.grade.as_str(),
+                    c.license.as_deref().unwrap_or(""),
+                ]);
             }
+            write_table(o, &components)?;
             if let Some(next) = op.unmet.first() {
                 writeln!(o, "  not {}:", next.level)?;
                 for r in &next.reasons {
@@ -510,4 +510,21 @@ impl Report {
         }
         Ok(())
     }
+}
+
+/// A borderless table for the report's lists (files, components): aligned columns, two spaces
+/// between them.
+fn table() -> comfy_table::Table {
+    let mut t = comfy_table::Table::new();
+    t.load_preset(comfy_table::presets::NOTHING);
+    t
+}
+
+/// Writes `table` indented by two spaces, without trailing blanks.
+fn write_table(o: &mut String, table: &comfy_table::Table) -> std::fmt::Result {
+    for line in table.lines() {
+        // The first column's left padding is the indent's first space.
+        writeln!(o, " {}", line.trim_end())?;
+    }
+    Ok(())
 }

@@ -125,26 +125,29 @@ pub fn run(home: &Home, args: &BenchArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&tests)?);
         return Ok(());
     }
-    println!("| model | size | params | backend | threads | test | t/s |");
-    println!("| --- | ---: | ---: | --- | ---: | --- | ---: |");
+    let mut table = crate::table::markdown([
+        "model", "size", "params", "backend", "threads", "test", "t/s",
+    ]);
+    for column in [1, 2, 4, 6] {
+        crate::table::align_right(&mut table, column);
+    }
     for t in &tests {
         let name = if t.n_prompt > 0 {
             format!("pp{}", t.n_prompt)
         } else {
             format!("tg{}", t.n_gen)
         };
-        println!(
-            "| {} | {:.2} MiB | {:.2} M | {} | {} | {} | {:.2} ± {:.2} |",
-            t.model_type,
-            t.model_size as f64 / (1 << 20) as f64,
-            t.model_n_params as f64 / 1e6,
-            t.backend,
-            t.n_threads,
+        table.add_row([
+            t.model_type.clone(),
+            format!("{:.2} MiB", t.model_size as f64 / (1 << 20) as f64),
+            format!("{:.2} M", t.model_n_params as f64 / 1e6),
+            t.backend.to_string(),
+            t.n_threads.to_string(),
             name,
-            t.avg_ts,
-            t.stddev_ts
-        );
+            format!("{:.2} ± {:.2}", t.avg_ts, t.stddev_ts),
+        ]);
     }
+    crate::table::print(&table);
     if let Some(t) = tests.first() {
         eprintln!(
             "candor: verify {:.1} ms, load {:.1} ms, time to first token {:.1} ms ({} prompt tokens), build {} [{}], cpu [{}], kernels {}",

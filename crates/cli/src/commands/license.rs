@@ -37,8 +37,10 @@ pub fn run(home: &Home, cmd: &LicenseCommand) -> Result<()> {
             let mut store = AcceptanceStore::load(home.root());
             let a = store.accept(&m)?;
             eprintln!(
-                "candor: recorded acceptance of {} for {} (at {} s since epoch)",
-                a.license, a.manifest_id, a.accepted_at
+                "candor: recorded acceptance of {} for {} on {}",
+                a.license,
+                a.manifest_id,
+                a.accepted_at_local()
             );
             Ok(())
         }

@@ -15,7 +15,13 @@ struct Row {
     license: String,
     openness: String,
     size: u64,
+    /// One word or two: verified, refused, integrity failure, malformed, pulled, not pulled,
+    /// incomplete, unlisted.
     state: String,
+    /// Why a model may not be used, as the verifier words it.
+    reason: Option<String>,
+    /// What would let it be used.
+    to_proceed: Option<String>,
     path: Option<String>,
 }
 
@@ -34,19 +40,30 @@ pub fn run(home: &Home, args: &ListArgs) -> Result<()> {
         println!("no models yet; `candor list --available` shows what candor can fetch and check");
         return Ok(());
     }
-    println!(
-        "{:<34} {:<30} {:<24} {:>9}  STATE",
-        "MODEL", "LICENSE", "OPENNESS", "SIZE"
-    );
-    for r in rows {
+    let mut table = crate::table::new(["MODEL", "LICENSE", "OPENNESS", "SIZE", "STATE"]);
+    crate::table::align_right(&mut table, 3);
+    for r in &rows {
+        table.add_row([
+            r.model.clone(),
+            r.license.clone(),
+            r.openness.clone(),
+            crate::table::bytes(r.size),
+            r.state.clone(),
+        ]);
+    }
+    crate::table::print(&table);
+    // The reasons read as sentences below the table, not squeezed into a column.
+    for r in rows.iter().filter(|r| r.reason.is_some()) {
+        println!();
         println!(
-            "{:<34} {:<30} {:<24} {:>9}  {}",
+            "{} is {}: {}",
             r.model,
-            r.license,
-            r.openness,
-            format!("{:.1} MB", r.size as f64 / 1e6),
-            r.state
+            r.state,
+            r.reason.as_deref().unwrap_or("")
         );
+        if let Some(fix) = &r.to_proceed {
+            println!("  to proceed: {fix}");
+        }
     }
     Ok(())
 }
@@ -73,6 +90,8 @@ fn available(home: &Home, manifests: &[Manifest]) -> Vec<Row> {
             } else {
                 "not pulled".into()
             },
+            reason: None,
+            to_proceed: None,
             path: locate(home, m).map(|p| p.display().to_string()),
         })
         .collect()
@@ -89,17 +108,21 @@ fn local(home: &Home, manifests: &[Manifest]) -> Result<Vec<Row>> {
                 manifest: Some(m.clone()),
                 target: dir.clone(),
             };
-            let state =
+            let (state, reason, to_proceed) =
                 match candor_verify::verify(resolved.manifest.as_ref(), &dir, &opts, &NoProgress) {
-                    Ok(_) => "verified".to_string(),
-                    Err(e) => format!(
-                        "{:?}: {}",
-                        e.kind(),
-                        e.report()
-                            .map(|r| r.decision.summary())
-                            .unwrap_or_else(|| e.to_string())
-                    )
-                    .to_lowercase(),
+                    Ok(_) => ("verified", None, None),
+                    Err(e) => {
+                        let first = e.report().and_then(|r| r.decision.findings.first());
+                        (
+                            e.kind().state(),
+                            Some(
+                                first
+                                    .map(|f| f.message.clone())
+                                    .unwrap_or_else(|| e.to_string()),
+                            ),
+                            first.and_then(|f| f.fix.clone()),
+                        )
+                    }
                 };
             rows.push(Row {
                 model: m.id().to_string(),
@@ -107,7 +130,9 @@ fn local(home: &Home, manifests: &[Manifest]) -> Result<Vec<Row>> {
                 license: m.license.spdx.clone(),
                 openness: level_of(m),
                 size: size_of(m),
-                state,
+                state: state.into(),
+                reason,
+                to_proceed,
                 path: Some(dir.display().to_string()),
             });
             seen.push(dir);
@@ -162,6 +187,8 @@ fn local(home: &Home, manifests: &[Manifest]) -> Result<Vec<Row>> {
             } else {
                 "unlisted".into()
             },
+            reason: None,
+            to_proceed: None,
             path: Some(dir.display().to_string()),
         });
     }

@@ -2,8 +2,10 @@
 
 pub mod bench;
 pub mod chat;
+pub mod completions;
 pub mod license;
 pub mod list;
+pub mod man;
 pub mod manifest;
 pub mod perplexity;
 pub mod pull;

