@@ -11,12 +11,12 @@
 pub mod acceptance;
 /// The verification cache: file identity + manifest digest -> verified sha256.
 pub mod cache;
-/// The top-level `verify` entry point and its rules.
-pub mod decision;
 /// Error type and its exit-code classes.
 pub mod error;
 /// Opening model files safely (no symlink escapes, FIFOs or devices).
 pub mod files;
+/// What a file is from its name (role, format, refused), and the walk that finds model files.
+pub mod filetypes;
 /// Strict structural validators for GGUF and safetensors headers, and format detection.
 pub mod formats;
 /// Streamed, parallel sha256 with progress reporting.
@@ -25,10 +25,15 @@ pub mod hashing;
 pub mod license;
 /// The manifest schema and its strict loader.
 pub mod manifest;
+/// `candor manifest init`: a self-attested manifest written from local files.
+pub mod manifest_init;
 /// Model-card (README.md) YAML front matter, read within bounds.
 pub mod model_card;
 /// Openness levels, component grades and the rules that tie them together.
 pub mod openness;
+/// `verify`, stage by stage: select, open, hash, signatures, headers, declared terms, openness,
+/// policy, acceptance, report.
+pub mod pipeline;
 /// The user's policy file.
 pub mod policy;
 /// Human-readable and JSON reports.
@@ -38,12 +43,12 @@ pub mod signature;
 
 pub use acceptance::AcceptanceStore;
 pub use cache::VerifyCache;
-pub use decision::{verify, SignatureCheck, Verification, VerifyOptions};
 pub use error::{Error, ErrorKind, Result};
 pub use files::VerifiedFile;
 pub use hashing::{sha256_file, NoProgress, Progress, Sha256Writer};
 pub use manifest::{find_manifest, manifests_in_dir, Manifest, Source};
 pub use openness::Level;
+pub use pipeline::{verify, SignatureCheck, Verification, VerifyOptions};
 pub use policy::Policy;
 pub use report::{Reason, Report};
 pub use signature::{verify_bundle, SignatureOptions, SignatureReport, VerifyKey};

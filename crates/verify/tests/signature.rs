@@ -8,12 +8,12 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine;
 use candor_verify::{
-    decision::SignatureCheck,
     manifest,
     policy::Policy,
     report::{Reason, SignatureSource},
     signature::{self, FileProblem, SignatureError, SigningMethod},
-    verify, Error, ErrorKind, Manifest, NoProgress, SignatureOptions, VerifyKey, VerifyOptions,
+    verify, Error, ErrorKind, Manifest, NoProgress, SignatureCheck, SignatureOptions, VerifyKey,
+    VerifyOptions,
 };
 use common::{OPEN_SOURCE_COMPONENTS, PERMISSIVE_TERMS};
 use p256::pkcs8::{EncodePublicKey, LineEnding};

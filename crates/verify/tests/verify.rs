@@ -601,6 +601,32 @@ fn self_attested_manifest_roundtrip() {
         .any(|w| w.contains("self-attested")));
 }
 
+/// `manifest init` lists every companion file verification hands over, with the same role:
+/// a chat template next to the weights once made it exit 2 ("not a format candor loads").
+#[test]
+fn self_attested_manifest_lists_the_chat_template_and_verifies() {
+    let g = gguf("llama", Some("apache-2.0"), 256);
+    let template = b"{% for m in messages %}{{ m.content }}{% endfor %}";
+    let d = model_dir(&[("tiny-llama.gguf", &g), ("chat_template.jinja", template)]);
+    let m = Manifest::self_attested_from_dir(d.path(), "tiny-llama", &NoProgress).unwrap();
+    let roles: Vec<_> = m.files.iter().map(|f| (f.path.as_str(), f.role)).collect();
+    assert_eq!(
+        roles,
+        [
+            (
+                "tiny-llama.gguf",
+                candor_verify::manifest::FileRole::Weights
+            ),
+            (
+                "chat_template.jinja",
+                candor_verify::manifest::FileRole::ChatTemplate
+            )
+        ]
+    );
+    let back = Manifest::parse(&m.to_toml(), "tiny-llama", Path::new("tiny-llama.toml")).unwrap();
+    verify(Some(&back), d.path(), &opts(), &NoProgress).unwrap();
+}
+
 #[test]
 fn self_attested_manifest_reads_the_architecture_from_config_json() {
     let header = br#"{"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#;

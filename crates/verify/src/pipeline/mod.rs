@@ -1,0 +1,262 @@
+//! `verify`, stage by stage: select the files, open them safely, hash them (through the
+//! verification cache), check signatures, validate weight headers, compare what the files
+//! declare with the manifest, judge the openness claim, apply the policy and the recorded
+//! license acceptances, then assemble the report and decide. On success the opened, hashed
+//! handles are handed over; on refusal the error carries the full report.
+//!
+//! Each stage is a module named for what it does; they share what they learn through [`Check`].
+
+mod apply_policy;
+mod assemble_report;
+mod check_acceptance;
+mod check_headers;
+mod check_signatures;
+mod compare_declared;
+mod hash_files;
+mod judge_openness;
+mod open_files;
+mod select_files;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::{
+    acceptance::AcceptanceStore,
+    error::{Error, Result},
+    files::{OpenedFile, VerifiedFile},
+    filetypes,
+    hashing::Progress,
+    manifest::{FileEntry, FileRole, Manifest},
+    openness::Level,
+    policy::Policy,
+    report::{FileReport, FileStatus, Finding, Outcome, Reason},
+    signature::{SignatureOptions, VerifyKey},
+};
+
+#[derive(Debug, Clone, Default)]
+pub struct VerifyOptions {
+    /// Ignore the verification cache and hash every file.
+    pub rehash: bool,
+    /// Directory of the verification cache (the candor home); `None` disables the cache.
+    pub cache_dir: Option<PathBuf>,
+    /// `--accept-openness LEVEL`: load a model whose claim exceeds its achieved level, provided
+    /// LEVEL is the achieved level.
+    pub accept_openness: Option<Level>,
+    /// `--allow-unlisted`.
+    pub allow_unlisted: bool,
+    /// Do not refuse weight files the manifest does not list.
+    pub allow_extra: bool,
+    pub policy: Policy,
+    /// Where the policy came from, for messages and fixes.
+    pub policy_source: Option<PathBuf>,
+    pub acceptances: AcceptanceStore,
+    /// Hashing threads; 0 = the number of CPUs.
+    pub threads: usize,
+    /// `--signature FILE` with `--public-key` or `--certificate-chain`: an OpenSSF model-signing
+    /// bundle to verify over the model directory, besides any the manifest requires. A verified
+    /// one vouches for a model that has no manifest.
+    pub signature: Option<SignatureCheck>,
+}
+
+/// An OpenSSF model-signing bundle to check, and what it must verify with.
+#[derive(Debug, Clone)]
+pub struct SignatureCheck {
+    pub bundle: PathBuf,
+    pub key: VerifyKey,
+    pub options: SignatureOptions,
+}
+
+impl VerifyOptions {
+    /// Options that use the candor home: its cache, its acceptances and its `candor.toml`.
+    pub fn with_home(home: &Path) -> Result<Self> {
+        let policy_path = home.join(crate::policy::POLICY_FILE);
+        Ok(VerifyOptions {
+            cache_dir: Some(home.to_path_buf()),
+            policy: Policy::load_from_home(home)?,
+            policy_source: policy_path.exists().then_some(policy_path),
+            acceptances: AcceptanceStore::load(home),
+            ..Default::default()
+        })
+    }
+
+    /// Hashing threads: the option, or one per CPU.
+    fn hashing_threads(&self) -> usize {
+        match self.threads {
+            0 => filetypes::default_threads(),
+            n => n,
+        }
+    }
+}
+
+/// A successful verification: the report and the opened, hashed files in manifest order.
+#[derive(Debug)]
+pub struct Verification {
+    pub report: crate::report::Report,
+    pub files: Vec<VerifiedFile>,
+}
+
+impl Verification {
+    pub fn weights(&self) -> impl Iterator<Item = &VerifiedFile> {
+        self.files
+            .iter()
+            .filter(|f| f.role.is_none_or(|r| r == FileRole::Weights))
+    }
+    pub fn file_by_role(&self, role: FileRole) -> Option<&VerifiedFile> {
+        self.files.iter().find(|f| f.role == Some(role))
+    }
+    pub fn file(&self, rel_path: &str) -> Option<&VerifiedFile> {
+        self.files.iter().find(|f| f.rel_path == rel_path)
+    }
+    pub fn into_files(self) -> Vec<VerifiedFile> {
+        self.files
+    }
+}
+
+/// Verify `target` (a model directory or a single file) against `manifest`, or as an unlisted
+/// model when `manifest` is `None`.
+pub fn verify(
+    manifest: Option<&Manifest>,
+    target: &Path,
+    opts: &VerifyOptions,
+    progress: &dyn Progress,
+) -> Result<Verification> {
+    let started = Instant::now();
+    let mut check = select_files::select(manifest, target, opts)?;
+    open_files::open(&mut check)?;
+    let hashed_bytes = hash_files::hash(&mut check, progress)?;
+    hash_files::compare(&mut check);
+    let signatures = check_signatures::check(&mut check)?;
+    let headers = check_headers::validate(&mut check);
+    let declared = compare_declared::compare(&mut check, &headers);
+    let assessment = judge_openness::judge(&mut check);
+    let achieved = assessment.as_ref().map_or(Level::Closed, |a| a.achieved);
+    apply_policy::apply(&mut check, achieved, &signatures);
+    check_acceptance::check(&mut check);
+    let report = assemble_report::assemble(
+        check.report_parts(target),
+        declared,
+        signatures.reports,
+        assessment,
+        hashed_bytes,
+        started,
+    );
+    match report.decision.outcome {
+        Outcome::Allowed => Ok(Verification {
+            files: check.into_verified(),
+            report,
+        }),
+        Outcome::IntegrityFailure => Err(Error::Integrity(Box::new(report))),
+        Outcome::Malformed => Err(Error::MalformedModel(Box::new(report))),
+        Outcome::Refused => Err(Error::Refused(Box::new(report))),
+    }
+}
+
+/// What the stages have learnt so far, and what they found.
+struct Check<'a> {
+    manifest: Option<&'a Manifest>,
+    opts: &'a VerifyOptions,
+    /// The model directory (canonical); every file is opened relative to it.
+    root: PathBuf,
+    slots: Vec<Slot>,
+    /// Weight files next to a manifest's files that it does not list.
+    extra: Vec<FileReport>,
+    findings: Vec<Finding>,
+    warnings: Vec<String>,
+    overrides: Vec<String>,
+}
+
+impl Check<'_> {
+    /// A reason to refuse, with what would let the user go on.
+    fn refuse(&mut self, reason: Reason, fix: impl Into<String>) {
+        self.findings.push(Finding {
+            kind: reason.kind(),
+            message: reason.message(),
+            fix: Some(fix.into()),
+            reason,
+        });
+    }
+
+    /// The fix for a file that is not what the publisher published.
+    fn refetch_fix(&self) -> String {
+        match self.manifest {
+            Some(m) => format!(
+                "run `candor pull {}` to fetch the published files again",
+                m.id()
+            ),
+            None => "fetch the file again from its publisher".into(),
+        }
+    }
+
+    fn report_parts<'s>(&'s mut self, target: &'s Path) -> assemble_report::Parts<'s> {
+        assemble_report::Parts {
+            target,
+            manifest: self.manifest,
+            opts: self.opts,
+            slots: &self.slots,
+            extra: std::mem::take(&mut self.extra),
+            findings: std::mem::take(&mut self.findings),
+            warnings: std::mem::take(&mut self.warnings),
+            overrides: std::mem::take(&mut self.overrides),
+        }
+    }
+
+    /// The opened, hashed handles, once the decision allows them.
+    fn into_verified(self) -> Vec<VerifiedFile> {
+        self.slots
+            .into_iter()
+            .map(|s| {
+                let role = s.role();
+                let o = s.opened.expect("allowed implies opened");
+                VerifiedFile {
+                    rel_path: s.report_path,
+                    size: o.identity.size,
+                    sha256: s.actual.expect("allowed implies hashed"),
+                    role: Some(role),
+                    format: s.entry.as_ref().map(|e| e.format),
+                    identity: o.identity,
+                    opened_path: o.opened_path,
+                    file: o.file,
+                }
+            })
+            .collect()
+    }
+}
+
+/// One file under check.
+struct Slot {
+    /// The path the report names (the manifest's).
+    report_path: String,
+    /// The path on disk, relative to the root.
+    disk_path: String,
+    entry: Option<FileEntry>,
+    opened: Option<OpenedFile>,
+    actual: Option<[u8; 32]>,
+    cached: bool,
+    status: FileStatus,
+}
+
+impl Slot {
+    fn new(report_path: String, disk_path: String, entry: Option<FileEntry>) -> Self {
+        Slot {
+            report_path,
+            disk_path,
+            status: if entry.is_some() {
+                FileStatus::Ok
+            } else {
+                FileStatus::Unlisted
+            },
+            entry,
+            opened: None,
+            actual: None,
+            cached: false,
+        }
+    }
+
+    /// The manifest's role, or for an unlisted file the role its name implies.
+    fn role(&self) -> FileRole {
+        match &self.entry {
+            Some(e) => e.role,
+            None => filetypes::role_of(&self.disk_path),
+        }
+    }
+}

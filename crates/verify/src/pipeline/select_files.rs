@@ -1,0 +1,123 @@
+//! Stage 1: which files to check. A manifest's files, or for a model no manifest lists, the
+//! weight files found in the directory and the companion files next to them; then any weight
+//! file next to a manifest's files that it does not list (refused unless allowed).
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use super::{Check, Slot, VerifyOptions};
+use crate::{
+    error::{Error, Result},
+    filetypes,
+    manifest::Manifest,
+    report::{FileReport, FileStatus, Reason},
+};
+
+pub(super) fn select<'a>(
+    manifest: Option<&'a Manifest>,
+    target: &Path,
+    opts: &'a VerifyOptions,
+) -> Result<Check<'a>> {
+    let meta = std::fs::metadata(target).map_err(|e| Error::io(target, e))?;
+    let (root, slots) = if meta.is_dir() {
+        in_directory(manifest, target)?
+    } else {
+        single_file(manifest, target)?
+    };
+    let mut check = Check {
+        manifest,
+        opts,
+        root,
+        slots,
+        extra: Vec::new(),
+        findings: Vec::new(),
+        warnings: Vec::new(),
+        overrides: Vec::new(),
+    };
+    if meta.is_dir() && manifest.is_some() && !opts.allow_extra {
+        extra_weight_files(&mut check)?;
+    }
+    Ok(check)
+}
+
+fn in_directory(
+    manifest: Option<&Manifest>,
+    target: &Path,
+) -> Result<(std::path::PathBuf, Vec<Slot>)> {
+    let root = target.canonicalize().map_err(|e| Error::io(target, e))?;
+    let slots = match manifest {
+        Some(m) => m
+            .files
+            .iter()
+            .map(|e| Slot::new(e.path.clone(), e.path.clone(), Some(e.clone())))
+            .collect(),
+        None => filetypes::model_files_in(&root)
+            .map_err(|e| match e {
+                Error::Usage(_) => Error::Usage(format!(
+                    "no model files (.gguf, .safetensors) in {}",
+                    target.display()
+                )),
+                other => other,
+            })?
+            .into_iter()
+            .map(|p| Slot::new(p.clone(), p, None))
+            .collect(),
+    };
+    Ok((root, slots))
+}
+
+fn single_file(
+    manifest: Option<&Manifest>,
+    target: &Path,
+) -> Result<(std::path::PathBuf, Vec<Slot>)> {
+    let name = target
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| Error::Usage(format!("{}: not a usable file name", target.display())))?
+        .to_string();
+    let parent = target
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let root = parent.canonicalize().map_err(|e| Error::io(parent, e))?;
+    let slot = match manifest {
+        Some(m) if m.files.len() == 1 => {
+            Slot::new(m.files[0].path.clone(), name, Some(m.files[0].clone()))
+        }
+        Some(m) => {
+            return Err(Error::Usage(format!(
+                "manifest {} lists {} files; pass the model directory, not the file {}",
+                m.id(),
+                m.files.len(),
+                target.display()
+            )))
+        }
+        None => Slot::new(name.clone(), name, None),
+    };
+    Ok((root, vec![slot]))
+}
+
+fn extra_weight_files(c: &mut Check) -> Result<()> {
+    let listed: HashSet<String> = c.slots.iter().map(|s| s.disk_path.clone()).collect();
+    for p in filetypes::weight_files_in(&c.root)? {
+        if listed.contains(&p) {
+            continue;
+        }
+        c.refuse(
+            Reason::ExtraFile { path: p.clone() },
+            "remove the file from the model directory, or pass --allow-extra",
+        );
+        c.extra.push(FileReport {
+            path: p,
+            role: None,
+            format: None,
+            status: FileStatus::Extra,
+            expected_size: None,
+            actual_size: None,
+            expected_sha256: None,
+            actual_sha256: None,
+            cached: false,
+        });
+    }
+    Ok(())
+}
