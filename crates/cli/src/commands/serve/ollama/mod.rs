@@ -131,6 +131,9 @@ async fn generate(State(st): State<Arc<AppState>>, body: Result<Bytes, BytesReje
     infer(st, body, Kind::Generate).await
 }
 
+const NO_UNLOAD: &str =
+    "candor serve keeps its models loaded while it runs; stop the server to unload them";
+
 async fn infer(st: Arc<AppState>, body: Result<Bytes, BytesRejection>, kind: Kind) -> Answer {
     let started = Instant::now();
     if st.draining.load(Ordering::Relaxed) {
@@ -146,36 +149,33 @@ async fn infer(st: Arc<AppState>, body: Result<Bytes, BytesRejection>, kind: Kin
         context: None,
         eos_id: model.eos_id,
     };
-    let input =
-        match req.body {
-            Body::Load if req.unload => return Err(ApiError::invalid(
-                "keep_alive",
-                "candor serve keeps its models loaded while it runs; stop the server to unload \
-                 them",
-            )
-            .into()),
-            Body::Load => return Ok(Json(reply.loaded()).into_response()),
-            Body::Chat(messages) => Input::Chat(messages),
-            Body::Raw(prompt) => Input::Text(prompt),
-            Body::Templated { system, prompt } => match (&model.chat_template, system) {
-                (Some(_), system) => Input::Chat(
-                    system
-                        .map(|s| Message::new("system", s))
-                        .into_iter()
-                        .chain([Message::new("user", prompt)])
-                        .collect(),
-                ),
-                (None, Some(_)) => {
-                    return Err(ApiError::invalid(
-                        "system",
-                        "the model has no chat template to put a system prompt in",
-                    )
-                    .into())
-                }
-                (None, None) => Input::Text(prompt),
-            },
-        };
-    let raw = matches!(input, Input::Text(_)) && kind == Kind::Generate;
+    if req.unload && req.body == Body::Load {
+        return Err(ApiError::invalid("keep_alive", NO_UNLOAD).into());
+    }
+    // As in Ollama, raw mode neither takes nor returns `context`.
+    let returns_context = matches!(req.body, Body::Templated { .. });
+    let input = match req.body {
+        Body::Load => return Ok(Json(reply.loaded()).into_response()),
+        Body::Chat(messages) => Input::Chat(messages),
+        Body::Raw(prompt) => Input::Text(prompt),
+        Body::Templated { system, prompt } => match (&model.chat_template, system) {
+            (Some(_), system) => Input::Chat(
+                system
+                    .map(|s| Message::new("system", s))
+                    .into_iter()
+                    .chain([Message::new("user", prompt)])
+                    .collect(),
+            ),
+            (None, Some(_)) => {
+                return Err(ApiError::invalid(
+                    "system",
+                    "the model has no chat template to put a system prompt in",
+                )
+                .into())
+            }
+            (None, None) => Input::Text(prompt),
+        },
+    };
     let task = Task {
         input,
         input_param: kind.input_param(),
@@ -185,8 +185,7 @@ async fn infer(st: Arc<AppState>, body: Result<Bytes, BytesRejection>, kind: Kin
         ctx_limit: req.ctx_limit,
     };
     let (rx, prompt) = routes::start(model, task).await?;
-    // As Ollama's: the tokens of the exchange, to send back as `context`; none in raw mode.
-    if kind == Kind::Generate && !raw {
+    if returns_context {
         reply.context = Some(prompt);
     }
     if req.stream {
