@@ -1,4 +1,5 @@
-//! `candor serve`: an OpenAI-compatible HTTP server that only serves verified models.
+//! `candor serve`: an HTTP server with OpenAI's and Ollama's APIs that only serves verified
+//! models.
 //!
 //! - [`api`]: the OpenAI request and response format, and error bodies.
 //! - [`worker`]: one thread per model that owns it, fed by a bounded queue.

@@ -57,7 +57,7 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub(super) fn find(&self, id: Option<&str>) -> Result<&ServedModel, ApiError> {
+    fn find(&self, id: Option<&str>) -> Result<&ServedModel, ApiError> {
         match id {
             Some(id) => self.models.iter().find(|m| m.id == id).ok_or_else(|| {
                 ApiError::model_not_found(
