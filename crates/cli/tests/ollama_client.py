@@ -197,7 +197,14 @@ def chat_and_generate(args, c):
     # num_ctx caps the window: BOS and 5 prompt tokens leave room for 5 tokens in 10.
     g = c.generate(model=m, prompt=FRANCE, raw=True, options={"temperature": 0, "num_ctx": 10}, stream=False)
     check(g.done_reason == "length" and g.eval_count == 10 - g.prompt_eval_count + 1, f"num_ctx: {g}")
-    log("ok: raw generate, num_predict, stop, num_ctx")
+    expect_error(
+        lambda: c.generate(model=m, prompt=FRANCE, raw=True, options={"num_ctx": 4}), 400, ["prompt", "num_ctx is 4"], what="prompt over num_ctx"
+    )
+    # Options set to null, as some clients send their unset ones, count as absent.
+    nulls = {k: None for k in ["mirostat", "tfs_z", "num_gpu", "num_thread", "top_k", "stop", "seed"]}
+    g = raw(args, "POST", "/api/generate", {"model": m, "prompt": FRANCE, "raw": True, "stream": False, "options": {**nulls, "temperature": 0, "num_predict": 19}})
+    check(g.status_code == 200 and g.json()["response"] == FRANCE_19, f"null options: {g.text}")
+    log("ok: raw generate, num_predict, stop, num_ctx, null options")
 
     # Name forms: name:tag maps to the manifest id name-tag.
     base, tag = m.rsplit("-", 1)

@@ -25,8 +25,8 @@ pub struct Task {
     /// Token ids of an earlier exchange to continue (Ollama's `context`); the input follows
     /// them without a second BOS.
     pub context: Vec<u32>,
-    /// A context window smaller than the model's (Ollama's `num_ctx`): longer prompts are
-    /// refused and generation stops when it is full.
+    /// A context window smaller than the model's (Ollama's `options.num_ctx`): longer prompts
+    /// are refused and generation stops when it is full.
     pub ctx_limit: Option<usize>,
 }
 
@@ -196,6 +196,16 @@ fn run(model: &mut Model, job: &Job, cancel: &AtomicBool) -> Result<Completion, 
     let ctx = task
         .ctx_limit
         .map_or(info.ctx_size, |n| n.min(info.ctx_size));
+    if ids.len() > ctx && ctx < info.ctx_size {
+        return Err(ApiError::invalid(
+            task.input_param,
+            format!(
+                "the prompt has {} tokens but options.num_ctx is {ctx}",
+                ids.len()
+            ),
+        )
+        .with_code("context_length_exceeded"));
+    }
     if ids.len() > ctx {
         return Err(engine(candor_engine::Error::PromptTooLong {
             tokens: ids.len(),
