@@ -41,6 +41,18 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, "invalid_request_error", message)
     }
 
+    /// The same error for a field nested in `prefix` (e.g. `options.`): `temperature` becomes
+    /// `options.temperature` in the param and the message.
+    pub fn within(mut self, prefix: &str) -> Self {
+        if let Some(p) = self.param.take() {
+            if let Some(rest) = self.message.strip_prefix(&format!("{p}:")) {
+                self.message = format!("{prefix}{p}:{rest}");
+            }
+            self.param = Some(format!("{prefix}{p}"));
+        }
+        self
+    }
+
     pub fn with_code(mut self, code: &'static str) -> Self {
         self.code = Some(code);
         self
@@ -258,17 +270,53 @@ pub fn parse(
         return Err(ApiError::invalid(max_tokens.0, "must be at least 1"));
     }
 
+    let seed = opt_u64_or_i64(&o, "seed")?.unwrap_or_else(random_seed);
+    let sampling = sampling(&o, seed)?;
+    let stop = stop(&o)?;
+
+    let stream = opt_bool(&o, "stream")?.unwrap_or(false);
+    let include_usage = match o.get("stream_options") {
+        None | Some(Value::Null) => false,
+        Some(Value::Object(so)) => match so.get("include_usage") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => {
+                return Err(ApiError::invalid(
+                    "stream_options.include_usage",
+                    "must be a boolean",
+                ))
+            }
+        },
+        Some(_) => return Err(ApiError::invalid("stream_options", "must be an object")),
+    };
+
+    Ok(Request {
+        model,
+        input,
+        params: GenerateParams {
+            max_tokens: max_tokens.1.min(usize::MAX as u64) as usize,
+            sampling,
+            stop,
+        },
+        stream,
+        include_usage,
+    })
+}
+
+/// The sampling fields both APIs share (`temperature`, `top_p`, `top_k`, `min_p`,
+/// `repeat_penalty`), from an OpenAI body or Ollama's `options`.
+pub fn sampling(o: &Map<String, Value>, seed: u64) -> Result<SamplingParams, ApiError> {
     let mut sampling = SamplingParams {
-        seed: opt_u64_or_i64(&o, "seed")?.unwrap_or_else(random_seed),
+        seed,
         ..SamplingParams::default()
     };
-    if let Some(t) = opt_f64(&o, "temperature")? {
+    if let Some(t) = opt_f64(o, "temperature")? {
         if !(0.0..=2.0).contains(&t) {
             return Err(ApiError::invalid("temperature", "must be between 0 and 2"));
         }
         sampling.temperature = t as f32;
     }
-    if let Some(p) = opt_f64(&o, "top_p")? {
+    if let Some(p) = opt_f64(o, "top_p")? {
         if !(p > 0.0 && p <= 1.0) {
             return Err(ApiError::invalid(
                 "top_p",
@@ -277,17 +325,17 @@ pub fn parse(
         }
         sampling.top_p = (p < 1.0).then_some(p as f32);
     }
-    // Extensions, as in llama.cpp's and vLLM's servers.
-    if let Some(k) = opt_u64(&o, "top_k")? {
+    // Extensions in OpenAI's API, as in llama.cpp's and vLLM's servers.
+    if let Some(k) = opt_u64(o, "top_k")? {
         sampling.top_k = (k > 0).then_some(k as usize);
     }
-    if let Some(p) = opt_f64(&o, "min_p")? {
+    if let Some(p) = opt_f64(o, "min_p")? {
         if !(0.0..=1.0).contains(&p) {
             return Err(ApiError::invalid("min_p", "must be between 0 and 1"));
         }
         sampling.min_p = (p > 0.0).then_some(p as f32);
     }
-    if let Some(r) = opt_f64(&o, "repeat_penalty")? {
+    if let Some(r) = opt_f64(o, "repeat_penalty")? {
         if !(r > 0.0 && r.is_finite()) {
             return Err(ApiError::invalid(
                 "repeat_penalty",
@@ -299,7 +347,11 @@ pub fn parse(
     sampling
         .validate()
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    Ok(sampling)
+}
 
+/// `stop`: a string or an array of at most [`MAX_STOP`] strings; empty strings are dropped.
+pub fn stop(o: &Map<String, Value>) -> Result<Vec<String>, ApiError> {
     let stop = match o.get("stop") {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::String(s)) => vec![s.clone()],
@@ -325,37 +377,10 @@ pub fn parse(
             ))
         }
     };
-
-    let stream = opt_bool(&o, "stream")?.unwrap_or(false);
-    let include_usage = match o.get("stream_options") {
-        None | Some(Value::Null) => false,
-        Some(Value::Object(so)) => match so.get("include_usage") {
-            None | Some(Value::Null) => false,
-            Some(Value::Bool(b)) => *b,
-            Some(_) => {
-                return Err(ApiError::invalid(
-                    "stream_options.include_usage",
-                    "must be a boolean",
-                ))
-            }
-        },
-        Some(_) => return Err(ApiError::invalid("stream_options", "must be an object")),
-    };
-
-    Ok(Request {
-        model,
-        input,
-        params: GenerateParams {
-            max_tokens: max_tokens.1.min(usize::MAX as u64) as usize,
-            sampling,
-            stop: stop
-                .into_iter()
-                .filter(|s: &String| !s.is_empty())
-                .collect(),
-        },
-        stream,
-        include_usage,
-    })
+    Ok(stop
+        .into_iter()
+        .filter(|s: &String| !s.is_empty())
+        .collect())
 }
 
 fn messages(o: &Map<String, Value>) -> Result<Vec<Message>, ApiError> {
@@ -465,7 +490,7 @@ fn prompt(o: &Map<String, Value>) -> Result<Input, ApiError> {
     }
 }
 
-fn opt_string(o: &Map<String, Value>, f: &str) -> Result<Option<String>, ApiError> {
+pub fn opt_string(o: &Map<String, Value>, f: &str) -> Result<Option<String>, ApiError> {
     match o.get(f) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
@@ -473,7 +498,7 @@ fn opt_string(o: &Map<String, Value>, f: &str) -> Result<Option<String>, ApiErro
     }
 }
 
-fn opt_bool(o: &Map<String, Value>, f: &str) -> Result<Option<bool>, ApiError> {
+pub fn opt_bool(o: &Map<String, Value>, f: &str) -> Result<Option<bool>, ApiError> {
     match o.get(f) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Bool(b)) => Ok(Some(*b)),
@@ -481,7 +506,7 @@ fn opt_bool(o: &Map<String, Value>, f: &str) -> Result<Option<bool>, ApiError> {
     }
 }
 
-fn opt_f64(o: &Map<String, Value>, f: &str) -> Result<Option<f64>, ApiError> {
+pub fn opt_f64(o: &Map<String, Value>, f: &str) -> Result<Option<f64>, ApiError> {
     match o.get(f) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(n)) => Ok(n.as_f64()),
@@ -489,7 +514,7 @@ fn opt_f64(o: &Map<String, Value>, f: &str) -> Result<Option<f64>, ApiError> {
     }
 }
 
-fn opt_u64(o: &Map<String, Value>, f: &str) -> Result<Option<u64>, ApiError> {
+pub fn opt_u64(o: &Map<String, Value>, f: &str) -> Result<Option<u64>, ApiError> {
     match o.get(f) {
         None | Some(Value::Null) => Ok(None),
         Some(v) => v
@@ -499,7 +524,7 @@ fn opt_u64(o: &Map<String, Value>, f: &str) -> Result<Option<u64>, ApiError> {
     }
 }
 
-fn opt_u64_or_i64(o: &Map<String, Value>, f: &str) -> Result<Option<u64>, ApiError> {
+pub fn opt_u64_or_i64(o: &Map<String, Value>, f: &str) -> Result<Option<u64>, ApiError> {
     match o.get(f) {
         None | Some(Value::Null) => Ok(None),
         Some(v) => v
@@ -511,7 +536,7 @@ fn opt_u64_or_i64(o: &Map<String, Value>, f: &str) -> Result<Option<u64>, ApiErr
 }
 
 /// A seed for requests that give none: different per request, as OpenAI's are.
-fn random_seed() -> u64 {
+pub fn random_seed() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let nanos = std::time::SystemTime::now()

@@ -1,13 +1,17 @@
-//! `candor serve`: an OpenAI-compatible HTTP server that only serves verified models.
+//! `candor serve`: an HTTP server with OpenAI's and Ollama's APIs that only serves verified
+//! models.
 //!
 //! - [`api`]: the OpenAI request and response format, and error bodies.
 //! - [`worker`]: one thread per model that owns it, fed by a bounded queue.
 //! - [`routes`]: the axum routes.
+//! - [`ollama`]: Ollama's native API (`/api/chat`, `/api/generate`, `/api/tags`, ...) on the same
+//!   models and queues.
 //!
 //! Every model goes through the same verify-then-load path as `candor run`; one that fails is
 //! not served, and when none can be, the command exits with the verifier's exit code.
 
 pub mod api;
+pub mod ollama;
 pub mod routes;
 pub mod worker;
 
@@ -53,8 +57,17 @@ pub fn run(home: &Home, args: &ServeArgs) -> Result<()> {
         };
         match load(home, &margs) {
             Ok(loaded) => {
+                let license_text = ollama::license_text(&loaded.verification);
                 let (model, details) = describe(loaded);
-                let vocab_size = model.info().vocab_size;
+                let info = model.info().clone();
+                let vocab_size = info.vocab_size;
+                let accelerator = !model.device().is_cpu();
+                let tokenizer = model.tokenizer();
+                let eos_id = match tokenizer.eos().map(|e| tokenizer.encode(e, false)) {
+                    Some(Ok(ids)) if ids.len() == 1 && tokenizer.is_stop(ids[0]) => Some(ids[0]),
+                    _ => None,
+                };
+                let chat_template = model.chat_template().ok().map(|t| t.source().to_string());
                 let owned_by = details["provenance"]["publisher"]
                     .as_str()
                     .unwrap_or("candor")
@@ -71,6 +84,11 @@ pub fn run(home: &Home, args: &ServeArgs) -> Result<()> {
                     owned_by,
                     verified_at,
                     vocab_size,
+                    info,
+                    accelerator,
+                    eos_id,
+                    chat_template,
+                    license_text,
                     details,
                     queue,
                 });
@@ -124,7 +142,9 @@ async fn serve(args: &ServeArgs, state: Arc<AppState>, cancel: Arc<AtomicBool>) 
         .with_context(|| format!("listening on {}:{}", args.host, args.port))?;
     let addr = listener.local_addr()?;
     // One line a script (or the tests, with --port 0) can read the address from.
-    eprintln!("candor: listening on http://{addr} (OpenAI API at http://{addr}/v1)");
+    eprintln!(
+        "candor: listening on http://{addr} (OpenAI API at http://{addr}/v1, Ollama API at http://{addr}/api)"
+    );
     let app = routes::router(state.clone());
     let shutdown = {
         let state = state.clone();

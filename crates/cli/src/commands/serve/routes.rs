@@ -1,9 +1,11 @@
-//! The HTTP routes: `/v1/chat/completions`, `/v1/completions`, `/v1/models[/{id}]` and `/health`.
+//! The HTTP routes: `/v1/chat/completions`, `/v1/completions`, `/v1/models[/{id}]` and `/health`;
+//! Ollama's `/api` routes are in [`super::ollama`], on the same queues.
 //! Handlers never run a model: they validate, queue a job on the model's worker and relay its
 //! events, so the server answers `/health` and `/v1/models` while generating.
 
 use super::api::{self, ApiError, Endpoint, Input, Meta};
-use super::worker::{Event, Job, Queue};
+use super::ollama;
+use super::worker::{Event, Job, Queue, Task};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, Request, State};
@@ -13,6 +15,7 @@ use axum::response::sse::{Event as SseEvent, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use candor_engine::Completion;
 use futures_util::stream::{self, StreamExt};
 use serde_json::{json, Value};
 use std::convert::Infallible;
@@ -29,6 +32,17 @@ pub struct ServedModel {
     /// When it was verified (Unix seconds): the `created` of `/v1/models`.
     pub verified_at: u64,
     pub vocab_size: usize,
+    /// The model's shape, for Ollama's `/api/show` and `/api/tags`.
+    pub info: candor_engine::ModelInfo,
+    /// Whether it runs on a GPU (Ollama's `size_vram`).
+    pub accelerator: bool,
+    /// The end-of-sequence token, which closes a finished answer in Ollama's `context`.
+    pub eos_id: Option<u32>,
+    /// The chat template's source, when the model has one.
+    pub chat_template: Option<String>,
+    /// The license as `/api/show` gives it: the verified license file, or the terms candor
+    /// knows.
+    pub license_text: String,
     /// What `/v1/models` says about the model besides the OpenAI fields.
     pub details: Value,
     pub queue: Queue,
@@ -74,24 +88,31 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/health", get(health))
         .merge(v1)
+        .merge(ollama::router(state.clone()))
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
 
 async fn auth(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    if let Some(key) = &st.api_key {
-        let given = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim);
-        if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), key.as_bytes())) {
-            return ApiError::unauthorized().into_response();
-        }
+    if !authorized(&st, &req) {
+        return ApiError::unauthorized().into_response();
     }
     next.run(req).await
+}
+
+/// Whether the request carries `Authorization: Bearer KEY` when the server has a key.
+pub(super) fn authorized(st: &AppState, req: &Request) -> bool {
+    let Some(key) = &st.api_key else {
+        return true;
+    };
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    given.is_some_and(|g| constant_time_eq(g.as_bytes(), key.as_bytes()))
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -170,7 +191,29 @@ async fn complete(
     if st.draining.load(Ordering::Relaxed) {
         return Err(ApiError::shutting_down());
     }
-    let body = body.map_err(|r| match r.status() {
+    let body = body_bytes(body)?;
+    let req = api::parse(&body, endpoint, st.default_max_tokens)?;
+    let model = st.find(req.model.as_deref())?;
+    let task = Task {
+        input: req.input,
+        input_param: endpoint.input_param(),
+        params: req.params,
+        stream: req.stream,
+        context: Vec::new(),
+        ctx_limit: None,
+    };
+    let (rx, _) = start(model, task).await?;
+    let meta = Meta::new(endpoint, &model.id);
+    if req.stream {
+        Ok(sse(meta, rx, req.include_usage).into_response())
+    } else {
+        Ok(Json(meta.response(&finish(rx).await?)).into_response())
+    }
+}
+
+/// The body, or 413 past [`MAX_BODY_BYTES`] and 400 when it cannot be read.
+pub(super) fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|r| match r.status() {
         StatusCode::PAYLOAD_TOO_LARGE => ApiError {
             status: StatusCode::PAYLOAD_TOO_LARGE,
             message: format!("the request body is larger than {MAX_BODY_BYTES} bytes"),
@@ -179,48 +222,48 @@ async fn complete(
             code: Some("request_too_large"),
         },
         _ => ApiError::bad_request(r.body_text()),
-    })?;
-    let req = api::parse(&body, endpoint, st.default_max_tokens)?;
-    let model = st.find(req.model.as_deref())?;
-    if let Input::Tokens(ids) = &req.input {
-        if let Some(bad) = ids.iter().find(|&&t| t as usize >= model.vocab_size) {
-            return Err(ApiError::invalid(
-                "prompt",
+    })
+}
+
+/// Queues a task on the model's worker and waits until the worker takes it, so that errors in
+/// the prompt still get their status code. Returns the events to come and the prompt's token
+/// ids.
+pub(super) async fn start(
+    model: &ServedModel,
+    task: Task,
+) -> Result<(UnboundedReceiver<Event>, Vec<u32>), ApiError> {
+    let in_vocab =
+        |ids: &[u32], field: &str| match ids.iter().find(|&&t| t as usize >= model.vocab_size) {
+            Some(bad) => Err(ApiError::invalid(
+                field,
                 format!(
                     "token id {bad} is outside the vocabulary ({})",
                     model.vocab_size
                 ),
-            ));
-        }
+            )),
+            None => Ok(()),
+        };
+    if let Input::Tokens(ids) = &task.input {
+        in_vocab(ids, task.input_param)?;
     }
+    in_vocab(&task.context, "context")?;
     let (tx, mut rx) = unbounded_channel();
-    model.queue.submit(
-        Job {
-            input: req.input,
-            input_param: endpoint.input_param(),
-            params: req.params,
-            stream: req.stream,
-            events: tx,
-        },
-        &model.id,
-    )?;
-    // Wait for the worker to take the job: errors in the prompt still get their status code.
+    model.queue.submit(Job { task, events: tx }, &model.id)?;
     match rx.recv().await {
-        Some(Event::Started { .. }) => {}
-        Some(Event::Error(e)) => return Err(e),
-        _ => return Err(ApiError::internal("the model's worker stopped")),
+        Some(Event::Started { prompt }) => Ok((rx, prompt)),
+        Some(Event::Error(e)) => Err(e),
+        _ => Err(ApiError::internal("the model's worker stopped")),
     }
-    let meta = Meta::new(endpoint, &model.id);
-    if req.stream {
-        Ok(sse(meta, rx, req.include_usage).into_response())
-    } else {
-        loop {
-            match rx.recv().await {
-                Some(Event::Done(c)) => return Ok(Json(meta.response(&c)).into_response()),
-                Some(Event::Error(e)) => return Err(e),
-                Some(_) => {}
-                None => return Err(ApiError::internal("the model's worker stopped")),
-            }
+}
+
+/// Waits for the end of a job that was not streamed.
+pub(super) async fn finish(mut rx: UnboundedReceiver<Event>) -> Result<Completion, ApiError> {
+    loop {
+        match rx.recv().await {
+            Some(Event::Done(c)) => return Ok(c),
+            Some(Event::Error(e)) => return Err(e),
+            Some(_) => {}
+            None => return Err(ApiError::internal("the model's worker stopped")),
         }
     }
 }

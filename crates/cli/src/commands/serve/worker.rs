@@ -14,20 +14,31 @@ use tokio::sync::mpsc::UnboundedSender;
 
 const CLIENT_LEFT: &str = "client_left";
 
-pub struct Job {
+/// What to generate, whichever API asked.
+pub struct Task {
     pub input: Input,
     /// Which request field holds the input, for error messages.
     pub input_param: &'static str,
     pub params: GenerateParams,
     /// Send each text piece (streaming) or only the end.
     pub stream: bool,
+    /// Token ids of an earlier exchange to continue (Ollama's `context`); the input follows
+    /// them without a second BOS.
+    pub context: Vec<u32>,
+    /// A context window smaller than the model's (Ollama's `options.num_ctx`): longer prompts
+    /// are refused and generation stops when it is full.
+    pub ctx_limit: Option<usize>,
+}
+
+pub struct Job {
+    pub task: Task,
     pub events: UnboundedSender<Event>,
 }
 
 pub enum Event {
-    /// The prompt is tokenized and accepted; generation begins.
+    /// The prompt is tokenized and accepted; generation begins. `prompt` holds its token ids.
     Started {
-        prompt_tokens: usize,
+        prompt: Vec<u32>,
     },
     Text(String),
     Done(Completion),
@@ -156,43 +167,70 @@ fn work(mut model: Model, rx: Receiver<Job>, stats: &Stats, cancel: &AtomicBool)
 }
 
 fn run(model: &mut Model, job: &Job, cancel: &AtomicBool) -> Result<Completion, ApiError> {
-    let engine = |e: candor_engine::Error| ApiError::from_engine(&e, job.input_param);
-    let ids = match &job.input {
+    let task = &job.task;
+    let engine = |e: candor_engine::Error| ApiError::from_engine(&e, task.input_param);
+    let continued = !task.context.is_empty();
+    let mut ids = match &task.input {
         Input::Chat(messages) => {
             let text = model
                 .chat_template()
                 .and_then(|t| t.render(messages, true))
                 .map_err(engine)?;
-            // The template writes any BOS itself.
+            // The template writes any BOS itself; a continuation already has one.
+            let text = match model.tokenizer().bos() {
+                Some(bos) if continued => text.strip_prefix(bos).unwrap_or(&text).to_string(),
+                _ => text,
+            };
             model.tokenizer().encode(&text, false).map_err(engine)?
         }
-        Input::Text(text) => model.tokenizer().encode(text, true).map_err(engine)?,
+        Input::Text(text) => model.tokenizer().encode(text, !continued).map_err(engine)?,
         Input::Tokens(ids) => ids.clone(),
     };
+    if continued {
+        ids.splice(0..0, task.context.iter().copied());
+    }
     if ids.is_empty() {
         return Err(engine(candor_engine::Error::EmptyPrompt));
     }
     let info = model.info();
-    if ids.len() > info.ctx_size {
+    let ctx = task
+        .ctx_limit
+        .map_or(info.ctx_size, |n| n.min(info.ctx_size));
+    if ids.len() > ctx && ctx < info.ctx_size {
+        return Err(ApiError::invalid(
+            task.input_param,
+            format!(
+                "the prompt has {} tokens but options.num_ctx is {ctx}",
+                ids.len()
+            ),
+        )
+        .with_code("context_length_exceeded"));
+    }
+    if ids.len() > ctx {
         return Err(engine(candor_engine::Error::PromptTooLong {
             tokens: ids.len(),
-            context: info.ctx_size,
+            context: ctx,
             max: info.context_length,
         }));
+    }
+    let mut params = task.params.clone();
+    if task.ctx_limit.is_some() {
+        // The prompt and every generated token but the last take a place in the window.
+        params.max_tokens = params.max_tokens.min(ctx - ids.len() + 1);
     }
     if job
         .events
         .send(Event::Started {
-            prompt_tokens: ids.len(),
+            prompt: ids.clone(),
         })
         .is_err()
     {
         return Err(ApiError::internal("the client left").with_code(CLIENT_LEFT));
     }
     let events = &job.events;
-    let stream = job.stream;
+    let stream = task.stream;
     model
-        .generate(&ids, &job.params, &mut |piece| {
+        .generate(&ids, &params, &mut |piece| {
             if cancel.load(Ordering::Relaxed) {
                 return false;
             }
