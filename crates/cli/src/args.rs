@@ -49,7 +49,7 @@ pub enum Command {
     Perplexity(PerplexityArgs),
     /// Print the token ids of a text.
     Tokenize(TokenizeArgs),
-    /// Serve verified models over an OpenAI-compatible HTTP API.
+    /// Serve verified models over HTTP: the OpenAI and the Ollama APIs.
     Serve(ServeArgs),
     /// Write or inspect manifests.
     #[command(subcommand)]
@@ -266,7 +266,7 @@ pub struct ServeArgs {
     /// Port to listen on (0: any free port; the address is printed on stderr).
     #[arg(long, default_value_t = 8080)]
     pub port: u16,
-    /// Require `Authorization: Bearer KEY` on /v1 requests.
+    /// Require `Authorization: Bearer KEY` on /v1 and /api requests.
     #[arg(
         long,
         env = "CANDOR_API_KEY",
