@@ -40,11 +40,32 @@ pub fn sha256_file(file: &File, progress: &dyn Progress) -> HashResult {
 pub(crate) fn sha256_file_labeled(file: &File, label: &str, progress: &dyn Progress) -> HashResult {
     let total = file.metadata()?.len();
     progress.start(label, total);
+    let hashed = hash_range(file, 0, u64::MAX, label, progress);
+    progress.finish(label);
+    hashed
+}
+
+/// sha256 of bytes `start..end` of `file`; `None` if the file ends before `end`.
+pub fn sha256_range(file: &File, start: u64, end: u64) -> io::Result<Option<[u8; 32]>> {
+    let (digest, n) = hash_range(file, start, end, "", &NoProgress)?;
+    Ok((n == end - start).then_some(digest))
+}
+
+/// The one hashing loop: positional reads from `start` until `end` or the end of the file.
+fn hash_range(
+    file: &File,
+    start: u64,
+    end: u64,
+    label: &str,
+    progress: &dyn Progress,
+) -> HashResult {
     let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; READ_SIZE];
-    let mut offset: u64 = 0;
-    loop {
-        let n = match file.read_at(&mut buf, offset) {
+    let len = end.saturating_sub(start);
+    let mut buf = vec![0u8; (READ_SIZE as u64).min(len).max(1) as usize];
+    let mut offset = start;
+    while offset < end {
+        let want = ((end - offset) as usize).min(buf.len());
+        let n = match file.read_at(&mut buf[..want], offset) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -54,8 +75,7 @@ pub(crate) fn sha256_file_labeled(file: &File, label: &str, progress: &dyn Progr
         offset += n as u64;
         progress.advance(label, n as u64);
     }
-    progress.finish(label);
-    Ok((hasher.finalize().into(), offset))
+    Ok((hasher.finalize().into(), offset - start))
 }
 
 /// Hash several files in parallel (one thread per file, at most `threads`).
