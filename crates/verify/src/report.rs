@@ -363,6 +363,16 @@ impl Report {
     }
 
     fn render_into(&self, o: &mut String) -> std::fmt::Result {
+        self.render_model(o)?;
+        self.render_files(o)?;
+        self.render_signatures(o)?;
+        self.render_license(o)?;
+        self.render_openness(o)?;
+        self.render_decision(o)
+    }
+
+    /// Which model, by whom, from which manifest.
+    fn render_model(&self, o: &mut String) -> std::fmt::Result {
         match (&self.manifest, &self.model) {
             (Some(m), Some(model)) => {
                 writeln!(o, "model     {} ({})", model.name, m.id)?;
@@ -383,6 +393,11 @@ impl Report {
             }
             _ => writeln!(o, "model     {} (unlisted: no manifest)", self.target)?,
         }
+        Ok(())
+    }
+
+    /// Each file with its size and hash, then the root digest.
+    fn render_files(&self, o: &mut String) -> std::fmt::Result {
         writeln!(o, "\nfiles")?;
         let mut files = table();
         for f in &self.files {
@@ -428,6 +443,11 @@ impl Report {
         {
             writeln!(o, "  root digest {r}")?;
         }
+        Ok(())
+    }
+
+    /// Each signature bundle checked, and who signed.
+    fn render_signatures(&self, o: &mut String) -> std::fmt::Result {
         for sc in &self.signatures {
             let state = if sc.verified { "verified" } else { "FAILED" };
             writeln!(o, "\nsignature {} [{state}]", sc.bundle)?;
@@ -453,6 +473,11 @@ impl Report {
                 writeln!(o, "          {e}")?;
             }
         }
+        Ok(())
+    }
+
+    /// The license and its key terms.
+    fn render_license(&self, o: &mut String) -> std::fmt::Result {
         if let Some(l) = &self.license {
             writeln!(o, "\nlicense   {} ({})", l.name, l.spdx)?;
             writeln!(o, "          {}", l.url)?;
@@ -460,6 +485,11 @@ impl Report {
                 writeln!(o, "  - {t}")?;
             }
         }
+        Ok(())
+    }
+
+    /// Achieved and claimed openness, each component's grade, and what the next level lacks.
+    fn render_openness(&self, o: &mut String) -> std::fmt::Result {
         if let Some(op) = &self.openness {
             writeln!(
                 o,
@@ -488,6 +518,11 @@ impl Report {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Warnings, overrides in force, the decision and its reasons with their fixes.
+    fn render_decision(&self, o: &mut String) -> std::fmt::Result {
         writeln!(o)?;
         for w in &self.warnings {
             writeln!(o, "warning: {w}")?;
