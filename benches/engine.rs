@@ -51,7 +51,10 @@ fn load() -> Result<Model, String> {
             allow_unlisted: true,
             ..Default::default()
         };
-        let v = verify(None, &PathBuf::from(dir), &opts, &NoProgress).map_err(|e| e.to_string())?;
+        let v = verify(None, &PathBuf::from(dir), &opts, &NoProgress)
+            .map_err(|e| e.to_string())?
+            .allowed()
+            .map_err(|r| r.decision.summary())?;
         (v.files, ())
     } else {
         let (home, dir) = test_home_model_dir()?;
@@ -63,7 +66,10 @@ fn load() -> Result<Model, String> {
             cache_dir: Some(home.clone()),
             ..Default::default()
         };
-        let v = verify(Some(&manifest), &dir, &opts, &NoProgress).map_err(|e| e.to_string())?;
+        let v = verify(Some(&manifest), &dir, &opts, &NoProgress)
+            .map_err(|e| e.to_string())?
+            .allowed()
+            .map_err(|r| r.decision.summary())?;
         (v.files, ())
     };
     Model::load(&files, &LoadOptions::default()).map_err(|e| e.to_string())

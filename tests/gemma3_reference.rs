@@ -4,7 +4,7 @@
 mod common;
 
 use candor_engine::{GenerateParams, LoadOptions, Model, SamplingParams};
-use candor_verify::{verify, AcceptanceStore, NoProgress, VerifyOptions};
+use candor_verify::{verify, AcceptanceStore, NoProgress, Outcome, VerifyOptions};
 use common::*;
 
 fn load_gemma() -> Model {
@@ -15,15 +15,18 @@ fn load_gemma() -> Model {
     let manifest = home.manifest("gemma-3-270m-q4_k_m").unwrap().unwrap();
     // Without an acceptance the verifier refuses it (exit 4); the test records one in memory.
     let opts = VerifyOptions::default();
-    let refused = verify(Some(&manifest), &dir, &opts, &NoProgress).unwrap_err();
-    assert_eq!(refused.exit_code(), 4);
+    let verdict = verify(Some(&manifest), &dir, &opts, &NoProgress).expect("verification runs");
+    assert_eq!(verdict.report().decision.outcome, Outcome::Refused);
     let mut acceptances = AcceptanceStore::in_memory();
     acceptances.accept(&manifest).unwrap();
     let opts = VerifyOptions {
         acceptances,
         ..Default::default()
     };
-    let v = verify(Some(&manifest), &dir, &opts, &NoProgress).expect("accepted Gemma verifies");
+    let v = verify(Some(&manifest), &dir, &opts, &NoProgress)
+        .expect("verification runs")
+        .allowed()
+        .expect("accepted Gemma verifies");
     Model::load(&v.files, &LoadOptions::default()).expect("Gemma loads")
 }
 

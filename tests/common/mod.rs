@@ -52,7 +52,10 @@ pub fn verify_default() -> Verification {
         cache_dir: Some(test_home()),
         ..Default::default()
     };
-    verify(Some(&default_manifest()), &dir, &opts, &NoProgress).expect("the default model verifies")
+    verify(Some(&default_manifest()), &dir, &opts, &NoProgress)
+        .expect("verification runs")
+        .allowed()
+        .expect("the default model verifies")
 }
 
 pub fn load_default() -> Model {
@@ -70,7 +73,9 @@ pub fn load_unlisted_with(target: &Path, load: &LoadOptions) -> Model {
         ..Default::default()
     };
     let v = verify(None, target, &opts, &NoProgress)
-        .unwrap_or_else(|e| panic!("{}: {e}", target.display()));
+        .unwrap_or_else(|e| panic!("{}: {e}", target.display()))
+        .allowed()
+        .unwrap_or_else(|r| panic!("{}: {}", target.display(), r.decision.summary()));
     Model::load(&v.files, load).unwrap_or_else(|e| panic!("{}: {e}", target.display()))
 }
 

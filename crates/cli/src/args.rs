@@ -1,26 +1,24 @@
 //! Every command's arguments, in one place.
 
+use candor_verify::Level;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 pub const DEFAULT_MODEL: &str = "smollm2-135m-instruct-q4_1";
 
-const EXIT_CODES: &str = "\
-Exit codes:
-  0  success
-  1  runtime error
-  2  usage error (bad arguments, manifest or policy file)
-  3  integrity failure (hash or size mismatch, missing or extra file, bad signature)
-  4  refused by license, openness or policy (unlisted model, license not accepted, ...)
-  5  malformed or unsupported model file
-
+const ENVIRONMENT: &str = "\
 Environment:
   CANDOR_HOME   pulled models, verification cache, license acceptances, candor.toml policy
                 (default ~/.cache/candor)
   HF_HOME, HF_HUB_CACHE, HF_HUB_OFFLINE, HF_ENDPOINT   honoured as by Hugging Face tools";
 
+/// `--help`'s closing text: the exit codes (from the one list of them) and the environment.
+fn after_help() -> String {
+    format!("{}\n{ENVIRONMENT}", crate::error::ExitCode::help())
+}
+
 #[derive(Parser, Debug)]
-#[command(name = "candor", version, about = "Local LLM inference that proves what it runs", after_help = EXIT_CODES)]
+#[command(name = "candor", version, about = "Local LLM inference that proves what it runs", after_help = after_help())]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -63,6 +61,14 @@ pub enum Command {
     Man(ManArgs),
 }
 
+/// An openness level as the command line spells it.
+fn openness_level(s: &str) -> Result<Level, String> {
+    s.parse().map_err(|_| {
+        let levels: Vec<&str> = Level::ALL.iter().map(|l| l.as_str()).collect();
+        format!("unknown openness level (levels: {})", levels.join(", "))
+    })
+}
+
 /// How a command decides whether a model may be used.
 #[derive(Args, Debug, Clone, Default)]
 pub struct PolicyArgs {
@@ -73,8 +79,8 @@ pub struct PolicyArgs {
     #[arg(long)]
     pub allow_unlisted: bool,
     /// Load a model whose claimed openness exceeds what it achieves; LEVEL must be the achieved level.
-    #[arg(long, value_name = "LEVEL")]
-    pub accept_openness: Option<String>,
+    #[arg(long, value_name = "LEVEL", value_parser = openness_level)]
+    pub accept_openness: Option<Level>,
     /// Hash every file even if the verification cache knows it.
     #[arg(long)]
     pub rehash: bool,
@@ -151,8 +157,8 @@ pub struct VerifyArgs {
     #[arg(long, value_name = "FILE")]
     pub manifest: Option<PathBuf>,
     /// Require at least this openness level.
-    #[arg(long, value_name = "LEVEL")]
-    pub require: Option<String>,
+    #[arg(long, value_name = "LEVEL", value_parser = openness_level)]
+    pub require: Option<Level>,
     /// Verify this OpenSSF model-signing bundle (model.sig) over the model directory; with
     /// --public-key or --certificate-chain. A model without a manifest is then vouched for by it.
     #[arg(long, value_name = "FILE", requires = "signature_key")]

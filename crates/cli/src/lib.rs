@@ -46,40 +46,12 @@ pub fn main() {
         .without_time()
         .init();
     if let Err(e) = run(cli) {
-        let code = error::exit_code(&e);
-        match e
-            .chain()
-            .find_map(|c| c.downcast_ref::<candor_verify::Error>())
-        {
+        match e.chain().find_map(|c| c.downcast_ref::<error::Refusal>()) {
             // A verification refusal names each reason and what would load the model anyway.
-            Some(v) if v.report().is_some() => {
-                eprintln!("error: {}", outcome_title(v));
-                print_findings(v);
-            }
-            _ => eprintln!("error: {e:#}"),
+            Some(r) => eprint!("error: {}\n{}", r.title(), r.findings()),
+            None => eprintln!("error: {e:#}"),
         }
-        std::process::exit(code);
-    }
-}
-
-fn outcome_title(e: &candor_verify::Error) -> &'static str {
-    match e.kind() {
-        candor_verify::ErrorKind::Integrity => "integrity check failed",
-        candor_verify::ErrorKind::Refused => "refused",
-        candor_verify::ErrorKind::Malformed => "malformed model file",
-        _ => "verification failed",
-    }
-}
-
-/// Each reason of a verification refusal, with what would load the model anyway.
-pub fn print_findings(e: &candor_verify::Error) {
-    if let Some(report) = e.report() {
-        for f in &report.decision.findings {
-            eprintln!("  - {}", f.message);
-            if let Some(fix) = &f.fix {
-                eprintln!("    to proceed: {fix}");
-            }
-        }
+        std::process::exit(error::ExitCode::of(&e).code());
     }
 }
 

@@ -1,13 +1,13 @@
 //! Verify, then load: the one path every command that runs a model goes through.
 
 use crate::args::{DeviceArg, ModelArgs, PolicyArgs};
-use crate::error::CliError;
+use crate::error::{CliError, Refusal};
 use crate::home::Home;
 use crate::progress::Bars;
 use crate::resolve::{resolve, Resolved};
 use anyhow::{Context, Result};
 use candor_engine::{DeviceKind, LoadOptions, Model};
-use candor_verify::{Level, Policy, Verification, VerifyOptions};
+use candor_verify::{Policy, Verdict, Verification, VerifyOptions};
 use std::time::{Duration, Instant};
 
 /// Verification options from the home and the command line.
@@ -19,35 +19,30 @@ pub fn verify_options(home: &Home, p: &PolicyArgs) -> Result<VerifyOptions> {
     }
     opts.allow_unlisted = p.allow_unlisted;
     opts.rehash = p.rehash;
-    if let Some(level) = &p.accept_openness {
-        opts.accept_openness = Some(parse_level(level)?);
-    }
+    opts.accept_openness = p.accept_openness;
     Ok(opts)
 }
 
-pub fn parse_level(s: &str) -> Result<Level> {
-    s.parse::<Level>().map_err(|_| {
-        CliError::usage(format!(
-            "unknown openness level '{s}' (levels: open-weights, open-weights-permissive, open-source, open-science)"
-        ))
-        .into()
-    })
+/// Verifies the model named by `model`; an allowed one has its overrides in force and warnings
+/// printed.
+pub fn verify_model(resolved: &Resolved, opts: &VerifyOptions) -> candor_verify::Result<Verdict> {
+    let bars = Bars::new("hashing");
+    let verdict = candor_verify::verify(resolved.manifest.as_ref(), &resolved.target, opts, &bars)?;
+    if let Verdict::Allowed(v) = &verdict {
+        for o in &v.report.decision.overrides {
+            eprintln!("candor: override in force: {o}");
+        }
+        for w in &v.report.warnings {
+            eprintln!("candor: warning: {w}");
+        }
+    }
+    Ok(verdict)
 }
 
-/// Verifies the model named by `model`, printing any overrides in force.
-pub fn verify_model(
-    resolved: &Resolved,
-    opts: &VerifyOptions,
-) -> candor_verify::Result<Verification> {
-    let bars = Bars::new("hashing");
-    let v = candor_verify::verify(resolved.manifest.as_ref(), &resolved.target, opts, &bars)?;
-    for o in &v.report.decision.overrides {
-        eprintln!("candor: override in force: {o}");
-    }
-    for w in &v.report.warnings {
-        eprintln!("candor: warning: {w}");
-    }
-    Ok(v)
+/// The verified files, or the refusal as the error (`main` prints its reasons and exits with
+/// its outcome's code).
+pub fn require_allowed(verdict: Verdict) -> Result<Verification> {
+    verdict.allowed().map_err(|r| Refusal(r).into())
 }
 
 pub struct Loaded {
@@ -85,7 +80,7 @@ pub fn load(home: &Home, model_args: &ModelArgs) -> Result<Loaded> {
     };
     let opts = verify_options(home, &args.policy)?;
     let t0 = Instant::now();
-    let verification = verify_model(&resolved, &opts)?;
+    let verification = require_allowed(verify_model(&resolved, &opts)?)?;
     let verify_time = t0.elapsed();
     let load_opts = LoadOptions {
         device: match args.device {

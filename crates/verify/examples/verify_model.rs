@@ -16,7 +16,7 @@ fn main() {
     let manifest = (pos[0] != "-").then(|| {
         Manifest::load(&PathBuf::from(pos[0])).unwrap_or_else(|e| {
             eprintln!("{e}");
-            std::process::exit(e.exit_code())
+            std::process::exit(2)
         })
     });
     let opts = VerifyOptions {
@@ -34,25 +34,18 @@ fn main() {
     );
     let elapsed = t.elapsed();
     let json = flags.iter().any(|f| *f == "--json");
-    match r {
-        Ok(v) => {
-            if json {
-                println!("{}", v.report.to_json())
-            } else {
-                print!("{}", v.report.render())
-            }
-            eprintln!("verified in {:.3} ms", elapsed.as_secs_f64() * 1000.0);
-        }
-        Err(e) => {
-            if let Some(rep) = e.report() {
-                if json {
-                    println!("{}", rep.to_json())
-                } else {
-                    print!("{}", rep.render())
-                }
-            }
-            eprintln!("error: {e} (exit {})", e.exit_code());
-            std::process::exit(e.exit_code());
-        }
+    let verdict = r.unwrap_or_else(|e| {
+        eprintln!("error: {e}");
+        std::process::exit(1)
+    });
+    let report = verdict.report();
+    if json {
+        println!("{}", report.to_json())
+    } else {
+        print!("{}", report.render())
+    }
+    eprintln!("decided in {:.3} ms", elapsed.as_secs_f64() * 1000.0);
+    if !report.decision.allowed() {
+        std::process::exit(1);
     }
 }

@@ -1,13 +1,13 @@
 use std::{io, path::PathBuf};
 
 use crate::{
-    formats::FormatError, manifest::ManifestProblem, policy::PolicyProblem, report::Report,
+    formats::FormatError, manifest::ManifestProblem, policy::PolicyProblem,
     signature::SignatureError,
 };
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// The class of an error, which the CLI maps to its exit code.
+/// The class of an error or a finding, which the CLI maps to its exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
@@ -21,30 +21,6 @@ pub enum ErrorKind {
     Io,
     /// A bad manifest, policy or argument: the user has something to fix before we can judge.
     Usage,
-}
-
-impl ErrorKind {
-    /// The `candor` exit code for this class (see issue 4's contract).
-    pub fn exit_code(self) -> i32 {
-        match self {
-            ErrorKind::Io => 1,
-            ErrorKind::Usage => 2,
-            ErrorKind::Integrity => 3,
-            ErrorKind::Refused => 4,
-            ErrorKind::Malformed => 5,
-        }
-    }
-
-    /// A model's state after a verification that ended in this class, as `list` and `show`
-    /// print it.
-    pub fn state(self) -> &'static str {
-        match self {
-            ErrorKind::Integrity => "integrity failure",
-            ErrorKind::Refused => "refused",
-            ErrorKind::Malformed => "malformed",
-            ErrorKind::Io | ErrorKind::Usage => "not verified",
-        }
-    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -67,18 +43,6 @@ pub enum Error {
         line: Option<usize>,
         problem: PolicyProblem,
     },
-
-    /// Verification ran and the files are not what the manifest lists. The report says which.
-    #[error("integrity check failed: {}", .0.decision.summary())]
-    Integrity(Box<Report>),
-
-    /// Verification ran and the model is refused by license, openness or policy.
-    #[error("refused: {}", .0.decision.summary())]
-    Refused(Box<Report>),
-
-    /// Verification ran and a model file is malformed or of a refused format.
-    #[error("malformed model file: {}", .0.decision.summary())]
-    MalformedModel(Box<Report>),
 
     /// A header validator rejected a file (direct use of `formats`).
     #[error("{}: {source}", path.display())]
@@ -106,24 +70,10 @@ impl Error {
                 ErrorKind::Usage
             }
             Error::Usage(_) => ErrorKind::Usage,
-            Error::Integrity(_) | Error::FileChanged { .. } => ErrorKind::Integrity,
-            Error::Refused(_) => ErrorKind::Refused,
-            Error::MalformedModel(_) | Error::Format { .. } => ErrorKind::Malformed,
+            Error::FileChanged { .. } => ErrorKind::Integrity,
+            Error::Format { .. } => ErrorKind::Malformed,
             Error::Io { .. } => ErrorKind::Io,
             Error::Signature(e) => e.kind(),
-        }
-    }
-
-    /// The exit code the CLI should use.
-    pub fn exit_code(&self) -> i32 {
-        self.kind().exit_code()
-    }
-
-    /// The verification report, when the error is a verification outcome.
-    pub fn report(&self) -> Option<&Report> {
-        match self {
-            Error::Integrity(r) | Error::Refused(r) | Error::MalformedModel(r) => Some(r),
-            _ => None,
         }
     }
 

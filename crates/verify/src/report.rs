@@ -185,6 +185,18 @@ pub enum Outcome {
     Refused,
 }
 
+impl Outcome {
+    /// A model's state after this outcome, as `list` and `show` print it.
+    pub fn state(self) -> &'static str {
+        match self {
+            Outcome::Allowed => "verified",
+            Outcome::IntegrityFailure => "integrity failure",
+            Outcome::Malformed => "malformed",
+            Outcome::Refused => "refused",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Decision {
     pub outcome: Outcome,

@@ -10,7 +10,7 @@ use base64::Engine;
 use candor_verify::{
     manifest,
     policy::Policy,
-    report::{Reason, SignatureSource},
+    report::{Outcome, Reason, SignatureSource},
     signature::{self, FileProblem, SignatureError, SigningMethod},
     verify, Error, ErrorKind, Manifest, NoProgress, SignatureCheck, SignatureOptions, VerifyKey,
     VerifyOptions,
@@ -64,6 +64,18 @@ fn check(
     signature::verify_bundle(bundle, dir, key, &SignatureOptions::default())
 }
 
+/// `verify` with a refusal as the `Err`: the verified files, or the report that refuses them.
+fn verdict(
+    manifest: Option<&Manifest>,
+    target: &Path,
+    opts: &VerifyOptions,
+    progress: &dyn candor_verify::Progress,
+) -> Result<candor_verify::Verification, Box<candor_verify::Report>> {
+    verify(manifest, target, opts, progress)
+        .expect("verification runs")
+        .allowed()
+}
+
 fn sig_err(r: candor_verify::Result<signature::SignatureReport>) -> SignatureError {
     match r {
         Err(Error::Signature(e)) => e,
@@ -75,9 +87,8 @@ fn sig_err(r: candor_verify::Result<signature::SignatureReport>) -> SignatureErr
 fn problems(r: candor_verify::Result<signature::SignatureReport>) -> Vec<FileProblem> {
     let e = sig_err(r);
     assert_eq!(e.kind(), ErrorKind::Integrity, "{e}");
-    assert_eq!(e.kind().exit_code(), 3);
     let problems = e.file_problems().to_vec();
-    assert_eq!(Error::from(e).exit_code(), 3);
+    assert_eq!(Error::from(e).kind(), ErrorKind::Integrity);
     problems
 }
 
@@ -152,7 +163,7 @@ fn certificate_chain_to_a_trusted_root() {
 
     let e = sig_err(check(&bundle("cert-files.sig"), &dir, &key("other-ca.pem")));
     assert!(matches!(e, SignatureError::Certificate { .. }), "{e}");
-    assert_eq!(e.kind().exit_code(), 3);
+    assert_eq!(e.kind(), ErrorKind::Integrity);
     assert!(e.to_string().contains("does not chain"), "{e}");
 
     // The method must match the key material given.
@@ -306,7 +317,7 @@ fn refuses_an_altered_signature_or_statement() {
         });
         let e = sig_err(check(&out, &dir, &key(k)));
         assert!(matches!(e, SignatureError::BadSignature { .. }), "{b}: {e}");
-        assert_eq!(e.kind().exit_code(), 3);
+        assert_eq!(e.kind(), ErrorKind::Integrity);
 
         // The statement: a resource digest swapped for the file's current one would be the
         // attack; any change breaks the signature.
@@ -331,7 +342,7 @@ fn refuses_another_key() {
     ] {
         let e = sig_err(check(&bundle(b), &dir, &key(k)));
         assert!(matches!(e, SignatureError::WrongKey { .. }), "{b} {k}: {e}");
-        assert_eq!(e.kind().exit_code(), 3);
+        assert_eq!(e.kind(), ErrorKind::Integrity);
         assert!(e.to_string().contains("signed with another key"), "{e}");
     }
     // Without the key hint the signature check itself refuses.
@@ -394,7 +405,7 @@ fn bad_key_files_are_usage_errors() {
     let p = t.path().join("k.pub");
     std::fs::write(&p, std::fs::read(fixtures().join("keys/ca.pem")).unwrap()).unwrap();
     let e = VerifyKey::load_public_key(&p).unwrap_err();
-    assert_eq!(e.exit_code(), 2, "{e}");
+    assert_eq!(e.kind(), ErrorKind::Usage, "{e}");
     std::fs::write(&p, "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE=\n-----END PUBLIC KEY-----\n").unwrap();
     let e = VerifyKey::load_public_key(&p).unwrap_err();
     assert!(e.to_string().contains("Ed25519"), "{e}");
@@ -706,7 +717,7 @@ fn manifest_signature_table_makes_require_signature_pass() {
     let again = parse_manifest(&m.to_toml()).unwrap();
     assert_eq!(again.signature, m.signature);
 
-    let v = verify(Some(&m), d.path(), &require_signature(), &NoProgress).unwrap();
+    let v = verdict(Some(&m), d.path(), &require_signature(), &NoProgress).unwrap();
     let s = &v.report.signatures;
     assert_eq!(s.len(), 1);
     assert!(s[0].verified);
@@ -723,17 +734,17 @@ fn manifest_signature_table_makes_require_signature_pass() {
 
     // An unsigned extra file the manifest does not mind (not weights) is refused by the signature.
     std::fs::write(d.path().join("notes2.txt"), b"late addition").unwrap();
-    let e = verify(Some(&m), d.path(), &require_signature(), &NoProgress).unwrap_err();
-    assert_eq!(e.exit_code(), 3, "{e}");
-    let r = e.report().unwrap();
+    let e = verdict(Some(&m), d.path(), &require_signature(), &NoProgress).unwrap_err();
+    assert_eq!(e.decision.outcome, Outcome::IntegrityFailure, "{e:?}");
+    let r = &e;
     assert!(r.decision.has(|x| matches!(x, Reason::SignatureInvalid { files, .. } if files.iter().any(|f| f.path() == "notes2.txt"))));
-    assert!(e.to_string().contains("notes2.txt"), "{e}");
+    assert!(e.decision.summary().contains("notes2.txt"), "{e:?}");
     // --allow-extra also allows unsigned files.
     let o = VerifyOptions {
         allow_extra: true,
         ..require_signature()
     };
-    verify(Some(&m), d.path(), &o, &NoProgress).unwrap();
+    verdict(Some(&m), d.path(), &o, &NoProgress).unwrap();
     std::fs::remove_file(d.path().join("notes2.txt")).unwrap();
 
     // Another key pinned: refused with exit code 3.
@@ -742,9 +753,9 @@ fn manifest_signature_table_makes_require_signature_pass() {
         pub_pem("other.pub")
     );
     let m = parse_manifest(&manifest_with_signature(d.path(), &table)).unwrap();
-    let e = verify(Some(&m), d.path(), &VerifyOptions::default(), &NoProgress).unwrap_err();
-    assert_eq!(e.exit_code(), 3);
-    assert!(e.to_string().contains("another key"), "{e}");
+    let e = verdict(Some(&m), d.path(), &VerifyOptions::default(), &NoProgress).unwrap_err();
+    assert_eq!(e.decision.outcome, Outcome::IntegrityFailure);
+    assert!(e.decision.summary().contains("another key"), "{e:?}");
 
     // A certificate-pinned manifest.
     std::fs::copy(bundle("cert-files.sig"), d.path().join("model.sig")).unwrap();
@@ -753,17 +764,17 @@ fn manifest_signature_table_makes_require_signature_pass() {
         pub_pem("ca.pem")
     );
     let m = parse_manifest(&manifest_with_signature(d.path(), &table)).unwrap();
-    verify(Some(&m), d.path(), &require_signature(), &NoProgress).unwrap();
+    verdict(Some(&m), d.path(), &require_signature(), &NoProgress).unwrap();
 
     // Without a signature, require_signature refuses (exit 4); with a missing bundle, exit 3.
     let m = parse_manifest(&manifest_with_signature(d.path(), "")).unwrap();
-    let e = verify(Some(&m), d.path(), &require_signature(), &NoProgress).unwrap_err();
-    assert_eq!(e.exit_code(), 4);
+    let e = verdict(Some(&m), d.path(), &require_signature(), &NoProgress).unwrap_err();
+    assert_eq!(e.decision.outcome, Outcome::Refused);
     std::fs::remove_file(d.path().join("model.sig")).unwrap();
     let m = parse_manifest(&manifest_with_signature(d.path(), &table)).unwrap();
-    let e = verify(Some(&m), d.path(), &require_signature(), &NoProgress).unwrap_err();
-    assert_eq!(e.exit_code(), 3);
-    assert!(e.to_string().contains("not found"), "{e}");
+    let e = verdict(Some(&m), d.path(), &require_signature(), &NoProgress).unwrap_err();
+    assert_eq!(e.decision.outcome, Outcome::IntegrityFailure);
+    assert!(e.decision.summary().contains("not found"), "{e:?}");
 }
 
 #[test]
@@ -771,7 +782,7 @@ fn manifest_signature_table_is_strict() {
     let d = fixtures().join("model");
     let bad = |table: &str, needle: &str| {
         let e = parse_manifest(&manifest_with_signature(&d, table)).unwrap_err();
-        assert_eq!(e.exit_code(), 2);
+        assert_eq!(e.kind(), ErrorKind::Usage);
         assert!(e.to_string().contains(needle), "{e}");
     };
     let pem = pub_pem("p256.pub");
@@ -809,8 +820,8 @@ fn manifest_signature_table_is_strict() {
 fn a_signature_vouches_for_a_model_without_manifest() {
     let d = model_copy();
     // Unlisted and unsigned: refused by the default policy.
-    let e = verify(None, d.path(), &VerifyOptions::default(), &NoProgress).unwrap_err();
-    assert_eq!(e.exit_code(), 4);
+    let e = verdict(None, d.path(), &VerifyOptions::default(), &NoProgress).unwrap_err();
+    assert_eq!(e.decision.outcome, Outcome::Refused);
 
     let with = |b: &str, k: &str| VerifyOptions {
         signature: Some(SignatureCheck {
@@ -821,7 +832,7 @@ fn a_signature_vouches_for_a_model_without_manifest() {
         ..require_signature()
     };
     for (b, k, ..) in KEY_BUNDLES {
-        let v = verify(None, d.path(), &with(b, k), &NoProgress).unwrap();
+        let v = verdict(None, d.path(), &with(b, k), &NoProgress).unwrap();
         assert!(v.report.signatures[0].verified);
         assert_eq!(v.report.signatures[0].source, SignatureSource::CommandLine);
         assert!(v
@@ -831,24 +842,24 @@ fn a_signature_vouches_for_a_model_without_manifest() {
             .iter()
             .any(|o| o.contains("signature verified")));
     }
-    let e = verify(
+    let e = verdict(
         None,
         d.path(),
         &with("p256-files.sig", "other.pub"),
         &NoProgress,
     )
     .unwrap_err();
-    assert_eq!(e.exit_code(), 3);
+    assert_eq!(e.decision.outcome, Outcome::IntegrityFailure);
 
     let p = d.path().join("config.json");
     std::fs::write(&p, b"{\"model_type\": \"llama\"}").unwrap();
-    let e = verify(
+    let e = verdict(
         None,
         d.path(),
         &with("p256-shards.sig", "p256.pub"),
         &NoProgress,
     )
     .unwrap_err();
-    assert_eq!(e.exit_code(), 3);
-    assert!(e.to_string().contains("config.json"), "{e}");
+    assert_eq!(e.decision.outcome, Outcome::IntegrityFailure);
+    assert!(e.decision.summary().contains("config.json"), "{e:?}");
 }

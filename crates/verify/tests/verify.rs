@@ -1,4 +1,4 @@
-//! verify() end to end on files built in a temporary directory.
+//! verdict() end to end on files built in a temporary directory.
 
 mod common;
 
@@ -24,9 +24,21 @@ fn opts() -> VerifyOptions {
     VerifyOptions::default()
 }
 
-fn report_of(e: &Error) -> &candor_verify::Report {
-    e.report()
-        .unwrap_or_else(|| panic!("expected a verification report, got {e}"))
+/// `verify` with a refusal as the `Err`: the verified files, or the report that refuses them.
+/// Errors (checks that could not run) fail the test.
+fn verdict(
+    manifest: Option<&Manifest>,
+    target: &Path,
+    opts: &VerifyOptions,
+    progress: &dyn candor_verify::Progress,
+) -> Result<candor_verify::Verification, Box<candor_verify::Report>> {
+    verify(manifest, target, opts, progress)
+        .expect("verification runs")
+        .allowed()
+}
+
+fn report_of(r: &candor_verify::Report) -> &candor_verify::Report {
+    r
 }
 
 #[test]
@@ -34,7 +46,7 @@ fn valid_model_hands_over_its_handles() {
     let g = gguf("llama", Some("apache-2.0"), 4096);
     let d = model_dir(&[("m.gguf", &g)]);
     let m = manifest(&[("m.gguf", &g)]);
-    let v = verify(Some(&m), d.path(), &opts(), &NoProgress).unwrap();
+    let v = verdict(Some(&m), d.path(), &opts(), &NoProgress).unwrap();
     assert!(v.report.decision.allowed());
     assert_eq!(v.files.len(), 1);
     let f = &v.files[0];
@@ -45,7 +57,7 @@ fn valid_model_hands_over_its_handles() {
     f.check_unchanged().unwrap();
     assert_eq!(v.report.root_digest, v.report.expected_root_digest);
     // A single file works as the target too.
-    verify(Some(&m), &d.path().join("m.gguf"), &opts(), &NoProgress).unwrap();
+    verdict(Some(&m), &d.path().join("m.gguf"), &opts(), &NoProgress).unwrap();
 }
 
 /// One flipped byte in a 98 MB file is caught and named with expected and actual hash.
@@ -63,9 +75,9 @@ fn flipped_byte_in_98mb_file() {
     f.write_all(&[g[at as usize] ^ 0x01]).unwrap();
     drop(f);
     let flipped = fs::read(d.path().join("big.gguf")).unwrap();
-    let e = verify(Some(&m), d.path(), &opts(), &NoProgress).unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::Integrity);
-    assert_eq!(e.exit_code(), 3);
+    let e = verdict(Some(&m), d.path(), &opts(), &NoProgress).unwrap_err();
+    assert_eq!(e.decision.outcome, Outcome::IntegrityFailure);
+    assert_eq!(e.decision.outcome, Outcome::IntegrityFailure);
     let r = report_of(&e);
     assert_eq!(r.decision.outcome, Outcome::IntegrityFailure);
     let expected = sha_hex(&g);
@@ -83,7 +95,7 @@ fn truncated_file() {
     let g = gguf("llama", None, 4096);
     let d = model_dir(&[("m.gguf", &g[..g.len() - 100])]);
     let m = manifest(&[("m.gguf", &g)]);
-    let e = verify(Some(&m), d.path(), &opts(), &NoProgress).unwrap_err();
+    let e = verdict(Some(&m), d.path(), &opts(), &NoProgress).unwrap_err();
     let r = report_of(&e);
     assert!(r.decision.has(
         |x| matches!(x, Reason::SizeMismatch { expected, actual, .. }
@@ -101,8 +113,8 @@ fn missing_and_extra_files() {
         ("README.md", b"# hi"),
     ]);
     let m = manifest(&[("m.gguf", &g)]);
-    let e = verify(Some(&m), d.path(), &opts(), &NoProgress).unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::Integrity);
+    let e = verdict(Some(&m), d.path(), &opts(), &NoProgress).unwrap_err();
+    assert_eq!(e.decision.outcome, Outcome::IntegrityFailure);
     let r = report_of(&e);
     assert!(r
         .decision
@@ -117,7 +129,7 @@ fn missing_and_extra_files() {
         .decision
         .has(|x| matches!(x, Reason::ExtraFile { path } if path == "README.md")));
     // --allow-extra tolerates the extra files but not the missing one.
-    let e = verify(
+    let e = verdict(
         Some(&m),
         d.path(),
         &VerifyOptions {
@@ -147,19 +159,19 @@ fn cache_hits_and_invalidates() {
         cache_dir: Some(home.path().to_path_buf()),
         ..opts()
     };
-    let v = verify(Some(&m), d.path(), &o, &NoProgress).unwrap();
+    let v = verdict(Some(&m), d.path(), &o, &NoProgress).unwrap();
     assert_eq!(
         (v.report.stats.cache_hits, v.report.stats.hashed_bytes),
         (0, g.len() as u64)
     );
-    let v = verify(Some(&m), d.path(), &o, &NoProgress).unwrap();
+    let v = verdict(Some(&m), d.path(), &o, &NoProgress).unwrap();
     assert_eq!(
         (v.report.stats.cache_hits, v.report.stats.hashed_bytes),
         (1, 0)
     );
     assert!(v.report.files[0].cached);
     // --rehash bypasses the cache.
-    let v = verify(
+    let v = verdict(
         Some(&m),
         d.path(),
         &VerifyOptions {
@@ -174,7 +186,7 @@ fn cache_hits_and_invalidates() {
     let path = d.path().join("m.gguf");
     // mtime changes: hashed again.
     set_mtime(&path, SystemTime::now() - Duration::from_secs(3600));
-    let v = verify(Some(&m), d.path(), &o, &NoProgress).unwrap();
+    let v = verdict(Some(&m), d.path(), &o, &NoProgress).unwrap();
     assert_eq!(v.report.stats.cache_hits, 0);
     // Modified in place (same size), mtime restored: ctime still changes, the flip is caught.
     let before = fs::metadata(&path).unwrap().modified().unwrap();
@@ -183,14 +195,14 @@ fn cache_hits_and_invalidates() {
     bad[last] ^= 1;
     fs::write(&path, &bad).unwrap();
     set_mtime(&path, before);
-    let e = verify(Some(&m), d.path(), &o, &NoProgress).unwrap_err();
+    let e = verdict(Some(&m), d.path(), &o, &NoProgress).unwrap_err();
     assert!(report_of(&e)
         .decision
         .has(|x| matches!(x, Reason::HashMismatch { .. })));
     // Replaced by another inode with the original content: hashed again and accepted.
     fs::write(d.path().join("tmp"), &g).unwrap();
     fs::rename(d.path().join("tmp"), &path).unwrap();
-    let v = verify(Some(&m), d.path(), &o, &NoProgress).unwrap();
+    let v = verdict(Some(&m), d.path(), &o, &NoProgress).unwrap();
     assert_eq!(v.report.stats.cache_hits, 0);
     // A manifest change invalidates too.
     let m2 = parse(&manifest_text(
@@ -198,7 +210,7 @@ fn cache_hits_and_invalidates() {
         "open-weights",
         OPEN_SOURCE_COMPONENTS,
     ));
-    let v = verify(Some(&m2), d.path(), &o, &NoProgress).unwrap();
+    let v = verdict(Some(&m2), d.path(), &o, &NoProgress).unwrap();
     assert_eq!(v.report.stats.cache_hits, 0);
     // A corrupt cache file is ignored, never trusted.
     fs::write(
@@ -206,7 +218,7 @@ fn cache_hits_and_invalidates() {
         b"garbage",
     )
     .unwrap();
-    let v = verify(Some(&m), d.path(), &o, &NoProgress).unwrap();
+    let v = verdict(Some(&m), d.path(), &o, &NoProgress).unwrap();
     assert_eq!(v.report.stats.cache_hits, 0);
 }
 
@@ -216,7 +228,7 @@ fn replaced_after_verification() {
     let g = gguf("llama", None, 4096);
     let d = model_dir(&[("m.gguf", &g)]);
     let m = manifest(&[("m.gguf", &g)]);
-    let v = verify(Some(&m), d.path(), &opts(), &NoProgress).unwrap();
+    let v = verdict(Some(&m), d.path(), &opts(), &NoProgress).unwrap();
     let evil = gguf("llama", Some("mit"), 4096);
     fs::write(d.path().join("evil"), &evil).unwrap();
     fs::rename(d.path().join("evil"), d.path().join("m.gguf")).unwrap();
@@ -228,7 +240,7 @@ fn replaced_after_verification() {
             ..
         }
     ));
-    assert_eq!(e.exit_code(), 3);
+    assert_eq!(e.kind(), ErrorKind::Integrity);
     // The handle still reads the verified bytes.
     let (digest, _) = candor_verify::sha256_file(v.files[0].file(), &NoProgress).unwrap();
     assert_eq!(hex::encode(digest), sha_hex(&g));
@@ -239,7 +251,7 @@ fn modified_in_place_after_verification() {
     let g = gguf("llama", None, 4096);
     let d = model_dir(&[("m.gguf", &g)]);
     let m = manifest(&[("m.gguf", &g)]);
-    let v = verify(Some(&m), d.path(), &opts(), &NoProgress).unwrap();
+    let v = verdict(Some(&m), d.path(), &opts(), &NoProgress).unwrap();
     OpenOptions::new()
         .append(true)
         .open(d.path().join("m.gguf"))
@@ -260,9 +272,9 @@ fn gguf_declaring_another_license_is_refused() {
     let g = gguf("llama", Some("mit"), 256);
     let d = model_dir(&[("m.gguf", &g)]);
     let m = manifest(&[("m.gguf", &g)]);
-    let e = verify(Some(&m), d.path(), &opts(), &NoProgress).unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::Refused);
-    assert_eq!(e.exit_code(), 4);
+    let e = verdict(Some(&m), d.path(), &opts(), &NoProgress).unwrap_err();
+    assert_eq!(e.decision.outcome, Outcome::Refused);
+    assert_eq!(e.decision.outcome, Outcome::Refused);
     assert!(report_of(&e).decision.has(
         |x| matches!(x, Reason::DeclaredLicenseMismatch { declared, manifest, .. }
         if declared == "mit" && manifest == "Apache-2.0")
@@ -270,7 +282,7 @@ fn gguf_declaring_another_license_is_refused() {
     // The hub spelling of the same license is fine.
     let g = gguf("llama", Some("Apache-2.0"), 256);
     let d = model_dir(&[("m.gguf", &g)]);
-    verify(
+    verdict(
         Some(&manifest(&[("m.gguf", &g)])),
         d.path(),
         &opts(),
@@ -283,7 +295,7 @@ fn gguf_declaring_another_license_is_refused() {
 fn gguf_declaring_another_architecture_is_refused() {
     let g = gguf("qwen2", None, 256);
     let d = model_dir(&[("m.gguf", &g)]);
-    let e = verify(
+    let e = verdict(
         Some(&manifest(&[("m.gguf", &g)])),
         d.path(),
         &opts(),
@@ -305,7 +317,7 @@ fn model_card_license_and_base_model_checked() {
         "[license]",
         &format!("[[files]]\npath = \"README.md\"\nsize = {}\nsha256 = \"{}\"\nrole = \"model_card\"\nformat = \"text\"\n\n[license]", card.len(), sha_hex(card)),
     );
-    let e = verify(Some(&parse(&text)), d.path(), &opts(), &NoProgress).unwrap_err();
+    let e = verdict(Some(&parse(&text)), d.path(), &opts(), &NoProgress).unwrap_err();
     let r = report_of(&e);
     assert!(r.decision.has(
         |x| matches!(x, Reason::DeclaredLicenseMismatch { declared, .. } if declared == "llama3.1")
@@ -323,7 +335,7 @@ fn claim_above_achieved_names_the_rule_and_accept_openness_needs_the_achieved_le
         "training_code = { grade = \"closed\" }",
     );
     let m = parse(&manifest_text(&[("m.gguf", &g)], "open-source", &comps));
-    let e = verify(Some(&m), d.path(), &opts(), &NoProgress).unwrap_err();
+    let e = verdict(Some(&m), d.path(), &opts(), &NoProgress).unwrap_err();
     let r = report_of(&e);
     assert!(r.decision.has(|x| matches!(x, Reason::ClaimAboveAchieved { claimed: Level::OpenSource, achieved: Level::OpenWeightsPermissive, rules }
         if rules.iter().any(|s| s == "open-source requires training_code open; manifest grades it closed"))));
@@ -337,13 +349,13 @@ fn claim_above_achieved_names_the_rule_and_accept_openness_needs_the_achieved_le
         accept_openness: Some(Level::OpenWeights),
         ..opts()
     };
-    assert!(verify(Some(&m), d.path(), &o, &NoProgress).is_err());
+    assert!(verdict(Some(&m), d.path(), &o, &NoProgress).is_err());
     // The achieved level does, and the override is reported.
     let o = VerifyOptions {
         accept_openness: Some(Level::OpenWeightsPermissive),
         ..opts()
     };
-    let v = verify(Some(&m), d.path(), &o, &NoProgress).unwrap();
+    let v = verdict(Some(&m), d.path(), &o, &NoProgress).unwrap();
     assert!(v
         .report
         .decision
@@ -388,8 +400,8 @@ fn gemma_refused_under_open_source_policy_allowed_under_open_weights_once_accept
         acceptances: AcceptanceStore::load(home.path()),
         ..opts()
     };
-    let e = verify(Some(&m), d.path(), &o, &NoProgress).unwrap_err();
-    assert_eq!(e.exit_code(), 4);
+    let e = verdict(Some(&m), d.path(), &o, &NoProgress).unwrap_err();
+    assert_eq!(e.decision.outcome, Outcome::Refused);
     let r = report_of(&e);
     assert!(r.decision.has(|x| matches!(
         x,
@@ -411,7 +423,7 @@ fn gemma_refused_under_open_source_policy_allowed_under_open_weights_once_accept
         acceptances: AcceptanceStore::load(home.path()),
         ..opts()
     };
-    let e = verify(Some(&m), d.path(), &o, &NoProgress).unwrap_err();
+    let e = verdict(Some(&m), d.path(), &o, &NoProgress).unwrap_err();
     let r = report_of(&e);
     assert_eq!(r.decision.findings.len(), 1, "{:?}", r.decision.findings);
     assert!(matches!(
@@ -425,7 +437,7 @@ fn gemma_refused_under_open_source_policy_allowed_under_open_weights_once_accept
         acceptances: AcceptanceStore::load(home.path()),
         ..opts()
     };
-    let v = verify(Some(&m), d.path(), &o, &NoProgress).unwrap();
+    let v = verdict(Some(&m), d.path(), &o, &NoProgress).unwrap();
     assert!(v
         .report
         .decision
@@ -443,15 +455,15 @@ fn unlisted_model_refused_unless_allowed() {
     let g = gguf("llama", Some("apache-2.0"), 256);
     let d = model_dir(&[("x.gguf", &g)]);
     let file = d.path().join("x.gguf");
-    let e = verify(None, &file, &opts(), &NoProgress).unwrap_err();
-    assert_eq!(e.exit_code(), 4);
+    let e = verdict(None, &file, &opts(), &NoProgress).unwrap_err();
+    assert_eq!(e.decision.outcome, Outcome::Refused);
     assert!(report_of(&e).decision.has(|x| matches!(
         x,
         Reason::Policy {
             violation: PolicyViolation::UnlistedNotAllowed
         }
     )));
-    let v = verify(
+    let v = verdict(
         None,
         &file,
         &VerifyOptions {
@@ -481,14 +493,14 @@ fn unlisted_model_refused_unless_allowed() {
         },
         ..opts()
     };
-    verify(None, d.path(), &o, &NoProgress).unwrap();
+    verdict(None, d.path(), &o, &NoProgress).unwrap();
 }
 
 #[test]
 fn pickle_refused_even_when_its_hash_matches() {
     let pickle = b"\x80\x04\x95\x10\x00\x00\x00\x00\x00\x00\x00}\x94.".to_vec();
     let d = model_dir(&[("pytorch_model.bin", &pickle)]);
-    let e = verify(
+    let e = verdict(
         None,
         d.path(),
         &VerifyOptions {
@@ -498,8 +510,8 @@ fn pickle_refused_even_when_its_hash_matches() {
         &NoProgress,
     )
     .unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::Malformed);
-    assert_eq!(e.exit_code(), 5);
+    assert_eq!(e.decision.outcome, Outcome::Malformed);
+    assert_eq!(e.decision.outcome, Outcome::Malformed);
     assert!(report_of(&e).decision.has(|x| matches!(
         x,
         Reason::MalformedFile {
@@ -516,14 +528,14 @@ fn malformed_gguf_listed_with_matching_hash_is_refused() {
     b = b.kv_str("general.architecture", "llama");
     let bytes = b.build();
     let d = model_dir(&[("m.gguf", &bytes)]);
-    let e = verify(
+    let e = verdict(
         Some(&manifest(&[("m.gguf", &bytes)])),
         d.path(),
         &opts(),
         &NoProgress,
     )
     .unwrap_err();
-    assert_eq!(e.exit_code(), 5);
+    assert_eq!(e.decision.outcome, Outcome::Malformed);
 }
 
 #[test]
@@ -533,14 +545,14 @@ fn symlinked_weights_refused() {
     let outside = tempfile::tempdir().unwrap();
     fs::write(outside.path().join("real.gguf"), &g).unwrap();
     std::os::unix::fs::symlink(outside.path().join("real.gguf"), d.path().join("m.gguf")).unwrap();
-    let e = verify(
+    let e = verdict(
         Some(&manifest(&[("m.gguf", &g)])),
         d.path(),
         &opts(),
         &NoProgress,
     )
     .unwrap_err();
-    assert_eq!(e.exit_code(), 3);
+    assert_eq!(e.decision.outcome, Outcome::IntegrityFailure);
     assert!(report_of(&e).decision.has(|x| matches!(
         x,
         Reason::UnsafeFile {
@@ -564,7 +576,7 @@ fn hf_cache_snapshot_verifies() {
         repo.join("snapshots/0123/m.gguf"),
     )
     .unwrap();
-    let v = verify(
+    let v = verdict(
         Some(&manifest(&[("m.gguf", &g)])),
         &repo.join("snapshots/0123"),
         &opts(),
@@ -593,7 +605,7 @@ fn self_attested_manifest_roundtrip() {
         back.attestation,
         candor_verify::manifest::Attestation::SelfAttested
     );
-    let v = verify(Some(&back), d.path(), &opts(), &NoProgress).unwrap();
+    let v = verdict(Some(&back), d.path(), &opts(), &NoProgress).unwrap();
     assert!(v
         .report
         .warnings
@@ -624,7 +636,7 @@ fn self_attested_manifest_lists_the_chat_template_and_verifies() {
         ]
     );
     let back = Manifest::parse(&m.to_toml(), "tiny-llama", Path::new("tiny-llama.toml")).unwrap();
-    verify(Some(&back), d.path(), &opts(), &NoProgress).unwrap();
+    verdict(Some(&back), d.path(), &opts(), &NoProgress).unwrap();
 }
 
 #[test]
@@ -654,7 +666,7 @@ fn self_attested_manifest_reads_the_architecture_from_config_json() {
 fn json_report_has_stable_top_level_fields() {
     let g = gguf("llama", Some("apache-2.0"), 256);
     let d = model_dir(&[("m.gguf", &g)]);
-    let v = verify(
+    let v = verdict(
         Some(&manifest(&[("m.gguf", &g)])),
         d.path(),
         &opts(),
@@ -685,7 +697,7 @@ fn json_report_has_stable_top_level_fields() {
     // A refusal's findings carry code, kind, message and fix.
     let bad = gguf("llama", Some("mit"), 256);
     let d = model_dir(&[("m.gguf", &bad)]);
-    let e = verify(
+    let e = verdict(
         Some(&manifest(&[("m.gguf", &bad)])),
         d.path(),
         &opts(),
@@ -715,15 +727,15 @@ fn safetensors_weights_verify_and_malformed_ones_are_refused() {
         .replace("format = \"gguf\"", "format = \"safetensors\"")
     };
     let d = model_dir(&[("model.safetensors", &good)]);
-    verify(Some(&parse(&text(&good))), d.path(), &opts(), &NoProgress).unwrap();
+    verdict(Some(&parse(&text(&good))), d.path(), &opts(), &NoProgress).unwrap();
     // Duplicate tensor names (S5), even with a matching hash.
     let dup = file(
         r#"{"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#,
         4,
     );
     let d = model_dir(&[("model.safetensors", &dup)]);
-    let e = verify(Some(&parse(&text(&dup))), d.path(), &opts(), &NoProgress).unwrap_err();
-    assert_eq!(e.exit_code(), 5);
+    let e = verdict(Some(&parse(&text(&dup))), d.path(), &opts(), &NoProgress).unwrap_err();
+    assert_eq!(e.decision.outcome, Outcome::Malformed);
     assert!(report_of(&e).decision.has(|x| matches!(
         x,
         Reason::MalformedFile {
@@ -747,7 +759,7 @@ fn real_default_model() {
         "smollm2-135m-instruct-q4_1",
     )
     .unwrap();
-    let v = verify(Some(&m), Path::new(&path), &opts(), &NoProgress).unwrap();
+    let v = verdict(Some(&m), Path::new(&path), &opts(), &NoProgress).unwrap();
     assert_eq!(
         v.report.declared.gguf_license.as_deref(),
         Some("apache-2.0")
@@ -786,14 +798,14 @@ fn sharded_safetensors_index_must_match_shards() {
         ("model-2.safetensors", &b),
         ("model.safetensors.index.json", good),
     ]);
-    verify(Some(&parse(&text(good))), d.path(), &opts(), &NoProgress).unwrap();
+    verdict(Some(&parse(&text(good))), d.path(), &opts(), &NoProgress).unwrap();
     let d = model_dir(&[
         ("model-1.safetensors", &a),
         ("model-2.safetensors", &b),
         ("model.safetensors.index.json", bad),
     ]);
-    let e = verify(Some(&parse(&text(bad))), d.path(), &opts(), &NoProgress).unwrap_err();
-    assert_eq!(e.exit_code(), 5);
+    let e = verdict(Some(&parse(&text(bad))), d.path(), &opts(), &NoProgress).unwrap_err();
+    assert_eq!(e.decision.outcome, Outcome::Malformed);
     assert!(report_of(&e).decision.has(|x| matches!(
         x,
         Reason::MalformedFile {
@@ -802,7 +814,7 @@ fn sharded_safetensors_index_must_match_shards() {
         }
     )));
     // Unlisted: the index next to the shards is checked too.
-    let e = verify(
+    let e = verdict(
         None,
         d.path(),
         &VerifyOptions {
@@ -812,5 +824,5 @@ fn sharded_safetensors_index_must_match_shards() {
         &NoProgress,
     )
     .unwrap_err();
-    assert_eq!(e.exit_code(), 5);
+    assert_eq!(e.decision.outcome, Outcome::Malformed);
 }

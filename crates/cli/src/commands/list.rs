@@ -108,22 +108,20 @@ fn local(home: &Home, manifests: &[Manifest]) -> Result<Vec<Row>> {
                 manifest: Some(m.clone()),
                 target: dir.clone(),
             };
-            let (state, reason, to_proceed) =
-                match candor_verify::verify(resolved.manifest.as_ref(), &dir, &opts, &NoProgress) {
-                    Ok(_) => ("verified", None, None),
-                    Err(e) => {
-                        let first = e.report().and_then(|r| r.decision.findings.first());
-                        (
-                            e.kind().state(),
-                            Some(
-                                first
-                                    .map(|f| f.message.clone())
-                                    .unwrap_or_else(|| e.to_string()),
-                            ),
-                            first.and_then(|f| f.fix.clone()),
-                        )
-                    }
-                };
+            let verdict =
+                candor_verify::verify(resolved.manifest.as_ref(), &dir, &opts, &NoProgress);
+            let report = verdict.as_ref().map(|v| v.report());
+            let (state, reason, to_proceed) = match report {
+                Ok(r) => {
+                    let first = r.decision.findings.first();
+                    (
+                        r.decision.outcome.state(),
+                        first.map(|f| f.message.clone()),
+                        first.and_then(|f| f.fix.clone()),
+                    )
+                }
+                Err(e) => ("not verified", Some(e.to_string()), None),
+            };
             rows.push(Row {
                 model: m.id().to_string(),
                 manifest: Some(m.id().to_string()),

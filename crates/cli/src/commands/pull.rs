@@ -2,14 +2,14 @@
 //! file visible only once its sha256 matches.
 
 use crate::args::PullArgs;
-use crate::error::CliError;
+use crate::error::{CliError, Refusal};
 use crate::home::{hf_cache_dir, Home};
 use crate::load::{verify_model, verify_options};
 use crate::progress::Bars;
 use crate::resolve::{locate, manifest_by_id, Resolved};
 use anyhow::{bail, Context, Result};
 use candor_verify::manifest::{ChunkPart, FileEntry};
-use candor_verify::{Manifest, Sha256Writer, Source};
+use candor_verify::{Manifest, Outcome, Sha256Writer, Source, Verdict};
 use std::fs::{self, File};
 use std::io::{self, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
@@ -25,22 +25,22 @@ pub fn run(home: &Home, args: &PullArgs) -> Result<()> {
         manifest: Some(manifest),
         target: dir.clone(),
     };
-    match verify_model(&resolved, &opts) {
-        Ok(_) => eprintln!(
+    match verify_model(&resolved, &opts)? {
+        Verdict::Allowed(_) => eprintln!(
             "candor: {} is verified and ready in {}",
             args.model,
             dir.display()
         ),
         // The files are here and intact; the user still has to act before it can be used.
-        Err(e) if e.kind() == candor_verify::ErrorKind::Refused => {
+        Verdict::Refused(r) if r.decision.outcome == Outcome::Refused => {
             eprintln!(
                 "candor: {} is pulled to {}, but loading it is refused for now:",
                 args.model,
                 dir.display()
             );
-            crate::print_findings(&e);
+            eprint!("{}", Refusal(r).findings());
         }
-        Err(e) => return Err(e.into()),
+        Verdict::Refused(r) => return Err(Refusal(r).into()),
     }
     Ok(())
 }
@@ -101,10 +101,7 @@ pub fn pull(home: &Home, id: &str) -> Result<PathBuf> {
     Err(if integrity {
         CliError::integrity(msg)
     } else {
-        CliError {
-            code: 1,
-            message: msg,
-        }
+        CliError::runtime(msg)
     }
     .into())
 }
@@ -182,16 +179,21 @@ fn files_match(manifest: &Manifest, dir: &Path) -> Result<bool> {
         manifest: Some(manifest.clone()),
         target: dir.to_path_buf(),
     };
-    match candor_verify::verify(
+    let verdict = candor_verify::verify(
         resolved.manifest.as_ref(),
         &resolved.target,
         &opts,
         &Bars::new("checking"),
-    ) {
-        Ok(_) => Ok(true),
+    );
+    match verdict {
+        Ok(Verdict::Allowed(_)) => Ok(true),
+        Ok(Verdict::Refused(r)) => match r.decision.outcome {
+            Outcome::IntegrityFailure => Ok(false),
+            // Refusals by policy are not a reason to download again.
+            Outcome::Refused | Outcome::Allowed => Ok(true),
+            Outcome::Malformed => Err(Refusal(r).into()),
+        },
         Err(e) if e.kind() == candor_verify::ErrorKind::Integrity => Ok(false),
-        // Refusals by policy are not a reason to download again.
-        Err(e) if e.kind() == candor_verify::ErrorKind::Refused => Ok(true),
         Err(e) => Err(e.into()),
     }
 }

@@ -6,7 +6,7 @@ use crate::load::{verify_model, verify_options};
 use crate::resolve::resolve;
 use anyhow::Result;
 use candor_verify::formats::gguf::GgufHeader;
-use candor_verify::Report;
+use candor_verify::{Report, Verdict};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -34,18 +34,26 @@ pub fn run(home: &Home, args: &ShowArgs) -> Result<()> {
     let mut opts = verify_options(home, &Default::default())?;
     // `show` reports on any model, listed or not; the decision below says whether it may load.
     opts.allow_unlisted = true;
-    let outcome = verify_model(&resolved, &opts);
-    let (state, report, error) = match &outcome {
-        Ok(v) => ("verified", Some(&v.report), None),
-        Err(e) => (e.kind().state(), e.report(), Some(e.to_string())),
+    let verdict = verify_model(&resolved, &opts);
+    let (state, report, error) = match &verdict {
+        Ok(Verdict::Allowed(v)) => ("verified", Some(&v.report), None),
+        Ok(Verdict::Refused(r)) => {
+            let state = r.decision.outcome.state();
+            (
+                state,
+                Some(&**r),
+                Some(format!("{state}: {}", r.decision.summary())),
+            )
+        }
+        Err(e) => ("not verified", None, Some(e.to_string())),
     };
-    let facts = match &outcome {
-        Ok(v) => v
+    let facts = match &verdict {
+        Ok(Verdict::Allowed(v)) => v
             .weights()
             .find_map(|f| GgufHeader::read(f.file()).ok())
             .map(facts_of)
             .unwrap_or_default(),
-        Err(_) => Facts::default(),
+        _ => Facts::default(),
     };
     let shown = Shown {
         model: &args.model,

@@ -3,7 +3,7 @@
 use crate::args::VerifyArgs;
 use crate::error::CliError;
 use crate::home::Home;
-use crate::load::{parse_level, verify_model, verify_options};
+use crate::load::{require_allowed, verify_model, verify_options};
 use crate::resolve::{resolve, Resolved};
 use anyhow::Result;
 use candor_verify::{Manifest, SignatureCheck, SignatureOptions, VerifyKey};
@@ -18,8 +18,8 @@ pub fn run(home: &Home, args: &VerifyArgs) -> Result<()> {
         None => resolve(home, &args.model)?,
     };
     let mut opts = verify_options(home, &args.policy)?;
-    if let Some(level) = &args.require {
-        opts.policy.min_level = Some(parse_level(level)?);
+    if let Some(level) = args.require {
+        opts.policy.min_level = Some(level);
     }
     if let Some(bundle) = &args.signature {
         let key = match (&args.public_key, &args.certificate_chain) {
@@ -41,19 +41,10 @@ pub fn run(home: &Home, args: &VerifyArgs) -> Result<()> {
             },
         });
     }
-    match verify_model(&resolved, &opts) {
-        Ok(v) => {
-            print_report(&v.report, args.json);
-            Ok(())
-        }
-        Err(e) => {
-            // A refusal is still a report: print it, then fail with the matching exit code.
-            if let Some(report) = e.report() {
-                print_report(report, args.json);
-            }
-            Err(e.into())
-        }
-    }
+    // A refusal is still a report: print it, then fail with the outcome's exit code.
+    let verdict = verify_model(&resolved, &opts)?;
+    print_report(verdict.report(), args.json);
+    require_allowed(verdict).map(|_| ())
 }
 
 fn print_report(report: &candor_verify::Report, json: bool) {

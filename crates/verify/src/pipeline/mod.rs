@@ -22,14 +22,14 @@ use std::time::Instant;
 
 use crate::{
     acceptance::AcceptanceStore,
-    error::{Error, Result},
+    error::Result,
     files::{OpenedFile, VerifiedFile},
     filetypes,
     hashing::Progress,
     manifest::{FileEntry, FileRole, Manifest},
     openness::Level,
     policy::Policy,
-    report::{FileReport, FileStatus, Finding, Outcome, Reason},
+    report::{FileReport, FileStatus, Finding, Outcome, Reason, Report},
     signature::{SignatureOptions, VerifyKey},
 };
 
@@ -91,7 +91,7 @@ impl VerifyOptions {
 /// A successful verification: the report and the opened, hashed files in manifest order.
 #[derive(Debug)]
 pub struct Verification {
-    pub report: crate::report::Report,
+    pub report: Report,
     pub files: Vec<VerifiedFile>,
 }
 
@@ -112,6 +112,34 @@ impl Verification {
     }
 }
 
+/// What verification decided. A refusal is an outcome with its report, not an error: errors
+/// are for checks that could not run (I/O, a bad manifest or option).
+#[derive(Debug)]
+pub enum Verdict {
+    /// The files may be used; the report says what was checked and which overrides apply.
+    Allowed(Verification),
+    /// Integrity failure, malformed file or refusal by license, openness or policy: the report's
+    /// decision says which, with each reason and its fix.
+    Refused(Box<Report>),
+}
+
+impl Verdict {
+    pub fn report(&self) -> &Report {
+        match self {
+            Verdict::Allowed(v) => &v.report,
+            Verdict::Refused(r) => r,
+        }
+    }
+
+    /// The verified files, or the refusal's report.
+    pub fn allowed(self) -> std::result::Result<Verification, Box<Report>> {
+        match self {
+            Verdict::Allowed(v) => Ok(v),
+            Verdict::Refused(r) => Err(r),
+        }
+    }
+}
+
 /// Verify `target` (a model directory or a single file) against `manifest`, or as an unlisted
 /// model when `manifest` is `None`.
 pub fn verify(
@@ -119,7 +147,7 @@ pub fn verify(
     target: &Path,
     opts: &VerifyOptions,
     progress: &dyn Progress,
-) -> Result<Verification> {
+) -> Result<Verdict> {
     let started = Instant::now();
     let mut check = select_files::select(manifest, target, opts)?;
     open_files::open(&mut check)?;
@@ -140,15 +168,13 @@ pub fn verify(
         hashed_bytes,
         started,
     );
-    match report.decision.outcome {
-        Outcome::Allowed => Ok(Verification {
+    Ok(match report.decision.outcome {
+        Outcome::Allowed => Verdict::Allowed(Verification {
             files: check.into_verified(),
             report,
         }),
-        Outcome::IntegrityFailure => Err(Error::Integrity(Box::new(report))),
-        Outcome::Malformed => Err(Error::MalformedModel(Box::new(report))),
-        Outcome::Refused => Err(Error::Refused(Box::new(report))),
-    }
+        _ => Verdict::Refused(Box::new(report)),
+    })
 }
 
 /// What the stages have learnt so far, and what they found.

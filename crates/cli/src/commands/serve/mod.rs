@@ -96,11 +96,11 @@ pub fn run(home: &Home, args: &ServeArgs) -> Result<()> {
             Err(e) => {
                 // Same report as a refused `candor run`, then carry on with the other models.
                 eprintln!("candor: not serving {name}: {e:#}");
-                if let Some(v) = e
+                if let Some(r) = e
                     .chain()
-                    .find_map(|c| c.downcast_ref::<candor_verify::Error>())
+                    .find_map(|c| c.downcast_ref::<crate::error::Refusal>())
                 {
-                    crate::print_findings(v);
+                    eprint!("{}", r.findings());
                 }
                 first_error.get_or_insert(e);
             }
