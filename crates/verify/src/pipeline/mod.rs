@@ -117,7 +117,7 @@ impl Verification {
 #[derive(Debug)]
 pub enum Verdict {
     /// The files may be used; the report says what was checked and which overrides apply.
-    Allowed(Verification),
+    Allowed(Box<Verification>),
     /// Integrity failure, malformed file or refusal by license, openness or policy: the report's
     /// decision says which, with each reason and its fix.
     Refused(Box<Report>),
@@ -134,7 +134,7 @@ impl Verdict {
     /// The verified files, or the refusal's report.
     pub fn allowed(self) -> std::result::Result<Verification, Box<Report>> {
         match self {
-            Verdict::Allowed(v) => Ok(v),
+            Verdict::Allowed(v) => Ok(*v),
             Verdict::Refused(r) => Err(r),
         }
     }
@@ -169,10 +169,10 @@ pub fn verify(
         started,
     );
     Ok(match report.decision.outcome {
-        Outcome::Allowed => Verdict::Allowed(Verification {
+        Outcome::Allowed => Verdict::Allowed(Box::new(Verification {
             files: check.into_verified(),
             report,
-        }),
+        })),
         _ => Verdict::Refused(Box::new(report)),
     })
 }
