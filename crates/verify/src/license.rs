@@ -242,14 +242,20 @@ pub fn is_valid_spdx_expression(expr: &str) -> bool {
 
 /// Whether every license an expression may require is OSI-approved (`OR` needs one branch).
 /// `LicenseRef-…` licenses are never OSI-approved.
-pub fn is_osi_approved(expr: &str) -> bool {
+/// Whether `expr` parses and holds when each SPDX id in it counts as `ok` says; custom
+/// (`LicenseRef-`) licenses never count, and an expression that does not parse never holds.
+fn holds_for(expr: &str, ok: impl Fn(spdx::LicenseId) -> bool) -> bool {
     match spdx::Expression::parse(expr) {
         Ok(e) => e.evaluate(|req| match &req.license {
-            spdx::LicenseItem::Spdx { id, .. } => id.is_osi_approved(),
+            spdx::LicenseItem::Spdx { id, .. } => ok(*id),
             spdx::LicenseItem::Other { .. } => false,
         }),
         Err(_) => false,
     }
+}
+
+pub fn is_osi_approved(expr: &str) -> bool {
+    holds_for(expr, |id| id.is_osi_approved())
 }
 
 /// The Model Openness Framework's open licenses for data-type components (weights, datasets).
@@ -275,15 +281,9 @@ const MOF_OPEN_DOC: &[&str] = &[
 ];
 
 fn all_ids_in(expr: &str, allowed: &[&str]) -> bool {
-    match spdx::Expression::parse(expr) {
-        Ok(e) => e.evaluate(|req| match &req.license {
-            spdx::LicenseItem::Spdx { id, .. } => {
-                allowed.iter().any(|a| a.eq_ignore_ascii_case(id.name))
-            }
-            spdx::LicenseItem::Other { .. } => false,
-        }),
-        Err(_) => false,
-    }
+    holds_for(expr, |id| {
+        allowed.iter().any(|a| a.eq_ignore_ascii_case(id.name))
+    })
 }
 
 /// A license the MOF counts as open for data (weights, datasets); CC-BY-4.0 is included as

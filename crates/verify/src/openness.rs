@@ -285,17 +285,25 @@ impl Rules<'_> {
         }
     }
 
-    /// open, and under an OSI-approved license.
-    fn require_open_osi(&self, level: Level, c: Component, out: &mut Vec<String>) {
+    /// `c` graded open, and under a license that `licensed` accepts (`what` names that kind).
+    fn require_open_under(
+        &self,
+        level: Level,
+        c: Component,
+        licensed: fn(&str) -> bool,
+        what: &str,
+        out: &mut Vec<String>,
+    ) {
         let before = out.len();
         self.require_grade(level, c, &[Grade::Open], out);
-        if out.len() == before {
-            let lic = self.license_of(c);
-            if !license::is_osi_approved(&lic) {
-                out.push(format!(
-                    "{level} requires {c} under an OSI-approved license; manifest records {lic}"
-                ));
-            }
+        if out.len() > before {
+            return;
+        }
+        let lic = self.license_of(c);
+        if !licensed(&lic) {
+            out.push(format!(
+                "{level} requires {c} under {what}; manifest records {lic}"
+            ));
         }
     }
 
@@ -362,7 +370,13 @@ impl Rules<'_> {
             Component::TrainingCode,
             Component::DataPreprocessingCode,
         ] {
-            self.require_open_osi(level, c, &mut out);
+            self.require_open_under(
+                level,
+                c,
+                license::is_osi_approved,
+                "an OSI-approved license",
+                &mut out,
+            );
         }
         self.require_grade(level, Component::DataCard, &[Grade::Open], &mut out);
         self.require_grade(
@@ -406,22 +420,18 @@ impl Rules<'_> {
                 if c == Component::TechnicalReport && class == 1 && has_paper {
                     continue;
                 }
-                let before = out.len();
-                self.require_grade(level, c, &[Grade::Open], &mut out);
-                if out.len() > before {
-                    continue;
-                }
-                let lic = self.license_of(c);
-                let ok = match c.content_type() {
-                    ContentType::Code => license::is_osi_approved(&lic),
-                    ContentType::Data => license::is_open_data_license(&lic),
-                    ContentType::Doc => license::is_open_doc_license(&lic),
+                let licensed: fn(&str) -> bool = match c.content_type() {
+                    ContentType::Code => license::is_osi_approved,
+                    ContentType::Data => license::is_open_data_license,
+                    ContentType::Doc => license::is_open_doc_license,
                 };
-                if !ok {
-                    out.push(format!(
-                        "{level} requires {c} under an open license suited to its type; manifest records {lic}"
-                    ));
-                }
+                self.require_open_under(
+                    level,
+                    c,
+                    licensed,
+                    "an open license suited to its type",
+                    &mut out,
+                );
             }
         }
         out

@@ -98,6 +98,14 @@ fn content_name(head: &[u8]) -> &'static str {
     }
 }
 
+/// A file named (or listed) as one weights format whose content is something else.
+fn mismatch(expected: &'static str, head: &[u8]) -> FormatError {
+    FormatError::ExtensionMismatch {
+        expected,
+        found: content_name(head),
+    }
+}
+
 fn looks_like_safetensors(head: &[u8]) -> bool {
     head.len() >= 9 && head[8] == b'{'
 }
@@ -139,14 +147,8 @@ pub fn detect_format(head: &[u8], file_name: &str) -> Result<DetectedFormat, For
     };
     match (ext.as_str(), found) {
         ("gguf", DetectedFormat::Gguf) | ("safetensors", DetectedFormat::Safetensors) => Ok(found),
-        ("gguf", _) => Err(FormatError::ExtensionMismatch {
-            expected: "GGUF",
-            found: content_name(head),
-        }),
-        ("safetensors", _) => Err(FormatError::ExtensionMismatch {
-            expected: "safetensors",
-            found: content_name(head),
-        }),
+        ("gguf", _) => Err(mismatch("GGUF", head)),
+        ("safetensors", _) => Err(mismatch("safetensors", head)),
         _ => Ok(found),
     }
 }
@@ -176,14 +178,8 @@ pub fn validate_weights<S: ByteSource + ?Sized>(
         (DetectedFormat::Safetensors, None | Some(FileFormat::Safetensors)) => Ok(
             Header::Safetensors(safetensors::SafetensorsHeader::read(src)?),
         ),
-        (_, Some(FileFormat::Gguf)) => Err(FormatError::ExtensionMismatch {
-            expected: "GGUF",
-            found: content_name(&head[..n]),
-        }),
-        (_, Some(FileFormat::Safetensors)) => Err(FormatError::ExtensionMismatch {
-            expected: "safetensors",
-            found: content_name(&head[..n]),
-        }),
+        (_, Some(FileFormat::Gguf)) => Err(mismatch("GGUF", &head[..n])),
+        (_, Some(FileFormat::Safetensors)) => Err(mismatch("safetensors", &head[..n])),
         _ => Err(FormatError::UnknownWeights),
     }
 }

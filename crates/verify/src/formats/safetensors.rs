@@ -139,128 +139,163 @@ struct RawTensor {
     data_offsets: (u64, u64),
 }
 
+impl From<std::io::Error> for SafetensorsError {
+    fn from(e: std::io::Error) -> Self {
+        SafetensorsError::Io(e.to_string())
+    }
+}
+
 impl SafetensorsHeader {
+    /// Read and validate the header of a safetensors file: the JSON header, each tensor entry,
+    /// then that the entries tile the data section.
     pub fn read<S: ByteSource + ?Sized>(src: &S) -> Result<SafetensorsHeader, SafetensorsError> {
-        let io = |e: std::io::Error| SafetensorsError::Io(e.to_string());
-        let file_size = src.size().map_err(io)?;
-        if file_size < 8 {
-            return Err(SafetensorsError::HeaderTooSmall);
-        }
-        let mut len = [0u8; 8];
-        src.read_exact_at(&mut len, 0).map_err(io)?;
-        let header_len = u64::from_le_bytes(len);
-        if header_len > MAX_HEADER {
-            return Err(SafetensorsError::HeaderTooLarge(header_len));
-        }
-        let available = file_size - 8;
-        if header_len > available {
-            return Err(SafetensorsError::InvalidHeaderLength {
-                len: header_len,
-                available,
-            });
-        }
-        let mut buf = vec![0u8; header_len as usize];
-        src.read_exact_at(&mut buf, 8).map_err(io)?;
-        let json = std::str::from_utf8(&buf).map_err(|_| SafetensorsError::InvalidHeaderUtf8)?;
-        if !json.starts_with('{') {
-            return Err(SafetensorsError::InvalidHeaderStart);
-        }
+        let file_size = src.size()?;
+        let (header_len, json) = read_json(src, file_size)?;
         let mut metadata = Vec::new();
         let mut tensors = Vec::new();
-        for (name, raw) in entries(json)? {
+        for (name, raw) in entries(&json)? {
             if name == "__metadata__" {
-                for (k, v) in entries(raw.get()).map_err(|e| match e {
-                    SafetensorsError::DuplicateKey(k) => SafetensorsError::DuplicateKey(k),
-                    _ => SafetensorsError::InvalidMetadata,
-                })? {
-                    let s: String = serde_json::from_str(v.get())
-                        .map_err(|_| SafetensorsError::InvalidMetadata)?;
-                    metadata.push((k, s));
-                }
-                continue;
+                // `entries` refused a second one.
+                metadata = string_map(&raw)?;
+            } else {
+                tensors.push(tensor_entry(name, &raw)?);
             }
-            let t: RawTensor = serde_json::from_str(raw.get()).map_err(|e| {
-                SafetensorsError::InvalidTensorInfo {
-                    name: name.clone(),
-                    message: e.to_string(),
-                }
-            })?;
-            let Some(bits) = dtype_bits(&t.dtype) else {
-                return Err(SafetensorsError::UnknownDtype {
-                    name,
-                    dtype: t.dtype,
-                });
-            };
-            let (begin, end) = t.data_offsets;
-            if end < begin {
-                return Err(SafetensorsError::InvalidOffset {
-                    name,
-                    begin,
-                    end,
-                    why: "end before begin",
-                });
-            }
-            let elements = t
-                .shape
-                .iter()
-                .try_fold(1u64, |a, &d| a.checked_mul(d))
-                .ok_or_else(|| SafetensorsError::ValidationOverflow(name.clone()))?;
-            let total_bits = elements
-                .checked_mul(bits)
-                .ok_or_else(|| SafetensorsError::ValidationOverflow(name.clone()))?;
-            if total_bits % 8 != 0 {
-                return Err(SafetensorsError::MisalignedSlice(name));
-            }
-            if total_bits / 8 != end - begin {
-                return Err(SafetensorsError::TensorInvalidInfo {
-                    name,
-                    expected: total_bits / 8,
-                    actual: end - begin,
-                });
-            }
-            tensors.push(TensorEntry {
-                name,
-                dtype: t.dtype,
-                shape: t.shape,
-                begin,
-                end,
-            });
         }
         tensors.sort_by_key(|t| (t.begin, t.end));
-        let data_len = available - header_len;
-        let mut expected = 0u64;
-        for t in &tensors {
-            if t.begin != expected {
-                let why = if expected == 0 {
-                    "do not start at 0"
-                } else if t.begin < expected {
-                    "overlap the previous tensor"
-                } else {
-                    "leave a gap after the previous tensor"
-                };
-                return Err(SafetensorsError::InvalidOffset {
-                    name: t.name.clone(),
-                    begin: t.begin,
-                    end: t.end,
-                    why,
-                });
-            }
-            expected = t.end;
-        }
-        if expected != data_len {
-            return Err(SafetensorsError::MetadataIncompleteBuffer {
-                covered: expected,
-                available: data_len,
-            });
-        }
+        let data_offset = 8 + header_len;
+        check_tiling(&tensors, file_size - data_offset)?;
         Ok(SafetensorsHeader {
             header_len,
             metadata,
             tensors,
-            data_offset: 8 + header_len,
+            data_offset,
             file_size,
         })
     }
+}
+
+/// The header's length prefix and its JSON text, which must start with the object's `{`.
+fn read_json<S: ByteSource + ?Sized>(
+    src: &S,
+    file_size: u64,
+) -> Result<(u64, String), SafetensorsError> {
+    if file_size < 8 {
+        return Err(SafetensorsError::HeaderTooSmall);
+    }
+    let mut len = [0u8; 8];
+    src.read_exact_at(&mut len, 0)?;
+    let header_len = u64::from_le_bytes(len);
+    if header_len > MAX_HEADER {
+        return Err(SafetensorsError::HeaderTooLarge(header_len));
+    }
+    let available = file_size - 8;
+    if header_len > available {
+        return Err(SafetensorsError::InvalidHeaderLength {
+            len: header_len,
+            available,
+        });
+    }
+    let mut buf = vec![0u8; header_len as usize];
+    src.read_exact_at(&mut buf, 8)?;
+    let json = String::from_utf8(buf).map_err(|_| SafetensorsError::InvalidHeaderUtf8)?;
+    if !json.starts_with('{') {
+        return Err(SafetensorsError::InvalidHeaderStart);
+    }
+    Ok((header_len, json))
+}
+
+/// `__metadata__`: a JSON object of strings, without duplicate keys.
+fn string_map(raw: &RawValue) -> Result<Vec<(String, String)>, SafetensorsError> {
+    let map = entries(raw.get()).map_err(|e| match e {
+        SafetensorsError::DuplicateKey(k) => SafetensorsError::DuplicateKey(k),
+        _ => SafetensorsError::InvalidMetadata,
+    })?;
+    map.into_iter()
+        .map(|(k, v)| {
+            let s: String =
+                serde_json::from_str(v.get()).map_err(|_| SafetensorsError::InvalidMetadata)?;
+            Ok((k, s))
+        })
+        .collect()
+}
+
+/// One tensor's entry: known fields only, a known dtype, and offsets that span exactly the bytes
+/// its shape and dtype need.
+fn tensor_entry(name: String, raw: &RawValue) -> Result<TensorEntry, SafetensorsError> {
+    let t: RawTensor =
+        serde_json::from_str(raw.get()).map_err(|e| SafetensorsError::InvalidTensorInfo {
+            name: name.clone(),
+            message: e.to_string(),
+        })?;
+    let Some(bits) = dtype_bits(&t.dtype) else {
+        return Err(SafetensorsError::UnknownDtype {
+            name,
+            dtype: t.dtype,
+        });
+    };
+    let (begin, end) = t.data_offsets;
+    if end < begin {
+        return Err(SafetensorsError::InvalidOffset {
+            name,
+            begin,
+            end,
+            why: "end before begin",
+        });
+    }
+    let total_bits = t
+        .shape
+        .iter()
+        .try_fold(1u64, |a, &d| a.checked_mul(d))
+        .and_then(|elements| elements.checked_mul(bits))
+        .ok_or_else(|| SafetensorsError::ValidationOverflow(name.clone()))?;
+    if total_bits % 8 != 0 {
+        return Err(SafetensorsError::MisalignedSlice(name));
+    }
+    if total_bits / 8 != end - begin {
+        return Err(SafetensorsError::TensorInvalidInfo {
+            name,
+            expected: total_bits / 8,
+            actual: end - begin,
+        });
+    }
+    Ok(TensorEntry {
+        name,
+        dtype: t.dtype,
+        shape: t.shape,
+        begin,
+        end,
+    })
+}
+
+/// Tensors sorted by offset must cover the data section from 0 to its end with no gap, overlap
+/// or trailing bytes, so no byte of the file goes unchecked.
+fn check_tiling(tensors: &[TensorEntry], data_len: u64) -> Result<(), SafetensorsError> {
+    let mut expected = 0u64;
+    for t in tensors {
+        if t.begin != expected {
+            let why = if expected == 0 {
+                "do not start at 0"
+            } else if t.begin < expected {
+                "overlap the previous tensor"
+            } else {
+                "leave a gap after the previous tensor"
+            };
+            return Err(SafetensorsError::InvalidOffset {
+                name: t.name.clone(),
+                begin: t.begin,
+                end: t.end,
+                why,
+            });
+        }
+        expected = t.end;
+    }
+    if expected != data_len {
+        return Err(SafetensorsError::MetadataIncompleteBuffer {
+            covered: expected,
+            available: data_len,
+        });
+    }
+    Ok(())
 }
 
 /// A sharded model's `model.safetensors.index.json`: which shard holds each tensor. candle would
@@ -306,6 +341,14 @@ pub enum IndexError {
     ShardNotInIndex(String),
 }
 
+/// [`entries`] with its errors as index errors.
+fn index_entries(json: &str) -> Result<Vec<(String, Box<RawValue>)>, IndexError> {
+    entries(json).map_err(|e| match e {
+        SafetensorsError::DuplicateKey(k) => IndexError::DuplicateKey(k),
+        other => IndexError::InvalidJson(other.to_string()),
+    })
+}
+
 impl SafetensorsIndex {
     /// Parse an index strictly (duplicate keys refused, shard paths validated) before any shard
     /// it names is opened.
@@ -315,18 +358,12 @@ impl SafetensorsIndex {
         }
         let json =
             std::str::from_utf8(bytes).map_err(|e| IndexError::InvalidJson(e.to_string()))?;
-        let top = entries(json).map_err(|e| match e {
-            SafetensorsError::DuplicateKey(k) => IndexError::DuplicateKey(k),
-            other => IndexError::InvalidJson(other.to_string()),
-        })?;
+        let top = index_entries(json)?;
         let Some((_, map)) = top.iter().find(|(k, _)| k == "weight_map") else {
             return Err(IndexError::InvalidJson("no weight_map".into()));
         };
         let mut weight_map = Vec::new();
-        for (tensor, v) in entries(map.get()).map_err(|e| match e {
-            SafetensorsError::DuplicateKey(k) => IndexError::DuplicateKey(k),
-            other => IndexError::InvalidJson(other.to_string()),
-        })? {
+        for (tensor, v) in index_entries(map.get())? {
             let shard: String = serde_json::from_str(v.get())
                 .map_err(|_| IndexError::NonStringShard(tensor.clone()))?;
             crate::manifest::validate_rel_path(&shard).map_err(|why| IndexError::BadShardPath {

@@ -1,0 +1,82 @@
+//! The manifest as read from TOML, with the spans that errors turn into line numbers. Every table
+//! refuses unknown fields.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::{Attestation, FileFormat, FileRole, ModelInfo};
+use crate::{license::License, openness::Openness};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawManifest {
+    pub(super) schema_version: Spanned<u32>,
+    #[serde(default)]
+    pub(super) attestation: Option<Attestation>,
+    #[serde(default)]
+    pub(super) hf_repos_revision_unknown: Vec<Spanned<String>>,
+    pub(super) model: ModelInfo,
+    #[serde(default)]
+    pub(super) sources: Vec<RawSource>,
+    #[serde(default)]
+    pub(super) files: Vec<RawFile>,
+    pub(super) license: License,
+    pub(super) openness: Openness,
+    #[serde(default)]
+    pub(super) integrity: Option<RawIntegrity>,
+    #[serde(default)]
+    pub(super) signature: Option<RawSignature>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSignature {
+    pub(super) format: Option<Spanned<String>>,
+    pub(super) path: Spanned<String>,
+    pub(super) method: Option<Spanned<String>>,
+    pub(super) public_key_pem: Option<Spanned<String>>,
+    pub(super) key_hint: Option<Spanned<String>>,
+    pub(super) ca_chain_pem: Option<Spanned<String>>,
+    pub(super) expect_subject_digest: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFile {
+    pub(super) path: Spanned<String>,
+    pub(super) size: u64,
+    pub(super) sha256: Spanned<String>,
+    pub(super) role: FileRole,
+    pub(super) format: FileFormat,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSource {
+    pub(super) kind: Spanned<String>,
+    pub(super) repo: Option<String>,
+    pub(super) revision: Option<Spanned<String>>,
+    pub(super) package: Option<String>,
+    pub(super) version: Option<String>,
+    pub(super) members: Option<BTreeMap<String, String>>,
+    pub(super) file: Option<String>,
+    pub(super) parts: Option<Vec<RawPart>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPart {
+    pub(super) package: String,
+    pub(super) version: String,
+    pub(super) member: String,
+    pub(super) size: u64,
+    pub(super) sha256: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawIntegrity {
+    pub(super) root_digest: Spanned<String>,
+}
