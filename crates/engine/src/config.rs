@@ -4,8 +4,9 @@ use crate::error::{Error, Result};
 use candle_core::quantized::gguf_file;
 use serde::Deserialize;
 
-/// The architectures candor runs. Llama, Mistral and Qwen2 share one block layout
-/// (`models::llama`); Gemma 2 and 3 have their own (`models::gemma`).
+/// The architectures candor runs. Their decoder layers are built from the same sublayers
+/// (`decoder`); Llama, Mistral, Qwen2/3, OLMo 2 and Phi-3 share one model file
+/// (`models::llama`), Gemma 2 and 3 have their own (`models::gemma`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Architecture {
@@ -64,10 +65,15 @@ impl Architecture {
         }
     }
 
-    /// Whether a block normalizes the outputs of attention and the MLP (before the residual
-    /// add) instead of their inputs, as OLMo 2 does.
-    pub fn norms_after(self) -> bool {
-        self == Self::Olmo2
+    /// Where a layer's RMSNorms sit around its attention and MLP.
+    pub fn norm_placement(self) -> NormPlacement {
+        match self {
+            Self::Olmo2 => NormPlacement::Post,
+            Self::Gemma2 | Self::Gemma3 => NormPlacement::Sandwich,
+            Self::Llama | Self::Mistral | Self::Qwen2 | Self::Qwen3 | Self::Phi3 => {
+                NormPlacement::Pre
+            }
+        }
     }
 
     /// Whether Q/K/V are stored as one matrix and gate/up as another (Phi-3).
@@ -83,6 +89,17 @@ pub enum QkNorm {
     PerHead,
     /// Over the whole projection, all heads at once (OLMo 2).
     Whole,
+}
+
+/// Where a decoder layer's RMSNorms sit around each sublayer (attention, MLP).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NormPlacement {
+    /// On the sublayer's input (Llama and most others).
+    Pre,
+    /// On the sublayer's output, before the residual add (OLMo 2).
+    Post,
+    /// On both (Gemma 2 and 3).
+    Sandwich,
 }
 
 /// Llama 3.x frequency-dependent RoPE scaling (`rope_type = "llama3"`).

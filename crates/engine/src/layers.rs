@@ -377,10 +377,6 @@ impl KvCache {
         Ok((kc.narrow(2, 0, self.len)?, vc.narrow(2, 0, self.len)?))
     }
 
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
     /// Forgets positions from `len` on.
     pub fn truncate(&mut self, len: usize) {
         self.len = self.len.min(len);

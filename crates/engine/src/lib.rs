@@ -9,10 +9,12 @@
 //! - [`config`]: hyperparameters read from the file.
 //! - [`models`]: one file per architecture.
 //! - `kernels` (private): CPU matmul kernels over weights repacked at load; `layers`: the
-//!   building blocks the architectures share; `weights`: tensors by role.
+//!   building blocks the architectures share; `decoder`: the attention and MLP sublayers and
+//!   the decoder layer every architecture is made of; `weights`: tensors by role.
 
 pub mod chat;
 pub mod config;
+mod decoder;
 pub mod error;
 pub mod generate;
 mod kernels;
