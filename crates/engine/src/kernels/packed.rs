@@ -248,132 +248,143 @@ pub fn pack(kind: Kind, src: &[u8], n: usize, nb: usize) -> Aligned {
                 let dst = &mut group[i * gbb..][..gbb];
                 for r in 0..G.min(n - g * G) {
                     let b = &src[((g * G + r) * nb + i) * bb..][..bb];
-                    match kind {
-                        Kind::Q4_1 => {
-                            dst[2 * r..2 * r + 2].copy_from_slice(&b[0..2]);
-                            dst[16 + 2 * r..16 + 2 * r + 2].copy_from_slice(&b[2..4]);
-                            for c in 0..4 {
-                                let o = 32 + 32 * c + 4 * r;
-                                dst[o..o + 4].copy_from_slice(&b[4 + 4 * c..4 + 4 * c + 4]);
-                            }
-                        }
-                        Kind::Q4_0 => {
-                            dst[2 * r..2 * r + 2].copy_from_slice(&b[0..2]);
-                            for c in 0..4 {
-                                let o = 16 + 32 * c + 4 * r;
-                                dst[o..o + 4].copy_from_slice(&b[2 + 4 * c..2 + 4 * c + 4]);
-                            }
-                        }
-                        Kind::Q5_0 | Kind::Q5_1 => {
-                            // Q5_1's block adds m after d, and its packed block m[8] after d[8].
-                            let (src, base) = if kind == Kind::Q5_1 { (4, 32) } else { (2, 16) };
-                            dst[2 * r..2 * r + 2].copy_from_slice(&b[0..2]);
-                            if kind == Kind::Q5_1 {
-                                dst[16 + 2 * r..16 + 2 * r + 2].copy_from_slice(&b[2..4]);
-                            }
-                            let qh =
-                                u32::from_le_bytes([b[src], b[src + 1], b[src + 2], b[src + 3]]);
-                            for c in 0..4 {
-                                for t in 0..4 {
-                                    let bit = 4 * r + t;
-                                    let (lo, hi) =
-                                        (qh >> (4 * c + t) & 1, qh >> (16 + 4 * c + t) & 1);
-                                    dst[base + 8 * c + bit / 8] |= (lo as u8) << (bit % 8);
-                                    dst[base + 8 * c + 4 + bit / 8] |= (hi as u8) << (bit % 8);
-                                }
-                                let o = base + 32 + 32 * c + 4 * r;
-                                let q = src + 4 + 4 * c;
-                                dst[o..o + 4].copy_from_slice(&b[q..q + 4]);
-                            }
-                        }
-                        Kind::Q8_0 => {
-                            dst[2 * r..2 * r + 2].copy_from_slice(&b[0..2]);
-                            for c in 0..8 {
-                                let o = 16 + 32 * c + 4 * r;
-                                for t in 0..4 {
-                                    dst[o + t] = b[2 + 4 * c + t] ^ 0x80;
-                                }
-                            }
-                        }
-                        Kind::Q4K | Kind::Q5K => {
-                            dst[2 * r..2 * r + 2].copy_from_slice(&b[0..2]);
-                            dst[16 + 2 * r..16 + 2 * r + 2].copy_from_slice(&b[2..4]);
-                            for sb in 0..8 {
-                                let (sc, m) = scale_min_k4(sb, &b[4..16]);
-                                dst[32 + 8 * sb + r] = sc;
-                                dst[96 + 16 * (sb / 2) + 2 * r + sb % 2] = m;
-                            }
-                            // Q5_K: d, dmin, scales, qh[32], qs[128].
-                            let qs = if kind == Kind::Q5K { 48 } else { 16 };
-                            for j in 0..4 {
-                                for l in 0..8 {
-                                    let o = 160 + 32 * q4k_vector(j, l) + 4 * r;
-                                    let q = qs + 32 * j + 4 * l;
-                                    dst[o..o + 4].copy_from_slice(&b[q..q + 4]);
-                                }
-                            }
-                            if kind == Kind::Q5K {
-                                for l in 0..8 {
-                                    let o = 1184 + 32 * l + 4 * r;
-                                    dst[o..o + 4].copy_from_slice(&b[16 + 4 * l..16 + 4 * l + 4]);
-                                }
-                            }
-                        }
-                        Kind::Q2K => {
-                            // GGUF block: scales[16] (scale | min << 4), qs[64], d, dmin.
-                            dst[2 * r..2 * r + 2].copy_from_slice(&b[80..82]);
-                            dst[16 + 2 * r..16 + 2 * r + 2].copy_from_slice(&b[82..84]);
-                            for u in 0..16 {
-                                dst[32 + 8 * u + r] = b[u] & 0x0F;
-                                dst[160 + 16 * (u / 2) + 2 * r + u % 2] = b[u] >> 4;
-                            }
-                            for j in 0..2 {
-                                for l in 0..8 {
-                                    let o = 288 + 32 * q3k_vector(j, l) + 4 * r;
-                                    let q = 16 + 32 * j + 4 * l;
-                                    dst[o..o + 4].copy_from_slice(&b[q..q + 4]);
-                                }
-                            }
-                        }
-                        Kind::Q3K => {
-                            // GGUF block: hmask[32], qs[64], scales[12], d.
-                            dst[2 * r..2 * r + 2].copy_from_slice(&b[108..110]);
-                            for (u, sc) in q3k_scales(&b[96..108]).iter().enumerate() {
-                                dst[16 + 8 * u + r] = *sc as u8;
-                            }
-                            for j in 0..2 {
-                                for l in 0..8 {
-                                    let o = 144 + 32 * q3k_vector(j, l) + 4 * r;
-                                    let q = 32 + 32 * j + 4 * l;
-                                    dst[o..o + 4].copy_from_slice(&b[q..q + 4]);
-                                }
-                            }
-                            for l in 0..8 {
-                                let o = 656 + 32 * l + 4 * r;
-                                dst[o..o + 4].copy_from_slice(&b[4 * l..4 * l + 4]);
-                            }
-                        }
-                        Kind::Q6K => {
-                            dst[2 * r..2 * r + 2].copy_from_slice(&b[208..210]);
-                            for u in 0..16 {
-                                dst[16 + 8 * u + r] = b[192 + u];
-                            }
-                            for j in 0..2 {
-                                for l in 0..8 {
-                                    let o = q6k_base(j, l) + 4 * r;
-                                    let (qa, qb, qh) =
-                                        (64 * j + 4 * l, 64 * j + 32 + 4 * l, 128 + 32 * j + 4 * l);
-                                    dst[o..o + 4].copy_from_slice(&b[qa..qa + 4]);
-                                    dst[o + 64..o + 68].copy_from_slice(&b[qb..qb + 4]);
-                                    dst[o + 128..o + 132].copy_from_slice(&b[qh..qh + 4]);
-                                }
-                            }
-                        }
-                    }
+                    pack_block(kind, b, r, dst);
                 }
             }
         });
     out
+}
+
+/// Places GGUF block `b` as row `r` of the packed group block `dst` (layouts: module docs).
+fn pack_block(kind: Kind, b: &[u8], r: usize, dst: &mut [u8]) {
+    match kind {
+        Kind::Q4_1 => {
+            dst[2 * r..2 * r + 2].copy_from_slice(&b[0..2]);
+            dst[16 + 2 * r..16 + 2 * r + 2].copy_from_slice(&b[2..4]);
+            for c in 0..4 {
+                let o = 32 + 32 * c + 4 * r;
+                dst[o..o + 4].copy_from_slice(&b[4 + 4 * c..4 + 4 * c + 4]);
+            }
+        }
+        Kind::Q4_0 => {
+            dst[2 * r..2 * r + 2].copy_from_slice(&b[0..2]);
+            for c in 0..4 {
+                let o = 16 + 32 * c + 4 * r;
+                dst[o..o + 4].copy_from_slice(&b[2 + 4 * c..2 + 4 * c + 4]);
+            }
+        }
+        Kind::Q5_0 | Kind::Q5_1 => pack_q5(kind == Kind::Q5_1, b, r, dst),
+        Kind::Q8_0 => {
+            dst[2 * r..2 * r + 2].copy_from_slice(&b[0..2]);
+            for c in 0..8 {
+                let o = 16 + 32 * c + 4 * r;
+                for t in 0..4 {
+                    dst[o + t] = b[2 + 4 * c + t] ^ 0x80;
+                }
+            }
+        }
+        Kind::Q4K | Kind::Q5K => pack_q4k5k(kind == Kind::Q5K, b, r, dst),
+        Kind::Q2K => pack_q2k(b, r, dst),
+        Kind::Q3K => pack_q3k(b, r, dst),
+        Kind::Q6K => pack_q6k(b, r, dst),
+    }
+}
+
+/// Q5_0 and Q5_1: Q5_1's block adds m after d, and its packed block m[8] after d[8].
+fn pack_q5(with_min: bool, b: &[u8], r: usize, dst: &mut [u8]) {
+    let (src, base) = if with_min { (4, 32) } else { (2, 16) };
+    dst[2 * r..2 * r + 2].copy_from_slice(&b[0..2]);
+    if with_min {
+        dst[16 + 2 * r..16 + 2 * r + 2].copy_from_slice(&b[2..4]);
+    }
+    let qh = u32::from_le_bytes([b[src], b[src + 1], b[src + 2], b[src + 3]]);
+    for c in 0..4 {
+        for t in 0..4 {
+            let bit = 4 * r + t;
+            let (lo, hi) = (qh >> (4 * c + t) & 1, qh >> (16 + 4 * c + t) & 1);
+            dst[base + 8 * c + bit / 8] |= (lo as u8) << (bit % 8);
+            dst[base + 8 * c + 4 + bit / 8] |= (hi as u8) << (bit % 8);
+        }
+        let o = base + 32 + 32 * c + 4 * r;
+        let q = src + 4 + 4 * c;
+        dst[o..o + 4].copy_from_slice(&b[q..q + 4]);
+    }
+}
+
+/// Q4_K, and Q5_K (`fifth_bits`) whose block stores qh[32] between the scales and qs[128].
+fn pack_q4k5k(fifth_bits: bool, b: &[u8], r: usize, dst: &mut [u8]) {
+    dst[2 * r..2 * r + 2].copy_from_slice(&b[0..2]);
+    dst[16 + 2 * r..16 + 2 * r + 2].copy_from_slice(&b[2..4]);
+    for sb in 0..8 {
+        let (sc, m) = scale_min_k4(sb, &b[4..16]);
+        dst[32 + 8 * sb + r] = sc;
+        dst[96 + 16 * (sb / 2) + 2 * r + sb % 2] = m;
+    }
+    let qs = if fifth_bits { 48 } else { 16 };
+    for j in 0..4 {
+        for l in 0..8 {
+            let o = 160 + 32 * q4k_vector(j, l) + 4 * r;
+            let q = qs + 32 * j + 4 * l;
+            dst[o..o + 4].copy_from_slice(&b[q..q + 4]);
+        }
+    }
+    if fifth_bits {
+        for l in 0..8 {
+            let o = 1184 + 32 * l + 4 * r;
+            dst[o..o + 4].copy_from_slice(&b[16 + 4 * l..16 + 4 * l + 4]);
+        }
+    }
+}
+
+/// Q2_K; GGUF block: scales[16] (scale | min << 4), qs[64], d, dmin.
+fn pack_q2k(b: &[u8], r: usize, dst: &mut [u8]) {
+    dst[2 * r..2 * r + 2].copy_from_slice(&b[80..82]);
+    dst[16 + 2 * r..16 + 2 * r + 2].copy_from_slice(&b[82..84]);
+    for u in 0..16 {
+        dst[32 + 8 * u + r] = b[u] & 0x0F;
+        dst[160 + 16 * (u / 2) + 2 * r + u % 2] = b[u] >> 4;
+    }
+    pack_q3k_vectors(&b[16..80], 288, r, dst);
+}
+
+/// Q3_K; GGUF block: hmask[32], qs[64], scales[12], d.
+fn pack_q3k(b: &[u8], r: usize, dst: &mut [u8]) {
+    dst[2 * r..2 * r + 2].copy_from_slice(&b[108..110]);
+    for (u, sc) in q3k_scales(&b[96..108]).iter().enumerate() {
+        dst[16 + 8 * u + r] = *sc as u8;
+    }
+    pack_q3k_vectors(&b[32..96], 144, r, dst);
+    for l in 0..8 {
+        let o = 656 + 32 * l + 4 * r;
+        dst[o..o + 4].copy_from_slice(&b[4 * l..4 * l + 4]);
+    }
+}
+
+/// The 64 `qs` bytes of a Q2_K or Q3_K row as the vectors starting at byte `at`.
+fn pack_q3k_vectors(qs: &[u8], at: usize, r: usize, dst: &mut [u8]) {
+    for j in 0..2 {
+        for l in 0..8 {
+            let o = at + 32 * q3k_vector(j, l) + 4 * r;
+            let q = 32 * j + 4 * l;
+            dst[o..o + 4].copy_from_slice(&qs[q..q + 4]);
+        }
+    }
+}
+
+fn pack_q6k(b: &[u8], r: usize, dst: &mut [u8]) {
+    dst[2 * r..2 * r + 2].copy_from_slice(&b[208..210]);
+    for u in 0..16 {
+        dst[16 + 8 * u + r] = b[192 + u];
+    }
+    for j in 0..2 {
+        for l in 0..8 {
+            let o = q6k_base(j, l) + 4 * r;
+            let (qa, qb, qh) = (64 * j + 4 * l, 64 * j + 32 + 4 * l, 128 + 32 * j + 4 * l);
+            dst[o..o + 4].copy_from_slice(&b[qa..qa + 4]);
+            dst[o + 64..o + 68].copy_from_slice(&b[qb..qb + 4]);
+            dst[o + 128..o + 132].copy_from_slice(&b[qh..qh + 4]);
+        }
+    }
 }
 
 /// The stored values (0..16 or 0..32) of row r in a packed Q4_0, Q4_1, Q5_0 or Q5_1 group
