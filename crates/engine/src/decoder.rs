@@ -48,6 +48,14 @@ pub struct LayerSpec {
     pub attention_softcap: Option<f64>,
 }
 
+/// Where a step's tokens sit: the first one's position, the rotation for them and the
+/// attention mask over the cache.
+pub struct Positions<'a> {
+    pub pos: usize,
+    pub rope: &'a Rope,
+    pub mask: Option<&'a Tensor>,
+}
+
 /// The query and key RMSNorms applied before RoPE.
 #[derive(Debug, Clone)]
 enum QkNorms {
@@ -164,26 +172,20 @@ impl Attention {
         })
     }
 
-    /// Attends from `x` (1, seq, hidden), whose first row sits at `pos`, over the cached
+    /// Attends from `x` (1, seq, hidden), whose first row sits at `at.pos`, over the cached
     /// positions and its own, extending the cache.
-    pub fn forward(
-        &mut self,
-        x: &Tensor,
-        pos: usize,
-        rope: &Rope,
-        mask: Option<&Tensor>,
-    ) -> Result<Tensor> {
+    pub fn forward(&mut self, x: &Tensor, at: &Positions) -> Result<Tensor> {
         let seq = x.dim(1)?;
         let (nh, nkv, d) = (self.heads, self.kv_heads, self.head_dim);
         let [q, k, v]: [Tensor; 3] = Linear::forward_many(&[&self.q, &self.k, &self.v], x)?
             .try_into()
             .map_err(|_| candle_core::Error::Msg("qkv".into()))?;
         let (q, k) = self.qk_norm.split_heads(q, k, (nh, nkv, d))?;
-        let q = rope.apply(&q.transpose(1, 2)?, pos)?;
-        let k = rope.apply(&k.transpose(1, 2)?, pos)?;
+        let q = at.rope.apply(&q.transpose(1, 2)?, at.pos)?;
+        let k = at.rope.apply(&k.transpose(1, 2)?, at.pos)?;
         let v = v.reshape((1, seq, nkv, d))?.transpose(1, 2)?;
         let (k, v) = self.cache.append(&k, &v)?;
-        let y = attention(&q, &k, &v, self.scale, self.softcap, mask)?;
+        let y = attention(&q, &k, &v, self.scale, self.softcap, at.mask)?;
         let y = y.transpose(1, 2)?.reshape((1, seq, nh * d))?;
         self.o.forward(&y)
     }
@@ -288,17 +290,9 @@ impl DecoderLayer {
         })
     }
 
-    pub fn forward(
-        &mut self,
-        x: &Tensor,
-        pos: usize,
-        rope: &Rope,
-        mask: Option<&Tensor>,
-    ) -> Result<Tensor> {
+    pub fn forward(&mut self, x: &Tensor, at: &Positions) -> Result<Tensor> {
         let attn = &mut self.attn;
-        let x = self
-            .attn_residual
-            .apply(x, |h| attn.forward(h, pos, rope, mask))?;
+        let x = self.attn_residual.apply(x, |h| attn.forward(h, at))?;
         self.mlp_residual.apply(&x, |h| self.mlp.forward(h))
     }
 

@@ -4,7 +4,7 @@
 //! per global one with their own RoPE base, per-head Q/K RMSNorm.
 
 use crate::config::{GemmaParams, ModelConfig, NormPlacement};
-use crate::decoder::{DecoderLayer, LayerSpec, LmHead, Loader};
+use crate::decoder::{DecoderLayer, LayerSpec, LmHead, Loader, Positions};
 use crate::error::{Error, Result};
 use crate::layers::{attention_mask, Embedding, Gate, Rope};
 use crate::weights::Weights;
@@ -77,7 +77,7 @@ impl Gemma {
             } else {
                 (&self.rope_global, global_mask.as_ref())
             };
-            x = layer.forward(&x, pos, rope, mask)?;
+            x = layer.forward(&x, &Positions { pos, rope, mask })?;
         }
         let mut logits = self.head.forward(&x, all_logits)?;
         if let Some(cap) = self.params.final_logit_softcapping {

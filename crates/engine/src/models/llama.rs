@@ -6,7 +6,7 @@
 //! attention → RMSNorm → residual, SwiGLU → RMSNorm → residual.
 
 use crate::config::{check_rope_factors, ModelConfig};
-use crate::decoder::{DecoderLayer, LayerSpec, LmHead, Loader};
+use crate::decoder::{DecoderLayer, LayerSpec, LmHead, Loader, Positions};
 use crate::error::{Error, Result};
 use crate::layers::{attention_mask, Embedding, Gate, Rope};
 use crate::weights::{Weight, Weights};
@@ -60,8 +60,13 @@ impl Llama {
     pub fn forward(&mut self, ids: &[u32], pos: usize, all_logits: bool) -> Result<Tensor> {
         let mut x = self.embed.forward(ids, &self.device)?;
         let mask = attention_mask(ids.len(), pos, self.sliding_window, &self.device)?;
+        let at = Positions {
+            pos,
+            rope: &self.rope,
+            mask: mask.as_ref(),
+        };
         for layer in self.layers.iter_mut() {
-            x = layer.forward(&x, pos, &self.rope, mask.as_ref())?;
+            x = layer.forward(&x, &at)?;
         }
         self.head.forward(&x, all_logits)
     }
