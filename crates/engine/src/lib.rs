@@ -31,6 +31,6 @@ pub use config::{Architecture, ModelConfig};
 pub use error::{Error, ErrorKind, Result};
 pub use generate::{Completion, FinishReason, GenerateParams};
 pub use kernels::instruction_sets as kernel_instruction_sets;
-pub use model::{DeviceKind, LoadOptions, Model, ModelInfo};
+pub use model::{DeviceKind, LoadOptions, LoadedModelInfo, Model};
 pub use perplexity::Perplexity;
 pub use sampling::SamplingParams;
