@@ -4,8 +4,9 @@ use crate::error::{Error, Result};
 use candle_core::quantized::gguf_file;
 use serde::Deserialize;
 
-/// The architectures candor runs. Llama, Mistral and Qwen2 share one block layout
-/// (`models::llama`); Gemma 2 and 3 have their own (`models::gemma`).
+/// The architectures candor runs. Their decoder layers are built from the same sublayers
+/// (`decoder`); Llama, Mistral, Qwen2/3, OLMo 2 and Phi-3 share one model file
+/// (`models::llama`), Gemma 2 and 3 have their own (`models::gemma`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Architecture {
@@ -64,10 +65,15 @@ impl Architecture {
         }
     }
 
-    /// Whether a block normalizes the outputs of attention and the MLP (before the residual
-    /// add) instead of their inputs, as OLMo 2 does.
-    pub fn norms_after(self) -> bool {
-        self == Self::Olmo2
+    /// Where a layer's RMSNorms sit around its attention and MLP.
+    pub fn norm_placement(self) -> NormPlacement {
+        match self {
+            Self::Olmo2 => NormPlacement::Post,
+            Self::Gemma2 | Self::Gemma3 => NormPlacement::Sandwich,
+            Self::Llama | Self::Mistral | Self::Qwen2 | Self::Qwen3 | Self::Phi3 => {
+                NormPlacement::Pre
+            }
+        }
     }
 
     /// Whether Q/K/V are stored as one matrix and gate/up as another (Phi-3).
@@ -83,6 +89,17 @@ pub enum QkNorm {
     PerHead,
     /// Over the whole projection, all heads at once (OLMo 2).
     Whole,
+}
+
+/// Where a decoder layer's RMSNorms sit around each sublayer (attention, MLP).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NormPlacement {
+    /// On the sublayer's input (Llama and most others).
+    Pre,
+    /// On the sublayer's output, before the residual add (OLMo 2).
+    Post,
+    /// On both (Gemma 2 and 3).
+    Sandwich,
 }
 
 /// Llama 3.x frequency-dependent RoPE scaling (`rope_type = "llama3"`).
@@ -357,159 +374,17 @@ impl ModelConfig {
     pub fn from_hf_json(json: &[u8]) -> Result<Self> {
         let raw: HfConfig = serde_json::from_slice(json)
             .map_err(|e| Error::malformed(format!("config.json: {e}")))?;
-        let arch_name = raw
-            .model_type
-            .clone()
-            .or_else(|| raw.architectures.as_ref().and_then(|a| a.first().cloned()))
-            .ok_or_else(|| Error::malformed("config.json names no model_type"))?;
-        let arch = Architecture::parse(&arch_name)?;
+        let arch = raw.architecture()?;
         let n_heads = raw.num_attention_heads;
         let head_dim = raw
             .head_dim
             .unwrap_or(raw.hidden_size.checked_div(n_heads).unwrap_or(0));
-        let rotary = raw.partial_rotary_factor.or_else(|| {
-            raw.rope_parameters
-                .as_ref()
-                .and_then(|p| p.get("partial_rotary_factor"))
-                .and_then(|v| v.as_f64())
-        });
-        if rotary.is_some_and(|f| f != 1.0) {
-            return Err(Error::Unsupported(format!(
-                "RoPE on part of each head (partial_rotary_factor {})",
-                rotary.unwrap_or(1.0)
-            )));
-        }
-        // transformers 5 nests rope settings under `rope_parameters`; older files keep them at
-        // the top level. Read both, preferring the explicit top-level value.
-        let rope_params = raw.rope_parameters.as_ref();
-        let rope_theta = raw
-            .rope_theta
-            .or_else(|| {
-                rope_params
-                    .and_then(|p| p.get("rope_theta"))
-                    .and_then(|v| v.as_f64())
-            })
-            .or_else(|| {
-                rope_params
-                    .and_then(|p| p.get("full_attention"))
-                    .and_then(|p| p.get("rope_theta"))
-                    .and_then(|v| v.as_f64())
-            })
-            .unwrap_or(10_000.0);
-        let scaling = raw.rope_scaling.as_ref().or_else(|| {
-            rope_params.and_then(|p| {
-                if p.get("rope_type").is_some() {
-                    Some(p)
-                } else {
-                    p.get("full_attention")
-                }
-            })
-        });
-        let rope_type = scaling
-            .and_then(|s| s.get("rope_type").or_else(|| s.get("type")))
-            .and_then(|v| v.as_str())
-            .unwrap_or("default");
-        let num = |key: &str| scaling.and_then(|s| s.get(key)).and_then(|v| v.as_f64());
-        let mut long_rope = None;
-        let rope_scaling = match rope_type {
-            "default" => None,
-            "longrope" | "su" => {
-                let list = |key: &str| -> Result<Vec<f32>> {
-                    scaling
-                        .and_then(|s| s.get(key))
-                        .and_then(|v| v.as_array())
-                        .and_then(|a| a.iter().map(|x| x.as_f64().map(|x| x as f32)).collect())
-                        .ok_or_else(|| Error::malformed(format!("LongRoPE `{key}` is missing")))
-                };
-                let (short, long) = (list("short_factor")?, list("long_factor")?);
-                if short.len() != head_dim / 2 || long.len() != head_dim / 2 {
-                    return Err(Error::malformed(format!(
-                        "LongRoPE factors: {} short and {} long, expected {} each",
-                        short.len(),
-                        long.len(),
-                        head_dim / 2
-                    )));
-                }
-                let max = raw.max_position_embeddings.unwrap_or(2048);
-                let original = raw
-                    .original_max_position_embeddings
-                    .or_else(|| num("original_max_position_embeddings").map(|v| v as usize))
-                    .unwrap_or(max);
-                // transformers' default: sqrt(1 + ln(scale) / ln(original)) for scale > 1.
-                let scale = num("factor").unwrap_or(max as f64 / original.max(1) as f64);
-                let attn_factor =
-                    num("attention_factor").unwrap_or(if scale > 1.0 && original > 1 {
-                        (1.0 + scale.ln() / (original as f64).ln()).sqrt()
-                    } else {
-                        1.0
-                    });
-                long_rope = Some(LongRope {
-                    original_context: original,
-                    attn_factor,
-                    factors: Some((short, long)),
-                });
-                None
-            }
-            "llama3" => Some(Llama3RopeScaling {
-                factor: num("factor").unwrap_or(1.0),
-                low_freq_factor: num("low_freq_factor").unwrap_or(1.0),
-                high_freq_factor: num("high_freq_factor").unwrap_or(4.0),
-                original_max_position_embeddings: num("original_max_position_embeddings")
-                    .unwrap_or(8192.0) as usize,
-            }),
-            "linear" if arch == Architecture::Gemma3 => None,
-            other => {
-                return Err(Error::Unsupported(format!(
-                    "RoPE scaling type `{other}` (supported: default, llama3, longrope{})",
-                    if arch == Architecture::Gemma3 {
-                        ", linear"
-                    } else {
-                        ""
-                    }
-                )))
-            }
-        };
-        let gemma = if matches!(arch, Architecture::Gemma2 | Architecture::Gemma3) {
-            let n = raw.num_hidden_layers;
-            // Gemma 2 alternates sliding and global layers; Gemma 3 has five sliding per global.
-            let every = if arch == Architecture::Gemma2 { 2 } else { 6 };
-            let sliding_layers = match &raw.layer_types {
-                Some(types) => types.iter().map(|t| t == "sliding_attention").collect(),
-                None => {
-                    let pattern = raw.sliding_window_pattern.unwrap_or(every).max(1);
-                    (0..n).map(|i| (i + 1) % pattern != 0).collect()
-                }
-            };
-            let local_base = raw
-                .rope_local_base_freq
-                .or_else(|| {
-                    rope_params
-                        .and_then(|p| p.get("sliding_attention"))
-                        .and_then(|p| p.get("rope_theta"))
-                        .and_then(|v| v.as_f64())
-                })
-                .unwrap_or(if arch == Architecture::Gemma2 {
-                    rope_theta
-                } else {
-                    10_000.0
-                });
-            let linear = if rope_type == "linear" {
-                num("factor").unwrap_or(1.0)
-            } else {
-                1.0
-            };
-            Some(GemmaParams {
-                query_pre_attn_scalar: raw.query_pre_attn_scalar.unwrap_or(head_dim as f64),
-                rope_local_base_freq: local_base,
-                rope_global_linear_factor: linear,
-                sliding_layers,
-                final_logit_softcapping: raw.final_logit_softcapping,
-                attn_logit_softcapping: raw.attn_logit_softcapping,
-                norm_weights_offset: true,
-            })
-        } else {
-            None
-        };
+        raw.check_full_rotary()?;
+        let rope_theta = raw.rope_theta();
+        let scaling = HfRopeScaling::of(&raw);
+        let (rope_scaling, long_rope) = scaling.read(&raw, arch, head_dim)?;
+        let gemma = matches!(arch, Architecture::Gemma2 | Architecture::Gemma3)
+            .then(|| raw.gemma_params(arch, head_dim, rope_theta, &scaling));
         let cfg = Self {
             arch,
             hidden_size: raw.hidden_size,
@@ -525,13 +400,7 @@ impl ModelConfig {
             long_rope,
             rope_interleaved: false,
             context_length: raw.max_position_embeddings.unwrap_or(2048),
-            sliding_window: match arch {
-                Architecture::Mistral | Architecture::Gemma2 | Architecture::Gemma3 => {
-                    raw.sliding_window
-                }
-                Architecture::Qwen2 if raw.use_sliding_window == Some(true) => raw.sliding_window,
-                _ => None,
-            },
+            sliding_window: raw.sliding_window(arch),
             qkv_bias: arch == Architecture::Qwen2 || raw.attention_bias == Some(true),
             tie_word_embeddings: raw
                 .tie_word_embeddings
@@ -540,6 +409,221 @@ impl ModelConfig {
         };
         cfg.validate()?;
         Ok(cfg)
+    }
+}
+
+impl HfConfig {
+    fn architecture(&self) -> Result<Architecture> {
+        let name = self
+            .model_type
+            .clone()
+            .or_else(|| self.architectures.as_ref().and_then(|a| a.first().cloned()))
+            .ok_or_else(|| Error::malformed("config.json names no model_type"))?;
+        Architecture::parse(&name)
+    }
+
+    /// Refuses RoPE on part of each head, which no model here implements.
+    fn check_full_rotary(&self) -> Result<()> {
+        let rotary = self.partial_rotary_factor.or_else(|| {
+            self.rope_parameters
+                .as_ref()
+                .and_then(|p| p.get("partial_rotary_factor"))
+                .and_then(|v| v.as_f64())
+        });
+        match rotary {
+            Some(f) if f != 1.0 => Err(Error::Unsupported(format!(
+                "RoPE on part of each head (partial_rotary_factor {f})"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// transformers 5 nests rope settings under `rope_parameters` (per attention type for
+    /// Gemma 3); older files keep them at the top level. Both are read, the explicit top-level
+    /// value first.
+    fn rope_theta(&self) -> f64 {
+        let params = self.rope_parameters.as_ref();
+        self.rope_theta
+            .or_else(|| {
+                params
+                    .and_then(|p| p.get("rope_theta"))
+                    .and_then(|v| v.as_f64())
+            })
+            .or_else(|| {
+                params
+                    .and_then(|p| p.get("full_attention"))
+                    .and_then(|p| p.get("rope_theta"))
+                    .and_then(|v| v.as_f64())
+            })
+            .unwrap_or(10_000.0)
+    }
+
+    fn sliding_window(&self, arch: Architecture) -> Option<usize> {
+        match arch {
+            Architecture::Mistral | Architecture::Gemma2 | Architecture::Gemma3 => {
+                self.sliding_window
+            }
+            Architecture::Qwen2 if self.use_sliding_window == Some(true) => self.sliding_window,
+            _ => None,
+        }
+    }
+
+    fn gemma_params(
+        &self,
+        arch: Architecture,
+        head_dim: usize,
+        rope_theta: f64,
+        scaling: &HfRopeScaling,
+    ) -> GemmaParams {
+        let n = self.num_hidden_layers;
+        // Gemma 2 alternates sliding and global layers; Gemma 3 has five sliding per global.
+        let every = if arch == Architecture::Gemma2 { 2 } else { 6 };
+        let sliding_layers = match &self.layer_types {
+            Some(types) => types.iter().map(|t| t == "sliding_attention").collect(),
+            None => {
+                let pattern = self.sliding_window_pattern.unwrap_or(every).max(1);
+                (0..n).map(|i| (i + 1) % pattern != 0).collect()
+            }
+        };
+        let local_base = self
+            .rope_local_base_freq
+            .or_else(|| {
+                self.rope_parameters
+                    .as_ref()
+                    .and_then(|p| p.get("sliding_attention"))
+                    .and_then(|p| p.get("rope_theta"))
+                    .and_then(|v| v.as_f64())
+            })
+            .unwrap_or(if arch == Architecture::Gemma2 {
+                rope_theta
+            } else {
+                10_000.0
+            });
+        let linear = if scaling.kind == "linear" {
+            scaling.num("factor").unwrap_or(1.0)
+        } else {
+            1.0
+        };
+        GemmaParams {
+            query_pre_attn_scalar: self.query_pre_attn_scalar.unwrap_or(head_dim as f64),
+            rope_local_base_freq: local_base,
+            rope_global_linear_factor: linear,
+            sliding_layers,
+            final_logit_softcapping: self.final_logit_softcapping,
+            attn_logit_softcapping: self.attn_logit_softcapping,
+            norm_weights_offset: true,
+        }
+    }
+}
+
+/// config.json's RoPE scaling: `rope_scaling`, or the scaling inside `rope_parameters` (its
+/// `full_attention` part for Gemma 3).
+struct HfRopeScaling<'a> {
+    json: Option<&'a serde_json::Value>,
+    /// `rope_type` (or the older `type`); "default" when there is none.
+    kind: &'a str,
+}
+
+impl<'a> HfRopeScaling<'a> {
+    fn of(raw: &'a HfConfig) -> Self {
+        let json = raw.rope_scaling.as_ref().or_else(|| {
+            raw.rope_parameters.as_ref().and_then(|p| {
+                if p.get("rope_type").is_some() {
+                    Some(p)
+                } else {
+                    p.get("full_attention")
+                }
+            })
+        });
+        let kind = json
+            .and_then(|s| s.get("rope_type").or_else(|| s.get("type")))
+            .and_then(|v| v.as_str())
+            .unwrap_or("default");
+        Self { json, kind }
+    }
+
+    fn num(&self, key: &str) -> Option<f64> {
+        self.json.and_then(|s| s.get(key)).and_then(|v| v.as_f64())
+    }
+
+    /// Llama 3 scaling or Phi-3's LongRoPE, whichever the file asks for; Gemma 3's linear
+    /// scaling is read with its other parameters.
+    fn read(
+        &self,
+        raw: &HfConfig,
+        arch: Architecture,
+        head_dim: usize,
+    ) -> Result<(Option<Llama3RopeScaling>, Option<LongRope>)> {
+        Ok(match self.kind {
+            "default" => (None, None),
+            "longrope" | "su" => (None, Some(self.long_rope(raw, head_dim)?)),
+            "llama3" => (
+                Some(Llama3RopeScaling {
+                    factor: self.num("factor").unwrap_or(1.0),
+                    low_freq_factor: self.num("low_freq_factor").unwrap_or(1.0),
+                    high_freq_factor: self.num("high_freq_factor").unwrap_or(4.0),
+                    original_max_position_embeddings: self
+                        .num("original_max_position_embeddings")
+                        .unwrap_or(8192.0)
+                        as usize,
+                }),
+                None,
+            ),
+            "linear" if arch == Architecture::Gemma3 => (None, None),
+            other => {
+                return Err(Error::Unsupported(format!(
+                    "RoPE scaling type `{other}` (supported: default, llama3, longrope{})",
+                    if arch == Architecture::Gemma3 {
+                        ", linear"
+                    } else {
+                        ""
+                    }
+                )))
+            }
+        })
+    }
+
+    fn long_rope(&self, raw: &HfConfig, head_dim: usize) -> Result<LongRope> {
+        let list = |key: &str| -> Result<Vec<f32>> {
+            self.json
+                .and_then(|s| s.get(key))
+                .and_then(|v| v.as_array())
+                .and_then(|a| a.iter().map(|x| x.as_f64().map(|x| x as f32)).collect())
+                .ok_or_else(|| Error::malformed(format!("LongRoPE `{key}` is missing")))
+        };
+        let (short, long) = (list("short_factor")?, list("long_factor")?);
+        if short.len() != head_dim / 2 || long.len() != head_dim / 2 {
+            return Err(Error::malformed(format!(
+                "LongRoPE factors: {} short and {} long, expected {} each",
+                short.len(),
+                long.len(),
+                head_dim / 2
+            )));
+        }
+        let max = raw.max_position_embeddings.unwrap_or(2048);
+        let original = raw
+            .original_max_position_embeddings
+            .or_else(|| {
+                self.num("original_max_position_embeddings")
+                    .map(|v| v as usize)
+            })
+            .unwrap_or(max);
+        // transformers' default: sqrt(1 + ln(scale) / ln(original)) for scale > 1.
+        let scale = self
+            .num("factor")
+            .unwrap_or(max as f64 / original.max(1) as f64);
+        let attn_factor = self
+            .num("attention_factor")
+            .unwrap_or(if scale > 1.0 && original > 1 {
+                (1.0 + scale.ln() / (original as f64).ln()).sqrt()
+            } else {
+                1.0
+            });
+        Ok(LongRope {
+            original_context: original,
+            attn_factor,
+            factors: Some((short, long)),
+        })
     }
 }
 

@@ -2,7 +2,7 @@
 
 use crate::config::{Llama3RopeScaling, ModelConfig};
 use crate::error::Result;
-use crate::kernels::{FastWeight, G};
+use crate::kernels::{PackedMatrix, G};
 use crate::weights::{Weight, Weights};
 use candle_core::quantized::QMatMul;
 use candle_core::{DType, Device, Module, Tensor, D};
@@ -12,7 +12,7 @@ use std::ops::Range;
 /// else candle's (kept quantized when the file stores it quantized).
 #[derive(Debug, Clone)]
 enum Matrix {
-    Packed(FastWeight),
+    Packed(PackedMatrix),
     Candle(QMatMul),
 }
 
@@ -30,7 +30,7 @@ impl Matrix {
         if device.is_cpu() {
             let packed = w
                 .gguf_rows(weight, layer, rows.clone())
-                .and_then(|(dtype, dims, data)| FastWeight::from_blocks(dtype, dims, data));
+                .and_then(|(dtype, dims, data)| PackedMatrix::from_blocks(dtype, dims, data));
             if let Some(f) = packed {
                 return Ok(Matrix::Packed(f));
             }
@@ -45,7 +45,7 @@ impl Matrix {
         })
     }
 
-    fn packed(&self) -> Option<&FastWeight> {
+    fn packed(&self) -> Option<&PackedMatrix> {
         match self {
             Matrix::Packed(f) => Some(f),
             Matrix::Candle(_) => None,
@@ -121,7 +121,7 @@ impl Linear {
 
     /// Several projections of the same input (Q, K, V): on the CPU with few rows, one pass.
     pub fn forward_many(ls: &[&Linear], x: &Tensor) -> Result<Vec<Tensor>> {
-        let fast: Option<Vec<&FastWeight>> = ls.iter().map(|l| l.weight.packed()).collect();
+        let fast: Option<Vec<&PackedMatrix>> = ls.iter().map(|l| l.weight.packed()).collect();
         if let Some(fast) = fast {
             if let Some(ys) = crate::kernels::forward_many(&fast, x)? {
                 return ls.iter().zip(ys).map(|(l, y)| l.add_bias(y)).collect();
@@ -375,10 +375,6 @@ impl KvCache {
         vc.slice_set(&v.contiguous()?, 2, self.len)?;
         self.len = needed;
         Ok((kc.narrow(2, 0, self.len)?, vc.narrow(2, 0, self.len)?))
-    }
-
-    pub fn len(&self) -> usize {
-        self.len
     }
 
     /// Forgets positions from `len` on.

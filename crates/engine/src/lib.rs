@@ -9,10 +9,12 @@
 //! - [`config`]: hyperparameters read from the file.
 //! - [`models`]: one file per architecture.
 //! - `kernels` (private): CPU matmul kernels over weights repacked at load; `layers`: the
-//!   building blocks the architectures share; `weights`: tensors by role.
+//!   building blocks the architectures share; `decoder`: the attention and MLP sublayers and
+//!   the decoder layer every architecture is made of; `weights`: tensors by role.
 
 pub mod chat;
 pub mod config;
+mod decoder;
 pub mod error;
 pub mod generate;
 mod kernels;
@@ -29,6 +31,6 @@ pub use config::{Architecture, ModelConfig};
 pub use error::{Error, ErrorKind, Result};
 pub use generate::{Completion, FinishReason, GenerateParams};
 pub use kernels::instruction_sets as kernel_instruction_sets;
-pub use model::{DeviceKind, LoadOptions, Model, ModelInfo};
+pub use model::{DeviceKind, LoadOptions, LoadedModelInfo, Model};
 pub use perplexity::Perplexity;
 pub use sampling::SamplingParams;

@@ -61,7 +61,7 @@ impl Default for LoadOptions {
 
 /// Facts about a loaded model, for `show`, `bench` and the server.
 #[derive(Debug, Clone, Serialize)]
-pub struct ModelInfo {
+pub struct LoadedModelInfo {
     pub architecture: Architecture,
     pub format: &'static str,
     /// Dominant weight type, e.g. "Q4_1" or "F32".
@@ -88,7 +88,7 @@ pub struct Model {
     cfg: ModelConfig,
     tokenizer: Tokenizer,
     chat_template: Option<ChatTemplate>,
-    info: ModelInfo,
+    info: LoadedModelInfo,
     device: Device,
     /// Tokens whose keys and values are in the cache, in order.
     cached: Vec<u32>,
@@ -312,7 +312,7 @@ impl Model {
             }
             _ => Network::Llama(Llama::load(&cfg, weights, ctx_size, &device)?),
         };
-        let info = ModelInfo {
+        let info = LoadedModelInfo {
             architecture: cfg.arch,
             format,
             weight_type,
@@ -338,7 +338,7 @@ impl Model {
         })
     }
 
-    pub fn info(&self) -> &ModelInfo {
+    pub fn info(&self) -> &LoadedModelInfo {
         &self.info
     }
 

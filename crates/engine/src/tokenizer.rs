@@ -68,138 +68,26 @@ impl Tokenizer {
 
     /// Builds the tokenizer described by GGUF `tokenizer.ggml.*` metadata.
     pub fn from_gguf(ct: &gguf_file::Content) -> Result<Self> {
-        let md = Metadata(ct);
-        let model = md.string("tokenizer.ggml.model")?;
-        let tokens = md
-            .string_array_opt("tokenizer.ggml.tokens")?
-            .ok_or_else(|| Error::Tokenizer("GGUF has no tokenizer.ggml.tokens".into()))?;
-        if tokens.is_empty() || tokens.len() > MAX_VOCAB {
-            return Err(Error::Tokenizer(format!(
-                "implausible vocabulary size {}",
-                tokens.len()
-            )));
-        }
-        let types = md.u32_array_opt("tokenizer.ggml.token_type")?;
-        if let Some(t) = &types {
-            if t.len() != tokens.len() {
-                return Err(Error::Tokenizer(format!(
-                    "{} token types for {} tokens",
-                    t.len(),
-                    tokens.len()
-                )));
-            }
-        }
-        let id_key = |key: &str| -> Result<Option<u32>> {
-            match md.usize_opt(key)? {
-                Some(id) if id < tokens.len() => Ok(Some(id as u32)),
-                Some(id) => Err(Error::Tokenizer(format!(
-                    "{key} = {id} is outside the vocabulary"
-                ))),
-                None => Ok(None),
-            }
-        };
-        let bos_id = id_key("tokenizer.ggml.bos_token_id")?;
-        let eos_id = id_key("tokenizer.ggml.eos_token_id")?;
+        let model = Metadata(ct).string("tokenizer.ggml.model")?;
+        let vocab = GgufVocab::read(ct)?;
+        let bos_id = vocab.id("tokenizer.ggml.bos_token_id")?;
+        let eos_id = vocab.id("tokenizer.ggml.eos_token_id")?;
         let mut stop_ids: Vec<u32> = Vec::new();
         for key in [
             "tokenizer.ggml.eos_token_id",
             "tokenizer.ggml.eot_token_id",
             "tokenizer.ggml.eom_token_id",
         ] {
-            stop_ids.extend(id_key(key)?);
+            stop_ids.extend(vocab.id(key)?);
         }
         let add_bos = match ct.metadata.get("tokenizer.ggml.add_bos_token") {
             Some(gguf_file::Value::Bool(b)) => *b,
             // llama.cpp's defaults: SentencePiece models add BOS, BPE models do not.
             _ => model == "llama",
         };
-
-        let added: Vec<tokenizers::AddedToken> = tokens
-            .iter()
-            .enumerate()
-            .filter(|(id, _)| {
-                let ty = types.as_ref().map_or(0, |t| t[*id]);
-                ty == TOKEN_TYPE_CONTROL || ty == TOKEN_TYPE_USER_DEFINED
-            })
-            .map(|(_, tok)| {
-                tokenizers::AddedToken::from(tok.clone(), true)
-                    .single_word(false)
-                    .lstrip(false)
-                    .rstrip(false)
-                    .normalized(false)
-            })
-            .collect();
-        // The BPE model is built directly: as a JSON document, a 262k-token vocabulary and its
-        // merges took hundreds of megabytes and a second to parse.
-        let vocab: tokenizers::models::bpe::Vocab = tokens
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (t.clone(), i as u32))
-            .collect();
-        let bpe = tokenizers::models::bpe::BPE::builder();
-
-        let (bpe, normalizer, pre_tokenizer, decoder) = match model.as_str() {
-            "gpt2" => {
-                let merges = md
-                    .string_array_opt("tokenizer.ggml.merges")?
-                    .ok_or_else(|| {
-                        Error::Tokenizer("BPE tokenizer without tokenizer.ggml.merges".into())
-                    })?;
-                let merges = merges
-                    .iter()
-                    .map(|m| {
-                        m.split_once(' ')
-                            .map(|(a, b)| (a.to_string(), b.to_string()))
-                            .ok_or_else(|| {
-                                Error::Tokenizer(format!("GGUF merge `{m}` is not a pair"))
-                            })
-                    })
-                    .collect::<Result<Vec<_>>>()?;
-                let pre = md
-                    .string_opt("tokenizer.ggml.pre")?
-                    .unwrap_or_else(|| "default".into());
-                let bpe = bpe.vocab_and_merges(vocab, merges);
-                let decoder = json!({"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true});
-                (bpe, Value::Null, gpt2_pre_tokenizer(&pre)?, decoder)
-            }
-            "llama" => {
-                let scores = md
-                    .f32_array_opt("tokenizer.ggml.scores")?
-                    .unwrap_or_default();
-                let merges = sentencepiece_merges(&tokens, &scores);
-                let prefix = match ct.metadata.get("tokenizer.ggml.add_space_prefix") {
-                    Some(gguf_file::Value::Bool(b)) => *b,
-                    _ => true,
-                };
-                let mut bpe = bpe
-                    .vocab_and_merges(vocab, merges)
-                    .fuse_unk(true)
-                    .byte_fallback(true);
-                if let Some(i) = id_key("tokenizer.ggml.unknown_token_id")? {
-                    bpe = bpe.unk_token(tokens[i as usize].clone());
-                }
-                let mut norms = vec![];
-                if prefix {
-                    norms.push(json!({"type": "Prepend", "prepend": "\u{2581}"}));
-                }
-                norms.push(
-                    json!({"type": "Replace", "pattern": {"String": " "}, "content": "\u{2581}"}),
-                );
-                let mut decoders = vec![
-                    json!({"type": "Replace", "pattern": {"String": "\u{2581}"}, "content": " "}),
-                    json!({"type": "ByteFallback"}),
-                    json!({"type": "Fuse"}),
-                ];
-                if prefix {
-                    decoders.push(json!({"type": "Strip", "content": " ", "start": 1, "stop": 0}));
-                }
-                (
-                    bpe,
-                    json!({"type": "Sequence", "normalizers": norms}),
-                    Value::Null,
-                    json!({"type": "Sequence", "decoders": decoders}),
-                )
-            }
+        let parts = match model.as_str() {
+            "gpt2" => vocab.byte_level_bpe()?,
+            "llama" => vocab.sentencepiece_bpe()?,
             other => {
                 return Err(Error::Unsupported(format!(
                 "GGUF tokenizer model `{other}` (supported: gpt2-style BPE, llama/SentencePiece); \
@@ -208,33 +96,14 @@ impl Tokenizer {
             }
         };
         let post = match (add_bos, bos_id) {
-            (true, Some(id)) => {
-                let b = &tokens[id as usize];
-                json!({
-                    "type": "TemplateProcessing",
-                    "single": [{"SpecialToken": {"id": b, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
-                    "pair": [{"SpecialToken": {"id": b, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
-                             {"SpecialToken": {"id": b, "type_id": 1}}, {"Sequence": {"id": "B", "type_id": 1}}],
-                    "special_tokens": {b.clone(): {"id": b, "ids": [id], "tokens": [b]}},
-                })
-            }
+            (true, Some(id)) => bos_template(&vocab.tokens[id as usize], id),
             _ => Value::Null,
         };
-        let bpe = bpe.build().map_err(|e| {
-            Error::Tokenizer(format!("building the tokenizer from GGUF metadata: {e}"))
-        })?;
-        let mut inner = tokenizers::Tokenizer::new(bpe);
+        let mut inner = parts.build(post)?;
         inner
-            .with_normalizer(component::<tokenizers::NormalizerWrapper>(normalizer)?)
-            .map_err(|e| Error::Tokenizer(format!("GGUF tokenizer normalizer: {e}")))?;
-        inner
-            .with_pre_tokenizer(component::<tokenizers::PreTokenizerWrapper>(pre_tokenizer)?)
-            .with_post_processor(component::<tokenizers::PostProcessorWrapper>(post)?)
-            .with_decoder(component::<tokenizers::DecoderWrapper>(decoder)?);
-        inner
-            .add_tokens(added)
+            .add_tokens(vocab.special_tokens())
             .map_err(|e| Error::Tokenizer(format!("GGUF tokenizer special tokens: {e}")))?;
-        let named = |id: Option<u32>| id.map(|i| (i, tokens[i as usize].clone()));
+        let named = |id: Option<u32>| id.map(|i| (i, vocab.tokens[i as usize].clone()));
         let mut t = Self {
             inner,
             bos: named(bos_id),
@@ -299,7 +168,185 @@ impl Tokenizer {
     }
 }
 
-/// Pre-tokenizers of the BPE vocabularies llama.cpp names in `tokenizer.ggml.pre`.
+/// A GGUF file's vocabulary: its tokens and their types, checked against each other.
+struct GgufVocab<'a> {
+    md: Metadata<'a>,
+    tokens: Vec<String>,
+    types: Option<Vec<u32>>,
+}
+
+impl<'a> GgufVocab<'a> {
+    fn read(ct: &'a gguf_file::Content) -> Result<Self> {
+        let md = Metadata(ct);
+        let tokens = md
+            .string_array_opt("tokenizer.ggml.tokens")?
+            .ok_or_else(|| Error::Tokenizer("GGUF has no tokenizer.ggml.tokens".into()))?;
+        if tokens.is_empty() || tokens.len() > MAX_VOCAB {
+            return Err(Error::Tokenizer(format!(
+                "implausible vocabulary size {}",
+                tokens.len()
+            )));
+        }
+        let types = md.u32_array_opt("tokenizer.ggml.token_type")?;
+        if let Some(t) = &types {
+            if t.len() != tokens.len() {
+                return Err(Error::Tokenizer(format!(
+                    "{} token types for {} tokens",
+                    t.len(),
+                    tokens.len()
+                )));
+            }
+        }
+        Ok(Self { md, tokens, types })
+    }
+
+    /// The token id stored under `key`, refused when it is outside the vocabulary.
+    fn id(&self, key: &str) -> Result<Option<u32>> {
+        match self.md.usize_opt(key)? {
+            Some(id) if id < self.tokens.len() => Ok(Some(id as u32)),
+            Some(id) => Err(Error::Tokenizer(format!(
+                "{key} = {id} is outside the vocabulary"
+            ))),
+            None => Ok(None),
+        }
+    }
+
+    /// Control and user-defined tokens, matched whole and never split.
+    fn special_tokens(&self) -> Vec<tokenizers::AddedToken> {
+        self.tokens
+            .iter()
+            .enumerate()
+            .filter(|(id, _)| {
+                let ty = self.types.as_ref().map_or(0, |t| t[*id]);
+                ty == TOKEN_TYPE_CONTROL || ty == TOKEN_TYPE_USER_DEFINED
+            })
+            .map(|(_, tok)| {
+                tokenizers::AddedToken::from(tok.clone(), true)
+                    .single_word(false)
+                    .lstrip(false)
+                    .rstrip(false)
+                    .normalized(false)
+            })
+            .collect()
+    }
+
+    /// The BPE model is built directly: as a JSON document, a 262k-token vocabulary and its
+    /// merges took hundreds of megabytes and a second to parse.
+    fn bpe(&self, merges: Vec<(String, String)>) -> tokenizers::models::bpe::BpeBuilder {
+        let vocab: tokenizers::models::bpe::Vocab = self
+            .tokens
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.clone(), i as u32))
+            .collect();
+        tokenizers::models::bpe::BPE::builder().vocab_and_merges(vocab, merges)
+    }
+
+    /// GPT-2-style byte-level BPE (`tokenizer.ggml.model = "gpt2"`).
+    fn byte_level_bpe(&self) -> Result<GgufTokenizerParts> {
+        let merges = self
+            .md
+            .string_array_opt("tokenizer.ggml.merges")?
+            .ok_or_else(|| {
+                Error::Tokenizer("BPE tokenizer without tokenizer.ggml.merges".into())
+            })?;
+        let merges = merges
+            .iter()
+            .map(|m| {
+                m.split_once(' ')
+                    .map(|(a, b)| (a.to_string(), b.to_string()))
+                    .ok_or_else(|| Error::Tokenizer(format!("GGUF merge `{m}` is not a pair")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let pre = self
+            .md
+            .string_opt("tokenizer.ggml.pre")?
+            .unwrap_or_else(|| "default".into());
+        Ok(GgufTokenizerParts {
+            bpe: self.bpe(merges),
+            normalizer: Value::Null,
+            pre_tokenizer: gpt2_pre_tokenizer(&pre)?,
+            decoder: json!({"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true}),
+        })
+    }
+
+    /// SentencePiece's BPE (`tokenizer.ggml.model = "llama"`): merges from the scores, `▁`
+    /// for spaces, unknown bytes as byte tokens.
+    fn sentencepiece_bpe(&self) -> Result<GgufTokenizerParts> {
+        let scores = self
+            .md
+            .f32_array_opt("tokenizer.ggml.scores")?
+            .unwrap_or_default();
+        let merges = sentencepiece_merges(&self.tokens, &scores);
+        let prefix = match self.md.0.metadata.get("tokenizer.ggml.add_space_prefix") {
+            Some(gguf_file::Value::Bool(b)) => *b,
+            _ => true,
+        };
+        let mut bpe = self.bpe(merges).fuse_unk(true).byte_fallback(true);
+        if let Some(i) = self.id("tokenizer.ggml.unknown_token_id")? {
+            bpe = bpe.unk_token(self.tokens[i as usize].clone());
+        }
+        let mut norms = vec![];
+        if prefix {
+            norms.push(json!({"type": "Prepend", "prepend": "\u{2581}"}));
+        }
+        norms.push(json!({"type": "Replace", "pattern": {"String": " "}, "content": "\u{2581}"}));
+        let mut decoders = vec![
+            json!({"type": "Replace", "pattern": {"String": "\u{2581}"}, "content": " "}),
+            json!({"type": "ByteFallback"}),
+            json!({"type": "Fuse"}),
+        ];
+        if prefix {
+            decoders.push(json!({"type": "Strip", "content": " ", "start": 1, "stop": 0}));
+        }
+        Ok(GgufTokenizerParts {
+            bpe,
+            normalizer: json!({"type": "Sequence", "normalizers": norms}),
+            pre_tokenizer: Value::Null,
+            decoder: json!({"type": "Sequence", "decoders": decoders}),
+        })
+    }
+}
+
+/// A GGUF tokenizer's BPE model, and its other components in their tokenizer.json form
+/// (null where it has none).
+struct GgufTokenizerParts {
+    bpe: tokenizers::models::bpe::BpeBuilder,
+    normalizer: Value,
+    pre_tokenizer: Value,
+    decoder: Value,
+}
+
+impl GgufTokenizerParts {
+    fn build(self, post: Value) -> Result<tokenizers::Tokenizer> {
+        let bpe = self.bpe.build().map_err(|e| {
+            Error::Tokenizer(format!("building the tokenizer from GGUF metadata: {e}"))
+        })?;
+        let mut inner = tokenizers::Tokenizer::new(bpe);
+        inner
+            .with_normalizer(component::<tokenizers::NormalizerWrapper>(self.normalizer)?)
+            .map_err(|e| Error::Tokenizer(format!("GGUF tokenizer normalizer: {e}")))?;
+        inner
+            .with_pre_tokenizer(component::<tokenizers::PreTokenizerWrapper>(
+                self.pre_tokenizer,
+            )?)
+            .with_post_processor(component::<tokenizers::PostProcessorWrapper>(post)?)
+            .with_decoder(component::<tokenizers::DecoderWrapper>(self.decoder)?);
+        Ok(inner)
+    }
+}
+
+/// The post-processor that puts BOS token `b` (id `id`) before every sequence.
+fn bos_template(b: &str, id: u32) -> Value {
+    json!({
+        "type": "TemplateProcessing",
+        "single": [{"SpecialToken": {"id": b, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+        "pair": [{"SpecialToken": {"id": b, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
+                 {"SpecialToken": {"id": b, "type_id": 1}}, {"Sequence": {"id": "B", "type_id": 1}}],
+        "special_tokens": {b.to_string(): {"id": b, "ids": [id], "tokens": [b]}},
+    })
+}
+
 /// A tokenizer component from its tokenizer.json form (None for null).
 fn component<T: serde::de::DeserializeOwned>(v: Value) -> Result<Option<T>> {
     if v.is_null() {
@@ -310,6 +357,7 @@ fn component<T: serde::de::DeserializeOwned>(v: Value) -> Result<Option<T>> {
         .map_err(|e| Error::Tokenizer(format!("building the tokenizer from GGUF metadata: {e}")))
 }
 
+/// Pre-tokenizers of the BPE vocabularies llama.cpp names in `tokenizer.ggml.pre`.
 fn gpt2_pre_tokenizer(pre: &str) -> Result<Value> {
     let byte_level = |regex: bool| json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": regex});
     let split = |pattern: &str| json!({"type": "Split", "pattern": {"Regex": pattern}, "behavior": "Isolated", "invert": false});

@@ -21,8 +21,9 @@ use std::sync::{Arc, OnceLock};
 
 pub use packed::{G, QK};
 
+/// The GGUF block format of a weight matrix these kernels multiply with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kind {
+pub(crate) enum WeightFormat {
     Q4_0,
     Q4_1,
     Q5_0,
@@ -35,19 +36,19 @@ pub(crate) enum Kind {
     Q6K,
 }
 
-impl Kind {
-    fn of(dtype: GgmlDType) -> Option<Kind> {
+impl WeightFormat {
+    fn of(dtype: GgmlDType) -> Option<WeightFormat> {
         Some(match dtype {
-            GgmlDType::Q4_0 => Kind::Q4_0,
-            GgmlDType::Q4_1 => Kind::Q4_1,
-            GgmlDType::Q5_0 => Kind::Q5_0,
-            GgmlDType::Q5_1 => Kind::Q5_1,
-            GgmlDType::Q8_0 => Kind::Q8_0,
-            GgmlDType::Q2K => Kind::Q2K,
-            GgmlDType::Q3K => Kind::Q3K,
-            GgmlDType::Q4K => Kind::Q4K,
-            GgmlDType::Q5K => Kind::Q5K,
-            GgmlDType::Q6K => Kind::Q6K,
+            GgmlDType::Q4_0 => WeightFormat::Q4_0,
+            GgmlDType::Q4_1 => WeightFormat::Q4_1,
+            GgmlDType::Q5_0 => WeightFormat::Q5_0,
+            GgmlDType::Q5_1 => WeightFormat::Q5_1,
+            GgmlDType::Q8_0 => WeightFormat::Q8_0,
+            GgmlDType::Q2K => WeightFormat::Q2K,
+            GgmlDType::Q3K => WeightFormat::Q3K,
+            GgmlDType::Q4K => WeightFormat::Q4K,
+            GgmlDType::Q5K => WeightFormat::Q5K,
+            GgmlDType::Q6K => WeightFormat::Q6K,
             _ => return None,
         })
     }
@@ -61,7 +62,7 @@ fn enabled() -> bool {
 
 /// Whether a GGUF matrix stored as `dtype` runs on these kernels on this CPU.
 pub(crate) fn takes(dtype: GgmlDType) -> bool {
-    enabled() && Kind::of(dtype).is_some()
+    enabled() && WeightFormat::of(dtype).is_some()
 }
 
 /// The instruction set the kernels use on this CPU.
@@ -109,9 +110,9 @@ impl Isa {
     #[inline]
     fn group_dots<const M: usize>(
         self,
-        kind: Kind,
+        kind: WeightFormat,
         w: &[u8],
-        acts: &Acts,
+        acts: &QuantizedActivations,
         r: usize,
     ) -> [[f32; G]; M] {
         if kind.block_values() == QK_K {
@@ -119,17 +120,17 @@ impl Isa {
             debug_assert!(w.len() >= nb * kind.group_block_bytes());
             #[cfg(target_arch = "x86_64")]
             // Q2_K / Q3_K decode (one row) is faster on the 256-bit kernels (measured).
-            let one_row_2k3k = M == 1 && matches!(kind, Kind::Q2K | Kind::Q3K);
+            let one_row_2k3k = M == 1 && matches!(kind, WeightFormat::Q2K | WeightFormat::Q3K);
             if self != Isa::Portable && avx512bw() && !one_row_2k3k {
                 let a: [*const ActBlockK; M] = std::array::from_fn(|i| acts.row_k(r + i).as_ptr());
                 // SAFETY: the CPU has AVX-512F/BW (checked) and AVX2, FMA, F16C (any ISA but
                 // the portable one); `w` holds `nb` group super-blocks, each row `nb` blocks.
                 return unsafe {
                     match kind {
-                        Kind::Q2K => x86::q2k3k_512::<M, true>(w.as_ptr(), a, nb),
-                        Kind::Q3K => x86::q2k3k_512::<M, false>(w.as_ptr(), a, nb),
-                        Kind::Q4K => x86::q4k5k_512::<M, false>(w.as_ptr(), a, nb),
-                        Kind::Q5K => x86::q4k5k_512::<M, true>(w.as_ptr(), a, nb),
+                        WeightFormat::Q2K => x86::q2k3k_512::<M, true>(w.as_ptr(), a, nb),
+                        WeightFormat::Q3K => x86::q2k3k_512::<M, false>(w.as_ptr(), a, nb),
+                        WeightFormat::Q4K => x86::q4k5k_512::<M, false>(w.as_ptr(), a, nb),
+                        WeightFormat::Q5K => x86::q4k5k_512::<M, true>(w.as_ptr(), a, nb),
                         _ => x86::q6k_512::<M>(w.as_ptr(), a, nb),
                     }
                 };
@@ -146,22 +147,26 @@ impl Isa {
         macro_rules! run {
             ($isa:ident) => {
                 match kind {
-                    Kind::Q4_1 => {
+                    WeightFormat::Q4_1 => {
                         out = unsafe { x86::$isa::q4_1::<M>(w.as_ptr(), a.map(|a| a.as_ptr()), nb) }
                     }
-                    Kind::Q5_0 => {
+                    WeightFormat::Q5_0 => {
                         out = unsafe { x86::$isa::q5_0::<M>(w.as_ptr(), a.map(|a| a.as_ptr()), nb) }
                     }
-                    Kind::Q5_1 => {
+                    WeightFormat::Q5_1 => {
                         out = unsafe { x86::$isa::q5_1::<M>(w.as_ptr(), a.map(|a| a.as_ptr()), nb) }
                     }
-                    Kind::Q4_0 => {
+                    WeightFormat::Q4_0 => {
                         out = unsafe { x86::$isa::q4_0::<M>(w.as_ptr(), a.map(|a| a.as_ptr()), nb) }
                     }
-                    Kind::Q8_0 => {
+                    WeightFormat::Q8_0 => {
                         out = unsafe { x86::$isa::q8_0::<M>(w.as_ptr(), a.map(|a| a.as_ptr()), nb) }
                     }
-                    Kind::Q2K | Kind::Q3K | Kind::Q4K | Kind::Q5K | Kind::Q6K => {
+                    WeightFormat::Q2K
+                    | WeightFormat::Q3K
+                    | WeightFormat::Q4K
+                    | WeightFormat::Q5K
+                    | WeightFormat::Q6K => {
                         unreachable!("K formats are handled above")
                     }
                 }
@@ -187,31 +192,31 @@ impl Isa {
     /// One K-format group with one activation row (no VNNI variant: the scales multiply in
     /// `vpmaddwd` either way).
     #[inline]
-    fn group_dots_k(self, kind: Kind, w: &[u8], a: &[ActBlockK], nb: usize) -> [f32; G] {
+    fn group_dots_k(self, kind: WeightFormat, w: &[u8], a: &[ActBlockK], nb: usize) -> [f32; G] {
         match (self, kind) {
             #[cfg(target_arch = "x86_64")]
-            (Isa::Avx2 | Isa::Avx512Vnni | Isa::AvxVnni, Kind::Q4K) => {
+            (Isa::Avx2 | Isa::Avx512Vnni | Isa::AvxVnni, WeightFormat::Q4K) => {
                 // SAFETY: every ISA but the portable one implies AVX2, FMA and F16C; `w` holds `nb` group
                 // super-blocks and `a` `nb` activation super-blocks.
                 unsafe { x86::q4k5k::<false>(w.as_ptr(), a.as_ptr(), nb) }
             }
             #[cfg(target_arch = "x86_64")]
-            (Isa::Avx2 | Isa::Avx512Vnni | Isa::AvxVnni, Kind::Q5K) => {
+            (Isa::Avx2 | Isa::Avx512Vnni | Isa::AvxVnni, WeightFormat::Q5K) => {
                 // SAFETY: as above.
                 unsafe { x86::q4k5k::<true>(w.as_ptr(), a.as_ptr(), nb) }
             }
             #[cfg(target_arch = "x86_64")]
-            (Isa::Avx2 | Isa::Avx512Vnni | Isa::AvxVnni, Kind::Q6K) => {
+            (Isa::Avx2 | Isa::Avx512Vnni | Isa::AvxVnni, WeightFormat::Q6K) => {
                 // SAFETY: as above.
                 unsafe { x86::q6k(w.as_ptr(), a.as_ptr(), nb) }
             }
             #[cfg(target_arch = "x86_64")]
-            (Isa::Avx2 | Isa::Avx512Vnni | Isa::AvxVnni, Kind::Q3K) => {
+            (Isa::Avx2 | Isa::Avx512Vnni | Isa::AvxVnni, WeightFormat::Q3K) => {
                 // SAFETY: as above.
                 unsafe { x86::q2k3k::<false>(w.as_ptr(), a.as_ptr(), nb) }
             }
             #[cfg(target_arch = "x86_64")]
-            (Isa::Avx2 | Isa::Avx512Vnni | Isa::AvxVnni, Kind::Q2K) => {
+            (Isa::Avx2 | Isa::Avx512Vnni | Isa::AvxVnni, WeightFormat::Q2K) => {
                 // SAFETY: as above.
                 unsafe { x86::q2k3k::<true>(w.as_ptr(), a.as_ptr(), nb) }
             }
@@ -247,14 +252,14 @@ fn avx512bw() -> bool {
 
 /// A quantized (n, k) weight on the CPU, packed for these kernels.
 #[derive(Debug, Clone)]
-pub(crate) struct FastWeight {
+pub(crate) struct PackedMatrix {
     data: Arc<packed::Aligned>,
-    kind: Kind,
+    kind: WeightFormat,
     n: usize,
     k: usize,
 }
 
-impl FastWeight {
+impl PackedMatrix {
     /// A matrix packed straight from its stored GGUF blocks (`data`: `n` rows of `k` values of
     /// type `dtype`). None when the type is not one these kernels handle, the rows are not whole
     /// blocks, or the CPU has no SIMD kernels for it: elsewhere (e.g. ARM, where candle has NEON
@@ -272,7 +277,7 @@ impl FastWeight {
     }
 
     fn pack_blocks(dtype: GgmlDType, n: usize, k: usize, bytes: &[u8]) -> Option<Self> {
-        let kind = Kind::of(dtype)?;
+        let kind = WeightFormat::of(dtype)?;
         let bv = kind.block_values();
         if k == 0 || n == 0 || !k.is_multiple_of(bv) {
             return None;
@@ -342,7 +347,7 @@ fn out_tensor(x: &Tensor, data: Vec<f32>, n: usize) -> candle_core::Result<Tenso
 /// Several weights with the same input width applied to one input (Q, K, V): one activation
 /// quantization and one pool dispatch for all. None when the kernels do not apply.
 pub(crate) fn forward_many(
-    ws: &[&FastWeight],
+    ws: &[&PackedMatrix],
     x: &Tensor,
 ) -> candle_core::Result<Option<Vec<Tensor>>> {
     let Some(first) = ws.first() else {
@@ -368,8 +373,8 @@ pub(crate) fn forward_many(
 /// `act(x·Gᵀ) ⊙ (x·Uᵀ)` in one pass (SwiGLU, GeGLU); None when the kernels do not apply.
 pub(crate) fn gated(
     act: impl Fn(&[f32; G]) -> [f32; G] + Sync,
-    g: &FastWeight,
-    u: &FastWeight,
+    g: &PackedMatrix,
+    u: &PackedMatrix,
     x: &Tensor,
 ) -> candle_core::Result<Option<Tensor>> {
     if g.kind != u.kind || g.n != u.n || g.k != u.k {
@@ -399,7 +404,7 @@ pub(crate) fn gated(
 }
 
 /// `dst[j] (m, n_j) = x (m, k) · W_jᵀ` for weights sharing the input width k.
-fn matmul(ws: &[&FastWeight], x: &[f32], m: usize, dst: &mut [&mut [f32]]) {
+fn matmul(ws: &[&PackedMatrix], x: &[f32], m: usize, dst: &mut [&mut [f32]]) {
     let k = ws[0].k;
     debug_assert!(ws
         .iter()
@@ -432,9 +437,9 @@ fn matmul(ws: &[&FastWeight], x: &[f32], m: usize, dst: &mut [&mut [f32]]) {
 #[inline]
 fn group_rows<const W: usize>(
     isa: Isa,
-    kind: Kind,
+    kind: WeightFormat,
     ws: [&[u8]; W],
-    acts: &Acts,
+    acts: &QuantizedActivations,
     m: usize,
     mut f: impl FnMut(usize, [&[f32; G]; W]),
 ) {
@@ -514,13 +519,13 @@ fn quantize_row(isa: Isa, x: &[f32], out: &mut [ActBlock]) {
 
 /// The input rows quantized in the formats the weights at hand multiply with: 32-value blocks
 /// (Q8_1/Q8_0 rounding) and/or 256-value super-blocks (Q8_K), each m rows of width k.
-struct Acts<'a> {
+struct QuantizedActivations<'a> {
     blocks: &'a [ActBlock],
     super_blocks: &'a [ActBlockK],
     k: usize,
 }
 
-impl Acts<'_> {
+impl QuantizedActivations<'_> {
     fn row(&self, r: usize) -> &[ActBlock] {
         let nb = self.k / QK;
         &self.blocks[r * nb..][..nb]
@@ -545,7 +550,7 @@ struct Formats {
 }
 
 impl Formats {
-    fn of(kinds: impl IntoIterator<Item = Kind>) -> Self {
+    fn of(kinds: impl IntoIterator<Item = WeightFormat>) -> Self {
         kinds.into_iter().fold(
             Formats {
                 blocks: false,
@@ -560,7 +565,13 @@ impl Formats {
 }
 
 /// Quantizes the m rows of `x` (m, k) in the `formats` needed and runs `f` on them.
-fn with_acts<R>(x: &[f32], m: usize, k: usize, formats: Formats, f: impl FnOnce(&Acts) -> R) -> R {
+fn with_acts<R>(
+    x: &[f32],
+    m: usize,
+    k: usize,
+    formats: Formats,
+    f: impl FnOnce(&QuantizedActivations) -> R,
+) -> R {
     ACTS.with(|cell| {
         let mut cell = cell.borrow_mut();
         let (blocks, super_blocks) = &mut *cell;
@@ -580,7 +591,7 @@ fn with_acts<R>(x: &[f32], m: usize, k: usize, formats: Formats, f: impl FnOnce(
                 packed::quantize_row_k(&x[r * k..][..k], ar)
             });
         }
-        f(&Acts {
+        f(&QuantizedActivations {
             blocks,
             super_blocks,
             k,
@@ -588,7 +599,7 @@ fn with_acts<R>(x: &[f32], m: usize, k: usize, formats: Formats, f: impl FnOnce(
     })
 }
 
-impl CustomOp1 for FastWeight {
+impl CustomOp1 for PackedMatrix {
     fn name(&self) -> &'static str {
         "candor-qmatmul"
     }
@@ -644,10 +655,10 @@ mod tests {
     use candle_core::{Device, Module};
 
     /// `w` packed for the kernels, whatever the CPU (the portable kernel defines the results).
-    fn pack(w: &QMatMul) -> Option<FastWeight> {
+    fn pack(w: &QMatMul) -> Option<PackedMatrix> {
         let QMatMul::QTensor(q) = w else { return None };
         let (n, k) = q.shape().dims2().ok()?;
-        FastWeight::pack_blocks(q.dtype(), n, k, &q.data().ok()?)
+        PackedMatrix::pack_blocks(q.dtype(), n, k, &q.data().ok()?)
     }
 
     const ALL: [GgmlDType; 10] = [

@@ -38,7 +38,7 @@
 //!
 //! Rows past the matrix's last row (when n is not a multiple of 8) are zero.
 
-use super::Kind;
+use super::WeightFormat;
 use half::f16;
 use rayon::prelude::*;
 
@@ -49,44 +49,52 @@ pub const QK_K: usize = 256;
 /// Rows per group.
 pub const G: usize = 8;
 
-impl Kind {
+impl WeightFormat {
     /// Bytes of one GGUF block of one row.
     pub(crate) fn block_bytes(self) -> usize {
         match self {
-            Kind::Q4_1 => 20,
-            Kind::Q4_0 => 18,
-            Kind::Q5_0 => 22,
-            Kind::Q5_1 => 24,
-            Kind::Q8_0 => 34,
-            Kind::Q2K => 84,
-            Kind::Q3K => 110,
-            Kind::Q4K => 144,
-            Kind::Q5K => 176,
-            Kind::Q6K => 210,
+            WeightFormat::Q4_1 => 20,
+            WeightFormat::Q4_0 => 18,
+            WeightFormat::Q5_0 => 22,
+            WeightFormat::Q5_1 => 24,
+            WeightFormat::Q8_0 => 34,
+            WeightFormat::Q2K => 84,
+            WeightFormat::Q3K => 110,
+            WeightFormat::Q4K => 144,
+            WeightFormat::Q5K => 176,
+            WeightFormat::Q6K => 210,
         }
     }
 
     /// Values per block.
     pub(crate) fn block_values(self) -> usize {
         match self {
-            Kind::Q4_0 | Kind::Q4_1 | Kind::Q5_0 | Kind::Q5_1 | Kind::Q8_0 => QK,
-            Kind::Q2K | Kind::Q3K | Kind::Q4K | Kind::Q5K | Kind::Q6K => QK_K,
+            WeightFormat::Q4_0
+            | WeightFormat::Q4_1
+            | WeightFormat::Q5_0
+            | WeightFormat::Q5_1
+            | WeightFormat::Q8_0 => QK,
+            WeightFormat::Q2K
+            | WeightFormat::Q3K
+            | WeightFormat::Q4K
+            | WeightFormat::Q5K
+            | WeightFormat::Q6K => QK_K,
         }
     }
 
     /// Bytes of one packed block of one group.
     pub(crate) fn group_block_bytes(self) -> usize {
         match self {
-            Kind::Q4_1 => 32 + 128,
-            Kind::Q4_0 => 16 + 128,
-            Kind::Q5_0 => 16 + 32 + 128,
-            Kind::Q5_1 => 32 + 32 + 128,
-            Kind::Q8_0 => 16 + 256,
-            Kind::Q2K => 32 + 128 + 128 + 512,
-            Kind::Q3K => 16 + 128 + 512 + 256,
-            Kind::Q4K => 32 + 64 + 64 + 1024,
-            Kind::Q5K => 32 + 64 + 64 + 1024 + 256,
-            Kind::Q6K => 16 + 128 + 1536,
+            WeightFormat::Q4_1 => 32 + 128,
+            WeightFormat::Q4_0 => 16 + 128,
+            WeightFormat::Q5_0 => 16 + 32 + 128,
+            WeightFormat::Q5_1 => 32 + 32 + 128,
+            WeightFormat::Q8_0 => 16 + 256,
+            WeightFormat::Q2K => 32 + 128 + 128 + 512,
+            WeightFormat::Q3K => 16 + 128 + 512 + 256,
+            WeightFormat::Q4K => 32 + 64 + 64 + 1024,
+            WeightFormat::Q5K => 32 + 64 + 64 + 1024 + 256,
+            WeightFormat::Q6K => 16 + 128 + 1536,
         }
     }
 }
@@ -236,7 +244,7 @@ impl std::ops::DerefMut for Aligned {
 }
 
 /// Packs `n` GGUF rows of `nb` blocks each (`src`, row-major) into groups of eight.
-pub fn pack(kind: Kind, src: &[u8], n: usize, nb: usize) -> Aligned {
+pub fn pack(kind: WeightFormat, src: &[u8], n: usize, nb: usize) -> Aligned {
     let (bb, gbb) = (kind.block_bytes(), kind.group_block_bytes());
     let groups = n.div_ceil(G);
     let mut out = Aligned::zeroed(groups * nb * gbb);
@@ -248,143 +256,154 @@ pub fn pack(kind: Kind, src: &[u8], n: usize, nb: usize) -> Aligned {
                 let dst = &mut group[i * gbb..][..gbb];
                 for r in 0..G.min(n - g * G) {
                     let b = &src[((g * G + r) * nb + i) * bb..][..bb];
-                    match kind {
-                        Kind::Q4_1 => {
-                            dst[2 * r..2 * r + 2].copy_from_slice(&b[0..2]);
-                            dst[16 + 2 * r..16 + 2 * r + 2].copy_from_slice(&b[2..4]);
-                            for c in 0..4 {
-                                let o = 32 + 32 * c + 4 * r;
-                                dst[o..o + 4].copy_from_slice(&b[4 + 4 * c..4 + 4 * c + 4]);
-                            }
-                        }
-                        Kind::Q4_0 => {
-                            dst[2 * r..2 * r + 2].copy_from_slice(&b[0..2]);
-                            for c in 0..4 {
-                                let o = 16 + 32 * c + 4 * r;
-                                dst[o..o + 4].copy_from_slice(&b[2 + 4 * c..2 + 4 * c + 4]);
-                            }
-                        }
-                        Kind::Q5_0 | Kind::Q5_1 => {
-                            // Q5_1's block adds m after d, and its packed block m[8] after d[8].
-                            let (src, base) = if kind == Kind::Q5_1 { (4, 32) } else { (2, 16) };
-                            dst[2 * r..2 * r + 2].copy_from_slice(&b[0..2]);
-                            if kind == Kind::Q5_1 {
-                                dst[16 + 2 * r..16 + 2 * r + 2].copy_from_slice(&b[2..4]);
-                            }
-                            let qh =
-                                u32::from_le_bytes([b[src], b[src + 1], b[src + 2], b[src + 3]]);
-                            for c in 0..4 {
-                                for t in 0..4 {
-                                    let bit = 4 * r + t;
-                                    let (lo, hi) =
-                                        (qh >> (4 * c + t) & 1, qh >> (16 + 4 * c + t) & 1);
-                                    dst[base + 8 * c + bit / 8] |= (lo as u8) << (bit % 8);
-                                    dst[base + 8 * c + 4 + bit / 8] |= (hi as u8) << (bit % 8);
-                                }
-                                let o = base + 32 + 32 * c + 4 * r;
-                                let q = src + 4 + 4 * c;
-                                dst[o..o + 4].copy_from_slice(&b[q..q + 4]);
-                            }
-                        }
-                        Kind::Q8_0 => {
-                            dst[2 * r..2 * r + 2].copy_from_slice(&b[0..2]);
-                            for c in 0..8 {
-                                let o = 16 + 32 * c + 4 * r;
-                                for t in 0..4 {
-                                    dst[o + t] = b[2 + 4 * c + t] ^ 0x80;
-                                }
-                            }
-                        }
-                        Kind::Q4K | Kind::Q5K => {
-                            dst[2 * r..2 * r + 2].copy_from_slice(&b[0..2]);
-                            dst[16 + 2 * r..16 + 2 * r + 2].copy_from_slice(&b[2..4]);
-                            for sb in 0..8 {
-                                let (sc, m) = scale_min_k4(sb, &b[4..16]);
-                                dst[32 + 8 * sb + r] = sc;
-                                dst[96 + 16 * (sb / 2) + 2 * r + sb % 2] = m;
-                            }
-                            // Q5_K: d, dmin, scales, qh[32], qs[128].
-                            let qs = if kind == Kind::Q5K { 48 } else { 16 };
-                            for j in 0..4 {
-                                for l in 0..8 {
-                                    let o = 160 + 32 * q4k_vector(j, l) + 4 * r;
-                                    let q = qs + 32 * j + 4 * l;
-                                    dst[o..o + 4].copy_from_slice(&b[q..q + 4]);
-                                }
-                            }
-                            if kind == Kind::Q5K {
-                                for l in 0..8 {
-                                    let o = 1184 + 32 * l + 4 * r;
-                                    dst[o..o + 4].copy_from_slice(&b[16 + 4 * l..16 + 4 * l + 4]);
-                                }
-                            }
-                        }
-                        Kind::Q2K => {
-                            // GGUF block: scales[16] (scale | min << 4), qs[64], d, dmin.
-                            dst[2 * r..2 * r + 2].copy_from_slice(&b[80..82]);
-                            dst[16 + 2 * r..16 + 2 * r + 2].copy_from_slice(&b[82..84]);
-                            for u in 0..16 {
-                                dst[32 + 8 * u + r] = b[u] & 0x0F;
-                                dst[160 + 16 * (u / 2) + 2 * r + u % 2] = b[u] >> 4;
-                            }
-                            for j in 0..2 {
-                                for l in 0..8 {
-                                    let o = 288 + 32 * q3k_vector(j, l) + 4 * r;
-                                    let q = 16 + 32 * j + 4 * l;
-                                    dst[o..o + 4].copy_from_slice(&b[q..q + 4]);
-                                }
-                            }
-                        }
-                        Kind::Q3K => {
-                            // GGUF block: hmask[32], qs[64], scales[12], d.
-                            dst[2 * r..2 * r + 2].copy_from_slice(&b[108..110]);
-                            for (u, sc) in q3k_scales(&b[96..108]).iter().enumerate() {
-                                dst[16 + 8 * u + r] = *sc as u8;
-                            }
-                            for j in 0..2 {
-                                for l in 0..8 {
-                                    let o = 144 + 32 * q3k_vector(j, l) + 4 * r;
-                                    let q = 32 + 32 * j + 4 * l;
-                                    dst[o..o + 4].copy_from_slice(&b[q..q + 4]);
-                                }
-                            }
-                            for l in 0..8 {
-                                let o = 656 + 32 * l + 4 * r;
-                                dst[o..o + 4].copy_from_slice(&b[4 * l..4 * l + 4]);
-                            }
-                        }
-                        Kind::Q6K => {
-                            dst[2 * r..2 * r + 2].copy_from_slice(&b[208..210]);
-                            for u in 0..16 {
-                                dst[16 + 8 * u + r] = b[192 + u];
-                            }
-                            for j in 0..2 {
-                                for l in 0..8 {
-                                    let o = q6k_base(j, l) + 4 * r;
-                                    let (qa, qb, qh) =
-                                        (64 * j + 4 * l, 64 * j + 32 + 4 * l, 128 + 32 * j + 4 * l);
-                                    dst[o..o + 4].copy_from_slice(&b[qa..qa + 4]);
-                                    dst[o + 64..o + 68].copy_from_slice(&b[qb..qb + 4]);
-                                    dst[o + 128..o + 132].copy_from_slice(&b[qh..qh + 4]);
-                                }
-                            }
-                        }
-                    }
+                    pack_block(kind, b, r, dst);
                 }
             }
         });
     out
 }
 
+/// Places GGUF block `b` as row `r` of the packed group block `dst` (layouts: module docs).
+fn pack_block(kind: WeightFormat, b: &[u8], r: usize, dst: &mut [u8]) {
+    match kind {
+        WeightFormat::Q4_1 => {
+            dst[2 * r..2 * r + 2].copy_from_slice(&b[0..2]);
+            dst[16 + 2 * r..16 + 2 * r + 2].copy_from_slice(&b[2..4]);
+            for c in 0..4 {
+                let o = 32 + 32 * c + 4 * r;
+                dst[o..o + 4].copy_from_slice(&b[4 + 4 * c..4 + 4 * c + 4]);
+            }
+        }
+        WeightFormat::Q4_0 => {
+            dst[2 * r..2 * r + 2].copy_from_slice(&b[0..2]);
+            for c in 0..4 {
+                let o = 16 + 32 * c + 4 * r;
+                dst[o..o + 4].copy_from_slice(&b[2 + 4 * c..2 + 4 * c + 4]);
+            }
+        }
+        WeightFormat::Q5_0 | WeightFormat::Q5_1 => pack_q5(kind == WeightFormat::Q5_1, b, r, dst),
+        WeightFormat::Q8_0 => {
+            dst[2 * r..2 * r + 2].copy_from_slice(&b[0..2]);
+            for c in 0..8 {
+                let o = 16 + 32 * c + 4 * r;
+                for t in 0..4 {
+                    dst[o + t] = b[2 + 4 * c + t] ^ 0x80;
+                }
+            }
+        }
+        WeightFormat::Q4K | WeightFormat::Q5K => pack_q4k5k(kind == WeightFormat::Q5K, b, r, dst),
+        WeightFormat::Q2K => pack_q2k(b, r, dst),
+        WeightFormat::Q3K => pack_q3k(b, r, dst),
+        WeightFormat::Q6K => pack_q6k(b, r, dst),
+    }
+}
+
+/// Q5_0 and Q5_1: Q5_1's block adds m after d, and its packed block m[8] after d[8].
+fn pack_q5(with_min: bool, b: &[u8], r: usize, dst: &mut [u8]) {
+    let (src, base) = if with_min { (4, 32) } else { (2, 16) };
+    dst[2 * r..2 * r + 2].copy_from_slice(&b[0..2]);
+    if with_min {
+        dst[16 + 2 * r..16 + 2 * r + 2].copy_from_slice(&b[2..4]);
+    }
+    let qh = u32::from_le_bytes([b[src], b[src + 1], b[src + 2], b[src + 3]]);
+    for c in 0..4 {
+        for t in 0..4 {
+            let bit = 4 * r + t;
+            let (lo, hi) = (qh >> (4 * c + t) & 1, qh >> (16 + 4 * c + t) & 1);
+            dst[base + 8 * c + bit / 8] |= (lo as u8) << (bit % 8);
+            dst[base + 8 * c + 4 + bit / 8] |= (hi as u8) << (bit % 8);
+        }
+        let o = base + 32 + 32 * c + 4 * r;
+        let q = src + 4 + 4 * c;
+        dst[o..o + 4].copy_from_slice(&b[q..q + 4]);
+    }
+}
+
+/// Q4_K, and Q5_K (`fifth_bits`) whose block stores qh[32] between the scales and qs[128].
+fn pack_q4k5k(fifth_bits: bool, b: &[u8], r: usize, dst: &mut [u8]) {
+    dst[2 * r..2 * r + 2].copy_from_slice(&b[0..2]);
+    dst[16 + 2 * r..16 + 2 * r + 2].copy_from_slice(&b[2..4]);
+    for sb in 0..8 {
+        let (sc, m) = scale_min_k4(sb, &b[4..16]);
+        dst[32 + 8 * sb + r] = sc;
+        dst[96 + 16 * (sb / 2) + 2 * r + sb % 2] = m;
+    }
+    let qs = if fifth_bits { 48 } else { 16 };
+    for j in 0..4 {
+        for l in 0..8 {
+            let o = 160 + 32 * q4k_vector(j, l) + 4 * r;
+            let q = qs + 32 * j + 4 * l;
+            dst[o..o + 4].copy_from_slice(&b[q..q + 4]);
+        }
+    }
+    if fifth_bits {
+        for l in 0..8 {
+            let o = 1184 + 32 * l + 4 * r;
+            dst[o..o + 4].copy_from_slice(&b[16 + 4 * l..16 + 4 * l + 4]);
+        }
+    }
+}
+
+/// Q2_K; GGUF block: scales[16] (scale | min << 4), qs[64], d, dmin.
+fn pack_q2k(b: &[u8], r: usize, dst: &mut [u8]) {
+    dst[2 * r..2 * r + 2].copy_from_slice(&b[80..82]);
+    dst[16 + 2 * r..16 + 2 * r + 2].copy_from_slice(&b[82..84]);
+    for u in 0..16 {
+        dst[32 + 8 * u + r] = b[u] & 0x0F;
+        dst[160 + 16 * (u / 2) + 2 * r + u % 2] = b[u] >> 4;
+    }
+    pack_q3k_vectors(&b[16..80], 288, r, dst);
+}
+
+/// Q3_K; GGUF block: hmask[32], qs[64], scales[12], d.
+fn pack_q3k(b: &[u8], r: usize, dst: &mut [u8]) {
+    dst[2 * r..2 * r + 2].copy_from_slice(&b[108..110]);
+    for (u, sc) in q3k_scales(&b[96..108]).iter().enumerate() {
+        dst[16 + 8 * u + r] = *sc as u8;
+    }
+    pack_q3k_vectors(&b[32..96], 144, r, dst);
+    for l in 0..8 {
+        let o = 656 + 32 * l + 4 * r;
+        dst[o..o + 4].copy_from_slice(&b[4 * l..4 * l + 4]);
+    }
+}
+
+/// The 64 `qs` bytes of a Q2_K or Q3_K row as the vectors starting at byte `at`.
+fn pack_q3k_vectors(qs: &[u8], at: usize, r: usize, dst: &mut [u8]) {
+    for j in 0..2 {
+        for l in 0..8 {
+            let o = at + 32 * q3k_vector(j, l) + 4 * r;
+            let q = 32 * j + 4 * l;
+            dst[o..o + 4].copy_from_slice(&qs[q..q + 4]);
+        }
+    }
+}
+
+fn pack_q6k(b: &[u8], r: usize, dst: &mut [u8]) {
+    dst[2 * r..2 * r + 2].copy_from_slice(&b[208..210]);
+    for u in 0..16 {
+        dst[16 + 8 * u + r] = b[192 + u];
+    }
+    for j in 0..2 {
+        for l in 0..8 {
+            let o = q6k_base(j, l) + 4 * r;
+            let (qa, qb, qh) = (64 * j + 4 * l, 64 * j + 32 + 4 * l, 128 + 32 * j + 4 * l);
+            dst[o..o + 4].copy_from_slice(&b[qa..qa + 4]);
+            dst[o + 64..o + 68].copy_from_slice(&b[qb..qb + 4]);
+            dst[o + 128..o + 132].copy_from_slice(&b[qh..qh + 4]);
+        }
+    }
+}
+
 /// The stored values (0..16 or 0..32) of row r in a packed Q4_0, Q4_1, Q5_0 or Q5_1 group
 /// block: (value 4c+t, value 16+4c+t).
 #[inline]
-fn pair(kind: Kind, b: &[u8], r: usize, c: usize, t: usize) -> (u8, u8) {
+fn pair(kind: WeightFormat, b: &[u8], r: usize, c: usize, t: usize) -> (u8, u8) {
     // Where the nibbles start: after d[8], m[8] (Q4_1, Q5_1) and the fifth bits (Q5_x).
     let (nibbles, fifth) = match kind {
-        Kind::Q4_0 => (16, None),
-        Kind::Q4_1 => (32, None),
-        Kind::Q5_0 => (48, Some(16)),
+        WeightFormat::Q4_0 => (16, None),
+        WeightFormat::Q4_1 => (32, None),
+        WeightFormat::Q5_0 => (48, Some(16)),
         _ => (64, Some(32)),
     };
     let q = b[nibbles + 32 * c + 4 * r + t];
@@ -399,16 +418,16 @@ fn pair(kind: Kind, b: &[u8], r: usize, c: usize, t: usize) -> (u8, u8) {
 
 /// What a Q4_0/Q4_1/Q5_0/Q5_1 value subtracts (8, 16 or 0), and whether its block has a min m
 /// (x = d·q + m).
-fn offset_and_min(kind: Kind) -> (i32, bool) {
+fn offset_and_min(kind: WeightFormat) -> (i32, bool) {
     match kind {
-        Kind::Q4_0 => (8, false),
-        Kind::Q5_0 => (16, false),
+        WeightFormat::Q4_0 => (8, false),
+        WeightFormat::Q5_0 => (16, false),
         _ => (0, true),
     }
 }
 
 /// Row `row` of a packed matrix as f32, as candle's `dequantize_row_q4_1/q8_0` computes it.
-pub fn dequantize_row(kind: Kind, w: &[u8], nb: usize, row: usize, out: &mut [f32]) {
+pub fn dequantize_row(kind: WeightFormat, w: &[u8], nb: usize, row: usize, out: &mut [f32]) {
     let (g, r) = (row / G, row % G);
     let gbb = kind.group_block_bytes();
     for (i, ob) in out
@@ -419,7 +438,7 @@ pub fn dequantize_row(kind: Kind, w: &[u8], nb: usize, row: usize, out: &mut [f3
         let b = &w[(g * nb + i) * gbb..][..gbb];
         let d = f16_at(b, 2 * r);
         match kind {
-            Kind::Q4_0 | Kind::Q4_1 | Kind::Q5_0 | Kind::Q5_1 => {
+            WeightFormat::Q4_0 | WeightFormat::Q4_1 | WeightFormat::Q5_0 | WeightFormat::Q5_1 => {
                 let (offset, min) = offset_and_min(kind);
                 let m = if min { f16_at(b, 16 + 2 * r) } else { 0.0 };
                 let x = |q: u8| {
@@ -438,7 +457,7 @@ pub fn dequantize_row(kind: Kind, w: &[u8], nb: usize, row: usize, out: &mut [f3
                     }
                 }
             }
-            Kind::Q8_0 => {
+            WeightFormat::Q8_0 => {
                 for c in 0..8 {
                     for t in 0..4 {
                         let q = (b[16 + 32 * c + 4 * r + t] ^ 0x80) as i8;
@@ -446,7 +465,7 @@ pub fn dequantize_row(kind: Kind, w: &[u8], nb: usize, row: usize, out: &mut [f3
                     }
                 }
             }
-            Kind::Q4K | Kind::Q5K => {
+            WeightFormat::Q4K | WeightFormat::Q5K => {
                 let dmin = f16_at(b, 16 + 2 * r);
                 for (x, o) in ob.iter_mut().enumerate() {
                     let (sb, q) = q4k_at(b, r, x);
@@ -455,7 +474,7 @@ pub fn dequantize_row(kind: Kind, w: &[u8], nb: usize, row: usize, out: &mut [f3
                     *o = d * b[32 + 8 * sb + r] as f32 * q as f32 - dmin * m as f32;
                 }
             }
-            Kind::Q2K => {
+            WeightFormat::Q2K => {
                 let dmin = f16_at(b, 16 + 2 * r);
                 for (x, o) in ob.iter_mut().enumerate() {
                     let (u, q) = q2k_at(b, r, x);
@@ -463,13 +482,13 @@ pub fn dequantize_row(kind: Kind, w: &[u8], nb: usize, row: usize, out: &mut [f3
                     *o = d * b[32 + 8 * u + r] as f32 * q as f32 - dmin * m as f32;
                 }
             }
-            Kind::Q3K => {
+            WeightFormat::Q3K => {
                 for (x, o) in ob.iter_mut().enumerate() {
                     let (u, q) = q3k_at(b, r, x);
                     *o = d * (b[16 + 8 * u + r] as i8) as f32 * q as f32;
                 }
             }
-            Kind::Q6K => {
+            WeightFormat::Q6K => {
                 for (x, o) in ob.iter_mut().enumerate() {
                     let (u, q) = q6k_at(b, r, x);
                     *o = d * (b[16 + 8 * u + r] as i8) as f32 * (q as i32 - 32) as f32;
@@ -499,8 +518,8 @@ fn q4k_at(b: &[u8], r: usize, x: usize) -> (usize, u8) {
 
 /// The fifth bit (0 or 16) of value x of row r in a packed Q5_K super-block; 0 for Q4_K.
 #[inline]
-fn q5k_fifth(kind: Kind, b: &[u8], r: usize, x: usize) -> u8 {
-    if kind != Kind::Q5K {
+fn q5k_fifth(kind: WeightFormat, b: &[u8], r: usize, x: usize) -> u8 {
+    if kind != WeightFormat::Q5K {
         return 0;
     }
     let (j, half, l, t) = (x / 64, x / 32 % 2, x % 32 / 4, x % 4);
@@ -592,7 +611,7 @@ fn hsum8(a: &[f32; 8]) -> f32 {
 /// 32), each weighted by its sub-block scale, `acc = fma(d·d', lane, acc)` per super-block,
 /// summed in `hsum_float_8` order; Q4_K adds its mins in four lanes (`fma(−d'·dmin, ·, ·)`),
 /// Q5_K as one running sum (`summs += −d'·dmin · Σ m·s`), last.
-pub fn group_dot_k_scalar(kind: Kind, w: &[u8], a: &[ActBlockK]) -> [f32; G] {
+pub fn group_dot_k_scalar(kind: WeightFormat, w: &[u8], a: &[ActBlockK]) -> [f32; G] {
     let gbb = kind.group_block_bytes();
     let mut out = [0f32; G];
     for (r, o) in out.iter_mut().enumerate() {
@@ -603,16 +622,16 @@ pub fn group_dot_k_scalar(kind: Kind, w: &[u8], a: &[ActBlockK]) -> [f32; G] {
             let mut lanes = [0i32; 8];
             for x in 0..QK_K {
                 let (scale, q) = match kind {
-                    Kind::Q4K | Kind::Q5K => {
+                    WeightFormat::Q4K | WeightFormat::Q5K => {
                         let (sb, q) = q4k_at(b, r, x);
                         let q = q + q5k_fifth(kind, b, r, x);
                         (b[32 + 8 * sb + r] as i32, q as i32)
                     }
-                    Kind::Q3K => {
+                    WeightFormat::Q3K => {
                         let (u, q) = q3k_at(b, r, x);
                         ((b[16 + 8 * u + r] as i8) as i32, q)
                     }
-                    Kind::Q2K => {
+                    WeightFormat::Q2K => {
                         let (u, q) = q2k_at(b, r, x);
                         (b[32 + 8 * u + r] as i32, q)
                     }
@@ -623,7 +642,7 @@ pub fn group_dot_k_scalar(kind: Kind, w: &[u8], a: &[ActBlockK]) -> [f32; G] {
                 };
                 lanes[x % 32 / 4] += scale * q * y.qs[x] as i32;
             }
-            if kind == Kind::Q2K {
+            if kind == WeightFormat::Q2K {
                 // Q2_K's mins go into the same lanes first: lane l pairs sub-blocks 2l, 2l+1.
                 let dmin = -y.d * f16_at(b, 16 + 2 * r);
                 for (l, acc) in acc.iter_mut().enumerate() {
@@ -640,13 +659,13 @@ pub fn group_dot_k_scalar(kind: Kind, w: &[u8], a: &[ActBlockK]) -> [f32; G] {
             let s = |sb: usize| y.bsums[2 * sb] as i32 + y.bsums[2 * sb + 1] as i32;
             let m = |sb: usize| b[96 + 16 * (sb / 2) + 2 * r + sb % 2] as i32;
             match kind {
-                Kind::Q4K => {
+                WeightFormat::Q4K => {
                     for (i, accm) in accm.iter_mut().enumerate() {
                         let v = m(2 * i) * s(2 * i) + m(2 * i + 1) * s(2 * i + 1);
                         *accm = dmin.mul_add(v as f32, *accm);
                     }
                 }
-                Kind::Q5K => {
+                WeightFormat::Q5K => {
                     let v: i32 = (0..8).map(|sb| m(sb) * s(sb)).sum();
                     summs += dmin * v as f32;
                 }
@@ -655,8 +674,8 @@ pub fn group_dot_k_scalar(kind: Kind, w: &[u8], a: &[ActBlockK]) -> [f32; G] {
         }
         *o = hsum8(&acc);
         match kind {
-            Kind::Q4K => *o += (accm[0] + accm[2]) + (accm[1] + accm[3]),
-            Kind::Q5K => *o += summs,
+            WeightFormat::Q4K => *o += (accm[0] + accm[2]) + (accm[1] + accm[3]),
+            WeightFormat::Q5K => *o += summs,
             _ => {}
         }
     }
@@ -673,13 +692,13 @@ pub fn group_dot_k_scalar(kind: Kind, w: &[u8], a: &[ActBlockK]) -> [f32; G] {
 /// lanes of four products each, `acc = fma(d·d', lane, acc)` per block, then the lanes summed
 /// in its `hsum_float_8` order. (candle's AVX2 Q4_0 kernel rounds like its Q8_0 one; candor
 /// keeps the reference order for Q4_0, which lets prompt rows share each weight vector.)
-pub fn group_dot_scalar(kind: Kind, w: &[u8], a: &[ActBlock]) -> [f32; G] {
+pub fn group_dot_scalar(kind: WeightFormat, w: &[u8], a: &[ActBlock]) -> [f32; G] {
     debug_assert!(kind.block_values() == QK);
     let gbb = kind.group_block_bytes();
     let mut out = [0f32; G];
     for (r, o) in out.iter_mut().enumerate() {
         match kind {
-            Kind::Q4_0 | Kind::Q4_1 | Kind::Q5_0 | Kind::Q5_1 => {
+            WeightFormat::Q4_0 | WeightFormat::Q4_1 | WeightFormat::Q5_0 | WeightFormat::Q5_1 => {
                 let (offset, min) = offset_and_min(kind);
                 let mut sum = 0f32;
                 for (b, ab) in w.chunks_exact(gbb).zip(a) {
@@ -700,10 +719,14 @@ pub fn group_dot_scalar(kind: Kind, w: &[u8], a: &[ActBlock]) -> [f32; G] {
                 }
                 *o = sum;
             }
-            Kind::Q2K | Kind::Q3K | Kind::Q4K | Kind::Q5K | Kind::Q6K => {
+            WeightFormat::Q2K
+            | WeightFormat::Q3K
+            | WeightFormat::Q4K
+            | WeightFormat::Q5K
+            | WeightFormat::Q6K => {
                 unreachable!("K formats take `group_dot_k_scalar`")
             }
-            Kind::Q8_0 => {
+            WeightFormat::Q8_0 => {
                 let mut acc = [0f32; 8];
                 for (b, ab) in w.chunks_exact(gbb).zip(a) {
                     let dd = f16_at(b, 2 * r) * ab.d;

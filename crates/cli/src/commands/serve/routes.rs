@@ -33,7 +33,7 @@ pub struct ServedModel {
     pub verified_at: u64,
     pub vocab_size: usize,
     /// The model's shape, for Ollama's `/api/show` and `/api/tags`.
-    pub info: candor_engine::ModelInfo,
+    pub info: candor_engine::LoadedModelInfo,
     /// Whether it runs on a GPU (Ollama's `size_vram`).
     pub accelerator: bool,
     /// The end-of-sequence token, which closes a finished answer in Ollama's `context`.

@@ -1,0 +1,340 @@
+//! The decoder layer every architecture is built from: an attention sublayer and a gated MLP,
+//! each with its residual connection and RMSNorms. What differs between families is a few
+//! values (`LayerSpec`, `NormPlacement`, `QkNorm`), not the code that runs.
+
+use crate::config::{ModelConfig, NormPlacement, QkNorm};
+use crate::error::Result;
+use crate::layers::{attention, Embedding, Gate, KvCache, Linear, RmsNorm, Rope};
+use crate::weights::{Weight, Weights};
+use candle_core::{Device, Tensor};
+
+/// What every sublayer loads from: the file's weights, the model's shape, the device, and how
+/// the file stores RMSNorm weights.
+pub struct Loader<'a> {
+    pub w: &'a Weights<'a>,
+    pub cfg: &'a ModelConfig,
+    pub device: &'a Device,
+    /// Add 1 to stored norm weights (Gemma's safetensors store `w` for `x * (1 + w)`).
+    pub norm_offset: bool,
+}
+
+impl Loader<'_> {
+    fn linear(&self, weight: Weight, layer: usize, dims: [usize; 2]) -> Result<Linear> {
+        Linear::load(self.w, weight, None, Some(layer), &dims, self.device)
+    }
+
+    pub fn norm(&self, weight: Weight, layer: Option<usize>, dim: usize) -> Result<RmsNorm> {
+        let eps = self.cfg.rms_norm_eps;
+        RmsNorm::load(
+            self.w,
+            weight,
+            layer,
+            dim,
+            eps,
+            self.norm_offset,
+            self.device,
+        )
+    }
+}
+
+/// How one family's decoder layer differs from another's.
+#[derive(Debug, Clone, Copy)]
+pub struct LayerSpec {
+    pub norms: NormPlacement,
+    pub gate: Gate,
+    /// Multiplies the attention scores (1/√head_dim, or Gemma's query_pre_attn_scalar).
+    pub attention_scale: f64,
+    /// Gemma 2's `cap·tanh(scores/cap)` on the attention scores.
+    pub attention_softcap: Option<f64>,
+}
+
+/// Where a step's tokens sit: the first one's position, the rotation for them and the
+/// attention mask over the cache.
+pub struct Positions<'a> {
+    pub pos: usize,
+    pub rope: &'a Rope,
+    pub mask: Option<&'a Tensor>,
+}
+
+/// The query and key RMSNorms applied before RoPE.
+#[derive(Debug, Clone)]
+enum QkNorms {
+    None,
+    /// Over each head (Qwen3, Gemma 3).
+    PerHead {
+        q: RmsNorm,
+        k: RmsNorm,
+    },
+    /// Over the whole projection, all heads at once (OLMo 2).
+    Whole {
+        q: RmsNorm,
+        k: RmsNorm,
+    },
+}
+
+impl QkNorms {
+    fn load(ld: &Loader, layer: usize) -> Result<Self> {
+        let cfg = ld.cfg;
+        let norms = |q_dim, k_dim| -> Result<(RmsNorm, RmsNorm)> {
+            Ok((
+                ld.norm(Weight::AttnQNorm, Some(layer), q_dim)?,
+                ld.norm(Weight::AttnKNorm, Some(layer), k_dim)?,
+            ))
+        };
+        Ok(match cfg.arch.qk_norm() {
+            None => QkNorms::None,
+            Some(QkNorm::PerHead) => {
+                let (q, k) = norms(cfg.head_dim, cfg.head_dim)?;
+                QkNorms::PerHead { q, k }
+            }
+            Some(QkNorm::Whole) => {
+                let (q, k) = norms(cfg.n_heads * cfg.head_dim, cfg.n_kv_heads * cfg.head_dim)?;
+                QkNorms::Whole { q, k }
+            }
+        })
+    }
+
+    /// Normalizes the (1, seq, heads·head_dim) projections and splits them into heads:
+    /// (1, seq, heads, head_dim).
+    fn split_heads(
+        &self,
+        q: Tensor,
+        k: Tensor,
+        (heads, kv_heads, d): (usize, usize, usize),
+    ) -> Result<(Tensor, Tensor)> {
+        let seq = q.dim(1)?;
+        let (q, k) = match self {
+            QkNorms::Whole { q: qn, k: kn } => (qn.forward(&q)?, kn.forward(&k)?),
+            _ => (q, k),
+        };
+        let q = q.reshape((1, seq, heads, d))?;
+        let k = k.reshape((1, seq, kv_heads, d))?;
+        Ok(match self {
+            QkNorms::PerHead { q: qn, k: kn } => (qn.forward(&q)?, kn.forward(&k)?),
+            _ => (q, k),
+        })
+    }
+}
+
+/// Self-attention: Q/K/V projections, optional Q/K norms, RoPE, the KV cache, grouped-query
+/// attention and the output projection.
+#[derive(Debug, Clone)]
+pub struct Attention {
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    qk_norm: QkNorms,
+    o: Linear,
+    heads: usize,
+    kv_heads: usize,
+    head_dim: usize,
+    scale: f64,
+    softcap: Option<f64>,
+    cache: KvCache,
+}
+
+impl Attention {
+    fn load(ld: &Loader, layer: usize, spec: &LayerSpec) -> Result<Self> {
+        let cfg = ld.cfg;
+        let (h, d) = (cfg.hidden_size, cfg.head_dim);
+        let (q_out, kv_out) = (cfg.n_heads * d, cfg.n_kv_heads * d);
+        let l = Some(layer);
+        let [q, k, v] = if cfg.arch.fused_projections() {
+            Linear::load_fused(
+                ld.w,
+                Weight::AttnQkv,
+                l,
+                [q_out, kv_out, kv_out],
+                h,
+                ld.device,
+            )?
+        } else {
+            let bias = |b: Weight| cfg.qkv_bias.then_some(b);
+            let proj = |wt, b, out| Linear::load(ld.w, wt, bias(b), l, &[out, h], ld.device);
+            [
+                proj(Weight::AttnQ, Weight::AttnQBias, q_out)?,
+                proj(Weight::AttnK, Weight::AttnKBias, kv_out)?,
+                proj(Weight::AttnV, Weight::AttnVBias, kv_out)?,
+            ]
+        };
+        Ok(Self {
+            q,
+            k,
+            v,
+            qk_norm: QkNorms::load(ld, layer)?,
+            o: ld.linear(Weight::AttnOutput, layer, [h, q_out])?,
+            heads: cfg.n_heads,
+            kv_heads: cfg.n_kv_heads,
+            head_dim: d,
+            scale: spec.attention_scale,
+            softcap: spec.attention_softcap,
+            cache: KvCache::default(),
+        })
+    }
+
+    /// Attends from `x` (1, seq, hidden), whose first row sits at `at.pos`, over the cached
+    /// positions and its own, extending the cache.
+    pub fn forward(&mut self, x: &Tensor, at: &Positions) -> Result<Tensor> {
+        let seq = x.dim(1)?;
+        let (nh, nkv, d) = (self.heads, self.kv_heads, self.head_dim);
+        let [q, k, v]: [Tensor; 3] = Linear::forward_many(&[&self.q, &self.k, &self.v], x)?
+            .try_into()
+            .map_err(|_| candle_core::Error::Msg("qkv".into()))?;
+        let (q, k) = self.qk_norm.split_heads(q, k, (nh, nkv, d))?;
+        let q = at.rope.apply(&q.transpose(1, 2)?, at.pos)?;
+        let k = at.rope.apply(&k.transpose(1, 2)?, at.pos)?;
+        let v = v.reshape((1, seq, nkv, d))?.transpose(1, 2)?;
+        let (k, v) = self.cache.append(&k, &v)?;
+        let y = attention(&q, &k, &v, self.scale, self.softcap, at.mask)?;
+        let y = y.transpose(1, 2)?.reshape((1, seq, nh * d))?;
+        self.o.forward(&y)
+    }
+}
+
+/// Gated feed-forward: `down(act(gate(x)) · up(x))` (SwiGLU, GeGLU), on the fused kernel
+/// where the weights allow it.
+#[derive(Debug, Clone)]
+pub struct GatedMlp {
+    gate: Linear,
+    up: Linear,
+    down: Linear,
+    act: Gate,
+}
+
+impl GatedMlp {
+    fn load(ld: &Loader, layer: usize, act: Gate) -> Result<Self> {
+        let (h, ff) = (ld.cfg.hidden_size, ld.cfg.intermediate_size);
+        let [gate, up] = if ld.cfg.arch.fused_projections() {
+            Linear::load_fused(ld.w, Weight::FfnGateUp, Some(layer), [ff, ff], h, ld.device)?
+        } else {
+            [
+                ld.linear(Weight::FfnGate, layer, [ff, h])?,
+                ld.linear(Weight::FfnUp, layer, [ff, h])?,
+            ]
+        };
+        Ok(Self {
+            gate,
+            up,
+            down: ld.linear(Weight::FfnDown, layer, [h, ff])?,
+            act,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let y = Linear::gated(self.act, &self.gate, &self.up, x)?;
+        self.down.forward(&y)
+    }
+}
+
+/// The RMSNorms around one sublayer and its residual connection.
+#[derive(Debug, Clone)]
+struct Residual {
+    /// On the sublayer's input.
+    before: Option<RmsNorm>,
+    /// On its output, before the add.
+    after: Option<RmsNorm>,
+}
+
+impl Residual {
+    fn load(
+        ld: &Loader,
+        layer: usize,
+        placement: NormPlacement,
+        [before, after]: [Weight; 2],
+    ) -> Result<Self> {
+        let h = ld.cfg.hidden_size;
+        let norm = |wt| ld.norm(wt, Some(layer), h);
+        let (pre, post) = match placement {
+            NormPlacement::Pre => (true, false),
+            NormPlacement::Post => (false, true),
+            NormPlacement::Sandwich => (true, true),
+        };
+        Ok(Self {
+            before: pre.then(|| norm(before)).transpose()?,
+            after: post.then(|| norm(after)).transpose()?,
+        })
+    }
+
+    /// `x + after(f(before(x)))`.
+    fn apply(&self, x: &Tensor, f: impl FnOnce(&Tensor) -> Result<Tensor>) -> Result<Tensor> {
+        let y = match &self.before {
+            Some(n) => f(&n.forward(x)?)?,
+            None => f(x)?,
+        };
+        let y = match &self.after {
+            Some(n) => n.forward(&y)?,
+            None => y,
+        };
+        Ok((y + x)?)
+    }
+}
+
+/// One decoder layer: attention, then the MLP, each around a residual connection.
+#[derive(Debug, Clone)]
+pub struct DecoderLayer {
+    attn_residual: Residual,
+    attn: Attention,
+    mlp_residual: Residual,
+    mlp: GatedMlp,
+}
+
+impl DecoderLayer {
+    pub fn load(ld: &Loader, layer: usize, spec: &LayerSpec) -> Result<Self> {
+        let attn_norms = [Weight::AttnNorm, Weight::PostAttnNorm];
+        let mlp_norms = [Weight::FfnNorm, Weight::PostFfnNorm];
+        Ok(Self {
+            attn_residual: Residual::load(ld, layer, spec.norms, attn_norms)?,
+            attn: Attention::load(ld, layer, spec)?,
+            mlp_residual: Residual::load(ld, layer, spec.norms, mlp_norms)?,
+            mlp: GatedMlp::load(ld, layer, spec.gate)?,
+        })
+    }
+
+    pub fn forward(&mut self, x: &Tensor, at: &Positions) -> Result<Tensor> {
+        let attn = &mut self.attn;
+        let x = self.attn_residual.apply(x, |h| attn.forward(h, at))?;
+        self.mlp_residual.apply(&x, |h| self.mlp.forward(h))
+    }
+
+    /// Forgets cached positions from `len` on.
+    pub fn truncate_cache(&mut self, len: usize) {
+        self.attn.cache.truncate(len);
+    }
+}
+
+/// The end of every decoder: the final RMSNorm and the output projection (the embedding
+/// matrix where the model ties them).
+#[derive(Debug, Clone)]
+pub struct LmHead {
+    norm: RmsNorm,
+    output: Linear,
+}
+
+impl LmHead {
+    pub fn load(ld: &Loader, embed: &Embedding) -> Result<Self> {
+        let cfg = ld.cfg;
+        let h = cfg.hidden_size;
+        let output = if !cfg.tie_word_embeddings && ld.w.contains(Weight::Output, None) {
+            let dims = [cfg.vocab_size, h];
+            Linear::load(ld.w, Weight::Output, None, None, &dims, ld.device)?
+        } else {
+            embed.as_linear()
+        };
+        Ok(Self {
+            norm: ld.norm(Weight::OutputNorm, None, h)?,
+            output,
+        })
+    }
+
+    /// Logits (n, vocab) of every position of `x` (1, seq, hidden) when `all_logits`, else of
+    /// the last one.
+    pub fn forward(&self, x: &Tensor, all_logits: bool) -> Result<Tensor> {
+        let x = if all_logits {
+            x.clone()
+        } else {
+            x.narrow(1, x.dim(1)? - 1, 1)?
+        };
+        let x = self.norm.forward(&x)?;
+        Ok(self.output.forward(&x)?.squeeze(0)?)
+    }
+}
