@@ -3,6 +3,7 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use candor_engine::serving::{Input, ServeError};
 use candor_engine::{Completion, FinishReason, GenerateParams, Message, SamplingParams};
 use serde_json::{json, Map, Value};
 
@@ -123,6 +124,25 @@ impl ApiError {
         }
     }
 
+    /// An error from a model's queue: `input_param` is the request field that holds the input,
+    /// `model` the served id.
+    pub fn from_serving(e: ServeError, input_param: &str, model: &str) -> Self {
+        match e {
+            ServeError::Engine(e) => Self::from_engine(&e, input_param),
+            // Only Ollama's requests set their own context window.
+            ServeError::OverContextLimit { tokens, limit } => Self::invalid(
+                input_param,
+                format!("the prompt has {tokens} tokens but options.num_ctx is {limit}"),
+            )
+            .with_code("context_length_exceeded"),
+            ServeError::QueueFull => Self::queue_full(model),
+            ServeError::ShuttingDown => Self::shutting_down(),
+            e @ (ServeError::Panicked(_) | ServeError::WorkerStopped) => {
+                Self::internal(e.to_string())
+            }
+        }
+    }
+
     pub fn body(&self) -> Value {
         json!({"error": {
             "message": self.message,
@@ -161,13 +181,6 @@ impl Endpoint {
             Endpoint::Completions => "prompt",
         }
     }
-}
-
-#[derive(Debug, Clone)]
-pub enum Input {
-    Chat(Vec<Message>),
-    Text(String),
-    Tokens(Vec<u32>),
 }
 
 #[derive(Debug)]
@@ -603,6 +616,11 @@ impl Meta {
         m.insert("system_fingerprint".into(), Value::Null);
         m.insert("choices".into(), choices);
         m
+    }
+
+    /// An error in the middle of the request, as the request's fields name it.
+    pub fn error(&self, e: ServeError) -> ApiError {
+        ApiError::from_serving(e, self.endpoint.input_param(), &self.model)
     }
 
     /// The whole answer of a non-streamed request.

@@ -2,8 +2,8 @@
 //! models.
 //!
 //! - [`api`]: the OpenAI request and response format, and error bodies.
-//! - [`worker`]: one thread per model that owns it, fed by a bounded queue.
-//! - [`routes`]: the axum routes.
+//! - [`routes`]: the axum routes; each model's requests go through its queue
+//!   ([`candor_engine::serving`], one worker thread per model).
 //! - [`ollama`]: Ollama's native API (`/api/chat`, `/api/generate`, `/api/tags`, ...) on the same
 //!   models and queues.
 //!
@@ -13,7 +13,6 @@
 pub mod api;
 pub mod ollama;
 pub mod routes;
-pub mod worker;
 
 use crate::args::{ModelArgs, ServeArgs, DEFAULT_MODEL};
 use crate::error::CliError;
@@ -75,8 +74,9 @@ pub fn run(home: &Home, args: &ServeArgs) -> Result<()> {
                 let verified_at = details["provenance"]["verified_at_unix"]
                     .as_u64()
                     .unwrap_or_default();
-                let (queue, handle) = worker::spawn(&id, model, args.queue_size, cancel.clone())
-                    .context("starting a model worker thread")?;
+                let (queue, handle) =
+                    candor_engine::serving::spawn(&id, model, args.queue_size, cancel.clone())
+                        .context("starting a model worker thread")?;
                 workers.push(handle);
                 eprintln!("candor: serving {id}");
                 served.push(ServedModel {

@@ -3,9 +3,8 @@
 //! Handlers never run a model: they validate, queue a job on the model's worker and relay its
 //! events, so the server answers `/health` and `/v1/models` while generating.
 
-use super::api::{self, ApiError, Endpoint, Input, Meta};
+use super::api::{self, ApiError, Endpoint, Meta};
 use super::ollama;
-use super::worker::{Event, Job, Queue, Task};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, Request, State};
@@ -15,13 +14,12 @@ use axum::response::sse::{Event as SseEvent, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use candor_engine::Completion;
+use candor_engine::serving::{Event, Events, Input, Queue, Task};
 use futures_util::stream::{self, StreamExt};
 use serde_json::{json, Value};
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
 /// Request bodies larger than this are answered 413.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -125,7 +123,7 @@ async fn health(State(st): State<Arc<AppState>>) -> Response {
         .models
         .iter()
         .map(|m| {
-            let mut v = json!(m.queue.stats.snapshot());
+            let mut v = json!(m.queue.stats());
             v["id"] = json!(m.id);
             v
         })
@@ -196,18 +194,20 @@ async fn complete(
     let model = st.find(req.model.as_deref())?;
     let task = Task {
         input: req.input,
-        input_param: endpoint.input_param(),
         params: req.params,
         stream: req.stream,
         context: Vec::new(),
         ctx_limit: None,
     };
-    let (rx, _) = start(model, task).await?;
+    let input_param = endpoint.input_param();
+    let (events, _) = start(model, task, input_param).await?;
     let meta = Meta::new(endpoint, &model.id);
     if req.stream {
-        Ok(sse(meta, rx, req.include_usage).into_response())
+        Ok(sse(meta, events, req.include_usage).into_response())
     } else {
-        Ok(Json(meta.response(&finish(rx).await?)).into_response())
+        let c = events.finish().await;
+        let c = c.map_err(|e| ApiError::from_serving(e, input_param, &model.id))?;
+        Ok(Json(meta.response(&c)).into_response())
     }
 }
 
@@ -225,13 +225,14 @@ pub(super) fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, A
     })
 }
 
-/// Queues a task on the model's worker and waits until the worker takes it, so that errors in
-/// the prompt still get their status code. Returns the events to come and the prompt's token
-/// ids.
+/// Queues a request on the model's worker and waits until the worker takes it, so that errors
+/// in the prompt still get their status code. `input_param` is the request field that holds the
+/// input. Returns the events to come and the prompt's token ids.
 pub(super) async fn start(
     model: &ServedModel,
     task: Task,
-) -> Result<(UnboundedReceiver<Event>, Vec<u32>), ApiError> {
+    input_param: &str,
+) -> Result<(Events, Vec<u32>), ApiError> {
     let in_vocab =
         |ids: &[u32], field: &str| match ids.iter().find(|&&t| t as usize >= model.vocab_size) {
             Some(bad) => Err(ApiError::invalid(
@@ -244,46 +245,33 @@ pub(super) async fn start(
             None => Ok(()),
         };
     if let Input::Tokens(ids) = &task.input {
-        in_vocab(ids, task.input_param)?;
+        in_vocab(ids, input_param)?;
     }
     in_vocab(&task.context, "context")?;
-    let (tx, mut rx) = unbounded_channel();
-    model.queue.submit(Job { task, events: tx }, &model.id)?;
-    match rx.recv().await {
-        Some(Event::Started { prompt }) => Ok((rx, prompt)),
-        Some(Event::Error(e)) => Err(e),
-        _ => Err(ApiError::internal("the model's worker stopped")),
-    }
+    let refused = |e| ApiError::from_serving(e, input_param, &model.id);
+    let mut events = model.queue.submit(task).map_err(refused)?;
+    let prompt = events.started().await.map_err(refused)?;
+    Ok((events, prompt))
 }
 
-/// Waits for the end of a job that was not streamed.
-pub(super) async fn finish(mut rx: UnboundedReceiver<Event>) -> Result<Completion, ApiError> {
-    loop {
-        match rx.recv().await {
-            Some(Event::Done(c)) => return Ok(c),
-            Some(Event::Error(e)) => return Err(e),
-            Some(_) => {}
-            None => return Err(ApiError::internal("the model's worker stopped")),
-        }
-    }
-}
-
-/// Relays a job's events as server-sent events, ending with `data: [DONE]`. Dropping the
-/// stream (the client went away) drops the receiver, which cancels the generation.
+/// Relays a request's events as server-sent events, ending with `data: [DONE]`. Dropping the
+/// stream (the client went away) drops the events, which cancels the generation.
 fn sse(
     meta: Meta,
-    rx: UnboundedReceiver<Event>,
+    events: Events,
     include_usage: bool,
 ) -> Sse<impl futures_util::Stream<Item = Result<SseEvent, Infallible>>> {
     let data = |v: Value| SseEvent::default().data(v.to_string());
     let first: Vec<SseEvent> = meta.role_chunk().map(data).into_iter().collect();
-    let rest = stream::unfold(Some(rx), move |rx| {
+    let rest = stream::unfold(Some(events), move |events| {
         let meta = meta.clone();
         async move {
-            let mut rx = rx?;
-            let events = match rx.recv().await {
-                Some(Event::Text(t)) => return Some((vec![data(meta.text_chunk(&t))], Some(rx))),
-                Some(Event::Started { .. }) => return Some((vec![], Some(rx))),
+            let mut events = events?;
+            let mut last = match events.recv().await {
+                Some(Event::Text(t)) => {
+                    return Some((vec![data(meta.text_chunk(&t))], Some(events)))
+                }
+                Some(Event::Started { .. }) => return Some((vec![], Some(events))),
                 Some(Event::Done(c)) => {
                     let mut v = vec![data(meta.finish_chunk(&c))];
                     if include_usage {
@@ -291,14 +279,13 @@ fn sse(
                     }
                     v
                 }
-                Some(Event::Error(e)) => vec![data(e.body())],
+                Some(Event::Error(e)) => vec![data(meta.error(e).body())],
                 None => vec![data(
                     ApiError::internal("the model's worker stopped").body(),
                 )],
             };
-            let mut events = events;
-            events.push(SseEvent::default().data("[DONE]"));
-            Some((events, None))
+            last.push(SseEvent::default().data("[DONE]"));
+            Some((last, None))
         }
     });
     let all = stream::iter(first)

@@ -13,9 +13,8 @@
 
 pub mod request;
 
-use super::api::{self, ApiError, Input};
+use super::api::{self, ApiError};
 use super::routes::{self, AppState, ServedModel};
-use super::worker::{Event, Task};
 use axum::body::{Body as HttpBody, Bytes};
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Request as HttpRequest, State};
@@ -24,6 +23,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::{Json, Router};
+use candor_engine::serving::{Event, Events, Input, ServeError, Task};
 use candor_engine::{Completion, FinishReason, Message, SamplingParams};
 use candor_verify::manifest::FileRole;
 use candor_verify::Verification;
@@ -34,7 +34,6 @@ use std::convert::Infallible;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
-use tokio::sync::mpsc::UnboundedReceiver;
 
 /// An error answered in Ollama's shape, `{"error": "message"}`.
 #[derive(Debug)]
@@ -148,6 +147,7 @@ async fn infer(st: Arc<AppState>, body: Result<Bytes, BytesRejection>, kind: Kin
         started,
         context: None,
         eos_id: model.eos_id,
+        id: model.id.clone(),
     };
     if req.unload && req.body == Body::Load {
         return Err(ApiError::invalid("keep_alive", NO_UNLOAD).into());
@@ -178,20 +178,19 @@ async fn infer(st: Arc<AppState>, body: Result<Bytes, BytesRejection>, kind: Kin
     };
     let task = Task {
         input,
-        input_param: kind.input_param(),
         params: req.params,
         stream: req.stream,
         context: req.context,
         ctx_limit: req.ctx_limit,
     };
-    let (rx, prompt) = routes::start(model, task).await?;
+    let (events, prompt) = routes::start(model, task, kind.input_param()).await?;
     if returns_context {
         reply.context = Some(prompt);
     }
     if req.stream {
-        Ok(ndjson(reply, rx))
+        Ok(ndjson(reply, events))
     } else {
-        let c = routes::finish(rx).await?;
+        let c = events.finish().await.map_err(|e| reply.error(e))?;
         Ok(Json(reply.done(&c, &c.text)).into_response())
     }
 }
@@ -206,9 +205,15 @@ struct Reply {
     context: Option<Vec<u32>>,
     /// Ends the `context` of an answer the model finished, as the model wrote it.
     eos_id: Option<u32>,
+    /// The served model's id.
+    id: String,
 }
 
 impl Reply {
+    fn error(&self, e: ServeError) -> ApiError {
+        ApiError::from_serving(e, self.kind.input_param(), &self.id)
+    }
+
     fn object(&self, text: &str, done: bool) -> Map<String, Value> {
         let mut m = Map::new();
         m.insert("model".into(), json!(self.model));
@@ -272,28 +277,28 @@ impl Reply {
     }
 }
 
-/// Relays a job's events as newline-delimited JSON objects. Dropping the stream (the client went
-/// away) drops the receiver, which cancels the generation; an error after the first line is sent
+/// Relays a request's events as newline-delimited JSON objects. Dropping the stream (the client
+/// went away) drops the events, which cancels the generation; an error after the first line is sent
 /// as an `{"error": ...}` line, which Ollama's clients raise.
-fn ndjson(reply: Reply, rx: UnboundedReceiver<Event>) -> Response {
+fn ndjson(reply: Reply, events: Events) -> Response {
     let line = |v: Value| {
         let mut b = v.to_string().into_bytes();
         b.push(b'\n');
         Bytes::from(b)
     };
-    let lines = stream::unfold(Some(rx), move |rx| {
+    let lines = stream::unfold(Some(events), move |events| {
         let reply = reply.clone();
         async move {
-            let mut rx = rx?;
+            let mut events = events?;
             loop {
-                let (v, more) = match rx.recv().await {
+                let (v, more) = match events.recv().await {
                     Some(Event::Text(t)) => (reply.piece(&t), true),
                     Some(Event::Started { .. }) => continue,
                     Some(Event::Done(c)) => (reply.done(&c, ""), false),
-                    Some(Event::Error(e)) => (json!({"error": e.message}), false),
+                    Some(Event::Error(e)) => (json!({"error": reply.error(e).message}), false),
                     None => (json!({"error": "the model's worker stopped"}), false),
                 };
-                return Some((line(v), more.then_some(rx)));
+                return Some((line(v), more.then_some(events)));
             }
         }
     });
