@@ -1,18 +1,22 @@
 //! `candor serve`: an HTTP server with OpenAI's and Ollama's APIs that only serves verified
 //! models.
 //!
-//! - [`api`]: the OpenAI request and response format, and error bodies.
-//! - [`routes`]: the axum routes; each model's requests go through its queue
-//!   ([`candor_engine::serving`], one worker thread per model).
+//! - [`openai`]: OpenAI's API (`/v1/chat/completions`, `/v1/completions`, `/v1/models`).
 //! - [`ollama`]: Ollama's native API (`/api/chat`, `/api/generate`, `/api/tags`, ...) on the same
 //!   models and queues.
+//! - [`wire`]: what both APIs' request bodies share (typed fields, sampling, stop strings).
+//! - [`error`]: error bodies and status codes.
+//! - [`routes`]: the served models, the API key, `/health`, and handing requests to a model's
+//!   queue ([`candor_engine::serving`], one worker thread per model).
 //!
 //! Every model goes through the same verify-then-load path as `candor run`; one that fails is
 //! not served, and when none can be, the command exits with the verifier's exit code.
 
-pub mod api;
+pub mod error;
 pub mod ollama;
+pub mod openai;
 pub mod routes;
+pub mod wire;
 
 use crate::args::{ModelArgs, ServeArgs, DEFAULT_MODEL};
 use crate::error::CliError;
@@ -223,7 +227,7 @@ fn served_id(name: &str) -> String {
 /// verification took) and its shape.
 fn describe(loaded: Loaded) -> (candor_engine::Model, Value) {
     let r = &loaded.verification.report;
-    let now = api::unix_now();
+    let now = wire::unix_now();
     let files: Vec<Value> = r
         .files
         .iter()
@@ -254,7 +258,7 @@ fn describe(loaded: Loaded) -> (candor_engine::Model, Value) {
         "decision": r.decision.outcome,
         "overrides": r.decision.overrides,
         "warnings": r.warnings,
-        "verified_at": api::rfc3339(now),
+        "verified_at": wire::rfc3339(now),
         "verified_at_unix": now,
         "verification_ms": loaded.verify_time.as_secs_f64() * 1e3,
         "load_ms": loaded.load_time.as_secs_f64() * 1e3,

@@ -13,25 +13,25 @@
 
 pub mod request;
 
-use super::api::{self, ApiError};
+use super::error::ApiError;
 use super::routes::{self, AppState, ServedModel};
+use super::wire;
 use axum::body::{Body as HttpBody, Bytes};
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Request as HttpRequest, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::{Json, Router};
-use candor_engine::serving::{Event, Events, Input, ServeError, Task};
+use candor_engine::serving::{Event, Events, Input, Task};
 use candor_engine::{Completion, FinishReason, Message, SamplingParams};
 use candor_verify::manifest::FileRole;
 use candor_verify::Verification;
 use futures_util::stream::{self, StreamExt};
-use request::{Body, Kind};
+use request::{Body, Kind, ShowRequest};
 use serde_json::{json, Map, Value};
 use std::convert::Infallible;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -47,16 +47,7 @@ impl From<ApiError> for OllamaError {
 
 impl IntoResponse for OllamaError {
     fn into_response(self) -> Response {
-        let e = self.0;
-        let mut r = (e.status, Json(json!({"error": e.message}))).into_response();
-        if matches!(
-            e.status,
-            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
-        ) {
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        }
-        r
+        self.0.respond(json!({"error": self.0.message}))
     }
 }
 
@@ -107,13 +98,10 @@ fn find<'a>(st: &'a AppState, name: &str) -> Result<&'a ServedModel, OllamaError
         })
         .ok_or_else(|| {
             let served: Vec<String> = st.models.iter().map(tagged).collect();
-            OllamaError(ApiError {
-                status: StatusCode::NOT_FOUND,
-                message: format!("model '{name}' not found (served: {})", served.join(", ")),
-                kind: "invalid_request_error",
-                param: Some("model".into()),
-                code: Some("model_not_found"),
-            })
+            OllamaError(ApiError::model_not_found(format!(
+                "model '{name}' not found (served: {})",
+                served.join(", ")
+            )))
         })
 }
 
@@ -135,10 +123,7 @@ const NO_UNLOAD: &str =
 
 async fn infer(st: Arc<AppState>, body: Result<Bytes, BytesRejection>, kind: Kind) -> Answer {
     let started = Instant::now();
-    if st.draining.load(Ordering::Relaxed) {
-        return Err(ApiError::shutting_down().into());
-    }
-    let body = routes::body_bytes(body)?;
+    let body = st.accept(body)?;
     let req = request::parse(&body, kind, st.default_max_tokens)?;
     let model = find(&st, &req.model)?;
     let mut reply = Reply {
@@ -210,7 +195,7 @@ struct Reply {
 }
 
 impl Reply {
-    fn error(&self, e: ServeError) -> ApiError {
+    fn error(&self, e: candor_engine::serving::ServeError) -> ApiError {
         ApiError::from_serving(e, self.kind.input_param(), &self.id)
     }
 
@@ -239,7 +224,7 @@ impl Reply {
         let mut m = self.object(text, true);
         m.insert(
             "done_reason".into(),
-            json!(api::finish_reason(c.finish_reason)),
+            json!(wire::finish_reason(c.finish_reason)),
         );
         if let Some(prompt) = &self.context {
             // Without the end of the answer, a continuation would read as the same turn.
@@ -382,24 +367,7 @@ fn parameter_size(n: u64) -> String {
 
 /// `/api/show`: Ollama's fields, and candor's provenance as `/v1/models` reports it.
 async fn show(State(st): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> Answer {
-    let body = routes::body_bytes(body)?;
-    let v: Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
-    let Value::Object(o) = v else {
-        return Err(ApiError::bad_request("the body must be a JSON object").into());
-    };
-    if let Some(k) = o
-        .keys()
-        .find(|k| !["model", "name", "verbose"].contains(&k.as_str()))
-    {
-        return Err(ApiError::invalid(k.as_str(), "unknown field").into());
-    }
-    api::opt_bool(&o, "verbose")?;
-    // `name` is the field's older spelling.
-    let name = match (api::opt_string(&o, "model")?, api::opt_string(&o, "name")?) {
-        (Some(n), _) | (None, Some(n)) if !n.is_empty() => n,
-        _ => return Err(ApiError::invalid("model", "required").into()),
-    };
+    let name = ShowRequest::parse(&routes::body_bytes(body)?)?;
     let m = find(&st, &name)?;
     let p = &m.details["provenance"];
     let parameters = parameters(st.default_max_tokens, m.info.ctx_size);
@@ -468,26 +436,20 @@ async fn version() -> Json<Value> {
 /// Routes that change the model store. Refused: a model is served only after `candor pull` (or a
 /// manifest of the user's own) has verified it, and the server never writes the store.
 async fn refuse(what: &'static str) -> OllamaError {
-    OllamaError(ApiError {
-        status: StatusCode::FORBIDDEN,
-        message: format!(
+    OllamaError(ApiError::not_supported(
+        StatusCode::FORBIDDEN,
+        format!(
             "candor serve does not {what}: models are served only after verification. Run \
              `candor pull MODEL` on the server, then restart `candor serve -m MODEL`"
         ),
-        kind: "invalid_request_error",
-        param: None,
-        code: Some("not_supported"),
-    })
+    ))
 }
 
 async fn no_embeddings() -> OllamaError {
-    OllamaError(ApiError {
-        status: StatusCode::NOT_IMPLEMENTED,
-        message: "candor serve does not compute embeddings".into(),
-        kind: "invalid_request_error",
-        param: None,
-        code: Some("not_supported"),
-    })
+    OllamaError(ApiError::not_supported(
+        StatusCode::NOT_IMPLEMENTED,
+        "candor serve does not compute embeddings",
+    ))
 }
 
 async fn no_route(req: HttpRequest) -> OllamaError {
@@ -503,7 +465,7 @@ fn now_rfc3339() -> String {
     let d = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
-    let s = api::rfc3339(d.as_secs());
+    let s = wire::rfc3339(d.as_secs());
     format!("{}.{:09}Z", s.trim_end_matches('Z'), d.subsec_nanos())
 }
 
