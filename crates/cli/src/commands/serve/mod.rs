@@ -227,7 +227,9 @@ fn served_id(name: &str) -> String {
 /// verification took) and its shape.
 fn describe(loaded: Loaded) -> (candor_engine::Model, Value) {
     let r = &loaded.verification.report;
-    let now = wire::unix_now();
+    // Whole seconds: `verified_at_unix` and `verified_at` are the same moment.
+    let now = jiff::Timestamp::from_second(jiff::Timestamp::now().as_second())
+        .expect("the current time is a valid timestamp");
     let files: Vec<Value> = r
         .files
         .iter()
@@ -258,8 +260,8 @@ fn describe(loaded: Loaded) -> (candor_engine::Model, Value) {
         "decision": r.decision.outcome,
         "overrides": r.decision.overrides,
         "warnings": r.warnings,
-        "verified_at": wire::rfc3339(now),
-        "verified_at_unix": now,
+        "verified_at": now.to_string(),
+        "verified_at_unix": now.as_second(),
         "verification_ms": loaded.verify_time.as_secs_f64() * 1e3,
         "load_ms": loaded.load_time.as_secs_f64() * 1e3,
     });

@@ -33,7 +33,7 @@ use request::{Body, Kind, ShowRequest};
 use serde_json::{json, Map, Value};
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 /// An error answered in Ollama's shape, `{"error": "message"}`.
 #[derive(Debug)]
@@ -462,11 +462,7 @@ async fn no_route(req: HttpRequest) -> OllamaError {
 
 /// `2025-01-31T12:00:00.123456789Z`, now.
 fn now_rfc3339() -> String {
-    let d = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    let s = wire::rfc3339(d.as_secs());
-    format!("{}.{:09}Z", s.trim_end_matches('Z'), d.subsec_nanos())
+    format!("{:.9}", jiff::Timestamp::now())
 }
 
 /// Largest license file `/api/show` returns whole.
