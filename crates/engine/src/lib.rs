@@ -23,6 +23,7 @@ pub mod model;
 pub mod models;
 pub mod perplexity;
 pub mod sampling;
+pub mod serving;
 pub mod tokenizer;
 mod weights;
 

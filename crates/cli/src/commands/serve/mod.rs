@@ -1,19 +1,22 @@
 //! `candor serve`: an HTTP server with OpenAI's and Ollama's APIs that only serves verified
 //! models.
 //!
-//! - [`api`]: the OpenAI request and response format, and error bodies.
-//! - [`worker`]: one thread per model that owns it, fed by a bounded queue.
-//! - [`routes`]: the axum routes.
+//! - [`openai`]: OpenAI's API (`/v1/chat/completions`, `/v1/completions`, `/v1/models`).
 //! - [`ollama`]: Ollama's native API (`/api/chat`, `/api/generate`, `/api/tags`, ...) on the same
 //!   models and queues.
+//! - [`wire`]: what both APIs' request bodies share (typed fields, sampling, stop strings).
+//! - [`error`]: error bodies and status codes.
+//! - [`routes`]: the served models, the API key, `/health`, and handing requests to a model's
+//!   queue ([`candor_engine::serving`], one worker thread per model).
 //!
 //! Every model goes through the same verify-then-load path as `candor run`; one that fails is
 //! not served, and when none can be, the command exits with the verifier's exit code.
 
-pub mod api;
+pub mod error;
 pub mod ollama;
+pub mod openai;
 pub mod routes;
-pub mod worker;
+pub mod wire;
 
 use crate::args::{ModelArgs, ServeArgs, DEFAULT_MODEL};
 use crate::error::CliError;
@@ -75,8 +78,9 @@ pub fn run(home: &Home, args: &ServeArgs) -> Result<()> {
                 let verified_at = details["provenance"]["verified_at_unix"]
                     .as_u64()
                     .unwrap_or_default();
-                let (queue, handle) = worker::spawn(&id, model, args.queue_size, cancel.clone())
-                    .context("starting a model worker thread")?;
+                let (queue, handle) =
+                    candor_engine::serving::spawn(&id, model, args.queue_size, cancel.clone())
+                        .context("starting a model worker thread")?;
                 workers.push(handle);
                 eprintln!("candor: serving {id}");
                 served.push(ServedModel {
@@ -223,7 +227,9 @@ fn served_id(name: &str) -> String {
 /// verification took) and its shape.
 fn describe(loaded: Loaded) -> (candor_engine::Model, Value) {
     let r = &loaded.verification.report;
-    let now = api::unix_now();
+    // Whole seconds: `verified_at_unix` and `verified_at` are the same moment.
+    let now = jiff::Timestamp::from_second(jiff::Timestamp::now().as_second())
+        .expect("the current time is a valid timestamp");
     let files: Vec<Value> = r
         .files
         .iter()
@@ -254,8 +260,8 @@ fn describe(loaded: Loaded) -> (candor_engine::Model, Value) {
         "decision": r.decision.outcome,
         "overrides": r.decision.overrides,
         "warnings": r.warnings,
-        "verified_at": api::rfc3339(now),
-        "verified_at_unix": now,
+        "verified_at": now.to_string(),
+        "verified_at_unix": now.as_second(),
         "verification_ms": loaded.verify_time.as_secs_f64() * 1e3,
         "load_ms": loaded.load_time.as_secs_f64() * 1e3,
     });

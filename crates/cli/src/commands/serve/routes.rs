@@ -1,27 +1,22 @@
-//! The HTTP routes: `/v1/chat/completions`, `/v1/completions`, `/v1/models[/{id}]` and `/health`;
-//! Ollama's `/api` routes are in [`super::ollama`], on the same queues.
-//! Handlers never run a model: they validate, queue a job on the model's worker and relay its
-//! events, so the server answers `/health` and `/v1/models` while generating.
+//! What both APIs share: the models served and their queues, the API key, `/health`, request
+//! bodies, and handing a request to a model's queue. The routes are in [`super::openai`] and
+//! [`super::ollama`]. Handlers never run a model: they validate, queue the request and relay its
+//! events, so the server answers `/health` and the model lists while generating.
 
-use super::api::{self, ApiError, Endpoint, Input, Meta};
-use super::ollama;
-use super::worker::{Event, Job, Queue, Task};
+use super::error::ApiError;
+use super::{ollama, openai};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, StatusCode};
-use axum::middleware::{self, Next};
-use axum::response::sse::{Event as SseEvent, Sse};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Json, Router};
-use candor_engine::Completion;
-use futures_util::stream::{self, StreamExt};
+use candor_engine::serving::{Events, Input, Queue, Task};
 use serde_json::{json, Value};
-use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
 /// Request bodies larger than this are answered 413.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -57,17 +52,14 @@ pub struct AppState {
 }
 
 impl AppState {
-    fn find(&self, id: Option<&str>) -> Result<&ServedModel, ApiError> {
+    pub(super) fn find(&self, id: Option<&str>) -> Result<&ServedModel, ApiError> {
         match id {
             Some(id) => self.models.iter().find(|m| m.id == id).ok_or_else(|| {
-                ApiError::model_not_found(
-                    id,
-                    &self
-                        .models
-                        .iter()
-                        .map(|m| m.id.as_str())
-                        .collect::<Vec<_>>(),
-                )
+                let served: Vec<&str> = self.models.iter().map(|m| m.id.as_str()).collect();
+                ApiError::model_not_found(format!(
+                    "the model `{id}` is not served here (served: {})",
+                    served.join(", ")
+                ))
             }),
             None if self.models.len() == 1 => Ok(&self.models[0]),
             None => Err(ApiError::invalid(
@@ -76,25 +68,28 @@ impl AppState {
             )),
         }
     }
+
+    /// The body of a request to generate: 503 while shutting down, 413 past [`MAX_BODY_BYTES`],
+    /// 400 when it cannot be read.
+    pub(super) fn accept(&self, body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+        if self.draining.load(Ordering::Relaxed) {
+            return Err(ApiError::shutting_down());
+        }
+        body_bytes(body)
+    }
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
-    let v1 = Router::new()
-        .route("/v1/chat/completions", post(chat_completions))
-        .route("/v1/completions", post(completions))
-        .route("/v1/models", get(list_models))
-        .route("/v1/models/{id}", get(get_model))
-        .route_layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
         .route("/health", get(health))
-        .merge(v1)
+        .merge(openai::router(state.clone()))
         .merge(ollama::router(state.clone()))
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
 
-async fn auth(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+pub(super) async fn auth(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     if !authorized(&st, &req) {
         return ApiError::unauthorized().into_response();
     }
@@ -125,7 +120,7 @@ async fn health(State(st): State<Arc<AppState>>) -> Response {
         .models
         .iter()
         .map(|m| {
-            let mut v = json!(m.queue.stats.snapshot());
+            let mut v = json!(m.queue.stats());
             v["id"] = json!(m.id);
             v
         })
@@ -142,96 +137,27 @@ async fn health(State(st): State<Arc<AppState>>) -> Response {
     (status, Json(body)).into_response()
 }
 
-fn model_object(m: &ServedModel) -> Value {
-    let mut v = json!({
-        "id": m.id,
-        "object": "model",
-        "created": m.verified_at,
-        "owned_by": m.owned_by,
-    });
-    if let (Value::Object(o), Value::Object(d)) = (&mut v, &m.details) {
-        o.extend(d.clone());
-    }
-    v
-}
-
-async fn list_models(State(st): State<Arc<AppState>>) -> Json<Value> {
-    Json(json!({
-        "object": "list",
-        "data": st.models.iter().map(model_object).collect::<Vec<_>>(),
-    }))
-}
-
-async fn get_model(
-    State(st): State<Arc<AppState>>,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    Ok(Json(model_object(st.find(Some(&id))?)))
-}
-
-async fn chat_completions(
-    State(st): State<Arc<AppState>>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    complete(st, body, Endpoint::Chat).await
-}
-
-async fn completions(
-    State(st): State<Arc<AppState>>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    complete(st, body, Endpoint::Completions).await
-}
-
-async fn complete(
-    st: Arc<AppState>,
-    body: Result<Bytes, BytesRejection>,
-    endpoint: Endpoint,
-) -> Result<Response, ApiError> {
-    if st.draining.load(Ordering::Relaxed) {
-        return Err(ApiError::shutting_down());
-    }
-    let body = body_bytes(body)?;
-    let req = api::parse(&body, endpoint, st.default_max_tokens)?;
-    let model = st.find(req.model.as_deref())?;
-    let task = Task {
-        input: req.input,
-        input_param: endpoint.input_param(),
-        params: req.params,
-        stream: req.stream,
-        context: Vec::new(),
-        ctx_limit: None,
-    };
-    let (rx, _) = start(model, task).await?;
-    let meta = Meta::new(endpoint, &model.id);
-    if req.stream {
-        Ok(sse(meta, rx, req.include_usage).into_response())
-    } else {
-        Ok(Json(meta.response(&finish(rx).await?)).into_response())
-    }
-}
-
 /// The body, or 413 past [`MAX_BODY_BYTES`] and 400 when it cannot be read.
 pub(super) fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     body.map_err(|r| match r.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError {
-            status: StatusCode::PAYLOAD_TOO_LARGE,
-            message: format!("the request body is larger than {MAX_BODY_BYTES} bytes"),
-            kind: "invalid_request_error",
-            param: None,
-            code: Some("request_too_large"),
-        },
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request_error",
+            format!("the request body is larger than {MAX_BODY_BYTES} bytes"),
+        )
+        .with_code("request_too_large"),
         _ => ApiError::bad_request(r.body_text()),
     })
 }
 
-/// Queues a task on the model's worker and waits until the worker takes it, so that errors in
-/// the prompt still get their status code. Returns the events to come and the prompt's token
-/// ids.
+/// Queues a request on the model's worker and waits until the worker takes it, so that errors
+/// in the prompt still get their status code. `input_param` is the request field that holds the
+/// input. Returns the events to come and the prompt's token ids.
 pub(super) async fn start(
     model: &ServedModel,
     task: Task,
-) -> Result<(UnboundedReceiver<Event>, Vec<u32>), ApiError> {
+    input_param: &str,
+) -> Result<(Events, Vec<u32>), ApiError> {
     let in_vocab =
         |ids: &[u32], field: &str| match ids.iter().find(|&&t| t as usize >= model.vocab_size) {
             Some(bad) => Err(ApiError::invalid(
@@ -244,65 +170,11 @@ pub(super) async fn start(
             None => Ok(()),
         };
     if let Input::Tokens(ids) = &task.input {
-        in_vocab(ids, task.input_param)?;
+        in_vocab(ids, input_param)?;
     }
     in_vocab(&task.context, "context")?;
-    let (tx, mut rx) = unbounded_channel();
-    model.queue.submit(Job { task, events: tx }, &model.id)?;
-    match rx.recv().await {
-        Some(Event::Started { prompt }) => Ok((rx, prompt)),
-        Some(Event::Error(e)) => Err(e),
-        _ => Err(ApiError::internal("the model's worker stopped")),
-    }
-}
-
-/// Waits for the end of a job that was not streamed.
-pub(super) async fn finish(mut rx: UnboundedReceiver<Event>) -> Result<Completion, ApiError> {
-    loop {
-        match rx.recv().await {
-            Some(Event::Done(c)) => return Ok(c),
-            Some(Event::Error(e)) => return Err(e),
-            Some(_) => {}
-            None => return Err(ApiError::internal("the model's worker stopped")),
-        }
-    }
-}
-
-/// Relays a job's events as server-sent events, ending with `data: [DONE]`. Dropping the
-/// stream (the client went away) drops the receiver, which cancels the generation.
-fn sse(
-    meta: Meta,
-    rx: UnboundedReceiver<Event>,
-    include_usage: bool,
-) -> Sse<impl futures_util::Stream<Item = Result<SseEvent, Infallible>>> {
-    let data = |v: Value| SseEvent::default().data(v.to_string());
-    let first: Vec<SseEvent> = meta.role_chunk().map(data).into_iter().collect();
-    let rest = stream::unfold(Some(rx), move |rx| {
-        let meta = meta.clone();
-        async move {
-            let mut rx = rx?;
-            let events = match rx.recv().await {
-                Some(Event::Text(t)) => return Some((vec![data(meta.text_chunk(&t))], Some(rx))),
-                Some(Event::Started { .. }) => return Some((vec![], Some(rx))),
-                Some(Event::Done(c)) => {
-                    let mut v = vec![data(meta.finish_chunk(&c))];
-                    if include_usage {
-                        v.push(data(meta.usage_chunk(&c)));
-                    }
-                    v
-                }
-                Some(Event::Error(e)) => vec![data(e.body())],
-                None => vec![data(
-                    ApiError::internal("the model's worker stopped").body(),
-                )],
-            };
-            let mut events = events;
-            events.push(SseEvent::default().data("[DONE]"));
-            Some((events, None))
-        }
-    });
-    let all = stream::iter(first)
-        .chain(rest.flat_map(stream::iter))
-        .map(Ok::<_, Infallible>);
-    Sse::new(all)
+    let refused = |e| ApiError::from_serving(e, input_param, &model.id);
+    let mut events = model.queue.submit(task).map_err(refused)?;
+    let prompt = events.started().await.map_err(refused)?;
+    Ok((events, prompt))
 }

@@ -13,28 +13,27 @@
 
 pub mod request;
 
-use super::api::{self, ApiError, Input};
+use super::error::ApiError;
 use super::routes::{self, AppState, ServedModel};
-use super::worker::{Event, Task};
+use super::wire;
 use axum::body::{Body as HttpBody, Bytes};
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Request as HttpRequest, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::{Json, Router};
+use candor_engine::serving::{Event, Events, Input, Task};
 use candor_engine::{Completion, FinishReason, Message, SamplingParams};
 use candor_verify::manifest::FileRole;
 use candor_verify::Verification;
 use futures_util::stream::{self, StreamExt};
-use request::{Body, Kind};
+use request::{Body, Kind, ShowRequest};
 use serde_json::{json, Map, Value};
 use std::convert::Infallible;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
-use tokio::sync::mpsc::UnboundedReceiver;
+use std::time::Instant;
 
 /// An error answered in Ollama's shape, `{"error": "message"}`.
 #[derive(Debug)]
@@ -48,16 +47,7 @@ impl From<ApiError> for OllamaError {
 
 impl IntoResponse for OllamaError {
     fn into_response(self) -> Response {
-        let e = self.0;
-        let mut r = (e.status, Json(json!({"error": e.message}))).into_response();
-        if matches!(
-            e.status,
-            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
-        ) {
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        }
-        r
+        self.0.respond(json!({"error": self.0.message}))
     }
 }
 
@@ -108,13 +98,10 @@ fn find<'a>(st: &'a AppState, name: &str) -> Result<&'a ServedModel, OllamaError
         })
         .ok_or_else(|| {
             let served: Vec<String> = st.models.iter().map(tagged).collect();
-            OllamaError(ApiError {
-                status: StatusCode::NOT_FOUND,
-                message: format!("model '{name}' not found (served: {})", served.join(", ")),
-                kind: "invalid_request_error",
-                param: Some("model".into()),
-                code: Some("model_not_found"),
-            })
+            OllamaError(ApiError::model_not_found(format!(
+                "model '{name}' not found (served: {})",
+                served.join(", ")
+            )))
         })
 }
 
@@ -136,10 +123,7 @@ const NO_UNLOAD: &str =
 
 async fn infer(st: Arc<AppState>, body: Result<Bytes, BytesRejection>, kind: Kind) -> Answer {
     let started = Instant::now();
-    if st.draining.load(Ordering::Relaxed) {
-        return Err(ApiError::shutting_down().into());
-    }
-    let body = routes::body_bytes(body)?;
+    let body = st.accept(body)?;
     let req = request::parse(&body, kind, st.default_max_tokens)?;
     let model = find(&st, &req.model)?;
     let mut reply = Reply {
@@ -148,6 +132,7 @@ async fn infer(st: Arc<AppState>, body: Result<Bytes, BytesRejection>, kind: Kin
         started,
         context: None,
         eos_id: model.eos_id,
+        id: model.id.clone(),
     };
     if req.unload && req.body == Body::Load {
         return Err(ApiError::invalid("keep_alive", NO_UNLOAD).into());
@@ -178,20 +163,19 @@ async fn infer(st: Arc<AppState>, body: Result<Bytes, BytesRejection>, kind: Kin
     };
     let task = Task {
         input,
-        input_param: kind.input_param(),
         params: req.params,
         stream: req.stream,
         context: req.context,
         ctx_limit: req.ctx_limit,
     };
-    let (rx, prompt) = routes::start(model, task).await?;
+    let (events, prompt) = routes::start(model, task, kind.input_param()).await?;
     if returns_context {
         reply.context = Some(prompt);
     }
     if req.stream {
-        Ok(ndjson(reply, rx))
+        Ok(ndjson(reply, events))
     } else {
-        let c = routes::finish(rx).await?;
+        let c = events.finish().await.map_err(|e| reply.error(e))?;
         Ok(Json(reply.done(&c, &c.text)).into_response())
     }
 }
@@ -206,9 +190,15 @@ struct Reply {
     context: Option<Vec<u32>>,
     /// Ends the `context` of an answer the model finished, as the model wrote it.
     eos_id: Option<u32>,
+    /// The served model's id.
+    id: String,
 }
 
 impl Reply {
+    fn error(&self, e: candor_engine::serving::ServeError) -> ApiError {
+        ApiError::from_serving(e, self.kind.input_param(), &self.id)
+    }
+
     fn object(&self, text: &str, done: bool) -> Map<String, Value> {
         let mut m = Map::new();
         m.insert("model".into(), json!(self.model));
@@ -234,7 +224,7 @@ impl Reply {
         let mut m = self.object(text, true);
         m.insert(
             "done_reason".into(),
-            json!(api::finish_reason(c.finish_reason)),
+            json!(wire::finish_reason(c.finish_reason)),
         );
         if let Some(prompt) = &self.context {
             // Without the end of the answer, a continuation would read as the same turn.
@@ -272,28 +262,28 @@ impl Reply {
     }
 }
 
-/// Relays a job's events as newline-delimited JSON objects. Dropping the stream (the client went
-/// away) drops the receiver, which cancels the generation; an error after the first line is sent
+/// Relays a request's events as newline-delimited JSON objects. Dropping the stream (the client
+/// went away) drops the events, which cancels the generation; an error after the first line is sent
 /// as an `{"error": ...}` line, which Ollama's clients raise.
-fn ndjson(reply: Reply, rx: UnboundedReceiver<Event>) -> Response {
+fn ndjson(reply: Reply, events: Events) -> Response {
     let line = |v: Value| {
         let mut b = v.to_string().into_bytes();
         b.push(b'\n');
         Bytes::from(b)
     };
-    let lines = stream::unfold(Some(rx), move |rx| {
+    let lines = stream::unfold(Some(events), move |events| {
         let reply = reply.clone();
         async move {
-            let mut rx = rx?;
+            let mut events = events?;
             loop {
-                let (v, more) = match rx.recv().await {
+                let (v, more) = match events.recv().await {
                     Some(Event::Text(t)) => (reply.piece(&t), true),
                     Some(Event::Started { .. }) => continue,
                     Some(Event::Done(c)) => (reply.done(&c, ""), false),
-                    Some(Event::Error(e)) => (json!({"error": e.message}), false),
+                    Some(Event::Error(e)) => (json!({"error": reply.error(e).message}), false),
                     None => (json!({"error": "the model's worker stopped"}), false),
                 };
-                return Some((line(v), more.then_some(rx)));
+                return Some((line(v), more.then_some(events)));
             }
         }
     });
@@ -377,24 +367,7 @@ fn parameter_size(n: u64) -> String {
 
 /// `/api/show`: Ollama's fields, and candor's provenance as `/v1/models` reports it.
 async fn show(State(st): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> Answer {
-    let body = routes::body_bytes(body)?;
-    let v: Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
-    let Value::Object(o) = v else {
-        return Err(ApiError::bad_request("the body must be a JSON object").into());
-    };
-    if let Some(k) = o
-        .keys()
-        .find(|k| !["model", "name", "verbose"].contains(&k.as_str()))
-    {
-        return Err(ApiError::invalid(k.as_str(), "unknown field").into());
-    }
-    api::opt_bool(&o, "verbose")?;
-    // `name` is the field's older spelling.
-    let name = match (api::opt_string(&o, "model")?, api::opt_string(&o, "name")?) {
-        (Some(n), _) | (None, Some(n)) if !n.is_empty() => n,
-        _ => return Err(ApiError::invalid("model", "required").into()),
-    };
+    let name = ShowRequest::parse(&routes::body_bytes(body)?)?;
     let m = find(&st, &name)?;
     let p = &m.details["provenance"];
     let parameters = parameters(st.default_max_tokens, m.info.ctx_size);
@@ -463,26 +436,20 @@ async fn version() -> Json<Value> {
 /// Routes that change the model store. Refused: a model is served only after `candor pull` (or a
 /// manifest of the user's own) has verified it, and the server never writes the store.
 async fn refuse(what: &'static str) -> OllamaError {
-    OllamaError(ApiError {
-        status: StatusCode::FORBIDDEN,
-        message: format!(
+    OllamaError(ApiError::not_supported(
+        StatusCode::FORBIDDEN,
+        format!(
             "candor serve does not {what}: models are served only after verification. Run \
              `candor pull MODEL` on the server, then restart `candor serve -m MODEL`"
         ),
-        kind: "invalid_request_error",
-        param: None,
-        code: Some("not_supported"),
-    })
+    ))
 }
 
 async fn no_embeddings() -> OllamaError {
-    OllamaError(ApiError {
-        status: StatusCode::NOT_IMPLEMENTED,
-        message: "candor serve does not compute embeddings".into(),
-        kind: "invalid_request_error",
-        param: None,
-        code: Some("not_supported"),
-    })
+    OllamaError(ApiError::not_supported(
+        StatusCode::NOT_IMPLEMENTED,
+        "candor serve does not compute embeddings",
+    ))
 }
 
 async fn no_route(req: HttpRequest) -> OllamaError {
@@ -495,11 +462,7 @@ async fn no_route(req: HttpRequest) -> OllamaError {
 
 /// `2025-01-31T12:00:00.123456789Z`, now.
 fn now_rfc3339() -> String {
-    let d = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    let s = api::rfc3339(d.as_secs());
-    format!("{}.{:09}Z", s.trim_end_matches('Z'), d.subsec_nanos())
+    format!("{:.9}", jiff::Timestamp::now())
 }
 
 /// Largest license file `/api/show` returns whole.

@@ -1,11 +1,15 @@
-//! Ollama's `/api/chat` and `/api/generate` bodies, parsed into what the OpenAI routes queue:
-//! the same sampling fields, stop strings and limits, and errors that name the field. What
-//! candor cannot honour yet (`format`, `tools`, `think`, images, a template of the client's own)
-//! is refused with 400, never ignored.
+//! Ollama's `/api/chat`, `/api/generate` and `/api/show` bodies, typed and validated into what
+//! the OpenAI routes queue: the same sampling fields, stop strings and limits ([`wire`]), and
+//! errors that name the field. What candor cannot honour yet (`format`, `tools`, `think`, images,
+//! a template of the client's own) is refused with 400, never ignored; so are unknown fields.
 
-use crate::commands::serve::api::{self, ApiError};
+use crate::commands::serve::error::ApiError;
+use crate::commands::serve::wire::{self, List, Sampling};
 use candor_engine::{GenerateParams, Message};
+use serde::de::{Deserializer, Error as _};
+use serde::Deserialize;
 use serde_json::{Map, Value};
+use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -72,13 +76,125 @@ const GENERATE: &[&str] = &[
     "steps",
 ];
 
+/// The fields of [`COMMON`].
+#[derive(Debug, Deserialize)]
+struct Common {
+    #[serde(default, deserialize_with = "wire::string")]
+    model: Option<String>,
+    #[serde(default, deserialize_with = "wire::boolean")]
+    stream: Option<bool>,
+    #[serde(default, deserialize_with = "wire::any")]
+    format: Option<Value>,
+    #[serde(
+        default,
+        rename = "keep_alive",
+        deserialize_with = "keep_alive_is_zero"
+    )]
+    unload: bool,
+    #[serde(default, deserialize_with = "wire::map")]
+    options: Option<Map<String, Value>>,
+    #[serde(default, deserialize_with = "thinking")]
+    think: bool,
+    /// Accepted: candor never truncates or shifts the context.
+    #[serde(default, rename = "truncate", deserialize_with = "wire::boolean")]
+    _truncate: Option<bool>,
+    #[serde(default, rename = "shift", deserialize_with = "wire::boolean")]
+    _shift: Option<bool>,
+    #[serde(default, deserialize_with = "wire::boolean")]
+    logprobs: Option<bool>,
+    #[serde(default, deserialize_with = "wire::count")]
+    top_logprobs: Option<u64>,
+}
+
+/// The options candor applies besides [`Sampling`]'s, read after every name in `options` is
+/// checked. Ollama's are Go `int`s, so -1 and friends
+/// are meaningful.
+#[derive(Debug, Deserialize)]
+struct Options {
+    #[serde(default, deserialize_with = "wire::any")]
+    seed: Option<Value>,
+    #[serde(default, deserialize_with = "wire::integer")]
+    repeat_last_n: Option<i64>,
+    #[serde(default, deserialize_with = "wire::integer")]
+    num_predict: Option<i64>,
+    #[serde(default, deserialize_with = "wire::integer")]
+    num_ctx: Option<i64>,
+}
+
+/// `/api/chat`'s own fields.
+#[derive(Debug, Deserialize)]
+struct ChatFields {
+    #[serde(default)]
+    messages: Option<List<ChatMessage>>,
+    #[serde(default, deserialize_with = "wire::any")]
+    tools: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(expecting = "must be an object")]
+struct ChatMessage {
+    #[serde(default, deserialize_with = "wire::string")]
+    role: Option<String>,
+    #[serde(default, deserialize_with = "wire::string")]
+    content: Option<String>,
+    /// Other fields, refused unless empty.
+    #[serde(flatten)]
+    rest: BTreeMap<String, Value>,
+}
+
+/// `/api/generate`'s own fields.
+#[derive(Debug, Deserialize)]
+struct GenerateFields {
+    #[serde(default, deserialize_with = "wire::string")]
+    prompt: Option<String>,
+    #[serde(default, deserialize_with = "wire::string")]
+    system: Option<String>,
+    #[serde(default, deserialize_with = "wire::boolean")]
+    raw: Option<bool>,
+    #[serde(default, deserialize_with = "token_ids")]
+    context: Vec<u32>,
+    #[serde(default, deserialize_with = "wire::any")]
+    suffix: Option<Value>,
+    #[serde(default, deserialize_with = "wire::any")]
+    images: Option<Value>,
+    #[serde(default, deserialize_with = "wire::any")]
+    template: Option<Value>,
+    #[serde(default, deserialize_with = "wire::any")]
+    width: Option<Value>,
+    #[serde(default, deserialize_with = "wire::any")]
+    height: Option<Value>,
+    #[serde(default, deserialize_with = "wire::any")]
+    steps: Option<Value>,
+}
+
+/// `/api/show`'s body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShowRequest {
+    #[serde(default, deserialize_with = "wire::string")]
+    model: Option<String>,
+    /// The field's older spelling.
+    #[serde(default, deserialize_with = "wire::string")]
+    name: Option<String>,
+    /// Accepted: the answer is always whole.
+    #[serde(default, rename = "verbose", deserialize_with = "wire::boolean")]
+    _verbose: Option<bool>,
+}
+
+impl ShowRequest {
+    /// The model asked about.
+    pub fn parse(body: &[u8]) -> Result<String, ApiError> {
+        let req: ShowRequest = wire::parse(&wire::json_object(body)?)?;
+        match (req.model, req.name) {
+            (Some(n), _) | (None, Some(n)) if !n.is_empty() => Ok(n),
+            _ => Err(ApiError::invalid("model", "required")),
+        }
+    }
+}
+
 /// Parses and validates an `/api/chat` or `/api/generate` body.
 pub fn parse(body: &[u8], kind: Kind, default_max_tokens: usize) -> Result<Request, ApiError> {
-    let v: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
-    let Value::Object(o) = v else {
-        return Err(ApiError::bad_request("the body must be a JSON object"));
-    };
+    let o = wire::json_object(body)?;
     let own = match kind {
         Kind::Chat => CHAT,
         Kind::Generate => GENERATE,
@@ -89,28 +205,16 @@ pub fn parse(body: &[u8], kind: Kind, default_max_tokens: usize) -> Result<Reque
     {
         return Err(ApiError::invalid(k.as_str(), "unknown field"));
     }
-    let model = match api::opt_string(&o, "model")? {
+    let common: Common = wire::parse(&o)?;
+    let model = match common.model.clone() {
         Some(m) if !m.is_empty() => m,
         _ => return Err(ApiError::invalid("model", "required")),
     };
-    refuse_unsupported(&o)?;
-    let stream = api::opt_bool(&o, "stream")?.unwrap_or(true);
-    for field in ["truncate", "shift"] {
-        api::opt_bool(&o, field)?;
-    }
-    let unload = keep_alive_is_zero(&o)?;
-    let (params, ctx_limit) = options(o.get("options"), default_max_tokens)?;
+    common.refuse_unsupported()?;
+    let (params, ctx_limit) = options(common.options.unwrap_or_default(), default_max_tokens)?;
     let (body, context) = match kind {
-        Kind::Chat => {
-            if o.get("tools").is_some_and(|t| !is_empty(t)) {
-                return Err(ApiError::invalid(
-                    "tools",
-                    "tool calling is not supported yet: candor has no tool-call support",
-                ));
-            }
-            (messages(&o)?, Vec::new())
-        }
-        Kind::Generate => generate_body(&o)?,
+        Kind::Chat => (wire::parse::<ChatFields>(&o)?.validate()?, Vec::new()),
+        Kind::Generate => wire::parse::<GenerateFields>(&o)?.validate()?,
     };
     Ok(Request {
         model,
@@ -118,59 +222,53 @@ pub fn parse(body: &[u8], kind: Kind, default_max_tokens: usize) -> Result<Reque
         context,
         params,
         ctx_limit,
-        stream,
-        unload,
+        stream: common.stream.unwrap_or(true),
+        unload: common.unload,
     })
 }
 
-/// `format`, `think` and `logprobs` need support candor does not have yet.
-fn refuse_unsupported(o: &Map<String, Value>) -> Result<(), ApiError> {
-    match o.get("format") {
-        None | Some(Value::Null) => {}
-        Some(Value::String(s)) if s.is_empty() => {}
-        Some(_) => {
-            return Err(ApiError::invalid(
-                "format",
-                "structured output (\"json\" or a JSON schema) is not supported yet: candor has \
-                 no structured-output engine",
-            ))
-        }
-    }
-    match o.get("think") {
-        None | Some(Value::Null) | Some(Value::Bool(false)) => {}
-        Some(Value::Bool(true)) | Some(Value::String(_)) => {
+impl Common {
+    /// `format`, `think` and `logprobs` need support candor does not have yet.
+    fn refuse_unsupported(&self) -> Result<(), ApiError> {
+        wire::off(
+            "format",
+            &self.format,
+            |f| f.as_str() == Some(""),
+            "structured output (\"json\" or a JSON schema) is not supported yet: candor has no \
+             structured-output engine",
+        )?;
+        if self.think {
             return Err(ApiError::invalid(
                 "think",
                 "thinking is not supported yet: candor has no reasoning support (send false or \
                  leave it out)",
-            ))
+            ));
         }
-        Some(_) => return Err(ApiError::invalid("think", "must be a boolean or a string")),
+        if self.logprobs == Some(true) {
+            return Err(ApiError::invalid("logprobs", "not supported"));
+        }
+        if self.top_logprobs.is_some_and(|n| n > 0) {
+            return Err(ApiError::invalid("top_logprobs", "not supported"));
+        }
+        Ok(())
     }
-    if api::opt_bool(o, "logprobs")? == Some(true) {
-        return Err(ApiError::invalid("logprobs", "not supported"));
-    }
-    if api::opt_u64(o, "top_logprobs")?.is_some_and(|n| n > 0) {
-        return Err(ApiError::invalid("top_logprobs", "not supported"));
-    }
-    Ok(())
 }
 
-fn is_empty(v: &Value) -> bool {
-    match v {
-        Value::Null => true,
-        Value::String(s) => s.is_empty(),
-        Value::Array(a) => a.is_empty(),
-        Value::Object(m) => m.is_empty(),
-        _ => false,
+/// `think`: whether thinking is asked for (`true`, or a level such as `"high"`).
+fn thinking<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    match Option::<Value>::deserialize(d)? {
+        None | Some(Value::Bool(false)) => Ok(false),
+        Some(Value::Bool(true) | Value::String(_)) => Ok(true),
+        Some(_) => Err(D::Error::custom("must be a boolean or a string")),
     }
 }
 
 /// `keep_alive`: a duration (`"5m"`, `"1h30m"`, `"-1"`) or a number of seconds. Accepted; only
 /// zero means something here (unload after the request).
-fn keep_alive_is_zero(o: &Map<String, Value>) -> Result<bool, ApiError> {
-    match o.get("keep_alive") {
-        None | Some(Value::Null) => Ok(false),
+fn keep_alive_is_zero<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    let bad = || D::Error::custom("must be a duration such as \"5m\" or a number of seconds");
+    match Option::<Value>::deserialize(d)? {
+        None => Ok(false),
         Some(Value::Number(n)) => Ok(n.as_f64() == Some(0.0)),
         Some(Value::String(s)) => {
             let s = s.trim();
@@ -183,17 +281,21 @@ fn keep_alive_is_zero(o: &Map<String, Value>) -> Result<bool, ApiError> {
                 Ok(n) if units.contains(&unit) => Ok(n == 0.0),
                 // Compound durations ("1h30m") are not zero.
                 Ok(n) if n != 0.0 => Ok(false),
-                _ => Err(ApiError::invalid(
-                    "keep_alive",
-                    "must be a duration such as \"5m\" or a number of seconds",
-                )),
+                _ => Err(bad()),
             }
         }
-        Some(_) => Err(ApiError::invalid(
-            "keep_alive",
-            "must be a duration such as \"5m\" or a number of seconds",
-        )),
+        Some(_) => Err(bad()),
     }
+}
+
+/// `context`: token ids.
+fn token_ids<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u32>, D::Error> {
+    match Option::<Value>::deserialize(d)? {
+        None => Some(Vec::new()),
+        Some(Value::Array(a)) => wire::token_ids(&a),
+        Some(_) => None,
+    }
+    .ok_or_else(|| D::Error::custom("must be an array of token ids"))
 }
 
 /// Options candor applies.
@@ -242,113 +344,96 @@ const NEUTRAL: &[(&str, f64)] = &[
 /// `options`: the generation parameters and `num_ctx`. Sampling defaults are `candor run`'s, and
 /// `num_predict` defaults to the server's `--max-tokens`.
 fn options(
-    v: Option<&Value>,
+    o: Map<String, Value>,
     default_max_tokens: usize,
 ) -> Result<(GenerateParams, Option<usize>), ApiError> {
-    let empty = Map::new();
-    let o = match v {
-        None | Some(Value::Null) => &empty,
-        Some(Value::Object(o)) => o,
-        Some(_) => return Err(ApiError::invalid("options", "must be an object")),
-    };
     let within = |e: ApiError| e.within("options.");
-    for (k, v) in o {
+    for (k, v) in &o {
         let k = k.as_str();
         if let Some((_, off)) = NEUTRAL.iter().find(|(n, _)| *n == k) {
-            if !(v.is_null() || v.as_f64() == Some(*off)) {
-                return Err(within(ApiError::invalid(
-                    k,
-                    format!("not supported (only {off}, which leaves it off)"),
-                )));
-            }
+            let why = format!("not supported (only {off}, which leaves it off)");
+            wire::off(k, &Some(v.clone()), |v| v.as_f64() == Some(*off), &why).map_err(within)?;
         } else if !HONOURED.contains(&k) && !RUNTIME.contains(&k) {
             return Err(within(ApiError::invalid(k, "unknown option")));
         }
     }
+    let opts: Options = wire::parse(&o).map_err(within)?;
     // Ollama's -1 (its default) draws a fresh seed, as a missing one does.
-    let seed = match o.get("seed") {
-        None | Some(Value::Null) => None,
+    let seed = match opts.seed {
+        None => None,
         Some(v) => match (v.as_u64(), v.as_i64()) {
             (Some(s), _) => Some(s),
             (None, Some(_)) => None,
             _ => return Err(within(ApiError::invalid("seed", "must be an integer"))),
         },
     };
-    let mut sampling = api::sampling(o, seed.unwrap_or_else(api::random_seed)).map_err(within)?;
-    if let Some(n) = int(o, "repeat_last_n")? {
-        sampling.repeat_last_n = match n {
-            // -1: the whole context.
-            -1 => usize::MAX,
-            n if n >= 0 => n as usize,
-            _ => {
+    let sampling: Sampling = wire::parse(&o).map_err(within)?;
+    let mut params = GenerateParams {
+        // 0 is Ollama's "not set"; -1 (no limit) and -2 (fill the context) run until the
+        // context is full.
+        max_tokens: match opts.num_predict {
+            None | Some(0) => default_max_tokens,
+            Some(-1 | -2) => usize::MAX,
+            Some(n) if n > 0 => n as usize,
+            Some(_) => {
                 return Err(within(ApiError::invalid(
-                    "repeat_last_n",
-                    "must be -1 or more",
+                    "num_predict",
+                    "must be a positive number of tokens, or -1 for no limit",
                 )))
             }
-        };
-    }
-    // 0 is Ollama's "not set"; -1 (no limit) and -2 (fill the context) run until the context
-    // is full.
-    let max_tokens = match int(o, "num_predict")? {
-        None | Some(0) => default_max_tokens,
-        Some(-1 | -2) => usize::MAX,
-        Some(n) if n > 0 => n as usize,
+        },
+        sampling: sampling
+            .validate(seed.unwrap_or_else(wire::random_seed))
+            .map_err(within)?,
+        stop: sampling.stop.0,
+    };
+    params.sampling.repeat_last_n = match opts.repeat_last_n {
+        None => params.sampling.repeat_last_n,
+        // -1: the whole context.
+        Some(-1) => usize::MAX,
+        Some(n) if n >= 0 => n as usize,
         Some(_) => {
             return Err(within(ApiError::invalid(
-                "num_predict",
-                "must be a positive number of tokens, or -1 for no limit",
+                "repeat_last_n",
+                "must be -1 or more",
             )))
         }
     };
-    let ctx_limit = match int(o, "num_ctx")? {
+    let ctx_limit = match opts.num_ctx {
         None | Some(0) => None,
         Some(n) if n > 0 => Some(n as usize),
         Some(_) => return Err(within(ApiError::invalid("num_ctx", "must be positive"))),
     };
-    let stop = api::stop(o).map_err(within)?;
-    Ok((
-        GenerateParams {
-            max_tokens,
-            sampling,
-            stop,
-        },
-        ctx_limit,
-    ))
+    Ok((params, ctx_limit))
 }
 
-/// An integer option (Ollama's are Go `int`s, so -1 and friends are meaningful).
-fn int(o: &Map<String, Value>, f: &str) -> Result<Option<i64>, ApiError> {
-    match o.get(f) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => v
-            .as_i64()
-            .map(Some)
-            .ok_or_else(|| ApiError::invalid(f, "must be an integer").within("options.")),
+impl ChatFields {
+    /// The conversation; no messages at all asks for the model to be loaded.
+    fn validate(self) -> Result<Body, ApiError> {
+        if self.tools.as_ref().is_some_and(|t| !wire::is_empty(t)) {
+            return Err(ApiError::invalid(
+                "tools",
+                "tool calling is not supported yet: candor has no tool-call support",
+            ));
+        }
+        match self.messages {
+            None => Ok(Body::Load),
+            Some(List(list)) if list.is_empty() => Ok(Body::Load),
+            Some(List(list)) => list
+                .into_iter()
+                .enumerate()
+                .map(|(i, m)| m.validate(i))
+                .collect::<Result<_, _>>()
+                .map(Body::Chat),
+        }
     }
 }
 
-/// `/api/chat`'s `messages`; none at all asks for the model to be loaded.
-fn messages(o: &Map<String, Value>) -> Result<Body, ApiError> {
-    let list = match o.get("messages") {
-        None | Some(Value::Null) => return Ok(Body::Load),
-        Some(Value::Array(a)) if a.is_empty() => return Ok(Body::Load),
-        Some(Value::Array(a)) => a,
-        Some(_) => return Err(ApiError::invalid("messages", "must be an array")),
-    };
-    let mut out = Vec::with_capacity(list.len());
-    for (i, m) in list.iter().enumerate() {
+impl ChatMessage {
+    fn validate(self, i: usize) -> Result<Message, ApiError> {
         let at = |f: &str| format!("messages[{i}].{f}");
-        let Value::Object(m) = m else {
-            return Err(ApiError::invalid(
-                format!("messages[{i}]"),
-                "must be an object",
-            ));
-        };
-        for (k, v) in m {
+        if let Some((k, _)) = self.rest.iter().find(|(_, v)| !wire::is_empty(v)) {
             let why = match k.as_str() {
-                "role" | "content" => continue,
-                _ if is_empty(v) => continue,
                 "images" => "images are not supported: candor serves text models",
                 "tool_calls" | "tool_name" | "tool_call_id" => {
                     "tool calling is not supported yet: candor has no tool-call support"
@@ -358,94 +443,74 @@ fn messages(o: &Map<String, Value>) -> Result<Body, ApiError> {
             };
             return Err(ApiError::invalid(at(k), why));
         }
-        let role = match m.get("role") {
-            Some(Value::String(r)) => match r.as_str() {
-                "system" | "user" | "assistant" => r.as_str(),
-                "tool" => {
-                    return Err(ApiError::invalid(
-                        at("role"),
-                        "tool results are not supported yet: candor has no tool-call support",
-                    ))
-                }
-                _ => {
-                    return Err(ApiError::invalid(
-                        at("role"),
-                        format!("unsupported role `{r}` (system, user, assistant)"),
-                    ))
-                }
-            },
-            None | Some(Value::Null) => return Err(ApiError::invalid(at("role"), "required")),
-            Some(_) => return Err(ApiError::invalid(at("role"), "must be a string")),
+        let role = match self.role.as_deref() {
+            Some(r @ ("system" | "user" | "assistant")) => r,
+            Some("tool") => {
+                return Err(ApiError::invalid(
+                    at("role"),
+                    "tool results are not supported yet: candor has no tool-call support",
+                ))
+            }
+            Some(r) => {
+                return Err(ApiError::invalid(
+                    at("role"),
+                    format!("unsupported role `{r}` (system, user, assistant)"),
+                ))
+            }
+            None => return Err(ApiError::invalid(at("role"), "required")),
         };
-        let content = match m.get("content") {
-            None | Some(Value::Null) => String::new(),
-            Some(Value::String(s)) => s.clone(),
-            Some(_) => return Err(ApiError::invalid(at("content"), "must be a string")),
-        };
-        out.push(Message::new(role, content));
+        Ok(Message::new(role, self.content.unwrap_or_default()))
     }
-    Ok(Body::Chat(out))
 }
 
-/// `/api/generate`'s prompt, `system`, `raw` and `context`; fields for what candor does not
-/// do (`suffix`, `images`, `template`, image generation) are refused when set.
-fn generate_body(o: &Map<String, Value>) -> Result<(Body, Vec<u32>), ApiError> {
-    for (field, why) in [
-        ("suffix", "fill-in-the-middle is not supported"),
-        (
-            "images",
-            "images are not supported: candor serves text models",
-        ),
-        (
-            "template",
-            "a template of the client's own is not supported: candor renders the model's \
-             verified chat template (send `raw: true` with a prompt formatted yourself instead)",
-        ),
-        ("width", "image generation is not supported"),
-        ("height", "image generation is not supported"),
-        ("steps", "image generation is not supported"),
-    ] {
-        if o.get(field)
-            .is_some_and(|v| !is_empty(v) && v != &Value::from(0))
-        {
-            return Err(ApiError::invalid(field, why));
+impl GenerateFields {
+    /// The prompt, `system`, `raw` and `context`; fields for what candor does not do
+    /// (`suffix`, `images`, `template`, image generation) are refused when set.
+    fn validate(self) -> Result<(Body, Vec<u32>), ApiError> {
+        const IMAGES: &str = "image generation is not supported";
+        for (field, value, why) in [
+            (
+                "suffix",
+                &self.suffix,
+                "fill-in-the-middle is not supported",
+            ),
+            (
+                "images",
+                &self.images,
+                "images are not supported: candor serves text models",
+            ),
+            (
+                "template",
+                &self.template,
+                "a template of the client's own is not supported: candor renders the model's \
+                 verified chat template (send `raw: true` with a prompt formatted yourself \
+                 instead)",
+            ),
+            ("width", &self.width, IMAGES),
+            ("height", &self.height, IMAGES),
+            ("steps", &self.steps, IMAGES),
+        ] {
+            let unset = |v: &Value| wire::is_empty(v) || v == &Value::from(0);
+            wire::off(field, value, unset, why)?;
         }
-    }
-    let prompt = api::opt_string(o, "prompt")?.unwrap_or_default();
-    let system = api::opt_string(o, "system")?.filter(|s| !s.is_empty());
-    let raw = api::opt_bool(o, "raw")?.unwrap_or(false);
-    let context = match o.get("context") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(a)) => a
-            .iter()
-            .map(|t| {
-                t.as_u64()
-                    .filter(|&t| t <= u32::MAX as u64)
-                    .map(|t| t as u32)
-                    .ok_or_else(|| ApiError::invalid("context", "must be an array of token ids"))
-            })
-            .collect::<Result<_, _>>()?,
-        Some(_) => {
+        let prompt = self.prompt.unwrap_or_default();
+        let system = self.system.filter(|s| !s.is_empty());
+        let raw = self.raw.unwrap_or(false);
+        if raw && (system.is_some() || !self.context.is_empty()) {
             return Err(ApiError::invalid(
-                "context",
-                "must be an array of token ids",
-            ))
+                "raw",
+                "raw mode does not support system or context",
+            ));
         }
-    };
-    if raw && (system.is_some() || !context.is_empty()) {
-        return Err(ApiError::invalid(
-            "raw",
-            "raw mode does not support system or context",
-        ));
+        let body = if prompt.is_empty() {
+            Body::Load
+        } else if raw {
+            Body::Raw(prompt)
+        } else {
+            Body::Templated { system, prompt }
+        };
+        Ok((body, self.context))
     }
-    let body = if prompt.is_empty() {
-        Body::Load
-    } else if raw {
-        Body::Raw(prompt)
-    } else {
-        Body::Templated { system, prompt }
-    };
-    Ok((body, context))
 }
 
 #[cfg(test)]
@@ -600,6 +665,60 @@ mod tests {
         ] {
             assert_eq!(param(gen(body)).as_deref(), Some(field), "{body}");
         }
+        let message = |r: Result<Request, ApiError>| r.unwrap_err().message;
+        for (body, text) in [
+            (r#"{"model":"m","options":3}"#, "options: must be an object"),
+            (
+                r#"{"model":"m","keep_alive":true}"#,
+                "keep_alive: must be a duration such as \"5m\" or a number of seconds",
+            ),
+            (
+                r#"{"model":"m","think":1}"#,
+                "think: must be a boolean or a string",
+            ),
+            (
+                r#"{"model":"m","stream":"no"}"#,
+                "stream: must be a boolean",
+            ),
+            (
+                r#"{"model":"m","options":{"seed":0.5}}"#,
+                "options.seed: must be an integer",
+            ),
+            (
+                r#"{"model":"m","options":{"num_ctx":"big"}}"#,
+                "options.num_ctx: must be an integer",
+            ),
+            (
+                r#"{"model":"m","options":{"warp":9}}"#,
+                "options.warp: unknown option",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user","content":"x","what":1}]}"#,
+                "messages[0].what: unknown field",
+            ),
+            (
+                r#"{"model":"m","messages":[3]}"#,
+                "messages[0]: must be an object",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user","content":3}]}"#,
+                "messages[0].content: must be a string",
+            ),
+        ] {
+            assert_eq!(message(chat(body)), text, "{body}");
+        }
+        assert_eq!(
+            message(gen(r#"{"model":"m","prompt":"x","context":"1"}"#)),
+            "context: must be an array of token ids"
+        );
+        assert_eq!(
+            ShowRequest::parse(br#"{"name":"m","verbose":true}"#).unwrap(),
+            "m"
+        );
+        let show = |b: &str| ShowRequest::parse(b.as_bytes()).unwrap_err().message;
+        assert_eq!(show(r#"{"model":"m","x":1}"#), "x: unknown field");
+        assert_eq!(show(r#"{"verbose":1}"#), "verbose: must be a boolean");
+        assert_eq!(show(r#"{}"#), "model: required");
         let e = chat(r#"{"model":"m","options":{"temperature":3}}"#).unwrap_err();
         assert_eq!(e.message, "options.temperature: must be between 0 and 2");
         assert!(chat("{oops").unwrap_err().param.is_none());

@@ -1,0 +1,139 @@
+//! OpenAI's response objects: the whole answer, and the chunks of a stream.
+
+use super::request::Endpoint;
+use crate::commands::serve::wire;
+use candor_engine::Completion;
+use serde_json::{json, Map, Value};
+
+/// What every response object of one request shares.
+#[derive(Debug, Clone)]
+pub struct Meta {
+    pub id: String,
+    pub created: u64,
+    pub model: String,
+    pub endpoint: Endpoint,
+}
+
+impl Meta {
+    pub fn new(endpoint: Endpoint, model: &str) -> Self {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let created = jiff::Timestamp::now().as_second() as u64;
+        let prefix = match endpoint {
+            Endpoint::Chat => "chatcmpl",
+            Endpoint::Completions => "cmpl",
+        };
+        Self {
+            id: format!("{prefix}-{created:x}{n:06x}"),
+            created,
+            model: model.to_string(),
+            endpoint,
+        }
+    }
+
+    fn object(&self, chunk: bool) -> &'static str {
+        match (self.endpoint, chunk) {
+            (Endpoint::Chat, false) => "chat.completion",
+            (Endpoint::Chat, true) => "chat.completion.chunk",
+            (Endpoint::Completions, _) => "text_completion",
+        }
+    }
+
+    fn envelope(&self, chunk: bool, choices: Value) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("id".into(), json!(self.id));
+        m.insert("object".into(), json!(self.object(chunk)));
+        m.insert("created".into(), json!(self.created));
+        m.insert("model".into(), json!(self.model));
+        m.insert("system_fingerprint".into(), Value::Null);
+        m.insert("choices".into(), choices);
+        m
+    }
+
+    /// The whole answer of a non-streamed request.
+    pub fn response(&self, c: &Completion) -> Value {
+        let reason = wire::finish_reason(c.finish_reason);
+        let choice = match self.endpoint {
+            Endpoint::Chat => json!({
+                "index": 0,
+                "message": {"role": "assistant", "content": c.text},
+                "logprobs": null,
+                "finish_reason": reason,
+            }),
+            Endpoint::Completions => json!({
+                "index": 0,
+                "text": c.text,
+                "logprobs": null,
+                "finish_reason": reason,
+            }),
+        };
+        let mut m = self.envelope(false, json!([choice]));
+        m.insert("usage".into(), usage(c.prompt_tokens, c.tokens.len()));
+        Value::Object(m)
+    }
+
+    /// The opening chunk of a chat stream (the assistant role).
+    pub fn role_chunk(&self) -> Option<Value> {
+        (self.endpoint == Endpoint::Chat).then(|| {
+            Value::Object(self.envelope(
+                true,
+                json!([{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": null, "finish_reason": null}]),
+            ))
+        })
+    }
+
+    pub fn text_chunk(&self, text: &str) -> Value {
+        let choice = match self.endpoint {
+            Endpoint::Chat => {
+                json!({"index": 0, "delta": {"content": text}, "logprobs": null, "finish_reason": null})
+            }
+            Endpoint::Completions => {
+                json!({"index": 0, "text": text, "logprobs": null, "finish_reason": null})
+            }
+        };
+        Value::Object(self.envelope(true, json!([choice])))
+    }
+
+    pub fn finish_chunk(&self, c: &Completion) -> Value {
+        let reason = wire::finish_reason(c.finish_reason);
+        let choice = match self.endpoint {
+            Endpoint::Chat => {
+                json!({"index": 0, "delta": {}, "logprobs": null, "finish_reason": reason})
+            }
+            Endpoint::Completions => {
+                json!({"index": 0, "text": "", "logprobs": null, "finish_reason": reason})
+            }
+        };
+        Value::Object(self.envelope(true, json!([choice])))
+    }
+
+    /// The last chunk with `stream_options.include_usage`: no choices, the usage.
+    pub fn usage_chunk(&self, c: &Completion) -> Value {
+        let mut m = self.envelope(true, json!([]));
+        m.insert("usage".into(), usage(c.prompt_tokens, c.tokens.len()));
+        Value::Object(m)
+    }
+}
+
+fn usage(prompt: usize, completion: usize) -> Value {
+    json!({
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    })
+}
+
+impl Meta {
+    /// An error in the middle of the request, as the request's fields name it.
+    pub fn error(
+        &self,
+        e: candor_engine::serving::ServeError,
+    ) -> crate::commands::serve::error::ApiError {
+        crate::commands::serve::error::ApiError::from_serving(
+            e,
+            self.endpoint.input_param(),
+            &self.model,
+        )
+    }
+}
