@@ -120,12 +120,32 @@ struct CompletionInput {
 struct Prompt(Input);
 
 /// Parses and validates a `/v1/chat/completions` or `/v1/completions` body.
+/// serde's derived structs also take a JSON array in field order; OpenAI's messages and
+/// `stream_options` are objects, so anything else is refused before the typed parse.
+fn objects_where_objects_belong(o: &serde_json::Map<String, Value>) -> Result<(), ApiError> {
+    if o.get("stream_options")
+        .is_some_and(|v| !v.is_null() && !v.is_object())
+    {
+        return Err(ApiError::invalid("stream_options", "must be an object"));
+    }
+    if let Some(Value::Array(messages)) = o.get("messages") {
+        if let Some(i) = messages.iter().position(|m| !m.is_object()) {
+            return Err(ApiError::invalid(
+                format!("messages[{i}]"),
+                "must be an object",
+            ));
+        }
+    }
+    Ok(())
+}
+
 pub fn parse(
     body: &[u8],
     endpoint: Endpoint,
     default_max_tokens: usize,
 ) -> Result<Request, ApiError> {
     let o = wire::json_object(body)?;
+    objects_where_objects_belong(&o)?;
     let options: Options = wire::parse(&o)?;
     let input = match endpoint {
         Endpoint::Chat => wire::parse::<ChatInput>(&o)?.validate()?,
@@ -363,6 +383,16 @@ mod tests {
             Some("max_tokens")
         );
         assert!(chat("not json").unwrap_err().param.is_none());
+        // Arrays in place of objects, which serde's derive would read in field order.
+        assert_eq!(
+            param(r#"{"messages":[["user","hi"]]}"#).as_deref(),
+            Some("messages[0]")
+        );
+        assert_eq!(
+            param(r#"{"messages":[{"role":"user","content":"hi"}],"stream_options":[true]}"#)
+                .as_deref(),
+            Some("stream_options")
+        );
     }
 
     #[test]
