@@ -86,14 +86,14 @@ fn is_weight_name(name: &str) -> bool {
     extension(name).is_some_and(|e| WEIGHT_EXTS.contains(&e.as_str()))
 }
 
-/// The files of the model in `root`: its weight-like files (at least one, else a usage error)
-/// and the companion files present next to them.
-pub fn model_files_in(root: &Path) -> Result<Vec<String>> {
+/// The files of the model in `root`: its weight-like files (at least one, else a usage error
+/// naming the directory as the user gave it, `shown`) and the companion files next to them.
+pub fn model_files_in(root: &Path, shown: &Path) -> Result<Vec<String>> {
     let mut found = weight_files_in(root)?;
     if found.is_empty() {
         return Err(Error::Usage(format!(
             "no model files (.gguf, .safetensors) in {}",
-            root.display()
+            shown.display()
         )));
     }
     found.extend(

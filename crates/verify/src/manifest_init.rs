@@ -91,7 +91,7 @@ struct Found {
 /// Opens (safely), hashes (in parallel) and reads every model file in `dir`.
 fn read_files(dir: &Path, progress: &dyn Progress) -> Result<Found> {
     let root = dir.canonicalize().map_err(|e| Error::io(dir, e))?;
-    let paths = filetypes::model_files_in(&root)?;
+    let paths = filetypes::model_files_in(&root, dir)?;
     let mut opened = Vec::new();
     for p in &paths {
         let o = open_in_dir(&root, p, None).map_err(|e| match e {

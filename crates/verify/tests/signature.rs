@@ -12,10 +12,10 @@ use candor_verify::{
     policy::Policy,
     report::{Outcome, Reason, SignatureSource},
     signature::{self, FileProblem, SignatureError, SigningMethod},
-    verify, Error, ErrorKind, Manifest, NoProgress, SignatureCheck, SignatureOptions, VerifyKey,
+    Error, ErrorKind, Manifest, NoProgress, SignatureCheck, SignatureOptions, VerifyKey,
     VerifyOptions,
 };
-use common::{OPEN_SOURCE_COMPONENTS, PERMISSIVE_TERMS};
+use common::{verdict, OPEN_SOURCE_COMPONENTS, PERMISSIVE_TERMS};
 use p256::pkcs8::{EncodePublicKey, LineEnding};
 use sha2::{Digest, Sha256};
 
@@ -62,18 +62,6 @@ fn check(
     key: &VerifyKey,
 ) -> candor_verify::Result<signature::SignatureReport> {
     signature::verify_bundle(bundle, dir, key, &SignatureOptions::default())
-}
-
-/// `verify` with a refusal as the `Err`: the verified files, or the report that refuses them.
-fn verdict(
-    manifest: Option<&Manifest>,
-    target: &Path,
-    opts: &VerifyOptions,
-    progress: &dyn candor_verify::Progress,
-) -> Result<candor_verify::Verification, Box<candor_verify::Report>> {
-    verify(manifest, target, opts, progress)
-        .expect("verification runs")
-        .allowed()
 }
 
 fn sig_err(r: candor_verify::Result<signature::SignatureReport>) -> SignatureError {

@@ -16,29 +16,12 @@ use candor_verify::{
     openness::Level,
     policy::PolicyViolation,
     report::{FileStatus, Outcome},
-    verify, AcceptanceStore, Error, Manifest, NoProgress, Policy, Reason, VerifyOptions,
+    AcceptanceStore, Error, Manifest, NoProgress, Policy, Reason, VerifyOptions,
 };
 use common::*;
 
 fn opts() -> VerifyOptions {
     VerifyOptions::default()
-}
-
-/// `verify` with a refusal as the `Err`: the verified files, or the report that refuses them.
-/// Errors (checks that could not run) fail the test.
-fn verdict(
-    manifest: Option<&Manifest>,
-    target: &Path,
-    opts: &VerifyOptions,
-    progress: &dyn candor_verify::Progress,
-) -> Result<candor_verify::Verification, Box<candor_verify::Report>> {
-    verify(manifest, target, opts, progress)
-        .expect("verification runs")
-        .allowed()
-}
-
-fn report_of(r: &candor_verify::Report) -> &candor_verify::Report {
-    r
 }
 
 #[test]
@@ -78,7 +61,7 @@ fn flipped_byte_in_98mb_file() {
     let e = verdict(Some(&m), d.path(), &opts(), &NoProgress).unwrap_err();
     assert_eq!(e.decision.outcome, Outcome::IntegrityFailure);
     assert_eq!(e.decision.outcome, Outcome::IntegrityFailure);
-    let r = report_of(&e);
+    let r = e;
     assert_eq!(r.decision.outcome, Outcome::IntegrityFailure);
     let expected = sha_hex(&g);
     let actual = sha_hex(&flipped);
@@ -96,7 +79,7 @@ fn truncated_file() {
     let d = model_dir(&[("m.gguf", &g[..g.len() - 100])]);
     let m = manifest(&[("m.gguf", &g)]);
     let e = verdict(Some(&m), d.path(), &opts(), &NoProgress).unwrap_err();
-    let r = report_of(&e);
+    let r = e;
     assert!(r.decision.has(
         |x| matches!(x, Reason::SizeMismatch { expected, actual, .. }
         if *expected == g.len() as u64 && *actual == g.len() as u64 - 100)
@@ -115,7 +98,7 @@ fn missing_and_extra_files() {
     let m = manifest(&[("m.gguf", &g)]);
     let e = verdict(Some(&m), d.path(), &opts(), &NoProgress).unwrap_err();
     assert_eq!(e.decision.outcome, Outcome::IntegrityFailure);
-    let r = report_of(&e);
+    let r = e;
     assert!(r
         .decision
         .has(|x| matches!(x, Reason::MissingFile { path } if path == "m.gguf")));
@@ -139,9 +122,7 @@ fn missing_and_extra_files() {
         &NoProgress,
     )
     .unwrap_err();
-    assert!(!report_of(&e)
-        .decision
-        .has(|x| matches!(x, Reason::ExtraFile { .. })));
+    assert!(!e.decision.has(|x| matches!(x, Reason::ExtraFile { .. })));
 }
 
 fn set_mtime(p: &Path, t: SystemTime) {
@@ -196,9 +177,7 @@ fn cache_hits_and_invalidates() {
     fs::write(&path, &bad).unwrap();
     set_mtime(&path, before);
     let e = verdict(Some(&m), d.path(), &o, &NoProgress).unwrap_err();
-    assert!(report_of(&e)
-        .decision
-        .has(|x| matches!(x, Reason::HashMismatch { .. })));
+    assert!(e.decision.has(|x| matches!(x, Reason::HashMismatch { .. })));
     // Replaced by another inode with the original content: hashed again and accepted.
     fs::write(d.path().join("tmp"), &g).unwrap();
     fs::rename(d.path().join("tmp"), &path).unwrap();
@@ -275,7 +254,7 @@ fn gguf_declaring_another_license_is_refused() {
     let e = verdict(Some(&m), d.path(), &opts(), &NoProgress).unwrap_err();
     assert_eq!(e.decision.outcome, Outcome::Refused);
     assert_eq!(e.decision.outcome, Outcome::Refused);
-    assert!(report_of(&e).decision.has(
+    assert!(e.decision.has(
         |x| matches!(x, Reason::DeclaredLicenseMismatch { declared, manifest, .. }
         if declared == "mit" && manifest == "Apache-2.0")
     ));
@@ -302,7 +281,7 @@ fn gguf_declaring_another_architecture_is_refused() {
         &NoProgress,
     )
     .unwrap_err();
-    assert!(report_of(&e)
+    assert!(e
         .decision
         .has(|x| matches!(x, Reason::DeclaredArchitectureMismatch { .. })));
 }
@@ -318,7 +297,7 @@ fn model_card_license_and_base_model_checked() {
         &format!("[[files]]\npath = \"README.md\"\nsize = {}\nsha256 = \"{}\"\nrole = \"model_card\"\nformat = \"text\"\n\n[license]", card.len(), sha_hex(card)),
     );
     let e = verdict(Some(&parse(&text)), d.path(), &opts(), &NoProgress).unwrap_err();
-    let r = report_of(&e);
+    let r = e;
     assert!(r.decision.has(
         |x| matches!(x, Reason::DeclaredLicenseMismatch { declared, .. } if declared == "llama3.1")
     ));
@@ -336,7 +315,7 @@ fn claim_above_achieved_names_the_rule_and_accept_openness_needs_the_achieved_le
     );
     let m = parse(&manifest_text(&[("m.gguf", &g)], "open-source", &comps));
     let e = verdict(Some(&m), d.path(), &opts(), &NoProgress).unwrap_err();
-    let r = report_of(&e);
+    let r = e;
     assert!(r.decision.has(|x| matches!(x, Reason::ClaimAboveAchieved { claimed: Level::OpenSource, achieved: Level::OpenWeightsPermissive, rules }
         if rules.iter().any(|s| s == "open-source requires training_code open; manifest grades it closed"))));
     let f = &r.decision.findings[0];
@@ -402,7 +381,7 @@ fn gemma_refused_under_open_source_policy_allowed_under_open_weights_once_accept
     };
     let e = verdict(Some(&m), d.path(), &o, &NoProgress).unwrap_err();
     assert_eq!(e.decision.outcome, Outcome::Refused);
-    let r = report_of(&e);
+    let r = e;
     assert!(r.decision.has(|x| matches!(
         x,
         Reason::Policy {
@@ -424,7 +403,7 @@ fn gemma_refused_under_open_source_policy_allowed_under_open_weights_once_accept
         ..opts()
     };
     let e = verdict(Some(&m), d.path(), &o, &NoProgress).unwrap_err();
-    let r = report_of(&e);
+    let r = e;
     assert_eq!(r.decision.findings.len(), 1, "{:?}", r.decision.findings);
     assert!(matches!(
         r.decision.findings[0].reason,
@@ -457,7 +436,7 @@ fn unlisted_model_refused_unless_allowed() {
     let file = d.path().join("x.gguf");
     let e = verdict(None, &file, &opts(), &NoProgress).unwrap_err();
     assert_eq!(e.decision.outcome, Outcome::Refused);
-    assert!(report_of(&e).decision.has(|x| matches!(
+    assert!(e.decision.has(|x| matches!(
         x,
         Reason::Policy {
             violation: PolicyViolation::UnlistedNotAllowed
@@ -512,7 +491,7 @@ fn pickle_refused_even_when_its_hash_matches() {
     .unwrap_err();
     assert_eq!(e.decision.outcome, Outcome::Malformed);
     assert_eq!(e.decision.outcome, Outcome::Malformed);
-    assert!(report_of(&e).decision.has(|x| matches!(
+    assert!(e.decision.has(|x| matches!(
         x,
         Reason::MalformedFile {
             error: FormatError::Pickle(_),
@@ -553,7 +532,7 @@ fn symlinked_weights_refused() {
     )
     .unwrap_err();
     assert_eq!(e.decision.outcome, Outcome::IntegrityFailure);
-    assert!(report_of(&e).decision.has(|x| matches!(
+    assert!(e.decision.has(|x| matches!(
         x,
         Reason::UnsafeFile {
             problem: UnsafeFile::Symlink { .. },
@@ -704,7 +683,7 @@ fn json_report_has_stable_top_level_fields() {
         &NoProgress,
     )
     .unwrap_err();
-    let j: serde_json::Value = serde_json::from_str(&report_of(&e).to_json()).unwrap();
+    let j: serde_json::Value = serde_json::from_str(&e.to_json()).unwrap();
     let f = &j["decision"]["findings"][0];
     assert_eq!(f["code"], "declared_license_mismatch");
     assert_eq!(f["kind"], "refused");
@@ -736,7 +715,7 @@ fn safetensors_weights_verify_and_malformed_ones_are_refused() {
     let d = model_dir(&[("model.safetensors", &dup)]);
     let e = verdict(Some(&parse(&text(&dup))), d.path(), &opts(), &NoProgress).unwrap_err();
     assert_eq!(e.decision.outcome, Outcome::Malformed);
-    assert!(report_of(&e).decision.has(|x| matches!(
+    assert!(e.decision.has(|x| matches!(
         x,
         Reason::MalformedFile {
             error: FormatError::Safetensors(
@@ -806,7 +785,7 @@ fn sharded_safetensors_index_must_match_shards() {
     ]);
     let e = verdict(Some(&parse(&text(bad))), d.path(), &opts(), &NoProgress).unwrap_err();
     assert_eq!(e.decision.outcome, Outcome::Malformed);
-    assert!(report_of(&e).decision.has(|x| matches!(
+    assert!(e.decision.has(|x| matches!(
         x,
         Reason::MalformedFile {
             error: FormatError::SafetensorsIndex(IndexError::TensorInWrongShard { .. }),

