@@ -16,9 +16,10 @@ with the same JSON type.
 import argparse
 import datetime
 import json
-import sys
 import time
 import urllib.parse
+
+from client_util import check, fail, log
 
 # Greedy answers of the default model; the OpenAI client's tests expect the same.
 QUESTION = "What is 2+2?"
@@ -69,20 +70,6 @@ DOC_SHOW = {
     "license": str,
 }
 DOC_VERSION = {"version": str}
-
-
-def fail(msg):
-    print(f"FAIL: {msg}", file=sys.stderr, flush=True)
-    sys.exit(1)
-
-
-def check(cond, msg):
-    if not cond:
-        fail(msg)
-
-
-def log(msg):
-    print(msg, flush=True)
 
 
 def shape(obj, doc, what):

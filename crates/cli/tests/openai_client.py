@@ -24,25 +24,13 @@ import threading
 import time
 import urllib.parse
 
+from client_util import check, fail, log
+
 QUESTION = "What is 2+2?"
 ANSWER = "The answer to this classic math problem is 4."
 FRANCE = "The capital of France is"
 FRANCE_19 = " Paris.\n\nThe United States has a population of approximately 311 million people."
 STORY = "Write a very long story about a dragon who learns to read."
-
-
-def fail(msg):
-    print(f"FAIL: {msg}", file=sys.stderr, flush=True)
-    sys.exit(1)
-
-
-def check(cond, msg):
-    if not cond:
-        fail(msg)
-
-
-def log(msg):
-    print(msg, flush=True)
 
 
 def error_of(e):

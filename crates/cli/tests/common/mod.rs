@@ -98,3 +98,4 @@ pub fn assert_in_readme(text: &str) {
         "the README's refusal section lacks what candor prints:\n{text}"
     );
 }
+pub mod server;
