@@ -81,6 +81,32 @@ pub enum PolicyViolation {
     UnlistedNotAllowed,
 }
 
+impl PolicyViolation {
+    /// What would let the model load anyway; `policy` names where the policy came from.
+    pub fn fix(&self, policy: &str) -> String {
+        match self {
+            PolicyViolation::UnlistedNotAllowed => {
+                "pass --allow-unlisted, set allow_unlisted = true in the policy, or write a manifest with `candor manifest init`".to_string()
+            }
+            PolicyViolation::BelowMinLevel { achieved, .. } => format!(
+                "set min_level = \"{achieved}\" (or lower) in {policy}, or use --policy with another policy"
+            ),
+            PolicyViolation::LicenseNotAllowed { license, .. } => {
+                format!("add {license} to allow_licenses in {policy}")
+            }
+            PolicyViolation::LicenseDenied { denied, .. } => {
+                format!("remove {denied} from deny_licenses in {policy}")
+            }
+            PolicyViolation::CommercialUseRequired { .. } => {
+                format!("set require_commercial_use = false in {policy}")
+            }
+            PolicyViolation::SignatureRequired => format!(
+                "verify an OpenSSF model-signing bundle: a [signature] table in the manifest, or --signature FILE with --public-key KEY or --certificate-chain CA; or set require_signature = false in {policy}"
+            ),
+        }
+    }
+}
+
 impl std::fmt::Display for PolicyViolation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

@@ -11,7 +11,7 @@ use crate::{
     files::UnsafeFile,
     formats::FormatError,
     license::LicenseTerms,
-    manifest::{Attestation, FileFormat, FileRole, ModelInfo},
+    manifest::{Attestation, FileFormat, FileRole, Manifest, ModelInfo},
     openness::{Component, Grade, Level, LevelFailure},
     policy::PolicyViolation,
     signature::{FileProblem, SignatureReport},
@@ -80,6 +80,7 @@ pub enum Reason {
     /// An OpenSSF model-signing bundle that does not verify, or does not cover a file.
     SignatureInvalid {
         bundle: String,
+        source: SignatureSource,
         error: String,
         #[serde(skip_serializing_if = "Vec::is_empty")]
         files: Vec<FileProblem>,
@@ -163,6 +164,78 @@ impl Reason {
             Reason::SignatureInvalid { error, .. } => format!("signature: {error}"),
         }
     }
+
+    /// What would let the user go on: the sentence printed under `message`.
+    pub fn fix(&self, ctx: &FixContext) -> String {
+        let refetch = || match ctx.manifest {
+            Some(m) => format!(
+                "run `candor pull {}` to fetch the published files again",
+                m.id()
+            ),
+            None => "fetch the file again from its publisher".into(),
+        };
+        let correct = |field: &str| match ctx.manifest {
+            Some(m) => format!("correct {field} in manifest {}", m.id()),
+            None => format!("correct {field} in the manifest"),
+        };
+        match self {
+            // Without a manifest a digest is only compared with its Hugging Face blob name.
+            Reason::HashMismatch { .. } if ctx.manifest.is_none() => {
+                "delete the blob from the Hugging Face cache and download it again".into()
+            }
+            Reason::HashMismatch { .. } | Reason::SizeMismatch { .. } | Reason::MissingFile { .. } => {
+                refetch()
+            }
+            Reason::ExtraFile { .. } => {
+                "remove the file from the model directory, or pass --allow-extra".into()
+            }
+            Reason::UnsafeFile { .. } => {
+                "replace the link or special file with the regular file itself".into()
+            }
+            Reason::MalformedFile { error, .. } => match error {
+                FormatError::Pickle(_) | FormatError::Zip(_) => {
+                    "convert the checkpoint to safetensors or GGUF with trusted tools".into()
+                }
+                FormatError::SafetensorsIndex(_) => {
+                    "the shards and their index disagree; fetch the model again from its publisher"
+                        .into()
+                }
+                _ => "the file is damaged or not a model candor can load; fetch it again from its publisher".into(),
+            },
+            Reason::DeclaredLicenseMismatch { .. } => format!(
+                "{}, or fetch the file the manifest lists",
+                correct("[license]")
+            ),
+            Reason::DeclaredBaseModelMismatch { .. } => correct("[model].base_models"),
+            Reason::DeclaredArchitectureMismatch { .. } => correct("[model].architecture"),
+            Reason::ClaimAboveAchieved { achieved, .. } => {
+                format!("pass --accept-openness {achieved} to load it as what it is")
+            }
+            Reason::Policy { violation } => violation.fix(ctx.policy),
+            Reason::LicenseNotAccepted { manifest_id, .. } => {
+                format!("read the terms and run `candor license accept {manifest_id}`")
+            }
+            Reason::SignatureInvalid { source, .. } => match (source, ctx.manifest) {
+                (SignatureSource::Manifest, Some(m)) => {
+                    let spec = m.signature.as_ref();
+                    format!(
+                        "fetch the model and its signature {} again from the publisher; the manifest {} pins {}",
+                        spec.map(|s| s.path.as_str()).unwrap_or("bundle"),
+                        m.id(),
+                        spec.map(|s| s.verify_key().describe()).unwrap_or_default()
+                    )
+                }
+                _ => "the files are not what was signed, or the signature is not from this key: fetch them again from the signer, or check --public-key / --certificate-chain".into(),
+            },
+        }
+    }
+}
+
+/// What a fix may name: the manifest (its id, its signature) and where the policy came from.
+pub struct FixContext<'a> {
+    pub manifest: Option<&'a Manifest>,
+    /// The policy file's path, or "the policy" for the built-in one.
+    pub policy: &'a str,
 }
 
 /// A reason with its class, its sentence and the fix (what would load the model anyway).

@@ -4,11 +4,7 @@
 
 use super::check_signatures::Signatures;
 use super::Check;
-use crate::{
-    openness::Level,
-    policy::{PolicyViolation, Subject},
-    report::Reason,
-};
+use crate::{openness::Level, policy::Subject, report::Reason};
 
 pub(super) fn apply(c: &mut Check, achieved: Level, signatures: &Signatures) {
     let unlisted = c.manifest.is_none();
@@ -26,8 +22,7 @@ pub(super) fn apply(c: &mut Check, achieved: Level, signatures: &Signatures) {
     };
     let opts = c.opts;
     for v in opts.policy.evaluate(&subject, opts.allow_unlisted) {
-        let fix = fix_for(&v, &policy_name(c));
-        c.refuse(Reason::Policy { violation: v }, fix);
+        c.refuse(Reason::Policy { violation: v });
     }
     if unlisted && !vouched && (opts.allow_unlisted || opts.policy.allow_unlisted) {
         let by = if opts.allow_unlisted {
@@ -38,37 +33,5 @@ pub(super) fn apply(c: &mut Check, achieved: Level, signatures: &Signatures) {
         c.overrides.push(format!(
             "{by}: loading a model without a manifest (nothing was compared with a publisher)"
         ));
-    }
-}
-
-fn policy_name(c: &Check) -> String {
-    c.opts
-        .policy_source
-        .as_ref()
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|| "the policy".into())
-}
-
-/// What would let the model load despite `v`.
-fn fix_for(v: &PolicyViolation, policy: &str) -> String {
-    match v {
-        PolicyViolation::UnlistedNotAllowed => {
-            "pass --allow-unlisted, set allow_unlisted = true in the policy, or write a manifest with `candor manifest init`".to_string()
-        }
-        PolicyViolation::BelowMinLevel { achieved, .. } => format!(
-            "set min_level = \"{achieved}\" (or lower) in {policy}, or use --policy with another policy"
-        ),
-        PolicyViolation::LicenseNotAllowed { license, .. } => {
-            format!("add {license} to allow_licenses in {policy}")
-        }
-        PolicyViolation::LicenseDenied { denied, .. } => {
-            format!("remove {denied} from deny_licenses in {policy}")
-        }
-        PolicyViolation::CommercialUseRequired { .. } => {
-            format!("set require_commercial_use = false in {policy}")
-        }
-        PolicyViolation::SignatureRequired => format!(
-            "verify an OpenSSF model-signing bundle: a [signature] table in the manifest, or --signature FILE with --public-key KEY or --certificate-chain CA; or set require_signature = false in {policy}"
-        ),
     }
 }

@@ -13,13 +13,10 @@ pub(super) fn check(c: &mut Check) {
                 m.license.name,
                 a.accepted_at_local()
             )),
-            None => c.refuse(
-                Reason::LicenseNotAccepted {
-                    manifest_id: m.id().into(),
-                    license: m.license.name.clone(),
-                },
-                format!("read the terms and run `candor license accept {}`", m.id()),
-            ),
+            None => c.refuse(Reason::LicenseNotAccepted {
+                manifest_id: m.id().into(),
+                license: m.license.name.clone(),
+            }),
         }
     }
     if m.attestation == Attestation::SelfAttested {

@@ -39,27 +39,18 @@ pub(super) fn validate(c: &mut Check) -> GgufHeaders {
             Ok(Header::Gguf(h)) => gguf.push((s.report_path.clone(), h)),
             Ok(Header::Safetensors(h)) => safetensors.push((s.disk_path.clone(), h)),
             Err(error) => {
-                let fix = match &error {
-                    FormatError::Pickle(_) | FormatError::Zip(_) => {
-                        "convert the checkpoint to safetensors or GGUF with trusted tools"
-                    }
-                    _ => "the file is damaged or not a model candor can load; fetch it again from its publisher",
-                };
                 let path = s.report_path.clone();
                 c.slots[i].status = FileStatus::Malformed;
-                c.refuse(Reason::MalformedFile { path, error }, fix);
+                c.refuse(Reason::MalformedFile { path, error });
             }
         }
     }
     let listed = c.manifest.is_some();
     if let Some((path, problem)) = check_index(&c.root, &c.slots, &safetensors, listed) {
-        c.refuse(
-            Reason::MalformedFile {
-                path,
-                error: FormatError::SafetensorsIndex(problem),
-            },
-            "the shards and their index disagree; fetch the model again from its publisher",
-        );
+        c.refuse(Reason::MalformedFile {
+            path,
+            error: FormatError::SafetensorsIndex(problem),
+        });
     }
     gguf
 }

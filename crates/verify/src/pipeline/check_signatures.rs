@@ -28,7 +28,6 @@ struct Planned<'a> {
     bundle: PathBuf,
     key: &'a VerifyKey,
     options: SignatureOptions,
-    fix: String,
 }
 
 pub(super) fn check(c: &mut Check) -> Result<Signatures> {
@@ -49,12 +48,12 @@ pub(super) fn check(c: &mut Check) -> Result<Signatures> {
                 let error = (!problems.is_empty()).then(|| problems.join("; "));
                 if let Some(e) = &error {
                     failed = true;
-                    let reason = Reason::SignatureInvalid {
+                    c.refuse(Reason::SignatureInvalid {
                         bundle: shown.clone(),
+                        source: p.source,
                         error: format!("{shown}: {e}"),
                         files: Vec::new(),
-                    };
-                    c.refuse(reason, p.fix);
+                    });
                 } else if p.source == SignatureSource::CommandLine {
                     found.command_line = Some(rep.summary());
                 }
@@ -74,12 +73,12 @@ pub(super) fn check(c: &mut Check) -> Result<Signatures> {
             }
             Err(Error::Signature(e)) if e.kind() != ErrorKind::Io => {
                 failed = true;
-                let reason = Reason::SignatureInvalid {
+                c.refuse(Reason::SignatureInvalid {
                     bundle: shown.clone(),
+                    source: p.source,
                     error: e.to_string(),
                     files: e.file_problems().to_vec(),
-                };
-                c.refuse(reason, p.fix);
+                });
                 found.reports.push(SignatureCheckReport {
                     source: p.source,
                     bundle: shown,
@@ -109,10 +108,7 @@ fn planned<'a>(c: &Check<'a>) -> Vec<Planned<'a>> {
         })
         .collect();
     let mut out = Vec::new();
-    if let Some((m, spec)) = c
-        .manifest
-        .and_then(|m| m.signature.as_ref().map(|s| (m, s)))
-    {
+    if let Some(spec) = c.manifest.and_then(|m| m.signature.as_ref()) {
         out.push(Planned {
             source: SignatureSource::Manifest,
             bundle: c.root.join(&spec.path),
@@ -124,12 +120,6 @@ fn planned<'a>(c: &Check<'a>) -> Vec<Planned<'a>> {
                 known_digests: known.clone(),
                 ..Default::default()
             },
-            fix: format!(
-                "fetch the model and its signature {} again from the publisher; the manifest {} pins {}",
-                spec.path,
-                m.id(),
-                spec.verify_key().describe()
-            ),
         });
     }
     if let Some(sc) = &c.opts.signature {
@@ -143,7 +133,6 @@ fn planned<'a>(c: &Check<'a>) -> Vec<Planned<'a>> {
             bundle: sc.bundle.clone(),
             key: &sc.key,
             options,
-            fix: "the files are not what was signed, or the signature is not from this key: fetch them again from the signer, or check --public-key / --certificate-chain".into(),
         });
     }
     out

@@ -52,10 +52,6 @@ fn base_models_of(h: &GgufHeader) -> Vec<String> {
 
 fn compare_gguf(c: &mut Check, m: &Manifest, path: &str, h: &GgufHeader, base_models: &[String]) {
     let src = |k: &str| format!("{path} (GGUF {k})");
-    let fix = format!(
-        "correct [license] in manifest {}, or fetch the file the manifest lists",
-        m.id()
-    );
     let licenses = [
         ("general.license", h.license(), &m.license.spdx),
         ("general.license.name", h.license_name(), &m.license.name),
@@ -67,7 +63,7 @@ fn compare_gguf(c: &mut Check, m: &Manifest, path: &str, h: &GgufHeader, base_mo
                 declared: l.into(),
                 manifest: manifest.clone(),
             };
-            c.refuse(reason, fix.clone());
+            c.refuse(reason);
         }
     }
     compare_base_models(c, m, &src("general.base_model"), base_models);
@@ -78,10 +74,7 @@ fn compare_gguf(c: &mut Check, m: &Manifest, path: &str, h: &GgufHeader, base_mo
                 declared: a.into(),
                 manifest: m.model.architecture.clone(),
             };
-            c.refuse(
-                reason,
-                format!("correct [model].architecture in manifest {}", m.id()),
-            );
+            c.refuse(reason);
         }
     }
 }
@@ -100,7 +93,7 @@ fn compare_card(c: &mut Check, m: &Manifest, card_path: &str, info: &CardInfo) {
             declared: l.into(),
             manifest: m.license.spdx.clone(),
         };
-        c.refuse(reason, format!("correct [license] in manifest {}", m.id()));
+        c.refuse(reason);
     }
     compare_base_models(c, m, &src, &info.base_model);
 }
@@ -113,10 +106,7 @@ fn compare_base_models(c: &mut Check, m: &Manifest, source: &str, declared: &[St
                 declared: b.clone(),
                 manifest: m.model.base_models.clone(),
             };
-            c.refuse(
-                reason,
-                format!("correct [model].base_models in manifest {}", m.id()),
-            );
+            c.refuse(reason);
         }
     }
 }

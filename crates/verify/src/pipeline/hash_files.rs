@@ -87,32 +87,27 @@ pub(super) fn hash(c: &mut Check, progress: &dyn Progress) -> Result<u64> {
 /// Each digest against the manifest's, or for an unlisted file in the Hugging Face cache,
 /// against its LFS blob name (which is its sha256).
 pub(super) fn compare(c: &mut Check) {
-    let refetch = c.refetch_fix();
     for i in 0..c.slots.len() {
         let s = &c.slots[i];
         let Some(actual) = s.actual else { continue };
-        let (expected, fix) = if let Some(e) = &s.entry {
-            (e.sha256_hex(), refetch.clone())
+        let expected = if let Some(e) = &s.entry {
+            e.sha256_hex()
         } else if let Some(blob) = s.opened.as_ref().and_then(|o| o.hf_blob.as_ref()) {
             if blob.len() != 64 {
                 continue;
             }
-            let fix = "delete the blob from the Hugging Face cache and download it again";
-            (blob.clone(), fix.to_string())
+            blob.clone()
         } else {
             continue;
         };
         if expected != hex::encode(actual) {
             let path = s.report_path.clone();
             c.slots[i].status = FileStatus::HashMismatch;
-            c.refuse(
-                Reason::HashMismatch {
-                    path,
-                    expected,
-                    actual: hex::encode(actual),
-                },
-                fix,
-            );
+            c.refuse(Reason::HashMismatch {
+                path,
+                expected,
+                actual: hex::encode(actual),
+            });
         }
     }
 }

@@ -29,7 +29,7 @@ use crate::{
     manifest::{FileEntry, FileRole, Manifest},
     openness::Level,
     policy::Policy,
-    report::{FileReport, FileStatus, Finding, Outcome, Reason, Report},
+    report::{FileReport, FileStatus, Finding, FixContext, Outcome, Reason, Report},
     signature::{SignatureOptions, VerifyKey},
 };
 
@@ -77,6 +77,14 @@ impl VerifyOptions {
             acceptances: AcceptanceStore::load(home),
             ..Default::default()
         })
+    }
+
+    /// Where the policy came from, as a fix names it.
+    fn policy_name(&self) -> String {
+        self.policy_source
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "the policy".into())
     }
 
     /// Hashing threads: the option, or one per CPU.
@@ -193,24 +201,18 @@ struct Check<'a> {
 
 impl Check<'_> {
     /// A reason to refuse, with what would let the user go on.
-    fn refuse(&mut self, reason: Reason, fix: impl Into<String>) {
+    fn refuse(&mut self, reason: Reason) {
+        let policy = self.opts.policy_name();
+        let ctx = FixContext {
+            manifest: self.manifest,
+            policy: &policy,
+        };
         self.findings.push(Finding {
             kind: reason.kind(),
             message: reason.message(),
-            fix: Some(fix.into()),
+            fix: Some(reason.fix(&ctx)),
             reason,
         });
-    }
-
-    /// The fix for a file that is not what the publisher published.
-    fn refetch_fix(&self) -> String {
-        match self.manifest {
-            Some(m) => format!(
-                "run `candor pull {}` to fetch the published files again",
-                m.id()
-            ),
-            None => "fetch the file again from its publisher".into(),
-        }
     }
 
     fn report_parts<'s>(&'s mut self, target: &'s Path) -> assemble_report::Parts<'s> {

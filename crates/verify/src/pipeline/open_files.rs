@@ -9,7 +9,6 @@ use crate::{
 };
 
 pub(super) fn open(c: &mut Check) -> Result<()> {
-    let refetch = c.refetch_fix();
     for i in 0..c.slots.len() {
         let s = &c.slots[i];
         let (path, disk_path) = (s.report_path.clone(), s.disk_path.clone());
@@ -21,27 +20,21 @@ pub(super) fn open(c: &mut Check) -> Result<()> {
                 if let Some(expected) = expected_size.filter(|&e| e != o.identity.size) {
                     c.slots[i].status = FileStatus::SizeMismatch;
                     let actual = o.identity.size;
-                    c.refuse(
-                        Reason::SizeMismatch {
-                            path,
-                            expected,
-                            actual,
-                        },
-                        refetch.clone(),
-                    );
+                    c.refuse(Reason::SizeMismatch {
+                        path,
+                        expected,
+                        actual,
+                    });
                 }
                 c.slots[i].opened = Some(o);
             }
             Err(OpenError::Missing) => {
                 c.slots[i].status = FileStatus::Missing;
-                c.refuse(Reason::MissingFile { path }, refetch.clone());
+                c.refuse(Reason::MissingFile { path });
             }
             Err(OpenError::Unsafe(problem)) => {
                 c.slots[i].status = FileStatus::Unsafe;
-                c.refuse(
-                    Reason::UnsafeFile { path, problem },
-                    "replace the link or special file with the regular file itself",
-                );
+                c.refuse(Reason::UnsafeFile { path, problem });
             }
             Err(OpenError::Io(e)) => return Err(Error::io(c.root.join(&disk_path), e)),
         }

@@ -96,10 +96,7 @@ fn extra_weight_files(c: &mut Check) -> Result<()> {
         if listed.contains(&p) {
             continue;
         }
-        c.refuse(
-            Reason::ExtraFile { path: p.clone() },
-            "remove the file from the model directory, or pass --allow-extra",
-        );
+        c.refuse(Reason::ExtraFile { path: p.clone() });
         c.extra.push(FileReport {
             path: p,
             role: None,
