@@ -17,6 +17,8 @@ pub mod config;
 mod decoder;
 pub mod error;
 pub mod generate;
+// The SIMD kernels are the one place unsafe code lives (target-feature intrinsics, raw pointers).
+#[allow(unsafe_code)]
 mod kernels;
 mod layers;
 pub mod model;

@@ -109,6 +109,7 @@ impl Mapped<'_> {
     }
 }
 
+#[allow(unsafe_code)] // mmap of a verified file
 fn map(file: &VerifiedFile) -> Result<Mapped<'_>> {
     // SAFETY: the mapping is read-only; the verifier refuses files other users can write, and
     // `check_unchanged` below confirms the handle still has the size and times it had when it
@@ -432,6 +433,7 @@ impl Model {
 /// pages fault in again, which cost a 512-token prompt a fifth of its speed (785k page faults
 /// instead of 65k). Buffers up to 32 MiB come from the heap and up to 64 MiB of free heap top
 /// is kept. Process-wide, set once; other allocators and platforms are left alone.
+#[allow(unsafe_code)] // mallopt
 fn keep_freed_buffers() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {

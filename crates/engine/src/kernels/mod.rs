@@ -11,7 +11,10 @@
 
 pub(crate) mod activation;
 mod packed;
+// Each x86 kernel is one `unsafe fn` whose whole body is intrinsics over raw pointers, with its
+// contract stated once on the function; an `unsafe` block around every line would say nothing more.
 #[cfg(target_arch = "x86_64")]
+#[allow(unsafe_op_in_unsafe_fn)]
 mod x86;
 
 use candle_core::quantized::GgmlDType;
@@ -141,33 +144,24 @@ impl Isa {
         debug_assert!(w.len() >= nb * kind.group_block_bytes());
         let a: [&[ActBlock]; M] = std::array::from_fn(|i| acts.row(r + i));
         let mut out = [[0f32; G]; M];
-        // SAFETY (every kernel call below): an ISA is only chosen when the CPU has its
-        // features (`available`); `w` holds `nb` group blocks and each row of `a` `nb` blocks.
         #[cfg(target_arch = "x86_64")]
         macro_rules! run {
             ($isa:ident) => {
-                match kind {
-                    WeightFormat::Q4_1 => {
-                        out = unsafe { x86::$isa::q4_1::<M>(w.as_ptr(), a.map(|a| a.as_ptr()), nb) }
-                    }
-                    WeightFormat::Q5_0 => {
-                        out = unsafe { x86::$isa::q5_0::<M>(w.as_ptr(), a.map(|a| a.as_ptr()), nb) }
-                    }
-                    WeightFormat::Q5_1 => {
-                        out = unsafe { x86::$isa::q5_1::<M>(w.as_ptr(), a.map(|a| a.as_ptr()), nb) }
-                    }
-                    WeightFormat::Q4_0 => {
-                        out = unsafe { x86::$isa::q4_0::<M>(w.as_ptr(), a.map(|a| a.as_ptr()), nb) }
-                    }
-                    WeightFormat::Q8_0 => {
-                        out = unsafe { x86::$isa::q8_0::<M>(w.as_ptr(), a.map(|a| a.as_ptr()), nb) }
-                    }
-                    WeightFormat::Q2K
-                    | WeightFormat::Q3K
-                    | WeightFormat::Q4K
-                    | WeightFormat::Q5K
-                    | WeightFormat::Q6K => {
-                        unreachable!("K formats are handled above")
+                // SAFETY: an ISA is only chosen when the CPU has its features (`available`); `w`
+                // holds `nb` group blocks and each row of `a` `nb` blocks.
+                out = unsafe {
+                    let a = a.map(|a| a.as_ptr());
+                    match kind {
+                        WeightFormat::Q4_1 => x86::$isa::q4_1::<M>(w.as_ptr(), a, nb),
+                        WeightFormat::Q5_0 => x86::$isa::q5_0::<M>(w.as_ptr(), a, nb),
+                        WeightFormat::Q5_1 => x86::$isa::q5_1::<M>(w.as_ptr(), a, nb),
+                        WeightFormat::Q4_0 => x86::$isa::q4_0::<M>(w.as_ptr(), a, nb),
+                        WeightFormat::Q8_0 => x86::$isa::q8_0::<M>(w.as_ptr(), a, nb),
+                        WeightFormat::Q2K
+                        | WeightFormat::Q3K
+                        | WeightFormat::Q4K
+                        | WeightFormat::Q5K
+                        | WeightFormat::Q6K => unreachable!("K formats are handled above"),
                     }
                 }
             };
@@ -466,7 +460,8 @@ fn group_rows<const W: usize>(
 unsafe fn store(dst: SendPtr, n: usize, row: usize, grp: usize, y: &[f32; G]) {
     let c0 = grp * G;
     for (l, &v) in y.iter().enumerate().take(n - c0) {
-        *dst.0.add(row * n + c0 + l) = v;
+        // SAFETY: `row * n + c0 + l` < m × n by the caller's contract; the columns are ours.
+        unsafe { *dst.0.add(row * n + c0 + l) = v };
     }
 }
 
@@ -646,6 +641,7 @@ impl<T> SendPtr<T> {
 }
 // SAFETY: only used for disjoint writes from pool workers while the owner waits.
 unsafe impl<T> Send for SendPtr<T> {}
+// SAFETY: as for Send: workers share the pointer, never the same element.
 unsafe impl<T> Sync for SendPtr<T> {}
 
 #[cfg(test)]
