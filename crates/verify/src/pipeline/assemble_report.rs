@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use super::{Slot, VerifyOptions};
+use super::{CheckedFile, VerifyOptions};
 use crate::{
     error::ErrorKind,
     license,
@@ -19,7 +19,7 @@ pub(super) struct Parts<'a> {
     pub target: &'a Path,
     pub manifest: Option<&'a Manifest>,
     pub opts: &'a VerifyOptions,
-    pub slots: &'a [Slot],
+    pub checked: &'a [CheckedFile],
     pub extra: Vec<FileReport>,
     pub findings: Vec<Finding>,
     pub warnings: Vec<String>,
@@ -49,7 +49,7 @@ pub(super) fn assemble(
         Some(ErrorKind::Malformed) => Outcome::Malformed,
         Some(_) => Outcome::Refused,
     };
-    let mut files: Vec<FileReport> = p.slots.iter().map(file_report).collect();
+    let mut files: Vec<FileReport> = p.checked.iter().map(file_report).collect();
     files.extend(p.extra);
     Report {
         schema_version: REPORT_SCHEMA_VERSION,
@@ -62,7 +62,7 @@ pub(super) fn assemble(
         }),
         model: manifest.map(|m| m.model.clone()),
         files,
-        root_digest: root_digest(manifest, p.slots),
+        root_digest: root_digest(manifest, p.checked),
         expected_root_digest: manifest.map(|m| hex::encode(m.computed_root_digest())),
         license: manifest.map(license_report),
         declared,
@@ -80,15 +80,15 @@ pub(super) fn assemble(
         },
         warnings: p.warnings,
         stats: Stats {
-            files: p.slots.len(),
+            files: p.checked.len(),
             hashed_bytes,
-            cache_hits: p.slots.iter().filter(|s| s.cached).count(),
+            cache_hits: p.checked.iter().filter(|s| s.cached).count(),
             elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
         },
     }
 }
 
-fn file_report(s: &Slot) -> FileReport {
+fn file_report(s: &CheckedFile) -> FileReport {
     FileReport {
         path: s.report_path.clone(),
         role: Some(s.role()),
@@ -103,10 +103,10 @@ fn file_report(s: &Slot) -> FileReport {
 }
 
 /// The root digest of what was found, once every listed file has been hashed.
-fn root_digest(manifest: Option<&Manifest>, slots: &[Slot]) -> Option<String> {
-    let all_hashed = slots.iter().all(|s| s.actual.is_some());
+fn root_digest(manifest: Option<&Manifest>, checked: &[CheckedFile]) -> Option<String> {
+    let all_hashed = checked.iter().all(|s| s.actual.is_some());
     (manifest.is_some() && all_hashed).then(|| {
-        hex::encode(manifest::root_digest(slots.iter().map(|s| {
+        hex::encode(manifest::root_digest(checked.iter().map(|s| {
             (s.report_path.as_str(), s.actual.as_ref().expect("hashed"))
         })))
     })

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::{Check, Slot};
+use super::{Check, CheckedFile};
 use crate::{
     files::open_in_dir,
     filetypes::read_bounded,
@@ -26,8 +26,8 @@ pub(super) type GgufHeaders = Vec<(String, GgufHeader)>;
 pub(super) fn validate(c: &mut Check) -> GgufHeaders {
     let mut gguf = Vec::new();
     let mut safetensors: Vec<(String, SafetensorsHeader)> = Vec::new();
-    for i in 0..c.slots.len() {
-        let s = &c.slots[i];
+    for i in 0..c.checked.len() {
+        let s = &c.checked[i];
         if !matches!(s.status, FileStatus::Ok | FileStatus::Unlisted)
             || s.role() != FileRole::Weights
         {
@@ -40,13 +40,13 @@ pub(super) fn validate(c: &mut Check) -> GgufHeaders {
             Ok(Header::Safetensors(h)) => safetensors.push((s.disk_path.clone(), h)),
             Err(error) => {
                 let path = s.report_path.clone();
-                c.slots[i].status = FileStatus::Malformed;
+                c.checked[i].status = FileStatus::Malformed;
                 c.refuse(Reason::MalformedFile { path, error });
             }
         }
     }
     let listed = c.manifest.is_some();
-    if let Some((path, problem)) = check_index(&c.root, &c.slots, &safetensors, listed) {
+    if let Some((path, problem)) = check_index(&c.root, &c.checked, &safetensors, listed) {
         c.refuse(Reason::MalformedFile {
             path,
             error: FormatError::SafetensorsIndex(problem),
@@ -59,13 +59,13 @@ pub(super) fn validate(c: &mut Check) -> GgufHeaders {
 /// file next to the shards) and check it against the validated shard headers.
 fn check_index(
     root: &Path,
-    slots: &[Slot],
+    checked: &[CheckedFile],
     shards: &[(String, SafetensorsHeader)],
     listed: bool,
 ) -> Option<(String, IndexError)> {
     const SUFFIX: &str = ".safetensors.index.json";
     let (bytes, path) = if listed {
-        let s = slots
+        let s = checked
             .iter()
             .find(|s| s.disk_path.ends_with(SUFFIX) && s.status == FileStatus::Ok)?;
         (

@@ -98,7 +98,7 @@ pub(super) fn check(c: &mut Check) -> Result<Signatures> {
 /// twice, and a file swapped in between is caught).
 fn planned<'a>(c: &Check<'a>) -> Vec<Planned<'a>> {
     let known: HashMap<String, ([u8; 32], FileIdentity)> = c
-        .slots
+        .checked
         .iter()
         .filter_map(|s| {
             Some((
@@ -142,7 +142,7 @@ fn planned<'a>(c: &Check<'a>) -> Vec<Planned<'a>> {
 /// or with another digest than the signed one.
 fn uncovered(c: &Check, rep: &SignatureReport) -> Vec<String> {
     let mut problems = Vec::new();
-    for s in &c.slots {
+    for s in &c.checked {
         if !rep.covers(&s.disk_path) {
             problems.push(format!("{}: not covered by the signature", s.report_path));
             continue;

@@ -124,7 +124,7 @@ fn base_model_matches(declared: &str, listed: &[String]) -> bool {
 fn read_card(c: &mut Check) -> Option<(String, CardInfo)> {
     let (path, bytes) = match c.manifest {
         Some(_) => {
-            let s = c.slots.iter().find(|s| {
+            let s = c.checked.iter().find(|s| {
                 s.entry
                     .as_ref()
                     .is_some_and(|e| e.role == FileRole::ModelCard)

@@ -22,7 +22,7 @@ pub(super) fn hash(c: &mut Check, progress: &dyn Progress) -> Result<u64> {
         .unwrap_or_else(|| Sha256::digest(b"candor:unlisted").into());
     let mut cache = c.opts.cache_dir.as_deref().map(VerifyCache::load);
     let mut to_hash = Vec::new();
-    for (i, s) in c.slots.iter_mut().enumerate() {
+    for (i, s) in c.checked.iter_mut().enumerate() {
         if matches!(
             s.status,
             FileStatus::SizeMismatch | FileStatus::Missing | FileStatus::Unsafe
@@ -45,7 +45,7 @@ pub(super) fn hash(c: &mut Check, progress: &dyn Progress) -> Result<u64> {
     let jobs: Vec<(&str, &File)> = to_hash
         .iter()
         .map(|&i| {
-            let s = &c.slots[i];
+            let s = &c.checked[i];
             (
                 s.report_path.as_str(),
                 &s.opened.as_ref().expect("opened").file,
@@ -55,9 +55,9 @@ pub(super) fn hash(c: &mut Check, progress: &dyn Progress) -> Result<u64> {
     let results = hashing::sha256_files(&jobs, c.opts.hashing_threads(), progress);
     let mut hashed_bytes = 0u64;
     for (&i, r) in to_hash.iter().zip(results) {
-        let (digest, n) = r.map_err(|e| Error::io(c.root.join(&c.slots[i].disk_path), e))?;
+        let (digest, n) = r.map_err(|e| Error::io(c.root.join(&c.checked[i].disk_path), e))?;
         hashed_bytes += n;
-        let s = &mut c.slots[i];
+        let s = &mut c.checked[i];
         s.actual = Some(digest);
         let o = s.opened.as_ref().expect("opened");
         // The file must not have changed while we read it.
@@ -87,8 +87,8 @@ pub(super) fn hash(c: &mut Check, progress: &dyn Progress) -> Result<u64> {
 /// Each digest against the manifest's, or for an unlisted file in the Hugging Face cache,
 /// against its LFS blob name (which is its sha256).
 pub(super) fn compare(c: &mut Check) {
-    for i in 0..c.slots.len() {
-        let s = &c.slots[i];
+    for i in 0..c.checked.len() {
+        let s = &c.checked[i];
         let Some(actual) = s.actual else { continue };
         let expected = if let Some(e) = &s.entry {
             e.sha256_hex()
@@ -102,7 +102,7 @@ pub(super) fn compare(c: &mut Check) {
         };
         if expected != hex::encode(actual) {
             let path = s.report_path.clone();
-            c.slots[i].status = FileStatus::HashMismatch;
+            c.checked[i].status = FileStatus::HashMismatch;
             c.refuse(Reason::HashMismatch {
                 path,
                 expected,

@@ -191,7 +191,7 @@ struct Check<'a> {
     opts: &'a VerifyOptions,
     /// The model directory (canonical); every file is opened relative to it.
     root: PathBuf,
-    slots: Vec<Slot>,
+    checked: Vec<CheckedFile>,
     /// Weight files next to a manifest's files that it does not list.
     extra: Vec<FileReport>,
     findings: Vec<Finding>,
@@ -220,7 +220,7 @@ impl Check<'_> {
             target,
             manifest: self.manifest,
             opts: self.opts,
-            slots: &self.slots,
+            checked: &self.checked,
             extra: std::mem::take(&mut self.extra),
             findings: std::mem::take(&mut self.findings),
             warnings: std::mem::take(&mut self.warnings),
@@ -230,7 +230,7 @@ impl Check<'_> {
 
     /// The opened, hashed handles, once the decision allows them.
     fn into_verified(self) -> Vec<VerifiedFile> {
-        self.slots
+        self.checked
             .into_iter()
             .map(|s| {
                 let role = s.role();
@@ -251,7 +251,7 @@ impl Check<'_> {
 }
 
 /// One file under check.
-struct Slot {
+struct CheckedFile {
     /// The path the report names (the manifest's).
     report_path: String,
     /// The path on disk, relative to the root.
@@ -263,9 +263,9 @@ struct Slot {
     status: FileStatus,
 }
 
-impl Slot {
+impl CheckedFile {
     fn new(report_path: String, disk_path: String, entry: Option<FileEntry>) -> Self {
-        Slot {
+        CheckedFile {
             report_path,
             disk_path,
             status: if entry.is_some() {

@@ -9,8 +9,8 @@ use crate::{
 };
 
 pub(super) fn open(c: &mut Check) -> Result<()> {
-    for i in 0..c.slots.len() {
-        let s = &c.slots[i];
+    for i in 0..c.checked.len() {
+        let s = &c.checked[i];
         let (path, disk_path) = (s.report_path.clone(), s.disk_path.clone());
         let expected_hex = s.entry.as_ref().map(|e| e.sha256_hex());
         let expected_size = s.entry.as_ref().map(|e| e.size);
@@ -18,7 +18,7 @@ pub(super) fn open(c: &mut Check) -> Result<()> {
             Ok(o) => {
                 c.warnings.extend(o.warnings.iter().cloned());
                 if let Some(expected) = expected_size.filter(|&e| e != o.identity.size) {
-                    c.slots[i].status = FileStatus::SizeMismatch;
+                    c.checked[i].status = FileStatus::SizeMismatch;
                     let actual = o.identity.size;
                     c.refuse(Reason::SizeMismatch {
                         path,
@@ -26,14 +26,14 @@ pub(super) fn open(c: &mut Check) -> Result<()> {
                         actual,
                     });
                 }
-                c.slots[i].opened = Some(o);
+                c.checked[i].opened = Some(o);
             }
             Err(OpenError::Missing) => {
-                c.slots[i].status = FileStatus::Missing;
+                c.checked[i].status = FileStatus::Missing;
                 c.refuse(Reason::MissingFile { path });
             }
             Err(OpenError::Unsafe(problem)) => {
-                c.slots[i].status = FileStatus::Unsafe;
+                c.checked[i].status = FileStatus::Unsafe;
                 c.refuse(Reason::UnsafeFile { path, problem });
             }
             Err(OpenError::Io(e)) => return Err(Error::io(c.root.join(&disk_path), e)),

@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::path::Path;
 
-use super::{Check, Slot, VerifyOptions};
+use super::{Check, CheckedFile, VerifyOptions};
 use crate::{
     error::{Error, Result},
     filetypes,
@@ -19,7 +19,7 @@ pub(super) fn select<'a>(
     opts: &'a VerifyOptions,
 ) -> Result<Check<'a>> {
     let meta = std::fs::metadata(target).map_err(|e| Error::io(target, e))?;
-    let (root, slots) = if meta.is_dir() {
+    let (root, checked) = if meta.is_dir() {
         in_directory(manifest, target)?
     } else {
         single_file(manifest, target)?
@@ -28,7 +28,7 @@ pub(super) fn select<'a>(
         manifest,
         opts,
         root,
-        slots,
+        checked,
         extra: Vec::new(),
         findings: Vec::new(),
         warnings: Vec::new(),
@@ -43,26 +43,26 @@ pub(super) fn select<'a>(
 fn in_directory(
     manifest: Option<&Manifest>,
     target: &Path,
-) -> Result<(std::path::PathBuf, Vec<Slot>)> {
+) -> Result<(std::path::PathBuf, Vec<CheckedFile>)> {
     let root = target.canonicalize().map_err(|e| Error::io(target, e))?;
-    let slots = match manifest {
+    let checked = match manifest {
         Some(m) => m
             .files
             .iter()
-            .map(|e| Slot::new(e.path.clone(), e.path.clone(), Some(e.clone())))
+            .map(|e| CheckedFile::new(e.path.clone(), e.path.clone(), Some(e.clone())))
             .collect(),
         None => filetypes::model_files_in(&root, target)?
             .into_iter()
-            .map(|p| Slot::new(p.clone(), p, None))
+            .map(|p| CheckedFile::new(p.clone(), p, None))
             .collect(),
     };
-    Ok((root, slots))
+    Ok((root, checked))
 }
 
 fn single_file(
     manifest: Option<&Manifest>,
     target: &Path,
-) -> Result<(std::path::PathBuf, Vec<Slot>)> {
+) -> Result<(std::path::PathBuf, Vec<CheckedFile>)> {
     let name = target
         .file_name()
         .and_then(|n| n.to_str())
@@ -75,7 +75,7 @@ fn single_file(
     let root = parent.canonicalize().map_err(|e| Error::io(parent, e))?;
     let slot = match manifest {
         Some(m) if m.files.len() == 1 => {
-            Slot::new(m.files[0].path.clone(), name, Some(m.files[0].clone()))
+            CheckedFile::new(m.files[0].path.clone(), name, Some(m.files[0].clone()))
         }
         Some(m) => {
             return Err(Error::Usage(format!(
@@ -85,13 +85,13 @@ fn single_file(
                 target.display()
             )))
         }
-        None => Slot::new(name.clone(), name, None),
+        None => CheckedFile::new(name.clone(), name, None),
     };
     Ok((root, vec![slot]))
 }
 
 fn extra_weight_files(c: &mut Check) -> Result<()> {
-    let listed: HashSet<String> = c.slots.iter().map(|s| s.disk_path.clone()).collect();
+    let listed: HashSet<String> = c.checked.iter().map(|s| s.disk_path.clone()).collect();
     for p in filetypes::weight_files_in(&c.root)? {
         if listed.contains(&p) {
             continue;

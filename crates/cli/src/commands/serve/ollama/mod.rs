@@ -29,7 +29,7 @@ use candor_engine::{Completion, FinishReason, Message, SamplingParams};
 use candor_verify::manifest::FileRole;
 use candor_verify::Verification;
 use futures_util::stream::{self, StreamExt};
-use request::{Body, Kind, ShowRequest};
+use request::{Body, Endpoint, ShowRequest};
 use serde_json::{json, Map, Value};
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -111,24 +111,28 @@ fn tagged(m: &ServedModel) -> String {
 }
 
 async fn chat(State(st): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> Answer {
-    infer(st, body, Kind::Chat).await
+    infer(st, body, Endpoint::Chat).await
 }
 
 async fn generate(State(st): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> Answer {
-    infer(st, body, Kind::Generate).await
+    infer(st, body, Endpoint::Generate).await
 }
 
 const NO_UNLOAD: &str =
     "candor serve keeps its models loaded while it runs; stop the server to unload them";
 
-async fn infer(st: Arc<AppState>, body: Result<Bytes, BytesRejection>, kind: Kind) -> Answer {
+async fn infer(
+    st: Arc<AppState>,
+    body: Result<Bytes, BytesRejection>,
+    endpoint: Endpoint,
+) -> Answer {
     let started = Instant::now();
     let body = st.accept(body)?;
-    let req = request::parse(&body, kind, st.default_max_tokens)?;
+    let req = request::parse(&body, endpoint, st.default_max_tokens)?;
     let model = find(&st, &req.model)?;
     let mut reply = Reply {
         model: req.model.clone(),
-        kind,
+        endpoint,
         started,
         context: None,
         eos_id: model.eos_id,
@@ -168,7 +172,7 @@ async fn infer(st: Arc<AppState>, body: Result<Bytes, BytesRejection>, kind: Kin
         context: req.context,
         ctx_limit: req.ctx_limit,
     };
-    let (events, prompt) = routes::start(model, task, kind.input_param()).await?;
+    let (events, prompt) = routes::start(model, task, endpoint.input_param()).await?;
     if returns_context {
         reply.context = Some(prompt);
     }
@@ -184,7 +188,7 @@ async fn infer(st: Arc<AppState>, body: Result<Bytes, BytesRejection>, kind: Kin
 #[derive(Clone)]
 struct Reply {
     model: String,
-    kind: Kind,
+    endpoint: Endpoint,
     started: Instant,
     /// `/api/generate`'s prompt tokens, returned as `context` with the answer's.
     context: Option<Vec<u32>>,
@@ -196,19 +200,19 @@ struct Reply {
 
 impl Reply {
     fn error(&self, e: candor_engine::serving::ServeError) -> ApiError {
-        ApiError::from_serving(e, self.kind.input_param(), &self.id)
+        ApiError::from_serving(e, self.endpoint.input_param(), &self.id)
     }
 
     fn object(&self, text: &str, done: bool) -> Map<String, Value> {
         let mut m = Map::new();
         m.insert("model".into(), json!(self.model));
         m.insert("created_at".into(), json!(now_rfc3339()));
-        match self.kind {
-            Kind::Chat => m.insert(
+        match self.endpoint {
+            Endpoint::Chat => m.insert(
                 "message".into(),
                 json!({"role": "assistant", "content": text}),
             ),
-            Kind::Generate => m.insert("response".into(), json!(text)),
+            Endpoint::Generate => m.insert("response".into(), json!(text)),
         };
         m.insert("done".into(), json!(done));
         m

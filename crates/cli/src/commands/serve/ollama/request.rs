@@ -12,17 +12,17 @@ use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub enum Endpoint {
     Chat,
     Generate,
 }
 
-impl Kind {
+impl Endpoint {
     /// The request field that holds the input.
     pub fn input_param(self) -> &'static str {
         match self {
-            Kind::Chat => "messages",
-            Kind::Generate => "prompt",
+            Endpoint::Chat => "messages",
+            Endpoint::Generate => "prompt",
         }
     }
 }
@@ -193,11 +193,15 @@ impl ShowRequest {
 }
 
 /// Parses and validates an `/api/chat` or `/api/generate` body.
-pub fn parse(body: &[u8], kind: Kind, default_max_tokens: usize) -> Result<Request, ApiError> {
+pub fn parse(
+    body: &[u8],
+    endpoint: Endpoint,
+    default_max_tokens: usize,
+) -> Result<Request, ApiError> {
     let o = wire::json_object(body)?;
-    let own = match kind {
-        Kind::Chat => CHAT,
-        Kind::Generate => GENERATE,
+    let own = match endpoint {
+        Endpoint::Chat => CHAT,
+        Endpoint::Generate => GENERATE,
     };
     if let Some(k) = o
         .keys()
@@ -212,9 +216,9 @@ pub fn parse(body: &[u8], kind: Kind, default_max_tokens: usize) -> Result<Reque
     };
     common.refuse_unsupported()?;
     let (params, ctx_limit) = options(common.options.unwrap_or_default(), default_max_tokens)?;
-    let (body, context) = match kind {
-        Kind::Chat => (wire::parse::<ChatFields>(&o)?.validate()?, Vec::new()),
-        Kind::Generate => wire::parse::<GenerateFields>(&o)?.validate()?,
+    let (body, context) = match endpoint {
+        Endpoint::Chat => (wire::parse::<ChatFields>(&o)?.validate()?, Vec::new()),
+        Endpoint::Generate => wire::parse::<GenerateFields>(&o)?.validate()?,
     };
     Ok(Request {
         model,
@@ -518,11 +522,11 @@ mod tests {
     use super::*;
 
     fn chat(body: &str) -> Result<Request, ApiError> {
-        parse(body.as_bytes(), Kind::Chat, 64)
+        parse(body.as_bytes(), Endpoint::Chat, 64)
     }
 
     fn gen(body: &str) -> Result<Request, ApiError> {
-        parse(body.as_bytes(), Kind::Generate, 64)
+        parse(body.as_bytes(), Endpoint::Generate, 64)
     }
 
     fn param(r: Result<Request, ApiError>) -> Option<String> {
