@@ -2,7 +2,8 @@
 //! refused (except the Hugging Face cache's `snapshots/<commit>/<file> -> ../../blobs/<sha256>`,
 //! whose target must stay in that repo's `blobs/` and be named by the listed sha256), as are FIFOs,
 //! devices and sockets. The final open uses `O_NOFOLLOW | O_NONBLOCK` (a FIFO cannot hang us) and
-//! the handle is `fstat`ed, so what is hashed is what was checked.
+//! the handle is `fstat`ed, so what is hashed is what was checked. Directories are walked by the
+//! one bounded [`walk`], which never follows a symlink unless its caller asks to.
 
 use std::{
     fs::{File, Metadata, OpenOptions},
@@ -177,6 +178,78 @@ fn hf_blob_target(
     Ok((resolved, blob))
 }
 
+/// An entry met by [`walk`].
+pub struct WalkEntry {
+    /// The path relative to the root, `/`-separated (non-UTF-8 bytes replaced).
+    pub rel: String,
+    /// Whether the name was valid UTF-8 (else `rel` is lossy).
+    pub utf8: bool,
+    /// The path on disk.
+    pub path: PathBuf,
+    /// The type as the directory lists it: a symlink is a symlink.
+    pub file_type: std::fs::FileType,
+}
+
+/// How far a [`walk`] goes: entries in all, and directory levels below the root.
+#[derive(Debug, Clone, Copy)]
+pub struct WalkLimits {
+    pub entries: usize,
+    pub depth: usize,
+}
+
+#[derive(Debug)]
+pub enum WalkError {
+    /// More than `WalkLimits::entries` entries.
+    TooManyEntries(usize),
+    Io {
+        path: PathBuf,
+        source: io::Error,
+    },
+}
+
+/// Visits every entry under `root`, depth first. `visit` returns whether to descend into the
+/// entry: a directory, or a symlink to one where the caller's policy follows links; nothing is
+/// followed otherwise. Levels below `limits.depth` are not entered; more than `limits.entries`
+/// entries is an error, so a hostile tree cannot make the walk unbounded.
+pub fn walk(
+    root: &Path,
+    limits: WalkLimits,
+    mut visit: impl FnMut(&WalkEntry) -> bool,
+) -> std::result::Result<(), WalkError> {
+    let io_err = |path: &Path, source| WalkError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut stack = vec![(root.to_path_buf(), String::new(), 0usize)];
+    let mut seen = 0usize;
+    while let Some((dir, prefix, depth)) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).map_err(|e| io_err(&dir, e))? {
+            let entry = entry.map_err(|e| io_err(&dir, e))?;
+            seen += 1;
+            if seen > limits.entries {
+                return Err(WalkError::TooManyEntries(limits.entries));
+            }
+            let name = entry.file_name();
+            let lossy = name.to_string_lossy();
+            let rel = if prefix.is_empty() {
+                lossy.to_string()
+            } else {
+                format!("{prefix}/{lossy}")
+            };
+            let e = WalkEntry {
+                utf8: name.to_str().is_some(),
+                file_type: entry.file_type().map_err(|e| io_err(&entry.path(), e))?,
+                path: entry.path(),
+                rel,
+            };
+            if visit(&e) && depth < limits.depth {
+                stack.push((e.path, e.rel, depth + 1));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Open `rel` (a validated manifest path) inside `root` (canonical) for reading.
 pub fn open_in_dir(
     root: &Path,
@@ -334,6 +407,34 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().canonicalize().unwrap();
         (d, p)
+    }
+
+    #[test]
+    fn walk_stays_within_its_limits_and_follows_no_link_by_itself() {
+        let (_d, r) = root();
+        std::fs::create_dir_all(r.join("a/b/c")).unwrap();
+        std::fs::write(r.join("a/b/c/deep.gguf"), b"x").unwrap();
+        std::fs::write(r.join("top.gguf"), b"x").unwrap();
+        symlink(r.join("a"), r.join("link")).unwrap();
+        let mut seen = Vec::new();
+        let limits = WalkLimits {
+            entries: 100,
+            depth: 2,
+        };
+        walk(&r, limits, |e| {
+            seen.push(e.rel.clone());
+            e.file_type.is_dir()
+        })
+        .unwrap();
+        seen.sort();
+        // `a/b/c` is listed but, two levels down, not entered; the link is listed, not followed.
+        assert_eq!(seen, ["a", "a/b", "a/b/c", "link", "top.gguf"]);
+        let few = WalkLimits {
+            entries: 3,
+            depth: 8,
+        };
+        let err = walk(&r, few, |e| e.file_type.is_dir()).unwrap_err();
+        assert!(matches!(err, WalkError::TooManyEntries(3)), "{err:?}");
     }
 
     #[test]

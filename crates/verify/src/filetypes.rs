@@ -1,12 +1,13 @@
 //! What a file in a model directory is, from its name alone: its role, its format, and whether
 //! it holds weights candor refuses to read (pickle and other code-carrying checkpoints). One
-//! table, used by verification and by `manifest init` alike, plus the one bounded walk that
-//! finds a directory's model files.
+//! table, used by verification and by `manifest init` alike, and the search for a directory's
+//! model files.
 
 use std::{fs::File, path::Path};
 
 use crate::{
     error::{Error, Result},
+    files::{walk, WalkError, WalkLimits},
     manifest::{FileFormat, FileRole},
 };
 
@@ -105,41 +106,27 @@ pub fn model_files_in(root: &Path, shown: &Path) -> Result<Vec<String>> {
     Ok(found)
 }
 
-/// Relative paths of weight-like files under `root`, sorted, without following symlinked
-/// directories, at most `MAX_WALK_DEPTH` deep and `MAX_WALK_ENTRIES` entries.
+/// Relative paths of weight-like files under `root`, sorted, without following symlinks, at
+/// most `MAX_WALK_DEPTH` levels deep and `MAX_WALK_ENTRIES` entries.
 pub fn weight_files_in(root: &Path) -> Result<Vec<String>> {
     let mut out = Vec::new();
-    let mut stack = vec![(root.to_path_buf(), String::new(), 0usize)];
-    let mut seen = 0usize;
-    while let Some((dir, prefix, depth)) = stack.pop() {
-        let rd = std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))?;
-        for entry in rd {
-            let entry = entry.map_err(|e| Error::io(&dir, e))?;
-            seen += 1;
-            if seen > MAX_WALK_ENTRIES {
-                return Err(Error::Usage(format!(
-                    "{} holds more than {MAX_WALK_ENTRIES} entries",
-                    root.display()
-                )));
-            }
-            let Some(name) = entry.file_name().to_str().map(str::to_string) else {
-                continue;
-            };
-            let ft = entry.file_type().map_err(|e| Error::io(entry.path(), e))?;
-            let rel = if prefix.is_empty() {
-                name.clone()
-            } else {
-                format!("{prefix}/{name}")
-            };
-            if ft.is_dir() {
-                if depth < MAX_WALK_DEPTH {
-                    stack.push((entry.path(), rel, depth + 1));
-                }
-            } else if is_weight_name(&name) {
-                out.push(rel);
-            }
+    let limits = WalkLimits {
+        entries: MAX_WALK_ENTRIES,
+        depth: MAX_WALK_DEPTH,
+    };
+    walk(root, limits, |e| {
+        let name = e.rel.rsplit('/').next().unwrap_or(&e.rel);
+        if e.utf8 && !e.file_type.is_dir() && is_weight_name(name) {
+            out.push(e.rel.clone());
         }
-    }
+        e.file_type.is_dir()
+    })
+    .map_err(|e| match e {
+        WalkError::TooManyEntries(n) => {
+            Error::Usage(format!("{} holds more than {n} entries", root.display()))
+        }
+        WalkError::Io { path, source } => Error::io(path, source),
+    })?;
     out.sort();
     Ok(out)
 }

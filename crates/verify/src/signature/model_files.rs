@@ -14,7 +14,10 @@ use super::{
     bundle::{Serialization, Statement},
     FileProblem, SignatureError, SignatureOptions, GIT_PATHS, MAX_WALK_DEPTH, MAX_WALK_ENTRIES,
 };
-use crate::{files::FileIdentity, manifest::validate_rel_path};
+use crate::{
+    files::{self, FileIdentity, WalkError, WalkLimits},
+    manifest::validate_rel_path,
+};
 
 /// A signed file and its signed byte ranges.
 pub(super) struct Listed {
@@ -83,67 +86,52 @@ fn normalize_ignore(p: &str) -> Option<String> {
     validate_rel_path(s).ok().map(|_| s.to_string())
 }
 
-/// Every non-ignored regular file under `root`, by relative path; symlinks, special files and
-/// odd names go to `problems`.
+/// Every non-ignored regular file under `root`, by relative path; symlinks (unless the signer
+/// allowed them), special files and odd names go to `problems`.
 fn walk(
     root: &Path,
     ignores: &[String],
     allow_symlinks: bool,
     problems: &mut Vec<FileProblem>,
 ) -> Result<Vec<String>, SignatureError> {
-    let io_err = |path: &Path, e: io::Error| SignatureError::Io {
-        path: path.to_path_buf(),
-        source: e,
-    };
     let mut out = Vec::new();
-    let mut stack = vec![(root.to_path_buf(), String::new(), 0usize)];
-    let mut entries = 0usize;
-    while let Some((dir, prefix, depth)) = stack.pop() {
-        let rd = std::fs::read_dir(&dir).map_err(|e| io_err(&dir, e))?;
-        for entry in rd {
-            let entry = entry.map_err(|e| io_err(&dir, e))?;
-            entries += 1;
-            if entries > MAX_WALK_ENTRIES {
-                return Err(SignatureError::Unsupported {
-                    bundle: root.to_path_buf(),
-                    what: format!("the model directory holds more than {MAX_WALK_ENTRIES} entries"),
-                });
+    let limits = WalkLimits {
+        entries: MAX_WALK_ENTRIES,
+        depth: MAX_WALK_DEPTH,
+    };
+    files::walk(root, limits, |e| {
+        let rel = e.rel.clone();
+        if is_ignored(&rel, ignores) {
+            return false;
+        }
+        let mut ft = e.file_type;
+        if ft.is_symlink() {
+            if !allow_symlinks {
+                problems.push(FileProblem::Symlink { path: rel });
+                return false;
             }
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let rel = if prefix.is_empty() {
-                name
-            } else {
-                format!("{prefix}/{name}")
-            };
-            if is_ignored(&rel, ignores) {
-                continue;
-            }
-            let mut ft = entry.file_type().map_err(|e| io_err(&entry.path(), e))?;
-            if ft.is_symlink() {
-                if !allow_symlinks {
-                    problems.push(FileProblem::Symlink { path: rel });
-                    continue;
+            match std::fs::metadata(&e.path) {
+                Ok(m) => ft = m.file_type(),
+                Err(_) => {
+                    problems.push(FileProblem::NotRegular { path: rel });
+                    return false;
                 }
-                match std::fs::metadata(entry.path()) {
-                    Ok(m) => ft = m.file_type(),
-                    Err(_) => {
-                        problems.push(FileProblem::NotRegular { path: rel });
-                        continue;
-                    }
-                }
-            }
-            if ft.is_dir() {
-                if depth + 1 < MAX_WALK_DEPTH {
-                    stack.push((entry.path(), rel, depth + 1));
-                }
-            } else if ft.is_file() {
-                out.push(rel);
-            } else if ft.is_fifo() || ft.is_socket() || ft.is_block_device() || ft.is_char_device()
-            {
-                problems.push(FileProblem::NotRegular { path: rel });
             }
         }
-    }
+        if ft.is_file() {
+            out.push(rel);
+        } else if ft.is_fifo() || ft.is_socket() || ft.is_block_device() || ft.is_char_device() {
+            problems.push(FileProblem::NotRegular { path: rel });
+        }
+        ft.is_dir()
+    })
+    .map_err(|e| match e {
+        WalkError::TooManyEntries(n) => SignatureError::Unsupported {
+            bundle: root.to_path_buf(),
+            what: format!("the model directory holds more than {n} entries"),
+        },
+        WalkError::Io { path, source } => SignatureError::Io { path, source },
+    })?;
     out.sort();
     Ok(out)
 }
