@@ -1,9 +1,9 @@
 //! `candor bench`: prompt processing (ppN) and generation (tgN) speed, measured like llama-bench:
 //! one warm-up, then `-r` repetitions, mean ± standard deviation of tokens per second.
 
-use crate::args::BenchArgs;
+use crate::args::{BenchArgs, DeviceArg};
 use crate::home::Home;
-use crate::load::load;
+use crate::load::{load, Loaded};
 use anyhow::Result;
 use candor_engine::Model;
 use serde::Serialize;
@@ -39,99 +39,131 @@ struct Test {
 
 pub fn run(home: &Home, args: &BenchArgs) -> Result<()> {
     let mut loaded = load(home, &args.model)?;
-    let threads = args.model.runtime.threads.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    });
-    let vocab = loaded.model.tokenizer().vocab_size() as u32;
+    let vocab = loaded.model.tokenizer().vocab_size() as u64;
     // Fixed pseudo-random tokens, as llama-bench uses: content does not change the cost.
     let tokens: Vec<u32> = (0..args.n_prompt.max(1) as u64)
-        .map(|i| ((i.wrapping_mul(2654435761) >> 7) % vocab as u64) as u32)
+        .map(|i| ((i.wrapping_mul(2654435761) >> 7) % vocab) as u32)
         .collect();
     // Time to first token: a prompt pass plus reading the logits, once, cold.
     let t = Instant::now();
     loaded.model.reset();
-    loaded
-        .model
-        .forward(&tokens[..args.n_prompt.clamp(1, tokens.len())], false)?;
+    loaded.model.forward(&tokens, false)?;
     let ttft_ms = t.elapsed().as_secs_f64() * 1e3;
 
-    let weights = loaded.verification.weights().next();
-    let model_size = loaded.verification.weights().map(|f| f.size()).sum();
-    let info = loaded.model.info().clone();
     let mut tests = Vec::new();
-    let mut run_test = |n_prompt: usize, n_gen: usize, model: &mut Model| -> Result<()> {
-        let once = |model: &mut Model| -> Result<u64> {
-            model.reset();
-            let t = Instant::now();
-            if n_prompt > 0 {
-                model.forward(&tokens[..n_prompt], false)?;
-            } else {
-                let mut next = tokens[0];
-                for _ in 0..n_gen {
-                    let logits = model.forward(&[next], false)?;
-                    next = logits.squeeze(0)?.argmax(0)?.to_scalar::<u32>()?;
-                }
-            }
-            Ok(t.elapsed().as_nanos() as u64)
-        };
-        once(model)?; // warm-up
+    for (n_prompt, n_gen) in [(args.n_prompt, 0), (0, args.n_gen)] {
+        if n_prompt + n_gen == 0 {
+            continue;
+        }
+        let once =
+            |model: &mut Model| timed_pass(model, &tokens[..n_prompt.max(1)], n_prompt, n_gen);
+        once(&mut loaded.model)?; // warm-up
         let samples: Vec<u64> = (0..args.repetitions.max(1))
-            .map(|_| once(model))
+            .map(|_| once(&mut loaded.model))
             .collect::<Result<_>>()?;
-        let n = (n_prompt + n_gen) as f64;
-        let ts: Vec<f64> = samples.iter().map(|&ns| n / (ns as f64 / 1e9)).collect();
-        let (avg_ns, sd_ns) = mean_sd(&samples.iter().map(|&x| x as f64).collect::<Vec<_>>());
-        let (avg_ts, sd_ts) = mean_sd(&ts);
-        tests.push(Test {
-            model_filename: args.model.model.clone(),
-            model_type: format!("{} {}", info.architecture.name(), info.weight_type),
-            model_size,
-            model_n_params: info.parameters,
-            n_threads: threads,
-            n_prompt,
-            n_gen,
-            backend: match args.model.runtime.device {
-                crate::args::DeviceArg::Cpu => "CPU",
-                crate::args::DeviceArg::Cuda => "CUDA",
-                crate::args::DeviceArg::Metal => "Metal",
-            },
-            avg_ns: avg_ns as u64,
-            stddev_ns: sd_ns as u64,
-            avg_ts,
-            stddev_ts: sd_ts,
-            samples_ns: samples,
-            samples_ts: ts,
-            model_sha256: weights.map(|w| w.sha256_hex()).unwrap_or_default(),
-            root_digest: loaded.verification.report.root_digest.clone(),
-            build_commit: env!("CANDOR_COMMIT"),
-            build_features: build_features(),
-            cpu_features: cpu_features(),
-            kernels: candor_engine::kernel_instruction_sets(),
-            verify_ms: loaded.verify_time.as_secs_f64() * 1e3,
-            load_ms: loaded.load_time.as_secs_f64() * 1e3,
-            ttft_ms,
-        });
-        Ok(())
-    };
-    if args.n_prompt > 0 {
-        run_test(args.n_prompt, 0, &mut loaded.model)?;
-    }
-    if args.n_gen > 0 {
-        run_test(0, args.n_gen, &mut loaded.model)?;
+        tests.push(record(&loaded, args, n_prompt, n_gen, samples, ttft_ms));
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&tests)?);
         return Ok(());
     }
+    print_table(&tests);
+    if let Some(t) = tests.first() {
+        eprintln!(
+            "candor: verify {:.1} ms, load {:.1} ms, time to first token {:.1} ms ({} prompt tokens), build {} [{}], cpu [{}], kernels {}",
+            t.verify_ms,
+            t.load_ms,
+            t.ttft_ms,
+            tokens.len(),
+            t.build_commit,
+            t.build_features.join(","),
+            t.cpu_features.join(","),
+            t.kernels
+        );
+    }
+    Ok(())
+}
+
+/// One timed run from an empty cache: a prompt pass over `n_prompt` tokens, or `n_gen` greedy
+/// decode steps from the first token. Nanoseconds.
+fn timed_pass(model: &mut Model, tokens: &[u32], n_prompt: usize, n_gen: usize) -> Result<u64> {
+    model.reset();
+    let t = Instant::now();
+    if n_prompt > 0 {
+        model.forward(&tokens[..n_prompt], false)?;
+    } else {
+        let mut next = tokens[0];
+        for _ in 0..n_gen {
+            let logits = model.forward(&[next], false)?;
+            next = logits.squeeze(0)?.argmax(0)?.to_scalar::<u32>()?;
+        }
+    }
+    Ok(t.elapsed().as_nanos() as u64)
+}
+
+/// A test's record, in llama-bench's JSON field names where they exist.
+fn record(
+    loaded: &Loaded,
+    args: &BenchArgs,
+    n_prompt: usize,
+    n_gen: usize,
+    samples: Vec<u64>,
+    ttft_ms: f64,
+) -> Test {
+    let info = loaded.model.info();
+    let n = (n_prompt + n_gen) as f64;
+    let ts: Vec<f64> = samples.iter().map(|&ns| n / (ns as f64 / 1e9)).collect();
+    let (avg_ns, sd_ns) = mean_sd(&samples.iter().map(|&x| x as f64).collect::<Vec<_>>());
+    let (avg_ts, sd_ts) = mean_sd(&ts);
+    let v = &loaded.verification;
+    Test {
+        model_filename: args.model.model.clone(),
+        model_type: format!("{} {}", info.architecture.name(), info.weight_type),
+        model_size: v.weights().map(|f| f.size()).sum(),
+        model_n_params: info.parameters,
+        n_threads: args.model.runtime.threads.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        }),
+        n_prompt,
+        n_gen,
+        backend: match args.model.runtime.device {
+            DeviceArg::Cpu => "CPU",
+            DeviceArg::Cuda => "CUDA",
+            DeviceArg::Metal => "Metal",
+        },
+        avg_ns: avg_ns as u64,
+        stddev_ns: sd_ns as u64,
+        avg_ts,
+        stddev_ts: sd_ts,
+        samples_ns: samples,
+        samples_ts: ts,
+        model_sha256: v
+            .weights()
+            .next()
+            .map(|w| w.sha256_hex())
+            .unwrap_or_default(),
+        root_digest: v.report.root_digest.clone(),
+        build_commit: env!("CANDOR_COMMIT"),
+        build_features: build_features(),
+        cpu_features: cpu_features(),
+        kernels: candor_engine::kernel_instruction_sets(),
+        verify_ms: loaded.verify_time.as_secs_f64() * 1e3,
+        load_ms: loaded.load_time.as_secs_f64() * 1e3,
+        ttft_ms,
+    }
+}
+
+/// The Markdown table llama-bench prints.
+fn print_table(tests: &[Test]) {
     let mut table = crate::table::markdown([
         "model", "size", "params", "backend", "threads", "test", "t/s",
     ]);
     for column in [1, 2, 4, 6] {
         crate::table::align_right(&mut table, column);
     }
-    for t in &tests {
+    for t in tests {
         let name = if t.n_prompt > 0 {
             format!("pp{}", t.n_prompt)
         } else {
@@ -148,20 +180,6 @@ pub fn run(home: &Home, args: &BenchArgs) -> Result<()> {
         ]);
     }
     crate::table::print(&table);
-    if let Some(t) = tests.first() {
-        eprintln!(
-            "candor: verify {:.1} ms, load {:.1} ms, time to first token {:.1} ms ({} prompt tokens), build {} [{}], cpu [{}], kernels {}",
-            t.verify_ms,
-            t.load_ms,
-            t.ttft_ms,
-            args.n_prompt.max(1),
-            t.build_commit,
-            t.build_features.join(","),
-            t.cpu_features.join(","),
-            t.kernels
-        );
-    }
-    Ok(())
 }
 
 fn mean_sd(xs: &[f64]) -> (f64, f64) {
