@@ -3,7 +3,7 @@
 use crate::error::{Error, Result};
 
 /// The architectures candor runs. Their decoder layers are built from the same sublayers
-/// (`decoder`); Llama, Mistral, Qwen2/3, OLMo 2 and Phi-3 share one model file
+/// (`decoder`); Llama, Mistral, Qwen2/3, OLMo 2, Phi-3 and SmolLM3 share one model file
 /// (`models::llama`), Gemma 2 and 3 have their own (`models::gemma`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -16,10 +16,12 @@ pub enum Architecture {
     Phi3,
     Gemma2,
     Gemma3,
+    /// Llama's layers, with RoPE skipped on some of them (every fourth by default).
+    SmolLM3,
 }
 
 pub const SUPPORTED: &str =
-    "llama (Llama 2/3.x, SmolLM2, TinyLlama), mistral, qwen2, qwen3, olmo2, phi3, gemma2, gemma3";
+    "llama (Llama 2/3.x, SmolLM2, TinyLlama), mistral, qwen2, qwen3, olmo2, phi3, gemma2, gemma3, smollm3";
 
 impl Architecture {
     pub fn parse(name: &str) -> Result<Self> {
@@ -32,6 +34,7 @@ impl Architecture {
             "phi3" | "Phi3ForCausalLM" => Self::Phi3,
             "gemma2" | "Gemma2ForCausalLM" => Self::Gemma2,
             "gemma3" | "gemma3_text" | "Gemma3ForCausalLM" => Self::Gemma3,
+            "smollm3" | "SmolLM3ForCausalLM" => Self::SmolLM3,
             other => {
                 return Err(Error::UnsupportedArchitecture {
                     name: other.to_string(),
@@ -51,6 +54,7 @@ impl Architecture {
             Self::Phi3 => "phi3",
             Self::Gemma2 => "gemma2",
             Self::Gemma3 => "gemma3",
+            Self::SmolLM3 => "smollm3",
         }
     }
 
@@ -59,7 +63,12 @@ impl Architecture {
         match self {
             Self::Qwen3 | Self::Gemma3 => Some(QkNorm::PerHead),
             Self::Olmo2 => Some(QkNorm::Whole),
-            Self::Llama | Self::Mistral | Self::Qwen2 | Self::Phi3 | Self::Gemma2 => None,
+            Self::Llama
+            | Self::Mistral
+            | Self::Qwen2
+            | Self::Phi3
+            | Self::Gemma2
+            | Self::SmolLM3 => None,
         }
     }
 
@@ -68,9 +77,12 @@ impl Architecture {
         match self {
             Self::Olmo2 => NormPlacement::Post,
             Self::Gemma2 | Self::Gemma3 => NormPlacement::Sandwich,
-            Self::Llama | Self::Mistral | Self::Qwen2 | Self::Qwen3 | Self::Phi3 => {
-                NormPlacement::Pre
-            }
+            Self::Llama
+            | Self::Mistral
+            | Self::Qwen2
+            | Self::Qwen3
+            | Self::Phi3
+            | Self::SmolLM3 => NormPlacement::Pre,
         }
     }
 

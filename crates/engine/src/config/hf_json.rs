@@ -15,10 +15,10 @@ impl ModelConfig {
         let head_dim = raw
             .head_dim
             .unwrap_or(raw.hidden_size.checked_div(n_heads).unwrap_or(0));
-        raw.check_full_rotary()?;
+        let rotary_dim = raw.rotary_dim(arch, head_dim)?;
         let rope_theta = raw.rope_theta();
         let scaling = HfRopeScaling::of(&raw);
-        let (rope_scaling, long_rope) = scaling.read(&raw, arch, head_dim)?;
+        let (rope_scaling, long_rope) = scaling.read(&raw, arch, rotary_dim)?;
         let gemma = matches!(arch, Architecture::Gemma2 | Architecture::Gemma3)
             .then(|| raw.gemma_params(arch, head_dim, rope_theta, &scaling));
         let cfg = Self {
@@ -35,12 +35,15 @@ impl ModelConfig {
             rope_scaling,
             long_rope,
             rope_interleaved: false,
+            rotary_dim,
+            rope_layers: raw.rope_layers(arch)?,
             context_length: raw.max_position_embeddings.unwrap_or(2048),
             sliding_window: raw.sliding_window(arch),
             qkv_bias: arch == Architecture::Qwen2 || raw.attention_bias == Some(true),
-            tie_word_embeddings: raw
-                .tie_word_embeddings
-                .unwrap_or(matches!(arch, Architecture::Gemma2 | Architecture::Gemma3)),
+            tie_word_embeddings: raw.tie_word_embeddings.unwrap_or(matches!(
+                arch,
+                Architecture::Gemma2 | Architecture::Gemma3 | Architecture::SmolLM3
+            )),
             gemma,
         };
         cfg.validate()?;
@@ -58,20 +61,51 @@ impl HfConfig {
         Architecture::parse(&name)
     }
 
-    /// Refuses RoPE on part of each head, which no model here implements.
-    fn check_full_rotary(&self) -> Result<()> {
-        let rotary = self.partial_rotary_factor.or_else(|| {
+    /// The head dimensions RoPE rotates: `partial_rotary_factor` of them (truncated, as
+    /// transformers does), which only Phi-3's implementation honours; other families refuse
+    /// a factor below 1 rather than run it wrongly.
+    fn rotary_dim(&self, arch: Architecture, head_dim: usize) -> Result<usize> {
+        let factor = self.partial_rotary_factor.or_else(|| {
             self.rope_parameters
                 .as_ref()
                 .and_then(|p| p.get("partial_rotary_factor"))
                 .and_then(|v| v.as_f64())
         });
-        match rotary {
-            Some(f) if f != 1.0 => Err(Error::Unsupported(format!(
-                "RoPE on part of each head (partial_rotary_factor {f})"
+        match factor {
+            None | Some(1.0) => Ok(head_dim),
+            Some(f) if arch == Architecture::Phi3 && f > 0.0 && f < 1.0 => {
+                Ok((head_dim as f64 * f) as usize)
+            }
+            Some(f) => Err(Error::Unsupported(format!(
+                "RoPE on part of each head (partial_rotary_factor {f}) in a {} model",
+                arch.name()
             ))),
-            _ => Ok(()),
         }
+    }
+
+    /// SmolLM3's layers without RoPE: `no_rope_layers` (1 = rotates, 0 = not), else every
+    /// `no_rope_layer_interval`-th layer (default 4), as transformers builds the list.
+    fn rope_layers(&self, arch: Architecture) -> Result<Option<Vec<bool>>> {
+        if arch != Architecture::SmolLM3 {
+            return Ok(None);
+        }
+        if self.use_sliding_window == Some(true) && self.sliding_window.is_some() {
+            return Err(Error::Unsupported(
+                "SmolLM3 with a sliding window on its layers without RoPE".into(),
+            ));
+        }
+        if let Some(list) = &self.no_rope_layers {
+            return Ok(Some(list.iter().map(|&r| r != 0).collect()));
+        }
+        let every = self.no_rope_layer_interval.unwrap_or(4);
+        if every == 0 {
+            return Err(Error::malformed("config.json: no_rope_layer_interval is 0"));
+        }
+        Ok(Some(
+            (0..self.num_hidden_layers)
+                .map(|i| (i + 1) % every != 0)
+                .collect(),
+        ))
     }
 
     /// transformers 5 nests rope settings under `rope_parameters` (per attention type for
@@ -188,11 +222,11 @@ impl<'a> HfRopeScaling<'a> {
         &self,
         raw: &HfConfig,
         arch: Architecture,
-        head_dim: usize,
+        rotary_dim: usize,
     ) -> Result<(Option<Llama3RopeScaling>, Option<LongRope>)> {
         Ok(match self.kind {
             "default" => (None, None),
-            "longrope" | "su" => (None, Some(self.long_rope(raw, head_dim)?)),
+            "longrope" | "su" => (None, Some(self.long_rope(raw, rotary_dim)?)),
             "llama3" => (
                 Some(Llama3RopeScaling {
                     factor: self.num("factor").unwrap_or(1.0),
@@ -219,7 +253,7 @@ impl<'a> HfRopeScaling<'a> {
         })
     }
 
-    fn long_rope(&self, raw: &HfConfig, head_dim: usize) -> Result<LongRope> {
+    fn long_rope(&self, raw: &HfConfig, rotary_dim: usize) -> Result<LongRope> {
         let list = |key: &str| -> Result<Vec<f32>> {
             self.json
                 .and_then(|s| s.get(key))
@@ -228,12 +262,12 @@ impl<'a> HfRopeScaling<'a> {
                 .ok_or_else(|| Error::malformed(format!("LongRoPE `{key}` is missing")))
         };
         let (short, long) = (list("short_factor")?, list("long_factor")?);
-        if short.len() != head_dim / 2 || long.len() != head_dim / 2 {
+        if short.len() != rotary_dim / 2 || long.len() != rotary_dim / 2 {
             return Err(Error::malformed(format!(
                 "LongRoPE factors: {} short and {} long, expected {} each",
                 short.len(),
                 long.len(),
-                head_dim / 2
+                rotary_dim / 2
             )));
         }
         let max = raw.max_position_embeddings.unwrap_or(2048);
@@ -292,6 +326,9 @@ struct HfConfig {
     sliding_window_pattern: Option<usize>,
     final_logit_softcapping: Option<f64>,
     attn_logit_softcapping: Option<f64>,
+    // SmolLM3
+    no_rope_layers: Option<Vec<u8>>,
+    no_rope_layer_interval: Option<usize>,
 }
 
 #[cfg(test)]
@@ -345,5 +382,95 @@ mod tests {
                 phi3(&rope)
             );
         }
+    }
+
+    fn config(json: &str) -> Result<ModelConfig> {
+        ModelConfig::from_hf_json(json.as_bytes())
+    }
+
+    /// Phi-4 (14B): Phi-3's layers, whole-head RoPE, no scaling, a 100k vocabulary.
+    #[test]
+    fn phi4_loads_with_full_rotary() {
+        let cfg = config(
+            r#"{"model_type": "phi3", "hidden_size": 5120, "intermediate_size": 17920,
+                "num_hidden_layers": 40, "num_attention_heads": 40, "num_key_value_heads": 10,
+                "vocab_size": 100352, "max_position_embeddings": 16384, "rope_theta": 250000.0,
+                "rope_scaling": null, "partial_rotary_factor": null, "sliding_window": null,
+                "tie_word_embeddings": false}"#,
+        )
+        .unwrap();
+        assert_eq!((cfg.head_dim, cfg.rotary_dim), (128, 128));
+        assert!(cfg.long_rope.is_none() && !cfg.tie_word_embeddings);
+    }
+
+    /// Phi-4-mini: RoPE on 96 of 128 dimensions, LongRoPE lists of 48, tied embeddings.
+    #[test]
+    fn phi4_mini_partial_rotary_and_longrope() {
+        let list = format!("[{}]", vec!["1.0"; 48].join(","));
+        let cfg = config(&format!(
+            r#"{{"model_type": "phi3", "hidden_size": 3072, "intermediate_size": 8192,
+                "num_hidden_layers": 32, "num_attention_heads": 24, "num_key_value_heads": 8,
+                "vocab_size": 200064, "max_position_embeddings": 131072,
+                "original_max_position_embeddings": 4096, "partial_rotary_factor": 0.75,
+                "rope_scaling": {{"type": "longrope", "short_factor": {list}, "long_factor": {list}}},
+                "tie_word_embeddings": true}}"#
+        ))
+        .unwrap();
+        assert_eq!((cfg.head_dim, cfg.rotary_dim), (128, 96));
+        assert_eq!(cfg.long_rope.unwrap().original_context, 4096);
+        assert!(cfg.tie_word_embeddings);
+        // Lists sized for whole heads (64) do not fit a 96-dimension rotation.
+        let long = format!("[{}]", vec!["1.0"; 64].join(","));
+        let wrong = config(&format!(
+            r#"{{"model_type": "phi3", "hidden_size": 3072, "intermediate_size": 8192,
+                "num_hidden_layers": 32, "num_attention_heads": 24, "vocab_size": 200064,
+                "partial_rotary_factor": 0.75,
+                "rope_scaling": {{"type": "longrope", "short_factor": {long}, "long_factor": {long}}}}}"#
+        ));
+        assert!(matches!(wrong, Err(Error::Malformed(_))), "{wrong:?}");
+    }
+
+    /// Only Phi-3's implementation rotates part of a head; elsewhere the factor is refused.
+    #[test]
+    fn partial_rotary_outside_phi3_is_refused() {
+        let cfg = config(
+            r#"{"model_type": "llama", "hidden_size": 64, "intermediate_size": 128,
+                "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 100,
+                "partial_rotary_factor": 0.5}"#,
+        );
+        assert!(matches!(cfg, Err(Error::Unsupported(_))), "{cfg:?}");
+    }
+
+    fn smollm3(extra: &str) -> Result<ModelConfig> {
+        config(&format!(
+            r#"{{"model_type": "smollm3", "hidden_size": 64, "intermediate_size": 128,
+                "num_hidden_layers": 8, "num_attention_heads": 4, "vocab_size": 100{extra}}}"#
+        ))
+    }
+
+    #[test]
+    fn smollm3_no_rope_layers() {
+        // transformers' default: every fourth layer without RoPE.
+        let every4 = [true, true, true, false, true, true, true, false];
+        let cfg = smollm3("").unwrap();
+        assert_eq!(cfg.rope_layers.as_deref(), Some(&every4[..]));
+        assert!(cfg.tie_word_embeddings);
+        let cfg = smollm3(r#", "no_rope_layer_interval": 2"#).unwrap();
+        let every2: Vec<bool> = (0..8).map(|i| i % 2 == 0).collect();
+        assert_eq!(cfg.rope_layers, Some(every2));
+        // An explicit list wins over the interval.
+        let cfg = smollm3(r#", "no_rope_layers": [0,1,1,1,1,1,1,1], "no_rope_layer_interval": 4"#)
+            .unwrap();
+        let first: Vec<bool> = (0..8).map(|i| i != 0).collect();
+        assert_eq!(cfg.rope_layers, Some(first));
+        // A list of the wrong length, an interval of 0 and the sliding-window variant are refused.
+        for bad in [
+            r#", "no_rope_layers": [1, 1, 0]"#,
+            r#", "no_rope_layer_interval": 0"#,
+        ] {
+            assert!(matches!(smollm3(bad), Err(Error::Malformed(_))), "{bad}");
+        }
+        let sliding = smollm3(r#", "use_sliding_window": true, "sliding_window": 4096"#);
+        assert!(matches!(sliding, Err(Error::Unsupported(_))), "{sliding:?}");
     }
 }

@@ -49,6 +49,12 @@ pub struct ModelConfig {
     /// GGUF llama conversions permute Q/K so that RoPE rotates adjacent pairs;
     /// everything else rotates the two halves of each head.
     pub rope_interleaved: bool,
+    /// The leading dimensions of each head that RoPE rotates: all of them, except in models
+    /// with a partial rotary factor (Phi-4-mini: 96 of 128); the rest pass through.
+    pub rotary_dim: usize,
+    /// One entry per layer, false where the layer applies no RoPE at all (SmolLM3's NoPE
+    /// layers); None when every layer rotates.
+    pub rope_layers: Option<Vec<bool>>,
     /// The context length the model was trained for.
     pub context_length: usize,
     pub sliding_window: Option<usize>,
@@ -82,10 +88,13 @@ impl ModelConfig {
                 self.n_heads, self.n_kv_heads
             )));
         }
-        if !self.head_dim.is_multiple_of(2) {
+        if !self.rotary_dim.is_multiple_of(2)
+            || self.rotary_dim == 0
+            || self.rotary_dim > self.head_dim
+        {
             return Err(Error::malformed(format!(
-                "head dimension {} is odd; RoPE needs pairs",
-                self.head_dim
+                "RoPE on {} of {} head dimensions; it needs an even number, at most all of them",
+                self.rotary_dim, self.head_dim
             )));
         }
         // Bounds that keep a hostile header from asking for absurd allocations.
@@ -101,6 +110,15 @@ impl ModelConfig {
                     "sliding-window layer pattern length differs from the layer count",
                 ));
             }
+        }
+        if self
+            .rope_layers
+            .as_ref()
+            .is_some_and(|l| l.len() != self.n_layers)
+        {
+            return Err(Error::malformed(
+                "the list of layers without RoPE differs in length from the layer count",
+            ));
         }
         if let Some(lr) = &self.long_rope {
             lr.validate()?;
