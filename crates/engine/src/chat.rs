@@ -140,4 +140,28 @@ mod tests {
             "<bos><start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\n"
         );
     }
+
+    /// The constructs DeepSeek-R1-Distill's template relies on: a `namespace` carried across
+    /// the loop, `split('</think>')[-1]` to drop an earlier answer's reasoning, `is none`
+    /// tests and a generation prompt that opens `<think>`.
+    #[test]
+    fn r1_style_template_drops_earlier_reasoning() {
+        let src = r#"{% set ns = namespace(system_prompt='') %}{% for message in messages %}{% if message['role'] == 'system' %}{% set ns.system_prompt = message['content'] %}{% endif %}{% endfor %}{{ bos_token }}{{ ns.system_prompt }}{% for message in messages %}{% if message['role'] == 'user' %}{{ '<｜User｜>' + message['content'] }}{% endif %}{% if message['role'] == 'assistant' and message['content'] is not none %}{% set content = message['content'] %}{% if '</think>' in content %}{% set content = content.split('</think>')[-1] %}{% endif %}{{ '<｜Assistant｜>' + content + '<｜end▁of▁sentence｜>' }}{% endif %}{% endfor %}{% if add_generation_prompt %}{{ '<｜Assistant｜><think>\n' }}{% endif %}"#;
+        let t = ChatTemplate::new(src.into(), Some("<｜begin▁of▁sentence｜>"), None).unwrap();
+        let out = t
+            .render(
+                &[
+                    Message::new("system", "S."),
+                    Message::new("user", "2+2?"),
+                    Message::new("assistant", "<think>\nadd\n</think>\n\n4"),
+                    Message::new("user", "3+3?"),
+                ],
+                true,
+            )
+            .unwrap();
+        assert_eq!(
+            out,
+            "<｜begin▁of▁sentence｜>S.<｜User｜>2+2?<｜Assistant｜>\n\n4<｜end▁of▁sentence｜><｜User｜>3+3?<｜Assistant｜><think>\n"
+        );
+    }
 }
