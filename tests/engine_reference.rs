@@ -27,7 +27,7 @@ fn check_model(arch: &str, path: &std::path::Path) {
     let prompt = as_u32s(&reference["prompt_ids"]);
     // Phi-3 picks its LongRoPE factors by context size (as llama.cpp does), transformers by
     // sequence length: a context within the trained 64 positions matches its short factors.
-    let ctx_size = (arch == "phi3").then_some(64);
+    let ctx_size = matches!(arch, "phi3" | "phi4mini").then_some(64);
     let opts = LoadOptions {
         ctx_size,
         ..Default::default()
@@ -101,6 +101,19 @@ fn phi3_with_fused_projections_and_longrope_matches_transformers() {
     check("phi3");
 }
 
+/// Phi-4-mini's variant: RoPE on the first 12 of 16 dimensions of each head, LongRoPE factors
+/// sized for them, tied embeddings.
+#[test]
+fn phi3_with_partial_rotary_and_longrope_matches_transformers() {
+    check("phi4mini");
+}
+
+/// Four layers, the last one without RoPE.
+#[test]
+fn smollm3_with_no_rope_layers_matches_transformers() {
+    check("smollm3");
+}
+
 #[test]
 fn gemma2_with_attention_softcapping_matches_transformers() {
     check("gemma2");
@@ -126,7 +139,9 @@ fn olmo2_with_output_norms_matches_transformers() {
 /// layer is global. Both are covered by the safetensors checks above.
 #[test]
 fn gguf_conversions_match_transformers() {
-    for arch in ["llama", "qwen2", "qwen3", "olmo2", "gemma2", "phi3"] {
+    for arch in [
+        "llama", "qwen2", "qwen3", "olmo2", "gemma2", "phi3", "phi4mini", "smollm3",
+    ] {
         check_gguf(arch);
     }
 }

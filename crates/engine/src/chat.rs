@@ -5,6 +5,7 @@
 
 use crate::error::{Error, Result};
 use serde::Serialize;
+use std::borrow::Cow;
 
 /// Larger than any real template seen (a few KiB to ~30 KiB), small enough to refuse abuse.
 pub const MAX_TEMPLATE_BYTES: usize = 256 * 1024;
@@ -72,7 +73,16 @@ impl ChatTemplate {
                 ))
             },
         );
-        env.add_template("chat", &self.source)
+        // transformers' helper for templates that date their system prompt (SmolLM3).
+        env.add_function(
+            "strftime_now",
+            |format: String| -> std::result::Result<String, minijinja::Error> {
+                jiff::fmt::strtime::format(format.as_bytes(), &jiff::Zoned::now()).map_err(|e| {
+                    minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e.to_string())
+                })
+            },
+        );
+        env.add_template_owned("chat", without_generation_tags(&self.source).into_owned())
             .map_err(|e| Error::ChatTemplate(format!("the template does not compile: {e}")))?;
         Ok(env)
     }
@@ -91,6 +101,51 @@ impl ChatTemplate {
         })
         .map_err(|e| Error::ChatTemplate(format!("rendering failed: {e}")))
     }
+}
+
+/// transformers' `{% generation %}...{% endgeneration %}` only marks the assistant's text (for
+/// training masks) and renders its body unchanged. minijinja has no such tag, so each becomes
+/// the equivalent `{% if true %}` / `{% endif %}`, whitespace control kept.
+fn without_generation_tags(src: &str) -> Cow<'_, str> {
+    if !src.contains("generation") {
+        return Cow::Borrowed(src);
+    }
+    let mut out = String::with_capacity(src.len());
+    let mut rest = src;
+    while let Some(start) = rest.find("{%") {
+        let (before, tag) = rest.split_at(start);
+        out.push_str(before);
+        // `{%`, an optional whitespace-control sign, spaces, the tag name.
+        let body = &tag[2..];
+        let sign = body.len() - body.trim_start_matches(['-', '+']).len();
+        let spaced = &body[sign.min(1)..];
+        let name_at = spaced.len() - spaced.trim_start().len();
+        let name = &spaced[name_at..];
+        let replaced = [("endgeneration", "endif"), ("generation", "if true")]
+            .into_iter()
+            .find(|(n, _)| {
+                name.strip_prefix(n).is_some_and(|after| {
+                    after
+                        .trim_start()
+                        .trim_start_matches(['-', '+'])
+                        .starts_with("%}")
+                })
+            });
+        match replaced {
+            Some((n, with)) => {
+                let head = 2 + sign.min(1) + name_at;
+                out.push_str(&tag[..head]);
+                out.push_str(with);
+                rest = &tag[head + n.len()..];
+            }
+            None => {
+                out.push_str("{%");
+                rest = &tag[2..];
+            }
+        }
+    }
+    out.push_str(rest);
+    Cow::Owned(out)
 }
 
 /// Gemma's turn format, used when a Gemma GGUF ships no template (it is what Google's own
@@ -139,5 +194,98 @@ mod tests {
             out,
             "<bos><start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\n"
         );
+    }
+
+    /// The constructs DeepSeek-R1-Distill's template relies on: a `namespace` carried across
+    /// the loop, `split('</think>')[-1]` to drop an earlier answer's reasoning, `is none`
+    /// tests and a generation prompt that opens `<think>`.
+    #[test]
+    fn r1_style_template_drops_earlier_reasoning() {
+        let src = r#"{% set ns = namespace(system_prompt='') %}{% for message in messages %}{% if message['role'] == 'system' %}{% set ns.system_prompt = message['content'] %}{% endif %}{% endfor %}{{ bos_token }}{{ ns.system_prompt }}{% for message in messages %}{% if message['role'] == 'user' %}{{ '<｜User｜>' + message['content'] }}{% endif %}{% if message['role'] == 'assistant' and message['content'] is not none %}{% set content = message['content'] %}{% if '</think>' in content %}{% set content = content.split('</think>')[-1] %}{% endif %}{{ '<｜Assistant｜>' + content + '<｜end▁of▁sentence｜>' }}{% endif %}{% endfor %}{% if add_generation_prompt %}{{ '<｜Assistant｜><think>\n' }}{% endif %}"#;
+        let t = ChatTemplate::new(src.into(), Some("<｜begin▁of▁sentence｜>"), None).unwrap();
+        let out = t
+            .render(
+                &[
+                    Message::new("system", "S."),
+                    Message::new("user", "2+2?"),
+                    Message::new("assistant", "<think>\nadd\n</think>\n\n4"),
+                    Message::new("user", "3+3?"),
+                ],
+                true,
+            )
+            .unwrap();
+        assert_eq!(
+            out,
+            "<｜begin▁of▁sentence｜>S.<｜User｜>2+2?<｜Assistant｜>\n\n4<｜end▁of▁sentence｜><｜User｜>3+3?<｜Assistant｜><think>\n"
+        );
+    }
+
+    /// SmolLM3's template wraps assistant turns in transformers' `{% generation %}` tag and
+    /// dates its system prompt with `strftime_now`.
+    #[test]
+    fn generation_tags_and_strftime_now() {
+        let src = "{%- set today = strftime_now(\"%Y\") -%}{{ today }}|{%- for m in messages -%}\n  {% generation %}\n{{ m.content }}{% endgeneration %}\n{%- endfor -%}|{%- generation -%} x {%- endgeneration -%}|{{ 'generation' }}";
+        let t = ChatTemplate::new(src.into(), None, None).unwrap();
+        let out = t.render(&[Message::new("assistant", "a")], false).unwrap();
+        let year = jiff::Zoned::now().year();
+        assert_eq!(out, format!("{year}|a|x|generation"));
+        // The same template with `if true` in place of the tags renders the same.
+        let plain = src
+            .replace("endgeneration", "endif")
+            .replace("{% generation", "{% if true")
+            .replace("{%- generation", "{%- if true");
+        let t2 = ChatTemplate::new(plain, None, None).unwrap();
+        assert_eq!(
+            t2.render(&[Message::new("assistant", "a")], false).unwrap(),
+            out
+        );
+        assert_eq!(
+            without_generation_tags("{%+ generation %}{%generation-%}{% generations %}"),
+            "{%+ if true %}{%if true-%}{% generations %}"
+        );
+    }
+
+    /// More of SmolLM3's template: a system message that may be absent (`in` and string
+    /// methods on what it set), `is string`, `lstrip`, and the think/no-think switch.
+    #[test]
+    fn smollm3_style_optional_system_message() {
+        let src = r#"{%- if enable_thinking is not defined -%}{%- set enable_thinking = true -%}{%- endif -%}
+{%- set mode = "/think" if enable_thinking else "/no_think" -%}
+{%- if messages[0].role == "system" -%}
+{%- set system_message = messages[0].content -%}
+{%- if "/no_think" in system_message -%}{%- set mode = "/no_think" -%}{%- endif -%}
+{%- set custom = system_message.replace("/no_think", "").rstrip() -%}
+{%- endif -%}
+{%- if "/system_override" in system_message -%}OVERRIDE{%- else -%}
+{{- "Mode: " + mode + "\n" -}}{%- if custom -%}{{- custom + "\n" -}}{%- else -%}{{- "default\n" -}}{%- endif -%}
+{%- endif -%}
+{%- for message in messages -%}
+{%- set content = message.content if message.content is string else "" -%}
+{%- if message.role == "user" -%}{{ "U:" + content + "\n" }}
+{%- elif message.role == "assistant" -%}
+{% generation %}{{ "A:" + content.lstrip("\n") + "\n" }}{% endgeneration %}
+{%- endif -%}
+{%- endfor -%}"#;
+        let t = ChatTemplate::new(src.into(), None, None).unwrap();
+        let no_system = t
+            .render(
+                &[
+                    Message::new("user", "hi"),
+                    Message::new("assistant", "\n\nyo"),
+                ],
+                false,
+            )
+            .unwrap();
+        assert_eq!(no_system, "Mode: /think\ndefault\nU:hi\nA:yo\n");
+        let system = t
+            .render(
+                &[
+                    Message::new("system", "Be terse. /no_think"),
+                    Message::new("user", "hi"),
+                ],
+                false,
+            )
+            .unwrap();
+        assert_eq!(system, "Mode: /no_think\nBe terse.\nU:hi\n");
     }
 }

@@ -48,11 +48,11 @@ pub struct LayerSpec {
     pub attention_softcap: Option<f64>,
 }
 
-/// Where a step's tokens sit: the first one's position, the rotation for them and the
-/// attention mask over the cache.
+/// Where a step's tokens sit: the first one's position, the rotation for them (none in
+/// SmolLM3's NoPE layers) and the attention mask over the cache.
 pub struct Positions<'a> {
     pub pos: usize,
-    pub rope: &'a Rope,
+    pub rope: Option<&'a Rope>,
     pub mask: Option<&'a Tensor>,
 }
 
@@ -181,8 +181,11 @@ impl Attention {
             .try_into()
             .map_err(|_| candle_core::Error::Msg("qkv".into()))?;
         let (q, k) = self.qk_norm.split_heads(q, k, (nh, nkv, d))?;
-        let q = at.rope.apply(&q.transpose(1, 2)?, at.pos)?;
-        let k = at.rope.apply(&k.transpose(1, 2)?, at.pos)?;
+        let (q, k) = (q.transpose(1, 2)?, k.transpose(1, 2)?);
+        let (q, k) = match at.rope {
+            Some(rope) => (rope.apply(&q, at.pos)?, rope.apply(&k, at.pos)?),
+            None => (q, k),
+        };
         let v = v.reshape((1, seq, nkv, d))?.transpose(1, 2)?;
         let (k, v) = self.cache.append(&k, &v)?;
         let y = attention(&q, &k, &v, self.scale, self.softcap, at.mask)?;

@@ -24,9 +24,6 @@ pub enum Error {
     #[error("unsupported model: {0}")]
     Unsupported(String),
 
-    #[error("`{0}` is a pickle checkpoint, which runs arbitrary code when loaded; candor loads only safetensors and GGUF. Convert it to safetensors with a trusted tool first.")]
-    Pickle(String),
-
     #[error("no model weights found among the verified files: expected one .gguf file or a directory with config.json and *.safetensors")]
     NoWeights,
 
@@ -77,7 +74,6 @@ impl Error {
             Error::UnsupportedArchitecture { .. }
             | Error::Malformed(_)
             | Error::Unsupported(_)
-            | Error::Pickle(_)
             | Error::NoWeights
             | Error::ChatTemplate(_)
             | Error::Tokenizer(_) => ErrorKind::Model,

@@ -250,6 +250,8 @@ pub struct Rope {
     cos: Tensor,
     sin: Tensor,
     interleaved: bool,
+    /// The leading dimensions of each head that rotate; the others pass through.
+    dims: usize,
 }
 
 impl Rope {
@@ -261,10 +263,11 @@ impl Rope {
         max_positions: usize,
         device: &Device,
     ) -> Result<Self> {
-        let half = cfg.head_dim / 2;
+        let dims = cfg.rotary_dim;
+        let half = dims / 2;
         // Computed in f32 like llama.cpp and candle, so quantized runs match them token for token.
         let mut inv_freq: Vec<f64> = (0..half)
-            .map(|i| (1.0 / (base as f32).powf(2.0 * i as f32 / cfg.head_dim as f32)) as f64)
+            .map(|i| (1.0 / (base as f32).powf(2.0 * i as f32 / dims as f32)) as f64)
             .collect();
         if let Some(s) = &cfg.rope_scaling {
             llama3_scale(&mut inv_freq, s);
@@ -287,6 +290,7 @@ impl Rope {
             cos: freqs.cos()?,
             sin: freqs.sin()?,
             interleaved: cfg.rope_interleaved,
+            dims,
         })
     }
 
@@ -305,15 +309,23 @@ impl Rope {
 
     /// Rotates `x` of shape (batch, heads, seq, head_dim) whose first row sits at `pos`.
     pub fn apply(&self, x: &Tensor, pos: usize) -> Result<Tensor> {
-        let seq = x.dim(2)?;
+        let (seq, head_dim) = (x.dim(2)?, x.dim(3)?);
         let cos = self.cos.narrow(0, pos, seq)?;
         let sin = self.sin.narrow(0, pos, seq)?;
-        let x = x.contiguous()?;
-        Ok(if self.interleaved {
-            candle_nn::rotary_emb::rope_i(&x, &cos, &sin)?
-        } else {
-            candle_nn::rotary_emb::rope(&x, &cos, &sin)?
-        })
+        let rotate = |x: &Tensor| -> Result<Tensor> {
+            let x = x.contiguous()?;
+            Ok(if self.interleaved {
+                candle_nn::rotary_emb::rope_i(&x, &cos, &sin)?
+            } else {
+                candle_nn::rotary_emb::rope(&x, &cos, &sin)?
+            })
+        };
+        if self.dims == head_dim {
+            return rotate(x);
+        }
+        let rotated = rotate(&x.narrow(3, 0, self.dims)?)?;
+        let rest = x.narrow(3, self.dims, head_dim - self.dims)?;
+        Ok(Tensor::cat(&[rotated, rest], 3)?)
     }
 }
 

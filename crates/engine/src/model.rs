@@ -11,6 +11,7 @@ use crate::tokenizer::Tokenizer;
 use crate::weights::Weights;
 use candle_core::quantized::gguf_file;
 use candle_core::{DType, Device, Tensor};
+use candor_verify::manifest::{FileFormat, FileRole};
 use candor_verify::VerifiedFile;
 use memmap2::Mmap;
 use serde::Serialize;
@@ -127,12 +128,6 @@ fn file_name(rel: &str) -> &str {
     rel.rsplit('/').next().unwrap_or(rel)
 }
 
-fn is_pickle_name(name: &str) -> bool {
-    [".bin", ".pt", ".pth", ".ckpt", ".pkl"]
-        .iter()
-        .any(|e| name.ends_with(e))
-}
-
 impl Model {
     /// Loads a model from the files the verifier handed over. One .gguf file, or a
     /// Hugging Face directory (config.json, *.safetensors, tokenizer.json, ...).
@@ -142,22 +137,27 @@ impl Model {
         let mapped = files.iter().map(map).collect::<Result<Vec<_>>>()?;
         let mut gguf = None;
         let mut shards = Vec::new();
-        for m in &mapped {
-            let name = file_name(m.name());
-            match sniff(m.bytes()) {
-                Magic::Gguf => {
+        // The verifier validated every weights file's header and records the format it
+        // showed; the engine goes by that and does not inspect the bytes a second time.
+        for m in mapped
+            .iter()
+            .filter(|m| m.file.role() == Some(FileRole::Weights))
+        {
+            match m.file.format() {
+                Some(FileFormat::Gguf) => {
                     if gguf.replace(m).is_some() {
                         return Err(Error::Unsupported(
                             "more than one GGUF file in one model".into(),
                         ));
                     }
                 }
-                Magic::Safetensors => shards.push(m),
-                Magic::Pickle => return Err(Error::Pickle(m.name().to_string())),
-                Magic::Other if is_pickle_name(name) => {
-                    return Err(Error::Pickle(m.name().to_string()))
+                Some(FileFormat::Safetensors) => shards.push(m),
+                _ => {
+                    return Err(Error::Unsupported(format!(
+                        "`{}` holds weights in a format candor does not load; it loads GGUF and safetensors",
+                        m.name()
+                    )))
                 }
-                Magic::Other => {}
             }
         }
         match (gguf, shards.is_empty()) {
@@ -517,31 +517,6 @@ fn available_memory() -> Option<u64> {
     let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
-}
-
-enum Magic {
-    Gguf,
-    Safetensors,
-    Pickle,
-    Other,
-}
-
-/// Identifies a file by its first bytes, never by its name.
-fn sniff(b: &[u8]) -> Magic {
-    if b.starts_with(b"GGUF") {
-        return Magic::Gguf;
-    }
-    // Pickle protocol 2+ starts with 0x80 <protocol>; torch zip checkpoints are ZIP files.
-    if (b.len() >= 2 && b[0] == 0x80 && (2..=5).contains(&b[1])) || b.starts_with(b"PK\x03\x04") {
-        return Magic::Pickle;
-    }
-    if b.len() >= 9 {
-        let n = u64::from_le_bytes(b[..8].try_into().unwrap_or([0; 8]));
-        if n >= 2 && n <= (b.len() as u64 - 8) && b[8] == b'{' {
-            return Magic::Safetensors;
-        }
-    }
-    Magic::Other
 }
 
 /// The file's quantization as llama.cpp names it (`general.file_type`, e.g. "Q4_K - Medium"), so

@@ -363,21 +363,25 @@ fn gpt2_pre_tokenizer(pre: &str) -> Result<Value> {
     let split = |pattern: &str| json!({"type": "Split", "pattern": {"Regex": pattern}, "behavior": "Isolated", "invert": false});
     const LLAMA3: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
     const QWEN2: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+    // o200k's split (Phi-4-mini): words break at an upper-case letter after lower-case ones.
+    const GPT4O: &str = r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+";
     Ok(match pre {
         // SmolLM: every digit on its own, then GPT-2's byte-level split.
         "smollm" => json!({"type": "Sequence", "pretokenizers": [
             {"type": "Digits", "individual_digits": true}, byte_level(true)]}),
         "gpt2" | "default" => byte_level(true),
-        // DBRX's (cl100k's, as in OLMo 2) split is Llama 3's, as llama.cpp treats it.
+        // DBRX's (cl100k's, as in OLMo 2 and Phi-4) split is Llama 3's, as llama.cpp treats it.
         "llama3" | "llama-bpe" | "smaug-bpe" | "dbrx" => {
             json!({"type": "Sequence", "pretokenizers": [split(LLAMA3), byte_level(false)]})
         }
         "qwen2" | "deepseek-r1-qwen" => {
             json!({"type": "Sequence", "pretokenizers": [split(QWEN2), byte_level(false)]})
         }
+        "gpt-4o" => json!({"type": "Sequence", "pretokenizers": [split(GPT4O), byte_level(false)]}),
         other => {
             return Err(Error::Unsupported(format!(
-                "GGUF pre-tokenizer `{other}` (supported: smollm, gpt2, llama-bpe, dbrx, qwen2); \
+                "GGUF pre-tokenizer `{other}` (supported: smollm, gpt2, llama-bpe, dbrx, qwen2, \
+                 deepseek-r1-qwen, gpt-4o); \
                  put the model's tokenizer.json next to it"
             )))
         }
@@ -442,3 +446,6 @@ impl DecodeStream {
         Ok(full)
     }
 }
+
+#[cfg(test)]
+mod tests;

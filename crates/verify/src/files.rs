@@ -360,6 +360,9 @@ impl VerifiedFile {
     pub fn role(&self) -> Option<FileRole> {
         self.role
     }
+    /// What the file is. For weights, the format their header showed when it was validated
+    /// (GGUF or safetensors: the engine loads by it and never looks at the bytes again); for
+    /// other files, the manifest's format or, unlisted, the one the name implies.
     pub fn format(&self) -> Option<FileFormat> {
         self.format
     }

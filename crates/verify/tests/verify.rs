@@ -453,10 +453,15 @@ fn unlisted_model_refused_unless_allowed() {
     )
     .unwrap();
     assert_eq!(v.files[0].sha256_hex(), sha_hex(&g));
-    // An unlisted file gets the role its name implies.
+    // An unlisted file gets the role its name implies, and the format its validated header
+    // showed (which the engine loads by).
     assert_eq!(
         v.files[0].role(),
         Some(candor_verify::manifest::FileRole::Weights)
+    );
+    assert_eq!(
+        v.files[0].format(),
+        Some(candor_verify::manifest::FileFormat::Gguf)
     );
     assert_eq!(v.report.files[0].status, FileStatus::Unlisted);
     assert_eq!(

@@ -77,6 +77,7 @@ impl Gemma {
             } else {
                 (&self.rope_global, global_mask.as_ref())
             };
+            let rope = Some(rope);
             x = layer.forward(&x, &Positions { pos, rope, mask })?;
         }
         let mut logits = self.head.forward(&x, all_logits)?;

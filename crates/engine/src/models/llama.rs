@@ -1,7 +1,8 @@
 //! Llama-family decoder: Llama 2/3.x, SmolLM2, TinyLlama, Mistral (sliding window), Qwen2
 //! (biases on Q/K/V), Qwen3 (RMSNorm on each query and key head), OLMo 2 (RMSNorm on the
-//! whole query and key projections; norms on the sublayers' outputs instead of their inputs)
-//! and Phi-3 (Q/K/V and gate/up stored fused, split at load; LongRoPE).
+//! whole query and key projections; norms on the sublayers' outputs instead of their inputs),
+//! Phi-3 (Q/K/V and gate/up stored fused, split at load; LongRoPE; RoPE on part of each head
+//! in Phi-4-mini) and SmolLM3 (no RoPE on every fourth layer).
 //! Layers: RMSNorm → attention → residual, RMSNorm → SwiGLU → residual; OLMo 2:
 //! attention → RMSNorm → residual, SwiGLU → RMSNorm → residual.
 
@@ -18,6 +19,8 @@ pub struct Llama {
     layers: Vec<DecoderLayer>,
     head: LmHead,
     rope: Rope,
+    /// Per layer, whether it applies RoPE (SmolLM3 skips it on some); None: all do.
+    rope_layers: Option<Vec<bool>>,
     sliding_window: Option<usize>,
     device: Device,
 }
@@ -50,6 +53,7 @@ impl Llama {
             embed,
             layers,
             rope: rope(cfg, w, max_positions, device)?,
+            rope_layers: cfg.rope_layers.clone(),
             sliding_window: cfg.sliding_window,
             device: device.clone(),
         })
@@ -60,12 +64,13 @@ impl Llama {
     pub fn forward(&mut self, ids: &[u32], pos: usize, all_logits: bool) -> Result<Tensor> {
         let mut x = self.embed.forward(ids, &self.device)?;
         let mask = attention_mask(ids.len(), pos, self.sliding_window, &self.device)?;
-        let at = Positions {
-            pos,
-            rope: &self.rope,
-            mask: mask.as_ref(),
-        };
-        for layer in self.layers.iter_mut() {
+        for (i, layer) in self.layers.iter_mut().enumerate() {
+            let rotates = self.rope_layers.as_ref().is_none_or(|r| r[i]);
+            let at = Positions {
+                pos,
+                rope: rotates.then_some(&self.rope),
+                mask: mask.as_ref(),
+            };
             x = layer.forward(&x, &at)?;
         }
         self.head.forward(&x, all_logits)
@@ -100,7 +105,7 @@ fn rope(cfg: &ModelConfig, w: &Weights, max_positions: usize, device: &Device) -
         None => (None, 1.0),
     };
     if let Some(f) = &freq_factors {
-        let half = cfg.head_dim / 2;
+        let half = cfg.rotary_dim / 2;
         if f.len() != half {
             return Err(Error::malformed(format!(
                 "RoPE frequency factors: {} values, expected {half}",

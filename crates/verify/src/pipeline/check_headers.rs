@@ -13,7 +13,7 @@ use crate::{
         safetensors::{IndexError, SafetensorsHeader, SafetensorsIndex},
         FormatError, Header,
     },
-    manifest::FileRole,
+    manifest::{FileFormat, FileRole},
     report::{FileStatus, Reason},
 };
 
@@ -36,8 +36,14 @@ pub(super) fn validate(c: &mut Check) -> GgufHeaders {
         let Some(o) = &s.opened else { continue };
         let fmt = s.entry.as_ref().map(|e| e.format);
         match formats::validate_weights(&o.file, &s.disk_path, fmt) {
-            Ok(Header::Gguf(h)) => gguf.push((s.report_path.clone(), h)),
-            Ok(Header::Safetensors(h)) => safetensors.push((s.disk_path.clone(), h)),
+            Ok(Header::Gguf(h)) => {
+                gguf.push((s.report_path.clone(), h));
+                c.slots[i].detected = Some(FileFormat::Gguf);
+            }
+            Ok(Header::Safetensors(h)) => {
+                safetensors.push((s.disk_path.clone(), h));
+                c.slots[i].detected = Some(FileFormat::Safetensors);
+            }
             Err(error) => {
                 let path = s.report_path.clone();
                 c.checked[i].status = FileStatus::Malformed;

@@ -26,7 +26,7 @@ use crate::{
     files::{OpenedFile, VerifiedFile},
     filetypes,
     hashing::Progress,
-    manifest::{FileEntry, FileRole, Manifest},
+    manifest::{FileEntry, FileFormat, FileRole, Manifest},
     openness::Level,
     policy::Policy,
     report::{FileReport, FileStatus, Finding, FixContext, Outcome, Reason, Report},
@@ -234,13 +234,14 @@ impl Check<'_> {
             .into_iter()
             .map(|s| {
                 let role = s.role();
+                let format = s.format();
                 let o = s.opened.expect("allowed implies opened");
                 VerifiedFile {
                     rel_path: s.report_path,
                     size: o.identity.size,
                     sha256: s.actual.expect("allowed implies hashed"),
                     role: Some(role),
-                    format: s.entry.as_ref().map(|e| e.format),
+                    format,
                     identity: o.identity,
                     opened_path: o.opened_path,
                     file: o.file,
@@ -261,6 +262,8 @@ struct CheckedFile {
     actual: Option<[u8; 32]>,
     cached: bool,
     status: FileStatus,
+    /// The weights format the file's header showed when it validated.
+    detected: Option<FileFormat>,
 }
 
 impl CheckedFile {
@@ -277,7 +280,16 @@ impl CheckedFile {
             opened: None,
             actual: None,
             cached: false,
+            detected: None,
         }
+    }
+
+    /// What the file is: for weights, the format their validated header showed; otherwise the
+    /// manifest's format or, for an unlisted file, the one its name implies.
+    fn format(&self) -> Option<FileFormat> {
+        self.detected
+            .or(self.entry.as_ref().map(|e| e.format))
+            .or_else(|| filetypes::kind_of(&self.disk_path).format)
     }
 
     /// The manifest's role, or for an unlisted file the role its name implies.
