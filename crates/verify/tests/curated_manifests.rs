@@ -374,7 +374,7 @@ fn with_unpinned(list: &str) -> String {
 #[test]
 fn revision_unknown_marker_parses_and_roundtrips() {
     let text = with_unpinned(r#"["bartowski/SmolLM2-135M-Instruct-GGUF"]"#);
-    let m = Manifest::parse(&text, "x", Path::new("x.toml")).unwrap();
+    let m = Manifest::parse(&text, "x", &manifests_dir().join("x.toml")).unwrap();
     assert_eq!(
         m.hf_repos_revision_unknown,
         vec!["bartowski/SmolLM2-135M-Instruct-GGUF".to_string()]
@@ -382,7 +382,12 @@ fn revision_unknown_marker_parses_and_roundtrips() {
     let back = Manifest::parse(&m.to_toml(), "x", Path::new("x.toml")).unwrap();
     assert_eq!(back.hf_repos_revision_unknown, m.hf_repos_revision_unknown);
     // Absent means none.
-    let m = Manifest::parse(&default_manifest_text(), "x", Path::new("x.toml")).unwrap();
+    let m = Manifest::parse(
+        &default_manifest_text(),
+        "x",
+        &manifests_dir().join("x.toml"),
+    )
+    .unwrap();
     assert!(m.hf_repos_revision_unknown.is_empty());
 }
 
@@ -397,7 +402,7 @@ fn revision_unknown_marker_rejects_bad_repos() {
         r#""a/b""#,
     ] {
         let text = with_unpinned(bad);
-        let e = Manifest::parse(&text, "x", Path::new("x.toml"))
+        let e = Manifest::parse(&text, "x", &manifests_dir().join("x.toml"))
             .expect_err(&format!("{bad} must be refused"));
         assert!(
             e.to_string().contains("x.toml:"),
