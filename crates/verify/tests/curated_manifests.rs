@@ -33,115 +33,83 @@ const MIN_FILES: usize = 34;
 /// Gemma Terms of Use. (prefix, a word every reason list must mention)
 const CLAIM_ABOVE_ACHIEVED: &[(&str, &str)] = &[("olmo-2-", "LicenseRef-Gemma-Terms-of-Use")];
 
-/// How a family's achieved level is checked.
-#[derive(Clone, Copy, Debug)]
-enum Expect {
-    Exactly(Level),
-    AtLeast(Level),
-}
-
-/// Manifest id prefix (first match wins) → family, expected level, license expression (the
+/// Manifest id prefix (first match wins) → family, achieved level, license expression (the
 /// model's own license `AND` any additional one).
-const FAMILIES: &[(&str, &str, Expect, &str)] = &[
-    (
-        "smollm2-",
-        "SmolLM2",
-        Expect::Exactly(Level::OpenSource),
-        "Apache-2.0",
-    ),
+const FAMILIES: &[(&str, &str, Level, &str)] = &[
+    ("smollm2-", "SmolLM2", (Level::OpenSource), "Apache-2.0"),
     // The Instruct models carry the Gemma Terms of Use as additional terms.
     (
         "olmo-2-",
         "OLMo 2",
-        Expect::Exactly(Level::OpenWeights),
+        (Level::OpenWeights),
         "Apache-2.0 AND LicenseRef-Gemma-Terms-of-Use",
     ),
-    (
-        "smollm3-",
-        "SmolLM3",
-        Expect::Exactly(Level::OpenSource),
-        "Apache-2.0",
-    ),
+    ("smollm3-", "SmolLM3", (Level::OpenSource), "Apache-2.0"),
     (
         "llama-3.1-",
         "Llama 3.1",
-        Expect::Exactly(Level::OpenWeights),
+        (Level::OpenWeights),
         "LicenseRef-Llama-3.1-Community-License",
     ),
     (
         "mistral-7b-instruct-",
         "Mistral 7B",
-        Expect::Exactly(Level::OpenWeightsPermissive),
+        (Level::OpenWeightsPermissive),
         "Apache-2.0",
     ),
     // MIT of its own, Apache-2.0 from the Qwen2.5-Math base model.
     (
         "deepseek-r1-distill-qwen-",
         "DeepSeek-R1-Distill-Qwen",
-        Expect::Exactly(Level::OpenWeightsPermissive),
+        (Level::OpenWeightsPermissive),
         "MIT AND Apache-2.0",
     ),
-    (
-        "phi-4-",
-        "Phi-4",
-        Expect::Exactly(Level::OpenWeightsPermissive),
-        "MIT",
-    ),
-    (
-        "tinyllama-",
-        "TinyLlama",
-        Expect::Exactly(Level::OpenSource),
-        "Apache-2.0",
-    ),
+    ("phi-4-", "Phi-4", (Level::OpenWeightsPermissive), "MIT"),
+    ("tinyllama-", "TinyLlama", (Level::OpenSource), "Apache-2.0"),
     (
         "llama-3.2-",
         "Llama 3.2",
-        Expect::Exactly(Level::OpenWeights),
+        (Level::OpenWeights),
         "LicenseRef-Llama-3.2-Community-License",
     ),
     (
         "meta-llama-3-",
         "Llama 3",
-        Expect::Exactly(Level::OpenWeights),
+        (Level::OpenWeights),
         "LicenseRef-Llama-3-Community-License",
     ),
     (
         "gemma-2-",
         "Gemma 2",
-        Expect::Exactly(Level::OpenWeights),
+        (Level::OpenWeights),
         "LicenseRef-Gemma-Terms-of-Use",
     ),
     (
         "gemma-3-",
         "Gemma 3",
-        Expect::Exactly(Level::OpenWeights),
+        (Level::OpenWeights),
         "LicenseRef-Gemma-Terms-of-Use",
     ),
     // The 3B size is research-licensed; the other Qwen2.5 sizes here are Apache-2.0.
     (
         "qwen2.5-3b-",
         "Qwen2.5",
-        Expect::Exactly(Level::OpenWeights),
+        (Level::OpenWeights),
         "LicenseRef-Qwen-Research-License",
     ),
     (
         "qwen2.5-",
         "Qwen2.5",
-        Expect::Exactly(Level::OpenWeightsPermissive),
+        (Level::OpenWeightsPermissive),
         "Apache-2.0",
     ),
     (
         "qwen3-",
         "Qwen3",
-        Expect::Exactly(Level::OpenWeightsPermissive),
+        (Level::OpenWeightsPermissive),
         "Apache-2.0",
     ),
-    (
-        "phi-3.5-",
-        "Phi-3.5",
-        Expect::Exactly(Level::OpenWeightsPermissive),
-        "MIT",
-    ),
+    ("phi-3.5-", "Phi-3.5", (Level::OpenWeightsPermissive), "MIT"),
 ];
 
 /// Base-model id prefix (first match wins) → the license a derivative inherits.
@@ -190,7 +158,7 @@ const KNOWN_LICENSES: &[(&str, &str, Option<&str>)] = &[
     ),
 ];
 
-fn family_of(id: &str) -> (&'static str, Expect, &'static str) {
+fn family_of(id: &str) -> (&'static str, Level, &'static str) {
     FAMILIES
         .iter()
         .find(|(prefix, ..)| id.starts_with(prefix))
@@ -337,10 +305,7 @@ fn each_family_reaches_its_level_and_license() {
         files += m.files.len();
         assert_eq!(m.license.expression(), spdx, "{id}: license of {family}");
         let a = m.assess_openness();
-        match expect {
-            Expect::Exactly(l) => assert_eq!(a.achieved, l, "{id} ({family}): {:?}", a.unmet),
-            Expect::AtLeast(l) => assert!(a.achieved >= l, "{id} ({family}): {:?}", a.unmet),
-        }
+        assert_eq!(a.achieved, expect, "{id} ({family}): {:?}", a.unmet);
     }
     assert!(
         families.len() >= MIN_FAMILIES,
