@@ -1,7 +1,10 @@
 //! Bundles the repository's manifests into the binary, so `candor` knows the published models
 //! wherever it is installed.
 
-use std::{env, fs, path::PathBuf};
+use std::{
+    env, fs,
+    path::{Path, PathBuf},
+};
 
 fn main() {
     // The commit `candor bench` reports as its build; rebuilt when HEAD moves.
@@ -31,18 +34,30 @@ fn main() {
     }
     println!("cargo:rustc-env=CANDOR_COMMIT={commit}");
     let dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap()).join("../../manifests");
+    // The manifests, and the family profiles they name (`families/`), bundled alike.
+    let mut out = bundle("BUNDLED", &dir);
+    out.push_str(&bundle("BUNDLED_PROFILES", &dir.join("families")));
+    fs::write(
+        PathBuf::from(env::var("OUT_DIR").unwrap()).join("bundled_manifests.rs"),
+        out,
+    )
+    .unwrap();
+}
+
+/// `pub static NAME: &[(stem, text)]` for every `*.toml` in `dir`, sorted by stem.
+fn bundle(name: &str, dir: &Path) -> String {
     println!("cargo:rerun-if-changed={}", dir.display());
-    let mut entries: Vec<(String, PathBuf)> = fs::read_dir(&dir)
+    let mut entries: Vec<(String, PathBuf)> = fs::read_dir(dir)
         .map(|rd| {
             rd.filter_map(|e| e.ok())
                 .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+                .filter(|p| p.extension().is_some_and(|e| e == "toml") && p.is_file())
                 .map(|p| (p.file_stem().unwrap().to_string_lossy().into_owned(), p))
                 .collect()
         })
         .unwrap_or_default();
     entries.sort();
-    let mut out = String::from("pub static BUNDLED: &[(&str, &str)] = &[\n");
+    let mut out = format!("pub static {name}: &[(&str, &str)] = &[\n");
     for (id, path) in &entries {
         println!("cargo:rerun-if-changed={}", path.display());
         let abs = path.canonicalize().unwrap();
@@ -52,9 +67,5 @@ fn main() {
         ));
     }
     out.push_str("];\n");
-    fs::write(
-        PathBuf::from(env::var("OUT_DIR").unwrap()).join("bundled_manifests.rs"),
-        out,
-    )
-    .unwrap();
+    out
 }

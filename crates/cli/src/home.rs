@@ -2,7 +2,7 @@
 //! and those a user adds under `$CANDOR_HOME/manifests/`.
 
 use anyhow::{Context, Result};
-use candor_verify::Manifest;
+use candor_verify::{Manifest, Profiles};
 use std::path::{Path, PathBuf};
 
 mod bundled {
@@ -48,19 +48,35 @@ impl Home {
         self.root.join("manifests")
     }
 
+    /// The family profiles a user's manifest may name: the user's own
+    /// (`$CANDOR_HOME/manifests/families/`), then those bundled with candor.
+    pub fn bundled_profiles() -> Profiles {
+        bundled::BUNDLED_PROFILES
+            .iter()
+            .fold(Profiles::none(), |p, (name, text)| {
+                p.then_embedded(name, text)
+            })
+    }
+
     /// Every known manifest: user manifests first (they may shadow bundled ones), then bundled.
+    /// A user manifest's profile is looked up in the user's `families/`, then among the bundled
+    /// profiles; a bundled manifest's only among the bundled ones.
     pub fn manifests(&self) -> Result<Vec<Manifest>> {
         let mut out = Vec::new();
+        let bundled_profiles = Self::bundled_profiles();
         let user = self.user_manifests_dir();
         if user.is_dir() {
-            out.extend(candor_verify::manifests_in_dir(&user)?);
+            out.extend(candor_verify::manifests_in_dir_with(
+                &user,
+                &bundled_profiles,
+            )?);
         }
         for (id, text) in bundled::BUNDLED {
             if out.iter().any(|m: &Manifest| m.id() == *id) {
                 continue;
             }
             let origin = PathBuf::from(format!("manifests/{id}.toml"));
-            out.push(Manifest::parse(text, id, &origin)?);
+            out.push(Manifest::parse_with(text, id, &origin, &bundled_profiles)?);
         }
         Ok(out)
     }

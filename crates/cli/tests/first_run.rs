@@ -77,6 +77,7 @@ fn a_mistyped_model_id_gets_the_closest_ids() {
         "smollm2-135m",
         "SmolLM2-135M-Instruct-Q4_1",
         "mistral-7b",
+        "falcon-7b",
     ] {
         let o = run(candor().args(["run", "-m", id, "hi"]));
         expect_code(&o, 2);
@@ -179,4 +180,67 @@ fn the_readme_refusal_examples_are_real() {
 
 fn os<'a>(args: &[&'a str]) -> Vec<&'a std::ffi::OsStr> {
     args.iter().map(|a| std::ffi::OsStr::new(*a)).collect()
+}
+
+/// A user's manifest may name a profile: its own under `manifests/families/`, else the one
+/// bundled with candor. An unknown one is a manifest error naming the file.
+#[test]
+fn user_manifests_use_own_or_bundled_profiles() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("manifests");
+    std::fs::create_dir_all(&dir).unwrap();
+    let manifest = |profile: &str| {
+        format!(
+            "schema_version = 1\nprofile = \"{profile}\"\n\n[model]\nname = \"Mine\"\npublisher = \"me\"\narchitecture = \"llama\"\n\n[[files]]\npath = \"m.gguf\"\nsize = 3\nsha256 = \"{}\"\nrole = \"weights\"\nformat = \"gguf\"\n",
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        )
+    };
+    std::fs::write(dir.join("mine.toml"), manifest("smollm2")).unwrap();
+    let o = run(candor_in(tmp.path()).args(["list", "--available", "--json"]));
+    expect_code(&o, 0);
+    let rows: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let mine = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["model"] == "mine")
+        .unwrap_or_else(|| panic!("{rows}"));
+    assert_eq!(mine["license"], "Apache-2.0");
+    assert_eq!(mine["openness"], "open-source");
+
+    // The user's own profile of that name wins over the bundled one.
+    std::fs::create_dir_all(dir.join("families")).unwrap();
+    let bundled = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../manifests/families/smollm2.toml"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("families/smollm2.toml"),
+        bundled.replacen("spdx = \"Apache-2.0\"", "spdx = \"MIT\"", 1),
+    )
+    .unwrap();
+    let o = run(candor_in(tmp.path()).args(["list", "--available", "--json"]));
+    expect_code(&o, 0);
+    let rows: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let license_of = |id: &str| {
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["model"] == id)
+            .unwrap()["license"]
+            .clone()
+    };
+    assert_eq!(license_of("mine"), "MIT");
+    // Bundled manifests keep the bundled profile.
+    assert_eq!(license_of("smollm2-135m-instruct-q4_1"), "Apache-2.0");
+
+    std::fs::write(dir.join("mine.toml"), manifest("no-such-family")).unwrap();
+    let o = run(candor_in(tmp.path()).args(["list", "--available"]));
+    expect_code(&o, 2);
+    let e = stderr(&o);
+    assert!(
+        e.contains("mine.toml:2") && e.contains("profile 'no-such-family' not found"),
+        "{e}"
+    );
 }

@@ -84,7 +84,7 @@ impl AcceptanceStore {
     pub fn find(&self, manifest: &Manifest) -> Option<&Acceptance> {
         self.entries
             .iter()
-            .find(|a| a.manifest_id == manifest.id() && a.license == manifest.license.spdx)
+            .find(|a| a.manifest_id == manifest.id() && a.license == manifest.license.expression())
     }
 
     pub fn entries(&self) -> &[Acceptance] {
@@ -100,7 +100,7 @@ impl AcceptanceStore {
         self.entries.retain(|a| a.manifest_id != manifest.id());
         self.entries.push(Acceptance {
             manifest_id: manifest.id().to_string(),
-            license: manifest.license.spdx.clone(),
+            license: manifest.license.expression(),
             license_url: manifest.license.url.clone(),
             accepted_at: now,
         });

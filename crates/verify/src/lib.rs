@@ -46,7 +46,9 @@ pub use cache::VerifyCache;
 pub use error::{Error, ErrorKind, Result};
 pub use files::VerifiedFile;
 pub use hashing::{sha256_file, NoProgress, Progress, Sha256Writer};
-pub use manifest::{find_manifest, manifests_in_dir, Manifest, Source};
+pub use manifest::{
+    find_manifest, manifests_in_dir, manifests_in_dir_with, Manifest, Profiles, Source,
+};
 pub use openness::Level;
 pub use pipeline::{verify, SignatureCheck, Verdict, Verification, VerifyOptions};
 pub use policy::Policy;

@@ -18,7 +18,62 @@ pub struct License {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hf_license_name: Option<String>,
     pub url: String,
+    /// The dated text the terms were read from (`2024-02-21`), when the terms depend on which
+    /// text applies; absent means the current text at `url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
     pub terms: LicenseTerms,
+    /// Other licenses or terms the model is also subject to (a base model's license, terms of a
+    /// model whose outputs it was trained on). Their terms flow into `effective_terms`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub additional: Vec<AdditionalTerms>,
+}
+
+/// A license or set of terms that applies on top of the model's own license.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdditionalTerms {
+    /// SPDX expression (`LicenseRef-…` for custom terms).
+    pub spdx: String,
+    pub name: String,
+    pub url: String,
+    /// Why these terms apply, with where the publisher says so.
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    pub terms: LicenseTerms,
+}
+
+impl License {
+    /// Every license the model is under, as one SPDX expression: the model's own `AND` each
+    /// additional one. Equal to `spdx` when there are no additional terms.
+    pub fn expression(&self) -> String {
+        let mut parts = vec![self.spdx.as_str()];
+        parts.extend(self.additional.iter().map(|a| a.spdx.as_str()));
+        if parts.len() == 1 {
+            return self.spdx.clone();
+        }
+        parts
+            .iter()
+            .map(|p| {
+                if p.trim().contains(' ') {
+                    format!("({})", p.trim())
+                } else {
+                    p.trim().to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" AND ")
+    }
+
+    /// The terms that bind a user: the model's own combined with every additional set, the most
+    /// restrictive value winning (a grant needs every license to give it; a restriction in any
+    /// one applies).
+    pub fn effective_terms(&self) -> LicenseTerms {
+        self.additional
+            .iter()
+            .fold(self.terms.clone(), |acc, a| acc.combined_with(&a.terms))
+    }
 }
 
 /// The machine-checkable essence of a license. Every boolean is required: a missing term is a
@@ -104,6 +159,58 @@ impl LicenseTerms {
             non_commercial_only: true,
             field_of_use_restrictions: true,
             ..Self::permissive()
+        }
+    }
+
+    /// Both sets of terms at once: grants where both grant, restrictions where either restricts,
+    /// the lower non-zero threshold, every excluded region and every notice.
+    pub fn combined_with(&self, other: &LicenseTerms) -> LicenseTerms {
+        let threshold = |a: u64, b: u64| match (a, b) {
+            (0, x) | (x, 0) => x,
+            (a, b) => a.min(b),
+        };
+        let text = |a: &Option<String>, b: &Option<String>| match (a, b) {
+            (Some(a), Some(b)) if a != b => Some(format!("{a}; {b}")),
+            (a, b) => a.clone().or_else(|| b.clone()),
+        };
+        let mut regions = self.region_exclusions.clone();
+        for r in &other.region_exclusions {
+            if !regions.contains(r) {
+                regions.push(r.clone());
+            }
+        }
+        LicenseTerms {
+            commercial_use: self.commercial_use && other.commercial_use,
+            redistribution: self.redistribution && other.redistribution,
+            derivatives: self.derivatives && other.derivatives,
+            non_commercial_only: self.non_commercial_only || other.non_commercial_only,
+            non_production_only: self.non_production_only || other.non_production_only,
+            field_of_use_restrictions: self.field_of_use_restrictions
+                || other.field_of_use_restrictions,
+            restrictions_flow_down: self.restrictions_flow_down || other.restrictions_flow_down,
+            policy_may_change_unilaterally: self.policy_may_change_unilaterally
+                || other.policy_may_change_unilaterally,
+            mau_threshold: threshold(self.mau_threshold, other.mau_threshold),
+            revenue_threshold_usd: threshold(
+                self.revenue_threshold_usd,
+                other.revenue_threshold_usd,
+            ),
+            no_training_other_models: self.no_training_other_models
+                || other.no_training_other_models,
+            outputs_restricted: self.outputs_restricted || other.outputs_restricted,
+            region_exclusions: regions,
+            must_accept: self.must_accept || other.must_accept,
+            licensor_may_restrict_remotely: self.licensor_may_restrict_remotely
+                || other.licensor_may_restrict_remotely,
+            must_use_latest_version: self.must_use_latest_version || other.must_use_latest_version,
+            hosted_service_needs_license: self.hosted_service_needs_license
+                || other.hosted_service_needs_license,
+            attribution_notice: text(&self.attribution_notice, &other.attribution_notice),
+            display_phrase: text(&self.display_phrase, &other.display_phrase),
+            derivative_name_prefix: text(
+                &self.derivative_name_prefix,
+                &other.derivative_name_prefix,
+            ),
         }
     }
 
@@ -322,7 +429,9 @@ mod tests {
             hf_id: Some("apache-2.0".into()),
             hf_license_name: None,
             url: "https://www.apache.org/licenses/LICENSE-2.0".into(),
+            version: None,
             terms: LicenseTerms::permissive(),
+            additional: Vec::new(),
         }
     }
 
@@ -343,7 +452,9 @@ mod tests {
             hf_id: Some("gemma".into()),
             hf_license_name: None,
             url: "https://ai.google.dev/gemma/terms".into(),
+            version: None,
             terms: LicenseTerms::unknown(),
+            additional: Vec::new(),
         };
         assert!(declared_matches("gemma", &gemma));
         assert!(declared_matches("Gemma Terms of Use", &gemma));
@@ -362,5 +473,50 @@ mod tests {
         assert!(is_open_doc_license("Apache-2.0"));
         assert!(is_valid_spdx_expression("LicenseRef-Gemma-Terms-of-Use"));
         assert_eq!(license_ids("MIT AND Apache-2.0"), vec!["MIT", "Apache-2.0"]);
+    }
+
+    #[test]
+    fn additional_terms_flow_into_the_effective_terms() {
+        let mut gemma = LicenseTerms::permissive();
+        gemma.field_of_use_restrictions = true;
+        gemma.must_accept = true;
+        gemma.licensor_may_restrict_remotely = true;
+        gemma.mau_threshold = 500;
+        gemma.region_exclusions = vec!["EU:multimodal".into()];
+        gemma.attribution_notice = Some("Gemma notice".into());
+        let mut own = LicenseTerms::permissive();
+        own.mau_threshold = 1000;
+        own.attribution_notice = Some("own notice".into());
+        let mut l = apache();
+        l.terms = own;
+        assert_eq!(l.expression(), "Apache-2.0");
+        assert!(!l.effective_terms().must_accept);
+        l.additional.push(AdditionalTerms {
+            spdx: "LicenseRef-Gemma-Terms-of-Use".into(),
+            name: "Gemma Terms of Use".into(),
+            url: "https://ai.google.dev/gemma/terms".into(),
+            reason: "trained on Gemma outputs".into(),
+            version: None,
+            terms: gemma,
+        });
+        assert_eq!(
+            l.expression(),
+            "Apache-2.0 AND LicenseRef-Gemma-Terms-of-Use"
+        );
+        assert!(is_valid_spdx_expression(&l.expression()));
+        assert!(!is_osi_approved(&l.expression()));
+        let t = l.effective_terms();
+        assert!(t.must_accept && t.field_of_use_restrictions && t.licensor_may_restrict_remotely);
+        assert!(t.commercial_use && t.redistribution);
+        assert_eq!(t.mau_threshold, 500, "the lower threshold binds");
+        assert_eq!(t.region_exclusions, vec!["EU:multimodal".to_string()]);
+        assert_eq!(
+            t.attribution_notice.as_deref(),
+            Some("own notice; Gemma notice")
+        );
+        // The model's own terms are kept as written.
+        assert!(!l.terms.must_accept);
+        // Combining is idempotent: the same terms twice change nothing.
+        assert_eq!(t.combined_with(&t), t);
     }
 }

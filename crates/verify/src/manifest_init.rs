@@ -151,6 +151,8 @@ fn read_files(dir: &Path, progress: &dyn Progress) -> Result<Found> {
             sha256,
             role,
             format,
+            hash_sources: Vec::new(),
+            size_sources: None,
         });
     }
     Ok(found)
@@ -209,6 +211,8 @@ fn license_of(gguf: Option<&GgufHeader>, card: &CardInfo) -> License {
             LicenseTerms::unknown()
         },
         spdx,
+        version: None,
+        additional: Vec::new(),
     }
 }
 

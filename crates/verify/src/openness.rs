@@ -266,11 +266,27 @@ struct Rules<'a> {
 
 impl Rules<'_> {
     fn license_of(&self, c: Component) -> String {
-        self.openness
+        let own = self
+            .openness
             .components
             .get(&c)
             .and_then(|g| g.license.clone())
-            .unwrap_or_else(|| self.license.spdx.clone())
+            .unwrap_or_else(|| self.license.spdx.clone());
+        if c != Component::ModelParametersFinal {
+            return own;
+        }
+        // Additional terms bind the weights whatever the component's own entry says.
+        let ids = license::license_ids(&own);
+        let mut expr = own;
+        for a in &self.license.additional {
+            if !license::license_ids(&a.spdx)
+                .iter()
+                .all(|id| ids.contains(id))
+            {
+                expr = format!("{} AND {}", paren(&expr), paren(&a.spdx));
+            }
+        }
+        expr
     }
 
     fn require_grade(&self, level: Level, c: Component, ok: &[Grade], out: &mut Vec<String>) {
@@ -333,7 +349,7 @@ impl Rules<'_> {
                 "{level} requires model_parameters_final under an OSI-approved or open data license; manifest records {lic}"
             ));
         }
-        let t = &self.license.terms;
+        let t = &self.license.effective_terms();
         let mut term = |bad: bool, what: &str| {
             if bad {
                 out.push(format!(
@@ -438,6 +454,16 @@ impl Rules<'_> {
     }
 }
 
+/// An SPDX expression ready to be joined with `AND`.
+fn paren(expr: &str) -> String {
+    let e = expr.trim();
+    if e.contains(' ') {
+        format!("({e})")
+    } else {
+        e.to_string()
+    }
+}
+
 /// Compute the highest level whose rules (and those of every level below it) hold.
 pub fn assess(openness: &Openness, license: &License) -> Assessment {
     let rules = Rules { openness, license };
@@ -492,7 +518,9 @@ mod tests {
             hf_id: None,
             hf_license_name: None,
             url: "https://example.org".into(),
+            version: None,
             terms,
+            additional: Vec::new(),
         }
     }
 

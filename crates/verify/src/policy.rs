@@ -262,16 +262,16 @@ impl Policy {
                 });
             }
         }
-        let shown = s
-            .license
-            .map(|l| l.spdx.clone())
-            .unwrap_or_else(|| "an unknown license".into());
+        // Additional terms (a base model's license, terms carried from training data) count as
+        // much as the model's own license.
+        let expr = s.license.map(License::expression);
+        let shown = expr.clone().unwrap_or_else(|| "an unknown license".into());
         if let Some(allowed) = &self.allow_licenses {
-            let ok = s.license.is_some_and(|l| {
-                let ids = license::license_ids(&l.spdx);
+            let ok = s.license.zip(expr.as_deref()).is_some_and(|(l, expr)| {
+                let ids = license::license_ids(expr);
                 allowed
                     .iter()
-                    .any(|a| license::normalize(a) == license::normalize(&l.spdx))
+                    .any(|a| license::normalize(a) == license::normalize(expr))
                     || (!ids.is_empty()
                         && ids
                             .iter()
@@ -284,11 +284,11 @@ impl Policy {
                 });
             }
         }
-        if let Some(l) = s.license {
-            for id in license::license_ids(&l.spdx) {
+        if let Some((l, expr)) = s.license.zip(expr.as_deref()) {
+            for id in license::license_ids(expr) {
                 if let Some(d) = self.deny_licenses.iter().find(|d| matches_entry(d, &id, l)) {
                     out.push(PolicyViolation::LicenseDenied {
-                        license: l.spdx.clone(),
+                        license: expr.to_string(),
                         denied: d.clone(),
                     });
                     break;
@@ -296,9 +296,10 @@ impl Policy {
             }
         }
         if self.require_commercial_use
-            && !s
-                .license
-                .is_some_and(|l| l.terms.commercial_use && !l.terms.non_commercial_only)
+            && !s.license.is_some_and(|l| {
+                let t = l.effective_terms();
+                t.commercial_use && !t.non_commercial_only
+            })
         {
             out.push(PolicyViolation::CommercialUseRequired { license: shown });
         }
@@ -334,7 +335,9 @@ mod tests {
             hf_id: Some(hf.into()),
             hf_license_name: None,
             url: "u".into(),
+            version: None,
             terms,
+            additional: Vec::new(),
         }
     }
 

@@ -183,9 +183,23 @@ impl Reason {
             Reason::HashMismatch { .. } if ctx.manifest.is_none() => {
                 "delete the blob from the Hugging Face cache and download it again".into()
             }
-            Reason::HashMismatch { .. } | Reason::SizeMismatch { .. } | Reason::MissingFile { .. } => {
-                refetch()
+            // A size only one source gave may be the manifest's error rather than the file's.
+            Reason::SizeMismatch { path, .. } => {
+                let lone = ctx
+                    .manifest
+                    .and_then(|m| m.files.iter().find(|f| &f.path == path))
+                    .and_then(|f| f.size_sources.as_ref())
+                    .filter(|l| l.len() == 1);
+                match lone {
+                    Some(l) => format!(
+                        "{}; the manifest's size was seen in one source only ({}), so if the file is the published one the manifest may be wrong: report it",
+                        refetch(),
+                        l[0]
+                    ),
+                    None => refetch(),
+                }
             }
+            Reason::HashMismatch { .. } | Reason::MissingFile { .. } => refetch(),
             Reason::ExtraFile { .. } => {
                 "remove the file from the model directory, or pass --allow-extra".into()
             }
@@ -327,6 +341,10 @@ pub struct FileReport {
     pub actual_sha256: Option<String>,
     /// The sha256 came from the verification cache (file identity unchanged).
     pub cached: bool,
+    /// Where the manifest's sha256 was seen published.
+    pub hash_sources: Vec<String>,
+    /// Where the manifest's size was seen, when fewer sources give it than the sha256.
+    pub size_sources: Option<Vec<String>>,
 }
 
 /// Where a signature check was asked for.
@@ -358,17 +376,38 @@ pub struct ManifestSummary {
     pub attestation: Attestation,
     pub path: Option<String>,
     pub digest: String,
+    /// The family profile that supplied the license and openness tables.
+    pub profile: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LicenseReport {
+    /// The model's own license.
     pub spdx: String,
     pub name: String,
     pub url: String,
     pub hf_id: Option<String>,
+    /// The dated text the terms were read from, if pinned.
+    pub version: Option<String>,
+    /// Every license that applies: `spdx` and each additional one, joined with `AND`.
+    pub expression: String,
+    /// Licenses or terms that apply on top of the model's own.
+    pub additional: Vec<AdditionalLicenseReport>,
+    /// Whether every license in `expression` is OSI-approved.
     pub osi_approved: bool,
+    /// The effective terms (own and additional combined), one line each.
     pub at_a_glance: Vec<String>,
+    /// The effective terms.
     pub terms: LicenseTerms,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AdditionalLicenseReport {
+    pub spdx: String,
+    pub name: String,
+    pub url: String,
+    pub reason: String,
+    pub version: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -475,6 +514,9 @@ impl Report {
                     m.path.as_deref().unwrap_or(&m.id),
                     m.attestation
                 )?;
+                if let Some(p) = &m.profile {
+                    writeln!(o, "profile   {p} (license and openness of the family)")?;
+                }
             }
             _ => writeln!(o, "model     {} (unlisted: no manifest)", self.target)?,
         }
@@ -513,6 +555,24 @@ impl Report {
             } else {
                 String::new()
             };
+            let mut hashes = hashes;
+            if !f.hash_sources.is_empty() {
+                let _ = write!(
+                    hashes,
+                    "\nsha256 published in: {}",
+                    f.hash_sources.join("; ")
+                );
+            }
+            if let Some(list) = &f.size_sources {
+                let n = list.len();
+                let only = if n == 1 { " only" } else { "" };
+                let _ = write!(
+                    hashes,
+                    "\nsize seen in {n} source{}{only}: {}",
+                    if n == 1 { "" } else { "s" },
+                    list.join("; ")
+                );
+            }
             // The hash lines make the path's cell wide: it goes last.
             files.add_row([
                 status.to_string(),
@@ -564,8 +624,21 @@ impl Report {
     /// The license and its key terms.
     fn render_license(&self, o: &mut String) -> std::fmt::Result {
         if let Some(l) = &self.license {
-            writeln!(o, "\nlicense   {} ({})", l.name, l.spdx)?;
+            let version = l
+                .version
+                .as_deref()
+                .map(|v| format!(", text of {v}"))
+                .unwrap_or_default();
+            writeln!(o, "\nlicense   {} ({}{version})", l.name, l.spdx)?;
             writeln!(o, "          {}", l.url)?;
+            for a in &l.additional {
+                writeln!(o, "  and     {} ({})", a.name, a.spdx)?;
+                writeln!(o, "          {}", a.url)?;
+                writeln!(o, "          because {}", a.reason)?;
+            }
+            if !l.additional.is_empty() {
+                writeln!(o, "  terms of all of them together:")?;
+            }
             for t in &l.at_a_glance {
                 writeln!(o, "  - {t}")?;
             }

@@ -810,3 +810,50 @@ fn sharded_safetensors_index_must_match_shards() {
     .unwrap_err();
     assert_eq!(e.decision.outcome, Outcome::Malformed);
 }
+
+/// A GGUF published in parts (gguf-split): every part is listed, hashed and header-checked; the
+/// parts after the first carry no general.* keys, so what the model declares is the first part's.
+#[test]
+fn split_gguf_parts_are_each_verified() {
+    use candor_verify::formats::gguf::build::GgufBuilder;
+    let first = GgufBuilder::new()
+        .kv_str("general.architecture", "llama")
+        .kv_str("general.license", "apache-2.0")
+        .kv_u32("split.no", 0)
+        .kv_u32("split.count", 2)
+        .tensor("token_embd.weight", &[64], 24, 64)
+        .build();
+    let second = GgufBuilder::new()
+        .kv_u32("split.no", 1)
+        .kv_u32("split.count", 2)
+        .tensor("output.weight", &[64], 24, 64)
+        .build();
+    let files: [(&str, &[u8]); 2] = [
+        ("m-00001-of-00002.gguf", &first),
+        ("m-00002-of-00002.gguf", &second),
+    ];
+    let d = model_dir(&files);
+    let m = manifest(&files);
+    let v = verdict(Some(&m), d.path(), &opts(), &NoProgress).unwrap();
+    assert_eq!(v.files.len(), 2);
+    assert!(v.report.files.iter().all(|f| f.status == FileStatus::Ok));
+    assert_eq!(
+        v.report.declared.gguf_architecture.as_deref(),
+        Some("llama")
+    );
+    assert_eq!(
+        v.report.declared.gguf_license.as_deref(),
+        Some("apache-2.0")
+    );
+
+    // A damaged second part is caught like any file.
+    let mut bad = second.clone();
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    let d = model_dir(&[files[0], ("m-00002-of-00002.gguf", &bad)]);
+    let r = verdict(Some(&m), d.path(), &opts(), &NoProgress).unwrap_err();
+    assert_eq!(r.decision.outcome, Outcome::IntegrityFailure);
+    assert!(r.decision.has(
+        |x| matches!(x, Reason::HashMismatch { path, .. } if path == "m-00002-of-00002.gguf")
+    ));
+}

@@ -15,8 +15,12 @@ pub fn run(home: &Home, cmd: &LicenseCommand) -> Result<()> {
             let l = &m.license;
             println!("{} is licensed under {} ({})", m.id(), l.name, l.spdx);
             println!("full text: {}", l.url);
+            for a in &l.additional {
+                println!("and also {} ({}), because {}", a.name, a.spdx, a.reason);
+                println!("full text: {}", a.url);
+            }
             println!("key terms:");
-            for t in l.terms.at_a_glance() {
+            for t in l.effective_terms().at_a_glance() {
                 println!("  - {t}");
             }
             if !yes {

@@ -82,7 +82,7 @@ fn available(home: &Home, manifests: &[Manifest]) -> Vec<Row> {
         .map(|m| Row {
             model: m.id().to_string(),
             manifest: Some(m.id().to_string()),
-            license: m.license.spdx.clone(),
+            license: m.license.expression(),
             openness: level_of(m),
             size: size_of(m),
             state: if locate(home, m).is_some() {
@@ -125,7 +125,7 @@ fn local(home: &Home, manifests: &[Manifest]) -> Result<Vec<Row>> {
             rows.push(Row {
                 model: m.id().to_string(),
                 manifest: Some(m.id().to_string()),
-                license: m.license.spdx.clone(),
+                license: m.license.expression(),
                 openness: level_of(m),
                 size: size_of(m),
                 state: state.into(),
@@ -176,7 +176,7 @@ fn local(home: &Home, manifests: &[Manifest]) -> Result<Vec<Row>> {
                 .unwrap_or_default(),
             manifest: listed.map(|m| m.id().to_string()),
             license: listed
-                .map(|m| m.license.spdx.clone())
+                .map(|m| m.license.expression())
                 .unwrap_or_else(|| "unknown".into()),
             openness: listed.map(level_of).unwrap_or_else(|| "unlisted".into()),
             size,

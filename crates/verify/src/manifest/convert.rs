@@ -65,12 +65,22 @@ pub(super) fn files(ctx: &Ctx<'_>, raw: Vec<RawFile>) -> Result<Vec<FileEntry>> 
         {
             return Err(ctx.err(at, ManifestProblem::BadWeightsFormat(path)));
         }
+        let hash_sources = source_notes(ctx, f.hash_sources, "hash_sources")?;
+        let size_sources = match f.size_sources {
+            Some(list) if list.is_empty() => {
+                return Err(ctx.err(at, ManifestProblem::EmptySizeSources(path)))
+            }
+            Some(list) => Some(source_notes(ctx, list, "size_sources")?),
+            None => None,
+        };
         files.push(FileEntry {
             path,
             size: f.size,
             sha256,
             role: f.role,
             format: f.format,
+            hash_sources,
+            size_sources,
         });
     }
     if files.is_empty() {
@@ -108,30 +118,59 @@ pub(super) fn hf_repos_revision_unknown(
     Ok(repos)
 }
 
-/// The license is an SPDX expression, and the fields a report shows are not blank.
-pub(super) fn check_required_fields(
+/// The fields a report shows about the model are not blank.
+pub(super) fn check_model(ctx: &Ctx<'_>, model: &ModelInfo) -> Result<()> {
+    not_blank(
+        ctx,
+        &[
+            ("model.name", &model.name),
+            ("model.publisher", &model.publisher),
+            ("model.architecture", &model.architecture),
+        ],
+    )
+}
+
+/// The license (and every additional one) is an SPDX expression, and the fields a report shows
+/// are not blank.
+pub(super) fn check_license_and_openness(
     ctx: &Ctx<'_>,
     license: &License,
-    model: &ModelInfo,
     openness: &Openness,
 ) -> Result<()> {
-    if !license::is_valid_spdx_expression(&license.spdx) {
-        return Err(ctx.err(
-            ctx.line_of_key("license", "spdx"),
-            ManifestProblem::BadSpdx(license.spdx.clone()),
-        ));
+    for spdx in std::iter::once(&license.spdx).chain(license.additional.iter().map(|a| &a.spdx)) {
+        if !license::is_valid_spdx_expression(spdx) {
+            return Err(ctx.err(
+                ctx.line_of_key("license", "spdx"),
+                ManifestProblem::BadSpdx(spdx.clone()),
+            ));
+        }
     }
-    for (field, value) in [
-        ("license.name", &license.name),
-        ("license.url", &license.url),
-        ("model.name", &model.name),
-        ("model.publisher", &model.publisher),
-        ("model.architecture", &model.architecture),
-        ("openness.claimed_wording", &openness.claimed_wording),
-        ("openness.claim_source", &openness.claim_source),
-    ] {
+    not_blank(
+        ctx,
+        &[
+            ("license.name", &license.name),
+            ("license.url", &license.url),
+            ("openness.claimed_wording", &openness.claimed_wording),
+            ("openness.claim_source", &openness.claim_source),
+        ],
+    )?;
+    for a in &license.additional {
+        not_blank(
+            ctx,
+            &[
+                ("license.additional.name", &a.name),
+                ("license.additional.url", &a.url),
+                ("license.additional.reason", &a.reason),
+            ],
+        )?;
+    }
+    Ok(())
+}
+
+fn not_blank(ctx: &Ctx<'_>, fields: &[(&'static str, &String)]) -> Result<()> {
+    for &(field, value) in fields {
         if value.trim().is_empty() {
-            let (table, key) = field.split_once('.').unwrap_or(("", field));
+            let (table, key) = field.rsplit_once('.').unwrap_or(("", field));
             return Err(ctx.err(
                 ctx.line_of_key(table, key),
                 ManifestProblem::EmptyField(field),
@@ -139,6 +178,29 @@ pub(super) fn check_required_fields(
         }
     }
     Ok(())
+}
+
+/// `hash_sources` / `size_sources` entries: each says where, so none may be blank or repeated.
+fn source_notes(
+    ctx: &Ctx<'_>,
+    raw: Vec<Spanned<String>>,
+    field: &'static str,
+) -> Result<Vec<String>> {
+    let mut out: Vec<String> = Vec::with_capacity(raw.len());
+    for s in raw {
+        let v = s.get_ref().trim();
+        if v.is_empty() || out.iter().any(|o| o == v) {
+            return Err(ctx.err(
+                Some(s.span()),
+                ManifestProblem::BadSourceNote {
+                    field,
+                    value: s.get_ref().clone(),
+                },
+            ));
+        }
+        out.push(v.to_string());
+    }
+    Ok(out)
 }
 
 /// `[integrity]`: the recorded root digest must be the one the listed files give.

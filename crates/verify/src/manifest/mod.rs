@@ -5,6 +5,7 @@
 
 mod convert;
 mod problems;
+mod profile;
 mod raw;
 mod rules;
 mod schema;
@@ -17,6 +18,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 pub use problems::{ManifestProblem, PathProblem};
+pub use profile::{Profiles, PROFILES_DIR};
 pub use rules::{parse_sha256, validate_rel_path};
 pub use schema::{
     Attestation, BaseModelRelation, ChunkPart, FileEntry, FileFormat, FileRole, ModelInfo,
@@ -52,6 +54,8 @@ pub struct Manifest {
     pub hf_repos_revision_unknown: Vec<String>,
     /// An OpenSSF model-signing bundle that must verify before the model is used.
     pub signature: Option<SignatureSpec>,
+    /// The family profile that supplied `license` and `openness`, if the manifest names one.
+    pub profile: Option<String>,
     id: String,
     digest: [u8; 32],
     path: Option<PathBuf>,
@@ -70,8 +74,15 @@ pub fn root_digest<'a>(files: impl IntoIterator<Item = (&'a str, &'a [u8; 32])>)
 }
 
 impl Manifest {
-    /// Load and validate a manifest file; its id is the file stem.
+    /// Load and validate a manifest file; its id is the file stem. A profile it names is looked
+    /// up in `families/` next to it.
     pub fn load(path: &Path) -> Result<Manifest> {
+        Self::load_with(path, &Profiles::none())
+    }
+
+    /// Like `load`, looking up a profile in `families/` next to the file first, then in
+    /// `fallback` (e.g. the profiles bundled with the binary).
+    pub fn load_with(path: &Path, fallback: &Profiles) -> Result<Manifest> {
         let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
         let problem = |p| Error::Manifest {
             path: path.to_path_buf(),
@@ -87,11 +98,22 @@ impl Manifest {
             .file_stem()
             .and_then(|s| s.to_str())
             .unwrap_or_default();
-        Self::parse(text, id, path)
+        Self::parse_with(text, id, path, &Profiles::next_to(path).then(fallback))
     }
 
-    /// Parse manifest text. `origin` names the file in errors.
+    /// Parse manifest text. `origin` names the file in errors; a profile the text names is
+    /// looked up in `families/` next to `origin`.
     pub fn parse(text: &str, id: &str, origin: &Path) -> Result<Manifest> {
+        Self::parse_with(text, id, origin, &Profiles::next_to(origin))
+    }
+
+    /// Parse manifest text, looking up a profile it names in `profiles` only.
+    pub fn parse_with(
+        text: &str,
+        id: &str,
+        origin: &Path,
+        profiles: &Profiles,
+    ) -> Result<Manifest> {
         let ctx = Ctx { text, path: origin };
         let raw = convert::read_raw(&ctx, id)?;
         let files = convert::files(&ctx, raw.files)?;
@@ -102,7 +124,47 @@ impl Manifest {
             .collect::<Result<Vec<_>>>()?;
         let hf_repos_revision_unknown =
             convert::hf_repos_revision_unknown(&ctx, raw.hf_repos_revision_unknown)?;
-        convert::check_required_fields(&ctx, &raw.license, &raw.model, &raw.openness)?;
+        convert::check_model(&ctx, &raw.model)?;
+        let mut digest = Sha256::new();
+        digest.update(text.as_bytes());
+        let (license, openness, profile) = match raw.profile {
+            Some(name) => {
+                for (table, inline) in [
+                    ("license", raw.license.as_ref().map(|l| l.span())),
+                    ("openness", raw.openness.as_ref().map(|o| o.span())),
+                ] {
+                    if let Some(span) = inline {
+                        return Err(ctx.err(
+                            Some(span),
+                            ManifestProblem::ProfileWithInline {
+                                profile: name.get_ref().clone(),
+                                table,
+                            },
+                        ));
+                    }
+                }
+                let p = profile::resolve(&ctx, &name, profiles)?;
+                // The digest names everything the manifest means, so it covers the profile too:
+                // a changed profile invalidates cached verdicts as a changed manifest does.
+                digest.update(b"\0profile\0");
+                digest.update(p.found.name.as_bytes());
+                digest.update(b"\0");
+                digest.update(p.found.text.as_bytes());
+                (p.license, p.openness, Some(p.found.name))
+            }
+            None => {
+                let license = raw
+                    .license
+                    .ok_or_else(|| ctx.err(None, ManifestProblem::MissingTable("license")))?
+                    .into_inner();
+                let openness = raw
+                    .openness
+                    .ok_or_else(|| ctx.err(None, ManifestProblem::MissingTable("openness")))?
+                    .into_inner();
+                convert::check_license_and_openness(&ctx, &license, &openness)?;
+                (license, openness, None)
+            }
+        };
         let root_digest = raw
             .integrity
             .map(|i| convert::integrity(&ctx, i, &files))
@@ -118,13 +180,14 @@ impl Manifest {
             model: raw.model,
             sources,
             files,
-            license: raw.license,
-            openness: raw.openness,
+            license,
+            openness,
             root_digest,
             hf_repos_revision_unknown,
             signature,
+            profile,
             id: id.to_string(),
-            digest: Sha256::digest(text.as_bytes()).into(),
+            digest: digest.finalize().into(),
             path: Some(origin.to_path_buf()),
         })
     }
@@ -151,6 +214,7 @@ impl Manifest {
             root_digest: None,
             hf_repos_revision_unknown: Vec::new(),
             signature: None,
+            profile: None,
             id: id.to_string(),
             digest: [0; 32],
             path: None,
@@ -237,8 +301,15 @@ impl Manifest {
     }
 }
 
-/// Every `*.toml` manifest in a directory, sorted by id. The first invalid one is an error.
+/// Every `*.toml` manifest in a directory, sorted by id, with profiles from its `families/`.
+/// The first invalid one is an error.
 pub fn manifests_in_dir(dir: &Path) -> Result<Vec<Manifest>> {
+    manifests_in_dir_with(dir, &Profiles::none())
+}
+
+/// Like `manifests_in_dir`, looking up profiles in the directory's `families/` first, then in
+/// `fallback`.
+pub fn manifests_in_dir_with(dir: &Path, fallback: &Profiles) -> Result<Vec<Manifest>> {
     let rd = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
     let mut paths = Vec::new();
     for entry in rd {
@@ -249,7 +320,10 @@ pub fn manifests_in_dir(dir: &Path) -> Result<Vec<Manifest>> {
         }
     }
     paths.sort();
-    paths.iter().map(|p| Manifest::load(p)).collect()
+    paths
+        .iter()
+        .map(|p| Manifest::load_with(p, fallback))
+        .collect()
 }
 
 /// The manifest `<dir>/<id>.toml`.

@@ -63,6 +63,29 @@ pub enum ManifestProblem {
     RootDigestMismatch { recorded: String, computed: String },
     #[error("[signature]: {0}")]
     BadSignature(String),
+    #[error("{field} entry '{value}' is blank or repeated")]
+    BadSourceNote { field: &'static str, value: String },
+    #[error("size_sources of '{0}' is empty: list where the size was seen, or leave it out")]
+    EmptySizeSources(String),
+    #[error("no [{0}] table and no profile: write the table, or name a family profile with `profile = \"<name>\"`")]
+    MissingTable(&'static str),
+    #[error("names profile '{profile}' and also has a [{table}] table; the profile supplies it, so keep one or the other")]
+    ProfileWithInline {
+        profile: String,
+        table: &'static str,
+    },
+    #[error("profile name '{0}' must be lowercase letters, digits, '.', '_' or '-'")]
+    BadProfileName(String),
+    #[error("profile '{name}' not found (looked for {looked_in}); add the profile, or write [license] and [openness] in the manifest instead")]
+    ProfileNotFound { name: String, looked_in: String },
+    #[error("profile: {0}")]
+    ProfileUnreadable(String),
+    #[error("profile '{name}' ({at}): {message}")]
+    Profile {
+        name: String,
+        at: String,
+        message: String,
+    },
 }
 
 /// The manifest text being parsed, to turn byte spans into line numbers in errors.

@@ -17,13 +17,18 @@ pub(super) struct RawManifest {
     pub(super) attestation: Option<Attestation>,
     #[serde(default)]
     pub(super) hf_repos_revision_unknown: Vec<Spanned<String>>,
+    /// A family profile under `families/` that supplies `[license]` and `[openness]`.
+    #[serde(default)]
+    pub(super) profile: Option<Spanned<String>>,
     pub(super) model: ModelInfo,
     #[serde(default)]
     pub(super) sources: Vec<RawSource>,
     #[serde(default)]
     pub(super) files: Vec<RawFile>,
-    pub(super) license: License,
-    pub(super) openness: Openness,
+    #[serde(default)]
+    pub(super) license: Option<Spanned<License>>,
+    #[serde(default)]
+    pub(super) openness: Option<Spanned<Openness>>,
     #[serde(default)]
     pub(super) integrity: Option<RawIntegrity>,
     #[serde(default)]
@@ -50,6 +55,10 @@ pub(super) struct RawFile {
     pub(super) sha256: Spanned<String>,
     pub(super) role: FileRole,
     pub(super) format: FileFormat,
+    #[serde(default)]
+    pub(super) hash_sources: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub(super) size_sources: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -79,4 +88,16 @@ pub(super) struct RawPart {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawIntegrity {
     pub(super) root_digest: Spanned<String>,
+}
+
+/// A family profile: the license and openness shared by every manifest of one model family and
+/// version (`families/<name>.toml`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawProfile {
+    pub(super) schema_version: Spanned<u32>,
+    /// Display name of the family and version ("Llama 3.2").
+    pub(super) family: Spanned<String>,
+    pub(super) license: License,
+    pub(super) openness: Openness,
 }

@@ -79,6 +79,14 @@ pub struct FileEntry {
     pub sha256: [u8; 32],
     pub role: FileRole,
     pub format: FileFormat,
+    /// Where the sha256 was seen published (catalogs, download scripts, the publisher's own
+    /// listing), so a reader can check it. Empty for a self-attested manifest.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hash_sources: Vec<String>,
+    /// Where the size was seen, when fewer sources give it than give the sha256 (a size seen in
+    /// one source only is shown as such). `None`: the hash sources give it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_sources: Option<Vec<String>>,
 }
 
 impl FileEntry {

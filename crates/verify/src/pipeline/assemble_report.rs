@@ -59,6 +59,7 @@ pub(super) fn assemble(
             attestation: m.attestation,
             path: m.path().map(|p| p.display().to_string()),
             digest: hex::encode(m.digest()),
+            profile: m.profile.clone(),
         }),
         model: manifest.map(|m| m.model.clone()),
         files,
@@ -99,6 +100,12 @@ fn file_report(s: &CheckedFile) -> FileReport {
         expected_sha256: s.entry.as_ref().map(|e| e.sha256_hex()),
         actual_sha256: s.actual.map(hex::encode),
         cached: s.cached,
+        hash_sources: s
+            .entry
+            .as_ref()
+            .map(|e| e.hash_sources.clone())
+            .unwrap_or_default(),
+        size_sources: s.entry.as_ref().and_then(|e| e.size_sources.clone()),
     }
 }
 
@@ -113,14 +120,29 @@ fn root_digest(manifest: Option<&Manifest>, checked: &[CheckedFile]) -> Option<S
 }
 
 fn license_report(m: &Manifest) -> LicenseReport {
+    let l = &m.license;
+    let terms = l.effective_terms();
     LicenseReport {
-        spdx: m.license.spdx.clone(),
-        name: m.license.name.clone(),
-        url: m.license.url.clone(),
-        hf_id: m.license.hf_id.clone(),
-        osi_approved: license::is_osi_approved(&m.license.spdx),
-        at_a_glance: m.license.terms.at_a_glance(),
-        terms: m.license.terms.clone(),
+        spdx: l.spdx.clone(),
+        name: l.name.clone(),
+        url: l.url.clone(),
+        hf_id: l.hf_id.clone(),
+        version: l.version.clone(),
+        expression: l.expression(),
+        additional: l
+            .additional
+            .iter()
+            .map(|a| AdditionalLicenseReport {
+                spdx: a.spdx.clone(),
+                name: a.name.clone(),
+                url: a.url.clone(),
+                reason: a.reason.clone(),
+                version: a.version.clone(),
+            })
+            .collect(),
+        osi_approved: license::is_osi_approved(&l.expression()),
+        at_a_glance: terms.at_a_glance(),
+        terms,
     }
 }
 

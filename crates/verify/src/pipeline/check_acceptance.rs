@@ -6,16 +6,21 @@ use crate::{manifest::Attestation, report::Reason};
 
 pub(super) fn check(c: &mut Check) {
     let Some(m) = c.manifest else { return };
-    if m.license.terms.must_accept {
+    // Additional terms that must be accepted (Gemma's, carried by a model trained on Gemma
+    // outputs) make the whole license must-accept.
+    if m.license.effective_terms().must_accept {
+        let names = std::iter::once(m.license.name.as_str())
+            .chain(m.license.additional.iter().map(|a| a.name.as_str()))
+            .collect::<Vec<_>>()
+            .join(" + ");
         match c.opts.acceptances.find(m) {
             Some(a) => c.overrides.push(format!(
-                "license {} accepted on {}; its terms apply",
-                m.license.name,
+                "license {names} accepted on {}; its terms apply",
                 a.accepted_at_local()
             )),
             None => c.refuse(Reason::LicenseNotAccepted {
                 manifest_id: m.id().into(),
-                license: m.license.name.clone(),
+                license: names,
             }),
         }
     }

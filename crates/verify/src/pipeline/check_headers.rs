@@ -38,11 +38,11 @@ pub(super) fn validate(c: &mut Check) -> GgufHeaders {
         match formats::validate_weights(&o.file, &s.disk_path, fmt) {
             Ok(Header::Gguf(h)) => {
                 gguf.push((s.report_path.clone(), h));
-                c.slots[i].detected = Some(FileFormat::Gguf);
+                c.checked[i].detected = Some(FileFormat::Gguf);
             }
             Ok(Header::Safetensors(h)) => {
                 safetensors.push((s.disk_path.clone(), h));
-                c.slots[i].detected = Some(FileFormat::Safetensors);
+                c.checked[i].detected = Some(FileFormat::Safetensors);
             }
             Err(error) => {
                 let path = s.report_path.clone();

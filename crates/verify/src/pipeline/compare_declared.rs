@@ -17,12 +17,22 @@ use crate::{
 pub(super) fn compare(c: &mut Check, gguf: &GgufHeaders) -> Declared {
     let mut declared = Declared::default();
     for (path, h) in gguf {
-        declared.gguf_architecture = h.architecture().map(str::to_string);
-        declared.gguf_license = h.license().map(str::to_string);
-        declared.gguf_license_name = h.license_name().map(str::to_string);
-        declared.gguf_base_models = base_models_of(h);
+        // A split GGUF's later parts carry only the tensors: keep what the first part declared.
+        let base_models = base_models_of(h);
+        if declared.gguf_architecture.is_none() {
+            declared.gguf_architecture = h.architecture().map(str::to_string);
+        }
+        if declared.gguf_license.is_none() {
+            declared.gguf_license = h.license().map(str::to_string);
+        }
+        if declared.gguf_license_name.is_none() {
+            declared.gguf_license_name = h.license_name().map(str::to_string);
+        }
+        if declared.gguf_base_models.is_empty() {
+            declared.gguf_base_models = base_models.clone();
+        }
         if let Some(m) = c.manifest {
-            compare_gguf(c, m, path, h, &declared.gguf_base_models);
+            compare_gguf(c, m, path, h, &base_models);
         }
     }
     if let Some((card_path, info)) = read_card(c) {

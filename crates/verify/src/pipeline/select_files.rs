@@ -107,6 +107,8 @@ fn extra_weight_files(c: &mut Check) -> Result<()> {
             expected_sha256: None,
             actual_sha256: None,
             cached: false,
+            hash_sources: Vec::new(),
+            size_sources: None,
         });
     }
     Ok(())

@@ -253,7 +253,7 @@ fn describe(loaded: Loaded) -> (candor_engine::Model, Value) {
         "publisher": r.model.as_ref().map(|m| m.publisher.clone()),
         "root_digest": r.root_digest,
         "files": files,
-        "license": r.license.as_ref().map(|l| l.spdx.clone()),
+        "license": r.license.as_ref().map(|l| l.expression.clone()),
         "license_name": r.license.as_ref().map(|l| l.name.clone()),
         "openness": r.openness.as_ref().map(|o| o.achieved),
         "openness_claimed": r.openness.as_ref().map(|o| o.claimed),

@@ -485,6 +485,9 @@ pub fn license_text(v: &Verification) -> String {
     match &v.report.license {
         Some(l) => {
             let mut s = format!("{} ({})\n{}\n", l.name, l.spdx, l.url);
+            for a in &l.additional {
+                s.push_str(&format!("and {} ({})\n{}\n", a.name, a.spdx, a.url));
+            }
             for line in &l.at_a_glance {
                 s.push_str(&format!("- {line}\n"));
             }
