@@ -11,7 +11,7 @@ use crate::{
     files::UnsafeFile,
     formats::FormatError,
     license::LicenseTerms,
-    manifest::{Attestation, FileFormat, FileRole, ModelInfo},
+    manifest::{Attestation, FileFormat, FileRole, HubOrigin, ModelInfo},
     openness::{Component, Grade, Level, LevelFailure},
     policy::PolicyViolation,
     signature::{FileProblem, SignatureReport},
@@ -285,6 +285,9 @@ pub struct ManifestSummary {
     pub attestation: Attestation,
     pub path: Option<String>,
     pub digest: String,
+    /// For a `hub` manifest: the repo and commit it was imported from, and its profile.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hub: Option<HubOrigin>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

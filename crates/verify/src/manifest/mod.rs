@@ -19,8 +19,8 @@ use sha2::{Digest, Sha256};
 pub use problems::{ManifestProblem, PathProblem};
 pub use rules::{parse_sha256, validate_rel_path};
 pub use schema::{
-    Attestation, BaseModelRelation, ChunkPart, FileEntry, FileFormat, FileRole, ModelInfo,
-    SignatureMethod, SignatureSpec, Source,
+    Attestation, BaseModelRelation, ChunkPart, FileEntry, FileFormat, FileRole, HubOrigin,
+    ModelInfo, SignatureMethod, SignatureSpec, Source,
 };
 
 use crate::{
@@ -52,6 +52,8 @@ pub struct Manifest {
     pub hf_repos_revision_unknown: Vec<String>,
     /// An OpenSSF model-signing bundle that must verify before the model is used.
     pub signature: Option<SignatureSpec>,
+    /// Where a `hub` manifest was imported from (`[hub]`); present exactly for that attestation.
+    pub hub: Option<HubOrigin>,
     id: String,
     digest: [u8; 32],
     path: Option<PathBuf>,
@@ -111,10 +113,12 @@ impl Manifest {
             .signature
             .map(|s| signature::convert_signature(&ctx, s))
             .transpose()?;
+        // Fail safe: a manifest that does not say it is published is treated as a user's own.
+        let attestation = raw.attestation.unwrap_or(Attestation::SelfAttested);
+        let hub = convert::hub(&ctx, attestation, raw.hub, &files, &sources)?;
         Ok(Manifest {
             schema_version: SCHEMA_VERSION,
-            // Fail safe: a manifest that does not say it is published is treated as a user's own.
-            attestation: raw.attestation.unwrap_or(Attestation::SelfAttested),
+            attestation,
             model: raw.model,
             sources,
             files,
@@ -123,6 +127,7 @@ impl Manifest {
             root_digest,
             hf_repos_revision_unknown,
             signature,
+            hub,
             id: id.to_string(),
             digest: Sha256::digest(text.as_bytes()).into(),
             path: Some(origin.to_path_buf()),
@@ -151,6 +156,7 @@ impl Manifest {
             root_digest: None,
             hf_repos_revision_unknown: Vec::new(),
             signature: None,
+            hub: None,
             id: id.to_string(),
             digest: [0; 32],
             path: None,
@@ -158,6 +164,21 @@ impl Manifest {
         m.root_digest = Some(m.computed_root_digest());
         m.digest = Sha256::digest(m.to_toml().as_bytes()).into();
         m
+    }
+
+    /// The same manifest, imported from a Hugging Face repo at a commit (`candor manifest
+    /// import`): attestation `hub` with its `[hub]` table.
+    pub fn imported_from_hub(mut self, hub: HubOrigin) -> Manifest {
+        self.attestation = Attestation::Hub;
+        self.hub = Some(hub);
+        self.digest = Sha256::digest(self.to_toml().as_bytes()).into();
+        self
+    }
+
+    /// A `hub` manifest whose license and openness were not taken from a curated profile: the
+    /// policy treats it like an unlisted model.
+    pub fn is_unassessed(&self) -> bool {
+        self.hub.as_ref().is_some_and(|h| h.profile.is_none())
     }
 
     /// The manifest id: the file stem (`smollm2-135m-instruct-q4_1`).
@@ -218,6 +239,8 @@ impl Manifest {
             integrity: Integrity,
             #[serde(skip_serializing_if = "Option::is_none")]
             signature: Option<&'a SignatureSpec>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            hub: Option<&'a HubOrigin>,
         }
         let out = Out {
             schema_version: self.schema_version,
@@ -232,6 +255,7 @@ impl Manifest {
                 root_digest: hex::encode(self.computed_root_digest()),
             },
             signature: self.signature.as_ref(),
+            hub: self.hub.as_ref(),
         };
         toml::to_string(&out).unwrap_or_else(|e| format!("# could not serialize manifest: {e}\n"))
     }

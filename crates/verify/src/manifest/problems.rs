@@ -63,6 +63,8 @@ pub enum ManifestProblem {
     RootDigestMismatch { recorded: String, computed: String },
     #[error("[signature]: {0}")]
     BadSignature(String),
+    #[error("[hub]: {0}")]
+    BadHub(String),
 }
 
 /// The manifest text being parsed, to turn byte spans into line numbers in errors.

@@ -12,6 +12,7 @@ use crate::{
 
 pub(super) fn apply(c: &mut Check, achieved: Level, signatures: &Signatures) {
     let unlisted = c.manifest.is_none();
+    let unassessed = c.manifest.is_some_and(|m| m.is_unassessed());
     let vouched = unlisted && signatures.signed && signatures.command_line.is_some();
     if let (true, Some(summary)) = (vouched, &signatures.command_line) {
         c.overrides.push(format!(
@@ -23,6 +24,7 @@ pub(super) fn apply(c: &mut Check, achieved: Level, signatures: &Signatures) {
         achieved,
         signed: signatures.signed,
         unlisted: unlisted && !vouched,
+        unassessed,
     };
     let opts = c.opts;
     for v in opts.policy.evaluate(&subject, opts.allow_unlisted) {
@@ -37,6 +39,16 @@ pub(super) fn apply(c: &mut Check, achieved: Level, signatures: &Signatures) {
         };
         c.overrides.push(format!(
             "{by}: loading a model without a manifest (nothing was compared with a publisher)"
+        ));
+    }
+    if unassessed && (opts.allow_unlisted || opts.policy.allow_unlisted) {
+        let by = if opts.allow_unlisted {
+            "--allow-unlisted"
+        } else {
+            "policy allow_unlisted"
+        };
+        c.overrides.push(format!(
+            "{by}: loading a model whose license and openness nobody assessed (its hashes are the hub's)"
         ));
     }
 }
@@ -55,6 +67,9 @@ fn fix_for(v: &PolicyViolation, policy: &str) -> String {
         PolicyViolation::UnlistedNotAllowed => {
             "pass --allow-unlisted, set allow_unlisted = true in the policy, or write a manifest with `candor manifest init`".to_string()
         }
+        PolicyViolation::UnassessedNotAllowed => format!(
+            "pass --allow-unlisted or set allow_unlisted = true in {policy} to load it with unassessed terms, or assess its [license] and [openness] in the manifest and name their source as profile in its [hub] table"
+        ),
         PolicyViolation::BelowMinLevel { achieved, .. } => format!(
             "set min_level = \"{achieved}\" (or lower) in {policy}, or use --policy with another policy"
         ),

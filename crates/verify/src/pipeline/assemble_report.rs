@@ -59,6 +59,7 @@ pub(super) fn assemble(
             attestation: m.attestation,
             path: m.path().map(|p| p.display().to_string()),
             digest: hex::encode(m.digest()),
+            hub: m.hub.clone(),
         }),
         model: manifest.map(|m| m.model.clone()),
         files,
