@@ -335,7 +335,9 @@ fn hub_attestation_needs_its_table_and_its_source() {
             "belongs to attestation = \"hub\" only",
         ),
         (
-            hub(&format!("\n[hub]\nrepo = \"org/m\"\ncommit = \"{COMMIT}\"\n")),
+            hub(&format!(
+                "\n[hub]\nrepo = \"org/m\"\ncommit = \"{COMMIT}\"\n"
+            )),
             "must also be a [[sources]] entry",
         ),
         (
@@ -343,7 +345,10 @@ fn hub_attestation_needs_its_table_and_its_source() {
             "must also be a [[sources]] entry",
         ),
         (
-            good.replace("sha256_fetched = [\"m.gguf\"]", "sha256_fetched = [\"x.json\"]"),
+            good.replace(
+                "sha256_fetched = [\"m.gguf\"]",
+                "sha256_fetched = [\"x.json\"]",
+            ),
             "not a distinct listed file",
         ),
         (

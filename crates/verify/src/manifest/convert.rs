@@ -167,9 +167,8 @@ pub(super) fn hub(
     files: &[FileEntry],
     sources: &[Source],
 ) -> Result<Option<HubOrigin>> {
-    let bad = |span: Option<std::ops::Range<usize>>, m: String| {
-        ctx.err(span, ManifestProblem::BadHub(m))
-    };
+    let bad =
+        |span: Option<std::ops::Range<usize>>, m: String| ctx.err(span, ManifestProblem::BadHub(m));
     let raw = match (attestation, raw) {
         (Attestation::Hub, Some(r)) => r,
         (Attestation::Hub, None) => {
@@ -178,12 +177,12 @@ pub(super) fn hub(
                 "attestation \"hub\" needs a [hub] table naming the repo and commit".into(),
             ))
         }
-        (_, Some(r)) => {
-            return Err(bad(
-                Some(r.span()),
-                format!("the table belongs to attestation = \"hub\" only (this manifest is {attestation})"),
-            ))
-        }
+        (_, Some(r)) => return Err(bad(
+            Some(r.span()),
+            format!(
+                "the table belongs to attestation = \"hub\" only (this manifest is {attestation})"
+            ),
+        )),
         (_, None) => return Ok(None),
     };
     let span = raw.span();
@@ -206,9 +205,7 @@ pub(super) fn hub(
             ManifestProblem::BadRevision(commit.clone()),
         ));
     }
-    let fetched_from = |s: &Source| {
-        matches!(s, Source::Huggingface { repo: r, revision } if r == repo && revision == commit)
-    };
+    let fetched_from = |s: &Source| matches!(s, Source::Huggingface { repo: r, revision } if r == repo && revision == commit);
     if !sources.iter().any(fetched_from) {
         return Err(bad(
             Some(span),

@@ -86,9 +86,7 @@ impl HubApi {
         let endpoint = Url::parse(raw.trim_end_matches('/'))
             .ok()
             .filter(|u| matches!(u.scheme(), "http" | "https") && !u.cannot_be_a_base())
-            .ok_or_else(|| {
-                CliError::usage(format!("HF_ENDPOINT '{raw}' is not an http(s) URL"))
-            })?;
+            .ok_or_else(|| CliError::usage(format!("HF_ENDPOINT '{raw}' is not an http(s) URL")))?;
         let agent = ureq::AgentBuilder::new()
             .try_proxy_from_env(true)
             .timeout_connect(Duration::from_secs(30))
@@ -199,8 +197,9 @@ impl HubApi {
                 return Err(CliError::runtime(format!("{url} answered HTTP {code}: {why}")).into());
             }
             Err(e) => {
-                return Err(anyhow::Error::new(e)
-                    .context(format!("could not reach {url} (set HF_ENDPOINT for a mirror)")))
+                return Err(anyhow::Error::new(e).context(format!(
+                    "could not reach {url} (set HF_ENDPOINT for a mirror)"
+                )))
             }
         };
         let mut body = Vec::new();
@@ -217,10 +216,7 @@ impl HubApi {
 }
 
 fn malformed(url: &Url, why: String) -> anyhow::Error {
-    CliError::runtime(format!(
-        "the hub's answer from {url} is not usable: {why}"
-    ))
-    .into()
+    CliError::runtime(format!("the hub's answer from {url} is not usable: {why}")).into()
 }
 
 fn parse<T: serde::de::DeserializeOwned>(body: &[u8], url: &Url) -> Result<T> {

@@ -122,7 +122,12 @@ fn choose_files(
         .collect();
     let listing = |names: &[&str]| {
         const SHOWN: usize = 40;
-        let mut s = names.iter().take(SHOWN).copied().collect::<Vec<_>>().join(", ");
+        let mut s = names
+            .iter()
+            .take(SHOWN)
+            .copied()
+            .collect::<Vec<_>>()
+            .join(", ");
         if names.len() > SHOWN {
             s.push_str(&format!(" and {} more", names.len() - SHOWN));
         }
@@ -323,7 +328,10 @@ fn default_id(repo: &str, chosen: &[String]) -> Result<String> {
         .collect();
     let id = id.trim_start_matches('.').to_string();
     if id.is_empty() || id.len() > 128 {
-        return Err(CliError::usage(format!("cannot make a manifest id from '{base}'; pass --id")).into());
+        return Err(CliError::usage(format!(
+            "cannot make a manifest id from '{base}'; pass --id"
+        ))
+        .into());
     }
     Ok(id)
 }
@@ -378,10 +386,9 @@ fn report(m: &Manifest, path: &Path, lookup: &Lookup, card: &CardInfo, no_arch: 
         }
         Lookup::NotFound | Lookup::Ambiguous(_) => {
             let why = match lookup {
-                Lookup::Ambiguous(ids) => format!(
-                    "the shipped manifests {} disagree about it",
-                    ids.join(", ")
-                ),
+                Lookup::Ambiguous(ids) => {
+                    format!("the shipped manifests {} disagree about it", ids.join(", "))
+                }
                 _ => "no shipped manifest covers this repo or its base models".into(),
             };
             eprintln!(
@@ -395,5 +402,8 @@ fn report(m: &Manifest, path: &Path, lookup: &Lookup, card: &CardInfo, no_arch: 
             path.display()
         );
     }
-    eprintln!("candor: fetch and check the files with `candor pull {}`", m.id());
+    eprintln!(
+        "candor: fetch and check the files with `candor pull {}`",
+        m.id()
+    );
 }

@@ -32,9 +32,12 @@ pub fn curated_profile(curated: &[Manifest], repo: &str, base_models: &[String])
         found.sort_by(|a, b| a.id().cmp(b.id()));
         let Some(first) = found.first() else { continue };
         let level = first.assess_openness().achieved;
-        let agree = found
-            .iter()
-            .all(|m| m.license == first.license && m.assess_openness().achieved == level);
+        // Wording may differ between a family's manifests; the terms and the level may not.
+        let agree = found.iter().all(|m| {
+            m.license.spdx == first.license.spdx
+                && m.license.terms == first.license.terms
+                && m.assess_openness().achieved == level
+        });
         if !agree {
             return Lookup::Ambiguous(found.iter().map(|m| m.id().to_string()).collect());
         }
