@@ -177,12 +177,14 @@ pub(super) fn hub(
                 "attestation \"hub\" needs a [hub] table naming the repo and commit".into(),
             ))
         }
-        (_, Some(r)) => return Err(bad(
-            Some(r.span()),
-            format!(
+        (_, Some(r)) => {
+            return Err(bad(
+                Some(r.span()),
+                format!(
                 "the table belongs to attestation = \"hub\" only (this manifest is {attestation})"
             ),
-        )),
+            ))
+        }
         (_, None) => return Ok(None),
     };
     let span = raw.span();

@@ -48,7 +48,7 @@ pub fn run(home: &Home, req: &ImportRequest<'_>) -> Result<()> {
         .into());
     }
     let profile = match &lookup {
-        Lookup::Found(p) => Some(p.clone()),
+        Lookup::Found(p) => Some((**p).clone()),
         _ => None,
     };
     let manifest = Manifest::imported(HubImport {

@@ -7,7 +7,7 @@ use candor_verify::{Manifest, Source};
 
 /// What the lookup found.
 pub enum Lookup {
-    Found(Profile),
+    Found(Box<Profile>),
     NotFound,
     /// Shipped manifests for the model disagree on its license or openness (their ids).
     Ambiguous(Vec<String>),
@@ -41,11 +41,11 @@ pub fn curated_profile(curated: &[Manifest], repo: &str, base_models: &[String])
         if !agree {
             return Lookup::Ambiguous(found.iter().map(|m| m.id().to_string()).collect());
         }
-        return Lookup::Found(Profile {
+        return Lookup::Found(Box::new(Profile {
             name: first.id().to_string(),
             license: first.license.clone(),
             openness: first.openness.clone(),
-        });
+        }));
     }
     Lookup::NotFound
 }
