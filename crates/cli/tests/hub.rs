@@ -35,6 +35,8 @@ struct Hub {
     card: serde_json::Value,
     /// An answer to the revision route that replaces the real one.
     revision_body: Option<Vec<u8>>,
+    /// An answer to the paths-info route that replaces the real one.
+    paths_info_body: Option<Vec<u8>>,
 }
 
 fn serve_hub(hub: Hub) -> String {
@@ -87,7 +89,11 @@ fn handle(mut stream: TcpStream, hub: &Hub) {
     {
         let answer = match route.split_once('/') {
             Some(("revision", rev)) => revision_answer(hub, rev),
-            Some(("paths-info", rev)) if rev == REVISION => Some(paths_info_answer(hub, &body)),
+            Some(("paths-info", rev)) if rev == REVISION => Some(
+                hub.paths_info_body
+                    .clone()
+                    .unwrap_or_else(|| paths_info_answer(hub, &body)),
+            ),
             _ => None,
         };
         respond_json(&mut stream, answer);
@@ -328,7 +334,7 @@ fn fixture_hub(card: serde_json::Value) -> Hub {
         served: files(None),
         published,
         card,
-        revision_body: None,
+        ..Hub::default()
     }
 }
 
@@ -560,6 +566,28 @@ fn malformed_or_huge_api_answers_are_clear_errors() {
         let o = import(&home, &hf, &endpoint, &[]);
         no_panic(&o);
         assert!(matches!(o.status.code(), Some(1 | 3)), "{}", show(&o));
+        assert!(stderr(&o).contains(want), "{want}: {}", show(&o));
+    }
+    let sha = sha256_hex(b"x");
+    let cases: [(String, &str); 4] = [
+        ("[]".into(), "does not describe the file model.safetensors"),
+        (
+            format!(r#"[{{"type":"file","path":"model.safetensors","size":1,"lfs":{{"oid":"{sha}","size":2}}}}]"#),
+            "LFS size 2 differs",
+        ),
+        (
+            r#"[{"type":"file","path":"model.safetensors","size":1,"lfs":{"oid":"../etc","size":1}}]"#.into(),
+            "not a sha256",
+        ),
+        (r#"[{"type":"file","path":"model.safetensors"}]"#.into(), "not the JSON expected"),
+    ];
+    for (body, want) in cases {
+        let mut hub = fixture_hub(serde_json::json!({}));
+        hub.paths_info_body = Some(body.into_bytes());
+        let endpoint = serve_hub(hub);
+        let o = import(&home, &hf, &endpoint, &[]);
+        no_panic(&o);
+        assert_eq!(o.status.code(), Some(1), "{}", show(&o));
         assert!(stderr(&o).contains(want), "{want}: {}", show(&o));
     }
     assert!(!home.join("manifests").exists());

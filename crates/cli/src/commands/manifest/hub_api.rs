@@ -143,8 +143,7 @@ impl HubApi {
     pub fn paths_info(&self, paths: &[String]) -> Result<Vec<Published>> {
         let (owner, name) = self.repo_parts();
         let url = self.url(["api", "models", owner, name, "paths-info", &self.commit]);
-        let mut form: Vec<(&str, &str)> = paths.iter().map(|p| ("paths", p.as_str())).collect();
-        form.push(("expand", "false"));
+        let form: Vec<(&str, &str)> = paths.iter().map(|p| ("paths", p.as_str())).collect();
         let body = self.read(
             self.request("POST", &url).send_form(&form),
             &url,
