@@ -407,3 +407,96 @@ fn report(m: &Manifest, path: &Path, lookup: &Lookup, card: &CardInfo, no_arch: 
         m.id()
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::commands::manifest::hub_api::Sibling;
+
+    const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
+
+    fn repo_with(names: &[&str]) -> RevisionInfo {
+        RevisionInfo {
+            sha: COMMIT.into(),
+            siblings: names
+                .iter()
+                .map(|n| Sibling {
+                    rfilename: n.to_string(),
+                })
+                .collect(),
+            card_data: None,
+            gguf: None,
+            config: None,
+        }
+    }
+
+    #[test]
+    fn sources_need_a_repo_and_a_full_commit() {
+        let upper = COMMIT.to_uppercase();
+        assert_eq!(
+            parse_source(&format!("hf:org/m@{upper}")).unwrap(),
+            ("org/m".to_string(), COMMIT.to_string())
+        );
+        for bad in [
+            format!("org/m@{COMMIT}"),
+            "hf:org/m".into(),
+            "hf:org/m@v1.0".into(),
+            format!("hf:org/m@{}", &COMMIT[..12]),
+            format!("hf:org/m/x@{COMMIT}"),
+            format!("hf:org/..@{COMMIT}"),
+            format!("hf:org/m?x=1@{COMMIT}"),
+        ] {
+            assert!(parse_source(&bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn defaults_take_one_model_and_its_companions() {
+        let info = repo_with(&[
+            ".gitattributes",
+            "README.md",
+            "config.json",
+            "model-00001-of-00002.safetensors",
+            "model-00002-of-00002.safetensors",
+            "model.safetensors.index.json",
+            "onnx/model.onnx",
+            "pytorch_model.bin",
+        ]);
+        let got = choose_files(&info, &[], "org/m", COMMIT).unwrap();
+        assert_eq!(
+            got,
+            [
+                "model-00001-of-00002.safetensors",
+                "model-00002-of-00002.safetensors",
+                "config.json",
+                "model.safetensors.index.json",
+                "README.md"
+            ]
+        );
+        let several = repo_with(&["m-Q4_K_M.gguf", "m-Q8_0.gguf", "README.md"]);
+        let e = choose_files(&several, &[], "org/m", COMMIT)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("m-Q4_K_M.gguf, m-Q8_0.gguf"), "{e}");
+        let one = choose_files(&several, &["m-Q8_0.gguf".into()], "org/m", COMMIT).unwrap();
+        assert_eq!(one, ["m-Q8_0.gguf"]);
+        assert_eq!(default_id("org/m-GGUF", &one).unwrap(), "m-q8_0");
+        assert_eq!(
+            default_id("Org/My Model", &["model.safetensors".into()]).unwrap(),
+            "my-model"
+        );
+    }
+
+    #[test]
+    fn card_metadata_is_taken_only_where_it_is_sane() {
+        let card = serde_json::json!({
+            "license": "apache-2.0",
+            "license_name": 7,
+            "base_model": ["a/b", "not a repo", "c/d/e", "x\ny/z"],
+        });
+        let info = card_info(Some(&card));
+        assert_eq!(info.license.as_deref(), Some("apache-2.0"));
+        assert_eq!(info.license_name, None);
+        assert_eq!(info.base_model, ["a/b"]);
+    }
+}
