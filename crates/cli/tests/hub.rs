@@ -592,3 +592,35 @@ fn malformed_or_huge_api_answers_are_clear_errors() {
     }
     assert!(!home.join("manifests").exists());
 }
+
+#[test]
+fn a_gguf_import_reads_the_architecture_from_the_header_by_range_requests() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (home, hf) = (tmp.path().join("home"), tmp.path().join("hf"));
+    let name = "tiny-qwen2.gguf";
+    let bytes = std::fs::read(fixture().join("../tiny-gguf").join(name)).unwrap();
+    let sha = sha256_hex(&bytes);
+    // The API names no GGUF architecture (and its config summary says llama): only the
+    // file's own header can tell.
+    let endpoint = serve_hub(Hub {
+        served: vec![(name.to_string(), bytes.clone(), sha.clone())],
+        published: vec![(name.to_string(), bytes, true)],
+        card: serde_json::json!({}),
+        ..Hub::default()
+    });
+    let o = import(&home, &hf, &endpoint, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let text = std::fs::read_to_string(home.join("manifests/tiny-qwen2.toml")).unwrap();
+    assert!(text.contains("architecture = \"qwen2\""), "{text}");
+    assert!(text.contains(&sha), "{text}");
+    let o = candor(&home, &hf, &endpoint)
+        .args(["pull", "tiny-qwen2", "--allow-unlisted"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let o = candor(&home, &hf, &endpoint)
+        .args(["verify", "tiny-qwen2", "--allow-unlisted"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+}

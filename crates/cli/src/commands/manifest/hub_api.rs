@@ -9,8 +9,11 @@
 
 use crate::error::CliError;
 use anyhow::{Context, Result};
+use candor_verify::formats::ByteSource;
 use serde::Deserialize;
-use std::io::Read;
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::io::{self, Read};
 use std::time::Duration;
 use url::Url;
 
@@ -164,12 +167,47 @@ impl HubApi {
 
     /// The bytes of a small file at the commit, at most `limit`.
     pub fn fetch(&self, path: &str, limit: u64) -> Result<Vec<u8>> {
+        let url = self.resolve_url(path);
+        self.read(self.request("GET", &url).call(), &url, limit)
+    }
+
+    /// The URL of `path` at the commit.
+    fn resolve_url(&self, path: &str) -> Url {
         let (owner, name) = self.repo_parts();
         let segments = [owner, name, "resolve", &self.commit]
             .into_iter()
             .chain(path.split('/'));
-        let url = self.url(segments);
-        self.read(self.request("GET", &url).call(), &url, limit)
+        self.url(segments)
+    }
+
+    /// `len` bytes of `path` from `start`, by a Range request.
+    fn fetch_range(&self, path: &str, start: u64, len: u64) -> Result<Vec<u8>> {
+        let url = self.resolve_url(path);
+        let end = start + len - 1;
+        let answer = self
+            .request("GET", &url)
+            .set("Range", &format!("bytes={start}-{end}"))
+            .call();
+        let response = match answer {
+            // A server that ignores Range answers 200 with the whole file.
+            Ok(r) if r.status() == 206 || start == 0 => r,
+            Ok(r) => {
+                return Err(malformed(
+                    &url,
+                    format!("HTTP {} to a Range request", r.status()),
+                ))
+            }
+            Err(e) => return Err(anyhow::Error::new(e).context(format!("fetching {url}"))),
+        };
+        let mut body = Vec::new();
+        response.into_reader().take(len).read_to_end(&mut body)?;
+        if body.len() as u64 != len {
+            return Err(malformed(
+                &url,
+                format!("{} bytes instead of {len}", body.len()),
+            ));
+        }
+        Ok(body)
     }
 
     /// The body of a successful answer, refused beyond `limit` bytes.
@@ -211,6 +249,68 @@ impl HubApi {
             return Err(malformed(url, format!("it is larger than {limit} bytes")));
         }
         Ok(body)
+    }
+}
+
+/// A file at the commit read in blocks by Range requests, up to a limit: enough of a GGUF to
+/// read its header without downloading the weights.
+pub struct RangedFile<'a> {
+    api: &'a HubApi,
+    path: String,
+    size: u64,
+    blocks: RefCell<BTreeMap<u64, Vec<u8>>>,
+}
+
+impl<'a> RangedFile<'a> {
+    const BLOCK: u64 = 1 << 20;
+    /// A GGUF header (vocabulary included) is far smaller.
+    const MAX_BLOCKS: usize = 64;
+
+    pub fn new(api: &'a HubApi, path: &str, size: u64) -> Self {
+        RangedFile {
+            api,
+            path: path.to_string(),
+            size,
+            blocks: RefCell::new(BTreeMap::new()),
+        }
+    }
+}
+
+impl ByteSource for RangedFile<'_> {
+    fn size(&self) -> io::Result<u64> {
+        Ok(self.size)
+    }
+
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        let end = offset
+            .checked_add(buf.len() as u64)
+            .filter(|&e| e <= self.size)
+            .ok_or(io::ErrorKind::UnexpectedEof)?;
+        let mut pos = offset;
+        let mut blocks = self.blocks.borrow_mut();
+        while pos < end {
+            let start = pos - pos % Self::BLOCK;
+            if !blocks.contains_key(&start) {
+                if blocks.len() >= Self::MAX_BLOCKS {
+                    return Err(io::Error::other(
+                        "the header is larger than candor reads over the network",
+                    ));
+                }
+                let len = Self::BLOCK.min(self.size - start);
+                let bytes = self
+                    .api
+                    .fetch_range(&self.path, start, len)
+                    .map_err(|e| io::Error::other(format!("{e:#}")))?;
+                blocks.insert(start, bytes);
+            }
+            let block = &blocks[&start];
+            let from = (pos - start) as usize;
+            let n = (block.len() - from).min((end - pos) as usize);
+            let at = (pos - offset) as usize;
+            buf[at..at + n].copy_from_slice(&block[from..from + n]);
+            pos += n as u64;
+        }
+        Ok(())
     }
 }
 

@@ -3,7 +3,9 @@
 //! metadata; small files kept in git carry only a git blob id, so they are fetched, checked
 //! against that id and hashed here (the manifest says which).
 
-use super::hub_api::{git_blob_sha1, HubApi, Published, RevisionInfo, MAX_FETCHED_BYTES};
+use super::hub_api::{
+    git_blob_sha1, HubApi, Published, RangedFile, RevisionInfo, MAX_FETCHED_BYTES,
+};
 use super::profile::{curated_profile, Lookup};
 use crate::error::CliError;
 use crate::home::Home;
@@ -35,7 +37,8 @@ pub fn run(home: &Home, req: &ImportRequest<'_>) -> Result<()> {
     let chosen = choose_files(&info, req.files, &repo, &commit)?;
     let (files, config) = hashes(&api, &chosen)?;
     let card = card_info(info.card_data.as_ref());
-    let architecture = architecture(&info, &chosen, config.as_deref());
+    let architecture =
+        architecture(&info, &chosen, config.as_deref()).or_else(|| gguf_architecture(&api, &files));
     let lookup = curated_profile(&home.curated_manifests()?, &repo, &card.base_model);
     let id = match req.id {
         Some(id) => id.to_string(),
@@ -279,16 +282,10 @@ fn sane(s: &str, max: usize) -> bool {
 /// The architecture the weights declare: the hub's GGUF summary for a GGUF, else config.json's
 /// `model_type` (from the hub's summary or the fetched file).
 fn architecture(info: &RevisionInfo, chosen: &[String], config: Option<&[u8]>) -> Option<String> {
-    let name_ok = |s: &str| {
-        !s.is_empty()
-            && s.len() <= 64
-            && s.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
-    };
     let from = |v: Option<&serde_json::Value>, key: &str| {
         v.and_then(|v| v.get(key))
             .and_then(|a| a.as_str())
-            .filter(|a| name_ok(a))
+            .filter(|a| architecture_name(a))
             .map(str::to_string)
     };
     let gguf = chosen
@@ -299,6 +296,33 @@ fn architecture(info: &RevisionInfo, chosen: &[String], config: Option<&[u8]>) -
     }
     from(info.config.as_ref(), "model_type")
         .or_else(|| config.and_then(candor_verify::manifest_init::config_architecture))
+}
+
+/// The architecture a GGUF's header declares, read by Range requests when the hub's metadata
+/// does not say. Any failure leaves it unknown (the import says so).
+fn gguf_architecture(api: &HubApi, files: &[HubFile]) -> Option<String> {
+    let f = files
+        .iter()
+        .find(|f| filetypes::kind_of(&f.path).format == Some(FileFormat::Gguf))?;
+    let src = RangedFile::new(api, &f.path, f.size);
+    match candor_verify::formats::gguf::GgufHeader::read(&src) {
+        Ok(h) => h
+            .architecture()
+            .filter(|a| architecture_name(a))
+            .map(str::to_string),
+        Err(e) => {
+            tracing::info!("reading the GGUF header of {}: {e}", f.path);
+            None
+        }
+    }
+}
+
+/// A name, not free text: it goes into the manifest as is.
+fn architecture_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
 }
 
 /// The id of the one GGUF's file stem, else of the repo's name: lowercase, and characters a
