@@ -150,6 +150,13 @@ fn choose_files(
                 ))
                 .into());
             }
+            if filetypes::kind_of(f).format.is_none() {
+                return Err(CliError::usage(format!(
+                    "{f} is not a file candor loads or checks (weights must be GGUF or safetensors; companions are {})",
+                    COMPANION_FILES.join(", ")
+                ))
+                .into());
+            }
             if !out.contains(f) {
                 out.push(f.clone());
             }
@@ -502,6 +509,11 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("m-Q4_K_M.gguf, m-Q8_0.gguf"), "{e}");
+        let pickle = repo_with(&["pytorch_model.bin"]);
+        let e = choose_files(&pickle, &["pytorch_model.bin".into()], "org/m", COMMIT)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not a file candor loads"), "{e}");
         let one = choose_files(&several, &["m-Q8_0.gguf".into()], "org/m", COMMIT).unwrap();
         assert_eq!(one, ["m-Q8_0.gguf"]);
         assert_eq!(default_id("org/m-GGUF", &one).unwrap(), "m-q8_0");
