@@ -539,6 +539,17 @@ fn a_file_the_repo_does_not_hold_is_an_error_listing_what_it_holds() {
         e.contains("model.safetensors, config.json, tokenizer.json"),
         "{e}"
     );
+    let o = import(&home, &hf, &endpoint, &["--id", "Tiny Llama"]);
+    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+    assert!(
+        stderr(&o).contains("manifest id 'Tiny Llama'"),
+        "{}",
+        show(&o)
+    );
+    // A shipped manifest's id is not taken over by an import.
+    let o = import(&home, &hf, &endpoint, &["--id", "smollm2-135m-instruct"]);
+    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+    assert!(stderr(&o).contains("shipped with candor"), "{}", show(&o));
     assert!(!home.join("manifests").join("tiny-llama.toml").exists());
 }
 

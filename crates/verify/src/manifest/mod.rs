@@ -17,7 +17,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 pub use problems::{ManifestProblem, PathProblem};
-pub use rules::{parse_sha256, validate_rel_path};
+pub use rules::{parse_sha256, valid_id, validate_rel_path};
 pub use schema::{
     Attestation, BaseModelRelation, ChunkPart, FileEntry, FileFormat, FileRole, HubOrigin,
     ModelInfo, SignatureMethod, SignatureSpec, Source,

@@ -11,7 +11,7 @@ use crate::error::CliError;
 use crate::home::Home;
 use anyhow::{Context, Result};
 use candor_verify::filetypes::{self, COMPANION_FILES};
-use candor_verify::manifest::{validate_rel_path, FileFormat, FileRole};
+use candor_verify::manifest::{valid_id, validate_rel_path, FileFormat, FileRole};
 use candor_verify::manifest_import::{HubFile, HubImport};
 use candor_verify::model_card::CardInfo;
 use candor_verify::{license, Manifest};
@@ -35,12 +35,14 @@ pub fn run(home: &Home, req: &ImportRequest<'_>) -> Result<()> {
     let api = HubApi::from_env(&repo, &commit)?;
     let info = api.revision()?;
     let chosen = choose_files(&info, req.files, &repo, &commit)?;
-    let (files, config) = hashes(&api, &chosen)?;
-    let card = card_info(info.card_data.as_ref());
-    let architecture =
-        architecture(&info, &chosen, config.as_deref()).or_else(|| gguf_architecture(&api, &files));
-    let lookup = curated_profile(&home.curated_manifests()?, &repo, &card.base_model);
+    // Everything that can be refused without downloading is refused first.
     let id = match req.id {
+        Some(id) if !valid_id(id) => {
+            return Err(CliError::usage(format!(
+                "manifest id '{id}' must be lowercase letters, digits, '.', '_' or '-'"
+            ))
+            .into())
+        }
         Some(id) => id.to_string(),
         None => default_id(&repo, &chosen)?,
     };
@@ -50,6 +52,16 @@ pub fn run(home: &Home, req: &ImportRequest<'_>) -> Result<()> {
         ))
         .into());
     }
+    let path = match req.output {
+        Some(p) => p.to_path_buf(),
+        None => home.user_manifests_dir().join(format!("{id}.toml")),
+    };
+    refuse_existing(&path, req.force)?;
+    let (files, config) = hashes(&api, &chosen)?;
+    let card = card_info(info.card_data.as_ref());
+    let architecture =
+        architecture(&info, &chosen, config.as_deref()).or_else(|| gguf_architecture(&api, &files));
+    let lookup = curated_profile(&home.curated_manifests()?, &repo, &card.base_model);
     let profile = match &lookup {
         Lookup::Found(p) => Some((**p).clone()),
         _ => None,
@@ -63,14 +75,10 @@ pub fn run(home: &Home, req: &ImportRequest<'_>) -> Result<()> {
         architecture: architecture.clone(),
         profile,
     })?;
-    let path = match req.output {
-        Some(p) => p.to_path_buf(),
-        None => home.user_manifests_dir().join(format!("{id}.toml")),
-    };
     let text = manifest.to_toml();
     // What is written must load: the strict parser is the judge, not this code.
     Manifest::parse(&text, &id, &path).context("the imported manifest does not load")?;
-    write_new(&path, &text, req.force)?;
+    write_whole(&path, &text)?;
     report(&manifest, &path, &lookup, &card, architecture.is_none());
     Ok(())
 }
@@ -367,8 +375,8 @@ fn default_id(repo: &str, chosen: &[String]) -> Result<String> {
     Ok(id)
 }
 
-/// Writes `text` to `path` whole or not at all; an existing file is replaced only with `force`.
-fn write_new(path: &Path, text: &str, force: bool) -> Result<()> {
+/// An existing file is replaced only with `force`.
+fn refuse_existing(path: &Path, force: bool) -> Result<()> {
     if path.exists() && !force {
         return Err(CliError::usage(format!(
             "{} exists; pass --force to replace it",
@@ -376,6 +384,11 @@ fn write_new(path: &Path, text: &str, force: bool) -> Result<()> {
         ))
         .into());
     }
+    Ok(())
+}
+
+/// Writes `text` to `path` whole or not at all.
+fn write_whole(path: &Path, text: &str) -> Result<()> {
     let parent = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
