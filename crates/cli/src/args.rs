@@ -326,6 +326,25 @@ pub enum ManifestCommand {
         #[arg(long)]
         id: Option<String>,
     },
+    /// Write a manifest from the file sizes and hashes a Hugging Face repo publishes at a commit
+    /// (into CANDOR_HOME/manifests, for `candor pull`).
+    Import {
+        /// hf:OWNER/REPO@COMMIT, with the full 40-hex commit id (only a commit pins content).
+        #[arg(value_name = "hf:OWNER/REPO@COMMIT")]
+        source: String,
+        /// Files to list, as paths in the repo (default: its GGUF or safetensors weights and
+        /// the tokenizer, config and card files next to them).
+        files: Vec<String>,
+        /// Output file (default: CANDOR_HOME/manifests/ID.toml).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Manifest id (default: the GGUF file's name, else the repo's name, lowercased).
+        #[arg(long)]
+        id: Option<String>,
+        /// Replace an existing manifest file.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -81,6 +81,27 @@ impl Home {
         Ok(out)
     }
 
+    /// The manifests shipped with candor (curated, never shadowed by a user's file).
+    pub fn curated_manifests(&self) -> Result<Vec<Manifest>> {
+        bundled::BUNDLED
+            .iter()
+            .map(|(id, text)| {
+                let origin = PathBuf::from(format!("manifests/{id}.toml"));
+                Ok(Manifest::parse_with(
+                    text,
+                    id,
+                    &origin,
+                    &Self::bundled_profiles(),
+                )?)
+            })
+            .collect()
+    }
+
+    /// True when `id` names a manifest shipped with candor.
+    pub fn is_curated(&self, id: &str) -> bool {
+        bundled::BUNDLED.iter().any(|(b, _)| *b == id)
+    }
+
     pub fn manifest(&self, id: &str) -> Result<Option<Manifest>> {
         Ok(self.manifests()?.into_iter().find(|m| m.id() == id))
     }

@@ -68,7 +68,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Perplexity(a) => commands::perplexity::run(&home, a),
         Command::Tokenize(a) => commands::tokenize::run(&home, a),
         Command::Serve(a) => commands::serve::run(&home, a),
-        Command::Manifest(c) => commands::manifest::run(c),
+        Command::Manifest(c) => commands::manifest::run(&home, c),
         Command::License(c) => commands::license::run(&home, c),
         Command::Completions(a) => commands::completions::run(a),
         Command::Man(a) => commands::man::run(a),

@@ -25,6 +25,8 @@ pub mod hashing;
 pub mod license;
 /// The manifest schema and its strict loader.
 pub mod manifest;
+/// `candor manifest import`: a manifest from what a Hugging Face repo publishes at a commit.
+pub mod manifest_import;
 /// `candor manifest init`: a self-attested manifest written from local files.
 pub mod manifest_init;
 /// Model-card (README.md) YAML front matter, read within bounds.

@@ -22,7 +22,7 @@ const MAX_CONFIG_BYTES: usize = 1 << 20;
 
 /// The architecture a transformers `config.json` names: `model_type` ("llama"), else the first
 /// of `architectures`. None when the file is not such JSON.
-fn config_architecture(bytes: &[u8]) -> Option<String> {
+pub fn config_architecture(bytes: &[u8]) -> Option<String> {
     let v: serde_json::Value = serde_json::from_slice(bytes).ok()?;
     let name = v.get("model_type").and_then(|t| t.as_str()).or_else(|| {
         v.get("architectures")
@@ -160,7 +160,7 @@ fn read_files(dir: &Path, progress: &dyn Progress) -> Result<Found> {
 
 /// The license the files declare (GGUF first, then the model card), as an SPDX id where it is
 /// one candor knows, else a `LicenseRef-`; terms are assumed permissive only for OSI licenses.
-fn license_of(gguf: Option<&GgufHeader>, card: &CardInfo) -> License {
+pub(crate) fn license_of(gguf: Option<&GgufHeader>, card: &CardInfo) -> License {
     let g = |f: fn(&GgufHeader) -> Option<&str>| gguf.and_then(f).map(str::to_string);
     let declared = g(GgufHeader::license)
         .or(card.license.clone().filter(|l| l != "other"))

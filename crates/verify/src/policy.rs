@@ -79,6 +79,8 @@ pub enum PolicyViolation {
     },
     SignatureRequired,
     UnlistedNotAllowed,
+    /// A manifest imported from the hub whose license and openness no curated profile supplied.
+    UnassessedNotAllowed,
 }
 
 impl PolicyViolation {
@@ -88,6 +90,9 @@ impl PolicyViolation {
             PolicyViolation::UnlistedNotAllowed => {
                 "pass --allow-unlisted, set allow_unlisted = true in the policy, or write a manifest with `candor manifest init`".to_string()
             }
+            PolicyViolation::UnassessedNotAllowed => format!(
+                "pass --allow-unlisted or set allow_unlisted = true in {policy} to load it with unassessed terms, or name a family profile in the manifest (profile = \"NAME\", from manifests/families/ or your own in the families/ folder next to it)"
+            ),
             PolicyViolation::BelowMinLevel { achieved, .. } => format!(
                 "set min_level = \"{achieved}\" (or lower) in {policy}, or use --policy with another policy"
             ),
@@ -147,6 +152,12 @@ impl std::fmt::Display for PolicyViolation {
                     "the model has no manifest and the policy does not allow unlisted models"
                 )
             }
+            PolicyViolation::UnassessedNotAllowed => {
+                write!(
+                    f,
+                    "the manifest was imported from the hub without a curated license and openness profile; the policy refuses such models as it refuses unlisted ones"
+                )
+            }
         }
     }
 }
@@ -159,6 +170,8 @@ pub struct Subject<'a> {
     pub achieved: Level,
     pub signed: bool,
     pub unlisted: bool,
+    /// Listed by a `hub` manifest whose license and openness are not assessed.
+    pub unassessed: bool,
 }
 
 fn matches_entry(entry: &str, id: &str, license: &License) -> bool {
@@ -251,8 +264,14 @@ impl Policy {
     /// Every rule the subject breaks. `allow_unlisted_flag` is the CLI's `--allow-unlisted`.
     pub fn evaluate(&self, s: &Subject<'_>, allow_unlisted_flag: bool) -> Vec<PolicyViolation> {
         let mut out = Vec::new();
-        if s.unlisted && !(self.allow_unlisted || allow_unlisted_flag) {
+        // Hashes alone say nothing about terms: a model whose license and openness nobody
+        // assessed needs the same consent as one without a manifest.
+        let unlisted_ok = self.allow_unlisted || allow_unlisted_flag;
+        if s.unlisted && !unlisted_ok {
             out.push(PolicyViolation::UnlistedNotAllowed);
+        }
+        if s.unassessed && !unlisted_ok {
+            out.push(PolicyViolation::UnassessedNotAllowed);
         }
         if let Some(min) = self.min_level {
             if s.achieved < min {
@@ -342,6 +361,26 @@ mod tests {
     }
 
     #[test]
+    fn unassessed_terms_need_the_consent_unlisted_models_need() {
+        let l = lic("Apache-2.0", "apache-2.0", false);
+        let s = Subject {
+            license: Some(&l),
+            achieved: Level::Closed,
+            signed: false,
+            unlisted: false,
+            unassessed: true,
+        };
+        let default = Policy::default();
+        assert_eq!(
+            default.evaluate(&s, false),
+            vec![PolicyViolation::UnassessedNotAllowed]
+        );
+        assert!(default.evaluate(&s, true).is_empty(), "--allow-unlisted");
+        let allowing = p("allow_unlisted = true").unwrap();
+        assert!(allowing.evaluate(&s, false).is_empty());
+    }
+
+    #[test]
     fn empty_policy_only_refuses_unlisted() {
         let pol = p("").unwrap();
         assert_eq!(pol, Policy::default());
@@ -351,6 +390,7 @@ mod tests {
             achieved: Level::Closed,
             signed: false,
             unlisted: false,
+            unassessed: false,
         };
         assert!(pol.evaluate(&s, false).is_empty());
         let s = Subject {
@@ -358,6 +398,7 @@ mod tests {
             achieved: Level::Closed,
             signed: false,
             unlisted: true,
+            unassessed: false,
         };
         assert_eq!(
             pol.evaluate(&s, false),
@@ -429,6 +470,7 @@ mod tests {
                                 achieved: level,
                                 signed,
                                 unlisted,
+                                unassessed: false,
                             };
                             let got = pol.evaluate(&s, false);
                             let has = |f: fn(&PolicyViolation) -> bool| got.iter().any(f);
@@ -484,6 +526,7 @@ mod tests {
             achieved: Level::OpenSource,
             signed: false,
             unlisted: false,
+            unassessed: false,
         };
         assert!(pol.evaluate(&s, false).is_empty());
         let gemma = lic("LicenseRef-Gemma-Terms-of-Use", "gemma", true);
@@ -492,6 +535,7 @@ mod tests {
             achieved: Level::OpenWeights,
             signed: false,
             unlisted: false,
+            unassessed: false,
         };
         let v = pol.evaluate(&s, false);
         assert!(v

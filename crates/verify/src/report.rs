@@ -11,7 +11,7 @@ use crate::{
     files::UnsafeFile,
     formats::FormatError,
     license::LicenseTerms,
-    manifest::{Attestation, FileFormat, FileRole, Manifest, ModelInfo},
+    manifest::{Attestation, FileFormat, FileRole, HubOrigin, Manifest, ModelInfo},
     openness::{Component, Grade, Level, LevelFailure},
     policy::PolicyViolation,
     signature::{FileProblem, SignatureReport},
@@ -378,6 +378,9 @@ pub struct ManifestSummary {
     pub digest: String,
     /// The family profile that supplied the license and openness tables.
     pub profile: Option<String>,
+    /// For a `hub` manifest: the repo and commit it was imported from, and its profile.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hub: Option<HubOrigin>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -498,7 +498,7 @@ fn revision_unknown_marker_parses_and_roundtrips() {
         m.hf_repos_revision_unknown,
         vec!["bartowski/SmolLM2-135M-Instruct-GGUF".to_string()]
     );
-    let back = Manifest::parse(&m.to_toml(), "x", Path::new("x.toml")).unwrap();
+    let back = Manifest::parse(&m.to_toml(), "x", &manifests_dir().join("x.toml")).unwrap();
     assert_eq!(back.hf_repos_revision_unknown, m.hf_repos_revision_unknown);
     // Absent means none.
     let m = Manifest::parse(

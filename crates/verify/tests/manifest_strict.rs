@@ -309,3 +309,68 @@ fn ids_and_lookup() {
     ));
     assert_eq!(candor_verify::manifests_in_dir(d.path()).unwrap().len(), 1);
 }
+
+#[test]
+fn hub_attestation_needs_its_table_and_its_source() {
+    const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
+    let source = format!(
+        "\n[[sources]]\nkind = \"huggingface\"\nrepo = \"org/m\"\nrevision = \"{COMMIT}\"\n"
+    );
+    let hub = |table: &str| {
+        base().replace("attestation = \"published\"", "attestation = \"hub\"") + table
+    };
+    let good = hub(&format!(
+        "{source}\n[hub]\nrepo = \"org/m\"\ncommit = \"{COMMIT}\"\nsha256_fetched = [\"m.gguf\"]\n"
+    ));
+    let m = parse(&good);
+    assert_eq!(m.attestation, candor_verify::manifest::Attestation::Hub);
+    assert!(m.is_unassessed(), "no profile: terms not assessed");
+    // Naming a family profile (instead of the inline tables) is what makes it assessed.
+    let (start, end) = (
+        good.find("[license]").unwrap(),
+        good.find("\n[[sources]]").unwrap(),
+    );
+    let with_profile = good[..start].replace(
+        "attestation = \"hub\"\n",
+        "attestation = \"hub\"\nprofile = \"smollm2\"\n",
+    ) + &good[end..];
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../manifests");
+    let profiles = candor_verify::manifest::Profiles::of_manifests_dir(&shipped);
+    let m = Manifest::parse_with(&with_profile, "t", Path::new("t.toml"), &profiles).unwrap();
+    assert!(!m.is_unassessed());
+
+    let cases = [
+        (hub(&source), "needs a [hub] table"),
+        (
+            base() + &format!("{source}\n[hub]\nrepo = \"org/m\"\ncommit = \"{COMMIT}\"\n"),
+            "belongs to attestation = \"hub\" only",
+        ),
+        (
+            hub(&format!(
+                "\n[hub]\nrepo = \"org/m\"\ncommit = \"{COMMIT}\"\n"
+            )),
+            "must also be a [[sources]] entry",
+        ),
+        (
+            good.replace("repo = \"org/m\"\ncommit", "repo = \"org/other\"\ncommit"),
+            "must also be a [[sources]] entry",
+        ),
+        (
+            good.replace(
+                "sha256_fetched = [\"m.gguf\"]",
+                "sha256_fetched = [\"x.json\"]",
+            ),
+            "not a distinct listed file",
+        ),
+        (
+            good.replace("[hub]\n", "[hub]\nnote = \"x\"\n"),
+            "unknown field",
+        ),
+    ];
+    for (text, want) in cases {
+        let (_, problem) = err(&text);
+        assert!(problem.to_string().contains(want), "{problem} / {want}");
+    }
+    let branch = good.replace(&format!("commit = \"{COMMIT}\""), "commit = \"main\"");
+    assert!(matches!(err(&branch), (Some(_), ManifestProblem::BadRevision(r)) if r == "main"));
+}

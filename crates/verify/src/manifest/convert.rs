@@ -1,5 +1,5 @@
 //! From the raw TOML form to a checked manifest, table by table: the text itself, `[[files]]`,
-//! `hf_repos_revision_unknown`, the fields that must say something, and `[integrity]`.
+//! `hf_repos_revision_unknown`, the fields that must say something, `[integrity]` and `[hub]`.
 
 use std::collections::HashSet;
 
@@ -7,11 +7,11 @@ use toml::Spanned;
 
 use super::{
     problems::Ctx,
-    raw::{RawFile, RawIntegrity, RawManifest},
+    raw::{RawFile, RawHub, RawIntegrity, RawManifest},
     root_digest,
-    rules::{valid_id, validate_rel_path},
-    FileEntry, FileFormat, FileRole, ManifestProblem, ModelInfo, MAX_MANIFEST_BYTES,
-    SCHEMA_VERSION,
+    rules::{is_lower_hex, valid_id, validate_rel_path},
+    Attestation, FileEntry, FileFormat, FileRole, HubOrigin, ManifestProblem, ModelInfo, Source,
+    MAX_MANIFEST_BYTES, SCHEMA_VERSION,
 };
 use crate::{error::Result, license, license::License, openness::Openness};
 
@@ -217,4 +217,79 @@ pub(super) fn integrity(ctx: &Ctx<'_>, raw: RawIntegrity, files: &[FileEntry]) -
         ));
     }
     Ok(recorded)
+}
+
+/// `[hub]`: present exactly when the attestation is `hub`; a repo and a full commit that are also
+/// a `huggingface` source (so `candor pull` fetches what was imported), and fetched-hash entries
+/// that are listed files.
+pub(super) fn hub(
+    ctx: &Ctx<'_>,
+    attestation: Attestation,
+    raw: Option<Spanned<RawHub>>,
+    files: &[FileEntry],
+    sources: &[Source],
+) -> Result<Option<HubOrigin>> {
+    let bad =
+        |span: Option<std::ops::Range<usize>>, m: String| ctx.err(span, ManifestProblem::BadHub(m));
+    let raw = match (attestation, raw) {
+        (Attestation::Hub, Some(r)) => r,
+        (Attestation::Hub, None) => {
+            return Err(bad(
+                None,
+                "attestation \"hub\" needs a [hub] table naming the repo and commit".into(),
+            ))
+        }
+        (_, Some(r)) => {
+            return Err(bad(
+                Some(r.span()),
+                format!(
+                "the table belongs to attestation = \"hub\" only (this manifest is {attestation})"
+            ),
+            ))
+        }
+        (_, None) => return Ok(None),
+    };
+    let span = raw.span();
+    let raw = raw.into_inner();
+    let repo = raw.repo.get_ref();
+    if repo.split('/').count() != 2
+        || repo
+            .split('/')
+            .any(|p| p.trim().is_empty() || p == "." || p == "..")
+    {
+        return Err(bad(
+            Some(raw.repo.span()),
+            format!("repo '{repo}' is not owner/name"),
+        ));
+    }
+    let commit = raw.commit.get_ref();
+    if !is_lower_hex(commit, 40) {
+        return Err(ctx.err(
+            Some(raw.commit.span()),
+            ManifestProblem::BadRevision(commit.clone()),
+        ));
+    }
+    let fetched_from = |s: &Source| matches!(s, Source::Huggingface { repo: r, revision } if r == repo && revision == commit);
+    if !sources.iter().any(fetched_from) {
+        return Err(bad(
+            Some(span),
+            format!("{repo}@{commit} must also be a [[sources]] entry of kind huggingface"),
+        ));
+    }
+    let mut sha256_fetched: Vec<String> = Vec::with_capacity(raw.sha256_fetched.len());
+    for f in raw.sha256_fetched {
+        let path = f.get_ref();
+        if !files.iter().any(|e| &e.path == path) || sha256_fetched.contains(path) {
+            return Err(bad(
+                Some(f.span()),
+                format!("sha256_fetched entry '{path}' is not a distinct listed file"),
+            ));
+        }
+        sha256_fetched.push(path.clone());
+    }
+    Ok(Some(HubOrigin {
+        repo: repo.clone(),
+        commit: commit.clone(),
+        sha256_fetched,
+    }))
 }

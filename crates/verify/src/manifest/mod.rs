@@ -19,10 +19,10 @@ use sha2::{Digest, Sha256};
 
 pub use problems::{ManifestProblem, PathProblem};
 pub use profile::{Profiles, PROFILES_DIR};
-pub use rules::{parse_sha256, validate_rel_path};
+pub use rules::{parse_sha256, valid_id, validate_rel_path};
 pub use schema::{
-    Attestation, BaseModelRelation, ChunkPart, FileEntry, FileFormat, FileRole, ModelInfo,
-    SignatureMethod, SignatureSpec, Source,
+    Attestation, BaseModelRelation, ChunkPart, FileEntry, FileFormat, FileRole, HubOrigin,
+    ModelInfo, SignatureMethod, SignatureSpec, Source,
 };
 
 use crate::{
@@ -56,6 +56,8 @@ pub struct Manifest {
     pub signature: Option<SignatureSpec>,
     /// The family profile that supplied `license` and `openness`, if the manifest names one.
     pub profile: Option<String>,
+    /// Where a `hub` manifest was imported from (`[hub]`); present exactly for that attestation.
+    pub hub: Option<HubOrigin>,
     id: String,
     digest: [u8; 32],
     path: Option<PathBuf>,
@@ -173,10 +175,12 @@ impl Manifest {
             .signature
             .map(|s| signature::convert_signature(&ctx, s))
             .transpose()?;
+        // Fail safe: a manifest that does not say it is published is treated as a user's own.
+        let attestation = raw.attestation.unwrap_or(Attestation::SelfAttested);
+        let hub = convert::hub(&ctx, attestation, raw.hub, &files, &sources)?;
         Ok(Manifest {
             schema_version: SCHEMA_VERSION,
-            // Fail safe: a manifest that does not say it is published is treated as a user's own.
-            attestation: raw.attestation.unwrap_or(Attestation::SelfAttested),
+            attestation,
             model: raw.model,
             sources,
             files,
@@ -186,6 +190,7 @@ impl Manifest {
             hf_repos_revision_unknown,
             signature,
             profile,
+            hub,
             id: id.to_string(),
             digest: digest.finalize().into(),
             path: Some(origin.to_path_buf()),
@@ -215,6 +220,7 @@ impl Manifest {
             hf_repos_revision_unknown: Vec::new(),
             signature: None,
             profile: None,
+            hub: None,
             id: id.to_string(),
             digest: [0; 32],
             path: None,
@@ -222,6 +228,21 @@ impl Manifest {
         m.root_digest = Some(m.computed_root_digest());
         m.digest = Sha256::digest(m.to_toml().as_bytes()).into();
         m
+    }
+
+    /// The same manifest, imported from a Hugging Face repo at a commit (`candor manifest
+    /// import`): attestation `hub` with its `[hub]` table.
+    pub fn imported_from_hub(mut self, hub: HubOrigin) -> Manifest {
+        self.attestation = Attestation::Hub;
+        self.hub = Some(hub);
+        self.digest = Sha256::digest(self.to_toml().as_bytes()).into();
+        self
+    }
+
+    /// A `hub` manifest that names no family profile: its license terms and openness are
+    /// unknown, and the policy treats it like an unlisted model.
+    pub fn is_unassessed(&self) -> bool {
+        self.attestation == Attestation::Hub && self.profile.is_none()
     }
 
     /// The manifest id: the file stem (`smollm2-135m-instruct-q4_1`).
@@ -271,31 +292,40 @@ impl Manifest {
         struct Out<'a> {
             schema_version: u32,
             attestation: Attestation,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            profile: Option<&'a str>,
             #[serde(skip_serializing_if = "<[_]>::is_empty")]
             hf_repos_revision_unknown: &'a [String],
             model: &'a ModelInfo,
             #[serde(skip_serializing_if = "<[_]>::is_empty")]
             sources: &'a [Source],
             files: &'a [FileEntry],
-            license: &'a License,
-            openness: &'a Openness,
+            // A profile supplies these; the manifest then must not repeat them.
+            #[serde(skip_serializing_if = "Option::is_none")]
+            license: Option<&'a License>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            openness: Option<&'a Openness>,
             integrity: Integrity,
             #[serde(skip_serializing_if = "Option::is_none")]
             signature: Option<&'a SignatureSpec>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            hub: Option<&'a HubOrigin>,
         }
         let out = Out {
             schema_version: self.schema_version,
             attestation: self.attestation,
+            profile: self.profile.as_deref(),
             hf_repos_revision_unknown: &self.hf_repos_revision_unknown,
             model: &self.model,
             sources: &self.sources,
             files: &self.files,
-            license: &self.license,
-            openness: &self.openness,
+            license: self.profile.is_none().then_some(&self.license),
+            openness: self.profile.is_none().then_some(&self.openness),
             integrity: Integrity {
                 root_digest: hex::encode(self.computed_root_digest()),
             },
             signature: self.signature.as_ref(),
+            hub: self.hub.as_ref(),
         };
         toml::to_string(&out).unwrap_or_else(|e| format!("# could not serialize manifest: {e}\n"))
     }

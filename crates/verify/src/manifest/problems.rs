@@ -86,6 +86,8 @@ pub enum ManifestProblem {
         at: String,
         message: String,
     },
+    #[error("[hub]: {0}")]
+    BadHub(String),
 }
 
 /// The manifest text being parsed, to turn byte spans into line numbers in errors.

@@ -33,6 +33,17 @@ pub(super) struct RawManifest {
     pub(super) integrity: Option<RawIntegrity>,
     #[serde(default)]
     pub(super) signature: Option<RawSignature>,
+    #[serde(default)]
+    pub(super) hub: Option<Spanned<RawHub>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHub {
+    pub(super) repo: Spanned<String>,
+    pub(super) commit: Spanned<String>,
+    #[serde(default)]
+    pub(super) sha256_fetched: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

@@ -51,7 +51,7 @@ pub fn validate_rel_path(p: &str) -> std::result::Result<(), PathProblem> {
 
 /// A manifest id: it becomes a file name, so lowercase letters, digits, `.`, `_` and `-` only, not
 /// starting with a dot.
-pub(super) fn valid_id(id: &str) -> bool {
+pub fn valid_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 128
         && !id.starts_with('.')

@@ -7,13 +7,29 @@ use serde::{Deserialize, Serialize, Serializer};
 
 use crate::signature::VerifyKey;
 
-/// Whether the manifest comes from the project (checked against the publisher's hashes) or was
-/// written by a user from local files with `candor manifest init`.
+/// Whether the manifest comes from the project (checked against the publisher's hashes), was
+/// imported from the hashes a Hugging Face repo publishes at a commit (`candor manifest import`),
+/// or was written by a user from local files with `candor manifest init`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Attestation {
     Published,
+    Hub,
     SelfAttested,
+}
+
+/// `[hub]`: where a `hub` manifest was imported from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HubOrigin {
+    /// `owner/name`.
+    pub repo: String,
+    /// The 40-hex commit whose published file metadata the manifest holds.
+    pub commit: String,
+    /// Listed files the hub publishes no sha256 for (small files kept in git, not LFS): their
+    /// sha256 was computed from the bytes fetched at the commit, after checking them against
+    /// the git blob id the hub lists.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub sha256_fetched: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -179,6 +195,7 @@ impl fmt::Display for Attestation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Attestation::Published => "published",
+            Attestation::Hub => "hub",
             Attestation::SelfAttested => "self-attested",
         })
     }

@@ -8,6 +8,7 @@ use crate::{openness::Level, policy::Subject, report::Reason};
 
 pub(super) fn apply(c: &mut Check, achieved: Level, signatures: &Signatures) {
     let unlisted = c.manifest.is_none();
+    let unassessed = c.manifest.is_some_and(|m| m.is_unassessed());
     let vouched = unlisted && signatures.signed && signatures.command_line.is_some();
     if let (true, Some(summary)) = (vouched, &signatures.command_line) {
         c.overrides.push(format!(
@@ -19,6 +20,7 @@ pub(super) fn apply(c: &mut Check, achieved: Level, signatures: &Signatures) {
         achieved,
         signed: signatures.signed,
         unlisted: unlisted && !vouched,
+        unassessed,
     };
     let opts = c.opts;
     for v in opts.policy.evaluate(&subject, opts.allow_unlisted) {
@@ -32,6 +34,16 @@ pub(super) fn apply(c: &mut Check, achieved: Level, signatures: &Signatures) {
         };
         c.overrides.push(format!(
             "{by}: loading a model without a manifest (nothing was compared with a publisher)"
+        ));
+    }
+    if unassessed && (opts.allow_unlisted || opts.policy.allow_unlisted) {
+        let by = if opts.allow_unlisted {
+            "--allow-unlisted"
+        } else {
+            "policy allow_unlisted"
+        };
+        c.overrides.push(format!(
+            "{by}: loading a model whose license and openness nobody assessed (its hashes are the hub's)"
         ));
     }
 }

@@ -60,6 +60,7 @@ pub(super) fn assemble(
             path: m.path().map(|p| p.display().to_string()),
             digest: hex::encode(m.digest()),
             profile: m.profile.clone(),
+            hub: m.hub.clone(),
         }),
         model: manifest.map(|m| m.model.clone()),
         files,

@@ -24,10 +24,21 @@ pub(super) fn check(c: &mut Check) {
             }),
         }
     }
-    if m.attestation == Attestation::SelfAttested {
-        c.warnings.push(format!(
+    match (&m.attestation, &m.hub) {
+        (Attestation::SelfAttested, _) => c.warnings.push(format!(
             "manifest {} is self-attested: written from local files, not checked against a publisher",
             m.id()
-        ));
+        )),
+        (Attestation::Hub, Some(hub)) => c.warnings.push(format!(
+            "manifest {} was imported from Hugging Face {}@{}: the hashes are the hub's, {}",
+            m.id(),
+            hub.repo,
+            hub.commit.get(..12).unwrap_or(&hub.commit),
+            match &m.profile {
+                Some(p) => format!("license and openness from the family profile {p}"),
+                None => "license and openness not assessed".into(),
+            }
+        )),
+        _ => {}
     }
 }

@@ -1,12 +1,34 @@
-//! `candor manifest init DIR`: a self-attested manifest from local files.
+//! `candor manifest init DIR`: a self-attested manifest from local files; `candor manifest
+//! import hf:OWNER/REPO@COMMIT`: a manifest from what a Hugging Face repo publishes at a commit.
+
+mod hub_api;
+mod import;
+mod profile;
 
 use crate::args::ManifestCommand;
+use crate::home::Home;
 use crate::progress::Bars;
 use anyhow::{Context, Result};
 use candor_verify::Manifest;
 
-pub fn run(cmd: &ManifestCommand) -> Result<()> {
+pub fn run(home: &Home, cmd: &ManifestCommand) -> Result<()> {
     match cmd {
+        ManifestCommand::Import {
+            source,
+            files,
+            output,
+            id,
+            force,
+        } => import::run(
+            home,
+            &import::ImportRequest {
+                source,
+                files,
+                output: output.as_deref(),
+                id: id.as_deref(),
+                force: *force,
+            },
+        ),
         ManifestCommand::Init { dir, output, id } => {
             let id = match id {
                 Some(id) => id.clone(),
