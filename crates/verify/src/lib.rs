@@ -11,8 +11,10 @@
 pub mod acceptance;
 /// The verification cache: file identity + manifest digest -> verified sha256.
 pub mod cache;
-/// Error type and its exit-code classes.
+/// Error type.
 pub mod error;
+/// The classes of errors and findings, which the CLI maps to exit codes.
+pub mod error_kind;
 /// Opening model files safely (no symlink escapes, FIFOs or devices).
 pub mod files;
 /// What a file is from its name (role, format, refused), and the walk that finds model files.

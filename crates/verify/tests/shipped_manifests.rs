@@ -72,9 +72,10 @@ fn gemma_is_open_weights_and_must_be_accepted() {
 #[test]
 fn shipped_manifests_roundtrip_through_to_toml() {
     for m in manifests_in_dir(&manifests_dir()).unwrap() {
-        let back =
-            candor_verify::Manifest::parse(&m.to_toml(), m.id(), std::path::Path::new("x.toml"))
-                .unwrap();
+        // Written next to the shipped ones, so that the profile it names is found.
+        let origin = manifests_dir().join("x.toml");
+        let back = candor_verify::Manifest::parse(&m.to_toml(), m.id(), &origin).unwrap();
+        assert_eq!(back.profile, m.profile);
         assert_eq!(back.files, m.files);
         assert_eq!(back.sources, m.sources);
         assert_eq!(back.license, m.license);

@@ -60,19 +60,18 @@ fn check(
     bundle: &Path,
     dir: &Path,
     key: &VerifyKey,
-) -> candor_verify::Result<signature::SignatureReport> {
+) -> Result<signature::SignatureReport, SignatureError> {
     signature::verify_bundle(bundle, dir, key, &SignatureOptions::default())
 }
 
-fn sig_err(r: candor_verify::Result<signature::SignatureReport>) -> SignatureError {
+fn sig_err(r: Result<signature::SignatureReport, SignatureError>) -> SignatureError {
     match r {
-        Err(Error::Signature(e)) => e,
-        Err(e) => panic!("expected a signature error, got {e}"),
+        Err(e) => e,
         Ok(r) => panic!("expected a refusal, got {}", r.summary()),
     }
 }
 
-fn problems(r: candor_verify::Result<signature::SignatureReport>) -> Vec<FileProblem> {
+fn problems(r: Result<signature::SignatureReport, SignatureError>) -> Vec<FileProblem> {
     let e = sig_err(r);
     assert_eq!(e.kind(), ErrorKind::Integrity, "{e}");
     let problems = e.file_problems().to_vec();

@@ -23,8 +23,11 @@ pub fn run(home: &Home, args: &VerifyArgs) -> Result<()> {
     }
     if let Some(bundle) = &args.signature {
         let key = match (&args.public_key, &args.certificate_chain) {
-            (Some(k), _) => VerifyKey::load_public_key(k)?,
-            (None, Some(c)) => VerifyKey::load_certificate_roots(c)?,
+            // As the crate's error, so that the exit code follows its class.
+            (Some(k), _) => VerifyKey::load_public_key(k).map_err(candor_verify::Error::from)?,
+            (None, Some(c)) => {
+                VerifyKey::load_certificate_roots(c).map_err(candor_verify::Error::from)?
+            }
             (None, None) => {
                 return Err(CliError::usage(
                     "--signature needs --public-key KEY or --certificate-chain CA",

@@ -66,12 +66,10 @@ pub(super) fn check(c: &mut Check) -> Result<Signatures> {
                 });
             }
             // A key or bundle type the user chose that cannot work: a usage error, not a verdict.
-            Err(Error::Signature(e))
-                if p.source == SignatureSource::CommandLine && e.kind() == ErrorKind::Usage =>
-            {
+            Err(e) if p.source == SignatureSource::CommandLine && e.kind() == ErrorKind::Usage => {
                 return Err(Error::Signature(e))
             }
-            Err(Error::Signature(e)) if e.kind() != ErrorKind::Io => {
+            Err(e) if e.kind() != ErrorKind::Io => {
                 failed = true;
                 c.refuse(Reason::SignatureInvalid {
                     bundle: shown.clone(),
@@ -87,7 +85,7 @@ pub(super) fn check(c: &mut Check) -> Result<Signatures> {
                     error: Some(e.to_string()),
                 });
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(Error::Signature(e)),
         }
     }
     found.signed = !failed && found.reports.iter().any(|r| r.verified);

@@ -5,7 +5,7 @@ use std::{fmt, io, path::PathBuf};
 use serde::Serialize;
 
 use super::short;
-use crate::error::ErrorKind;
+use crate::error_kind::ErrorKind;
 
 /// A file the signature does not match.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

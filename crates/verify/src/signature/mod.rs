@@ -28,10 +28,7 @@ use bundle::Serialization;
 pub use errors::{FileProblem, SignatureError};
 pub use keys::{parse_pem_certificates, CertSummary, EcKey};
 
-use crate::{
-    error::{Error, Result},
-    files::FileIdentity,
-};
+use crate::files::FileIdentity;
 
 /// Sigstore bundle media types that carry OMS signatures.
 pub const BUNDLE_MEDIA_TYPES: &[&str] = &[
@@ -73,26 +70,20 @@ impl VerifyKey {
     }
 
     /// Read a PEM public key file.
-    pub fn load_public_key(path: &Path) -> Result<VerifyKey> {
+    pub fn load_public_key(path: &Path) -> Result<VerifyKey, SignatureError> {
         let text = read_small(path)?;
-        Self::from_public_key_pem(&text).map_err(|problem| {
-            SignatureError::Key {
-                path: path.to_path_buf(),
-                problem,
-            }
-            .into()
+        Self::from_public_key_pem(&text).map_err(|problem| SignatureError::Key {
+            path: path.to_path_buf(),
+            problem,
         })
     }
 
     /// Read a PEM file of trusted root certificates.
-    pub fn load_certificate_roots(path: &Path) -> Result<VerifyKey> {
+    pub fn load_certificate_roots(path: &Path) -> Result<VerifyKey, SignatureError> {
         let text = read_small(path)?;
-        Self::from_ca_pem(&text).map_err(|problem| {
-            SignatureError::Key {
-                path: path.to_path_buf(),
-                problem,
-            }
-            .into()
+        Self::from_ca_pem(&text).map_err(|problem| SignatureError::Key {
+            path: path.to_path_buf(),
+            problem,
         })
     }
 
@@ -112,23 +103,20 @@ fn short(hex: &str) -> String {
     format!("sha256:{}", &hex[..hex.len().min(16)])
 }
 
-fn read_small(path: &Path) -> Result<String> {
-    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
-    if meta.len() > 1 << 20 {
-        return Err(SignatureError::Key {
-            path: path.to_path_buf(),
-            problem: "larger than 1 MiB".into(),
-        }
-        .into());
+fn read_small(path: &Path) -> Result<String, SignatureError> {
+    let io = |source| SignatureError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let key_problem = |problem: &str| SignatureError::Key {
+        path: path.to_path_buf(),
+        problem: problem.into(),
+    };
+    if std::fs::metadata(path).map_err(io)?.len() > 1 << 20 {
+        return Err(key_problem("larger than 1 MiB"));
     }
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    String::from_utf8(bytes).map_err(|_| {
-        SignatureError::Key {
-            path: path.to_path_buf(),
-            problem: "not a UTF-8 PEM file".into(),
-        }
-        .into()
-    })
+    let bytes = std::fs::read(path).map_err(io)?;
+    String::from_utf8(bytes).map_err(|_| key_problem("not a UTF-8 PEM file"))
 }
 
 /// How to verify beyond what the bundle records.
@@ -278,16 +266,7 @@ pub fn verify_bundle(
     model_dir: &Path,
     key: &VerifyKey,
     opts: &SignatureOptions,
-) -> Result<SignatureReport> {
-    verify_bundle_inner(bundle_path, model_dir, key, opts).map_err(Error::from)
-}
-
-fn verify_bundle_inner(
-    bundle_path: &Path,
-    model_dir: &Path,
-    key: &VerifyKey,
-    opts: &SignatureOptions,
-) -> std::result::Result<SignatureReport, SignatureError> {
+) -> Result<SignatureReport, SignatureError> {
     let bundle = bundle_path.to_path_buf();
     let io_error = |source| SignatureError::Io {
         path: model_dir.to_path_buf(),
