@@ -249,11 +249,12 @@ fn pull_from_a_hub_into_the_hf_cache_then_verify_and_run() {
     let (home, hf) = (tmp.path().join("home"), tmp.path().join("hf"));
     setup(&home);
     let endpoint = serve(files(None));
-    let o = candor(&home, &hf, &endpoint)
-        .args(["pull", "tiny-llama", "--allow-unlisted"])
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    succeeds(
+        &home,
+        &hf,
+        &endpoint,
+        &["pull", "tiny-llama", "--allow-unlisted"],
+    );
     let snapshot = hf
         .join("models--candor-test--tiny-llama/snapshots")
         .join(REVISION);
@@ -268,13 +269,12 @@ fn pull_from_a_hub_into_the_hf_cache_then_verify_and_run() {
         );
     }
     // The snapshot links are followed only into this repo's blobs, and the bytes are hashed.
-    let o = candor(&home, &hf, &endpoint)
-        .args(["verify", "tiny-llama"])
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
-    let o = candor(&home, &hf, &endpoint)
-        .args([
+    succeeds(&home, &hf, &endpoint, &["verify", "tiny-llama"]);
+    succeeds(
+        &home,
+        &hf,
+        &endpoint,
+        &[
             "run",
             "-m",
             "tiny-llama",
@@ -283,10 +283,8 @@ fn pull_from_a_hub_into_the_hf_cache_then_verify_and_run() {
             "3",
             "--temp",
             "0",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+        ],
+    );
 }
 
 #[test]
@@ -347,6 +345,13 @@ fn import(home: &Path, hf: &Path, endpoint: &str, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// Runs candor with `args`, which must succeed.
+fn succeeds(home: &Path, hf: &Path, endpoint: &str, args: &[&str]) -> Output {
+    let o = candor(home, hf, endpoint).args(args).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    o
+}
+
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
@@ -379,24 +384,19 @@ fn import_with_a_curated_base_model_then_pull_verify_and_run() {
         assert!(text.contains(&sha), "{name}'s sha256 is listed: {text}");
     }
     // Hashed while fetched, then verified against license, openness and the default policy.
-    let o = candor(&home, &hf, &endpoint)
-        .args(["pull", "tiny-llama"])
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let o = succeeds(&home, &hf, &endpoint, &["pull", "tiny-llama"]);
     assert!(stderr(&o).contains("verified and ready"), "{}", show(&o));
-    let o = candor(&home, &hf, &endpoint)
-        .args(["verify", "tiny-llama"])
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let o = succeeds(&home, &hf, &endpoint, &["verify", "tiny-llama"]);
     assert!(
         String::from_utf8_lossy(&o.stdout).contains("[hub]"),
         "{}",
         show(&o)
     );
-    let o = candor(&home, &hf, &endpoint)
-        .args([
+    succeeds(
+        &home,
+        &hf,
+        &endpoint,
+        &[
             "run",
             "-m",
             "tiny-llama",
@@ -405,10 +405,8 @@ fn import_with_a_curated_base_model_then_pull_verify_and_run() {
             "3",
             "--temp",
             "0",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+        ],
+    );
     // A second import does not overwrite the first without --force.
     let o = import(&home, &hf, &endpoint, &[]);
     assert_eq!(o.status.code(), Some(2), "{}", show(&o));
@@ -425,11 +423,7 @@ fn an_unassessed_import_is_refused_by_default_like_an_unlisted_model() {
     let o = import(&home, &hf, &endpoint, &["--id", "tiny-hub"]);
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
     assert!(stderr(&o).contains("NOT assessed"), "{}", show(&o));
-    let o = candor(&home, &hf, &endpoint)
-        .args(["pull", "tiny-hub"])
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let o = succeeds(&home, &hf, &endpoint, &["pull", "tiny-hub"]);
     assert!(stderr(&o).contains("refused for now"), "{}", show(&o));
     let o = candor(&home, &hf, &endpoint)
         .args(["verify", "tiny-hub"])
@@ -441,11 +435,12 @@ fn an_unassessed_import_is_refused_by_default_like_an_unlisted_model() {
         "{}",
         show(&o)
     );
-    let o = candor(&home, &hf, &endpoint)
-        .args(["verify", "tiny-hub", "--allow-unlisted"])
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    succeeds(
+        &home,
+        &hf,
+        &endpoint,
+        &["verify", "tiny-hub", "--allow-unlisted"],
+    );
 }
 
 #[test]
@@ -624,14 +619,16 @@ fn a_gguf_import_reads_the_architecture_from_the_header_by_range_requests() {
     let text = std::fs::read_to_string(home.join("manifests/tiny-qwen2.toml")).unwrap();
     assert!(text.contains("architecture = \"qwen2\""), "{text}");
     assert!(text.contains(&sha), "{text}");
-    let o = candor(&home, &hf, &endpoint)
-        .args(["pull", "tiny-qwen2", "--allow-unlisted"])
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
-    let o = candor(&home, &hf, &endpoint)
-        .args(["verify", "tiny-qwen2", "--allow-unlisted"])
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    succeeds(
+        &home,
+        &hf,
+        &endpoint,
+        &["pull", "tiny-qwen2", "--allow-unlisted"],
+    );
+    succeeds(
+        &home,
+        &hf,
+        &endpoint,
+        &["verify", "tiny-qwen2", "--allow-unlisted"],
+    );
 }

@@ -17,9 +17,8 @@ import argparse
 import datetime
 import json
 import time
-import urllib.parse
 
-from client_util import check, fail, log
+from client_util import check, fail, log, run_scenario
 
 # Greedy answers of the default model; the OpenAI client's tests expect the same.
 QUESTION = "What is 2+2?"
@@ -389,15 +388,14 @@ def main():
     ap.add_argument("--model")
     ap.add_argument("--api-key")
     args = ap.parse_args()
-    if args.scenario == "check":
-        import httpx  # noqa: F401
-        import ollama  # noqa: F401
+    run_scenario(args, globals(), importable)
 
-        print("ollama client importable")
-        return
-    host = urllib.parse.urlparse(args.base_url).hostname
-    check(host == "127.0.0.1", f"loopback only, not {host}")
-    globals()[args.scenario](args)
+
+def importable():
+    import httpx  # noqa: F401
+    import ollama  # noqa: F401
+
+    return "ollama client importable"
 
 
 if __name__ == "__main__":

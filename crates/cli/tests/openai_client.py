@@ -22,9 +22,8 @@ import signal
 import sys
 import threading
 import time
-import urllib.parse
 
-from client_util import check, fail, log
+from client_util import check, fail, log, run_scenario
 
 QUESTION = "What is 2+2?"
 ANSWER = "The answer to this classic math problem is 4."
@@ -455,15 +454,14 @@ def main():
     ap.add_argument("--max-tokens", type=int, default=16)
     ap.add_argument("--deadline", type=float, default=170.0, help="seconds the load test may take")
     args = ap.parse_args()
-    if args.scenario == "check":
-        import httpx  # noqa: F401
-        import openai
+    run_scenario(args, globals(), importable)
 
-        print(f"openai {openai.__version__}")
-        return
-    host = urllib.parse.urlparse(args.base_url).hostname
-    check(host == "127.0.0.1", f"loopback only, not {host}")
-    globals()[args.scenario](args)
+
+def importable():
+    import httpx  # noqa: F401
+    import openai
+
+    return f"openai {openai.__version__}"
 
 
 if __name__ == "__main__":

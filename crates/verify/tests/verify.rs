@@ -20,6 +20,15 @@ use candor_verify::{
 };
 use common::*;
 
+/// The verdict on a model without a manifest, allowed to be unlisted.
+fn unlisted_verdict(dir: &Path) -> Result<candor_verify::Verification, Box<candor_verify::Report>> {
+    let o = VerifyOptions {
+        allow_unlisted: true,
+        ..opts()
+    };
+    verdict(None, dir, &o, &NoProgress)
+}
+
 fn opts() -> VerifyOptions {
     VerifyOptions::default()
 }
@@ -442,16 +451,7 @@ fn unlisted_model_refused_unless_allowed() {
             violation: PolicyViolation::UnlistedNotAllowed
         }
     )));
-    let v = verdict(
-        None,
-        &file,
-        &VerifyOptions {
-            allow_unlisted: true,
-            ..opts()
-        },
-        &NoProgress,
-    )
-    .unwrap();
+    let v = unlisted_verdict(&file).unwrap();
     assert_eq!(v.files[0].sha256_hex(), sha_hex(&g));
     // An unlisted file gets the role its name implies, and the format its validated header
     // showed (which the engine loads by).
@@ -484,16 +484,7 @@ fn unlisted_model_refused_unless_allowed() {
 fn pickle_refused_even_when_its_hash_matches() {
     let pickle = b"\x80\x04\x95\x10\x00\x00\x00\x00\x00\x00\x00}\x94.".to_vec();
     let d = model_dir(&[("pytorch_model.bin", &pickle)]);
-    let e = verdict(
-        None,
-        d.path(),
-        &VerifyOptions {
-            allow_unlisted: true,
-            ..opts()
-        },
-        &NoProgress,
-    )
-    .unwrap_err();
+    let e = unlisted_verdict(d.path()).unwrap_err();
     assert_eq!(e.decision.outcome, Outcome::Malformed);
     assert_eq!(e.decision.outcome, Outcome::Malformed);
     assert!(e.decision.has(|x| matches!(
@@ -798,16 +789,7 @@ fn sharded_safetensors_index_must_match_shards() {
         }
     )));
     // Unlisted: the index next to the shards is checked too.
-    let e = verdict(
-        None,
-        d.path(),
-        &VerifyOptions {
-            allow_unlisted: true,
-            ..opts()
-        },
-        &NoProgress,
-    )
-    .unwrap_err();
+    let e = unlisted_verdict(d.path()).unwrap_err();
     assert_eq!(e.decision.outcome, Outcome::Malformed);
 }
 
