@@ -1,7 +1,8 @@
 use std::{io, path::PathBuf};
 
+// Only the leaf files that define each module's problems, none of which imports this one.
 use crate::{
-    formats::FormatError, manifest::ManifestProblem, policy::PolicyProblem,
+    formats::FormatError, manifest::problems::ManifestProblem, policy::problem::PolicyProblem,
     signature::SignatureError,
 };
 

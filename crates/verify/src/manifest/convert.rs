@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use toml::Spanned;
 
 use super::{
-    problems::Ctx,
+    context::Ctx,
     raw::{RawFile, RawHub, RawIntegrity, RawManifest},
     root_digest,
     rules::{is_lower_hex, valid_id, validate_rel_path},

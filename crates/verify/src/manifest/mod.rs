@@ -3,8 +3,10 @@
 //! the release is. Parsing is strict: unknown fields, bad digests and unsafe paths are errors that
 //! name the line.
 
+mod context;
 mod convert;
-mod problems;
+mod limits;
+pub(crate) mod problems;
 mod profile;
 mod raw;
 mod rules;
@@ -30,13 +32,9 @@ use crate::{
     license::License,
     openness::{self, Assessment, Openness},
 };
-use problems::Ctx;
-
-/// The schema version this crate reads and writes.
-pub const SCHEMA_VERSION: u32 = 1;
-
-/// Manifests are small; anything bigger is not one.
-const MAX_MANIFEST_BYTES: u64 = 1 << 20;
+use context::Ctx;
+use limits::MAX_MANIFEST_BYTES;
+pub use limits::SCHEMA_VERSION;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Manifest {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use toml::Spanned;
 
 use super::{
-    convert, problems::Ctx, raw::RawProfile, rules::valid_id, ManifestProblem, MAX_MANIFEST_BYTES,
+    context::Ctx, convert, raw::RawProfile, rules::valid_id, ManifestProblem, MAX_MANIFEST_BYTES,
     SCHEMA_VERSION,
 };
 use crate::{

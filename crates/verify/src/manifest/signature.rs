@@ -4,7 +4,7 @@
 use std::ops::Range;
 
 use super::{
-    problems::Ctx, raw::RawSignature, rules::validate_rel_path, ManifestProblem, SignatureMethod,
+    context::Ctx, raw::RawSignature, rules::validate_rel_path, ManifestProblem, SignatureMethod,
     SignatureSpec,
 };
 use crate::{

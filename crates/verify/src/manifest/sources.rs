@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::{
-    problems::Ctx,
+    context::Ctx,
     raw::{RawPart, RawSource},
     rules::{is_lower_hex, validate_rel_path},
     ChunkPart, FileEntry, ManifestProblem, Source,

@@ -13,6 +13,10 @@ use crate::{
     openness::Level,
 };
 
+pub(crate) mod problem;
+
+pub use problem::PolicyProblem;
+
 pub const POLICY_FILE: &str = "candor.toml";
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -30,18 +34,6 @@ pub struct Policy {
     pub require_signature: bool,
     /// Models without a manifest may be loaded.
     pub allow_unlisted: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PolicyProblem {
-    #[error("{0}")]
-    Syntax(String),
-    #[error("unknown level '{0}' (expected closed, open-weights, open-weights-permissive, open-source or open-science)")]
-    UnknownLevel(String),
-    #[error("'{0}' is an empty list; remove the key or name at least one license")]
-    EmptyList(&'static str),
-    #[error("'{0}' holds an empty string")]
-    EmptyValue(&'static str),
 }
 
 #[derive(Deserialize)]
