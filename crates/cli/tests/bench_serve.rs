@@ -199,3 +199,25 @@ fn bench_serve_without_a_server_says_so() {
     let o = bench("not-a-url", &[]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
 }
+
+#[test]
+fn bench_serve_gives_up_on_a_server_that_never_answers() {
+    // Accepts connections and reads the request, but never answers.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming().map_while(Result::ok) {
+            held.push(conn);
+        }
+    });
+    let t = std::time::Instant::now();
+    let o = bench(&url, &["-m", "any", "--clients", "1", "--timeout", "1"]);
+    assert!(t.elapsed().as_secs() < 30, "the timeout bounds the wait");
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("timed out") && err.contains("--timeout"),
+        "{err}"
+    );
+}

@@ -234,6 +234,13 @@ fn first_model(
         Ok(r) => r,
         Err(ureq::Error::Transport(t)) => {
             let why = stream::describe(ureq::Error::Transport(t));
+            if why == "timed out" {
+                return Err(CliError::runtime(format!(
+                    "{url} did not answer: timed out\n  hint: {}",
+                    hint(&why)
+                ))
+                .into());
+            }
             return Err(CliError::runtime(format!(
                 "could not reach {base}: {why}\n  hint: is the server running? Start one with `candor serve`, \
                  or check the host and port of --serve"
