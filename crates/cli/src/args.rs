@@ -235,8 +235,12 @@ pub struct ChatArgs {
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
+    /// Manifest id, .gguf file or safetensors model directory (default: the default model).
+    /// With --serve: the model name sent to the server (default: the first it lists).
+    #[arg(short, long)]
+    pub model: Option<String>,
     #[command(flatten)]
-    pub model: ModelArgs,
+    pub runtime: RuntimeArgs,
     /// Prompt tokens to process.
     #[arg(short = 'p', long = "n-prompt", default_value_t = 512)]
     pub n_prompt: usize,
@@ -246,8 +250,88 @@ pub struct BenchArgs {
     /// Repetitions (after one warm-up).
     #[arg(short = 'r', long, default_value_t = 5)]
     pub repetitions: usize,
+    #[command(flatten)]
+    pub serve: ServeBenchArgs,
     #[arg(long)]
     pub json: bool,
+}
+
+impl BenchArgs {
+    /// The model to load for a local benchmark.
+    pub fn model_args(&self) -> ModelArgs {
+        ModelArgs {
+            model: self.model.clone().unwrap_or_else(|| DEFAULT_MODEL.into()),
+            runtime: self.runtime.clone(),
+        }
+    }
+}
+
+/// `candor bench --serve URL`: concurrent streaming clients against an OpenAI-compatible server.
+#[derive(Args, Debug)]
+#[group(id = "serve_bench", multiple = true)]
+pub struct ServeBenchArgs {
+    /// Benchmark the OpenAI-compatible server at URL (candor serve, llama-server, vLLM, ...)
+    /// instead of loading a model here, e.g. http://127.0.0.1:8080.
+    #[arg(
+        long = "serve",
+        id = "serve",
+        value_name = "URL",
+        conflicts_with_all = [
+            "n_prompt", "n_gen", "repetitions", "device", "threads", "ctx_size",
+            "policy", "allow_unlisted", "accept_openness", "rehash",
+        ]
+    )]
+    pub url: Option<String>,
+    /// Concurrent streaming clients, one level after another.
+    #[arg(
+        long,
+        value_name = "N,...",
+        value_delimiter = ',',
+        default_value = "1,2,4,8,16",
+        requires = "serve"
+    )]
+    pub clients: Vec<usize>,
+    /// Requests per level (default: twice its clients; at least as many as the clients).
+    #[arg(long, requires = "serve")]
+    pub requests: Option<usize>,
+    /// Prompt length, in random words of about one token each.
+    #[arg(long, default_value_t = 128, requires = "serve")]
+    pub prompt_tokens: usize,
+    /// max_tokens of each request.
+    #[arg(long, default_value_t = 128, requires = "serve")]
+    pub output_tokens: usize,
+    #[arg(
+        long = "temp",
+        alias = "temperature",
+        default_value_t = 0.8,
+        requires = "serve"
+    )]
+    pub temperature: f32,
+    /// Seed of the random prompts.
+    #[arg(long, default_value_t = 299792458, requires = "serve")]
+    pub seed: u64,
+    /// Sent as `Authorization: Bearer KEY`.
+    #[arg(
+        long,
+        env = "OPENAI_API_KEY",
+        hide_env_values = true,
+        value_name = "KEY"
+    )]
+    pub api_key: Option<String>,
+    #[arg(long, value_enum, default_value_t = ServeEndpoint::Chat, requires = "serve")]
+    pub endpoint: ServeEndpoint,
+    /// Seconds one request may take, from sending it to the end of its stream.
+    #[arg(long, value_name = "SECS", default_value_t = 300, requires = "serve")]
+    pub timeout: u64,
+}
+
+/// Which OpenAI endpoint `bench --serve` streams from.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServeEndpoint {
+    /// /v1/chat/completions, the prompt as one user message.
+    Chat,
+    /// /v1/completions, the raw prompt.
+    Completions,
 }
 
 #[derive(Args, Debug)]

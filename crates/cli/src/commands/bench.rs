@@ -1,7 +1,10 @@
 //! `candor bench`: prompt processing (ppN) and generation (tgN) speed, measured like llama-bench:
-//! one warm-up, then `-r` repetitions, mean ± standard deviation of tokens per second.
+//! one warm-up, then `-r` repetitions, mean ± standard deviation of tokens per second. With
+//! `--serve URL`, a server is measured instead (see [`serve`]).
 
-use crate::args::{BenchArgs, DeviceArg};
+mod serve;
+
+use crate::args::{BenchArgs, DeviceArg, ModelArgs};
 use crate::home::Home;
 use crate::load::{load, Loaded};
 use anyhow::Result;
@@ -38,7 +41,11 @@ struct Test {
 }
 
 pub fn run(home: &Home, args: &BenchArgs) -> Result<()> {
-    let mut loaded = load(home, &args.model)?;
+    if let Some(url) = &args.serve.url {
+        return serve::run(url, args);
+    }
+    let model_args = args.model_args();
+    let mut loaded = load(home, &model_args)?;
     let vocab = loaded.model.tokenizer().vocab_size() as u64;
     // Fixed pseudo-random tokens, as llama-bench uses: content does not change the cost.
     let tokens: Vec<u32> = (0..args.n_prompt.max(1) as u64)
@@ -61,7 +68,14 @@ pub fn run(home: &Home, args: &BenchArgs) -> Result<()> {
         let samples: Vec<u64> = (0..args.repetitions.max(1))
             .map(|_| once(&mut loaded.model))
             .collect::<Result<_>>()?;
-        tests.push(record(&loaded, args, n_prompt, n_gen, samples, ttft_ms));
+        tests.push(record(
+            &loaded,
+            &model_args,
+            n_prompt,
+            n_gen,
+            samples,
+            ttft_ms,
+        ));
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&tests)?);
@@ -104,7 +118,7 @@ fn timed_pass(model: &mut Model, tokens: &[u32], n_prompt: usize, n_gen: usize) 
 /// A test's record, in llama-bench's JSON field names where they exist.
 fn record(
     loaded: &Loaded,
-    args: &BenchArgs,
+    args: &ModelArgs,
     n_prompt: usize,
     n_gen: usize,
     samples: Vec<u64>,
@@ -117,18 +131,18 @@ fn record(
     let (avg_ts, sd_ts) = mean_sd(&ts);
     let v = &loaded.verification;
     Test {
-        model_filename: args.model.model.clone(),
+        model_filename: args.model.clone(),
         model_type: format!("{} {}", info.architecture.name(), info.weight_type),
         model_size: v.weights().map(|f| f.size()).sum(),
         model_n_params: info.parameters,
-        n_threads: args.model.runtime.threads.unwrap_or_else(|| {
+        n_threads: args.runtime.threads.unwrap_or_else(|| {
             std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(1)
         }),
         n_prompt,
         n_gen,
-        backend: match args.model.runtime.device {
+        backend: match args.runtime.device {
             DeviceArg::Cpu => "CPU",
             DeviceArg::Cuda => "CUDA",
             DeviceArg::Metal => "Metal",
