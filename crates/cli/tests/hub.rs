@@ -270,21 +270,7 @@ fn pull_from_a_hub_into_the_hf_cache_then_verify_and_run() {
     }
     // The snapshot links are followed only into this repo's blobs, and the bytes are hashed.
     succeeds(&home, &hf, &endpoint, &["verify", "tiny-llama"]);
-    succeeds(
-        &home,
-        &hf,
-        &endpoint,
-        &[
-            "run",
-            "-m",
-            "tiny-llama",
-            "t1 t2 t3",
-            "-n",
-            "3",
-            "--temp",
-            "0",
-        ],
-    );
+    runs_three_tokens(&home, &hf, &endpoint, "tiny-llama");
 }
 
 #[test]
@@ -352,6 +338,12 @@ fn succeeds(home: &Path, hf: &Path, endpoint: &str, args: &[&str]) -> Output {
     o
 }
 
+/// `candor run` of `model`: three greedy tokens of a fixed prompt, which must succeed.
+fn runs_three_tokens(home: &Path, hf: &Path, endpoint: &str, model: &str) -> Output {
+    let args = ["run", "-m", model, "t1 t2 t3", "-n", "3", "--temp", "0"];
+    succeeds(home, hf, endpoint, &args)
+}
+
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
@@ -392,21 +384,7 @@ fn import_with_a_curated_base_model_then_pull_verify_and_run() {
         "{}",
         show(&o)
     );
-    succeeds(
-        &home,
-        &hf,
-        &endpoint,
-        &[
-            "run",
-            "-m",
-            "tiny-llama",
-            "t1 t2 t3",
-            "-n",
-            "3",
-            "--temp",
-            "0",
-        ],
-    );
+    runs_three_tokens(&home, &hf, &endpoint, "tiny-llama");
     // A second import does not overwrite the first without --force.
     let o = import(&home, &hf, &endpoint, &[]);
     assert_eq!(o.status.code(), Some(2), "{}", show(&o));
