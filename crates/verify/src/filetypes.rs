@@ -131,11 +131,14 @@ pub fn weight_files_in(root: &Path) -> Result<Vec<String>> {
     Ok(out)
 }
 
-/// Threads for hashing when the caller names none: one per CPU.
-pub fn default_threads() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
+/// Threads for hashing: `requested`, or one per CPU when it is 0 (the options' default).
+pub fn hashing_threads(requested: usize) -> usize {
+    match requested {
+        0 => std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+        n => n,
+    }
 }
 
 /// The first `limit + 1` bytes of `file` at most (one more than the limit, so that a caller can

@@ -105,7 +105,7 @@ fn read_files(dir: &Path, progress: &dyn Progress) -> Result<Found> {
         .map(String::as_str)
         .zip(opened.iter().map(|o| &o.file))
         .collect();
-    let hashes = hashing::sha256_files(&jobs, filetypes::default_threads(), progress);
+    let hashes = hashing::sha256_files(&jobs, filetypes::hashing_threads(0), progress);
     let mut found = Found {
         files: Vec::new(),
         gguf: None,

@@ -52,7 +52,11 @@ pub(super) fn hash(c: &mut Check, progress: &dyn Progress) -> Result<u64> {
             )
         })
         .collect();
-    let results = hashing::sha256_files(&jobs, c.opts.hashing_threads(), progress);
+    let results = hashing::sha256_files(
+        &jobs,
+        crate::filetypes::hashing_threads(c.opts.threads),
+        progress,
+    );
     let mut hashed_bytes = 0u64;
     for (&i, r) in to_hash.iter().zip(results) {
         let (digest, n) = r.map_err(|e| Error::io(c.root.join(&c.checked[i].disk_path), e))?;

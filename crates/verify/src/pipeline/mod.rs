@@ -86,14 +86,6 @@ impl VerifyOptions {
             .map(|p| p.display().to_string())
             .unwrap_or_else(|| "the policy".into())
     }
-
-    /// Hashing threads: the option, or one per CPU.
-    fn hashing_threads(&self) -> usize {
-        match self.threads {
-            0 => filetypes::default_threads(),
-            n => n,
-        }
-    }
 }
 
 /// A successful verification: the report and the opened, hashed files in manifest order.

@@ -48,10 +48,7 @@ pub(super) fn check(
     problems: &mut Vec<FileProblem>,
 ) -> Result<Checked, SignatureError> {
     let plan = plan(root, st, listed, opts, bundle, problems)?;
-    let threads = match opts.threads {
-        0 => filetypes::default_threads(),
-        n => n,
-    };
+    let threads = filetypes::hashing_threads(opts.threads);
     let results = hashing::parallel_map(&plan.jobs, threads, |job| {
         let (f, _) = plan.opened[job.file].as_ref().expect("opened");
         hashing::sha256_range(f, job.start, job.end)
