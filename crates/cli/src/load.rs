@@ -52,8 +52,14 @@ pub struct Loaded {
     pub load_time: Duration,
 }
 
-/// Resolves, pulls when needed (manifest ids only), verifies and loads a model.
+/// Resolves, pulls when needed (manifest ids only), verifies and loads a model for one
+/// sequence.
 pub fn load(home: &Home, model_args: &ModelArgs) -> Result<Loaded> {
+    load_for(home, model_args, 1)
+}
+
+/// [`load`], for `sequences` sequences at once (the server's slots), each with a context.
+pub fn load_for(home: &Home, model_args: &ModelArgs, sequences: usize) -> Result<Loaded> {
     let args = &model_args.runtime;
     if let Some(n) = args.threads {
         if n == 0 {
@@ -89,6 +95,7 @@ pub fn load(home: &Home, model_args: &ModelArgs) -> Result<Loaded> {
             DeviceArg::Metal => DeviceKind::Metal,
         },
         ctx_size: args.ctx_size,
+        sequences,
     };
     let t1 = Instant::now();
     let model = Model::load(&verification.files, &load_opts)

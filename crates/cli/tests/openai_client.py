@@ -6,7 +6,7 @@ Run by crates/cli/tests/serve.rs, one scenario per call:
     openai_client.py check
     openai_client.py functional --base-url URL --model ID
     openai_client.py auth       --base-url URL --model ID --api-key KEY
-    openai_client.py queue      --base-url URL --model ID        (server run with --queue-size 1)
+    openai_client.py queue      --base-url URL --model ID        (server run with --parallel 1 --queue-size 1)
     openai_client.py shutdown   --base-url URL --model ID --pid PID
     openai_client.py load       --base-url URL --model ID [--clients 32 --requests 200 --max-tokens 16 --deadline 170]
 
@@ -145,7 +145,10 @@ def functional(args):
     check(text == ANSWER, f"streamed chat: {text!r}")
     check(finish == "stop", f"streamed finish: {finish}")
     check(usage is not None and usage.completion_tokens == u.completion_tokens, f"streamed usage: {usage}")
-    log(f"ok: streamed chat: {text!r}")
+    # The same prompt again: read from the prefix cache, all but its last token.
+    cached = usage.prompt_tokens_details.cached_tokens
+    check(cached == usage.prompt_tokens - 1, f"cached prompt tokens of a repeated prompt: {usage}")
+    log(f"ok: streamed chat: {text!r}, {cached} prompt tokens from the prefix cache")
 
     # Completion: max_tokens, then a stop string, streamed.
     r = c.completions.create(model=m, prompt=FRANCE, max_tokens=19, temperature=0)
@@ -266,7 +269,7 @@ def auth(args):
 
 
 def queue(args):
-    """Server with --queue-size 1: one running, one waiting, the third is refused with 429."""
+    """Server with --parallel 1 --queue-size 1: one running, one waiting, the third is refused with 429."""
     c = client(args)
     m = args.model
     running = c.chat.completions.create(
@@ -440,6 +443,54 @@ def load(args):
     check(len(latencies) == args.requests, f"{len(latencies)} of {args.requests} requests completed")
     h = model_health(args)
     check(h["queued"] == 0 and not h["busy"], f"server idle after the load test: {h}")
+    check_metrics(args, requests=len(prompts) + args.requests, tokens=sum(
+        expected[prompts[i % len(prompts)]][2] for i in range(args.requests)
+    ) + sum(e[2] for e in expected.values()))
+
+
+def check_metrics(args, requests, tokens):
+    """/metrics, parsed by Prometheus' own client library, counts what the server did."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    r = httpx.get(args.base_url + "/metrics", timeout=30)
+    check(r.status_code == 200, f"/metrics: {r.status_code} {r.text[:200]}")
+    check(r.headers["content-type"].startswith("text/plain; version=0.0.4"), f"/metrics type: {r.headers}")
+    families = {f.name: f for f in text_string_to_metric_families(r.text)}
+
+    def value(family, sample, **labels):
+        for s in families[family].samples:
+            if s.name == sample and all(s.labels.get(k) == v for k, v in labels.items()):
+                return s.value
+        fail(f"/metrics has no {sample} {labels}:\n{r.text}")
+
+    m = args.model
+    for name, kind in [
+        ("candor_requests", "counter"),
+        ("candor_generated_tokens", "counter"),
+        ("candor_prompt_tokens", "counter"),
+        ("candor_prompt_tokens_cached", "counter"),
+        ("candor_time_to_first_token_seconds", "histogram"),
+        ("candor_inter_token_latency_seconds", "histogram"),
+        ("candor_slots_busy", "gauge"),
+        ("candor_queue_depth", "gauge"),
+        ("candor_kv_cache_tokens", "gauge"),
+    ]:
+        check(name in families and families[name].type == kind, f"/metrics: {name} as a {kind}: {sorted(families)}")
+    completed = value("candor_requests", "candor_requests_total", model=m, outcome="completed")
+    check(completed == requests, f"/metrics completed {completed}, expected {requests}")
+    check(value("candor_requests", "candor_requests_total", model=m, outcome="failed") == 0, "/metrics: failures")
+    generated = value("candor_generated_tokens", "candor_generated_tokens_total", model=m)
+    check(generated == tokens, f"/metrics generated tokens {generated}, expected {tokens}")
+    ttft = value("candor_time_to_first_token_seconds", "candor_time_to_first_token_seconds_count", model=m)
+    check(ttft == requests, f"/metrics: {ttft} first tokens for {requests} requests")
+    inf = value("candor_time_to_first_token_seconds", "candor_time_to_first_token_seconds_bucket", model=m, le="+Inf")
+    check(inf == ttft, f"/metrics: the +Inf bucket {inf} holds every observation {ttft}")
+    itl = value("candor_inter_token_latency_seconds", "candor_inter_token_latency_seconds_count", model=m)
+    check(itl == tokens - requests, f"/metrics: {itl} inter-token gaps for {tokens} tokens in {requests} requests")
+    check(value("candor_slots_busy", "candor_slots_busy", model=m) == 0, "/metrics: slots busy when idle")
+    check(value("candor_kv_cache_tokens", "candor_kv_cache_tokens", model=m) > 0, "/metrics: nothing cached")
+    log(f"ok: /metrics: {completed:.0f} requests, {generated:.0f} tokens, parsed by prometheus_client")
 
 
 def main():
@@ -460,6 +511,7 @@ def main():
 def importable():
     import httpx  # noqa: F401
     import openai
+    import prometheus_client  # noqa: F401
 
     return f"openai {openai.__version__}"
 

@@ -25,9 +25,9 @@ fn client_script() -> PathBuf {
     script("openai_client.py")
 }
 
-/// The Python with `openai` and `httpx`, or None (skip) outside CI.
+/// The Python with `openai`, `httpx` and `prometheus_client`, or None (skip) outside CI.
 fn py() -> Option<String> {
-    python(&client_script(), "openai httpx")
+    python(&client_script(), "openai httpx prometheus-client")
 }
 
 /// One scenario of the OpenAI client script.
@@ -60,7 +60,7 @@ fn serve_answers_429_when_the_queue_is_full() {
     let _g = serial();
     pulled(MODEL);
     let Some(py) = py() else { return };
-    let server = Server::start(&["--queue-size", "1"]);
+    let server = Server::start(&["--queue-size", "1", "--parallel", "1"]);
     client(&server, &py, "queue", &[]);
 }
 

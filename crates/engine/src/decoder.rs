@@ -4,7 +4,8 @@
 
 use crate::config::{ModelConfig, NormPlacement, QkNorm};
 use crate::error::Result;
-use crate::layers::{attention, Embedding, Gate, KvCache, Linear, RmsNorm, Rope};
+use crate::layers::{attention, attention_mask, Embedding, Gate, Linear, RmsNorm, Rope};
+use crate::sequence::{KvCache, SeqStep};
 use crate::weights::{Weight, Weights};
 use candle_core::{Device, Tensor};
 
@@ -48,12 +49,82 @@ pub struct LayerSpec {
     pub attention_softcap: Option<f64>,
 }
 
-/// Where a step's tokens sit: the first one's position, the rotation for them (none in
-/// SmolLM3's NoPE layers) and the attention mask over the cache.
-pub struct Positions<'a> {
-    pub pos: usize,
+/// Where one sequence's rows of a step sit in one layer: how many of the step's rows are its,
+/// its cache, the first row's position, the rotation (none in SmolLM3's NoPE layers) and the
+/// attention mask over its cache.
+struct Part<'a> {
+    rows: usize,
+    cache: &'a mut KvCache,
+    pos: usize,
+    rope: Option<&'a Rope>,
+    mask: Option<&'a Tensor>,
+}
+
+/// How one layer attends: with RoPE or not, and over the sliding window or the whole cache.
+pub struct LayerAttention<'a> {
     pub rope: Option<&'a Rope>,
-    pub mask: Option<&'a Tensor>,
+    pub sliding: bool,
+}
+
+/// Runs `x` (1, rows, hidden), the rows of every step one after the other, through `layers`.
+/// Matrix products take all rows at once (one pass over each weight matrix for the whole
+/// batch); attention runs per sequence over its own cache. `window` is the sliding window of
+/// the layers `plan` marks sliding.
+pub fn forward_layers<'r>(
+    layers: &[DecoderLayer],
+    mut x: Tensor,
+    steps: &mut [SeqStep],
+    window: Option<usize>,
+    plan: impl Fn(usize) -> LayerAttention<'r>,
+) -> Result<Tensor> {
+    let device = x.device().clone();
+    // Masks per sequence: over the whole cache, and over the window where there is one.
+    let masks = steps
+        .iter()
+        .map(|s| {
+            let (n, pos) = (s.ids.len(), s.seq.len());
+            let global = attention_mask(n, pos, None, &device)?;
+            let local = match window {
+                Some(_) => attention_mask(n, pos, window, &device)?,
+                None => global.clone(),
+            };
+            Ok((global, local))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    for (i, layer) in layers.iter().enumerate() {
+        let how = plan(i);
+        let mut parts: Vec<Part> = steps
+            .iter_mut()
+            .zip(&masks)
+            .map(|(s, (global, local))| Part {
+                rows: s.ids.len(),
+                pos: s.seq.len(),
+                cache: &mut s.seq.layers[i],
+                rope: how.rope,
+                mask: if how.sliding { local } else { global }.as_ref(),
+            })
+            .collect();
+        x = layer.forward(&x, &mut parts)?;
+    }
+    Ok(x)
+}
+
+/// The rows whose logits a step wants: every row when `all_logits`, else each sequence's last.
+/// None: every row.
+pub fn logit_rows(steps: &[SeqStep], all_logits: bool) -> Option<Vec<u32>> {
+    if all_logits {
+        return None;
+    }
+    let mut end = 0;
+    Some(
+        steps
+            .iter()
+            .map(|s| {
+                end += s.ids.len();
+                (end - 1) as u32
+            })
+            .collect(),
+    )
 }
 
 /// The query and key RMSNorms applied before RoPE.
@@ -130,7 +201,6 @@ pub struct Attention {
     head_dim: usize,
     scale: f64,
     softcap: Option<f64>,
-    cache: KvCache,
 }
 
 impl Attention {
@@ -168,18 +238,36 @@ impl Attention {
             head_dim: d,
             scale: spec.attention_scale,
             softcap: spec.attention_softcap,
-            cache: KvCache::default(),
         })
     }
 
-    /// Attends from `x` (1, seq, hidden), whose first row sits at `at.pos`, over the cached
-    /// positions and its own, extending the cache.
-    pub fn forward(&mut self, x: &Tensor, at: &Positions) -> Result<Tensor> {
-        let seq = x.dim(1)?;
-        let (nh, nkv, d) = (self.heads, self.kv_heads, self.head_dim);
+    /// Attends from `x` (1, rows, hidden): the projections take every row at once, then each
+    /// part's rows attend over its own cache, which they extend.
+    fn forward(&self, x: &Tensor, parts: &mut [Part]) -> Result<Tensor> {
         let [q, k, v]: [Tensor; 3] = Linear::forward_many(&[&self.q, &self.k, &self.v], x)?
             .try_into()
             .map_err(|_| candle_core::Error::Msg("qkv".into()))?;
+        let y = match parts {
+            [one] => self.attend(q, k, v, one)?,
+            _ => {
+                let mut ys = Vec::with_capacity(parts.len());
+                let mut start = 0;
+                for p in parts.iter_mut() {
+                    let rows = |t: &Tensor| t.narrow(1, start, p.rows);
+                    ys.push(self.attend(rows(&q)?, rows(&k)?, rows(&v)?, p)?);
+                    start += p.rows;
+                }
+                Tensor::cat(&ys, 1)?
+            }
+        };
+        self.o.forward(&y)
+    }
+
+    /// One sequence's attention: its (1, seq, ·) projections, normalized, rotated and appended
+    /// to its cache; returns (1, seq, heads·head_dim).
+    fn attend(&self, q: Tensor, k: Tensor, v: Tensor, at: &mut Part) -> Result<Tensor> {
+        let seq = q.dim(1)?;
+        let (nh, nkv, d) = (self.heads, self.kv_heads, self.head_dim);
         let (q, k) = self.qk_norm.split_heads(q, k, (nh, nkv, d))?;
         let (q, k) = (q.transpose(1, 2)?, k.transpose(1, 2)?);
         let (q, k) = match at.rope {
@@ -187,10 +275,9 @@ impl Attention {
             None => (q, k),
         };
         let v = v.reshape((1, seq, nkv, d))?.transpose(1, 2)?;
-        let (k, v) = self.cache.append(&k, &v)?;
+        let (k, v) = at.cache.append(&k, &v)?;
         let y = attention(&q, &k, &v, self.scale, self.softcap, at.mask)?;
-        let y = y.transpose(1, 2)?.reshape((1, seq, nh * d))?;
-        self.o.forward(&y)
+        Ok(y.transpose(1, 2)?.reshape((1, seq, nh * d))?)
     }
 }
 
@@ -293,15 +380,11 @@ impl DecoderLayer {
         })
     }
 
-    pub fn forward(&mut self, x: &Tensor, at: &Positions) -> Result<Tensor> {
-        let attn = &mut self.attn;
-        let x = self.attn_residual.apply(x, |h| attn.forward(h, at))?;
+    fn forward(&self, x: &Tensor, parts: &mut [Part]) -> Result<Tensor> {
+        let x = self
+            .attn_residual
+            .apply(x, |h| self.attn.forward(h, parts))?;
         self.mlp_residual.apply(&x, |h| self.mlp.forward(h))
-    }
-
-    /// Forgets cached positions from `len` on.
-    pub fn truncate_cache(&mut self, len: usize) {
-        self.attn.cache.truncate(len);
     }
 }
 
@@ -329,13 +412,16 @@ impl LmHead {
         })
     }
 
-    /// Logits (n, vocab) of every position of `x` (1, seq, hidden) when `all_logits`, else of
-    /// the last one.
-    pub fn forward(&self, x: &Tensor, all_logits: bool) -> Result<Tensor> {
-        let x = if all_logits {
-            x.clone()
-        } else {
-            x.narrow(1, x.dim(1)? - 1, 1)?
+    /// Logits (n, vocab) of the rows of `x` (1, rows, hidden) that `rows` names ([`logit_rows`]);
+    /// None: every row.
+    pub fn forward(&self, x: &Tensor, rows: Option<Vec<u32>>) -> Result<Tensor> {
+        let x = match rows {
+            None => x.clone(),
+            Some(r) if r.len() == 1 => x.narrow(1, r[0] as usize, 1)?,
+            Some(r) => {
+                let n = r.len();
+                x.index_select(&Tensor::from_vec(r, n, x.device())?, 1)?
+            }
         };
         let x = self.norm.forward(&x)?;
         Ok(self.output.forward(&x)?.squeeze(0)?)

@@ -43,12 +43,15 @@ pub enum Error {
         max: usize,
     },
 
-    #[error("the model needs about {needed_mib} MiB ({weights_mib} MiB of weights and {cache_mib} MiB of KV cache for a {ctx}-token context) but only {available_mib} MiB of memory is available; use a smaller --ctx-size or a smaller model")]
+    #[error("the model needs about {needed_mib} MiB ({weights_mib} MiB of weights and {cache_mib} MiB of KV cache for {contexts}) but only {available_mib} MiB of memory is available; use a smaller --ctx-size{fewer} or a smaller model")]
     InsufficientMemory {
         needed_mib: u64,
         weights_mib: u64,
         cache_mib: u64,
-        ctx: usize,
+        /// "a 4096-token context", or "4 contexts of 4096 tokens".
+        contexts: String,
+        /// ", fewer --parallel slots" where there are several.
+        fewer: &'static str,
         available_mib: u64,
     },
 

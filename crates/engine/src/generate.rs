@@ -3,7 +3,7 @@
 use crate::error::{Error, Result};
 use crate::model::Model;
 use crate::sampling::{Sampler, SamplingParams};
-use crate::tokenizer::DecodeStream;
+use crate::tokenizer::{DecodeStream, Tokenizer};
 use candle_core::Tensor;
 use serde::Serialize;
 use std::time::Instant;
@@ -76,16 +76,16 @@ fn rate(n: usize, secs: f64) -> f64 {
 
 /// Turns a growing token sequence into text pieces that never split a UTF-8 character and never
 /// show the beginning of a stop string before it is known not to be one.
-struct TextStream<'a> {
-    stop: &'a [String],
+struct TextStream {
+    stop: Vec<String>,
     /// All text decoded so far.
     text: String,
     /// How much of `text` has been handed out.
     emitted: usize,
 }
 
-impl<'a> TextStream<'a> {
-    fn new(stop: &'a [String]) -> Self {
+impl TextStream {
+    fn new(stop: Vec<String>) -> Self {
         Self {
             stop,
             text: String::new(),
@@ -138,6 +138,117 @@ impl<'a> TextStream<'a> {
     }
 }
 
+/// One generation's state between forward passes: the sampler, the tokens so far and the
+/// text handed out. Whoever runs the network (`Model::generate` for one sequence, the server's
+/// scheduler for many) feeds it each step's logits; it says which token to feed next or why
+/// the generation ended. Both paths share it, so a request ends the same way alone or batched.
+pub struct Generation {
+    max_tokens: usize,
+    sampler: Sampler,
+    /// The prompt and the tokens generated so far (repetition penalties look at both).
+    history: Vec<u32>,
+    tokens: Vec<u32>,
+    stream: TextStream,
+    decoded: DecodeStream,
+    prompt_tokens: usize,
+    cached_prompt_tokens: usize,
+    started: Instant,
+    /// When the prompt's logits arrived: the end of prompt processing.
+    first_logits: Option<Instant>,
+}
+
+/// What to do after a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Feed this token and call [`Generation::advance`] with its logits.
+    Feed(u32),
+    /// The generation is over; [`Generation::finish`] gives the completion.
+    Finished(FinishReason),
+}
+
+impl Generation {
+    /// Starts generating after `prompt`, of which `cached` tokens were in the cache already.
+    pub fn new(prompt: &[u32], cached: usize, params: &GenerateParams) -> Result<Self> {
+        Ok(Self {
+            max_tokens: params.max_tokens,
+            sampler: Sampler::new(params.sampling.clone())?,
+            history: prompt.to_vec(),
+            tokens: Vec::new(),
+            stream: TextStream::new(params.stop.clone()),
+            decoded: DecodeStream::default(),
+            prompt_tokens: prompt.len(),
+            cached_prompt_tokens: cached,
+            started: Instant::now(),
+            first_logits: None,
+        })
+    }
+
+    /// Tokens generated so far.
+    pub fn tokens(&self) -> &[u32] {
+        &self.tokens
+    }
+
+    /// Samples the next token from `logits` (the last fed position's), hands any new text to
+    /// `on_text` (false cancels) and says what comes next. `ctx_full`: the sequence's cache
+    /// holds as many positions as the context.
+    pub fn advance(
+        &mut self,
+        logits: &mut [f32],
+        tokenizer: &Tokenizer,
+        ctx_full: bool,
+        on_text: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<Next> {
+        self.first_logits.get_or_insert_with(Instant::now);
+        if self.tokens.len() >= self.max_tokens {
+            return Ok(Next::Finished(FinishReason::Length));
+        }
+        let next = self.sampler.sample(logits, &self.history);
+        if tokenizer.is_stop(next) {
+            return Ok(Next::Finished(FinishReason::Eos));
+        }
+        self.tokens.push(next);
+        self.history.push(next);
+        let (piece, stopped) = self
+            .stream
+            .update(self.decoded.text(tokenizer, &self.tokens)?);
+        if !piece.is_empty() && !on_text(&piece) {
+            return Ok(Next::Finished(FinishReason::Cancelled));
+        }
+        Ok(Next::Finished(if stopped {
+            FinishReason::Stop
+        } else if self.tokens.len() >= self.max_tokens {
+            FinishReason::Length
+        } else if ctx_full {
+            FinishReason::Context
+        } else {
+            return Ok(Next::Feed(next));
+        }))
+    }
+
+    /// Ends the generation: hands out any text held back (unless cancelled) and returns it all.
+    pub fn finish(
+        mut self,
+        finish_reason: FinishReason,
+        on_text: &mut dyn FnMut(&str) -> bool,
+    ) -> Completion {
+        let rest = self.stream.finish();
+        if !rest.is_empty() && finish_reason != FinishReason::Cancelled {
+            on_text(&rest);
+        }
+        let now = Instant::now();
+        let first = self.first_logits.unwrap_or(now);
+        Completion {
+            text: self.stream.text,
+            tokens: self.tokens,
+            prompt_tokens: self.prompt_tokens,
+            cached_prompt_tokens: self.cached_prompt_tokens,
+            finish_reason,
+            prompt_seconds: (first - self.started).as_secs_f64(),
+            generate_seconds: (now - first).as_secs_f64(),
+        }
+    }
+}
+
 impl Model {
     /// Generates a continuation of `prompt` (token ids). Tokens already in the KV cache as a
     /// prefix of `prompt` are reused, the rest is processed in one batch. `on_text` receives
@@ -151,7 +262,6 @@ impl Model {
         if prompt.is_empty() {
             return Err(Error::EmptyPrompt);
         }
-        let mut sampler = Sampler::new(params.sampling.clone())?;
         let ctx = self.info().ctx_size;
         if prompt.len() > ctx {
             return Err(Error::PromptTooLong {
@@ -162,67 +272,33 @@ impl Model {
         }
         // Reuse the longest cached prefix, but always recompute at least the last prompt token
         // so that there are logits to sample from.
-        let common = self
-            .cached_tokens()
-            .iter()
-            .zip(prompt)
-            .take_while(|(a, b)| a == b)
-            .count()
-            .min(prompt.len() - 1);
+        let common = reusable_prefix(self.cached_tokens(), prompt);
         self.truncate(common);
-
-        let t0 = Instant::now();
-        let logits = self.forward(&prompt[common..], false)?;
-        let prompt_seconds = t0.elapsed().as_secs_f64();
-
-        let t1 = Instant::now();
-        let mut history = prompt.to_vec();
-        let mut tokens = Vec::new();
-        let mut stream = TextStream::new(&params.stop);
-        let mut decoded = DecodeStream::default();
-        let mut logits = last_row(&logits)?;
+        let mut generation = Generation::new(prompt, common, params)?;
+        let mut logits = last_row(&self.forward(&prompt[common..], false)?)?;
         let finish = loop {
-            if tokens.len() >= params.max_tokens {
-                break FinishReason::Length;
+            let ctx_full = self.cached_tokens().len() >= ctx;
+            match generation.advance(&mut logits, self.tokenizer(), ctx_full, on_text)? {
+                Next::Feed(next) => logits = last_row(&self.forward(&[next], false)?)?,
+                Next::Finished(reason) => break reason,
             }
-            let next = sampler.sample(&mut logits, &history);
-            if self.tokenizer().is_stop(next) {
-                break FinishReason::Eos;
-            }
-            tokens.push(next);
-            history.push(next);
-            let (piece, stopped) = stream.update(decoded.text(self.tokenizer(), &tokens)?);
-            if !piece.is_empty() && !on_text(&piece) {
-                break FinishReason::Cancelled;
-            }
-            if stopped {
-                break FinishReason::Stop;
-            }
-            if tokens.len() >= params.max_tokens {
-                break FinishReason::Length;
-            }
-            if self.cached_tokens().len() >= ctx {
-                break FinishReason::Context;
-            }
-            logits = last_row(&self.forward(&[next], false)?)?;
         };
-        let rest = stream.finish();
-        if !rest.is_empty() && finish != FinishReason::Cancelled {
-            on_text(&rest);
-        }
-        Ok(Completion {
-            text: stream.text,
-            tokens,
-            prompt_tokens: prompt.len(),
-            cached_prompt_tokens: common,
-            finish_reason: finish,
-            prompt_seconds,
-            generate_seconds: t1.elapsed().as_secs_f64(),
-        })
+        Ok(generation.finish(finish, on_text))
     }
 }
 
-fn last_row(logits: &Tensor) -> Result<Vec<f32>> {
+/// How many of `cached`'s tokens a generation after `prompt` can keep: the common prefix, but
+/// never the whole prompt, so that its last token is fed again and gives logits to sample from.
+pub fn reusable_prefix(cached: &[u32], prompt: &[u32]) -> usize {
+    cached
+        .iter()
+        .zip(prompt)
+        .take_while(|(a, b)| a == b)
+        .count()
+        .min(prompt.len().saturating_sub(1))
+}
+
+pub(crate) fn last_row(logits: &Tensor) -> Result<Vec<f32>> {
     let n = logits.dim(0)?;
     Ok(logits.get(n - 1)?.to_vec1::<f32>()?)
 }
@@ -234,7 +310,7 @@ mod tests {
     #[test]
     fn stream_holds_back_incomplete_characters() {
         let stop = vec![];
-        let mut s = TextStream::new(&stop);
+        let mut s = TextStream::new(stop);
         assert_eq!(s.update("ab\u{FFFD}".into()).0, "ab");
         assert_eq!(s.update("abé".into()).0, "é");
     }
@@ -242,7 +318,7 @@ mod tests {
     #[test]
     fn stream_cuts_at_stop_string_and_never_shows_it() {
         let stop = vec!["\nUser:".to_string()];
-        let mut s = TextStream::new(&stop);
+        let mut s = TextStream::new(stop);
         assert_eq!(s.update("Hi\nUs".into()), ("Hi".to_string(), false));
         assert_eq!(s.update("Hi\nUser: x".into()), ("".to_string(), true));
         assert_eq!(s.text, "Hi");
@@ -251,7 +327,7 @@ mod tests {
     #[test]
     fn stream_releases_a_false_stop_prefix() {
         let stop = vec!["END".to_string()];
-        let mut s = TextStream::new(&stop);
+        let mut s = TextStream::new(stop);
         assert_eq!(s.update("xE".into()).0, "x");
         assert_eq!(s.update("xEx".into()).0, "Ex");
     }

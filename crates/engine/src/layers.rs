@@ -348,53 +348,6 @@ fn llama3_scale(inv_freq: &mut [f64], s: &Llama3RopeScaling) {
     }
 }
 
-/// Key/value cache of one layer: a preallocated buffer that grows by doubling, so appending
-/// a token is a copy into place (not a concatenation of the whole history) and rewinding a
-/// conversation is just a shorter length.
-#[derive(Debug, Clone, Default)]
-pub struct KvCache {
-    k: Option<Tensor>,
-    v: Option<Tensor>,
-    len: usize,
-}
-
-impl KvCache {
-    /// Appends (1, kv_heads, seq, head_dim) keys and values; returns views of the whole history.
-    pub fn append(&mut self, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
-        let seq = k.dim(2)?;
-        let needed = self.len + seq;
-        let cap = self.k.as_ref().map_or(0, |t| t.dim(2).unwrap_or(0));
-        if needed > cap {
-            let new_cap = needed.max(cap * 2).max(64);
-            let (b, h, _, d) = k.dims4()?;
-            let grow = |old: &Option<Tensor>| -> Result<Tensor> {
-                let t = Tensor::zeros((b, h, new_cap, d), k.dtype(), k.device())?;
-                if let Some(old) = old {
-                    if self.len > 0 {
-                        t.slice_set(&old.narrow(2, 0, self.len)?.contiguous()?, 2, 0)?;
-                    }
-                }
-                Ok(t)
-            };
-            self.k = Some(grow(&self.k)?);
-            self.v = Some(grow(&self.v)?);
-        }
-        let (kc, vc) = (
-            self.k.as_ref().expect("allocated"),
-            self.v.as_ref().expect("allocated"),
-        );
-        kc.slice_set(&k.contiguous()?, 2, self.len)?;
-        vc.slice_set(&v.contiguous()?, 2, self.len)?;
-        self.len = needed;
-        Ok((kc.narrow(2, 0, self.len)?, vc.narrow(2, 0, self.len)?))
-    }
-
-    /// Forgets positions from `len` on.
-    pub fn truncate(&mut self, len: usize) {
-        self.len = self.len.min(len);
-    }
-}
-
 /// Additive attention mask for `seq` queries starting at `pos` over `pos + seq` keys:
 /// causal, and limited to the last `window` keys when the layer has a sliding window.
 /// Returns None when nothing would be masked.

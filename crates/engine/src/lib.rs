@@ -4,6 +4,7 @@
 //! - [`generate`]: streaming text generation with stop conditions.
 //! - [`perplexity`]: scoring a text.
 //! - [`sampling`]: choosing tokens from logits.
+//! - [`sequence`]: one sequence's tokens and KV cache; several share a forward pass.
 //! - [`tokenizer`]: tokenizer.json, or one built from GGUF metadata.
 //! - [`chat`]: chat templates, rendered in a sandbox.
 //! - [`config`]: hyperparameters read from the file.
@@ -25,6 +26,7 @@ pub mod model;
 pub mod models;
 pub mod perplexity;
 pub mod sampling;
+pub mod sequence;
 pub mod serving;
 pub mod tokenizer;
 mod weights;
@@ -37,3 +39,4 @@ pub use kernels::instruction_sets as kernel_instruction_sets;
 pub use model::{DeviceKind, LoadOptions, LoadedModelInfo, Model};
 pub use perplexity::Perplexity;
 pub use sampling::SamplingParams;
+pub use sequence::{SeqStep, Sequence};

@@ -7,6 +7,7 @@ use crate::chat::{ChatTemplate, GEMMA_TEMPLATE};
 use crate::config::{Architecture, ModelConfig};
 use crate::error::{Error, Result};
 use crate::models::{gemma::Gemma, llama::Llama};
+use crate::sequence::{SeqStep, Sequence};
 use crate::tokenizer::Tokenizer;
 use crate::weights::Weights;
 use candle_core::quantized::gguf_file;
@@ -49,6 +50,9 @@ pub struct LoadOptions {
     pub device: DeviceKind,
     /// Context size to allocate; defaults to the model's trained context, capped at 4096.
     pub ctx_size: Option<usize>,
+    /// Sequences that will hold a context each at once (the server's slots): the memory
+    /// check counts this many KV caches.
+    pub sequences: usize,
 }
 
 impl Default for LoadOptions {
@@ -56,6 +60,7 @@ impl Default for LoadOptions {
         Self {
             device: DeviceKind::Cpu,
             ctx_size: None,
+            sequences: 1,
         }
     }
 }
@@ -91,8 +96,8 @@ pub struct Model {
     chat_template: Option<ChatTemplate>,
     info: LoadedModelInfo,
     device: Device,
-    /// Tokens whose keys and values are in the cache, in order.
-    cached: Vec<u32>,
+    /// The sequence `generate` and `forward` continue (`candor run`, `chat`, `bench`).
+    seq: Sequence,
 }
 
 /// The bytes of one verified file, mapped from the handle that was hashed.
@@ -304,7 +309,7 @@ impl Model {
             .map(|t| ChatTemplate::new(t, tokenizer.bos(), tokenizer.eos()))
             .transpose()?;
         if device.is_cpu() {
-            check_memory(&cfg, weights, ctx_size)?;
+            check_memory(&cfg, weights, ctx_size, opts.sequences.max(1))?;
             settle_candle_pool(weights.needs_candle_quantized_matmul());
         }
         let net = match cfg.arch {
@@ -328,14 +333,15 @@ impl Model {
             rope_theta: cfg.rope_theta,
             has_chat_template: chat_template.is_some(),
         };
+        let n_layers = cfg.n_layers;
         Ok(Self {
             net,
             cfg,
             tokenizer,
             chat_template,
+            seq: Sequence::new(n_layers, ctx_size),
             info,
             device,
-            cached: Vec::new(),
         })
     }
 
@@ -365,7 +371,7 @@ impl Model {
 
     /// Tokens currently held in the KV cache.
     pub fn cached_tokens(&self) -> &[u32] {
-        &self.cached
+        self.seq.tokens()
     }
 
     /// Empties the KV cache.
@@ -375,56 +381,81 @@ impl Model {
 
     /// Keeps the first `len` cached tokens and forgets the rest.
     pub fn truncate(&mut self, len: usize) {
-        let len = len.min(self.cached.len());
-        self.cached.truncate(len);
-        match &mut self.net {
-            Network::Llama(m) => m.truncate_cache(len),
-            Network::Gemma(m) => m.truncate_cache(len),
-        }
+        self.seq.truncate(len);
+    }
+
+    /// A new, empty sequence for [`Model::forward_batch`], with room for the context size.
+    pub fn new_sequence(&self) -> Sequence {
+        Sequence::new(self.cfg.n_layers, self.info.ctx_size)
     }
 
     /// Feeds `ids` after the cached tokens in one batch and returns logits as (n, vocab):
     /// every position when `all_logits`, else the last one only.
     pub fn forward(&mut self, ids: &[u32], all_logits: bool) -> Result<Tensor> {
+        let mut seq = std::mem::take(&mut self.seq);
+        let logits = self.forward_batch(&mut [SeqStep { ids, seq: &mut seq }], all_logits);
+        self.seq = seq;
+        logits
+    }
+
+    /// Why `ids` cannot follow the `cached` tokens of a sequence, if they cannot: nothing to
+    /// feed, past the context, or a token outside the vocabulary.
+    pub fn check_step(&self, cached: usize, ids: &[u32]) -> Result<()> {
         if ids.is_empty() {
             return Err(Error::EmptyPrompt);
         }
-        let pos = self.cached.len();
-        if pos + ids.len() > self.info.ctx_size {
+        if cached + ids.len() > self.info.ctx_size {
             return Err(Error::PromptTooLong {
-                tokens: pos + ids.len(),
+                tokens: cached + ids.len(),
                 context: self.info.ctx_size,
                 max: self.cfg.context_length,
             });
         }
-        let vocab = self.tokenizer.vocab_size();
-        if let Some(bad) = ids
-            .iter()
-            .find(|&&t| t as usize >= self.cfg.vocab_size.max(vocab))
-        {
+        let vocab = self.cfg.vocab_size.max(self.tokenizer.vocab_size());
+        if let Some(bad) = ids.iter().find(|&&t| t as usize >= vocab) {
             return Err(Error::InvalidOption(format!(
                 "token id {bad} is outside the vocabulary"
             )));
         }
-        let net = &mut self.net;
+        Ok(())
+    }
+
+    /// Feeds each step's tokens after its sequence's cached ones, all in one forward pass, and
+    /// returns logits as (n, vocab): every row when `all_logits`, else one row per step, in
+    /// order. A step's results do not depend on the others: the matrix kernels treat each row
+    /// on its own and attention runs per sequence. On an error no sequence is extended.
+    pub fn forward_batch(&self, steps: &mut [SeqStep], all_logits: bool) -> Result<Tensor> {
+        if steps.is_empty() {
+            return Err(Error::EmptyPrompt);
+        }
+        for s in steps.iter() {
+            self.check_step(s.seq.len(), s.ids)?;
+        }
+        let before: Vec<usize> = steps.iter().map(|s| s.seq.len()).collect();
+        let net = &self.net;
         let mut step = || match net {
-            Network::Llama(m) => m.forward(ids, pos, all_logits),
-            Network::Gemma(m) => m.forward(ids, pos, all_logits),
+            Network::Llama(m) => m.forward(steps, all_logits),
+            Network::Gemma(m) => m.forward(steps, all_logits),
         };
         let logits = match compute_pool() {
             Some(pool) => pool.install(step),
             None => step(),
         };
-        let logits = match logits {
-            Ok(l) => l,
-            Err(e) => {
-                // Leave the cache consistent with `cached` after a failed step.
-                self.truncate(pos);
-                return Err(e);
+        match logits {
+            Ok(l) => {
+                for s in steps.iter_mut() {
+                    s.seq.extend(s.ids);
+                }
+                Ok(l.to_dtype(DType::F32)?)
             }
-        };
-        self.cached.extend_from_slice(ids);
-        Ok(logits.to_dtype(DType::F32)?)
+            Err(e) => {
+                // Leave every cache consistent with its tokens after a failed step.
+                for (s, len) in steps.iter_mut().zip(before) {
+                    s.seq.truncate(len);
+                }
+                Err(e)
+            }
+        }
     }
 }
 
@@ -490,12 +521,12 @@ fn compute_pool() -> Option<&'static rayon::ThreadPool> {
 
 /// Refuses up front, with the numbers, a model that would not fit in memory, instead of
 /// letting the process be killed halfway through loading.
-fn check_memory(cfg: &ModelConfig, weights: &Weights, ctx: usize) -> Result<()> {
+fn check_memory(cfg: &ModelConfig, weights: &Weights, ctx: usize, sequences: usize) -> Result<()> {
     let mib = |b: u128| (b >> 20) as u64;
     let weights_bytes = weights.loaded_bytes() as u128;
     // Keys and values in f32 for every layer, plus the RoPE tables.
     let per_pos = (2 * cfg.n_layers * cfg.n_kv_heads * cfg.head_dim + 2 * cfg.head_dim) as u128 * 4;
-    let cache = per_pos * ctx as u128;
+    let cache = per_pos * ctx as u128 * sequences as u128;
     let needed = weights_bytes + cache;
     if let Some(available) = available_memory() {
         if needed > available as u128 {
@@ -503,7 +534,15 @@ fn check_memory(cfg: &ModelConfig, weights: &Weights, ctx: usize) -> Result<()> 
                 needed_mib: mib(needed),
                 weights_mib: mib(weights_bytes),
                 cache_mib: mib(cache),
-                ctx,
+                contexts: match sequences {
+                    1 => format!("a {ctx}-token context"),
+                    n => format!("{n} contexts of {ctx} tokens"),
+                },
+                fewer: if sequences > 1 {
+                    ", fewer --parallel slots"
+                } else {
+                    ""
+                },
                 available_mib: mib(available as u128),
             });
         }

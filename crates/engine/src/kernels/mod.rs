@@ -560,6 +560,10 @@ impl Formats {
 }
 
 /// Quantizes the m rows of `x` (m, k) in the `formats` needed and runs `f` on them.
+///
+/// The buffers are reused per thread. While `f` waits on its rows, rayon may hand this thread
+/// a job of another forward pass in the same pool (another model, or another test), whose
+/// matmul then finds them borrowed: it gets buffers of its own instead.
 fn with_acts<R>(
     x: &[f32],
     m: usize,
@@ -567,30 +571,40 @@ fn with_acts<R>(
     formats: Formats,
     f: impl FnOnce(&QuantizedActivations) -> R,
 ) -> R {
-    ACTS.with(|cell| {
-        let mut cell = cell.borrow_mut();
-        let (blocks, super_blocks) = &mut *cell;
-        blocks.clear();
-        super_blocks.clear();
-        if formats.blocks {
-            let nb = k / QK;
-            blocks.resize(m * nb, ActBlock::default());
-            rows_parallel(blocks, nb, |r, ar| {
-                quantize_row(Isa::best(), &x[r * k..][..k], ar)
-            });
-        }
-        if formats.super_blocks {
-            let nb = k / QK_K;
-            super_blocks.resize(m * nb, ActBlockK::default());
-            rows_parallel(super_blocks, nb, |r, ar| {
-                packed::quantize_row_k(&x[r * k..][..k], ar)
-            });
-        }
-        f(&QuantizedActivations {
-            blocks,
-            super_blocks,
-            k,
-        })
+    ACTS.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut bufs) => quantize_acts(x, m, k, formats, &mut bufs, f),
+        Err(_) => quantize_acts(x, m, k, formats, &mut Default::default(), f),
+    })
+}
+
+fn quantize_acts<R>(
+    x: &[f32],
+    m: usize,
+    k: usize,
+    formats: Formats,
+    (blocks, super_blocks): &mut (Vec<ActBlock>, Vec<ActBlockK>),
+    f: impl FnOnce(&QuantizedActivations) -> R,
+) -> R {
+    blocks.clear();
+    super_blocks.clear();
+    if formats.blocks {
+        let nb = k / QK;
+        blocks.resize(m * nb, ActBlock::default());
+        rows_parallel(blocks, nb, |r, ar| {
+            quantize_row(Isa::best(), &x[r * k..][..k], ar)
+        });
+    }
+    if formats.super_blocks {
+        let nb = k / QK_K;
+        super_blocks.resize(m * nb, ActBlockK::default());
+        rows_parallel(super_blocks, nb, |r, ar| {
+            packed::quantize_row_k(&x[r * k..][..k], ar)
+        });
+    }
+    f(&QuantizedActivations {
+        blocks,
+        super_blocks,
+        k,
     })
 }
 

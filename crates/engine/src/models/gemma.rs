@@ -4,9 +4,12 @@
 //! per global one with their own RoPE base, per-head Q/K RMSNorm.
 
 use crate::config::{GemmaParams, ModelConfig, NormPlacement};
-use crate::decoder::{DecoderLayer, LayerSpec, LmHead, Loader, Positions};
+use crate::decoder::{
+    forward_layers, logit_rows, DecoderLayer, LayerAttention, LayerSpec, LmHead, Loader,
+};
 use crate::error::{Error, Result};
-use crate::layers::{attention_mask, Embedding, Gate, Rope};
+use crate::layers::{Embedding, Gate, Rope};
+use crate::sequence::SeqStep;
 use crate::weights::Weights;
 use candle_core::{Device, Tensor};
 
@@ -66,29 +69,27 @@ impl Gemma {
         })
     }
 
-    pub fn forward(&mut self, ids: &[u32], pos: usize, all_logits: bool) -> Result<Tensor> {
-        let seq = ids.len();
-        let mut x = (self.embed.forward(ids, &self.device)? * self.embed_scale)?;
-        let global_mask = attention_mask(seq, pos, None, &self.device)?;
-        let local_mask = attention_mask(seq, pos, self.sliding_window, &self.device)?;
-        for (layer, &sliding) in self.layers.iter_mut().zip(&self.params.sliding_layers) {
-            let (rope, mask) = if sliding {
-                (&self.rope_local, local_mask.as_ref())
-            } else {
-                (&self.rope_global, global_mask.as_ref())
-            };
-            let rope = Some(rope);
-            x = layer.forward(&x, &Positions { pos, rope, mask })?;
-        }
-        let mut logits = self.head.forward(&x, all_logits)?;
+    /// Runs each step's tokens after those its sequence has cached, extending the caches.
+    /// Returns logits (n, vocab) for every row when `all_logits`, else for each step's last.
+    pub fn forward(&self, steps: &mut [SeqStep], all_logits: bool) -> Result<Tensor> {
+        let ids: Vec<u32> = steps.iter().flat_map(|s| s.ids).copied().collect();
+        let x = (self.embed.forward(&ids, &self.device)? * self.embed_scale)?;
+        let sliding_layers = &self.params.sliding_layers;
+        let x = forward_layers(&self.layers, x, steps, self.sliding_window, |i| {
+            let sliding = sliding_layers[i];
+            LayerAttention {
+                rope: Some(if sliding {
+                    &self.rope_local
+                } else {
+                    &self.rope_global
+                }),
+                sliding,
+            }
+        })?;
+        let mut logits = self.head.forward(&x, logit_rows(steps, all_logits))?;
         if let Some(cap) = self.params.final_logit_softcapping {
             logits = ((logits / cap)?.tanh()? * cap)?;
         }
         Ok(logits)
-    }
-
-    /// Forgets cached positions from `len` on.
-    pub fn truncate_cache(&mut self, len: usize) {
-        self.layers.iter_mut().for_each(|l| l.truncate_cache(len));
     }
 }

@@ -7,9 +7,12 @@
 //! attention → RMSNorm → residual, SwiGLU → RMSNorm → residual.
 
 use crate::config::{check_rope_factors, ModelConfig};
-use crate::decoder::{DecoderLayer, LayerSpec, LmHead, Loader, Positions};
+use crate::decoder::{
+    forward_layers, logit_rows, DecoderLayer, LayerAttention, LayerSpec, LmHead, Loader,
+};
 use crate::error::{Error, Result};
-use crate::layers::{attention_mask, Embedding, Gate, Rope};
+use crate::layers::{Embedding, Gate, Rope};
+use crate::sequence::SeqStep;
 use crate::weights::{Weight, Weights};
 use candle_core::{Device, Tensor};
 
@@ -59,26 +62,19 @@ impl Llama {
         })
     }
 
-    /// Runs `ids` (one sequence) whose first token sits at position `pos`, extending the cache.
-    /// Returns logits for every position when `all_logits`, else for the last one: (n, vocab).
-    pub fn forward(&mut self, ids: &[u32], pos: usize, all_logits: bool) -> Result<Tensor> {
-        let mut x = self.embed.forward(ids, &self.device)?;
-        let mask = attention_mask(ids.len(), pos, self.sliding_window, &self.device)?;
-        for (i, layer) in self.layers.iter_mut().enumerate() {
+    /// Runs each step's tokens after those its sequence has cached, extending the caches.
+    /// Returns logits (n, vocab) for every row when `all_logits`, else for each step's last.
+    pub fn forward(&self, steps: &mut [SeqStep], all_logits: bool) -> Result<Tensor> {
+        let ids: Vec<u32> = steps.iter().flat_map(|s| s.ids).copied().collect();
+        let x = self.embed.forward(&ids, &self.device)?;
+        let x = forward_layers(&self.layers, x, steps, self.sliding_window, |i| {
             let rotates = self.rope_layers.as_ref().is_none_or(|r| r[i]);
-            let at = Positions {
-                pos,
+            LayerAttention {
                 rope: rotates.then_some(&self.rope),
-                mask: mask.as_ref(),
-            };
-            x = layer.forward(&x, &at)?;
-        }
-        self.head.forward(&x, all_logits)
-    }
-
-    /// Forgets cached positions from `len` on.
-    pub fn truncate_cache(&mut self, len: usize) {
-        self.layers.iter_mut().for_each(|l| l.truncate_cache(len));
+                sliding: true,
+            }
+        })?;
+        self.head.forward(&x, logit_rows(steps, all_logits))
     }
 }
 

@@ -135,9 +135,9 @@ impl ApiError {
             .with_code("context_length_exceeded"),
             ServeError::QueueFull => Self::queue_full(model),
             ServeError::ShuttingDown => Self::shutting_down(),
-            e @ (ServeError::Panicked(_) | ServeError::WorkerStopped) => {
-                Self::internal(e.to_string())
-            }
+            e @ (ServeError::Panicked(_)
+            | ServeError::StepFailed(_)
+            | ServeError::WorkerStopped) => Self::internal(e.to_string()),
         }
     }
 

@@ -6,6 +6,7 @@
 //!   models and queues.
 //! - [`wire`]: what both APIs' request bodies share (typed fields, sampling, stop strings).
 //! - [`error`]: error bodies and status codes.
+//! - [`metrics`]: `/metrics`, the models' counters in Prometheus' format.
 //! - [`routes`]: the served models, the API key, `/health`, and handing requests to a model's
 //!   queue ([`candor_engine::serving`], one worker thread per model).
 //!
@@ -13,6 +14,7 @@
 //! not served, and when none can be, the command exits with the verifier's exit code.
 
 pub mod error;
+pub mod metrics;
 pub mod ollama;
 pub mod openai;
 pub mod routes;
@@ -21,8 +23,9 @@ pub mod wire;
 use crate::args::{ModelArgs, ServeArgs, DEFAULT_MODEL};
 use crate::error::CliError;
 use crate::home::Home;
-use crate::load::{load, Loaded};
+use crate::load::{load_for, Loaded};
 use anyhow::{Context, Result};
+use candor_engine::serving::Batching;
 use routes::{AppState, ServedModel};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,6 +38,12 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub fn run(home: &Home, args: &ServeArgs) -> Result<()> {
     if args.queue_size == 0 {
         return Err(CliError::usage("--queue-size must be at least 1").into());
+    }
+    if args.parallel == 0 {
+        return Err(CliError::usage("--parallel must be at least 1").into());
+    }
+    if args.batch_size == 0 {
+        return Err(CliError::usage("--batch-size must be at least 1").into());
     }
     if args.max_tokens == 0 {
         return Err(CliError::usage("--max-tokens must be at least 1").into());
@@ -58,7 +67,7 @@ pub fn run(home: &Home, args: &ServeArgs) -> Result<()> {
             model: name.clone(),
             runtime: args.runtime.clone(),
         };
-        match load(home, &margs) {
+        match load_for(home, &margs, args.parallel) {
             Ok(loaded) => {
                 let license_text = ollama::license_text(&loaded.verification);
                 let (model, details) = describe(loaded);
@@ -78,9 +87,18 @@ pub fn run(home: &Home, args: &ServeArgs) -> Result<()> {
                 let verified_at = details["provenance"]["verified_at_unix"]
                     .as_u64()
                     .unwrap_or_default();
-                let (queue, handle) =
-                    candor_engine::serving::spawn(&id, model, args.queue_size, cancel.clone())
-                        .context("starting a model worker thread")?;
+                let batching = Batching {
+                    parallel: args.parallel,
+                    batch_size: args.batch_size,
+                };
+                let (queue, handle) = candor_engine::serving::spawn(
+                    &id,
+                    model,
+                    batching,
+                    args.queue_size,
+                    cancel.clone(),
+                )
+                .context("starting a model worker thread")?;
                 workers.push(handle);
                 eprintln!("candor: serving {id}");
                 served.push(ServedModel {

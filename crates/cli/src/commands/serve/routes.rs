@@ -4,7 +4,7 @@
 //! events, so the server answers `/health` and the model lists while generating.
 
 use super::error::ApiError;
-use super::{ollama, openai};
+use super::{metrics, ollama, openai};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -84,6 +84,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/health", get(health))
         .merge(openai::router(state.clone()))
         .merge(ollama::router(state.clone()))
+        .merge(metrics::router(state.clone()))
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)

@@ -69,7 +69,7 @@ impl Meta {
             }),
         };
         let mut m = self.envelope(false, json!([choice]));
-        m.insert("usage".into(), usage(c.prompt_tokens, c.tokens.len()));
+        m.insert("usage".into(), usage(c));
         Value::Object(m)
     }
 
@@ -111,16 +111,19 @@ impl Meta {
     /// The last chunk with `stream_options.include_usage`: no choices, the usage.
     pub fn usage_chunk(&self, c: &Completion) -> Value {
         let mut m = self.envelope(true, json!([]));
-        m.insert("usage".into(), usage(c.prompt_tokens, c.tokens.len()));
+        m.insert("usage".into(), usage(c));
         Value::Object(m)
     }
 }
 
-fn usage(prompt: usize, completion: usize) -> Value {
+/// Token counts, with the prompt tokens read from the prefix cache as OpenAI reports its own.
+fn usage(c: &Completion) -> Value {
+    let (prompt, completion) = (c.prompt_tokens, c.tokens.len());
     json!({
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": c.cached_prompt_tokens},
     })
 }
 

@@ -1,14 +1,23 @@
-//! Serving one model to many callers: a worker thread owns the model (which is not `Sync`) and
-//! takes requests from a bounded queue, one at a time; a full queue is refused at once instead
-//! of growing. Each request streams its [`Event`]s back on its own channel; when the caller drops
-//! its [`Events`] (a client disconnected) the generation is cancelled at its next token.
+//! Serving one model to many callers: a worker thread owns the model and runs up to
+//! `parallel` requests at once in shared forward passes ([`scheduler`]); the others wait in a
+//! bounded queue, and a full queue is refused at once instead of growing. Each request streams
+//! its [`Event`]s back on its own channel; when the caller drops its [`Events`] (a client
+//! disconnected) the request leaves its slot at the next step.
+//!
+//! - [`scheduler`]: slots, prompt chunks and the prefix cache.
+//! - [`metrics`]: counters and latency histograms for `/health` and `/metrics`.
 
-use crate::{Completion, FinishReason, GenerateParams, Message, Model};
-use serde::Serialize;
-use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+pub mod metrics;
+mod scheduler;
+
+use crate::{Completion, GenerateParams, Message, Model};
+use metrics::Metrics;
+pub use metrics::{Histogram, StatsSnapshot, LATENCY_BUCKETS};
+pub use scheduler::Batching;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::Arc;
+use std::time::Instant;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
 /// What the model is asked to continue.
@@ -64,42 +73,28 @@ pub enum ServeError {
     /// The server is stopping: the request was not (or no longer) run.
     #[error("shutting down")]
     ShuttingDown,
-    /// Generation panicked; the model was reset for the next request.
+    /// Generation panicked; the request's cache was reset for the next one.
     #[error("generation failed: {0}")]
     Panicked(String),
+    /// The forward pass the request was part of failed.
+    #[error("the forward pass failed: {0}")]
+    StepFailed(String),
     /// The worker ended without answering.
     #[error("the model's worker stopped")]
     WorkerStopped,
 }
 
-/// Counters for a health check.
-#[derive(Default, Debug)]
-struct Stats {
-    queued: AtomicUsize,
-    busy: AtomicBool,
-    completed: AtomicU64,
-    cancelled: AtomicU64,
-    failed: AtomicU64,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct StatsSnapshot {
-    pub queued: usize,
-    pub busy: bool,
-    pub completed: u64,
-    pub cancelled: u64,
-    pub failed: u64,
-}
-
 struct Job {
     task: Task,
     events: UnboundedSender<Event>,
+    /// When it was queued: the start of its time to first token.
+    submitted: Instant,
 }
 
 /// The sending side of a model's queue.
 pub struct Queue {
     tx: SyncSender<Job>,
-    stats: Arc<Stats>,
+    metrics: Arc<Metrics>,
 }
 
 impl Queue {
@@ -107,13 +102,21 @@ impl Queue {
     pub fn submit(&self, task: Task) -> Result<Events, ServeError> {
         let (events, rx) = unbounded_channel();
         // Count before sending so the worker never decrements below zero.
-        self.stats.queued.fetch_add(1, Ordering::Relaxed);
-        match self.tx.try_send(Job { task, events }) {
+        self.metrics.queued.fetch_add(1, Ordering::Relaxed);
+        let job = Job {
+            task,
+            events,
+            submitted: Instant::now(),
+        };
+        match self.tx.try_send(job) {
             Ok(()) => Ok(Events { rx }),
             Err(e) => {
-                self.stats.queued.fetch_sub(1, Ordering::Relaxed);
+                self.metrics.queued.fetch_sub(1, Ordering::Relaxed);
                 Err(match e {
-                    TrySendError::Full(_) => ServeError::QueueFull,
+                    TrySendError::Full(_) => {
+                        Metrics::add(&self.metrics.rejected, 1);
+                        ServeError::QueueFull
+                    }
                     TrySendError::Disconnected(_) => ServeError::ShuttingDown,
                 })
             }
@@ -121,14 +124,7 @@ impl Queue {
     }
 
     pub fn stats(&self) -> StatsSnapshot {
-        let s = &self.stats;
-        StatsSnapshot {
-            queued: s.queued.load(Ordering::Relaxed),
-            busy: s.busy.load(Ordering::Relaxed),
-            completed: s.completed.load(Ordering::Relaxed),
-            cancelled: s.cancelled.load(Ordering::Relaxed),
-            failed: s.failed.load(Ordering::Relaxed),
-        }
+        self.metrics.snapshot()
     }
 }
 
@@ -165,113 +161,30 @@ impl Events {
     }
 }
 
-/// Starts the worker thread for `model` with room for `queue_size` waiting requests. `cancel`
-/// set ends every generation at its next token and refuses requests still queued.
+/// Starts the worker thread for `model`: `batching.parallel` slots and room for `queue_size`
+/// waiting requests. `cancel` set ends every generation at its next token and refuses requests
+/// still queued.
 pub fn spawn(
     name: &str,
     model: Model,
+    batching: Batching,
     queue_size: usize,
     cancel: Arc<AtomicBool>,
 ) -> std::io::Result<(Queue, std::thread::JoinHandle<()>)> {
     let (tx, rx) = sync_channel(queue_size);
-    let stats = Arc::new(Stats::default());
-    let s = stats.clone();
+    let metrics = Arc::new(Metrics::new(batching.parallel.max(1)));
+    let m = metrics.clone();
     let handle = std::thread::Builder::new()
         .name(format!("model {name}"))
-        .spawn(move || work(model, rx, &s, &cancel))?;
-    Ok((Queue { tx, stats }, handle))
-}
-
-/// How one job ended, for the counters.
-enum Outcome {
-    Done(Completion),
-    Failed(ServeError),
-    /// The caller left before generation began; nobody is told.
-    Left,
-}
-
-fn work(mut model: Model, rx: Receiver<Job>, stats: &Stats, cancel: &AtomicBool) {
-    while let Ok(job) = rx.recv() {
-        stats.queued.fetch_sub(1, Ordering::Relaxed);
-        if job.events.is_closed() {
-            // The caller left while the job waited.
-            stats.cancelled.fetch_add(1, Ordering::Relaxed);
-            continue;
-        }
-        if cancel.load(Ordering::Relaxed) {
-            let _ = job.events.send(Event::Error(ServeError::ShuttingDown));
-            continue;
-        }
-        stats.busy.store(true, Ordering::Relaxed);
-        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| run(&mut model, &job, cancel)));
-        stats.busy.store(false, Ordering::Relaxed);
-        let outcome = outcome.unwrap_or_else(|panic| {
-            // The KV cache may be half-written: start the next request from scratch.
-            model.reset();
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            Outcome::Failed(ServeError::Panicked(what))
-        });
-        let event = match outcome {
-            Outcome::Done(c) => {
-                let counter = if c.finish_reason == FinishReason::Cancelled {
-                    &stats.cancelled
-                } else {
-                    &stats.completed
-                };
-                counter.fetch_add(1, Ordering::Relaxed);
-                Event::Done(c)
-            }
-            Outcome::Left => {
-                stats.cancelled.fetch_add(1, Ordering::Relaxed);
-                continue;
-            }
-            Outcome::Failed(e) => {
-                stats.failed.fetch_add(1, Ordering::Relaxed);
-                Event::Error(e)
-            }
-        };
-        let _ = job.events.send(event);
-    }
-}
-
-fn run(model: &mut Model, job: &Job, cancel: &AtomicBool) -> Outcome {
-    let task = &job.task;
-    let (ids, params) = match prepare(model, task) {
-        Ok(p) => p,
-        Err(e) => return Outcome::Failed(e),
-    };
-    if job
-        .events
-        .send(Event::Started {
-            prompt: ids.clone(),
-        })
-        .is_err()
-    {
-        return Outcome::Left;
-    }
-    let events = &job.events;
-    let generated = model.generate(&ids, &params, &mut |piece| {
-        if cancel.load(Ordering::Relaxed) {
-            return false;
-        }
-        if task.stream {
-            events.send(Event::Text(piece.to_string())).is_ok()
-        } else {
-            !events.is_closed()
-        }
-    });
-    match generated {
-        Ok(c) => Outcome::Done(c),
-        Err(e) => Outcome::Failed(e.into()),
-    }
+        .spawn(move || scheduler::Scheduler::new(model, rx, &m, &cancel, batching).run())?;
+    Ok((Queue { tx, metrics }, handle))
 }
 
 /// The prompt's token ids, checked against the context, and the parameters bounded by it.
-fn prepare(model: &Model, task: &Task) -> Result<(Vec<u32>, GenerateParams), ServeError> {
+pub(super) fn prepare(
+    model: &Model,
+    task: &Task,
+) -> Result<(Vec<u32>, GenerateParams), ServeError> {
     let continued = !task.context.is_empty();
     let mut ids = match &task.input {
         Input::Chat(messages) => {

@@ -1,0 +1,400 @@
+//! The worker that runs a model for many requests at once (continuous batching).
+//!
+//! Up to `parallel` requests hold a slot each. Every step is one forward pass over all of
+//! them: each decoding slot feeds its last token, and slots still reading their prompt feed
+//! the next chunk of it in what is left of the step's `batch_size` tokens, so a long prompt
+//! never stalls the streams already running. New requests take a free slot between steps. A
+//! slot keeps its sequence's cache when its request ends; the next request goes to the free
+//! slot whose cache shares the longest prefix with its prompt, and skips those tokens.
+
+use super::metrics::Metrics;
+use super::{prepare, Event, Job, ServeError};
+use crate::generate::{reusable_prefix, Generation, Next};
+use crate::{FinishReason, Model, SeqStep, Sequence};
+use candle_core::Tensor;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, TryRecvError};
+use std::time::Instant;
+
+/// How many requests share a forward pass and how many tokens one pass feeds at most.
+#[derive(Debug, Clone, Copy)]
+pub struct Batching {
+    /// Slots: requests generating at once.
+    pub parallel: usize,
+    /// Tokens fed per forward pass at most (decoding slots' one each, then prompt chunks).
+    pub batch_size: usize,
+}
+
+impl Default for Batching {
+    fn default() -> Self {
+        Self {
+            parallel: 1,
+            batch_size: 512,
+        }
+    }
+}
+
+/// A request in a slot.
+struct Active {
+    job: Job,
+    prompt: Vec<u32>,
+    /// Prompt tokens in the slot's sequence so far.
+    fed: usize,
+    generation: Generation,
+    /// The token to feed next, once the prompt is in.
+    next: Option<u32>,
+    /// When the last token was sampled, for the inter-token latency.
+    last_token: Option<Instant>,
+}
+
+struct Slot {
+    seq: Sequence,
+    active: Option<Active>,
+    /// When it was last given a request: among slots with equal prefixes, the least recently
+    /// used one is taken, so that recent caches stay.
+    used: u64,
+}
+
+pub(super) struct Scheduler<'a> {
+    model: Model,
+    rx: Receiver<Job>,
+    metrics: &'a Metrics,
+    cancel: &'a AtomicBool,
+    batching: Batching,
+    slots: Vec<Slot>,
+    admitted: u64,
+}
+
+impl<'a> Scheduler<'a> {
+    pub fn new(
+        model: Model,
+        rx: Receiver<Job>,
+        metrics: &'a Metrics,
+        cancel: &'a AtomicBool,
+        batching: Batching,
+    ) -> Self {
+        let slots = (0..batching.parallel.max(1))
+            .map(|_| Slot {
+                seq: model.new_sequence(),
+                active: None,
+                used: 0,
+            })
+            .collect();
+        Self {
+            model,
+            rx,
+            metrics,
+            cancel,
+            batching,
+            slots,
+            admitted: 0,
+        }
+    }
+
+    /// Runs until every sender is gone and no request is left.
+    pub fn run(mut self) {
+        loop {
+            if !self.admit() {
+                return;
+            }
+            self.drop_departed();
+            if self.slots.iter().any(|s| s.active.is_some()) {
+                self.step();
+            }
+            self.update_gauges();
+        }
+    }
+
+    /// Moves waiting requests into free slots; blocks for one when nothing runs. False once
+    /// the queue is closed and nothing runs.
+    fn admit(&mut self) -> bool {
+        loop {
+            if !self.slots.iter().any(|s| s.active.is_none()) {
+                return true;
+            }
+            let idle = self.slots.iter().all(|s| s.active.is_none());
+            let job = if idle {
+                match self.rx.recv() {
+                    Ok(j) => j,
+                    Err(_) => return false,
+                }
+            } else {
+                match self.rx.try_recv() {
+                    Ok(j) => j,
+                    Err(TryRecvError::Empty) => return true,
+                    Err(TryRecvError::Disconnected) => return true,
+                }
+            };
+            self.metrics.queued.fetch_sub(1, Ordering::Relaxed);
+            self.start(job);
+        }
+    }
+
+    /// Gives `job` a free slot, or answers it at once when it cannot run.
+    fn start(&mut self, job: Job) {
+        if job.events.is_closed() {
+            // The caller left while the job waited.
+            Metrics::add(&self.metrics.cancelled, 1);
+            return;
+        }
+        if self.cancel.load(Ordering::Relaxed) {
+            let _ = job.events.send(Event::Error(ServeError::ShuttingDown));
+            return;
+        }
+        let (prompt, params) = match prepare(&self.model, &job.task) {
+            Ok(p) => p,
+            Err(e) => {
+                Metrics::add(&self.metrics.failed, 1);
+                let _ = job.events.send(Event::Error(e));
+                return;
+            }
+        };
+        let started = Event::Started {
+            prompt: prompt.clone(),
+        };
+        if job.events.send(started).is_err() {
+            Metrics::add(&self.metrics.cancelled, 1);
+            return;
+        }
+        let slot = self
+            .slots
+            .iter_mut()
+            .filter(|s| s.active.is_none())
+            .max_by_key(|s| (reusable_prefix(s.seq.tokens(), &prompt), u64::MAX - s.used))
+            .expect("admit checks for a free slot");
+        let cached = reusable_prefix(slot.seq.tokens(), &prompt);
+        slot.seq.truncate(cached);
+        self.admitted += 1;
+        slot.used = self.admitted;
+        Metrics::add(&self.metrics.prompt_tokens, prompt.len());
+        Metrics::add(&self.metrics.cached_prompt_tokens, cached);
+        let generation = match Generation::new(&prompt, cached, &params) {
+            Ok(g) => g,
+            Err(e) => {
+                Metrics::add(&self.metrics.failed, 1);
+                let _ = job.events.send(Event::Error(e.into()));
+                return;
+            }
+        };
+        slot.active = Some(Active {
+            job,
+            prompt,
+            fed: cached,
+            generation,
+            next: None,
+            last_token: None,
+        });
+    }
+
+    /// Frees the slots of callers that left (a closed connection): nobody is told.
+    fn drop_departed(&mut self) {
+        for slot in &mut self.slots {
+            if slot
+                .active
+                .as_ref()
+                .is_some_and(|a| a.job.events.is_closed())
+            {
+                slot.active = None;
+                Metrics::add(&self.metrics.cancelled, 1);
+            }
+        }
+    }
+
+    /// One forward pass over every active slot, then a token for each that has read its
+    /// prompt.
+    fn step(&mut self) {
+        let plan = self.plan();
+        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| self.forward(&plan)));
+        match outcome {
+            Ok(Ok(logits)) => {
+                for (row, &(slot, n)) in plan.iter().enumerate() {
+                    self.advance(slot, n, &logits, row);
+                }
+            }
+            Ok(Err(e)) => {
+                let why = e.to_string();
+                for &(slot, _) in &plan {
+                    self.fail(slot, ServeError::StepFailed(why.clone()));
+                }
+            }
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                for &(slot, _) in &plan {
+                    // The cache may be half-written: start this slot from scratch.
+                    self.slots[slot].seq.truncate(0);
+                    self.fail(slot, ServeError::Panicked(what.clone()));
+                }
+            }
+        }
+    }
+
+    /// Which slots feed how many tokens this step: one for each decoding slot, then prompt
+    /// chunks in the order the requests came. A prompt is read in chunks of `batch_size` tokens
+    /// counted from where it starts (the last one shorter), whatever else runs, so its
+    /// arithmetic is the same alone or batched; a chunk that does not fit in what is left of
+    /// this step waits for the next, except the step's first, so every prompt moves on.
+    fn plan(&mut self) -> Vec<(usize, usize)> {
+        let batch = self.batching.batch_size.max(1);
+        let mut plan = Vec::new();
+        for (i, s) in self.slots.iter().enumerate() {
+            if s.active.as_ref().is_some_and(|a| a.next.is_some()) {
+                plan.push((i, 1));
+            }
+        }
+        let mut budget = batch.saturating_sub(plan.len());
+        let mut reading: Vec<(u64, usize)> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.active.as_ref().is_some_and(|a| a.next.is_none()))
+            .map(|(i, s)| (s.used, i))
+            .collect();
+        reading.sort();
+        let mut first = true;
+        for (_, i) in reading {
+            let a = self.slots[i].active.as_ref().expect("active");
+            let n = (a.prompt.len() - a.fed).min(batch);
+            if n > budget && !first {
+                continue;
+            }
+            plan.push((i, n));
+            budget = budget.saturating_sub(n);
+            first = false;
+        }
+        // A request whose tokens cannot follow its cache (past the context, outside the
+        // vocabulary) ends alone instead of failing the whole pass.
+        plan.retain(|&(i, n)| match self.check(i, n) {
+            Ok(()) => true,
+            Err(e) => {
+                self.fail(i, e.into());
+                false
+            }
+        });
+        plan
+    }
+
+    /// The tokens slot `i` feeds this step when it feeds `n`.
+    fn input(&self, i: usize, n: usize) -> &[u32] {
+        let a = self.slots[i]
+            .active
+            .as_ref()
+            .expect("planned slots are active");
+        match &a.next {
+            Some(t) => std::slice::from_ref(t),
+            None => &a.prompt[a.fed..a.fed + n],
+        }
+    }
+
+    fn check(&self, i: usize, n: usize) -> crate::Result<()> {
+        self.model
+            .check_step(self.slots[i].seq.len(), self.input(i, n))
+    }
+
+    /// Runs the planned tokens through the model in one pass; one row of logits per entry.
+    fn forward(&mut self, plan: &[(usize, usize)]) -> crate::Result<Tensor> {
+        let inputs: Vec<Vec<u32>> = plan
+            .iter()
+            .map(|&(i, n)| self.input(i, n).to_vec())
+            .collect();
+        // Borrow each planned slot's sequence once, in plan order.
+        let mut seqs: Vec<Option<&mut Sequence>> =
+            self.slots.iter_mut().map(|s| Some(&mut s.seq)).collect();
+        let mut steps: Vec<SeqStep> = plan
+            .iter()
+            .zip(&inputs)
+            .map(|(&(i, _), ids)| SeqStep {
+                ids,
+                seq: seqs[i].take().expect("a slot is planned once"),
+            })
+            .collect();
+        self.model.forward_batch(&mut steps, false)
+    }
+
+    /// Takes row `row` of `logits` for slot `slot`, which fed `n` tokens.
+    fn advance(&mut self, slot: usize, n: usize, logits: &Tensor, row: usize) {
+        let ctx = self.model.info().ctx_size;
+        let (model, metrics, cancel) = (&self.model, self.metrics, self.cancel);
+        let s = &mut self.slots[slot];
+        let a = s.active.as_mut().expect("planned slots are active");
+        if a.next.is_none() {
+            a.fed += n;
+            if a.fed < a.prompt.len() {
+                return;
+            }
+        }
+        let mut row = match logits.get(row).and_then(|r| r.to_vec1::<f32>()) {
+            Ok(r) => r,
+            Err(e) => return self.fail(slot, crate::Error::from(e).into()),
+        };
+        let ctx_full = s.seq.len() >= ctx;
+        let before = a.generation.tokens().len();
+        let next = a.generation.advance(
+            &mut row,
+            model.tokenizer(),
+            ctx_full,
+            &mut on_text(&a.job, cancel),
+        );
+        if a.generation.tokens().len() > before {
+            let now = Instant::now();
+            match a.last_token {
+                None => metrics.first_token(now - a.job.submitted),
+                Some(last) => metrics.next_token(now - last),
+            }
+            a.last_token = Some(now);
+        }
+        match next {
+            Ok(Next::Feed(t)) => a.next = Some(t),
+            Ok(Next::Finished(reason)) => {
+                let a = s.active.take().expect("active");
+                let completion = a.generation.finish(reason, &mut on_text(&a.job, cancel));
+                Metrics::add(&metrics.generated_tokens, completion.tokens.len());
+                let counter = if reason == FinishReason::Cancelled {
+                    &metrics.cancelled
+                } else {
+                    &metrics.completed
+                };
+                Metrics::add(counter, 1);
+                let _ = a.job.events.send(Event::Done(completion));
+            }
+            Err(e) => self.fail(slot, e.into()),
+        }
+    }
+
+    /// Ends slot `slot`'s request with `e`.
+    fn fail(&mut self, slot: usize, e: ServeError) {
+        if let Some(a) = self.slots[slot].active.take() {
+            Metrics::add(&self.metrics.failed, 1);
+            let _ = a.job.events.send(Event::Error(e));
+        }
+    }
+
+    fn update_gauges(&self) {
+        let m = self.metrics;
+        let busy = self.slots.iter().filter(|s| s.active.is_some()).count();
+        m.slots_busy.store(busy, Ordering::Relaxed);
+        let tokens = self.slots.iter().map(|s| s.seq.len()).sum();
+        m.kv_tokens.store(tokens, Ordering::Relaxed);
+        let bytes = self.slots.iter().map(|s| s.seq.allocated_bytes()).sum();
+        m.kv_bytes.store(bytes, Ordering::Relaxed);
+    }
+}
+
+/// Where a request's text goes: streamed as events, or only checked for a caller that left.
+/// False (cancel) once the caller is gone or the server stops.
+fn on_text<'j>(job: &'j Job, cancel: &'j AtomicBool) -> impl FnMut(&str) -> bool + 'j {
+    move |piece: &str| {
+        if cancel.load(Ordering::Relaxed) {
+            return false;
+        }
+        if job.task.stream {
+            job.events.send(Event::Text(piece.to_string())).is_ok()
+        } else {
+            !job.events.is_closed()
+        }
+    }
+}
