@@ -12,7 +12,7 @@ use super::{prepare, Event, Job, ServeError};
 use crate::generate::{reusable_prefix, Generation, Next};
 use crate::{FinishReason, Model, SeqStep, Sequence};
 use candle_core::Tensor;
-use std::panic::AssertUnwindSafe;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::Instant;
@@ -203,34 +203,41 @@ impl<'a> Scheduler<'a> {
 
     /// One forward pass over every active slot, then a token for each that has read its
     /// prompt.
+    /// A panic in the forward pass fails every request in it, one while sampling fails that
+    /// request alone; either way the worker goes on.
     fn step(&mut self) {
         let plan = self.plan();
-        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| self.forward(&plan)));
-        match outcome {
-            Ok(Ok(logits)) => {
-                for (row, &(slot, n)) in plan.iter().enumerate() {
-                    self.advance(slot, n, &logits, row);
-                }
-            }
+        let logits = match catch_unwind(AssertUnwindSafe(|| self.forward(&plan))) {
+            Ok(Ok(logits)) => logits,
             Ok(Err(e)) => {
                 let why = e.to_string();
                 for &(slot, _) in &plan {
                     self.fail(slot, ServeError::StepFailed(why.clone()));
                 }
+                return;
             }
             Err(panic) => {
-                let what = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_default();
+                let what = panic_message(&*panic);
                 for &(slot, _) in &plan {
-                    // The cache may be half-written: start this slot from scratch.
-                    self.slots[slot].seq.truncate(0);
-                    self.fail(slot, ServeError::Panicked(what.clone()));
+                    self.reset_after_panic(slot, &what);
                 }
+                return;
+            }
+        };
+        for (row, &(slot, n)) in plan.iter().enumerate() {
+            if let Err(panic) =
+                catch_unwind(AssertUnwindSafe(|| self.advance(slot, n, &logits, row)))
+            {
+                self.reset_after_panic(slot, &panic_message(&*panic));
             }
         }
+    }
+
+    /// Fails slot `slot`'s request after a panic; its cache may be half-written, so the slot
+    /// starts from scratch.
+    fn reset_after_panic(&mut self, slot: usize, what: &str) {
+        self.slots[slot].seq.truncate(0);
+        self.fail(slot, ServeError::Panicked(what.to_string()));
     }
 
     /// Which slots feed how many tokens this step: one for each decoding slot, then prompt
@@ -382,6 +389,14 @@ impl<'a> Scheduler<'a> {
         let bytes = self.slots.iter().map(|s| s.seq.allocated_bytes()).sum();
         m.kv_bytes.store(bytes, Ordering::Relaxed);
     }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default()
 }
 
 /// Where a request's text goes: streamed as events, or only checked for a caller that left.
