@@ -84,9 +84,55 @@ fn bench_serve_measures_candor_serve() {
     }
 }
 
-/// A fake OpenAI server: the models list, and completions where every 4th request (after the
-/// first) gets HTTP 500 and every 4th, two later, ends its stream with an error event.
-fn fake_server() -> String {
+/// The answer to completion request `n`: status, content type and body; None closes the
+/// connection unanswered.
+type Answer = fn(usize) -> Option<(&'static str, &'static str, String)>;
+
+fn chunk(t: &str) -> String {
+    format!("data: {{\"choices\":[{{\"delta\":{{\"content\":\"{t}\"}}}}]}}\n\n")
+}
+
+/// A whole stream of two tokens.
+fn two_tokens() -> Option<(&'static str, &'static str, String)> {
+    let end = "data: {\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n";
+    Some((
+        "200 OK",
+        "text/event-stream",
+        format!("{}{}{end}", chunk("a"), chunk("b")),
+    ))
+}
+
+/// Every 4th request (after the first) gets HTTP 500 and every 4th, two later, ends its stream
+/// with an error event.
+fn failing(n: usize) -> Option<(&'static str, &'static str, String)> {
+    match n % 4 {
+        1 => Some((
+            "500 Internal Server Error",
+            "application/json",
+            r#"{"error":{"message":"fake overload"}}"#.into(),
+        )),
+        3 => Some((
+            "200 OK",
+            "text/event-stream",
+            format!(
+                "{}data: {{\"error\":{{\"message\":\"fake worker died\"}}}}\n\n",
+                chunk("a")
+            ),
+        )),
+        _ => two_tokens(),
+    }
+}
+
+/// Every other request's connection is closed unanswered, as llama-server does to some.
+fn closing(n: usize) -> Option<(&'static str, &'static str, String)> {
+    match n % 2 {
+        1 => None,
+        _ => two_tokens(),
+    }
+}
+
+/// A fake OpenAI server: the models list, and completions answered by `answer`.
+fn fake_server(answer: Answer) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let count = Arc::new(AtomicUsize::new(0));
@@ -109,20 +155,13 @@ fn fake_server() -> String {
                 }
                 let _ = r.by_ref().take(len).read_to_end(&mut Vec::new());
                 let (status, kind, body) = if line.starts_with("GET /v1/models") {
-                    (
-                        "200 OK",
-                        "application/json",
-                        r#"{"object":"list","data":[{"id":"fake"}]}"#.to_string(),
-                    )
+                    let list = r#"{"object":"list","data":[{"id":"fake"}]}"#;
+                    ("200 OK", "application/json", list.to_string())
                 } else {
                     let n = count.fetch_add(1, Ordering::SeqCst);
-                    let chunk = |t: &str| {
-                        format!("data: {{\"choices\":[{{\"delta\":{{\"content\":\"{t}\"}}}}]}}\n\n")
-                    };
-                    match n % 4 {
-                        1 => ("500 Internal Server Error", "application/json", r#"{"error":{"message":"fake overload"}}"#.into()),
-                        3 => ("200 OK", "text/event-stream", format!("{}data: {{\"error\":{{\"message\":\"fake worker died\"}}}}\n\n", chunk("a"))),
-                        _ => ("200 OK", "text/event-stream", format!("{}{}data: {{\"choices\":[{{\"delta\":{{}},\"finish_reason\":\"stop\"}}]}}\n\ndata: [DONE]\n\n", chunk("a"), chunk("b"))),
+                    match answer(n) {
+                        Some(a) => a,
+                        None => return,
                     }
                 };
                 let mut w = conn;
@@ -135,7 +174,7 @@ fn fake_server() -> String {
 
 #[test]
 fn bench_serve_counts_failed_requests_and_shows_the_first_error() {
-    let url = fake_server();
+    let url = fake_server(failing);
     // The first request (the warm-up, number 0) succeeds; then 2 of every 4 fail.
     let o = bench(
         &url,
@@ -180,6 +219,24 @@ fn bench_serve_counts_failed_requests_and_shows_the_first_error() {
     assert_eq!(failed, 4, "{r}");
     let err = text(&o.stderr);
     assert!(err.contains("4 of 8 requests failed"), "{err}");
+}
+
+/// A request whose connection the server closes unanswered is sent again (twice at most, as
+/// the OpenAI clients do) and counted in `retries`; its times count from the first try.
+#[test]
+fn bench_serve_retries_requests_the_server_closed_unanswered() {
+    let url = fake_server(closing);
+    let o = bench(&url, &["--clients", "1", "--requests", "4", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let r: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let l = &r["levels"][0];
+    assert_eq!(
+        (l["completed"].as_u64(), l["failed"].as_u64()),
+        (Some(4), Some(0)),
+        "{l}"
+    );
+    // The warm-up took answer 0; each request then meets one closed connection.
+    assert_eq!(l["retries"], 4, "{l}");
 }
 
 #[test]

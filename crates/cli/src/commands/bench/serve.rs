@@ -67,9 +67,8 @@ pub fn run(url: &str, args: &BenchArgs) -> Result<()> {
         .timeout(stream::timeout(o.timeout))
         // The benchmark measures the server named, never one a redirect points to.
         .redirects(0)
-        // A connection per request: servers close idle keep-alive connections (llama-server
-        // after 5 s, between levels), and a POST on a closed pooled one fails without an answer.
-        .max_idle_connections(0)
+        .max_idle_connections(max_clients)
+        .max_idle_connections_per_host(max_clients)
         .user_agent(concat!("candor-bench/", env!("CARGO_PKG_VERSION")))
         .build();
     let listed = first_model(&agent, &base, o.api_key.as_deref(), args.model.is_none())?;

@@ -19,6 +19,9 @@ pub struct Sample {
     pub output_tokens: u64,
     /// The server's `usage.prompt_tokens`, when it sent usage.
     pub input_tokens: Option<u64>,
+    /// Times it was sent again after the server closed the connection unanswered; its times
+    /// count from the first try.
+    pub retries: u32,
 }
 
 impl Sample {
@@ -38,6 +41,8 @@ pub struct Level {
     pub failed: usize,
     /// The first failed request's error, as the server or the connection gave it.
     pub first_error: Option<String>,
+    /// Retries of requests the server closed unanswered (each completed request's count).
+    pub retries: u64,
     /// Seconds from the first request sent to the last one finished.
     pub duration: f64,
     pub total_input_tokens: u64,
@@ -97,6 +102,7 @@ impl Level {
             completed: ok.len(),
             failed: outcomes.len() - ok.len(),
             first_error,
+            retries: ok.iter().map(|s| u64::from(s.retries)).sum(),
             duration: secs,
             total_input_tokens,
             total_output_tokens,
@@ -203,6 +209,7 @@ mod tests {
             itl: vec![ms(20), ms(30), ms(10)],
             output_tokens: 4,
             input_tokens: Some(30),
+            retries: 1,
         };
         let b = Sample {
             ttft: ms(50),
@@ -210,6 +217,7 @@ mod tests {
             itl: vec![],
             output_tokens: 1,
             input_tokens: None,
+            retries: 0,
         };
         assert_eq!(a.tpot(), Some(ms(20)));
         assert_eq!(b.tpot(), None);
@@ -217,6 +225,7 @@ mod tests {
         let l = Level::new(2, &outcomes, ms(500), 16);
         assert_eq!((l.num_prompts, l.completed, l.failed), (3, 2, 1));
         assert_eq!(l.first_error.as_deref(), Some("HTTP 500: overloaded"));
+        assert_eq!(l.retries, 1);
         assert_eq!((l.total_input_tokens, l.total_output_tokens), (46, 5));
         assert_eq!(l.token_counts, "mixed");
         assert!((l.request_throughput - 4.0).abs() < 1e-9);

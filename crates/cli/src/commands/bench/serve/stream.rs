@@ -47,16 +47,16 @@ impl Client {
             }
             ServeEndpoint::Completions => body["prompt"] = json!(prompt),
         }
-        let mut request = self
-            .agent
-            .post(&self.url)
-            .set("Content-Type", "application/json")
-            .set("Accept", "text/event-stream");
-        if let Some(key) = &self.api_key {
-            request = request.set("Authorization", &format!("Bearer {key}"));
-        }
+        let body = body.to_string();
         let start = Instant::now();
-        let response = request.send_string(&body.to_string()).map_err(describe)?;
+        let mut retries = 0;
+        let response = loop {
+            match self.request().send_string(&body) {
+                Ok(r) => break r,
+                Err(e) if retries < MAX_RETRIES && unanswered(&e) => retries += 1,
+                Err(e) => return Err(describe(e)),
+            }
+        };
         let kind = response.content_type().to_string();
         if kind != "text/event-stream" {
             return Err(format!(
@@ -64,7 +64,35 @@ impl Client {
             ));
         }
         let max_chunks = self.max_tokens.saturating_mul(4).saturating_add(16);
-        read_stream(BufReader::new(response.into_reader()), start, max_chunks)
+        let sample = read_stream(BufReader::new(response.into_reader()), start, max_chunks)?;
+        Ok(Sample { retries, ..sample })
+    }
+
+    fn request(&self) -> ureq::Request {
+        let request = self
+            .agent
+            .post(&self.url)
+            .set("Content-Type", "application/json")
+            .set("Accept", "text/event-stream");
+        match &self.api_key {
+            Some(key) => request.set("Authorization", &format!("Bearer {key}")),
+            None => request,
+        }
+    }
+}
+
+/// Retries of a request the server closed unanswered, as the official OpenAI clients make
+/// (their `max_retries` is 2). llama-server closes some new connections right after a stream
+/// ends, before reading the request; such a request never reached the model.
+const MAX_RETRIES: u32 = 2;
+
+/// Whether the connection closed before any byte of an answer.
+fn unanswered(e: &ureq::Error) -> bool {
+    match e {
+        ureq::Error::Transport(t) => {
+            t.kind() == ureq::ErrorKind::Io && t.to_string().contains("Unexpected EOF")
+        }
+        ureq::Error::Status(..) => false,
     }
 }
 
@@ -278,6 +306,7 @@ pub fn read_stream(reader: impl Read, start: Instant, max_chunks: usize) -> Resu
             .and_then(|u| u.completion_tokens)
             .unwrap_or(counted),
         input_tokens: usage.and_then(|u| u.prompt_tokens),
+        retries: 0,
     })
 }
 
