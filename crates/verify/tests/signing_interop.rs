@@ -69,13 +69,11 @@ fn sign(t: &Tool, mode: Mode, model: &Path, sig: &Path, private: &Path) {
 
 /// `model_signing verify key` agrees (files mode: its 1.1.1 verifier cannot read shard bundles).
 fn reference_accepts(t: &Tool, model: &Path, sig: &Path, public: &Path) -> bool {
-    run(Command::new(&t.model_signing)
-        .args(["verify", "key"])
-        .arg(model)
-        .arg("--signature")
-        .arg(sig)
-        .arg("--public_key")
-        .arg(public))
+    t.model_signing(
+        ["verify", "key"],
+        model,
+        &[("--signature", sig), ("--public_key", public)],
+    )
 }
 
 fn refused(r: Result<candor_verify::SignatureReport, SignatureError>) -> SignatureError {
@@ -268,28 +266,28 @@ fn model_signing_certificate_bundles_interoperate() {
     let model = w.join("model");
     write_model(&model);
     let sig = w.join("cert.sig");
-    assert!(run(Command::new(&t.model_signing)
-        .args(["sign", "certificate"])
-        .arg(&model)
-        .arg("--private_key")
-        .arg(w.join("leaf.key"))
-        .arg("--signing_certificate")
-        .arg(w.join("leaf.pem"))
-        .arg("--certificate_chain")
-        .arg(w.join("ca.pem"))
-        .arg("--signature")
-        .arg(&sig)));
+    assert!(t.model_signing(
+        ["sign", "certificate"],
+        &model,
+        &[
+            ("--private_key", &w.join("leaf.key")),
+            ("--signing_certificate", &w.join("leaf.pem")),
+            ("--certificate_chain", &w.join("ca.pem")),
+            ("--signature", &sig),
+        ],
+    ));
     let opts = SignatureOptions::default();
     let roots = VerifyKey::load_certificate_roots(&w.join("ca.pem")).unwrap();
     let r = verify_bundle(&sig, &model, &roots, &opts).unwrap();
     assert_eq!(r.signer.certificates.len(), 2);
-    assert!(run(Command::new(&t.model_signing)
-        .args(["verify", "certificate"])
-        .arg(&model)
-        .arg("--signature")
-        .arg(&sig)
-        .arg("--certificate_chain")
-        .arg(w.join("ca.pem"))));
+    assert!(t.model_signing(
+        ["verify", "certificate"],
+        &model,
+        &[
+            ("--signature", &sig),
+            ("--certificate_chain", &w.join("ca.pem"))
+        ],
+    ));
     // A root with the same name but another key does not vouch for it.
     let rogue = VerifyKey::load_certificate_roots(&w.join("rogue.pem")).unwrap();
     match verify_bundle(&sig, &model, &rogue, &opts) {

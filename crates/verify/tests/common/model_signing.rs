@@ -13,6 +13,18 @@ pub struct Tool {
     pub python: PathBuf,
 }
 
+impl Tool {
+    /// `model_signing COMMAND MODEL --flag value…`; whether it succeeded.
+    pub fn model_signing(&self, command: [&str; 2], model: &Path, flags: &[(&str, &Path)]) -> bool {
+        let mut c = Command::new(&self.model_signing);
+        c.args(command).arg(model);
+        for (flag, value) in flags {
+            c.arg(flag).arg(value);
+        }
+        run(&mut c)
+    }
+}
+
 /// `CANDOR_MODEL_SIGNING` (the `model_signing` executable of a venv), the venv's `python3` (or
 /// `CANDOR_MODEL_SIGNING_PYTHON`) and `openssl`; `None` with a note when one is missing, except
 /// under `CI=true`, where a missing tool fails the test.
@@ -83,13 +95,11 @@ pub fn keypair(dir: &Path, name: &str, curve: &str) -> (PathBuf, PathBuf) {
 /// `model_signing sign key MODEL --private_key PRIVATE --signature SIG` (whole files).
 pub fn sign_key(t: &Tool, model: &Path, private: &Path, sig: &Path) {
     assert!(
-        run(Command::new(&t.model_signing)
-            .args(["sign", "key"])
-            .arg(model)
-            .arg("--private_key")
-            .arg(private)
-            .arg("--signature")
-            .arg(sig)),
+        t.model_signing(
+            ["sign", "key"],
+            model,
+            &[("--private_key", private), ("--signature", sig)]
+        ),
         "signing failed"
     );
 }
