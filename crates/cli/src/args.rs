@@ -163,22 +163,8 @@ pub struct VerifyArgs {
     /// --public-key or --certificate-chain. A model without a manifest is then vouched for by it.
     #[arg(long, value_name = "FILE", requires = "signature_key")]
     pub signature: Option<PathBuf>,
-    /// The EC public key (PEM, P-256/P-384/P-521) the signature must verify with.
-    #[arg(
-        long,
-        value_name = "FILE",
-        group = "signature_key",
-        requires = "signature"
-    )]
-    pub public_key: Option<PathBuf>,
-    /// Trusted root certificates (PEM) the bundle's signing certificate must chain to.
-    #[arg(
-        long,
-        value_name = "FILE",
-        group = "signature_key",
-        requires = "signature"
-    )]
-    pub certificate_chain: Option<PathBuf>,
+    #[command(flatten)]
+    pub signature_key: SignatureKeyArgs,
     /// Accept files in the directory that the signature does not cover (they are reported).
     #[arg(long, requires = "signature")]
     pub ignore_unsigned_files: bool,
@@ -186,6 +172,18 @@ pub struct VerifyArgs {
     pub json: bool,
     #[command(flatten)]
     pub policy: PolicyArgs,
+}
+
+/// What `verify --signature` checks the bundle with: a key or a certificate chain, not both.
+#[derive(Args, Debug)]
+#[group(id = "signature_key", multiple = false, requires = "signature")]
+pub struct SignatureKeyArgs {
+    /// The EC public key (PEM, P-256/P-384/P-521) the signature must verify with.
+    #[arg(long, value_name = "FILE")]
+    pub public_key: Option<PathBuf>,
+    /// Trusted root certificates (PEM) the bundle's signing certificate must chain to.
+    #[arg(long, value_name = "FILE")]
+    pub certificate_chain: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

@@ -3,20 +3,17 @@
 //! the PyPI tool (tests/fixtures/signing/make.sh); with `CANDOR_MODEL_SIGNING` set (required under
 //! `CI=true`), a fresh bundle is also signed with `model_signing sign key` and checked.
 
+mod common;
+#[path = "../../verify/tests/common/model_signing.rs"]
+mod model_signing;
+
+use common::candor_in as candor;
+use model_signing::{copy_dir, keypair, sign_key, tool, write_altered_bundle};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/signing")
-}
-
-fn candor(home: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_candor"));
-    c.env("CANDOR_HOME", home)
-        .env("HF_HUB_OFFLINE", "1")
-        .env_remove("CANDOR_LOG")
-        .stdin(Stdio::null());
-    c
 }
 
 fn text(o: &Output) -> String {
@@ -32,18 +29,6 @@ fn expect(o: &Output, code: i32, needle: &str) {
     assert_eq!(o.status.code(), Some(code), "{}", text(o));
     assert!(text(o).contains(needle), "'{needle}' not in:\n{}", text(o));
     assert!(!text(o).contains("panicked"), "{}", text(o));
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &to.join(e.file_name()));
-        } else {
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
-    }
 }
 
 /// `candor verify --signature BUNDLE --public-key KEY DIR` (or `--certificate-chain` for a .pem).
@@ -146,18 +131,8 @@ fn verify_signature_flags_accept_and_refuse() {
     );
 
     // An altered signature.
-    let mut v: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(b("p256-files.sig")).unwrap()).unwrap();
-    let sig = v["dsseEnvelope"]["signatures"][0]["sig"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let mut chars: Vec<char> = sig.chars().collect();
-    let i = chars.len() / 2;
-    chars[i] = if chars[i] == 'A' { 'B' } else { 'A' };
-    v["dsseEnvelope"]["signatures"][0]["sig"] = chars.into_iter().collect::<String>().into();
     let altered = work.path().join("altered.sig");
-    std::fs::write(&altered, serde_json::to_vec(&v).unwrap()).unwrap();
+    write_altered_bundle(&b("p256-files.sig"), &altered);
     expect(
         &verify(h, &model, &altered, &k("p256.pub"), &[]),
         3,
@@ -191,54 +166,15 @@ fn verify_signature_flags_accept_and_refuse() {
 /// A fresh signature by the real tool, in its default place (model.sig inside the directory).
 #[test]
 fn verify_a_bundle_model_signing_just_wrote() {
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-    let Some(ms) = std::env::var_os("CANDOR_MODEL_SIGNING").map(PathBuf::from) else {
-        assert!(
-            !ci,
-            "CI=true but CANDOR_MODEL_SIGNING is not set (see tests/fixtures/signing/make.sh)"
-        );
-        eprintln!("note: CANDOR_MODEL_SIGNING not set; skipping the fresh model_signing bundle");
-        return;
-    };
+    let Some(t) = tool() else { return };
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
-    let run = |c: &mut Command| {
-        let o = c.output().unwrap();
-        assert!(o.status.success(), "{c:?}: {}", text(&o));
-    };
-    run(Command::new("openssl")
-        .args([
-            "ecparam",
-            "-name",
-            "secp384r1",
-            "-genkey",
-            "-noout",
-            "-out",
-            "k.priv",
-        ])
-        .current_dir(w));
-    run(Command::new("openssl")
-        .args(["ec", "-in", "k.priv", "-pubout", "-out", "k.pub"])
-        .current_dir(w));
+    let (private, public) = keypair(w, "k", "secp384r1");
     let model = w.join("model");
     copy_dir(&fixtures().join("model"), &model);
-    run(Command::new(&ms)
-        .args(["sign", "key"])
-        .arg(&model)
-        .arg("--private_key")
-        .arg(w.join("k.priv"))
-        .arg("--signature")
-        .arg(model.join("model.sig")));
+    sign_key(&t, &model, &private, &model.join("model.sig"));
     let home = tempfile::tempdir().unwrap();
-    let check = || {
-        verify(
-            home.path(),
-            &model,
-            &model.join("model.sig"),
-            &w.join("k.pub"),
-            &[],
-        )
-    };
+    let check = || verify(home.path(), &model, &model.join("model.sig"), &public, &[]);
     expect(&check(), 0, "[verified]");
     std::fs::write(model.join("config.json"), b"{}").unwrap();
     expect(&check(), 3, "config.json");

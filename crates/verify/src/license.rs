@@ -45,11 +45,28 @@ pub struct AdditionalTerms {
 }
 
 impl License {
+    /// Every license the model is under, its own first: (SPDX expression, human name).
+    pub fn each(&self) -> impl Iterator<Item = (&str, &str)> {
+        std::iter::once((self.spdx.as_str(), self.name.as_str())).chain(
+            self.additional
+                .iter()
+                .map(|a| (a.spdx.as_str(), a.name.as_str())),
+        )
+    }
+
+    /// Every license the model is under by its human name, joined with ` + ` (as refusals and
+    /// overrides name what must be accepted).
+    pub fn names(&self) -> String {
+        self.each()
+            .map(|(_, name)| name)
+            .collect::<Vec<_>>()
+            .join(" + ")
+    }
+
     /// Every license the model is under, as one SPDX expression: the model's own `AND` each
     /// additional one. Equal to `spdx` when there are no additional terms.
     pub fn expression(&self) -> String {
-        let mut parts = vec![self.spdx.as_str()];
-        parts.extend(self.additional.iter().map(|a| a.spdx.as_str()));
+        let parts: Vec<&str> = self.each().map(|(spdx, _)| spdx).collect();
         if parts.len() == 1 {
             return self.spdx.clone();
         }

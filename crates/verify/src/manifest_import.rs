@@ -6,11 +6,13 @@
 //!
 //! This module only assembles the manifest; reading the hub is the caller's job.
 
+use std::path::Path;
+
 use crate::{
     error::{Error, Result},
     filetypes,
     license::{License, LicenseTerms},
-    manifest::{BaseModelRelation, FileEntry, HubOrigin, Manifest, ModelInfo, Source},
+    manifest::{BaseModelRelation, FileEntry, HubOrigin, Manifest, ModelInfo, Profiles, Source},
     model_card::CardInfo,
     openness::{Level, Openness},
 };
@@ -33,6 +35,19 @@ pub struct Profile {
     pub name: String,
     pub license: License,
     pub openness: Openness,
+}
+
+impl Profile {
+    /// The profile `name` as `profiles` resolve it: the tables a manifest naming it loads with.
+    /// Errors name `wanted_by`, the manifest that is to name it.
+    pub fn named(name: &str, profiles: &Profiles, wanted_by: &Path) -> Result<Profile> {
+        let (license, openness) = profiles.tables(name, wanted_by)?;
+        Ok(Profile {
+            name: name.to_string(),
+            license,
+            openness,
+        })
+    }
 }
 
 /// Everything a `hub` manifest is made of.

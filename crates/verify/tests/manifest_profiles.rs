@@ -80,6 +80,14 @@ fn folder(manifest: &str, profiles: &[(&str, &str)]) -> tempfile::TempDir {
     d
 }
 
+/// A folder whose manifest names profile `name`, next to an open-source profile "fam".
+fn fam_folder(name: &str) -> tempfile::TempDir {
+    folder(
+        &with_profile(name),
+        &[("fam", &profile_text("open-source"))],
+    )
+}
+
 fn profile_text(claimed: &str) -> String {
     let inline = manifest_text(&[("w.gguf", b"abc")], claimed, OPEN_SOURCE_COMPONENTS);
     let tables = &inline[inline.find("[license]").unwrap()..];
@@ -104,10 +112,7 @@ fn load_err(d: &tempfile::TempDir) -> String {
 
 #[test]
 fn profile_is_found_next_to_the_manifest() {
-    let d = folder(
-        &with_profile("fam"),
-        &[("fam", &profile_text("open-source"))],
-    );
+    let d = fam_folder("fam");
     let m = Manifest::load(&d.path().join("m.toml")).unwrap();
     assert_eq!(m.profile.as_deref(), Some("fam"));
     assert_eq!(m.license.spdx, "Apache-2.0");
@@ -186,10 +191,7 @@ fn neither_profile_nor_tables_is_an_error() {
 #[test]
 fn profile_names_cannot_leave_the_folder() {
     for name in ["../fam", "Fam", "a/b", ""] {
-        let d = folder(
-            &with_profile(name),
-            &[("fam", &profile_text("open-source"))],
-        );
+        let d = fam_folder(name);
         let e = load_err(&d);
         assert!(e.contains("profile name"), "{name}: {e}");
     }
@@ -205,10 +207,7 @@ fn own_profiles_come_first_then_the_fallback() {
     let m = &manifests_in_dir_with(d.path(), &fallback).unwrap()[0];
     assert_eq!(m.openness.claimed, Level::OpenWeights);
     // A profile of its own shadows the fallback's.
-    let d = folder(
-        &with_profile("fam"),
-        &[("fam", &profile_text("open-source"))],
-    );
+    let d = fam_folder("fam");
     let m = Manifest::load_with(&d.path().join("m.toml"), &fallback).unwrap();
     assert_eq!(m.openness.claimed, Level::OpenSource);
     // Text parsed with embedded profiles only (how bundled manifests load).
@@ -219,10 +218,7 @@ fn own_profiles_come_first_then_the_fallback() {
 
 #[test]
 fn digest_follows_the_profile_text() {
-    let d = folder(
-        &with_profile("fam"),
-        &[("fam", &profile_text("open-source"))],
-    );
+    let d = fam_folder("fam");
     let before = Manifest::load(&d.path().join("m.toml")).unwrap();
     std::fs::write(
         d.path().join("families/fam.toml"),

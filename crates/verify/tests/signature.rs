@@ -15,7 +15,7 @@ use candor_verify::{
     Error, ErrorKind, Manifest, NoProgress, SignatureCheck, SignatureOptions, VerifyKey,
     VerifyOptions,
 };
-use common::{verdict, OPEN_SOURCE_COMPONENTS, PERMISSIVE_TERMS};
+use common::{overridden, verdict, OPEN_SOURCE_COMPONENTS, PERMISSIVE_TERMS};
 use p256::pkcs8::{EncodePublicKey, LineEnding};
 use sha2::{Digest, Sha256};
 
@@ -822,31 +822,15 @@ fn a_signature_vouches_for_a_model_without_manifest() {
         let v = verdict(None, d.path(), &with(b, k), &NoProgress).unwrap();
         assert!(v.report.signatures[0].verified);
         assert_eq!(v.report.signatures[0].source, SignatureSource::CommandLine);
-        assert!(v
-            .report
-            .decision
-            .overrides
-            .iter()
-            .any(|o| o.contains("signature verified")));
+        assert!(overridden(&v.report, "signature verified"));
     }
-    let e = verdict(
-        None,
-        d.path(),
-        &with("p256-files.sig", "other.pub"),
-        &NoProgress,
-    )
-    .unwrap_err();
+    let refused = |b: &str, k: &str| verdict(None, d.path(), &with(b, k), &NoProgress).unwrap_err();
+    let e = refused("p256-files.sig", "other.pub");
     assert_eq!(e.decision.outcome, Outcome::IntegrityFailure);
 
     let p = d.path().join("config.json");
     std::fs::write(&p, b"{\"model_type\": \"llama\"}").unwrap();
-    let e = verdict(
-        None,
-        d.path(),
-        &with("p256-shards.sig", "p256.pub"),
-        &NoProgress,
-    )
-    .unwrap_err();
+    let e = refused("p256-shards.sig", "p256.pub");
     assert_eq!(e.decision.outcome, Outcome::IntegrityFailure);
     assert!(e.decision.summary().contains("config.json"), "{e:?}");
 }

@@ -14,67 +14,14 @@ use std::{
     process::Command,
 };
 
+#[path = "common/model_signing.rs"]
+mod model_signing;
+
 use candor_verify::{
     signature::{verify_bundle, FileProblem, SignatureError},
     SignatureOptions, VerifyKey,
 };
-
-struct Tool {
-    model_signing: PathBuf,
-    python: PathBuf,
-}
-
-fn tool() -> Option<Tool> {
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-    let missing = |why: String| {
-        if ci {
-            panic!("CI=true but {why}: install model-signing (see tests/fixtures/signing/make.sh) and export CANDOR_MODEL_SIGNING");
-        }
-        eprintln!("note: skipping the model_signing interoperability test: {why}");
-        None
-    };
-    let Some(ms) = std::env::var_os("CANDOR_MODEL_SIGNING").map(PathBuf::from) else {
-        return missing("CANDOR_MODEL_SIGNING is not set".into());
-    };
-    if !ms.is_file() {
-        return missing(format!(
-            "CANDOR_MODEL_SIGNING={} does not exist",
-            ms.display()
-        ));
-    }
-    let python = std::env::var_os("CANDOR_MODEL_SIGNING_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| ms.with_file_name("python3"));
-    if !python.is_file() {
-        return missing(format!(
-            "no python3 next to {} (set CANDOR_MODEL_SIGNING_PYTHON)",
-            ms.display()
-        ));
-    }
-    if Command::new("openssl").arg("version").output().is_err() {
-        return missing("openssl is not installed".into());
-    }
-    Some(Tool {
-        model_signing: ms,
-        python,
-    })
-}
-
-fn run(cmd: &mut Command) -> bool {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    if !out.status.success() {
-        eprintln!(
-            "{cmd:?} failed:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    out.status.success()
-}
-
-fn openssl(args: &[&str], dir: &Path) {
-    assert!(run(Command::new("openssl").args(args).current_dir(dir)));
-}
+use model_signing::{copy_dir, keypair, openssl, run, sign_key, tool, write_altered_bundle, Tool};
 
 fn sign_py() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/signing/sign.py")
@@ -97,16 +44,6 @@ fn write_model(dir: &Path) {
     .unwrap();
 }
 
-fn keypair(dir: &Path, name: &str, curve: &str) -> (PathBuf, PathBuf) {
-    let (k, p) = (format!("{name}.priv"), format!("{name}.pub"));
-    openssl(
-        &["ecparam", "-name", curve, "-genkey", "-noout", "-out", &k],
-        dir,
-    );
-    openssl(&["ec", "-in", &k, "-pubout", "-out", &p], dir);
-    (dir.join(k), dir.join(p))
-}
-
 #[derive(Clone, Copy, Debug)]
 enum Mode {
     /// `model_signing sign key` (the CLI; whole files).
@@ -116,33 +53,27 @@ enum Mode {
 }
 
 fn sign(t: &Tool, mode: Mode, model: &Path, sig: &Path, private: &Path) {
-    let ok = match mode {
-        Mode::CliFiles => run(Command::new(&t.model_signing)
-            .args(["sign", "key"])
-            .arg(model)
-            .arg("--private_key")
-            .arg(private)
-            .arg("--signature")
-            .arg(sig)),
-        Mode::Shards => run(Command::new(&t.python)
-            .arg(sign_py())
-            .arg(model)
-            .arg(sig)
-            .args(["--mode", "shards", "--shard-size", "64", "--private-key"])
-            .arg(private)),
-    };
-    assert!(ok, "signing failed");
+    match mode {
+        Mode::CliFiles => sign_key(t, model, private, sig),
+        Mode::Shards => assert!(
+            run(Command::new(&t.python)
+                .arg(sign_py())
+                .arg(model)
+                .arg(sig)
+                .args(["--mode", "shards", "--shard-size", "64", "--private-key"])
+                .arg(private)),
+            "signing failed"
+        ),
+    }
 }
 
 /// `model_signing verify key` agrees (files mode: its 1.1.1 verifier cannot read shard bundles).
 fn reference_accepts(t: &Tool, model: &Path, sig: &Path, public: &Path) -> bool {
-    run(Command::new(&t.model_signing)
-        .args(["verify", "key"])
-        .arg(model)
-        .arg("--signature")
-        .arg(sig)
-        .arg("--public_key")
-        .arg(public))
+    t.model_signing(
+        ["verify", "key"],
+        model,
+        &[("--signature", sig), ("--public_key", public)],
+    )
 }
 
 fn refused(r: Result<candor_verify::SignatureReport, SignatureError>) -> SignatureError {
@@ -153,18 +84,6 @@ fn refused(r: Result<candor_verify::SignatureReport, SignatureError>) -> Signatu
             e
         }
         Ok(r) => panic!("expected a refusal, got {}", r.summary()),
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &to.join(e.file_name()));
-        } else {
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
     }
 }
 
@@ -248,19 +167,7 @@ fn model_signing_key_bundles_interoperate() {
 
             // An altered signature.
             let altered = w.join(format!("{curve}-{mode:?}-altered.sig"));
-            let mut v: serde_json::Value =
-                serde_json::from_slice(&std::fs::read(&sig).unwrap()).unwrap();
-            let s = v["dsseEnvelope"]["signatures"][0]["sig"]
-                .as_str()
-                .unwrap()
-                .to_string();
-            // Change one base64 character in the middle of the DER signature's integers.
-            let mut chars: Vec<char> = s.chars().collect();
-            let i = chars.len() / 2;
-            chars[i] = if chars[i] == 'A' { 'B' } else { 'A' };
-            v["dsseEnvelope"]["signatures"][0]["sig"] =
-                chars.into_iter().collect::<String>().into();
-            std::fs::write(&altered, serde_json::to_vec(&v).unwrap()).unwrap();
+            write_altered_bundle(&sig, &altered);
             let e = refused(verify_bundle(&altered, &signed, &key, &opts));
             assert!(
                 matches!(e, SignatureError::BadSignature { .. }),
@@ -359,28 +266,28 @@ fn model_signing_certificate_bundles_interoperate() {
     let model = w.join("model");
     write_model(&model);
     let sig = w.join("cert.sig");
-    assert!(run(Command::new(&t.model_signing)
-        .args(["sign", "certificate"])
-        .arg(&model)
-        .arg("--private_key")
-        .arg(w.join("leaf.key"))
-        .arg("--signing_certificate")
-        .arg(w.join("leaf.pem"))
-        .arg("--certificate_chain")
-        .arg(w.join("ca.pem"))
-        .arg("--signature")
-        .arg(&sig)));
+    assert!(t.model_signing(
+        ["sign", "certificate"],
+        &model,
+        &[
+            ("--private_key", &w.join("leaf.key")),
+            ("--signing_certificate", &w.join("leaf.pem")),
+            ("--certificate_chain", &w.join("ca.pem")),
+            ("--signature", &sig),
+        ],
+    ));
     let opts = SignatureOptions::default();
     let roots = VerifyKey::load_certificate_roots(&w.join("ca.pem")).unwrap();
     let r = verify_bundle(&sig, &model, &roots, &opts).unwrap();
     assert_eq!(r.signer.certificates.len(), 2);
-    assert!(run(Command::new(&t.model_signing)
-        .args(["verify", "certificate"])
-        .arg(&model)
-        .arg("--signature")
-        .arg(&sig)
-        .arg("--certificate_chain")
-        .arg(w.join("ca.pem"))));
+    assert!(t.model_signing(
+        ["verify", "certificate"],
+        &model,
+        &[
+            ("--signature", &sig),
+            ("--certificate_chain", &w.join("ca.pem"))
+        ],
+    ));
     // A root with the same name but another key does not vouch for it.
     let rogue = VerifyKey::load_certificate_roots(&w.join("rogue.pem")).unwrap();
     match verify_bundle(&sig, &model, &rogue, &opts) {

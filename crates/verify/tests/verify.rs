@@ -36,8 +36,7 @@ fn opts() -> VerifyOptions {
 #[test]
 fn valid_model_hands_over_its_handles() {
     let g = gguf("llama", Some("apache-2.0"), 4096);
-    let d = model_dir(&[("m.gguf", &g)]);
-    let m = manifest(&[("m.gguf", &g)]);
+    let (d, m) = listed_gguf(&g);
     let v = verdict(Some(&m), d.path(), &opts(), &NoProgress).unwrap();
     assert!(v.report.decision.allowed());
     assert_eq!(v.files.len(), 1);
@@ -214,8 +213,7 @@ fn cache_hits_and_invalidates() {
 #[test]
 fn replaced_after_verification() {
     let g = gguf("llama", None, 4096);
-    let d = model_dir(&[("m.gguf", &g)]);
-    let m = manifest(&[("m.gguf", &g)]);
+    let (d, m) = listed_gguf(&g);
     let v = verdict(Some(&m), d.path(), &opts(), &NoProgress).unwrap();
     let evil = gguf("llama", Some("mit"), 4096);
     fs::write(d.path().join("evil"), &evil).unwrap();
@@ -237,8 +235,7 @@ fn replaced_after_verification() {
 #[test]
 fn modified_in_place_after_verification() {
     let g = gguf("llama", None, 4096);
-    let d = model_dir(&[("m.gguf", &g)]);
-    let m = manifest(&[("m.gguf", &g)]);
+    let (d, m) = listed_gguf(&g);
     let v = verdict(Some(&m), d.path(), &opts(), &NoProgress).unwrap();
     OpenOptions::new()
         .append(true)
@@ -258,8 +255,7 @@ fn modified_in_place_after_verification() {
 #[test]
 fn gguf_declaring_another_license_is_refused() {
     let g = gguf("llama", Some("mit"), 256);
-    let d = model_dir(&[("m.gguf", &g)]);
-    let m = manifest(&[("m.gguf", &g)]);
+    let (d, m) = listed_gguf(&g);
     let e = verdict(Some(&m), d.path(), &opts(), &NoProgress).unwrap_err();
     assert_eq!(e.decision.outcome, Outcome::Refused);
     assert_eq!(e.decision.outcome, Outcome::Refused);
@@ -270,26 +266,14 @@ fn gguf_declaring_another_license_is_refused() {
     // The hub spelling of the same license is fine.
     let g = gguf("llama", Some("Apache-2.0"), 256);
     let d = model_dir(&[("m.gguf", &g)]);
-    verdict(
-        Some(&manifest(&[("m.gguf", &g)])),
-        d.path(),
-        &opts(),
-        &NoProgress,
-    )
-    .unwrap();
+    listed_verdict(&[("m.gguf", &g)], d.path()).unwrap();
 }
 
 #[test]
 fn gguf_declaring_another_architecture_is_refused() {
     let g = gguf("qwen2", None, 256);
     let d = model_dir(&[("m.gguf", &g)]);
-    let e = verdict(
-        Some(&manifest(&[("m.gguf", &g)])),
-        d.path(),
-        &opts(),
-        &NoProgress,
-    )
-    .unwrap_err();
+    let e = listed_verdict(&[("m.gguf", &g)], d.path()).unwrap_err();
     assert!(e
         .decision
         .has(|x| matches!(x, Reason::DeclaredArchitectureMismatch { .. })));
@@ -344,12 +328,7 @@ fn claim_above_achieved_names_the_rule_and_accept_openness_needs_the_achieved_le
         ..opts()
     };
     let v = verdict(Some(&m), d.path(), &o, &NoProgress).unwrap();
-    assert!(v
-        .report
-        .decision
-        .overrides
-        .iter()
-        .any(|s| s.contains("--accept-openness")));
+    assert!(overridden(&v.report, "--accept-openness"));
 }
 
 /// The real Gemma manifest's license and openness, on a small fake file.
@@ -426,12 +405,7 @@ fn gemma_refused_under_open_source_policy_allowed_under_open_weights_once_accept
         ..opts()
     };
     let v = verdict(Some(&m), d.path(), &o, &NoProgress).unwrap();
-    assert!(v
-        .report
-        .decision
-        .overrides
-        .iter()
-        .any(|s| s.contains("Gemma Terms of Use")));
+    assert!(overridden(&v.report, "Gemma Terms of Use"));
     assert_eq!(
         v.report.openness.as_ref().unwrap().achieved,
         Level::OpenWeights
@@ -503,13 +477,7 @@ fn malformed_gguf_listed_with_matching_hash_is_refused() {
     b = b.kv_str("general.architecture", "llama");
     let bytes = b.build();
     let d = model_dir(&[("m.gguf", &bytes)]);
-    let e = verdict(
-        Some(&manifest(&[("m.gguf", &bytes)])),
-        d.path(),
-        &opts(),
-        &NoProgress,
-    )
-    .unwrap_err();
+    let e = listed_verdict(&[("m.gguf", &bytes)], d.path()).unwrap_err();
     assert_eq!(e.decision.outcome, Outcome::Malformed);
 }
 
@@ -520,13 +488,7 @@ fn symlinked_weights_refused() {
     let outside = tempfile::tempdir().unwrap();
     fs::write(outside.path().join("real.gguf"), &g).unwrap();
     std::os::unix::fs::symlink(outside.path().join("real.gguf"), d.path().join("m.gguf")).unwrap();
-    let e = verdict(
-        Some(&manifest(&[("m.gguf", &g)])),
-        d.path(),
-        &opts(),
-        &NoProgress,
-    )
-    .unwrap_err();
+    let e = listed_verdict(&[("m.gguf", &g)], d.path()).unwrap_err();
     assert_eq!(e.decision.outcome, Outcome::IntegrityFailure);
     assert!(e.decision.has(|x| matches!(
         x,
@@ -551,22 +513,27 @@ fn hf_cache_snapshot_verifies() {
         repo.join("snapshots/0123/m.gguf"),
     )
     .unwrap();
-    let v = verdict(
-        Some(&manifest(&[("m.gguf", &g)])),
-        &repo.join("snapshots/0123"),
-        &opts(),
-        &NoProgress,
-    )
-    .unwrap();
+    let v = listed_verdict(&[("m.gguf", &g)], &repo.join("snapshots/0123")).unwrap();
     v.files[0].check_unchanged().unwrap();
+}
+
+/// A model directory of an Apache-2.0 GGUF named `weights` and one companion file, with the
+/// self-attested manifest `manifest init` makes of it under `name`.
+fn self_attested(
+    weights: &str,
+    companion: (&str, &[u8]),
+    name: &str,
+) -> (tempfile::TempDir, Manifest) {
+    let g = gguf("llama", Some("apache-2.0"), 256);
+    let d = model_dir(&[(weights, &g), companion]);
+    let m = Manifest::self_attested_from_dir(d.path(), name, &NoProgress).unwrap();
+    (d, m)
 }
 
 #[test]
 fn self_attested_manifest_roundtrip() {
-    let g = gguf("llama", Some("apache-2.0"), 256);
     let card = b"---\nlicense: apache-2.0\nbase_model: org/base\n---\n";
-    let d = model_dir(&[("m.gguf", &g), ("README.md", card)]);
-    let m = Manifest::self_attested_from_dir(d.path(), "my-model", &NoProgress).unwrap();
+    let (d, m) = self_attested("m.gguf", ("README.md", card), "my-model");
     assert_eq!(
         m.attestation,
         candor_verify::manifest::Attestation::SelfAttested
@@ -592,10 +559,12 @@ fn self_attested_manifest_roundtrip() {
 /// a chat template next to the weights once made it exit 2 ("not a format candor loads").
 #[test]
 fn self_attested_manifest_lists_the_chat_template_and_verifies() {
-    let g = gguf("llama", Some("apache-2.0"), 256);
     let template = b"{% for m in messages %}{{ m.content }}{% endfor %}";
-    let d = model_dir(&[("tiny-llama.gguf", &g), ("chat_template.jinja", template)]);
-    let m = Manifest::self_attested_from_dir(d.path(), "tiny-llama", &NoProgress).unwrap();
+    let (d, m) = self_attested(
+        "tiny-llama.gguf",
+        ("chat_template.jinja", template),
+        "tiny-llama",
+    );
     let roles: Vec<_> = m.files.iter().map(|f| (f.path.as_str(), f.role)).collect();
     assert_eq!(
         roles,
@@ -641,13 +610,7 @@ fn self_attested_manifest_reads_the_architecture_from_config_json() {
 fn json_report_has_stable_top_level_fields() {
     let g = gguf("llama", Some("apache-2.0"), 256);
     let d = model_dir(&[("m.gguf", &g)]);
-    let v = verdict(
-        Some(&manifest(&[("m.gguf", &g)])),
-        d.path(),
-        &opts(),
-        &NoProgress,
-    )
-    .unwrap();
+    let v = listed_verdict(&[("m.gguf", &g)], d.path()).unwrap();
     let j: serde_json::Value = serde_json::from_str(&v.report.to_json()).unwrap();
     assert_eq!(j["schema_version"], 1);
     for k in [
@@ -672,13 +635,7 @@ fn json_report_has_stable_top_level_fields() {
     // A refusal's findings carry code, kind, message and fix.
     let bad = gguf("llama", Some("mit"), 256);
     let d = model_dir(&[("m.gguf", &bad)]);
-    let e = verdict(
-        Some(&manifest(&[("m.gguf", &bad)])),
-        d.path(),
-        &opts(),
-        &NoProgress,
-    )
-    .unwrap_err();
+    let e = listed_verdict(&[("m.gguf", &bad)], d.path()).unwrap_err();
     let j: serde_json::Value = serde_json::from_str(&e.to_json()).unwrap();
     let f = &j["decision"]["findings"][0];
     assert_eq!(f["code"], "declared_license_mismatch");

@@ -135,11 +135,9 @@ fn record(
         model_type: format!("{} {}", info.architecture.name(), info.weight_type),
         model_size: v.weights().map(|f| f.size()).sum(),
         model_n_params: info.parameters,
-        n_threads: args.runtime.threads.unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
-        }),
+        // What the engine sized its compute pool by: --threads reaches it through
+        // RAYON_NUM_THREADS (set when loading), else candle's default.
+        n_threads: candle_core::utils::get_num_threads(),
         n_prompt,
         n_gen,
         backend: match args.runtime.device {

@@ -22,7 +22,10 @@ pub fn run(home: &Home, args: &VerifyArgs) -> Result<()> {
         opts.policy.min_level = Some(level);
     }
     if let Some(bundle) = &args.signature {
-        let key = match (&args.public_key, &args.certificate_chain) {
+        let key = match (
+            &args.signature_key.public_key,
+            &args.signature_key.certificate_chain,
+        ) {
             // As the crate's error, so that the exit code follows its class.
             (Some(k), _) => VerifyKey::load_public_key(k).map_err(candor_verify::Error::from)?,
             (None, Some(c)) => {

@@ -137,11 +137,11 @@ pub(super) fn check_license_and_openness(
     license: &License,
     openness: &Openness,
 ) -> Result<()> {
-    for spdx in std::iter::once(&license.spdx).chain(license.additional.iter().map(|a| &a.spdx)) {
+    for (spdx, _) in license.each() {
         if !license::is_valid_spdx_expression(spdx) {
             return Err(ctx.err(
                 ctx.line_of_key("license", "spdx"),
-                ManifestProblem::BadSpdx(spdx.clone()),
+                ManifestProblem::BadSpdx(spdx.into()),
             ));
         }
     }

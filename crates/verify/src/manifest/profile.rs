@@ -3,7 +3,10 @@
 //! names its profile (`profile = "llama-3.2"`) instead of repeating the tables; loading puts the
 //! profile's tables in, so the checked manifest is the same as if they were written inline.
 
-use std::path::{Path, PathBuf};
+use std::{
+    ops::Range,
+    path::{Path, PathBuf},
+};
 
 use toml::Spanned;
 
@@ -78,6 +81,17 @@ impl Profiles {
         self
     }
 
+    /// The license and openness the profile `name` supplies, looked up and checked as for a
+    /// manifest that names it; errors name `wanted_by`, the manifest that is to name it.
+    pub fn tables(&self, name: &str, wanted_by: &Path) -> Result<(License, Openness)> {
+        let ctx = Ctx {
+            text: "",
+            path: wanted_by,
+        };
+        let r = resolve_at(&ctx, name, None, self)?;
+        Ok((r.license, r.openness))
+    }
+
     /// Where a profile named `name` would be looked for, for error messages.
     fn places(&self, name: &str) -> String {
         let mut out: Vec<String> = self
@@ -143,16 +157,24 @@ pub(super) fn resolve(
     name: &Spanned<String>,
     profiles: &Profiles,
 ) -> Result<Resolved> {
-    let at = Some(name.span());
-    let name = name.get_ref();
+    resolve_at(ctx, name.get_ref(), Some(name.span()), profiles)
+}
+
+/// `resolve` for the profile `name`, named at `at` in the text of `ctx`.
+fn resolve_at(
+    ctx: &Ctx<'_>,
+    name: &str,
+    at: Option<Range<usize>>,
+    profiles: &Profiles,
+) -> Result<Resolved> {
     if !valid_id(name) {
-        return Err(ctx.err(at, ManifestProblem::BadProfileName(name.clone())));
+        return Err(ctx.err(at, ManifestProblem::BadProfileName(name.to_string())));
     }
     let in_profile = |origin: &Path, line: Option<usize>, message: String| {
         ctx.err(
             at.clone(),
             ManifestProblem::Profile {
-                name: name.clone(),
+                name: name.to_string(),
                 at: format!(
                     "{}{}",
                     origin.display(),
@@ -168,7 +190,7 @@ pub(super) fn resolve(
             return Err(ctx.err(
                 at,
                 ManifestProblem::ProfileNotFound {
-                    name: name.clone(),
+                    name: name.to_string(),
                     looked_in: profiles.places(name),
                 },
             ))

@@ -9,10 +9,7 @@ pub(super) fn check(c: &mut Check) {
     // Additional terms that must be accepted (Gemma's, carried by a model trained on Gemma
     // outputs) make the whole license must-accept.
     if m.license.effective_terms().must_accept {
-        let names = std::iter::once(m.license.name.as_str())
-            .chain(m.license.additional.iter().map(|a| a.name.as_str()))
-            .collect::<Vec<_>>()
-            .join(" + ");
+        let names = m.license.names();
         match c.opts.acceptances.find(m) {
             Some(a) => c.overrides.push(format!(
                 "license {names} accepted on {}; its terms apply",

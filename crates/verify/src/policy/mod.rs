@@ -352,15 +352,23 @@ mod tests {
         }
     }
 
+    /// A model with `license` (an unlisted one without), at `achieved`, unsigned and assessed.
+    fn subject(license: Option<&License>, achieved: Level) -> Subject<'_> {
+        Subject {
+            license,
+            achieved,
+            signed: false,
+            unlisted: license.is_none(),
+            unassessed: false,
+        }
+    }
+
     #[test]
     fn unassessed_terms_need_the_consent_unlisted_models_need() {
         let l = lic("Apache-2.0", "apache-2.0", false);
         let s = Subject {
-            license: Some(&l),
-            achieved: Level::Closed,
-            signed: false,
-            unlisted: false,
             unassessed: true,
+            ..subject(Some(&l), Level::Closed)
         };
         let default = Policy::default();
         assert_eq!(
@@ -377,21 +385,9 @@ mod tests {
         let pol = p("").unwrap();
         assert_eq!(pol, Policy::default());
         let l = lic("Apache-2.0", "apache-2.0", true);
-        let s = Subject {
-            license: Some(&l),
-            achieved: Level::Closed,
-            signed: false,
-            unlisted: false,
-            unassessed: false,
-        };
+        let s = subject(Some(&l), Level::Closed);
         assert!(pol.evaluate(&s, false).is_empty());
-        let s = Subject {
-            license: None,
-            achieved: Level::Closed,
-            signed: false,
-            unlisted: true,
-            unassessed: false,
-        };
+        let s = subject(None, Level::Closed);
         assert_eq!(
             pol.evaluate(&s, false),
             vec![PolicyViolation::UnlistedNotAllowed]
@@ -458,11 +454,8 @@ mod tests {
                         for unlisted in [false, true] {
                             let license = if unlisted { None } else { Some(l) };
                             let s = Subject {
-                                license,
-                                achieved: level,
                                 signed,
-                                unlisted,
-                                unassessed: false,
+                                ..subject(license, level)
                             };
                             let got = pol.evaluate(&s, false);
                             let has = |f: fn(&PolicyViolation) -> bool| got.iter().any(f);
@@ -513,22 +506,10 @@ mod tests {
     fn license_lists_accept_hf_spellings() {
         let pol = p("allow_licenses = [\"apache-2.0\", \"MIT\"]\ndeny_licenses = [\"LicenseRef-Gemma-Terms-of-Use\"]").unwrap();
         let apache = lic("Apache-2.0", "apache-2.0", true);
-        let s = Subject {
-            license: Some(&apache),
-            achieved: Level::OpenSource,
-            signed: false,
-            unlisted: false,
-            unassessed: false,
-        };
+        let s = subject(Some(&apache), Level::OpenSource);
         assert!(pol.evaluate(&s, false).is_empty());
         let gemma = lic("LicenseRef-Gemma-Terms-of-Use", "gemma", true);
-        let s = Subject {
-            license: Some(&gemma),
-            achieved: Level::OpenWeights,
-            signed: false,
-            unlisted: false,
-            unassessed: false,
-        };
+        let s = subject(Some(&gemma), Level::OpenWeights);
         let v = pol.evaluate(&s, false);
         assert!(v
             .iter()

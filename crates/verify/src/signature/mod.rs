@@ -295,7 +295,14 @@ pub fn verify_bundle(
     let ignores = model_files::ignores(&st, opts, bundle_path, &root);
     let mut problems = Vec::new();
     let unsigned = model_files::unsigned(&root, &st, &listed, &ignores, opts, &mut problems)?;
-    let checked = signed_files::check(&root, &st, &listed, opts, &bundle, &mut problems)?;
+    let signed = signed_files::Signed {
+        root: &root,
+        statement: &st,
+        listed: &listed,
+        opts,
+        bundle: &bundle,
+    };
+    let checked = signed_files::check(&signed, &mut problems)?;
     if !problems.is_empty() {
         return Err(SignatureError::Files {
             bundle,

@@ -39,15 +39,24 @@ struct Plan {
     files: Vec<SignedFile>,
 }
 
+/// What the files are checked against: the model directory, the signed statement and the files
+/// it lists, the caller's options, and the bundle (named in errors).
+pub(super) struct Signed<'a> {
+    pub root: &'a Path,
+    pub statement: &'a Statement,
+    pub listed: &'a [Listed],
+    pub opts: &'a SignatureOptions,
+    pub bundle: &'a Path,
+}
+
 pub(super) fn check(
-    root: &Path,
-    st: &Statement,
-    listed: &[Listed],
-    opts: &SignatureOptions,
-    bundle: &Path,
+    signed: &Signed,
     problems: &mut Vec<FileProblem>,
 ) -> Result<Checked, SignatureError> {
-    let plan = plan(root, st, listed, opts, bundle, problems)?;
+    let Signed {
+        root, listed, opts, ..
+    } = *signed;
+    let plan = plan(signed, problems)?;
     let threads = filetypes::hashing_threads(opts.threads);
     let results = hashing::parallel_map(&plan.jobs, threads, |job| {
         let (f, _) = plan.opened[job.file].as_ref().expect("opened");
@@ -94,14 +103,14 @@ pub(super) fn check(
 }
 
 /// Opens every listed file and decides which ranges to hash.
-fn plan(
-    root: &Path,
-    st: &Statement,
-    listed: &[Listed],
-    opts: &SignatureOptions,
-    bundle: &Path,
-    problems: &mut Vec<FileProblem>,
-) -> Result<Plan, SignatureError> {
+fn plan(signed: &Signed, problems: &mut Vec<FileProblem>) -> Result<Plan, SignatureError> {
+    let Signed {
+        root,
+        statement: st,
+        listed,
+        opts,
+        bundle,
+    } = *signed;
     let mut plan = Plan {
         opened: Vec::with_capacity(listed.len()),
         jobs: Vec::new(),

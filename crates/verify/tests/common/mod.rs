@@ -4,8 +4,8 @@
 use std::path::Path;
 
 use candor_verify::{
-    formats::gguf::build::GgufBuilder, verify, Manifest, Progress, Report, Verification,
-    VerifyOptions,
+    formats::gguf::build::GgufBuilder, verify, Manifest, NoProgress, Progress, Report,
+    Verification, VerifyOptions,
 };
 use sha2::{Digest, Sha256};
 
@@ -20,6 +20,21 @@ pub fn verdict(
     verify(manifest, target, opts, progress)
         .expect("verification runs")
         .allowed()
+}
+
+/// The verdict on `target` against the test manifest listing `files`, with default options.
+pub fn listed_verdict(files: &[(&str, &[u8])], target: &Path) -> Result<Verification, Box<Report>> {
+    verdict(
+        Some(&manifest(files)),
+        target,
+        &VerifyOptions::default(),
+        &NoProgress,
+    )
+}
+
+/// Whether the report's decision records an override that mentions `needle`.
+pub fn overridden(report: &Report, needle: &str) -> bool {
+    report.decision.overrides.iter().any(|o| o.contains(needle))
 }
 
 pub fn sha_hex(b: &[u8]) -> String {
@@ -91,6 +106,12 @@ pub fn manifest(files: &[(&str, &[u8])]) -> Manifest {
 
 pub fn parse(text: &str) -> Manifest {
     Manifest::parse(text, "test-model", Path::new("test-model.toml")).unwrap()
+}
+
+/// A model directory holding `g` as m.gguf, and the test manifest that lists it.
+pub fn listed_gguf(g: &[u8]) -> (tempfile::TempDir, Manifest) {
+    let files = [("m.gguf", g)];
+    (model_dir(&files), manifest(&files))
 }
 
 /// A model directory with the given files written.

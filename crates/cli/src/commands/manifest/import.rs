@@ -61,7 +61,15 @@ pub fn run(home: &Home, req: &ImportRequest<'_>) -> Result<()> {
     let card = card_info(info.card_data.as_ref());
     let architecture =
         architecture(&info, &chosen, config.as_deref()).or_else(|| gguf_architecture(&api, &files));
-    let lookup = curated_profile(&home.curated_manifests()?, &repo, &card.base_model);
+    // Where the written manifest's profile is looked up when it loads.
+    let profiles = Profiles::next_to(&path).then(&Home::bundled_profiles());
+    let lookup = curated_profile(
+        &home.curated_manifests()?,
+        &repo,
+        &card.base_model,
+        &profiles,
+        &path,
+    )?;
     let profile = match &lookup {
         Lookup::Found(p) => Some((**p).clone()),
         _ => None,
@@ -77,7 +85,6 @@ pub fn run(home: &Home, req: &ImportRequest<'_>) -> Result<()> {
     })?;
     let text = manifest.to_toml();
     // What is written must load: the strict parser is the judge, not this code.
-    let profiles = Profiles::next_to(&path).then(&Home::bundled_profiles());
     Manifest::parse_with(&text, &id, &path, &profiles)
         .context("the imported manifest does not load")?;
     write_whole(&path, &text)?;

@@ -1,8 +1,11 @@
 //! The family profile of an imported repo: the profile that the shipped manifests of its base
-//! model (or of the repo itself) name. This is the one place that looks one up.
+//! model (or of the repo itself) name, resolved by that name as the written manifest will be.
+//! This is the one place that looks one up.
 
+use candor_verify::manifest::Profiles;
 use candor_verify::manifest_import::Profile;
-use candor_verify::{Manifest, Source};
+use candor_verify::{Manifest, Result, Source};
+use std::path::Path;
 
 /// What the lookup found.
 pub enum Lookup {
@@ -13,8 +16,15 @@ pub enum Lookup {
 }
 
 /// The family profile of the first of `base_models`, then of `repo` itself, that a shipped
-/// manifest covers: as one of its base models, or as the repo it fetches from.
-pub fn curated_profile(curated: &[Manifest], repo: &str, base_models: &[String]) -> Lookup {
+/// manifest covers: as one of its base models, or as the repo it fetches from. Its tables come
+/// from `profiles` by name, as when the manifest `wanted_by` that names it is loaded.
+pub fn curated_profile(
+    curated: &[Manifest],
+    repo: &str,
+    base_models: &[String],
+    profiles: &Profiles,
+    wanted_by: &Path,
+) -> Result<Lookup> {
     let covers = |m: &Manifest, id: &str| {
         let same = |s: &String| s.eq_ignore_ascii_case(id);
         m.model.base_models.iter().any(same)
@@ -31,13 +41,14 @@ pub fn curated_profile(curated: &[Manifest], repo: &str, base_models: &[String])
         found.sort_by(|a, b| a.id().cmp(b.id()));
         let Some(first) = found.first() else { continue };
         if found.iter().any(|m| m.profile != first.profile) {
-            return Lookup::Ambiguous(found.iter().map(|m| m.id().to_string()).collect());
+            return Ok(Lookup::Ambiguous(
+                found.iter().map(|m| m.id().to_string()).collect(),
+            ));
         }
-        return Lookup::Found(Box::new(Profile {
-            name: first.profile.clone().expect("filtered on a profile"),
-            license: first.license.clone(),
-            openness: first.openness.clone(),
-        }));
+        let name = first.profile.as_deref().expect("filtered on a profile");
+        return Ok(Lookup::Found(Box::new(Profile::named(
+            name, profiles, wanted_by,
+        )?)));
     }
-    Lookup::NotFound
+    Ok(Lookup::NotFound)
 }
