@@ -76,6 +76,7 @@ fn batched_equals_alone(load: fn() -> Model, sampling: SamplingParams) {
             let one = Batching {
                 parallel: 1,
                 batch_size,
+                prefix_cache: false,
             };
             serve(load(), vec![t], one).remove(0)
         })
@@ -83,6 +84,7 @@ fn batched_equals_alone(load: fn() -> Model, sampling: SamplingParams) {
     let eight = Batching {
         parallel: 8,
         batch_size,
+        prefix_cache: false,
     };
     let batched = serve(load(), requests(&sampling), eight);
     assert!(
@@ -148,6 +150,7 @@ fn default_model_batched_greedy_equals_generate() {
         Batching {
             parallel: 8,
             batch_size: 512,
+            prefix_cache: false,
         },
     );
     for (i, (w, g)) in want.iter().zip(&got).enumerate() {
@@ -156,8 +159,8 @@ fn default_model_batched_greedy_equals_generate() {
 }
 
 /// A request reuses the cached keys and values of the longest prefix it shares with an earlier
-/// one: the chat template's opening with a different question, all but the last prompt token
-/// with the same question; the tokens are the same as without the cache.
+/// one: the chat template's opening with a different question, all but the last prompt
+/// token with the same question; here the tokens are the same either way.
 #[test]
 fn prefix_cache_reuses_an_earlier_prompt() {
     let mut tasks = requests(&SamplingParams::greedy());
@@ -166,6 +169,7 @@ fn prefix_cache_reuses_an_earlier_prompt() {
     let one = Batching {
         parallel: 1,
         batch_size: 512,
+        prefix_cache: true,
     };
     let done = serve(load_default(), tasks, one);
     assert_eq!(done[0].cached_prompt_tokens, 0);

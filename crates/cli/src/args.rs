@@ -373,6 +373,11 @@ pub struct ServeArgs {
     /// prompts being read.
     #[arg(long, default_value_t = 512)]
     pub batch_size: usize,
+    /// Reuse the KV cache of the longest prompt prefix a free slot holds (system prompts, chats
+    /// resent in full). Faster; a prompt read in other pieces than a fresh one can round
+    /// differently in the last bits, which flips rare greedy near-ties.
+    #[arg(long)]
+    pub prefix_cache: bool,
     /// Tokens to generate when a request gives no max_tokens.
     #[arg(long, default_value_t = 512)]
     pub max_tokens: usize,

@@ -145,7 +145,8 @@ def functional(args):
     check(text == ANSWER, f"streamed chat: {text!r}")
     check(finish == "stop", f"streamed finish: {finish}")
     check(usage is not None and usage.completion_tokens == u.completion_tokens, f"streamed usage: {usage}")
-    # The same prompt again: read from the prefix cache, all but its last token.
+    # The same prompt again (the server runs with --prefix-cache): all but its last token are
+    # read from the cache.
     cached = usage.prompt_tokens_details.cached_tokens
     check(cached == usage.prompt_tokens - 1, f"cached prompt tokens of a repeated prompt: {usage}")
     log(f"ok: streamed chat: {text!r}, {cached} prompt tokens from the prefix cache")

@@ -3,9 +3,10 @@
 //! Up to `parallel` requests hold a slot each. Every step is one forward pass over all of
 //! them: each decoding slot feeds its last token, and slots still reading their prompt feed
 //! the next chunk of it in what is left of the step's `batch_size` tokens, so a long prompt
-//! never stalls the streams already running. New requests take a free slot between steps. A
-//! slot keeps its sequence's cache when its request ends; the next request goes to the free
-//! slot whose cache shares the longest prefix with its prompt, and skips those tokens.
+//! never stalls the streams already running. New requests take a free slot between steps. With
+//! the prefix cache on, a slot keeps its sequence's cache when its request ends; the next
+//! request goes to the free slot whose cache shares the longest prefix with its prompt, and
+//! skips those tokens.
 
 use super::metrics::Metrics;
 use super::{prepare, Event, Job, ServeError};
@@ -24,6 +25,11 @@ pub struct Batching {
     pub parallel: usize,
     /// Tokens fed per forward pass at most (decoding slots' one each, then prompt chunks).
     pub batch_size: usize,
+    /// Reuse a slot's cached prefix for a new request. Off, every prompt is read from its
+    /// first token, and a request's tokens are the same whatever ran before; on, a prompt read
+    /// in other pieces than a fresh one can round differently in the last bits (candle's
+    /// attention products depend on the rows read together), which flips rare greedy near-ties.
+    pub prefix_cache: bool,
 }
 
 impl Default for Batching {
@@ -31,6 +37,7 @@ impl Default for Batching {
         Self {
             parallel: 1,
             batch_size: 512,
+            prefix_cache: false,
         }
     }
 }
@@ -157,13 +164,18 @@ impl<'a> Scheduler<'a> {
             Metrics::add(&self.metrics.cancelled, 1);
             return;
         }
+        let reuse = self.batching.prefix_cache;
+        let reusable = |s: &Slot| match reuse {
+            true => reusable_prefix(s.seq.tokens(), &prompt),
+            false => 0,
+        };
         let slot = self
             .slots
             .iter_mut()
             .filter(|s| s.active.is_none())
-            .max_by_key(|s| (reusable_prefix(s.seq.tokens(), &prompt), u64::MAX - s.used))
+            .max_by_key(|s| (reusable(s), u64::MAX - s.used))
             .expect("admit checks for a free slot");
-        let cached = reusable_prefix(slot.seq.tokens(), &prompt);
+        let cached = reusable(slot);
         slot.seq.truncate(cached);
         self.admitted += 1;
         slot.used = self.admitted;
