@@ -27,8 +27,8 @@ pub struct Batching {
     pub batch_size: usize,
     /// Reuse a slot's cached prefix for a new request. Off, every prompt is read from its
     /// first token, and a request's tokens are the same whatever ran before; on, a prompt read
-    /// in other pieces than a fresh one can round differently in the last bits (candle's
-    /// attention products depend on the rows read together), which flips rare greedy near-ties.
+    /// in other pieces than a fresh one can round differently in the last bits, which flips
+    /// rare greedy near-ties.
     pub prefix_cache: bool,
 }
 
