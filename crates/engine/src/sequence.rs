@@ -65,20 +65,22 @@ impl Sequence {
 /// Key/value cache of one layer: a preallocated buffer that grows by doubling up to its limit,
 /// so appending a token is a copy into place (not a concatenation of the whole history) and
 /// rewinding a conversation is just a shorter length.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct KvCache {
     k: Option<Tensor>,
     v: Option<Tensor>,
     len: usize,
-    /// The most positions it grows to (the context size); 0: no limit.
+    /// The most positions it grows to (the context size).
     limit: usize,
 }
 
 impl KvCache {
     fn with_limit(limit: usize) -> Self {
         Self {
+            k: None,
+            v: None,
+            len: 0,
             limit,
-            ..Self::default()
         }
     }
 
@@ -88,10 +90,7 @@ impl KvCache {
         let needed = self.len + seq;
         let cap = self.k.as_ref().map_or(0, |t| t.dim(2).unwrap_or(0));
         if needed > cap {
-            let mut new_cap = needed.max(cap * 2).max(64);
-            if self.limit > 0 {
-                new_cap = new_cap.min(self.limit.max(needed));
-            }
+            let new_cap = needed.max(cap * 2).max(64).min(self.limit.max(needed));
             let (b, h, _, d) = k.dims4()?;
             let grow = |old: &Option<Tensor>| -> Result<Tensor> {
                 let t = Tensor::zeros((b, h, new_cap, d), k.dtype(), k.device())?;

@@ -55,6 +55,17 @@ struct Active {
     last_token: Option<Instant>,
 }
 
+impl Active {
+    /// The tokens it feeds this step when it feeds `n`: its next token, or the next `n` of
+    /// its prompt.
+    fn input(&self, n: usize) -> &[u32] {
+        match &self.next {
+            Some(t) => std::slice::from_ref(t),
+            None => &self.prompt[self.fed..self.fed + n],
+        }
+    }
+}
+
 struct Slot {
     seq: Sequence,
     active: Option<Active>,
@@ -214,9 +225,8 @@ impl<'a> Scheduler<'a> {
     }
 
     /// One forward pass over every active slot, then a token for each that has read its
-    /// prompt.
-    /// A panic in the forward pass fails every request in it, one while sampling fails that
-    /// request alone; either way the worker goes on.
+    /// prompt. A panic in the forward pass fails every request in it, one while sampling fails
+    /// that request alone; either way the worker goes on.
     fn step(&mut self) {
         let plan = self.plan();
         let logits = match catch_unwind(AssertUnwindSafe(|| self.forward(&plan))) {
@@ -297,38 +307,29 @@ impl<'a> Scheduler<'a> {
         plan
     }
 
-    /// The tokens slot `i` feeds this step when it feeds `n`.
-    fn input(&self, i: usize, n: usize) -> &[u32] {
-        let a = self.slots[i]
-            .active
-            .as_ref()
-            .expect("planned slots are active");
-        match &a.next {
-            Some(t) => std::slice::from_ref(t),
-            None => &a.prompt[a.fed..a.fed + n],
-        }
-    }
-
     fn check(&self, i: usize, n: usize) -> crate::Result<()> {
-        self.model
-            .check_step(self.slots[i].seq.len(), self.input(i, n))
+        let s = &self.slots[i];
+        let a = s.active.as_ref().expect("planned slots are active");
+        self.model.check_step(s.seq.len(), a.input(n))
     }
 
     /// Runs the planned tokens through the model in one pass; one row of logits per entry.
     fn forward(&mut self, plan: &[(usize, usize)]) -> crate::Result<Tensor> {
-        let inputs: Vec<Vec<u32>> = plan
-            .iter()
-            .map(|&(i, n)| self.input(i, n).to_vec())
+        // Each slot lends its tokens and its sequence at once, then the plan takes them in
+        // its order.
+        let mut lent: Vec<Option<(&Active, &mut Sequence)>> = self
+            .slots
+            .iter_mut()
+            .map(|s| s.active.as_ref().map(|a| (a, &mut s.seq)))
             .collect();
-        // Borrow each planned slot's sequence once, in plan order.
-        let mut seqs: Vec<Option<&mut Sequence>> =
-            self.slots.iter_mut().map(|s| Some(&mut s.seq)).collect();
         let mut steps: Vec<SeqStep> = plan
             .iter()
-            .zip(&inputs)
-            .map(|(&(i, _), ids)| SeqStep {
-                ids,
-                seq: seqs[i].take().expect("a slot is planned once"),
+            .map(|&(i, n)| {
+                let (a, seq) = lent[i].take().expect("a planned slot is active, once");
+                SeqStep {
+                    ids: a.input(n),
+                    seq,
+                }
             })
             .collect();
         self.model.forward_batch(&mut steps, false)
