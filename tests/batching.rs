@@ -65,35 +65,39 @@ fn serve(model: Model, tasks: Vec<Task>, batching: Batching) -> Vec<Completion> 
     done
 }
 
-/// Each request alone (one slot) and all eight in one batch of eight slots give the same
-/// tokens and text; the batch is small enough that prompts are read in several chunks next to
-/// the others' decoding.
+/// The requests one after another in one slot, each reading on from the cached prefix the one
+/// before left (the chat template's opening), give the same tokens and text as all eight
+/// read fresh in one batch of eight slots; the batch is small enough that prompts are read in
+/// several chunks next to the others' decoding.
 fn batched_equals_alone(load: fn() -> Model, sampling: SamplingParams) {
     let batch_size = 32;
-    let alone: Vec<Completion> = requests(&sampling)
-        .into_iter()
-        .map(|t| {
-            let one = Batching {
-                parallel: 1,
-                batch_size,
-                prefix_cache: false,
-            };
-            serve(load(), vec![t], one).remove(0)
-        })
-        .collect();
+    let one = Batching {
+        parallel: 1,
+        batch_size,
+        prefix_cache: true,
+    };
+    let alone = serve(load(), requests(&sampling), one);
     let eight = Batching {
         parallel: 8,
         batch_size,
-        prefix_cache: false,
+        prefix_cache: true,
     };
     let batched = serve(load(), requests(&sampling), eight);
     assert!(
         alone.iter().any(|c| c.prompt_tokens > batch_size),
         "some prompt spans several chunks"
     );
+    assert!(
+        alone[1..].iter().all(|c| c.cached_prompt_tokens > 0),
+        "one after another, each request reuses a prefix"
+    );
+    assert!(batched.iter().all(|c| c.cached_prompt_tokens == 0));
     for (i, (a, b)) in alone.iter().zip(&batched).enumerate() {
         assert!(!a.tokens.is_empty(), "request {i} generated nothing");
-        assert_eq!(a.tokens, b.tokens, "request {i}: alone vs batched");
+        assert_eq!(
+            a.tokens, b.tokens,
+            "request {i}: alone after a cached prefix vs batched"
+        );
         assert_eq!(a.text, b.text, "request {i}");
         assert_eq!(a.finish_reason, b.finish_reason, "request {i}");
     }

@@ -248,6 +248,10 @@ pub struct BenchArgs {
     /// Repetitions (after one warm-up).
     #[arg(short = 'r', long, default_value_t = 5)]
     pub repetitions: usize,
+    /// Tokens already in the context before each test (llama-bench's -d): measures prompt
+    /// processing and decoding after a long conversation. Filled once, not timed.
+    #[arg(short = 'd', long = "n-depth", default_value_t = 0)]
+    pub n_depth: usize,
     #[command(flatten)]
     pub serve: ServeBenchArgs,
     #[arg(long)]
@@ -275,7 +279,7 @@ pub struct ServeBenchArgs {
         id = "serve",
         value_name = "URL",
         conflicts_with_all = [
-            "n_prompt", "n_gen", "repetitions", "device", "threads", "ctx_size",
+            "n_prompt", "n_gen", "repetitions", "n_depth", "device", "threads", "ctx_size",
             "policy", "allow_unlisted", "accept_openness", "rehash",
         ]
     )]
@@ -373,11 +377,11 @@ pub struct ServeArgs {
     /// prompts being read.
     #[arg(long, default_value_t = 512)]
     pub batch_size: usize,
-    /// Reuse the KV cache of the longest prompt prefix a free slot holds (system prompts, chats
-    /// resent in full). Faster; a prompt read in other pieces than a fresh one can round
-    /// differently in the last bits, which flips rare greedy near-ties.
+    /// Read every prompt from its first token instead of reusing the KV cache of the longest
+    /// prefix a free slot holds (system prompts, chats resent in full). On the CPU reuse gives
+    /// the same tokens; on a GPU it can round differently in the last bits.
     #[arg(long)]
-    pub prefix_cache: bool,
+    pub no_prefix_cache: bool,
     /// Tokens to generate when a request gives no max_tokens.
     #[arg(long, default_value_t = 512)]
     pub max_tokens: usize,

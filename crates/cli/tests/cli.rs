@@ -29,11 +29,11 @@ fn run_with_stdin(cmd: &mut Command, input: &[u8]) -> Output {
 #[test]
 fn run_greedy_completion_matches_the_reference() {
     pulled(MODEL);
-    let o = run(candor().args(["run", "The capital of France is", "-n", "19", "--temp", "0"]));
+    let o = run(candor().args(["run", "Once upon a time", "-n", "19", "--temp", "0"]));
     expect_code(&o, 0);
     assert_eq!(
         stdout(&o),
-        " Paris.\n\nThe United States has a population of approximately 311 million people.\n"
+        ", the city of Nova Haven was a thriving metropolis, with towering skyscrapers and bustling streets. But\n"
     );
     assert!(
         stderr(&o).contains("tok/s"),
@@ -61,16 +61,16 @@ fn run_stops_at_a_stop_string_and_leaves_it_out() {
     pulled(MODEL);
     let o = run(candor().args([
         "run",
-        "The capital of France is",
+        "Once upon a time",
         "-n",
         "40",
         "--temp",
         "0",
         "--stop",
-        "United",
+        "metropolis",
     ]));
     expect_code(&o, 0);
-    assert_eq!(stdout(&o), " Paris.\n\nThe \n");
+    assert_eq!(stdout(&o), ", the city of Nova Haven was a thriving \n");
 }
 
 #[test]

@@ -23,8 +23,8 @@ from client_util import check, fail, log, run_scenario
 # Greedy answers of the default model; the OpenAI client's tests expect the same.
 QUESTION = "What is 2+2?"
 ANSWER = "The answer to this classic math problem is 4."
-FRANCE = "The capital of France is"
-FRANCE_19 = " Paris.\n\nThe United States has a population of approximately 311 million people."
+ONCE = "Once upon a time"
+ONCE_19 = ", the city of Nova Haven was a thriving metropolis, with towering skyscrapers and bustling streets. But"
 STORY = "Write a very long story about a dragon who learns to read."
 
 # The documented examples' keys and types (Ollama's docs/api.md).
@@ -175,21 +175,21 @@ def chat_and_generate(args, c):
     log(f"ok: generate, streamed and not, and with the context sent back: {follow.response!r}")
 
     # Raw: the prompt as is (as /v1/completions takes it), num_predict, stop strings.
-    g = c.generate(model=m, prompt=FRANCE, raw=True, options={"temperature": 0, "num_predict": 19}, stream=False)
-    check(g.response == FRANCE_19 and g.done_reason == "length" and g.eval_count == 19, f"raw generate: {g}")
+    g = c.generate(model=m, prompt=ONCE, raw=True, options={"temperature": 0, "num_predict": 19}, stream=False)
+    check(g.response == ONCE_19 and g.done_reason == "length" and g.eval_count == 19, f"raw generate: {g}")
     check(g.context is None, "raw generate returns no context")
-    g = c.generate(model=m, prompt=FRANCE, raw=True, options={"temperature": 0, "num_predict": 19, "stop": ["\n"]})
-    check(g.response == " Paris." and g.done_reason == "stop", f"raw generate with stop: {g}")
-    # num_ctx caps the window: BOS and 5 prompt tokens leave room for 5 tokens in 10.
-    g = c.generate(model=m, prompt=FRANCE, raw=True, options={"temperature": 0, "num_ctx": 10}, stream=False)
+    g = c.generate(model=m, prompt=ONCE, raw=True, options={"temperature": 0, "num_predict": 19, "stop": ["."]})
+    check(g.response == ONCE_19.split(".")[0] and g.done_reason == "stop", f"raw generate with stop: {g}")
+    # num_ctx caps the window: what the prompt leaves of 10 tokens.
+    g = c.generate(model=m, prompt=ONCE, raw=True, options={"temperature": 0, "num_ctx": 10}, stream=False)
     check(g.done_reason == "length" and g.eval_count == 10 - g.prompt_eval_count + 1, f"num_ctx: {g}")
     expect_error(
-        lambda: c.generate(model=m, prompt=FRANCE, raw=True, options={"num_ctx": 4}), 400, ["prompt", "num_ctx is 4"], what="prompt over num_ctx"
+        lambda: c.generate(model=m, prompt=ONCE, raw=True, options={"num_ctx": 3}), 400, ["prompt", "num_ctx is 3"], what="prompt over num_ctx"
     )
     # Options set to null, as some clients send their unset ones, count as absent.
     nulls = {k: None for k in ["mirostat", "tfs_z", "num_gpu", "num_thread", "top_k", "stop", "seed"]}
-    g = raw(args, "POST", "/api/generate", {"model": m, "prompt": FRANCE, "raw": True, "stream": False, "options": {**nulls, "temperature": 0, "num_predict": 19}})
-    check(g.status_code == 200 and g.json()["response"] == FRANCE_19, f"null options: {g.text}")
+    g = raw(args, "POST", "/api/generate", {"model": m, "prompt": ONCE, "raw": True, "stream": False, "options": {**nulls, "temperature": 0, "num_predict": 19}})
+    check(g.status_code == 200 and g.json()["response"] == ONCE_19, f"null options: {g.text}")
     log("ok: raw generate, num_predict, stop, num_ctx, null options")
 
     # Name forms: name:tag maps to the manifest id name-tag.

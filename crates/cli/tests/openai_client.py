@@ -27,8 +27,8 @@ from client_util import check, fail, log, run_scenario
 
 QUESTION = "What is 2+2?"
 ANSWER = "The answer to this classic math problem is 4."
-FRANCE = "The capital of France is"
-FRANCE_19 = " Paris.\n\nThe United States has a population of approximately 311 million people."
+ONCE = "Once upon a time"
+ONCE_19 = ", the city of Nova Haven was a thriving metropolis, with towering skyscrapers and bustling streets. But"
 STORY = "Write a very long story about a dragon who learns to read."
 
 
@@ -145,25 +145,25 @@ def functional(args):
     check(text == ANSWER, f"streamed chat: {text!r}")
     check(finish == "stop", f"streamed finish: {finish}")
     check(usage is not None and usage.completion_tokens == u.completion_tokens, f"streamed usage: {usage}")
-    # The same prompt again (the server runs with --prefix-cache): all but its last token are
+    # The same prompt again (the prefix cache is on by default): all but its last token are
     # read from the cache.
     cached = usage.prompt_tokens_details.cached_tokens
     check(cached == usage.prompt_tokens - 1, f"cached prompt tokens of a repeated prompt: {usage}")
     log(f"ok: streamed chat: {text!r}, {cached} prompt tokens from the prefix cache")
 
     # Completion: max_tokens, then a stop string, streamed.
-    r = c.completions.create(model=m, prompt=FRANCE, max_tokens=19, temperature=0)
-    check(r.choices[0].text == FRANCE_19, f"completion: {r.choices[0].text!r}")
+    r = c.completions.create(model=m, prompt=ONCE, max_tokens=19, temperature=0)
+    check(r.choices[0].text == ONCE_19, f"completion: {r.choices[0].text!r}")
     check(r.choices[0].finish_reason == "length", f"completion finish: {r.choices[0].finish_reason}")
     check(r.usage.completion_tokens == 19, f"completion usage: {r.usage}")
     log(f"ok: completion: {r.choices[0].text!r}")
-    s = c.completions.create(model=m, prompt=FRANCE, max_tokens=19, temperature=0, stop=["\n"], stream=True)
+    s = c.completions.create(model=m, prompt=ONCE, max_tokens=19, temperature=0, stop=["."], stream=True)
     parts, finish = [], None
     for chunk in s:
         for ch in chunk.choices:
             parts.append(ch.text)
             finish = ch.finish_reason or finish
-    check("".join(parts) == " Paris.", f"streamed completion with stop: {''.join(parts)!r}")
+    check("".join(parts) == ONCE_19.split(".")[0], f"streamed completion with stop: {''.join(parts)!r}")
     check(finish == "stop", f"streamed completion finish: {finish}")
     log("ok: streamed completion with a stop string")
 

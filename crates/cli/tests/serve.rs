@@ -41,7 +41,7 @@ fn serve_answers_the_openai_client() {
     let _g = serial();
     pulled(MODEL);
     let Some(py) = py() else { return };
-    let server = Server::start(&["--prefix-cache"]);
+    let server = Server::start(&[]);
     let o = client(&server, &py, "functional", &[]);
     eprintln!("{}", text(&o.stdout));
 }

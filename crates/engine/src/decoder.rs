@@ -4,6 +4,7 @@
 
 use crate::config::{ModelConfig, NormPlacement, QkNorm};
 use crate::error::Result;
+use crate::kernels;
 use crate::layers::{attention, attention_mask, Embedding, Gate, Linear, RmsNorm, Rope};
 use crate::sequence::{KvCache, SeqStep};
 use crate::weights::{Weight, Weights};
@@ -50,13 +51,14 @@ pub struct LayerSpec {
 }
 
 /// Where one sequence's rows of a step sit in one layer: how many of the step's rows are its,
-/// its cache, the first row's position, the rotation (none in SmolLM3's NoPE layers) and the
-/// attention mask over its cache.
+/// its cache, the first row's position, the rotation (none in SmolLM3's NoPE layers), the
+/// sliding window if the layer has one, and the attention mask candle's path takes off the CPU.
 struct Part<'a> {
     rows: usize,
     cache: &'a mut KvCache,
     pos: usize,
     rope: Option<&'a Rope>,
+    window: Option<usize>,
     mask: Option<&'a Tensor>,
 }
 
@@ -78,9 +80,11 @@ pub fn forward_layers<'r>(
     plan: impl Fn(usize) -> LayerAttention<'r>,
 ) -> Result<Tensor> {
     let device = x.device().clone();
-    // Masks per sequence: over the whole cache, and over the window where there is one.
+    // Masks per sequence for candle's attention (devices other than the CPU, whose kernel
+    // reads positions instead): over the whole cache, and over the window where there is one.
     let masks = steps
         .iter()
+        .filter(|_| !device.is_cpu())
         .map(|s| {
             let (n, pos) = (s.ids.len(), s.seq.len());
             let global = attention_mask(n, pos, None, &device)?;
@@ -95,13 +99,16 @@ pub fn forward_layers<'r>(
         let how = plan(i);
         let mut parts: Vec<Part> = steps
             .iter_mut()
-            .zip(&masks)
-            .map(|(s, (global, local))| Part {
+            .enumerate()
+            .map(|(j, s)| Part {
                 rows: s.ids.len(),
                 pos: s.seq.len(),
                 cache: &mut s.seq.layers[i],
                 rope: how.rope,
-                mask: if how.sliding { local } else { global }.as_ref(),
+                window: window.filter(|_| how.sliding),
+                mask: masks
+                    .get(j)
+                    .and_then(|(global, local)| if how.sliding { local } else { global }.as_ref()),
             })
             .collect();
         x = layer.forward(&x, &mut parts)?;
@@ -275,7 +282,23 @@ impl Attention {
             None => (q, k),
         };
         let v = v.reshape((1, seq, nkv, d))?.transpose(1, 2)?;
-        let (k, v) = at.cache.append(&k, &v)?;
+        at.cache.append(&k, &v)?;
+        let (keys, values) = at.cache.buffers().expect("appended");
+        let shape = kernels::attention::Heads {
+            heads: nh,
+            kv_heads: nkv,
+            dim: d,
+        };
+        let scoring = kernels::attention::Scoring {
+            scale: self.scale as f32,
+            softcap: self.softcap.map(|c| c as f32),
+            window: at.window,
+        };
+        let fast = kernels::attention::attend_tensors(&q, keys, values, at.pos, shape, scoring)?;
+        if let Some(y) = fast {
+            return Ok(y);
+        }
+        let (k, v) = at.cache.history()?;
         let y = attention(&q, &k, &v, self.scale, self.softcap, at.mask)?;
         Ok(y.transpose(1, 2)?.reshape((1, seq, nh * d))?)
     }

@@ -84,13 +84,15 @@ impl KvCache {
         }
     }
 
-    /// Appends (1, kv_heads, seq, head_dim) keys and values; returns views of the whole history.
-    pub fn append(&mut self, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
+    /// Appends (1, kv_heads, seq, head_dim) keys and values.
+    pub fn append(&mut self, k: &Tensor, v: &Tensor) -> Result<()> {
         let seq = k.dim(2)?;
         let needed = self.len + seq;
-        let cap = self.k.as_ref().map_or(0, |t| t.dim(2).unwrap_or(0));
-        if needed > cap {
-            let new_cap = needed.max(cap * 2).max(64).min(self.limit.max(needed));
+        if needed > self.capacity() {
+            let new_cap = needed
+                .max(self.capacity() * 2)
+                .max(64)
+                .min(self.limit.max(needed));
             let (b, h, _, d) = k.dims4()?;
             let grow = |old: &Option<Tensor>| -> Result<Tensor> {
                 let t = Tensor::zeros((b, h, new_cap, d), k.dtype(), k.device())?;
@@ -104,14 +106,29 @@ impl KvCache {
             self.k = Some(grow(&self.k)?);
             self.v = Some(grow(&self.v)?);
         }
-        let (kc, vc) = (
-            self.k.as_ref().expect("allocated"),
-            self.v.as_ref().expect("allocated"),
-        );
+        let (kc, vc) = self.buffers().expect("allocated");
         kc.slice_set(&k.contiguous()?, 2, self.len)?;
         vc.slice_set(&v.contiguous()?, 2, self.len)?;
         self.len = needed;
-        Ok((kc.narrow(2, 0, self.len)?, vc.narrow(2, 0, self.len)?))
+        Ok(())
+    }
+
+    /// Views (1, kv_heads, len, head_dim) of the cached keys and values.
+    pub fn history(&self) -> Result<(Tensor, Tensor)> {
+        let (k, v) = self
+            .buffers()
+            .ok_or_else(|| candle_core::Error::Msg("empty KV cache".into()))?;
+        Ok((k.narrow(2, 0, self.len)?, v.narrow(2, 0, self.len)?))
+    }
+
+    /// The whole key and value buffers, (1, kv_heads, capacity, head_dim), of which the first
+    /// `len` positions are filled. None before the first append.
+    pub(crate) fn buffers(&self) -> Option<(&Tensor, &Tensor)> {
+        self.k.as_ref().zip(self.v.as_ref())
+    }
+
+    fn capacity(&self) -> usize {
+        self.k.as_ref().map_or(0, |t| t.dim(2).unwrap_or(0))
     }
 
     /// Forgets positions from `len` on.

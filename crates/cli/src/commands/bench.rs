@@ -21,6 +21,7 @@ struct Test {
     n_threads: usize,
     n_prompt: usize,
     n_gen: usize,
+    n_depth: usize,
     backend: &'static str,
     avg_ns: u64,
     stddev_ns: u64,
@@ -48,22 +49,37 @@ pub fn run(home: &Home, args: &BenchArgs) -> Result<()> {
     let mut loaded = load(home, &model_args)?;
     let vocab = loaded.model.tokenizer().vocab_size() as u64;
     // Fixed pseudo-random tokens, as llama-bench uses: content does not change the cost.
-    let tokens: Vec<u32> = (0..args.n_prompt.max(1) as u64)
-        .map(|i| ((i.wrapping_mul(2654435761) >> 7) % vocab) as u32)
-        .collect();
+    let random = |n: usize, offset: u64| -> Vec<u32> {
+        (offset..offset + n as u64)
+            .map(|i| ((i.wrapping_mul(2654435761) >> 7) % vocab) as u32)
+            .collect()
+    };
+    let tokens = random(args.n_prompt.max(1), 0);
+    let depth = random(args.n_depth, 1 << 20);
     // Time to first token: a prompt pass plus reading the logits, once, cold.
     let t = Instant::now();
     loaded.model.reset();
     loaded.model.forward(&tokens, false)?;
     let ttft_ms = t.elapsed().as_secs_f64() * 1e3;
+    // The context every test starts from, filled once: each test then rewinds to it.
+    loaded.model.reset();
+    if !depth.is_empty() {
+        loaded.model.forward(&depth, false)?;
+    }
 
     let mut tests = Vec::new();
     for (n_prompt, n_gen) in [(args.n_prompt, 0), (0, args.n_gen)] {
         if n_prompt + n_gen == 0 {
             continue;
         }
-        let once =
-            |model: &mut Model| timed_pass(model, &tokens[..n_prompt.max(1)], n_prompt, n_gen);
+        let once = |model: &mut Model| {
+            timed_pass(
+                model,
+                depth.len(),
+                &tokens[..n_prompt.max(1)],
+                [n_prompt, n_gen],
+            )
+        };
         once(&mut loaded.model)?; // warm-up
         let samples: Vec<u64> = (0..args.repetitions.max(1))
             .map(|_| once(&mut loaded.model))
@@ -71,8 +87,7 @@ pub fn run(home: &Home, args: &BenchArgs) -> Result<()> {
         tests.push(record(
             &loaded,
             &model_args,
-            n_prompt,
-            n_gen,
+            [n_prompt, n_gen, depth.len()],
             samples,
             ttft_ms,
         ));
@@ -98,10 +113,16 @@ pub fn run(home: &Home, args: &BenchArgs) -> Result<()> {
     Ok(())
 }
 
-/// One timed run from an empty cache: a prompt pass over `n_prompt` tokens, or `n_gen` greedy
-/// decode steps from the first token. Nanoseconds.
-fn timed_pass(model: &mut Model, tokens: &[u32], n_prompt: usize, n_gen: usize) -> Result<u64> {
-    model.reset();
+/// One timed run after the depth context (what the model holds when the benchmark starts): a
+/// prompt pass over `n_prompt` tokens, or `n_gen` greedy decode steps from the first token.
+/// Nanoseconds.
+fn timed_pass(
+    model: &mut Model,
+    depth: usize,
+    tokens: &[u32],
+    [n_prompt, n_gen]: [usize; 2],
+) -> Result<u64> {
+    model.truncate(depth);
     let t = Instant::now();
     if n_prompt > 0 {
         model.forward(&tokens[..n_prompt], false)?;
@@ -119,8 +140,7 @@ fn timed_pass(model: &mut Model, tokens: &[u32], n_prompt: usize, n_gen: usize) 
 fn record(
     loaded: &Loaded,
     args: &ModelArgs,
-    n_prompt: usize,
-    n_gen: usize,
+    [n_prompt, n_gen, n_depth]: [usize; 3],
     samples: Vec<u64>,
     ttft_ms: f64,
 ) -> Test {
@@ -140,6 +160,7 @@ fn record(
         n_threads: candle_core::utils::get_num_threads(),
         n_prompt,
         n_gen,
+        n_depth,
         backend: match args.runtime.device {
             DeviceArg::Cpu => "CPU",
             DeviceArg::Cuda => "CUDA",
@@ -176,11 +197,15 @@ fn print_table(tests: &[Test]) {
         crate::table::align_right(&mut table, column);
     }
     for t in tests {
-        let name = if t.n_prompt > 0 {
+        let mut name = if t.n_prompt > 0 {
             format!("pp{}", t.n_prompt)
         } else {
             format!("tg{}", t.n_gen)
         };
+        if t.n_depth > 0 {
+            // llama-bench's name for a test after a filled context.
+            name += &format!(" @ d{}", t.n_depth);
+        }
         table.add_row([
             t.model_type.clone(),
             format!("{:.2} MiB", t.model_size as f64 / (1 << 20) as f64),

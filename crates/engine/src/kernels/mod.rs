@@ -7,9 +7,11 @@
 //! reused for every row of a prompt batch. The kernels (`x86.rs`: AVX-VNNI, AVX512-VNNI or
 //! AVX2, picked at run time; the portable loop in `packed.rs` defines the arithmetic) round
 //! exactly as candle's reference dot products, so outputs match candle token for token.
-//! `activation.rs` holds the vectorized gate activations of the fused feed-forward kernel.
+//! `activation.rs` holds the vectorized gate activations of the fused feed-forward kernel;
+//! `attention.rs` the attention that reads each sequence's KV cache in place.
 
 pub(crate) mod activation;
+pub(crate) mod attention;
 mod packed;
 // Each x86 kernel is one `unsafe fn` whose whole body is intrinsics over raw pointers, with its
 // contract stated once on the function; an `unsafe` block around every line would say nothing more.

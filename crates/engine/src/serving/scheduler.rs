@@ -25,10 +25,9 @@ pub struct Batching {
     pub parallel: usize,
     /// Tokens fed per forward pass at most (decoding slots' one each, then prompt chunks).
     pub batch_size: usize,
-    /// Reuse a slot's cached prefix for a new request. Off, every prompt is read from its
-    /// first token, and a request's tokens are the same whatever ran before; on, a prompt read
-    /// in other pieces than a fresh one can round differently in the last bits, which flips
-    /// rare greedy near-ties.
+    /// Reuse a slot's cached prefix for a new request. On the CPU a request's tokens are the
+    /// same either way (the attention kernel treats every query row alike); candle's attention
+    /// on a GPU rounds a prompt read in other pieces differently in the last bits.
     pub prefix_cache: bool,
 }
 
@@ -37,7 +36,7 @@ impl Default for Batching {
         Self {
             parallel: 1,
             batch_size: 512,
-            prefix_cache: false,
+            prefix_cache: true,
         }
     }
 }

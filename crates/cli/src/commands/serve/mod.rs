@@ -90,7 +90,7 @@ pub fn run(home: &Home, args: &ServeArgs) -> Result<()> {
                 let batching = Batching {
                     parallel: args.parallel,
                     batch_size: args.batch_size,
-                    prefix_cache: args.prefix_cache,
+                    prefix_cache: !args.no_prefix_cache,
                 };
                 let (queue, handle) = candor_engine::serving::spawn(
                     &id,

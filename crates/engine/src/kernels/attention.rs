@@ -1,0 +1,735 @@
+//! Attention on the CPU, reading each sequence's KV cache where it lies.
+//!
+//! Two reasons not to go through candle's matrix products here. Speed: gemm repacks the whole
+//! cache for every product, which after a few thousand tokens of context is most of a decoding
+//! step. Exactness: candle's product rounds differently for a few query rows than for many, so
+//! a token's keys came out different in the last bits whether it was read in a prompt or
+//! decoded, and a prompt continued from a cached prefix could not match a fresh read.
+//!
+//! Here every query row is computed by the same loops whatever else is in the call: its keys are
+//! taken in blocks of [`KEY_BLOCK`] positions aligned to absolute positions; each block gives
+//! its scores' maximum, the sum of their exponentials and the weighted sum of its values; the
+//! blocks are then combined in order. A row's result depends only on its query, its position
+//! and the cache before it — not on how many rows share the call, nor on how the work is
+//! split across threads (blocks run in parallel when there are few rows, as in decoding).
+
+use super::activation::exp;
+use super::packed::G;
+use super::SendPtr;
+use candle_core::{CpuStorage, DType, Storage, Tensor};
+use rayon::prelude::*;
+
+/// Positions per key block: long enough to amortize a block's setup, short enough that one
+/// decoding row splits into many pieces of work at a few thousand tokens.
+pub(crate) const KEY_BLOCK: usize = 128;
+
+/// How the scores are formed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Scoring {
+    pub scale: f32,
+    /// Gemma 2's `cap·tanh(s/cap)`.
+    pub softcap: Option<f32>,
+    /// Only the last `window` positions up to the query's own are visible (sliding layers).
+    pub window: Option<usize>,
+}
+
+/// Heads and their width.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Heads {
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub dim: usize,
+}
+
+/// One layer's cache of one sequence: keys and values as `kv_heads` runs of `capacity`
+/// positions × head_dim, filled up to at least the last query's position.
+pub(crate) struct Cache<'a> {
+    pub k: &'a [f32],
+    pub v: &'a [f32],
+    pub capacity: usize,
+}
+
+/// The queries: element (head h, row r, i) at `data[h * head_stride + r * row_stride + i]`.
+pub(crate) struct Queries<'a> {
+    pub data: &'a [f32],
+    pub head_stride: usize,
+    pub row_stride: usize,
+    pub rows: usize,
+}
+
+/// Attends from `q` (1, heads, rows, head_dim), rows at positions `pos`, `pos + 1`, …, over
+/// a cache's key and value buffers (1, kv_heads, capacity, head_dim) already holding the rows'
+/// own keys; returns (1, rows, heads·head_dim). None when the tensors are not f32 in CPU memory
+/// (the caller then takes candle's path).
+pub(crate) fn attend_tensors(
+    q: &Tensor,
+    keys: &Tensor,
+    values: &Tensor,
+    pos: usize,
+    shape: Heads,
+    scoring: Scoring,
+) -> candle_core::Result<Option<Tensor>> {
+    let cpu_f32 = |t: &Tensor| t.device().is_cpu() && t.dtype() == DType::F32;
+    if ![q, keys, values].into_iter().all(cpu_f32) {
+        return Ok(None);
+    }
+    let q = if q.stride()[3] == 1 {
+        q.clone()
+    } else {
+        q.contiguous()?
+    };
+    let (q_storage, q_layout) = q.storage_and_layout();
+    let (k_storage, k_layout) = keys.storage_and_layout();
+    let (v_storage, v_layout) = values.storage_and_layout();
+    let (
+        Storage::Cpu(CpuStorage::F32(qd)),
+        Storage::Cpu(CpuStorage::F32(kd)),
+        Storage::Cpu(CpuStorage::F32(vd)),
+    ) = (&*q_storage, &*k_storage, &*v_storage)
+    else {
+        return Ok(None);
+    };
+    if !k_layout.is_contiguous() || !v_layout.is_contiguous() {
+        return Ok(None);
+    }
+    let rows = q.dim(2)?;
+    let stride = q_layout.stride();
+    let queries = Queries {
+        data: &qd[q_layout.start_offset()..],
+        head_stride: stride[1],
+        row_stride: stride[2],
+        rows,
+    };
+    let cache = Cache {
+        k: &kd[k_layout.start_offset()..],
+        v: &vd[v_layout.start_offset()..],
+        capacity: keys.dim(2)?,
+    };
+    let out = attend(&queries, pos, &cache, shape, scoring);
+    Ok(Some(Tensor::from_vec(
+        out,
+        (1, rows, shape.heads * shape.dim),
+        q.device(),
+    )?))
+}
+
+/// Attends from `q`, whose rows sit at positions `pos`, `pos + 1`, … (their own keys already
+/// in the cache); returns (rows, heads·head_dim) values.
+pub(crate) fn attend(
+    q: &Queries,
+    pos: usize,
+    cache: &Cache,
+    shape: Heads,
+    scoring: Scoring,
+) -> Vec<f32> {
+    let Heads {
+        heads,
+        kv_heads,
+        dim,
+    } = shape;
+    let group = heads / kv_heads;
+    let mut out = vec![0f32; q.rows * heads * dim];
+    let threads = rayon::current_num_threads();
+    let task = |row: usize, kv: usize| Task {
+        q,
+        cache,
+        shape,
+        scoring,
+        row,
+        kv,
+        pos: pos + row,
+    };
+    let width = group * dim;
+    if threads > 1 && q.rows * kv_heads < 2 * threads {
+        // Few rows (decoding): split the rows' key blocks across the pool instead.
+        let tasks: Vec<Task> = (0..q.rows * kv_heads)
+            .map(|i| task(i / kv_heads, i % kv_heads))
+            .collect();
+        let jobs: Vec<(usize, (usize, usize))> = tasks
+            .iter()
+            .enumerate()
+            .flat_map(|(i, t)| t.blocks().into_iter().map(move |b| (i, b)))
+            .collect();
+        let partials: Vec<Partial> = jobs
+            .par_iter()
+            .with_min_len(1)
+            .map(|&(i, b)| tasks[i].block(b))
+            .collect();
+        let mut start = 0;
+        for ((i, task), y) in tasks.iter().enumerate().zip(out.chunks_exact_mut(width)) {
+            let n = jobs[start..].iter().take_while(|(j, _)| *j == i).count();
+            task.combine(&partials[start..start + n], y);
+            start += n;
+        }
+        return out;
+    }
+    // Tiles of rows share each key block while it is in cache.
+    let tiles = q.rows.div_ceil(ROW_TILE);
+    let out_ptr = SendPtr(out.as_mut_ptr());
+    super::pool_groups(tiles * kv_heads, |i| {
+        let (tile, kv) = (i / kv_heads, i % kv_heads);
+        let rows = tile * ROW_TILE..((tile + 1) * ROW_TILE).min(q.rows);
+        let tasks: Vec<Task> = rows.map(|r| task(r, kv)).collect();
+        for (t, y) in tasks.iter().zip(run_tile(&tasks)) {
+            // SAFETY: item i writes only its own rows' slices for its kv head, disjoint from
+            // every other item's, inside `out`, which outlives the pool call.
+            let dst = unsafe {
+                let at = (t.row * heads + kv * group) * dim;
+                std::slice::from_raw_parts_mut(out_ptr.get().add(at), width)
+            };
+            dst.copy_from_slice(&y);
+        }
+    });
+    out
+}
+
+/// Query rows that go through the key blocks together.
+const ROW_TILE: usize = 16;
+
+/// The rows of one tile, block by block: each key block is used by every row that sees it
+/// before the next is read. Returns each row's output.
+fn run_tile(tasks: &[Task]) -> Vec<Vec<f32>> {
+    let blocks: Vec<Vec<(usize, usize)>> = tasks.iter().map(Task::blocks).collect();
+    let mut partials: Vec<Vec<Partial>> =
+        blocks.iter().map(|b| Vec::with_capacity(b.len())).collect();
+    let mut next = vec![0; tasks.len()];
+    let last = blocks
+        .iter()
+        .filter_map(|b| b.last())
+        .map(|&(start, _)| start / KEY_BLOCK)
+        .max()
+        .unwrap_or(0);
+    for number in 0..=last {
+        for (t, task) in tasks.iter().enumerate() {
+            if let Some(&range) = blocks[t].get(next[t]).filter(|r| r.0 / KEY_BLOCK == number) {
+                partials[t].push(task.block(range));
+                next[t] += 1;
+            }
+        }
+    }
+    tasks
+        .iter()
+        .zip(&partials)
+        .map(|(task, p)| {
+            let mut y = vec![0f32; task.shape.dim * task.shape.heads / task.shape.kv_heads];
+            task.combine(p, &mut y);
+            y
+        })
+        .collect()
+}
+
+/// One query row's heads that share one key/value head.
+struct Task<'a> {
+    q: &'a Queries<'a>,
+    cache: &'a Cache<'a>,
+    shape: Heads,
+    scoring: Scoring,
+    row: usize,
+    kv: usize,
+    /// The row's position: keys up to and including it are visible.
+    pos: usize,
+}
+
+/// What one key block leaves for the combination, per head: the scores' maximum, the sum of
+/// `exp(score - max)` and the values weighted by those exponentials.
+struct Partial {
+    max: Vec<f32>,
+    sum: Vec<f32>,
+    acc: Vec<f32>,
+}
+
+impl Task<'_> {
+    /// The visible key blocks: (first position, one past the last).
+    fn blocks(&self) -> Vec<(usize, usize)> {
+        let end = self.pos + 1;
+        let first = self.scoring.window.map_or(0, |w| end.saturating_sub(w));
+        let mut blocks = Vec::with_capacity((end - first).div_ceil(KEY_BLOCK) + 1);
+        let mut start = first;
+        while start < end {
+            let stop = ((start / KEY_BLOCK + 1) * KEY_BLOCK).min(end);
+            blocks.push((start, stop));
+            start = stop;
+        }
+        blocks
+    }
+
+    /// Scores, exponentials and weighted values of keys `start..stop` for every head of the
+    /// group.
+    fn block(&self, (start, stop): (usize, usize)) -> Partial {
+        let Heads {
+            heads,
+            kv_heads,
+            dim,
+        } = self.shape;
+        let group = heads / kv_heads;
+        let n = stop - start;
+        let base = self.kv * self.cache.capacity * dim;
+        let keys = &self.cache.k[base + start * dim..base + stop * dim];
+        let values = &self.cache.v[base + start * dim..base + stop * dim];
+        let queries: Vec<&[f32]> = (0..group)
+            .map(|g| {
+                let h = self.kv * group + g;
+                &self.q.data[h * self.q.head_stride + self.row * self.q.row_stride..][..dim]
+            })
+            .collect();
+        // Scores, one run of n (padded to whole lanes) per head.
+        let padded = n.next_multiple_of(G);
+        let mut scores = vec![f32::NEG_INFINITY; group * padded];
+        for (g, q) in queries.iter().enumerate() {
+            let s = &mut scores[g * padded..][..n];
+            dots(q, keys, s);
+            s.iter_mut().for_each(|s| *s *= self.scoring.scale);
+        }
+        if let Some(cap) = self.scoring.softcap {
+            for s in scores.iter_mut().filter(|s| s.is_finite()) {
+                *s = cap * (*s / cap).tanh();
+            }
+        }
+        let mut p = Partial {
+            max: vec![0.0; group],
+            sum: vec![0.0; group],
+            acc: vec![0.0; group * dim],
+        };
+        for g in 0..group {
+            let s = &mut scores[g * padded..][..padded];
+            let max = lane_max(s);
+            let mut lanes = [0f32; G];
+            for chunk in s.chunks_exact_mut(G) {
+                let x: [f32; G] = std::array::from_fn(|i| chunk[i] - max);
+                let e = exp(x);
+                for i in 0..G {
+                    // Padding stays at zero (exp clamps -inf to e^-87, not 0).
+                    let e = if chunk[i] == f32::NEG_INFINITY {
+                        0.0
+                    } else {
+                        e[i]
+                    };
+                    chunk[i] = e;
+                    lanes[i] += e;
+                }
+            }
+            p.max[g] = max;
+            p.sum[g] = reduce(lanes);
+        }
+        for g in 0..group {
+            let acc = &mut p.acc[g * dim..][..dim];
+            weighted_sum(&scores[g * padded..][..n], values, acc);
+        }
+        p
+    }
+
+    /// Joins the blocks' partials in order into `y` (the group's heads × head_dim).
+    fn combine(&self, partials: &[Partial], y: &mut [f32]) {
+        let dim = self.shape.dim;
+        for (g, y) in y.chunks_exact_mut(dim).enumerate() {
+            let max = partials
+                .iter()
+                .map(|p| p.max[g])
+                .fold(f32::NEG_INFINITY, f32::max);
+            y.fill(0.0);
+            let mut sum = 0f32;
+            for p in partials {
+                let w = (p.max[g] - max).exp();
+                sum += p.sum[g] * w;
+                axpy(w, &p.acc[g * dim..][..dim], y);
+            }
+            let inv = 1.0 / sum;
+            y.iter_mut().for_each(|v| *v *= inv);
+        }
+    }
+}
+
+/// `out[j] = q · keys[j]` for the rows of `keys` (each `q.len()` long).
+#[inline(always)]
+fn dots(q: &[f32], keys: &[f32], out: &mut [f32]) {
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
+    if q.len().is_multiple_of(16) {
+        return avx512::dots(q, keys, out);
+    }
+    #[cfg(all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        target_feature = "fma"
+    ))]
+    if q.len().is_multiple_of(8) {
+        return avx2::dots(q, keys, out);
+    }
+    for (o, k) in out.iter_mut().zip(keys.chunks_exact(q.len())) {
+        *o = dot(q, k);
+    }
+}
+
+/// `acc += Σ_j w[j] · values[j]` over the rows of `values` (each `acc.len()` long).
+#[inline(always)]
+fn weighted_sum(w: &[f32], values: &[f32], acc: &mut [f32]) {
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
+    if acc.len().is_multiple_of(64) {
+        return avx512::weighted_sum(w, values, acc);
+    }
+    #[cfg(all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        target_feature = "fma"
+    ))]
+    if acc.len().is_multiple_of(32) {
+        return avx2::weighted_sum(w, values, acc);
+    }
+    for (&w, v) in w.iter().zip(values.chunks_exact(acc.len())) {
+        axpy(w, v, acc);
+    }
+}
+
+/// The two loops in 256-bit vectors, compiled in when the build targets a CPU with AVX2 and
+/// FMA (candor builds for the CPU it runs on). Like the portable loops, each result is computed
+/// in one fixed order.
+#[cfg(all(
+    target_arch = "x86_64",
+    target_feature = "avx2",
+    target_feature = "fma"
+))]
+#[allow(unsafe_op_in_unsafe_fn)]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    /// Dot products of `q` with four keys at once; every key goes through the same
+    /// eight-lane chain and the same reduction, whichever of the four it is.
+    pub fn dots(q: &[f32], keys: &[f32], out: &mut [f32]) {
+        let d = q.len();
+        let n = out.len();
+        assert!(d.is_multiple_of(8) && keys.len() >= n * d);
+        let mut j = 0;
+        while j < n {
+            // A short last group repeats its last key (same arithmetic, result dropped).
+            let rows: [usize; 4] = std::array::from_fn(|r| (j + r).min(n - 1));
+            // SAFETY: AVX2 and FMA are enabled at build time; every key row read is in bounds
+            // (rows < n, keys holds n rows of d) and q holds d values.
+            let s = unsafe { dot4(q.as_ptr(), rows.map(|r| keys.as_ptr().add(r * d)), d) };
+            for (r, v) in s.iter().enumerate().take(n - j) {
+                out[j + r] = *v;
+            }
+            j += 4;
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn dot4(q: *const f32, k: [*const f32; 4], d: usize) -> [f32; 4] {
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut i = 0;
+        while i < d {
+            let qv = _mm256_loadu_ps(q.add(i));
+            for r in 0..4 {
+                acc[r] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k[r].add(i)), acc[r]);
+            }
+            i += 8;
+        }
+        let s01 = _mm256_hadd_ps(acc[0], acc[1]);
+        let s23 = _mm256_hadd_ps(acc[2], acc[3]);
+        let s = _mm256_hadd_ps(s01, s23);
+        let sum = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+        let mut out = [0f32; 4];
+        _mm_storeu_ps(out.as_mut_ptr(), sum);
+        out
+    }
+
+    /// `acc += Σ_j w[j] · values[j]`, 32 dimensions at a time kept in registers.
+    pub fn weighted_sum(w: &[f32], values: &[f32], acc: &mut [f32]) {
+        let d = acc.len();
+        assert!(d.is_multiple_of(32) && values.len() >= w.len() * d);
+        for c in (0..d).step_by(32) {
+            // SAFETY: AVX2 and FMA are enabled at build time; reads stay within the first
+            // w.len() rows of `values` and within `acc` (c + 32 <= d).
+            unsafe {
+                let a = acc.as_mut_ptr().add(c);
+                let mut sum = [0, 8, 16, 24].map(|o| _mm256_loadu_ps(a.add(o)));
+                for (j, &wj) in w.iter().enumerate() {
+                    let wv = _mm256_set1_ps(wj);
+                    let v = values.as_ptr().add(j * d + c);
+                    for (o, s) in sum.iter_mut().enumerate() {
+                        *s = _mm256_fmadd_ps(wv, _mm256_loadu_ps(v.add(8 * o)), *s);
+                    }
+                }
+                for (o, s) in sum.iter().enumerate() {
+                    _mm256_storeu_ps(a.add(8 * o), *s);
+                }
+            }
+        }
+    }
+}
+
+/// The two loops in 512-bit vectors, for heads a multiple of 16 (dot products) or 64
+/// (weighted sums) wide.
+#[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
+#[allow(unsafe_op_in_unsafe_fn)]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    /// As [`super::avx2::dots`], sixteen lanes per key folded to eight before the same
+    /// reduction.
+    pub fn dots(q: &[f32], keys: &[f32], out: &mut [f32]) {
+        let d = q.len();
+        let n = out.len();
+        assert!(d.is_multiple_of(16) && keys.len() >= n * d);
+        let mut j = 0;
+        while j < n {
+            let rows: [usize; 4] = std::array::from_fn(|r| (j + r).min(n - 1));
+            // SAFETY: AVX-512F is enabled at build time; every key row read is in bounds
+            // (rows < n, keys holds n rows of d) and q holds d values.
+            let s = unsafe { dot4(q.as_ptr(), rows.map(|r| keys.as_ptr().add(r * d)), d) };
+            for (r, v) in s.iter().enumerate().take(n - j) {
+                out[j + r] = *v;
+            }
+            j += 4;
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn dot4(q: *const f32, k: [*const f32; 4], d: usize) -> [f32; 4] {
+        let mut acc = [_mm512_setzero_ps(); 4];
+        let mut i = 0;
+        while i < d {
+            let qv = _mm512_loadu_ps(q.add(i));
+            for r in 0..4 {
+                acc[r] = _mm512_fmadd_ps(qv, _mm512_loadu_ps(k[r].add(i)), acc[r]);
+            }
+            i += 16;
+        }
+        let half = acc.map(|a| {
+            _mm256_add_ps(
+                _mm512_castps512_ps256(a),
+                _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1)),
+            )
+        });
+        let s01 = _mm256_hadd_ps(half[0], half[1]);
+        let s23 = _mm256_hadd_ps(half[2], half[3]);
+        let s = _mm256_hadd_ps(s01, s23);
+        let sum = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+        let mut out = [0f32; 4];
+        _mm_storeu_ps(out.as_mut_ptr(), sum);
+        out
+    }
+
+    /// `acc += Σ_j w[j] · values[j]`, 64 dimensions at a time kept in registers.
+    pub fn weighted_sum(w: &[f32], values: &[f32], acc: &mut [f32]) {
+        let d = acc.len();
+        assert!(d.is_multiple_of(64) && values.len() >= w.len() * d);
+        for c in (0..d).step_by(64) {
+            // SAFETY: AVX-512F is enabled at build time; reads stay within the first w.len()
+            // rows of `values` and within `acc` (c + 64 <= d).
+            unsafe {
+                let a = acc.as_mut_ptr().add(c);
+                let mut sum = [0, 16, 32, 48].map(|o| _mm512_loadu_ps(a.add(o)));
+                for (j, &wj) in w.iter().enumerate() {
+                    let wv = _mm512_set1_ps(wj);
+                    let v = values.as_ptr().add(j * d + c);
+                    for (o, s) in sum.iter_mut().enumerate() {
+                        *s = _mm512_fmadd_ps(wv, _mm512_loadu_ps(v.add(16 * o)), *s);
+                    }
+                }
+                for (o, s) in sum.iter().enumerate() {
+                    _mm512_storeu_ps(a.add(16 * o), *s);
+                }
+            }
+        }
+    }
+}
+
+/// Lanes of the portable dot product.
+const LANES: usize = 16;
+
+/// `a · b`, in [`LANES`] fused multiply-add lanes summed pairwise.
+#[inline(always)]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .fold(0f32, |t, (x, y)| x.mul_add(*y, t));
+    for (x, y) in ca.zip(cb) {
+        // Whole arrays, so that the compiler sees vector-wide operations.
+        let x: &[f32; LANES] = x.try_into().expect("chunk");
+        let y: &[f32; LANES] = y.try_into().expect("chunk");
+        acc = std::array::from_fn(|i| x[i].mul_add(y[i], acc[i]));
+    }
+    reduce(acc) + tail
+}
+
+/// `y += w · x`.
+#[inline(always)]
+fn axpy(w: f32, x: &[f32], y: &mut [f32]) {
+    for (y, x) in y.iter_mut().zip(x) {
+        *y = w.mul_add(*x, *y);
+    }
+}
+
+/// Sums lanes pairwise (halves folded onto each other), a fixed order.
+#[inline(always)]
+fn reduce<const N: usize>(mut a: [f32; N]) -> f32 {
+    let mut w = N / 2;
+    while w > 0 {
+        for i in 0..w {
+            a[i] += a[i + w];
+        }
+        w /= 2;
+    }
+    a[0]
+}
+
+/// The largest of `s` (whose length is a multiple of [`G`]).
+#[inline(always)]
+fn lane_max(s: &[f32]) -> f32 {
+    let mut m = [f32::NEG_INFINITY; G];
+    for chunk in s.chunks_exact(G) {
+        for i in 0..G {
+            m[i] = m[i].max(chunk[i]);
+        }
+    }
+    m.into_iter().fold(f32::NEG_INFINITY, f32::max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layers::{attention, attention_mask};
+    use candle_core::{Device, Tensor};
+
+    fn noise(n: usize, seed: u32) -> Vec<f32> {
+        (0..n)
+            .map(|i| {
+                let x = (i as u32).wrapping_mul(2654435761).wrapping_add(seed);
+                (x % 1000) as f32 / 250.0 - 2.0
+            })
+            .collect()
+    }
+
+    /// The cache as candle's path takes it: (1, kv_heads, len, d).
+    fn tensor(data: &[f32], kv: usize, cap: usize, len: usize, d: usize) -> Tensor {
+        Tensor::from_vec(data.to_vec(), (1, kv, cap, d), &Device::Cpu)
+            .unwrap()
+            .narrow(2, 0, len)
+            .unwrap()
+    }
+
+    /// Matches candle's attention within float rounding (scores here reach ±25, so a few units
+    /// in the last place of a score move the output by ~1e-5), for prompts and single rows, with
+    /// grouped heads, spare capacity, blocks that cross KEY_BLOCK, a soft cap and a window.
+    #[test]
+    fn matches_candle_attention() {
+        // Head widths that take every code path: portable, 256- and 512-bit.
+        for (heads, kv, d) in [(6, 2, 16), (9, 3, 64), (4, 1, 96), (4, 2, 256)] {
+            matches_candle_attention_at(heads, kv, d);
+        }
+    }
+
+    fn matches_candle_attention_at(heads: usize, kv: usize, d: usize) {
+        let cap = KEY_BLOCK + 80;
+        let k = noise(kv * cap * d, 1);
+        let v = noise(kv * cap * d, 2);
+        for (rows, pos) in [(1, 0), (1, KEY_BLOCK + 40), (7, KEY_BLOCK - 3), (20, 0)] {
+            for (softcap, window) in [(None, None), (Some(5.0), None), (None, Some(7))] {
+                let qd = noise(heads * rows * d, 3 + rows as u32);
+                let q = Queries {
+                    data: &qd,
+                    head_stride: rows * d,
+                    row_stride: d,
+                    rows,
+                };
+                let scoring = Scoring {
+                    scale: 0.25,
+                    softcap,
+                    window,
+                };
+                let cache = Cache {
+                    k: &k,
+                    v: &v,
+                    capacity: cap,
+                };
+                let shape = Heads {
+                    heads,
+                    kv_heads: kv,
+                    dim: d,
+                };
+                let got = attend(&q, pos, &cache, shape, scoring);
+                let len = pos + rows;
+                let qt = Tensor::from_vec(qd.clone(), (1, heads, rows, d), &Device::Cpu).unwrap();
+                let mask = attention_mask(rows, pos, window, &Device::Cpu).unwrap();
+                let (kt, vt) = (tensor(&k, kv, cap, len, d), tensor(&v, kv, cap, len, d));
+                let want = attention(&qt, &kt, &vt, 0.25, softcap.map(f64::from), mask.as_ref())
+                    .unwrap()
+                    .transpose(1, 2)
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap();
+                for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                    assert!(
+                        (g - w).abs() <= 1e-4 * w.abs().max(1.0),
+                        "d {d} rows {rows} pos {pos} {softcap:?} {window:?} [{i}]: {g} vs {w}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// A row's result is bit for bit the same alone, among other rows, and split across
+    /// threads or not.
+    #[test]
+    fn a_row_does_not_depend_on_its_company() {
+        let (heads, kv, d, cap) = (4, 1, 32, 3 * KEY_BLOCK);
+        let k = noise(kv * cap * d, 4);
+        let v = noise(kv * cap * d, 5);
+        let rows = 12;
+        let qd = noise(heads * rows * d, 6);
+        let shape = Heads {
+            heads,
+            kv_heads: kv,
+            dim: d,
+        };
+        let scoring = Scoring {
+            scale: 0.2,
+            softcap: None,
+            window: None,
+        };
+        let cache = Cache {
+            k: &k,
+            v: &v,
+            capacity: cap,
+        };
+        let pos = 2 * KEY_BLOCK + 5;
+        let all = attend(
+            &Queries {
+                data: &qd,
+                head_stride: rows * d,
+                row_stride: d,
+                rows,
+            },
+            pos,
+            &cache,
+            shape,
+            scoring,
+        );
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
+        for r in [0, 5, rows - 1] {
+            // Row r alone: its heads, one row each.
+            let one: Vec<f32> = (0..heads)
+                .flat_map(|h| qd[h * rows * d + r * d..][..d].to_vec())
+                .collect();
+            let q = Queries {
+                data: &one,
+                head_stride: d,
+                row_stride: d,
+                rows: 1,
+            };
+            let alone = attend(&q, pos + r, &cache, shape, scoring);
+            let split = pool.install(|| attend(&q, pos + r, &cache, shape, scoring));
+            let want = &all[r * heads * d..][..heads * d];
+            assert_eq!(alone, want, "row {r} alone");
+            assert_eq!(split, want, "row {r} split across threads");
+        }
+    }
+}
