@@ -275,10 +275,9 @@ impl Task<'_> {
         // Scores, one run of n (padded to whole lanes) per head.
         let padded = n.next_multiple_of(G);
         let mut scores = vec![f32::NEG_INFINITY; group * padded];
-        for (g, q) in queries.iter().enumerate() {
-            let s = &mut scores[g * padded..][..n];
-            dots(q, keys, s);
-            s.iter_mut().for_each(|s| *s *= self.scoring.scale);
+        dots(&queries, keys, &mut scores, padded, n);
+        for s in scores.chunks_exact_mut(padded) {
+            s[..n].iter_mut().for_each(|s| *s *= self.scoring.scale);
         }
         if let Some(cap) = self.scoring.softcap {
             for s in scores.iter_mut().filter(|s| s.is_finite()) {
@@ -311,10 +310,7 @@ impl Task<'_> {
             p.max[g] = max;
             p.sum[g] = reduce(lanes);
         }
-        for g in 0..group {
-            let acc = &mut p.acc[g * dim..][..dim];
-            weighted_sum(&scores[g * padded..][..n], values, acc);
-        }
+        weighted_sums(&scores, padded, n, values, &mut p.acc);
         p
     }
 
@@ -339,43 +335,46 @@ impl Task<'_> {
     }
 }
 
-/// `out[j] = q · keys[j]` for the rows of `keys` (each `q.len()` long).
+/// `out[h * stride + j] = queries[h] · keys[j]` for the first `n` rows of `keys` (each as long
+/// as a query).
 #[inline(always)]
-fn dots(q: &[f32], keys: &[f32], out: &mut [f32]) {
+fn dots(queries: &[&[f32]], keys: &[f32], out: &mut [f32], stride: usize, n: usize) {
+    let d = queries[0].len();
     #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
-    if q.len().is_multiple_of(16) {
-        return avx512::dots(q, keys, out);
+    if d.is_multiple_of(16) {
+        return avx512::dots(queries, keys, out, stride, n);
     }
-    #[cfg(all(
-        target_arch = "x86_64",
-        target_feature = "avx2",
-        target_feature = "fma"
-    ))]
-    if q.len().is_multiple_of(8) {
-        return avx2::dots(q, keys, out);
-    }
-    for (o, k) in out.iter_mut().zip(keys.chunks_exact(q.len())) {
-        *o = dot(q, k);
+    for (q, out) in queries.iter().zip(out.chunks_exact_mut(stride)) {
+        #[cfg(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma"))]
+        if d.is_multiple_of(8) {
+            avx2::dots(q, keys, &mut out[..n]);
+            continue;
+        }
+        for (o, k) in out[..n].iter_mut().zip(keys.chunks_exact(d)) {
+            *o = dot(q, k);
+        }
     }
 }
 
-/// `acc += Σ_j w[j] · values[j]` over the rows of `values` (each `acc.len()` long).
+/// `acc[h] += Σ_j w[h * stride + j] · values[j]` over the first `n` rows of `values`, for each
+/// head h whose `dim` outputs `acc` holds one after another.
 #[inline(always)]
-fn weighted_sum(w: &[f32], values: &[f32], acc: &mut [f32]) {
+fn weighted_sums(w: &[f32], stride: usize, n: usize, values: &[f32], acc: &mut [f32]) {
+    let heads = w.len() / stride;
+    let d = acc.len() / heads;
     #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
-    if acc.len().is_multiple_of(64) {
-        return avx512::weighted_sum(w, values, acc);
+    if d.is_multiple_of(64) {
+        return avx512::weighted_sums(w, stride, n, values, acc);
     }
-    #[cfg(all(
-        target_arch = "x86_64",
-        target_feature = "avx2",
-        target_feature = "fma"
-    ))]
-    if acc.len().is_multiple_of(32) {
-        return avx2::weighted_sum(w, values, acc);
-    }
-    for (&w, v) in w.iter().zip(values.chunks_exact(acc.len())) {
-        axpy(w, v, acc);
+    for (w, acc) in w.chunks_exact(stride).zip(acc.chunks_exact_mut(d)) {
+        #[cfg(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma"))]
+        if d.is_multiple_of(32) {
+            avx2::weighted_sum(&w[..n], values, acc);
+            continue;
+        }
+        for (&w, v) in w[..n].iter().zip(values.chunks_exact(d)) {
+            axpy(w, v, acc);
+        }
     }
 }
 
@@ -456,77 +455,149 @@ mod avx2 {
     }
 }
 
-/// The two loops in 512-bit vectors, for heads a multiple of 16 (dot products) or 64
-/// (weighted sums) wide.
+/// The two loops in 512-bit vectors for heads a multiple of 16 (dot products) or 64 (weighted
+/// sums) wide, up to four heads of a group at once so that each key and value vector loaded
+/// serves them all. Each score and each output still goes through its own chain of the same
+/// operations in the same order, whichever heads share the pass.
 #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
 #[allow(unsafe_op_in_unsafe_fn)]
 mod avx512 {
     use std::arch::x86_64::*;
 
-    /// As [`super::avx2::dots`], sixteen lanes per key folded to eight before the same
-    /// reduction.
-    pub fn dots(q: &[f32], keys: &[f32], out: &mut [f32]) {
-        let d = q.len();
-        let n = out.len();
-        assert!(d.is_multiple_of(16) && keys.len() >= n * d);
+    /// Heads per pass: four heads × four keys (or four vectors of values) of accumulators
+    /// leave registers for the loads.
+    const HEADS: usize = 4;
+
+    pub fn dots(queries: &[&[f32]], keys: &[f32], out: &mut [f32], stride: usize, n: usize) {
+        for (c, qs) in queries.chunks(HEADS).enumerate() {
+            let out = &mut out[c * HEADS * stride..];
+            match qs.len() {
+                1 => dots_of::<1>(qs, keys, out, stride, n),
+                2 => dots_of::<2>(qs, keys, out, stride, n),
+                3 => dots_of::<3>(qs, keys, out, stride, n),
+                _ => dots_of::<4>(qs, keys, out, stride, n),
+            }
+        }
+    }
+
+    fn dots_of<const H: usize>(
+        qs: &[&[f32]],
+        keys: &[f32],
+        out: &mut [f32],
+        stride: usize,
+        n: usize,
+    ) {
+        let d = qs[0].len();
+        assert!(
+            d.is_multiple_of(16)
+                && qs.len() == H
+                && qs.iter().all(|q| q.len() == d)
+                && keys.len() >= n * d
+                && out.len() >= (H - 1) * stride + n
+        );
+        let q: [*const f32; H] = std::array::from_fn(|h| qs[h].as_ptr());
         let mut j = 0;
         while j < n {
+            // A short last group repeats its last key (same arithmetic, result dropped).
             let rows: [usize; 4] = std::array::from_fn(|r| (j + r).min(n - 1));
             // SAFETY: AVX-512F is enabled at build time; every key row read is in bounds
-            // (rows < n, keys holds n rows of d) and q holds d values.
-            let s = unsafe { dot4(q.as_ptr(), rows.map(|r| keys.as_ptr().add(r * d)), d) };
-            for (r, v) in s.iter().enumerate().take(n - j) {
-                out[j + r] = *v;
+            // (rows < n, keys holds n rows of d) and each query holds d values.
+            let s = unsafe { dot4::<H>(q, rows.map(|r| keys.as_ptr().add(r * d)), d) };
+            for (h, s) in s.iter().enumerate() {
+                for (r, v) in s.iter().enumerate().take(n - j) {
+                    out[h * stride + j + r] = *v;
+                }
             }
             j += 4;
         }
     }
 
+    /// Four keys' dot products with H queries: sixteen lanes per key, folded to eight, then
+    /// summed pairwise across the four keys.
     #[inline(always)]
-    unsafe fn dot4(q: *const f32, k: [*const f32; 4], d: usize) -> [f32; 4] {
-        let mut acc = [_mm512_setzero_ps(); 4];
+    unsafe fn dot4<const H: usize>(
+        q: [*const f32; H],
+        k: [*const f32; 4],
+        d: usize,
+    ) -> [[f32; 4]; H] {
+        let mut acc = [[_mm512_setzero_ps(); 4]; H];
         let mut i = 0;
         while i < d {
-            let qv = _mm512_loadu_ps(q.add(i));
-            for r in 0..4 {
-                acc[r] = _mm512_fmadd_ps(qv, _mm512_loadu_ps(k[r].add(i)), acc[r]);
+            let kv = k.map(|k| _mm512_loadu_ps(k.add(i)));
+            for h in 0..H {
+                let qv = _mm512_loadu_ps(q[h].add(i));
+                for r in 0..4 {
+                    acc[h][r] = _mm512_fmadd_ps(qv, kv[r], acc[h][r]);
+                }
             }
             i += 16;
         }
-        let half = acc.map(|a| {
-            _mm256_add_ps(
-                _mm512_castps512_ps256(a),
-                _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1)),
-            )
-        });
-        let s01 = _mm256_hadd_ps(half[0], half[1]);
-        let s23 = _mm256_hadd_ps(half[2], half[3]);
-        let s = _mm256_hadd_ps(s01, s23);
-        let sum = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
-        let mut out = [0f32; 4];
-        _mm_storeu_ps(out.as_mut_ptr(), sum);
-        out
+        acc.map(|acc| {
+            let half = acc.map(|a| {
+                _mm256_add_ps(
+                    _mm512_castps512_ps256(a),
+                    _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1)),
+                )
+            });
+            let s01 = _mm256_hadd_ps(half[0], half[1]);
+            let s23 = _mm256_hadd_ps(half[2], half[3]);
+            let s = _mm256_hadd_ps(s01, s23);
+            let sum = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+            let mut out = [0f32; 4];
+            _mm_storeu_ps(out.as_mut_ptr(), sum);
+            out
+        })
     }
 
-    /// `acc += Σ_j w[j] · values[j]`, 64 dimensions at a time kept in registers.
-    pub fn weighted_sum(w: &[f32], values: &[f32], acc: &mut [f32]) {
-        let d = acc.len();
-        assert!(d.is_multiple_of(64) && values.len() >= w.len() * d);
+    pub fn weighted_sums(w: &[f32], stride: usize, n: usize, values: &[f32], acc: &mut [f32]) {
+        let heads = w.len() / stride;
+        let d = acc.len() / heads;
+        for (c, acc) in acc.chunks_mut(HEADS * d).enumerate() {
+            let w = &w[c * HEADS * stride..];
+            match acc.len() / d {
+                1 => weighted_of::<1>(w, stride, n, values, acc),
+                2 => weighted_of::<2>(w, stride, n, values, acc),
+                3 => weighted_of::<3>(w, stride, n, values, acc),
+                _ => weighted_of::<4>(w, stride, n, values, acc),
+            }
+        }
+    }
+
+    /// `acc[h] += Σ_j w[h·stride + j] · values[j]`, 64 dimensions of H heads in registers.
+    fn weighted_of<const H: usize>(
+        w: &[f32],
+        stride: usize,
+        n: usize,
+        values: &[f32],
+        acc: &mut [f32],
+    ) {
+        let d = acc.len() / H;
+        assert!(
+            d.is_multiple_of(64)
+                && acc.len() == H * d
+                && values.len() >= n * d
+                && w.len() >= (H - 1) * stride + n
+        );
         for c in (0..d).step_by(64) {
-            // SAFETY: AVX-512F is enabled at build time; reads stay within the first w.len()
-            // rows of `values` and within `acc` (c + 64 <= d).
+            // SAFETY: AVX-512F is enabled at build time; reads stay within the first n rows of
+            // `values`, the first n weights of each head's run, and `acc` (h·d + c + 64 <= H·d).
             unsafe {
-                let a = acc.as_mut_ptr().add(c);
-                let mut sum = [0, 16, 32, 48].map(|o| _mm512_loadu_ps(a.add(o)));
-                for (j, &wj) in w.iter().enumerate() {
-                    let wv = _mm512_set1_ps(wj);
+                let a: [*mut f32; H] = std::array::from_fn(|h| acc.as_mut_ptr().add(h * d + c));
+                let mut sum = a.map(|a| [0, 16, 32, 48].map(|o| _mm512_loadu_ps(a.add(o))));
+                for j in 0..n {
                     let v = values.as_ptr().add(j * d + c);
-                    for (o, s) in sum.iter_mut().enumerate() {
-                        *s = _mm512_fmadd_ps(wv, _mm512_loadu_ps(v.add(16 * o)), *s);
+                    let vv = [0, 16, 32, 48].map(|o| _mm512_loadu_ps(v.add(o)));
+                    for h in 0..H {
+                        let wv = _mm512_set1_ps(*w.get_unchecked(h * stride + j));
+                        for o in 0..4 {
+                            sum[h][o] = _mm512_fmadd_ps(wv, vv[o], sum[h][o]);
+                        }
                     }
                 }
-                for (o, s) in sum.iter().enumerate() {
-                    _mm512_storeu_ps(a.add(16 * o), *s);
+                for h in 0..H {
+                    for o in 0..4 {
+                        _mm512_storeu_ps(a[h].add(16 * o), sum[h][o]);
+                    }
                 }
             }
         }
