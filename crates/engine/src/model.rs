@@ -82,6 +82,8 @@ pub struct LoadedModelInfo {
     pub vocab_size: usize,
     pub rope_theta: f64,
     pub has_chat_template: bool,
+    /// Bytes the weights take in memory as the engine holds them.
+    pub weight_bytes: u64,
 }
 
 enum Network {
@@ -332,6 +334,7 @@ impl Model {
             vocab_size: cfg.vocab_size,
             rope_theta: cfg.rope_theta,
             has_chat_template: chat_template.is_some(),
+            weight_bytes: weights.loaded_bytes(),
         };
         let n_layers = cfg.n_layers;
         Ok(Self {
@@ -382,6 +385,23 @@ impl Model {
     /// Keeps the first `len` cached tokens and forgets the rest.
     pub fn truncate(&mut self, len: usize) {
         self.seq.truncate(len);
+    }
+
+    /// Bytes one decoding step reads from memory at least, `context` tokens in: every weight
+    /// matrix once (of an embedding table not shared with the output, one row: estimated from
+    /// the average bytes per parameter) and each layer's cached keys and values (f32) over
+    /// the positions it attends to. What bounds decoding speed on a CPU.
+    pub fn bytes_read_per_token(&self, context: usize) -> u64 {
+        let cfg = &self.cfg;
+        let mut weights = self.info.weight_bytes as f64;
+        if !cfg.tie_word_embeddings {
+            let per_param = weights / self.info.parameters.max(1) as f64;
+            weights -= (cfg.vocab_size - 1) as f64 * cfg.hidden_size as f64 * per_param;
+        }
+        let kv: usize = (0..cfg.n_layers)
+            .map(|l| 2 * cfg.n_kv_heads * cfg.head_dim * 4 * cfg.attended_positions(l, context))
+            .sum();
+        weights.max(0.0) as u64 + kv as u64
     }
 
     /// A new, empty sequence for [`Model::forward_batch`], with room for the context size.

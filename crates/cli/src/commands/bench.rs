@@ -2,6 +2,7 @@
 //! one warm-up, then `-r` repetitions, mean ± standard deviation of tokens per second. With
 //! `--serve URL`, a server is measured instead (see [`serve`]).
 
+mod bandwidth;
 mod serve;
 
 use crate::args::{BenchArgs, DeviceArg, ModelArgs};
@@ -39,6 +40,15 @@ struct Test {
     verify_ms: f64,
     load_ms: f64,
     ttft_ms: f64,
+    /// The process's peak resident memory after the tests (Linux's VmHWM).
+    peak_rss_bytes: Option<u64>,
+    /// Decoding tests: bytes a step reads at the test's average context (weights once, the
+    /// cached keys and values attended to).
+    bytes_per_token: Option<u64>,
+    /// Decoding tests: read bandwidth from the probe, bytes per second, at `n_threads`.
+    memory_bandwidth: Option<f64>,
+    /// Decoding tests: avg_ts as a share of bandwidth / bytes_per_token.
+    share_of_bound: Option<f64>,
 }
 
 pub fn run(home: &Home, args: &BenchArgs) -> Result<()> {
@@ -92,6 +102,20 @@ pub fn run(home: &Home, args: &BenchArgs) -> Result<()> {
             ttft_ms,
         ));
     }
+    let peak_rss_bytes = peak_rss_bytes();
+    // Decoding is bound by memory reads: probe them once the tests are done (the probe's
+    // buffer would otherwise count in the peak).
+    let probe = (args.n_gen > 0 && args.model_args().runtime.device == DeviceArg::Cpu)
+        .then(|| bandwidth::read_bandwidth(candle_core::utils::get_num_threads()));
+    for t in &mut tests {
+        t.peak_rss_bytes = peak_rss_bytes;
+        if let (Some(bw), true) = (probe, t.n_gen > 0) {
+            let bytes = loaded.model.bytes_read_per_token(t.n_depth + t.n_gen / 2);
+            t.bytes_per_token = Some(bytes);
+            t.memory_bandwidth = Some(bw);
+            t.share_of_bound = Some(t.avg_ts * bytes as f64 / bw);
+        }
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&tests)?);
         return Ok(());
@@ -108,6 +132,20 @@ pub fn run(home: &Home, args: &BenchArgs) -> Result<()> {
             t.build_features.join(","),
             t.cpu_features.join(","),
             t.kernels
+        );
+    }
+    if let Some(t) = tests.iter().find(|t| t.share_of_bound.is_some()) {
+        let (bytes, bw) = (
+            t.bytes_per_token.unwrap_or(0),
+            t.memory_bandwidth.unwrap_or(0.0),
+        );
+        eprintln!(
+            "candor: a decoding step reads {:.1} MB; memory reads at {:.1} GB/s ({} threads, probe): bound {:.1} tok/s; peak RSS {:.0} MiB",
+            bytes as f64 / 1e6,
+            bw / 1e9,
+            t.n_threads,
+            bw / bytes.max(1) as f64,
+            t.peak_rss_bytes.unwrap_or(0) as f64 / (1 << 20) as f64
         );
     }
     Ok(())
@@ -185,15 +223,19 @@ fn record(
         verify_ms: loaded.verify_time.as_secs_f64() * 1e3,
         load_ms: loaded.load_time.as_secs_f64() * 1e3,
         ttft_ms,
+        peak_rss_bytes: None,
+        bytes_per_token: None,
+        memory_bandwidth: None,
+        share_of_bound: None,
     }
 }
 
 /// The Markdown table llama-bench prints.
 fn print_table(tests: &[Test]) {
     let mut table = crate::table::markdown([
-        "model", "size", "params", "backend", "threads", "test", "t/s",
+        "model", "size", "params", "backend", "threads", "test", "t/s", "of bound",
     ]);
-    for column in [1, 2, 4, 6] {
+    for column in [1, 2, 4, 6, 7] {
         crate::table::align_right(&mut table, column);
     }
     for t in tests {
@@ -214,9 +256,26 @@ fn print_table(tests: &[Test]) {
             t.n_threads.to_string(),
             name,
             format!("{:.2} ± {:.2}", t.avg_ts, t.stddev_ts),
+            t.share_of_bound
+                .map(|s| format!("{:.0}%", s * 100.0))
+                .unwrap_or_default(),
         ]);
     }
     crate::table::print(&table);
+}
+
+/// Peak resident memory of this process, where the system reports it (Linux).
+fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse::<u64>()
+        .ok()?;
+    Some(kib * 1024)
 }
 
 fn mean_sd(xs: &[f64]) -> (f64, f64) {

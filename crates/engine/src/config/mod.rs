@@ -66,6 +66,16 @@ pub struct ModelConfig {
 impl ModelConfig {
     /// Checks that the numbers are consistent before any layer is built
     /// (a zero head count would otherwise divide by zero deep inside the model).
+    /// The positions a layer attends to when `context` are cached: all of them, or its sliding
+    /// window.
+    pub fn attended_positions(&self, layer: usize, context: usize) -> usize {
+        let window = match &self.gemma {
+            Some(g) if !g.sliding_layers.get(layer).copied().unwrap_or(false) => None,
+            _ => self.sliding_window,
+        };
+        window.map_or(context, |w| context.min(w))
+    }
+
     pub fn validate(&self) -> Result<()> {
         let positive = [
             ("hidden size", self.hidden_size),

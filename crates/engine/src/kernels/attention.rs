@@ -273,7 +273,7 @@ impl Task<'_> {
             })
             .collect();
         // Scores, one run of n (padded to whole lanes) per head.
-        let padded = n.next_multiple_of(G);
+        let padded = n.next_multiple_of(16);
         let mut scores = vec![f32::NEG_INFINITY; group * padded];
         dots(&queries, keys, &mut scores, padded, n);
         for s in scores.chunks_exact_mut(padded) {
@@ -292,23 +292,8 @@ impl Task<'_> {
         for g in 0..group {
             let s = &mut scores[g * padded..][..padded];
             let max = lane_max(s);
-            let mut lanes = [0f32; G];
-            for chunk in s.chunks_exact_mut(G) {
-                let x: [f32; G] = std::array::from_fn(|i| chunk[i] - max);
-                let e = exp(x);
-                for i in 0..G {
-                    // Padding stays at zero (exp clamps -inf to e^-87, not 0).
-                    let e = if chunk[i] == f32::NEG_INFINITY {
-                        0.0
-                    } else {
-                        e[i]
-                    };
-                    chunk[i] = e;
-                    lanes[i] += e;
-                }
-            }
             p.max[g] = max;
-            p.sum[g] = reduce(lanes);
+            p.sum[g] = exp_sum(s, max);
         }
         weighted_sums(&scores, padded, n, values, &mut p.acc);
         p
@@ -335,6 +320,37 @@ impl Task<'_> {
     }
 }
 
+/// Replaces each score s of `scores` (a multiple of [`G`] long, padded with -inf) by
+/// `exp(s - max)` (padding by 0) and returns their sum.
+#[inline(always)]
+fn exp_sum(scores: &mut [f32], max: f32) -> f32 {
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
+    if scores.len().is_multiple_of(16) {
+        // SAFETY: AVX-512F is enabled at build time.
+        return unsafe { avx512::exp_sum(scores, max) };
+    }
+    exp_sum_portable(scores, max)
+}
+
+fn exp_sum_portable(scores: &mut [f32], max: f32) -> f32 {
+    let mut lanes = [0f32; G];
+    for chunk in scores.chunks_exact_mut(G) {
+        let x: [f32; G] = std::array::from_fn(|i| chunk[i] - max);
+        let e = exp(x);
+        for i in 0..G {
+            // Padding stays at zero (exp clamps -inf to e^-87, not 0).
+            let e = if chunk[i] == f32::NEG_INFINITY {
+                0.0
+            } else {
+                e[i]
+            };
+            chunk[i] = e;
+            lanes[i] += e;
+        }
+    }
+    reduce(lanes)
+}
+
 /// `out[h * stride + j] = queries[h] · keys[j]` for the first `n` rows of `keys` (each as long
 /// as a query).
 #[inline(always)]
@@ -345,7 +361,11 @@ fn dots(queries: &[&[f32]], keys: &[f32], out: &mut [f32], stride: usize, n: usi
         return avx512::dots(queries, keys, out, stride, n);
     }
     for (q, out) in queries.iter().zip(out.chunks_exact_mut(stride)) {
-        #[cfg(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma"))]
+        #[cfg(all(
+            target_arch = "x86_64",
+            target_feature = "avx2",
+            target_feature = "fma"
+        ))]
         if d.is_multiple_of(8) {
             avx2::dots(q, keys, &mut out[..n]);
             continue;
@@ -367,7 +387,11 @@ fn weighted_sums(w: &[f32], stride: usize, n: usize, values: &[f32], acc: &mut [
         return avx512::weighted_sums(w, stride, n, values, acc);
     }
     for (w, acc) in w.chunks_exact(stride).zip(acc.chunks_exact_mut(d)) {
-        #[cfg(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma"))]
+        #[cfg(all(
+            target_arch = "x86_64",
+            target_feature = "avx2",
+            target_feature = "fma"
+        ))]
         if d.is_multiple_of(32) {
             avx2::weighted_sum(&w[..n], values, acc);
             continue;
@@ -549,6 +573,50 @@ mod avx512 {
         })
     }
 
+    /// `super::exp_sum` sixteen lanes at a time, bit for bit: the portable `exp`'s operations
+    /// in the same order (`activation::exp`; AVX-512's `scalef` multiplies by the same exact
+    /// power of two), summed into eight lanes half a vector after the other.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn exp_sum(scores: &mut [f32], max: f32) -> f32 {
+        const P: [f32; 6] = [
+            1.987_569_1e-4,
+            1.398_2e-3,
+            8.333_452e-3,
+            4.166_579_6e-2,
+            1.666_666_5e-1,
+            0.5,
+        ];
+        let maxv = _mm512_set1_ps(max);
+        let (floor, ceil) = (_mm512_set1_ps(-87.0), _mm512_set1_ps(88.0));
+        let log2e = _mm512_set1_ps(std::f32::consts::LOG2_E);
+        let round = _mm512_set1_ps(12_582_912.0);
+        let (hi, lo) = (_mm512_set1_ps(0.693_359_4), _mm512_set1_ps(-2.121_944_4e-4));
+        let one = _mm512_set1_ps(1.0);
+        let mut sum = _mm256_setzero_ps();
+        for chunk in scores.chunks_exact_mut(16) {
+            let s = _mm512_loadu_ps(chunk.as_ptr());
+            let live = _mm512_cmp_ps_mask::<_CMP_NEQ_OQ>(s, _mm512_set1_ps(f32::NEG_INFINITY));
+            let x = _mm512_min_ps(_mm512_max_ps(_mm512_sub_ps(s, maxv), floor), ceil);
+            let n = _mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(x, log2e), round), round);
+            let r = _mm512_sub_ps(_mm512_sub_ps(x, _mm512_mul_ps(n, hi)), _mm512_mul_ps(n, lo));
+            let mut p = _mm512_set1_ps(P[0]);
+            for &c in &P[1..] {
+                p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(c));
+            }
+            let e = _mm512_add_ps(_mm512_add_ps(_mm512_mul_ps(p, _mm512_mul_ps(r, r)), r), one);
+            let e = _mm512_maskz_mov_ps(live, _mm512_scalef_ps(e, n));
+            _mm512_storeu_ps(chunk.as_mut_ptr(), e);
+            sum = _mm256_add_ps(sum, _mm512_castps512_ps256(e));
+            sum = _mm256_add_ps(
+                sum,
+                _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(e), 1)),
+            );
+        }
+        let mut lanes = [0f32; 8];
+        _mm256_storeu_ps(lanes.as_mut_ptr(), sum);
+        super::reduce(lanes)
+    }
+
     pub fn weighted_sums(w: &[f32], stride: usize, n: usize, values: &[f32], acc: &mut [f32]) {
         let heads = w.len() / stride;
         let d = acc.len() / heads;
@@ -587,16 +655,16 @@ mod avx512 {
                 for j in 0..n {
                     let v = values.as_ptr().add(j * d + c);
                     let vv = [0, 16, 32, 48].map(|o| _mm512_loadu_ps(v.add(o)));
-                    for h in 0..H {
+                    for (h, sum) in sum.iter_mut().enumerate() {
                         let wv = _mm512_set1_ps(*w.get_unchecked(h * stride + j));
-                        for o in 0..4 {
-                            sum[h][o] = _mm512_fmadd_ps(wv, vv[o], sum[h][o]);
+                        for (s, v) in sum.iter_mut().zip(&vv) {
+                            *s = _mm512_fmadd_ps(wv, *v, *s);
                         }
                     }
                 }
-                for h in 0..H {
-                    for o in 0..4 {
-                        _mm512_storeu_ps(a[h].add(16 * o), sum[h][o]);
+                for (a, sum) in a.iter().zip(&sum) {
+                    for (o, s) in sum.iter().enumerate() {
+                        _mm512_storeu_ps(a.add(16 * o), *s);
                     }
                 }
             }
@@ -742,6 +810,19 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The vector softmax exponentials are the portable ones bit for bit, padding included.
+    #[test]
+    fn exp_sum_is_the_portable_one() {
+        let mut a: Vec<f32> = noise(64, 9).iter().map(|x| x * 30.0).collect();
+        a[60..].fill(f32::NEG_INFINITY);
+        let max = a.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut b = a.clone();
+        let (sa, sb) = (exp_sum(&mut a, max), exp_sum_portable(&mut b, max));
+        assert_eq!(sa.to_bits(), sb.to_bits());
+        assert_eq!(a, b);
+        assert!(a[60..].iter().all(|&e| e == 0.0));
     }
 
     /// A row's result is bit for bit the same alone, among other rows, and split across
