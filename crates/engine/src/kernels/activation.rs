@@ -8,25 +8,29 @@
 
 use super::packed::G;
 
+/// The constants of [`exp`], shared with the attention kernel's vector form of it.
+pub(crate) const LOG2E: f32 = std::f32::consts::LOG2_E;
+/// ln 2 split in two so that n·LN2_HI is exact for the n that occur.
+pub(crate) const LN2_HI: f32 = 0.693_359_4;
+pub(crate) const LN2_LO: f32 = -2.121_944_4e-4;
+/// Adding and subtracting 1.5·2^23 rounds to the nearest integer without a libm call.
+pub(crate) const ROUND: f32 = 12_582_912.0;
+/// Cephes' single-precision coefficients of e^r, highest degree first.
+pub(crate) const EXP_POLY: [f32; 6] = [
+    1.987_569_1e-4,
+    1.398_2e-3,
+    8.333_452e-3,
+    4.166_579_6e-2,
+    1.666_666_5e-1,
+    0.5,
+];
+
 /// `e^x` lane by lane: `x = n·ln2 + r` with |r| ≤ ln2/2, a degree-7 polynomial for `e^r`
 /// (Cephes' single-precision coefficients) and `2^n` built in the exponent bits.
 /// Inputs are clamped to [-87, 88], inside the normal range, so the result never overflows
 /// to infinity or underflows to a subnormal; NaN stays NaN.
 pub(crate) fn exp(x: [f32; G]) -> [f32; G] {
-    const LOG2E: f32 = std::f32::consts::LOG2_E;
-    // ln 2 split in two so that n·LN2_HI is exact for the n that occur.
-    const LN2_HI: f32 = 0.693_359_4;
-    const LN2_LO: f32 = -2.121_944_4e-4;
-    // Adding and subtracting 1.5·2^23 rounds to the nearest integer without a libm call.
-    const ROUND: f32 = 12_582_912.0;
-    const P: [f32; 6] = [
-        1.987_569_1e-4,
-        1.398_2e-3,
-        8.333_452e-3,
-        4.166_579_6e-2,
-        1.666_666_5e-1,
-        0.5,
-    ];
+    const P: [f32; 6] = EXP_POLY;
     std::array::from_fn(|i| {
         let x = x[i].clamp(-87.0, 88.0);
         let n = (x * LOG2E + ROUND) - ROUND;

@@ -578,19 +578,12 @@ mod avx512 {
     /// power of two), summed into eight lanes half a vector after the other.
     #[target_feature(enable = "avx512f")]
     pub unsafe fn exp_sum(scores: &mut [f32], max: f32) -> f32 {
-        const P: [f32; 6] = [
-            1.987_569_1e-4,
-            1.398_2e-3,
-            8.333_452e-3,
-            4.166_579_6e-2,
-            1.666_666_5e-1,
-            0.5,
-        ];
+        use crate::kernels::activation::{EXP_POLY as P, LN2_HI, LN2_LO, LOG2E, ROUND};
         let maxv = _mm512_set1_ps(max);
         let (floor, ceil) = (_mm512_set1_ps(-87.0), _mm512_set1_ps(88.0));
-        let log2e = _mm512_set1_ps(std::f32::consts::LOG2_E);
-        let round = _mm512_set1_ps(12_582_912.0);
-        let (hi, lo) = (_mm512_set1_ps(0.693_359_4), _mm512_set1_ps(-2.121_944_4e-4));
+        let log2e = _mm512_set1_ps(LOG2E);
+        let round = _mm512_set1_ps(ROUND);
+        let (hi, lo) = (_mm512_set1_ps(LN2_HI), _mm512_set1_ps(LN2_LO));
         let one = _mm512_set1_ps(1.0);
         let mut sum = _mm256_setzero_ps();
         for chunk in scores.chunks_exact_mut(16) {
