@@ -51,52 +51,54 @@ pub struct LayerSpec {
 }
 
 /// Where one sequence's rows of a step sit in one layer: how many of the step's rows are its,
-/// its cache, the first row's position, the rotation (none in SmolLM3's NoPE layers), the
-/// sliding window if the layer has one, and the attention mask candle's path takes off the CPU.
+/// its cache, the first row's position, the rotation (none in SmolLM3's NoPE layers) and how
+/// its rows see the cache.
 struct Part<'a> {
     rows: usize,
     cache: &'a mut KvCache,
     pos: usize,
     rope: Option<&'a Rope>,
-    window: Option<usize>,
-    mask: Option<&'a Tensor>,
+    sees: Sees<'a>,
 }
 
-/// How one layer attends: with RoPE or not, and over the sliding window or the whole cache.
+/// Which cached positions a row attends to, in the form its attention takes.
+enum Sees<'a> {
+    /// The CPU kernel's: up to its own position, within the window if there is one.
+    Window(Option<usize>),
+    /// candle's: an additive mask over the cache (None: nothing masked).
+    Mask(Option<&'a Tensor>),
+}
+
+/// How one layer attends: with RoPE or not, and within a sliding window or over the whole
+/// cache.
 pub struct LayerAttention<'a> {
     pub rope: Option<&'a Rope>,
-    pub sliding: bool,
+    pub window: Option<usize>,
 }
 
 /// Runs `x` (1, rows, hidden), the rows of every step one after the other, through `layers`.
 /// Matrix products take all rows at once (one pass over each weight matrix for the whole
-/// batch); attention runs per sequence over its own cache. `window` is the sliding window of
-/// the layers `plan` marks sliding.
+/// batch); attention runs per sequence over its own cache.
 pub fn forward_layers<'r>(
     layers: &[DecoderLayer],
     mut x: Tensor,
     steps: &mut [SeqStep],
-    window: Option<usize>,
     plan: impl Fn(usize) -> LayerAttention<'r>,
 ) -> Result<Tensor> {
-    let device = x.device().clone();
-    // Masks per sequence for candle's attention (devices other than the CPU, whose kernel
-    // reads positions instead): over the whole cache, and over the window where there is one.
-    let masks = steps
-        .iter()
-        .filter(|_| !device.is_cpu())
-        .map(|s| {
-            let (n, pos) = (s.ids.len(), s.seq.len());
-            let global = attention_mask(n, pos, None, &device)?;
-            let local = match window {
-                Some(_) => attention_mask(n, pos, window, &device)?,
-                None => global.clone(),
-            };
-            Ok((global, local))
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let kernel = kernels::attention::takes(&x);
+    // candle's attention takes masks: one per sequence for each window the layers use, made
+    // when a layer first needs it.
+    let mut masks: Vec<(Option<usize>, Vec<Option<Tensor>>)> = Vec::new();
     for (i, layer) in layers.iter().enumerate() {
         let how = plan(i);
+        if !kernel && !masks.iter().any(|(w, _)| *w == how.window) {
+            let per_sequence = steps
+                .iter()
+                .map(|s| attention_mask(s.ids.len(), s.seq.len(), how.window, x.device()))
+                .collect::<Result<Vec<_>>>()?;
+            masks.push((how.window, per_sequence));
+        }
+        let layer_masks = masks.iter().find(|(w, _)| *w == how.window);
         let mut parts: Vec<Part> = steps
             .iter_mut()
             .enumerate()
@@ -105,10 +107,10 @@ pub fn forward_layers<'r>(
                 pos: s.seq.len(),
                 cache: &mut s.seq.layers[i],
                 rope: how.rope,
-                window: window.filter(|_| how.sliding),
-                mask: masks
-                    .get(j)
-                    .and_then(|(global, local)| if how.sliding { local } else { global }.as_ref()),
+                sees: match layer_masks {
+                    Some((_, m)) => Sees::Mask(m[j].as_ref()),
+                    None => Sees::Window(how.window),
+                },
             })
             .collect();
         x = layer.forward(&x, &mut parts)?;
@@ -283,23 +285,27 @@ impl Attention {
         };
         let v = v.reshape((1, seq, nkv, d))?.transpose(1, 2)?;
         at.cache.append(&k, &v)?;
-        let (keys, values) = at.cache.buffers().expect("appended");
-        let shape = kernels::attention::Heads {
-            heads: nh,
-            kv_heads: nkv,
-            dim: d,
+        let mask = match at.sees {
+            Sees::Window(window) => {
+                let (keys, values) = at.cache.buffers().expect("appended");
+                let shape = kernels::attention::Heads {
+                    heads: nh,
+                    kv_heads: nkv,
+                    dim: d,
+                };
+                let scoring = kernels::attention::Scoring {
+                    scale: self.scale as f32,
+                    softcap: self.softcap.map(|c| c as f32),
+                    window,
+                };
+                let y =
+                    kernels::attention::attend_tensors(&q, keys, values, at.pos, shape, scoring);
+                return Ok(y?);
+            }
+            Sees::Mask(mask) => mask,
         };
-        let scoring = kernels::attention::Scoring {
-            scale: self.scale as f32,
-            softcap: self.softcap.map(|c| c as f32),
-            window: at.window,
-        };
-        let fast = kernels::attention::attend_tensors(&q, keys, values, at.pos, shape, scoring)?;
-        if let Some(y) = fast {
-            return Ok(y);
-        }
         let (k, v) = at.cache.history()?;
-        let y = attention(&q, &k, &v, self.scale, self.softcap, at.mask)?;
+        let y = attention(&q, &k, &v, self.scale, self.softcap, mask)?;
         Ok(y.transpose(1, 2)?.reshape((1, seq, nh * d))?)
     }
 }

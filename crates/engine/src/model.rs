@@ -399,7 +399,8 @@ impl Model {
             weights -= (cfg.vocab_size - 1) as f64 * cfg.hidden_size as f64 * per_param;
         }
         let kv: usize = (0..cfg.n_layers)
-            .map(|l| 2 * cfg.n_kv_heads * cfg.head_dim * 4 * cfg.attended_positions(l, context))
+            .map(|l| cfg.layer_window(l).map_or(context, |w| context.min(w)))
+            .map(|positions| positions * cfg.kv_bytes_per_position())
             .sum();
         weights.max(0.0) as u64 + kv as u64
     }
@@ -545,7 +546,7 @@ fn check_memory(cfg: &ModelConfig, weights: &Weights, ctx: usize, sequences: usi
     let mib = |b: u128| (b >> 20) as u64;
     let weights_bytes = weights.loaded_bytes() as u128;
     // Keys and values in f32 for every layer, plus the RoPE tables.
-    let per_pos = (2 * cfg.n_layers * cfg.n_kv_heads * cfg.head_dim + 2 * cfg.head_dim) as u128 * 4;
+    let per_pos = (cfg.n_layers * cfg.kv_bytes_per_position() + 2 * cfg.head_dim * 4) as u128;
     let cache = per_pos * ctx as u128 * sequences as u128;
     let needed = weights_bytes + cache;
     if let Some(available) = available_memory() {

@@ -105,7 +105,7 @@ pub fn run(home: &Home, args: &BenchArgs) -> Result<()> {
     let peak_rss_bytes = peak_rss_bytes();
     // Decoding is bound by memory reads: probe them once the tests are done (the probe's
     // buffer would otherwise count in the peak).
-    let probe = (args.n_gen > 0 && args.model_args().runtime.device == DeviceArg::Cpu)
+    let probe = (args.n_gen > 0 && args.runtime.device == DeviceArg::Cpu)
         .then(|| bandwidth::read_bandwidth(candle_core::utils::get_num_threads()));
     for t in &mut tests {
         t.peak_rss_bytes = peak_rss_bytes;

@@ -64,18 +64,23 @@ pub struct ModelConfig {
 }
 
 impl ModelConfig {
-    /// Checks that the numbers are consistent before any layer is built
-    /// (a zero head count would otherwise divide by zero deep inside the model).
-    /// The positions a layer attends to when `context` are cached: all of them, or its sliding
-    /// window.
-    pub fn attended_positions(&self, layer: usize, context: usize) -> usize {
-        let window = match &self.gemma {
-            Some(g) if !g.sliding_layers.get(layer).copied().unwrap_or(false) => None,
-            _ => self.sliding_window,
-        };
-        window.map_or(context, |w| context.min(w))
+    /// The sliding window a layer attends within: the model's, on every layer or (Gemma) on
+    /// those its pattern marks sliding; None where it sees the whole context.
+    pub fn layer_window(&self, layer: usize) -> Option<usize> {
+        let sliding = self
+            .gemma
+            .as_ref()
+            .is_none_or(|g| g.sliding_layers.get(layer).copied().unwrap_or(false));
+        self.sliding_window.filter(|_| sliding)
     }
 
+    /// Bytes one position's key and value take in one layer's cache (f32).
+    pub fn kv_bytes_per_position(&self) -> usize {
+        2 * self.n_kv_heads * self.head_dim * 4
+    }
+
+    /// Checks that the numbers are consistent before any layer is built
+    /// (a zero head count would otherwise divide by zero deep inside the model).
     pub fn validate(&self) -> Result<()> {
         let positive = [
             ("hidden size", self.hidden_size),

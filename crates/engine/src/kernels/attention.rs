@@ -57,10 +57,15 @@ pub(crate) struct Queries<'a> {
     pub rows: usize,
 }
 
+/// Whether this kernel attends for activations like `x`: f32 in CPU memory (their keys and
+/// values are cached in the same form). Elsewhere attention goes through candle.
+pub(crate) fn takes(x: &Tensor) -> bool {
+    x.device().is_cpu() && x.dtype() == DType::F32
+}
+
 /// Attends from `q` (1, heads, rows, head_dim), rows at positions `pos`, `pos + 1`, …, over
 /// a cache's key and value buffers (1, kv_heads, capacity, head_dim) already holding the rows'
-/// own keys; returns (1, rows, heads·head_dim). None when the tensors are not f32 in CPU memory
-/// (the caller then takes candle's path).
+/// own keys; returns (1, rows, heads·head_dim). The tensors are ones [`takes`] accepts.
 pub(crate) fn attend_tensors(
     q: &Tensor,
     keys: &Tensor,
@@ -68,11 +73,7 @@ pub(crate) fn attend_tensors(
     pos: usize,
     shape: Heads,
     scoring: Scoring,
-) -> candle_core::Result<Option<Tensor>> {
-    let cpu_f32 = |t: &Tensor| t.device().is_cpu() && t.dtype() == DType::F32;
-    if ![q, keys, values].into_iter().all(cpu_f32) {
-        return Ok(None);
-    }
+) -> candle_core::Result<Tensor> {
     let q = if q.stride()[3] == 1 {
         q.clone()
     } else {
@@ -87,10 +88,10 @@ pub(crate) fn attend_tensors(
         Storage::Cpu(CpuStorage::F32(vd)),
     ) = (&*q_storage, &*k_storage, &*v_storage)
     else {
-        return Ok(None);
+        candle_core::bail!("the attention kernel takes f32 tensors in CPU memory");
     };
     if !k_layout.is_contiguous() || !v_layout.is_contiguous() {
-        return Ok(None);
+        candle_core::bail!("the attention kernel takes whole, contiguous cache buffers");
     }
     let rows = q.dim(2)?;
     let stride = q_layout.stride();
@@ -106,11 +107,7 @@ pub(crate) fn attend_tensors(
         capacity: keys.dim(2)?,
     };
     let out = attend(&queries, pos, &cache, shape, scoring);
-    Ok(Some(Tensor::from_vec(
-        out,
-        (1, rows, shape.heads * shape.dim),
-        q.device(),
-    )?))
+    Tensor::from_vec(out, (1, rows, shape.heads * shape.dim), q.device())
 }
 
 /// Attends from `q`, whose rows sit at positions `pos`, `pos + 1`, … (their own keys already
@@ -324,7 +321,11 @@ impl Task<'_> {
 /// `exp(s - max)` (padding by 0) and returns their sum.
 #[inline(always)]
 fn exp_sum(scores: &mut [f32], max: f32) -> f32 {
-    #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
+    #[cfg(all(
+        target_arch = "x86_64",
+        target_feature = "avx512f",
+        target_feature = "fma"
+    ))]
     if scores.len().is_multiple_of(16) {
         // SAFETY: AVX-512F is enabled at build time.
         return unsafe { avx512::exp_sum(scores, max) };
@@ -356,7 +357,11 @@ fn exp_sum_portable(scores: &mut [f32], max: f32) -> f32 {
 #[inline(always)]
 fn dots(queries: &[&[f32]], keys: &[f32], out: &mut [f32], stride: usize, n: usize) {
     let d = queries[0].len();
-    #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
+    #[cfg(all(
+        target_arch = "x86_64",
+        target_feature = "avx512f",
+        target_feature = "fma"
+    ))]
     if d.is_multiple_of(16) {
         return avx512::dots(queries, keys, out, stride, n);
     }
@@ -376,13 +381,46 @@ fn dots(queries: &[&[f32]], keys: &[f32], out: &mut [f32], stride: usize, n: usi
     }
 }
 
+/// Calls `four` with pointers to the first `n` rows of `keys` (each `d` floats) four at a time
+/// and stores its scores for H queries at `out[h * stride + j]`. A short last group repeats its
+/// last key: the same arithmetic, its result dropped, so every key's score is formed alike.
+#[cfg(all(
+    target_arch = "x86_64",
+    target_feature = "avx2",
+    target_feature = "fma"
+))]
+#[inline(always)]
+fn four_keys_at_a_time<const H: usize>(
+    keys: &[f32],
+    d: usize,
+    n: usize,
+    out: &mut [f32],
+    stride: usize,
+    four: impl Fn([*const f32; 4]) -> [[f32; 4]; H],
+) {
+    assert!(keys.len() >= n * d && out.len() >= (H - 1) * stride + n);
+    for j in (0..n).step_by(4) {
+        let rows: [usize; 4] = std::array::from_fn(|r| (j + r).min(n - 1));
+        let scores = four(rows.map(|r| keys[r * d..][..d].as_ptr()));
+        for (h, s) in scores.iter().enumerate() {
+            for (r, v) in s.iter().enumerate().take(n - j) {
+                out[h * stride + j + r] = *v;
+            }
+        }
+    }
+}
+
 /// `acc[h] += Σ_j w[h * stride + j] · values[j]` over the first `n` rows of `values`, for each
 /// head h whose `dim` outputs `acc` holds one after another.
 #[inline(always)]
 fn weighted_sums(w: &[f32], stride: usize, n: usize, values: &[f32], acc: &mut [f32]) {
     let heads = w.len() / stride;
     let d = acc.len() / heads;
-    #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
+    #[cfg(all(
+        target_arch = "x86_64",
+        target_feature = "avx512f",
+        target_feature = "fma"
+    ))]
     if d.is_multiple_of(64) {
         return avx512::weighted_sums(w, stride, n, values, acc);
     }
@@ -417,21 +455,13 @@ mod avx2 {
     /// Dot products of `q` with four keys at once; every key goes through the same
     /// eight-lane chain and the same reduction, whichever of the four it is.
     pub fn dots(q: &[f32], keys: &[f32], out: &mut [f32]) {
-        let d = q.len();
-        let n = out.len();
-        assert!(d.is_multiple_of(8) && keys.len() >= n * d);
-        let mut j = 0;
-        while j < n {
-            // A short last group repeats its last key (same arithmetic, result dropped).
-            let rows: [usize; 4] = std::array::from_fn(|r| (j + r).min(n - 1));
-            // SAFETY: AVX2 and FMA are enabled at build time; every key row read is in bounds
-            // (rows < n, keys holds n rows of d) and q holds d values.
-            let s = unsafe { dot4(q.as_ptr(), rows.map(|r| keys.as_ptr().add(r * d)), d) };
-            for (r, v) in s.iter().enumerate().take(n - j) {
-                out[j + r] = *v;
-            }
-            j += 4;
-        }
+        let (d, n) = (q.len(), out.len());
+        assert!(d.is_multiple_of(8));
+        // SAFETY: AVX2 and FMA are enabled at build time; each key pointer is at d floats
+        // (`four_keys_at_a_time`'s promise) and q holds d.
+        super::four_keys_at_a_time::<1>(keys, d, n, out, n, |k| unsafe {
+            [dot4(q.as_ptr(), k, d)]
+        });
     }
 
     #[inline(always)]
@@ -445,6 +475,12 @@ mod avx2 {
             }
             i += 8;
         }
+        sum4(acc)
+    }
+
+    /// The sums of four eight-lane accumulators, each folded pairwise in the same order.
+    #[inline(always)]
+    pub unsafe fn sum4(acc: [__m256; 4]) -> [f32; 4] {
         let s01 = _mm256_hadd_ps(acc[0], acc[1]);
         let s23 = _mm256_hadd_ps(acc[2], acc[3]);
         let s = _mm256_hadd_ps(s01, s23);
@@ -479,11 +515,15 @@ mod avx2 {
     }
 }
 
-/// The two loops in 512-bit vectors for heads a multiple of 16 (dot products) or 64 (weighted
+/// The two loops in 512-bit vectors (with the 256-bit module's final reduction) for heads a multiple of 16 (dot products) or 64 (weighted
 /// sums) wide, up to four heads of a group at once so that each key and value vector loaded
 /// serves them all. Each score and each output still goes through its own chain of the same
 /// operations in the same order, whichever heads share the pass.
-#[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
+#[cfg(all(
+    target_arch = "x86_64",
+    target_feature = "avx512f",
+    target_feature = "fma"
+))]
 #[allow(unsafe_op_in_unsafe_fn)]
 mod avx512 {
     use std::arch::x86_64::*;
@@ -512,28 +552,11 @@ mod avx512 {
         n: usize,
     ) {
         let d = qs[0].len();
-        assert!(
-            d.is_multiple_of(16)
-                && qs.len() == H
-                && qs.iter().all(|q| q.len() == d)
-                && keys.len() >= n * d
-                && out.len() >= (H - 1) * stride + n
-        );
+        assert!(d.is_multiple_of(16) && qs.len() == H && qs.iter().all(|q| q.len() == d));
         let q: [*const f32; H] = std::array::from_fn(|h| qs[h].as_ptr());
-        let mut j = 0;
-        while j < n {
-            // A short last group repeats its last key (same arithmetic, result dropped).
-            let rows: [usize; 4] = std::array::from_fn(|r| (j + r).min(n - 1));
-            // SAFETY: AVX-512F is enabled at build time; every key row read is in bounds
-            // (rows < n, keys holds n rows of d) and each query holds d values.
-            let s = unsafe { dot4::<H>(q, rows.map(|r| keys.as_ptr().add(r * d)), d) };
-            for (h, s) in s.iter().enumerate() {
-                for (r, v) in s.iter().enumerate().take(n - j) {
-                    out[h * stride + j + r] = *v;
-                }
-            }
-            j += 4;
-        }
+        // SAFETY: AVX-512F is enabled at build time; each key pointer is at d floats
+        // (`four_keys_at_a_time`'s promise) and each query holds d.
+        super::four_keys_at_a_time::<H>(keys, d, n, out, stride, |k| unsafe { dot4::<H>(q, k, d) });
     }
 
     /// Four keys' dot products with H queries: sixteen lanes per key, folded to eight, then
@@ -563,13 +586,7 @@ mod avx512 {
                     _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1)),
                 )
             });
-            let s01 = _mm256_hadd_ps(half[0], half[1]);
-            let s23 = _mm256_hadd_ps(half[2], half[3]);
-            let s = _mm256_hadd_ps(s01, s23);
-            let sum = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
-            let mut out = [0f32; 4];
-            _mm_storeu_ps(out.as_mut_ptr(), sum);
-            out
+            super::avx2::sum4(half)
         })
     }
 

@@ -23,7 +23,8 @@ pub struct Gemma {
     head: LmHead,
     rope_local: Rope,
     rope_global: Rope,
-    sliding_window: Option<usize>,
+    /// Per layer, the sliding window it attends within (None on the global layers).
+    windows: Vec<Option<usize>>,
     device: Device,
 }
 
@@ -63,7 +64,7 @@ impl Gemma {
             layers,
             rope_local: Rope::new(cfg, local_base, 1.0, None, max_positions, device)?,
             rope_global: Rope::new(cfg, global_base, global_factor, None, max_positions, device)?,
-            sliding_window: cfg.sliding_window,
+            windows: (0..cfg.n_layers).map(|i| cfg.layer_window(i)).collect(),
             params,
             device: device.clone(),
         })
@@ -75,16 +76,13 @@ impl Gemma {
         let ids: Vec<u32> = steps.iter().flat_map(|s| s.ids).copied().collect();
         let x = (self.embed.forward(&ids, &self.device)? * self.embed_scale)?;
         let sliding_layers = &self.params.sliding_layers;
-        let x = forward_layers(&self.layers, x, steps, self.sliding_window, |i| {
-            let sliding = sliding_layers[i];
-            LayerAttention {
-                rope: Some(if sliding {
-                    &self.rope_local
-                } else {
-                    &self.rope_global
-                }),
-                sliding,
-            }
+        let x = forward_layers(&self.layers, x, steps, |i| LayerAttention {
+            rope: Some(if sliding_layers[i] {
+                &self.rope_local
+            } else {
+                &self.rope_global
+            }),
+            window: self.windows[i],
         })?;
         let mut logits = self.head.forward(&x, logit_rows(steps, all_logits))?;
         if let Some(cap) = self.params.final_logit_softcapping {

@@ -24,7 +24,8 @@ pub struct Llama {
     rope: Rope,
     /// Per layer, whether it applies RoPE (SmolLM3 skips it on some); None: all do.
     rope_layers: Option<Vec<bool>>,
-    sliding_window: Option<usize>,
+    /// Per layer, the sliding window it attends within, if any.
+    windows: Vec<Option<usize>>,
     device: Device,
 }
 
@@ -57,7 +58,7 @@ impl Llama {
             layers,
             rope: rope(cfg, w, max_positions, device)?,
             rope_layers: cfg.rope_layers.clone(),
-            sliding_window: cfg.sliding_window,
+            windows: (0..cfg.n_layers).map(|i| cfg.layer_window(i)).collect(),
             device: device.clone(),
         })
     }
@@ -67,11 +68,11 @@ impl Llama {
     pub fn forward(&self, steps: &mut [SeqStep], all_logits: bool) -> Result<Tensor> {
         let ids: Vec<u32> = steps.iter().flat_map(|s| s.ids).copied().collect();
         let x = self.embed.forward(&ids, &self.device)?;
-        let x = forward_layers(&self.layers, x, steps, self.sliding_window, |i| {
+        let x = forward_layers(&self.layers, x, steps, |i| {
             let rotates = self.rope_layers.as_ref().is_none_or(|r| r[i]);
             LayerAttention {
                 rope: rotates.then_some(&self.rope),
-                sliding: true,
+                window: self.windows[i],
             }
         })?;
         self.head.forward(&x, logit_rows(steps, all_logits))
