@@ -281,3 +281,108 @@ fn unsafe_files_are_refused_with_exit_3() {
         "a FIFO must not hang the verifier"
     );
 }
+
+/// A part of a split GGUF (llama.cpp's gguf-split keys), holding the tensors named.
+fn split_part(no: u16, count: u16, total: i32, tensors: &[&str]) -> Vec<u8> {
+    let mut b = GgufBuilder::new();
+    if no == 0 {
+        b = b.kv_str("general.architecture", "llama");
+    }
+    b = b
+        .kv_raw("split.no", 2, no.to_le_bytes().to_vec())
+        .kv_raw("split.count", 2, count.to_le_bytes().to_vec())
+        .kv_raw("split.tensors.count", 5, total.to_le_bytes().to_vec());
+    for t in tensors {
+        b = b.tensor(t, &[32, 2], F32, 256);
+    }
+    b.build()
+}
+
+#[test]
+fn malformed_split_models_are_refused_with_exit_5() {
+    let part = |n: u16, of: u16| format!("x-{:05}-of-{of:05}.gguf", n + 1);
+    // (what, the files by name, what the error says)
+    type Files = Vec<(String, Vec<u8>)>;
+    let cases: Vec<(&str, Files, &str)> = vec![
+        (
+            "a missing part",
+            vec![
+                (part(0, 3), split_part(0, 3, 3, &["a"])),
+                (part(1, 3), split_part(1, 3, 3, &["b"])),
+            ],
+            "2 parts are here",
+        ),
+        (
+            "parts disagreeing on the count",
+            vec![
+                (part(0, 2), split_part(0, 2, 2, &["a"])),
+                (part(1, 2), split_part(1, 3, 2, &["b"])),
+            ],
+            "says the model has 2 parts",
+        ),
+        (
+            "a tensor in two parts",
+            vec![
+                (part(0, 2), split_part(0, 2, 2, &["a"])),
+                (part(1, 2), split_part(1, 2, 2, &["a"])),
+            ],
+            "is in both",
+        ),
+        (
+            "a wrong tensor total",
+            vec![
+                (part(0, 2), split_part(0, 2, 5, &["a"])),
+                (part(1, 2), split_part(1, 2, 5, &["b"])),
+            ],
+            "declare 5 tensors",
+        ),
+        (
+            "two models in one directory",
+            vec![
+                ("a.gguf".into(), gguf().build()),
+                ("b.gguf".into(), gguf().build()),
+            ],
+            "not parts of one split model",
+        ),
+    ];
+    let tmp = tempfile::tempdir().unwrap();
+    let mut failures = Vec::new();
+    for (i, (what, files, message)) in cases.into_iter().enumerate() {
+        let dir = tmp.path().join(format!("split{i}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, bytes) in &files {
+            std::fs::write(dir.join(name), bytes).unwrap();
+        }
+        // A part names its siblings; any other file stands alone, so pass the directory.
+        let first = match files[0].0.contains("-of-") {
+            true => dir.join(&files[0].0),
+            false => dir.clone(),
+        };
+        for args in [
+            vec!["verify".into(), dir.clone().into_os_string()],
+            vec![
+                "run".into(),
+                "-n".into(),
+                "1".into(),
+                "-m".into(),
+                first.into_os_string(),
+                "hi".into(),
+            ],
+        ] {
+            let o = candor(tmp.path())
+                .args(&args)
+                .arg("--allow-unlisted")
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&o.stderr);
+            if o.status.code() != Some(5) || !err.contains(message) || err.contains("panicked") {
+                failures.push(format!(
+                    "{what} ({:?}): exit {:?}\n{err}",
+                    args[0],
+                    o.status.code()
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

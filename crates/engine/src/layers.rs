@@ -27,15 +27,21 @@ impl Matrix {
         rows: Range<usize>,
         device: &Device,
     ) -> Result<Self> {
-        if device.is_cpu() {
-            let packed = w
-                .gguf_rows(weight, layer, rows.clone())
-                .and_then(|(dtype, dims, data)| PackedMatrix::from_blocks(dtype, dims, data));
-            if let Some(f) = packed {
-                return Ok(Matrix::Packed(f));
-            }
+        let stored = w.gguf_rows(weight, layer, rows.clone());
+        // The file's pages under a matrix go once it lives in memory of its own: while packing,
+        // stretch by stretch; after candle's copy (or the upload to a GPU), all at once.
+        let release = |part: &[u8]| w.release(part);
+        let packed = stored
+            .filter(|_| device.is_cpu())
+            .and_then(|(dtype, dims, data)| PackedMatrix::from_blocks(dtype, dims, data, &release));
+        if let Some(f) = packed {
+            return Ok(Matrix::Packed(f));
         }
-        Ok(Matrix::Candle(w.matmul(weight, layer, rows, device)?))
+        let m = Matrix::Candle(w.matmul(weight, layer, rows, device)?);
+        if let Some((_, _, data)) = stored {
+            w.release(data);
+        }
+        Ok(m)
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {

@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::models::{gemma::Gemma, llama::Llama};
 use crate::sequence::{SeqStep, Sequence};
 use crate::tokenizer::Tokenizer;
-use crate::weights::Weights;
+use crate::weights::{GgufPart, Weights};
 use candle_core::quantized::gguf_file;
 use candle_core::{DType, Device, Tensor};
 use candor_verify::manifest::{FileFormat, FileRole};
@@ -142,7 +142,7 @@ impl Model {
         keep_freed_buffers();
         let device = opts.device.device()?;
         let mapped = files.iter().map(map).collect::<Result<Vec<_>>>()?;
-        let mut gguf = None;
+        let mut gguf = Vec::new();
         let mut shards = Vec::new();
         // The verifier validated every weights file's header and records the format it
         // showed; the engine goes by that and does not inspect the bytes a second time.
@@ -151,13 +151,8 @@ impl Model {
             .filter(|m| m.file.role() == Some(FileRole::Weights))
         {
             match m.file.format() {
-                Some(FileFormat::Gguf) => {
-                    if gguf.replace(m).is_some() {
-                        return Err(Error::Unsupported(
-                            "more than one GGUF file in one model".into(),
-                        ));
-                    }
-                }
+                // Several are the parts of a split model (the verifier checked they are).
+                Some(FileFormat::Gguf) => gguf.push(m),
                 Some(FileFormat::Safetensors) => shards.push(m),
                 _ => {
                     return Err(Error::Unsupported(format!(
@@ -167,36 +162,58 @@ impl Model {
                 }
             }
         }
-        match (gguf, shards.is_empty()) {
-            (Some(g), true) => Self::load_gguf(g, opts, device),
-            (None, false) => Self::load_hf(&mapped, &shards, opts, device),
-            (Some(_), false) => Err(Error::Unsupported(
+        match (gguf.is_empty(), shards.is_empty()) {
+            (false, true) => Self::load_gguf(&gguf, opts, device),
+            (true, false) => Self::load_hf(&mapped, &shards, opts, device),
+            (false, false) => Err(Error::Unsupported(
                 "both GGUF and safetensors weights in one model".into(),
             )),
-            (None, true) => Err(Error::NoWeights),
+            (true, true) => Err(Error::NoWeights),
         }
     }
 
-    fn load_gguf(m: &Mapped, opts: &LoadOptions, device: Device) -> Result<Self> {
-        let content = gguf_file::Content::read(&mut Cursor::new(m.bytes()))
-            .map_err(|e| Error::malformed(format!("GGUF: {e}")))?;
-        let cfg = ModelConfig::from_gguf(&content)?;
-        let tokenizer = Tokenizer::from_gguf(&content)?;
+    /// A GGUF model: one file, or the parts of a split one (the first holds the metadata).
+    fn load_gguf(files: &[&Mapped], opts: &LoadOptions, device: Device) -> Result<Self> {
+        let mut parts = Vec::with_capacity(files.len());
+        for m in files {
+            let content = gguf_file::Content::read(&mut Cursor::new(m.bytes()))
+                .map_err(|e| Error::malformed(format!("{}: GGUF: {e}", m.name())))?;
+            let no = match content.metadata.get("split.no") {
+                Some(v) => v
+                    .to_u16()
+                    .map(u64::from)
+                    .or_else(|_| v.to_u32().map(u64::from)),
+                None => Ok(0),
+            }
+            .map_err(|e| Error::malformed(format!("{}: split.no: {e}", m.name())))?;
+            parts.push((no, content, &m.map));
+        }
+        parts.sort_by_key(|(no, ..)| *no);
+        if parts
+            .iter()
+            .enumerate()
+            .any(|(i, (no, ..))| *no != i as u64)
+        {
+            return Err(Error::malformed(
+                "the GGUF files are not the parts of one split model, each once",
+            ));
+        }
+        let content = &parts[0].1;
+        let cfg = ModelConfig::from_gguf(content)?;
+        let tokenizer = Tokenizer::from_gguf(content)?;
         let template = match content.metadata.get("tokenizer.chat_template") {
             Some(gguf_file::Value::String(s)) => Some(s.clone()),
             _ if cfg.gemma.is_some() => Some(GEMMA_TEMPLATE.to_string()),
             _ => None,
         };
-        let weight_type = gguf_weight_type(&content);
-        let parameters = content
-            .tensor_infos
-            .values()
-            .map(|t| t.shape.elem_count() as u64)
-            .sum();
-        let weights = Weights::Gguf {
-            content: &content,
-            bytes: m.bytes(),
-        };
+        let weights = Weights::Gguf(
+            parts
+                .iter()
+                .map(|(_, content, map)| GgufPart { content, map })
+                .collect(),
+        );
+        let weight_type = weight_type(&weights);
+        let parameters = weights.parameters();
         Self::build(
             cfg,
             &weights,
@@ -249,20 +266,8 @@ impl Model {
         };
         let bytes: Vec<&[u8]> = shards.iter().map(|s| s.bytes()).collect();
         let weights = Weights::safetensors(cfg.arch, &bytes)?;
-        let (parameters, weight_type) = match &weights {
-            Weights::Safetensors { shards, .. } => {
-                let mut n = 0u64;
-                let mut ty = String::from("F32");
-                for st in shards {
-                    for (_, v) in st.tensors() {
-                        n += v.shape().iter().product::<usize>() as u64;
-                        ty = format!("{:?}", v.dtype());
-                    }
-                }
-                (n, ty)
-            }
-            Weights::Gguf { .. } => (0, String::new()),
-        };
+        let weight_type = weight_type(&weights);
+        let parameters = weights.parameters();
         Self::build(
             cfg,
             &weights,
@@ -581,27 +586,40 @@ fn available_memory() -> Option<u64> {
 
 /// The file's quantization as llama.cpp names it (`general.file_type`, e.g. "Q4_K - Medium"), so
 /// `candor bench` rows line up with llama-bench's; else the type holding the most weights.
-fn gguf_weight_type(ct: &gguf_file::Content) -> String {
-    let named = ct
-        .metadata
-        .get("general.file_type")
-        .and_then(|v| v.to_u32().ok())
-        .and_then(llama_ftype_name);
-    if let Some(name) = named {
-        return name.to_string();
-    }
+fn weight_type(w: &Weights) -> String {
     let mut by_type: std::collections::HashMap<String, u64> = Default::default();
-    for t in ct.tensor_infos.values() {
-        *by_type.entry(format!("{:?}", t.ggml_dtype)).or_default() += t.shape.elem_count() as u64;
+    match w {
+        Weights::Gguf(parts) => {
+            let named = parts[0]
+                .content
+                .metadata
+                .get("general.file_type")
+                .and_then(|v| v.to_u32().ok())
+                .and_then(llama_ftype_name);
+            if let Some(name) = named {
+                return name.to_string();
+            }
+            for t in parts.iter().flat_map(|p| p.content.tensor_infos.values()) {
+                let ty = format!("{:?}", t.ggml_dtype);
+                // candle spells "Q4K" what ggml spells "Q4_K".
+                let ty = match ty.strip_suffix('K') {
+                    Some(base) if ty.len() == 3 => format!("{base}_K"),
+                    _ => ty,
+                };
+                *by_type.entry(ty).or_default() += t.shape.elem_count() as u64;
+            }
+        }
+        Weights::Safetensors { shards, .. } => {
+            for (_, v) in shards.iter().flat_map(|s| s.tensors()) {
+                *by_type.entry(format!("{:?}", v.dtype())).or_default() +=
+                    v.shape().iter().product::<usize>() as u64;
+            }
+        }
     }
     by_type
         .into_iter()
         .max_by_key(|(_, n)| *n)
-        .map(|(t, _)| match t.strip_suffix('K') {
-            // candle spells "Q4K" what ggml spells "Q4_K".
-            Some(base) if t.len() == 3 => format!("{base}_K"),
-            _ => t,
-        })
+        .map(|(t, _)| t)
         .unwrap_or_default()
 }
 

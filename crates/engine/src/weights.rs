@@ -9,6 +9,9 @@ use candle_core::quantized::ggml_file::qtensor_from_ggml;
 use candle_core::quantized::{gguf_file, GgmlDType, QMatMul};
 use candle_core::safetensors::Load;
 use candle_core::{DType, Device, Tensor};
+use memmap2::Mmap;
+#[cfg(unix)]
+use memmap2::UncheckedAdvice;
 use safetensors::SafeTensors;
 use std::collections::HashMap;
 use std::io::Cursor;
@@ -117,16 +120,22 @@ impl Weight {
 
 /// Tensors of one model, read from verified bytes.
 pub(crate) enum Weights<'a> {
-    Gguf {
-        content: &'a gguf_file::Content,
-        bytes: &'a [u8],
-    },
+    /// One file, or the parts of a split model in order; each tensor is in one part.
+    Gguf(Vec<GgufPart<'a>>),
     Safetensors {
         arch: Architecture,
         shards: Vec<SafeTensors<'a>>,
         /// tensor name -> shard index
         index: HashMap<String, usize>,
     },
+}
+
+/// A GGUF file: its parsed header and its bytes.
+pub(crate) struct GgufPart<'a> {
+    pub content: &'a gguf_file::Content,
+    /// The file, mapped: its pages are handed back as each matrix is packed
+    /// ([`Weights::release`]), so the weights are held once, not mapped and packed.
+    pub map: &'a Mmap,
 }
 
 impl<'a> Weights<'a> {
@@ -156,9 +165,7 @@ impl<'a> Weights<'a> {
     /// are held as f32.
     pub fn loaded_bytes(&self) -> u64 {
         match self {
-            Weights::Gguf { content, .. } => content
-                .tensor_infos
-                .values()
+            Weights::Gguf(parts) => gguf_infos(parts)
                 .map(|t| {
                     let elems = t.shape.elem_count() as u64;
                     match t.ggml_dtype {
@@ -175,6 +182,18 @@ impl<'a> Weights<'a> {
         }
     }
 
+    /// Values in all tensors.
+    pub fn parameters(&self) -> u64 {
+        match self {
+            Weights::Gguf(parts) => gguf_infos(parts).map(|t| t.shape.elem_count() as u64).sum(),
+            Weights::Safetensors { shards, .. } => shards
+                .iter()
+                .flat_map(|s| s.tensors())
+                .map(|(_, v)| v.shape().iter().product::<usize>() as u64)
+                .sum(),
+        }
+    }
+
     fn name(&self, w: Weight, layer: Option<usize>) -> String {
         match self {
             Weights::Gguf { .. } => w.gguf_name(layer),
@@ -185,7 +204,7 @@ impl<'a> Weights<'a> {
     pub fn contains(&self, w: Weight, layer: Option<usize>) -> bool {
         let name = self.name(w, layer);
         match self {
-            Weights::Gguf { content, .. } => content.tensor_infos.contains_key(&name),
+            Weights::Gguf(parts) => gguf_find(parts, &name).is_some(),
             Weights::Safetensors { index, .. } => index.contains_key(&name),
         }
     }
@@ -232,10 +251,10 @@ impl<'a> Weights<'a> {
     /// Whether some matrix is stored in a quantized type candor's kernels do not take, so
     /// that candle multiplies it (on its own thread pool).
     pub fn needs_candle_quantized_matmul(&self) -> bool {
-        let Weights::Gguf { content, .. } = self else {
+        let Weights::Gguf(parts) = self else {
             return false;
         };
-        content.tensor_infos.values().any(|t| {
+        gguf_infos(parts).any(|t| {
             let float = matches!(
                 t.ggml_dtype,
                 GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16
@@ -253,10 +272,11 @@ impl<'a> Weights<'a> {
         layer: Option<usize>,
         rows: Range<usize>,
     ) -> Option<(GgmlDType, (usize, usize), &[u8])> {
-        let Weights::Gguf { content, bytes } = self else {
+        let Weights::Gguf(parts) = self else {
             return None;
         };
-        let info = content.tensor_infos.get(&self.name(w, layer))?;
+        let (part, info) = gguf_find(parts, &self.name(w, layer))?;
+        let (content, bytes): (_, &[u8]) = (part.content, part.map);
         let dims = info.shape.dims2().ok()?;
         let (bs, ts) = (info.ggml_dtype.block_size(), info.ggml_dtype.type_size());
         let elems = info.shape.elem_count();
@@ -276,14 +296,45 @@ impl<'a> Weights<'a> {
         Some((info.ggml_dtype, (rows.len(), k), data))
     }
 
+    /// Hands the mapped pages under `part` (bytes from [`Weights::gguf_rows`]) back to the
+    /// system once they are copied out. The map stays valid: a later read of those bytes
+    /// faults them in again from the file. Without this the whole file would stay resident
+    /// next to the packed copy until loading ends, doubling peak memory.
+    #[allow(unsafe_code)] // madvise
+    pub fn release(&self, part: &[u8]) {
+        let Weights::Gguf(parts) = self else {
+            return;
+        };
+        let within = |map: &Mmap| {
+            let offset = (part.as_ptr() as usize).checked_sub(map.as_ptr() as usize)?;
+            (offset + part.len() <= map.len()).then_some(offset)
+        };
+        let Some((map, offset)) = parts.iter().find_map(|p| Some((p.map, within(p.map)?))) else {
+            return;
+        };
+        // SAFETY: MADV_DONTNEED on a read-only file mapping drops the pages from memory, not
+        // from the file: no Rust reference sees different bytes, since every read refaults the
+        // same (verified, unchanged) file contents. Whole pages are dropped, at most one page
+        // beyond `part` at each end, which costs a refault and nothing else.
+        #[cfg(unix)]
+        let _ =
+            unsafe { map.unchecked_advise_range(UncheckedAdvice::DontNeed, offset, part.len()) };
+        #[cfg(not(unix))]
+        let _ = offset;
+    }
+
     /// A weight as a dense f32 tensor (norms, biases, small vectors).
     pub fn tensor(&self, w: Weight, layer: Option<usize>, device: &Device) -> Result<Tensor> {
         let name = self.name(w, layer);
         let t = match self {
-            Weights::Gguf { content, bytes } => content
-                .tensor(&mut Cursor::new(*bytes), &name, device)
-                .map_err(|e| missing_or(e, &name))?
-                .dequantize(device)?,
+            Weights::Gguf(parts) => {
+                let (part, _) = gguf_find(parts, &name)
+                    .ok_or_else(|| Error::malformed(format!("tensor `{name}` is missing")))?;
+                part.content
+                    .tensor(&mut Cursor::new(&part.map[..]), &name, device)
+                    .map_err(|e| missing_or(e, &name))?
+                    .dequantize(device)?
+            }
             Weights::Safetensors { .. } => self.st_view(&name)?.load(device)?,
         };
         Ok(t.to_dtype(DType::F32)?)
@@ -309,8 +360,8 @@ impl<'a> Weights<'a> {
     pub fn expect_shape(&self, w: Weight, layer: Option<usize>, dims: &[usize]) -> Result<()> {
         let name = self.name(w, layer);
         let actual: Vec<usize> = match self {
-            Weights::Gguf { content, .. } => match content.tensor_infos.get(&name) {
-                Some(info) => info.shape.dims().to_vec(),
+            Weights::Gguf(parts) => match gguf_find(parts, &name) {
+                Some((_, info)) => info.shape.dims().to_vec(),
                 None => return Err(Error::malformed(format!("tensor `{name}` is missing"))),
             },
             Weights::Safetensors { .. } => self.st_view(&name)?.shape().to_vec(),
@@ -322,6 +373,23 @@ impl<'a> Weights<'a> {
         }
         Ok(())
     }
+}
+
+/// The part holding tensor `name`, and its entry there.
+fn gguf_find<'p, 'a>(
+    parts: &'p [GgufPart<'a>],
+    name: &str,
+) -> Option<(&'p GgufPart<'a>, &'a gguf_file::TensorInfo)> {
+    parts
+        .iter()
+        .find_map(|p| Some((p, p.content.tensor_infos.get(name)?)))
+}
+
+/// Every tensor of every part.
+fn gguf_infos<'p, 'a>(
+    parts: &'p [GgufPart<'a>],
+) -> impl Iterator<Item = &'a gguf_file::TensorInfo> + 'p {
+    parts.iter().flat_map(|p| p.content.tensor_infos.values())
 }
 
 fn missing_or(e: candle_core::Error, name: &str) -> Error {

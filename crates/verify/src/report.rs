@@ -214,6 +214,10 @@ impl Reason {
                     "the shards and their index disagree; fetch the model again from its publisher"
                         .into()
                 }
+                FormatError::GgufSplit(_) => {
+                    "keep every part of the split model, and nothing else, in its directory; fetch missing parts from the publisher"
+                        .into()
+                }
                 _ => "the file is damaged or not a model candor can load; fetch it again from its publisher".into(),
             },
             Reason::DeclaredLicenseMismatch { .. } => format!(

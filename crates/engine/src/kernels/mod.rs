@@ -261,18 +261,26 @@ impl PackedMatrix {
     /// blocks, or the CPU has no SIMD kernels for it: elsewhere (e.g. ARM, where candle has NEON
     /// kernels) candle's own are faster than the portable loop. Set `CANDOR_NO_KERNELS` to run
     /// candle's kernels anyway (for comparisons).
+    /// Each stretch of `data` goes to `done` once packed (see [`packed::pack`]).
     pub(crate) fn from_blocks(
         dtype: GgmlDType,
         (n, k): (usize, usize),
         data: &[u8],
+        done: &(dyn Fn(&[u8]) + Sync),
     ) -> Option<Self> {
         if !enabled() {
             return None;
         }
-        Self::pack_blocks(dtype, n, k, data)
+        Self::pack_blocks(dtype, n, k, data, done)
     }
 
-    fn pack_blocks(dtype: GgmlDType, n: usize, k: usize, bytes: &[u8]) -> Option<Self> {
+    fn pack_blocks(
+        dtype: GgmlDType,
+        n: usize,
+        k: usize,
+        bytes: &[u8],
+        done: &(dyn Fn(&[u8]) + Sync),
+    ) -> Option<Self> {
         let kind = WeightFormat::of(dtype)?;
         let bv = kind.block_values();
         if k == 0 || n == 0 || !k.is_multiple_of(bv) {
@@ -283,7 +291,7 @@ impl PackedMatrix {
             return None;
         }
         Some(Self {
-            data: Arc::new(packed::pack(kind, bytes, n, k / bv)),
+            data: Arc::new(packed::pack(kind, bytes, n, k / bv, done)),
             kind,
             n,
             k,
@@ -670,7 +678,7 @@ mod tests {
     fn pack(w: &QMatMul) -> Option<PackedMatrix> {
         let QMatMul::QTensor(q) = w else { return None };
         let (n, k) = q.shape().dims2().ok()?;
-        PackedMatrix::pack_blocks(q.dtype(), n, k, &q.data().ok()?)
+        PackedMatrix::pack_blocks(q.dtype(), n, k, &q.data().ok()?, &|_| ())
     }
 
     const ALL: [GgmlDType; 10] = [

@@ -243,23 +243,43 @@ impl std::ops::DerefMut for Aligned {
     }
 }
 
-/// Packs `n` GGUF rows of `nb` blocks each (`src`, row-major) into groups of eight.
-pub fn pack(kind: WeightFormat, src: &[u8], n: usize, nb: usize) -> Aligned {
+/// Groups packed by one task: enough rows that a task's source is a few hundred kilobytes.
+const GROUPS_PER_TASK: usize = 16;
+
+/// Packs `n` GGUF rows of `nb` blocks each (`src`, row-major) into groups of eight, handing each
+/// stretch of `src` to `done` once it is packed (so a mapped file's pages can go as they are
+/// read, instead of the whole matrix being held twice).
+pub fn pack(
+    kind: WeightFormat,
+    src: &[u8],
+    n: usize,
+    nb: usize,
+    done: &(dyn Fn(&[u8]) + Sync),
+) -> Aligned {
     let (bb, gbb) = (kind.block_bytes(), kind.group_block_bytes());
     let groups = n.div_ceil(G);
     let mut out = Aligned::zeroed(groups * nb * gbb);
     // Groups are independent: spread them over the threads (a model's load is mostly this).
-    out.par_chunks_mut(nb * gbb)
+    out.par_chunks_mut(GROUPS_PER_TASK * nb * gbb)
         .enumerate()
-        .for_each(|(g, group)| {
-            for i in 0..nb {
-                let dst = &mut group[i * gbb..][..gbb];
-                for r in 0..G.min(n - g * G) {
-                    let b = &src[((g * G + r) * nb + i) * bb..][..bb];
-                    pack_block(kind, b, r, dst);
+        .for_each(|(task, groups)| {
+            let first_row = task * GROUPS_PER_TASK * G;
+            for (j, group) in groups.chunks_mut(nb * gbb).enumerate() {
+                let g = task * GROUPS_PER_TASK + j;
+                for i in 0..nb {
+                    let dst = &mut group[i * gbb..][..gbb];
+                    for r in 0..G.min(n - g * G) {
+                        let b = &src[((g * G + r) * nb + i) * bb..][..bb];
+                        pack_block(kind, b, r, dst);
+                    }
                 }
             }
+            let rows = first_row..(first_row + GROUPS_PER_TASK * G).min(n);
+            done(&src[rows.start * nb * bb..rows.end * nb * bb]);
         });
+    // Once more whole: a read near a task's edge maps a few neighbouring pages too, some of
+    // them in a stretch already handed back.
+    done(src);
     out
 }
 

@@ -55,6 +55,8 @@ pub enum DetectedFormat {
 pub enum FormatError {
     #[error("GGUF: {0}")]
     Gguf(#[from] gguf::GgufError),
+    #[error("split GGUF: {0}")]
+    GgufSplit(#[from] gguf::split::SplitError),
     #[error("safetensors: {0}")]
     Safetensors(#[from] safetensors::SafetensorsError),
     #[error("safetensors index: {0}")]

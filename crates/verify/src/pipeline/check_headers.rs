@@ -9,7 +9,10 @@ use crate::{
     filetypes::read_bounded,
     formats::{
         self,
-        gguf::GgufHeader,
+        gguf::{
+            split::{self, SplitError},
+            GgufHeader,
+        },
         safetensors::{IndexError, SafetensorsHeader, SafetensorsIndex},
         FormatError, Header,
     },
@@ -51,6 +54,12 @@ pub(super) fn validate(c: &mut Check) -> GgufHeaders {
             }
         }
     }
+    if let Some((path, problem)) = check_split(&gguf) {
+        c.refuse(Reason::MalformedFile {
+            path,
+            error: FormatError::GgufSplit(problem),
+        });
+    }
     let listed = c.manifest.is_some();
     if let Some((path, problem)) = check_index(&c.root, &c.checked, &safetensors, listed) {
         c.refuse(Reason::MalformedFile {
@@ -59,6 +68,17 @@ pub(super) fn validate(c: &mut Check) -> GgufHeaders {
         });
     }
     gguf
+}
+
+/// Several GGUF files must be the parts of one split model, each once, every tensor in one.
+fn check_split(gguf: &GgufHeaders) -> Option<(String, SplitError)> {
+    if gguf.is_empty() {
+        return None;
+    }
+    let files: Vec<(&str, &GgufHeader)> = gguf.iter().map(|(p, h)| (p.as_str(), h)).collect();
+    split::check_parts(&files)
+        .err()
+        .map(|e| (gguf[0].0.clone(), e))
 }
 
 /// Find `*.safetensors.index.json` (a listed file that was hashed, or for an unlisted model the

@@ -73,9 +73,15 @@ fn single_file(
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let root = parent.canonicalize().map_err(|e| Error::io(parent, e))?;
-    let slot = match manifest {
-        Some(m) if m.files.len() == 1 => {
-            CheckedFile::new(m.files[0].path.clone(), name, Some(m.files[0].clone()))
+    let slots = match manifest {
+        Some(m) if m.files.len() == 1 => vec![CheckedFile::new(
+            m.files[0].path.clone(),
+            name,
+            Some(m.files[0].clone()),
+        )],
+        // One part of a split model the manifest lists whole: check them all.
+        Some(m) if split_parts(&name).is_some() && m.files.iter().any(|e| e.path == name) => {
+            return in_directory(manifest, parent)
         }
         Some(m) => {
             return Err(Error::Usage(format!(
@@ -85,9 +91,35 @@ fn single_file(
                 target.display()
             )))
         }
-        None => CheckedFile::new(name.clone(), name, None),
+        // One part of a split model: the others are its siblings by name.
+        None => match split_parts(&name) {
+            Some(parts) => parts
+                .into_iter()
+                .filter(|p| p == &name || root.join(p).is_file())
+                .map(|p| CheckedFile::new(p.clone(), p, None))
+                .collect(),
+            None => vec![CheckedFile::new(name.clone(), name, None)],
+        },
     };
-    Ok((root, vec![slot]))
+    Ok((root, slots))
+}
+
+/// The names of every part of the split GGUF model `name` belongs to, by llama.cpp's
+/// `gguf-split` naming (`model-00002-of-00003.gguf`); None for any other name.
+fn split_parts(name: &str) -> Option<Vec<String>> {
+    let stem = name.strip_suffix(".gguf")?;
+    let (rest, count) = stem.rsplit_once("-of-")?;
+    let (prefix, no) = rest.rsplit_once('-')?;
+    let digits = |s: &str| s.len() == 5 && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(no) || !digits(count) {
+        return None;
+    }
+    let count: usize = count.parse().ok().filter(|&c| c >= 1)?;
+    Some(
+        (1..=count)
+            .map(|i| format!("{prefix}-{i:05}-of-{count:05}.gguf"))
+            .collect(),
+    )
 }
 
 fn extra_weight_files(c: &mut Check) -> Result<()> {

@@ -7,6 +7,7 @@
 pub mod build;
 mod metadata;
 mod reader;
+pub mod split;
 mod tensors;
 #[cfg(test)]
 mod tests;
