@@ -95,6 +95,9 @@ impl Isa {
                 && is_x86_feature_detected!("f16c");
             if avx2 {
                 v.push(Isa::Avx2);
+                if avx2_only() {
+                    return v;
+                }
                 if is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl") {
                     v.push(Isa::Avx512Vnni);
                 }
@@ -243,7 +246,29 @@ pub fn instruction_sets() -> String {
 #[cfg(target_arch = "x86_64")]
 fn avx512bw() -> bool {
     static HAS: OnceLock<bool> = OnceLock::new();
-    *HAS.get_or_init(|| is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw"))
+    *HAS.get_or_init(|| {
+        !avx2_only() && is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw")
+    })
+}
+
+/// `CANDOR_CPU=avx2`: the matrix kernels use what every AVX2 CPU has (most laptops, AMD Zen 2
+/// and 3), none of AVX-512 or VNNI, so that path can be measured on any machine. The attention
+/// kernel's instruction set is fixed at build time: build with
+/// `RUSTFLAGS="-C target-cpu=x86-64-v3"` to take it to AVX2 as well.
+#[cfg(target_arch = "x86_64")]
+fn avx2_only() -> bool {
+    static ONLY: OnceLock<bool> = OnceLock::new();
+    *ONLY.get_or_init(|| match std::env::var("CANDOR_CPU") {
+        Ok(v) if v.eq_ignore_ascii_case("avx2") => true,
+        Ok(v) if v.is_empty() => false,
+        Ok(v) => {
+            tracing::warn!(
+                "CANDOR_CPU={v} is not a setting candor knows (it knows `avx2`); ignored"
+            );
+            false
+        }
+        Err(_) => false,
+    })
 }
 
 /// A quantized (n, k) weight on the CPU, packed for these kernels.
