@@ -68,7 +68,7 @@ fn a_real_size_model_is_held_once() {
         file_size > 1_000_000_000,
         "the 1.7B shape is {file_size} bytes"
     );
-    let verified = verify_unlisted(&file);
+    let verified = common::verify_unlisted(&file);
 
     let before = status_bytes("VmRSS:");
     reset_peak();
@@ -109,8 +109,7 @@ fn a_real_size_model_is_held_once() {
 
 /// The logits after "Once upon a time" of the model at `target`.
 fn logits(target: &Path) -> Vec<f32> {
-    let verified = verify_unlisted(target);
-    let mut model = candor_engine::Model::load(&verified.files, &LoadOptions::default()).unwrap();
+    let mut model = common::load_unlisted(target);
     let prompt = model.tokenizer().encode("Once upon a time", true).unwrap();
     let logits = model.forward(&prompt, false).unwrap();
     logits.flatten_all().unwrap().to_vec1().unwrap()
@@ -134,7 +133,7 @@ fn a_split_model_loads_as_the_whole_file() {
     );
     let first = split.join("smollm2-1.7b-2-layers-split-00001-of-00003.gguf");
     // Given one part, the verifier takes its siblings too.
-    let verified = verify_unlisted(&first);
+    let verified = common::verify_unlisted(&first);
     assert_eq!(verified.files.len(), 3, "every part is verified");
     let expected = logits(&whole.join("smollm2-1.7b-2-layers.gguf"));
     assert!(expected.iter().all(|x| x.is_finite()));
@@ -144,15 +143,4 @@ fn a_split_model_loads_as_the_whole_file() {
         "the parts hold the same model, bit for bit"
     );
     assert_eq!(logits(&split), expected, "as a directory too");
-}
-
-fn verify_unlisted(target: &Path) -> candor_verify::Verification {
-    let opts = candor_verify::VerifyOptions {
-        allow_unlisted: true,
-        ..Default::default()
-    };
-    candor_verify::verify(None, target, &opts, &candor_verify::NoProgress)
-        .unwrap()
-        .allowed()
-        .unwrap_or_else(|r| panic!("{}", r.decision.summary()))
 }

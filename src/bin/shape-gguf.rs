@@ -13,6 +13,7 @@
 
 use anyhow::{bail, Context, Result};
 use candle_core::quantized::gguf_file::{self, Value};
+use candor_verify::formats::gguf::build::{str_bytes, GgufBuilder};
 use half::f16;
 use rand::rngs::SmallRng;
 use rand::{Rng, RngCore, SeedableRng};
@@ -395,11 +396,6 @@ fn pad_vocab(key: &str, value: Value, vocab: usize) -> Result<Value> {
     Ok(Value::Array(items))
 }
 
-fn write_string(w: &mut impl Write, s: &str) -> Result<()> {
-    w.write_all(&(s.len() as u64).to_le_bytes())?;
-    Ok(w.write_all(s.as_bytes())?)
-}
-
 /// GGUF's metadata value types.
 fn type_id(v: &Value) -> u32 {
     match v {
@@ -419,30 +415,29 @@ fn type_id(v: &Value) -> u32 {
     }
 }
 
-fn write_value(w: &mut impl Write, v: &Value) -> Result<()> {
+/// A metadata value's bytes as GGUF stores them (after its type).
+fn value_bytes(v: &Value) -> Vec<u8> {
     match v {
-        Value::U8(x) => w.write_all(&x.to_le_bytes())?,
-        Value::I8(x) => w.write_all(&x.to_le_bytes())?,
-        Value::U16(x) => w.write_all(&x.to_le_bytes())?,
-        Value::I16(x) => w.write_all(&x.to_le_bytes())?,
-        Value::U32(x) => w.write_all(&x.to_le_bytes())?,
-        Value::I32(x) => w.write_all(&x.to_le_bytes())?,
-        Value::U64(x) => w.write_all(&x.to_le_bytes())?,
-        Value::I64(x) => w.write_all(&x.to_le_bytes())?,
-        Value::F32(x) => w.write_all(&x.to_le_bytes())?,
-        Value::F64(x) => w.write_all(&x.to_le_bytes())?,
-        Value::Bool(x) => w.write_all(&[*x as u8])?,
-        Value::String(s) => write_string(w, s)?,
+        Value::U8(x) => x.to_le_bytes().to_vec(),
+        Value::I8(x) => x.to_le_bytes().to_vec(),
+        Value::U16(x) => x.to_le_bytes().to_vec(),
+        Value::I16(x) => x.to_le_bytes().to_vec(),
+        Value::U32(x) => x.to_le_bytes().to_vec(),
+        Value::I32(x) => x.to_le_bytes().to_vec(),
+        Value::U64(x) => x.to_le_bytes().to_vec(),
+        Value::I64(x) => x.to_le_bytes().to_vec(),
+        Value::F32(x) => x.to_le_bytes().to_vec(),
+        Value::F64(x) => x.to_le_bytes().to_vec(),
+        Value::Bool(x) => vec![*x as u8],
+        Value::String(s) => str_bytes(s.as_bytes()),
         Value::Array(items) => {
             let ty = items.first().map_or(4u32, type_id);
-            w.write_all(&ty.to_le_bytes())?;
-            w.write_all(&(items.len() as u64).to_le_bytes())?;
-            for i in items {
-                write_value(w, i)?;
-            }
+            let mut out = ty.to_le_bytes().to_vec();
+            out.extend((items.len() as u64).to_le_bytes());
+            items.iter().for_each(|i| out.extend(value_bytes(i)));
+            out
         }
     }
-    Ok(())
 }
 
 const ALIGN: usize = 32;
@@ -542,33 +537,25 @@ fn write_file<T: std::borrow::Borrow<TensorSpec>>(
         8 << 20,
         File::create(out).with_context(|| out.display().to_string())?,
     );
-    let mut header = Vec::new();
-    header.extend_from_slice(b"GGUF");
-    header.extend_from_slice(&3u32.to_le_bytes());
-    header.extend_from_slice(&(specs.len() as u64).to_le_bytes());
-    header.extend_from_slice(&(md.len() as u64).to_le_bytes());
+    // The header as the verifier's GGUF builder writes it: metadata, then tensor infos.
+    let mut header = GgufBuilder::new();
     for (k, v) in md {
-        write_string(&mut header, k)?;
-        header.extend_from_slice(&type_id(v).to_le_bytes());
-        write_value(&mut header, v)?;
+        header = header.kv_raw(k, type_id(v), value_bytes(v));
     }
-    let mut offset = 0usize;
+    let mut offset = 0u64;
     for t in specs {
         let t = t.borrow();
-        write_string(&mut header, &t.name)?;
-        let dims: &[usize] = if t.dims.0 == 1 {
-            &[t.dims.1]
-        } else {
-            &[t.dims.1, t.dims.0]
+        // GGUF lists dimensions innermost first.
+        let dims = match t.dims {
+            (1, cols) => vec![cols as u64],
+            (rows, cols) => vec![cols as u64, rows as u64],
         };
-        header.extend_from_slice(&(dims.len() as u32).to_le_bytes());
-        for d in dims {
-            header.extend_from_slice(&(*d as u64).to_le_bytes());
-        }
-        header.extend_from_slice(&t.ty.ggml_id().to_le_bytes());
-        header.extend_from_slice(&(offset as u64).to_le_bytes());
-        offset += t.bytes().div_ceil(ALIGN) * ALIGN;
+        header
+            .tensors
+            .push((t.name.clone(), dims, t.ty.ggml_id(), offset));
+        offset += (t.bytes().div_ceil(ALIGN) * ALIGN) as u64;
     }
+    let header = header.header_bytes();
     w.write_all(&header)?;
     pad_to(&mut w, header.len())?;
     for t in specs {

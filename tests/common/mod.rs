@@ -93,15 +93,20 @@ pub fn load_unlisted(target: &Path) -> Model {
 }
 
 pub fn load_unlisted_with(target: &Path, load: &LoadOptions) -> Model {
+    Model::load(&verify_unlisted(target).files, load)
+        .unwrap_or_else(|e| panic!("{}: {e}", target.display()))
+}
+
+/// Verifies a model no manifest lists, as `--allow-unlisted` does.
+pub fn verify_unlisted(target: &Path) -> Verification {
     let opts = VerifyOptions {
         allow_unlisted: true,
         ..Default::default()
     };
-    let v = verify(None, target, &opts, &NoProgress)
+    verify(None, target, &opts, &NoProgress)
         .unwrap_or_else(|e| panic!("{}: {e}", target.display()))
         .allowed()
-        .unwrap_or_else(|r| panic!("{}: {}", target.display(), r.decision.summary()));
-    Model::load(&v.files, load).unwrap_or_else(|e| panic!("{}: {e}", target.display()))
+        .unwrap_or_else(|r| panic!("{}: {}", target.display(), r.decision.summary()))
 }
 
 pub fn as_f32s(v: &serde_json::Value) -> Vec<f32> {

@@ -243,8 +243,9 @@ impl std::ops::DerefMut for Aligned {
     }
 }
 
-/// Groups packed by one task: enough rows that a task's source is a few hundred kilobytes.
-const GROUPS_PER_TASK: usize = 16;
+/// Source bytes one task packs before handing them back: few enough that a large matrix's
+/// source never stays resident whole, enough that the hand-backs cost little.
+const TASK_BYTES: usize = 4 << 20;
 
 /// Packs `n` GGUF rows of `nb` blocks each (`src`, row-major) into groups of eight, handing each
 /// stretch of `src` to `done` once it is packed (so a mapped file's pages can go as they are
@@ -260,12 +261,13 @@ pub fn pack(
     let groups = n.div_ceil(G);
     let mut out = Aligned::zeroed(groups * nb * gbb);
     // Groups are independent: spread them over the threads (a model's load is mostly this).
-    out.par_chunks_mut(GROUPS_PER_TASK * nb * gbb)
+    let per_task = (TASK_BYTES / (G * nb * bb)).max(1);
+    out.par_chunks_mut(per_task * nb * gbb)
         .enumerate()
         .for_each(|(task, groups)| {
-            let first_row = task * GROUPS_PER_TASK * G;
+            let first_row = task * per_task * G;
             for (j, group) in groups.chunks_mut(nb * gbb).enumerate() {
-                let g = task * GROUPS_PER_TASK + j;
+                let g = task * per_task + j;
                 for i in 0..nb {
                     let dst = &mut group[i * gbb..][..gbb];
                     for r in 0..G.min(n - g * G) {
@@ -274,7 +276,7 @@ pub fn pack(
                     }
                 }
             }
-            let rows = first_row..(first_row + GROUPS_PER_TASK * G).min(n);
+            let rows = first_row..(first_row + per_task * G).min(n);
             done(&src[rows.start * nb * bb..rows.end * nb * bb]);
         });
     // Once more whole: a read near a task's edge maps a few neighbouring pages too, some of
