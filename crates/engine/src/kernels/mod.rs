@@ -4,9 +4,12 @@
 //! The weights are regrouped at load, straight from the verified file, into a layout built for
 //! SIMD dot products (`packed.rs`: eight rows per group); each activation row is quantized once
 //! with ggml's rounding, and groups of rows are split across the rayon pool the model runs in, each group
-//! reused for every row of a prompt batch. The kernels (`x86.rs`: AVX-VNNI, AVX512-VNNI or
-//! AVX2, picked at run time; the portable loop in `packed.rs` defines the arithmetic) round
-//! exactly as candle's reference dot products, so outputs match candle token for token.
+//! reused for every row of a prompt batch (eight rows per call for the `vpdpbusd` K kernels).
+//! The kernels (`x86.rs`: AVX-VNNI, AVX512-VNNI or AVX2, picked at run time; the portable loop
+//! in `packed.rs` defines the arithmetic) give the portable loop's bits on every CPU: the
+//! 32-value formats, Q2_K and Q3_K round as candle's dot products do, so outputs match candle
+//! token for token; Q4_K, Q5_K and Q6_K sum each super-block exactly and round once, which
+//! frees their kernels to multiply in whatever order is fastest.
 //! `activation.rs` holds the vectorized gate activations of the fused feed-forward kernel;
 //! `attention.rs` the attention that reads each sequence's KV cache in place.
 
@@ -127,21 +130,8 @@ impl Isa {
             let nb = acts.k / QK_K;
             debug_assert!(w.len() >= nb * kind.group_block_bytes());
             #[cfg(target_arch = "x86_64")]
-            // Q2_K / Q3_K decode (one row) is faster on the 256-bit kernels (measured).
-            let one_row_2k3k = M == 1 && matches!(kind, WeightFormat::Q2K | WeightFormat::Q3K);
-            if self != Isa::Portable && avx512bw() && !one_row_2k3k {
-                let a: [*const ActBlockK; M] = std::array::from_fn(|i| acts.row_k(r + i).as_ptr());
-                // SAFETY: the CPU has AVX-512F/BW (checked) and AVX2, FMA, F16C (any ISA but
-                // the portable one); `w` holds `nb` group super-blocks, each row `nb` blocks.
-                return unsafe {
-                    match kind {
-                        WeightFormat::Q2K => x86::q2k3k_512::<M, true>(w.as_ptr(), a, nb),
-                        WeightFormat::Q3K => x86::q2k3k_512::<M, false>(w.as_ptr(), a, nb),
-                        WeightFormat::Q4K => x86::q4k5k_512::<M, false>(w.as_ptr(), a, nb),
-                        WeightFormat::Q5K => x86::q4k5k_512::<M, true>(w.as_ptr(), a, nb),
-                        _ => x86::q6k_512::<M>(w.as_ptr(), a, nb),
-                    }
-                };
+            if let Some(out) = self.k_group_dots::<M>(kind, w, acts, r, nb) {
+                return out;
             }
             return std::array::from_fn(|i| self.group_dots_k(kind, w, acts.row_k(r + i), nb));
         }
@@ -186,6 +176,76 @@ impl Isa {
             }
         }
         out
+    }
+
+    /// Whether `kind`'s kernels take eight activation rows per call rather than four: the
+    /// `vpdpbusd` K-format kernels, where they have 32 vector registers to hold eight rows'
+    /// sums (AVX-512; measured on the 1.7B shape's prompts: +20% over four).
+    fn eight_rows(self, kind: WeightFormat) -> bool {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512Vnni => kind.sums_exactly(),
+            #[cfg(target_arch = "x86_64")]
+            Isa::AvxVnni => kind.sums_exactly() && cfg!(target_feature = "avx512f"),
+            _ => false,
+        }
+    }
+
+    /// The multi-row K-format kernels for this CPU, where one applies: the dot products of
+    /// group `w` with activation rows r..r+M.
+    #[cfg(target_arch = "x86_64")]
+    #[inline]
+    fn k_group_dots<const M: usize>(
+        self,
+        kind: WeightFormat,
+        w: &[u8],
+        acts: &QuantizedActivations,
+        r: usize,
+        nb: usize,
+    ) -> Option<[[f32; G]; M]> {
+        let a: [*const ActBlockK; M] = std::array::from_fn(|i| acts.row_k(r + i).as_ptr());
+        let w = w.as_ptr();
+        // Q4_K, Q5_K and Q6_K sum exactly, so any of their kernels gives the same bits: the
+        // fastest here is taken. `vpdpbusd` first, then AVX-512's wider `vpmaddubsw`, then
+        // AVX2 (one row at a time, where its own one-row kernel is faster).
+        macro_rules! k {
+            ($isa:ident) => {
+                // SAFETY: an ISA is only chosen when the CPU has its features (`available`);
+                // `w` holds `nb` group super-blocks and each row of `a` `nb` activation ones.
+                Some(unsafe {
+                    match kind {
+                        WeightFormat::Q4K => x86::$isa::q4k5k::<M, false>(w, a, nb),
+                        WeightFormat::Q5K => x86::$isa::q4k5k::<M, true>(w, a, nb),
+                        _ => x86::$isa::q6k::<M>(w, a, nb),
+                    }
+                })
+            };
+        }
+        let exact = kind.sums_exactly();
+        match self {
+            Isa::AvxVnni if exact => return k!(avx_vnni),
+            Isa::Avx512Vnni if exact => return k!(avx512_vnni),
+            _ => {}
+        }
+        // Q2_K / Q3_K decode (one row) is faster on the 256-bit kernels (measured).
+        let one_row_2k3k = M == 1 && matches!(kind, WeightFormat::Q2K | WeightFormat::Q3K);
+        if self != Isa::Portable && avx512bw() && !one_row_2k3k {
+            // SAFETY: the CPU has AVX-512F/BW (checked) and AVX2, FMA, F16C (any ISA but the
+            // portable one); `w` and `a` as above.
+            return Some(unsafe {
+                match kind {
+                    WeightFormat::Q2K => x86::q2k3k_512::<M, true>(w, a, nb),
+                    WeightFormat::Q3K => x86::q2k3k_512::<M, false>(w, a, nb),
+                    WeightFormat::Q4K => x86::q4k5k_512::<M, false>(w, a, nb),
+                    WeightFormat::Q5K => x86::q4k5k_512::<M, true>(w, a, nb),
+                    _ => x86::q6k_512::<M>(w, a, nb),
+                }
+            });
+        }
+        match self {
+            Isa::Avx2 if exact && M > 1 => k!(avx2),
+            _ => None,
+        }
     }
 
     /// One K-format group with one activation row (no VNNI variant: the scales multiply in
@@ -462,7 +522,7 @@ fn matmul(ws: &[&PackedMatrix], x: &[f32], m: usize, dst: &mut [&mut [f32]]) {
 }
 
 /// The dot products of the same group of each weight in `ws` with every one of the m
-/// activation rows, four rows per kernel call while they last: `f(row, dots)`.
+/// activation rows, eight or four rows per kernel call while they last: `f(row, dots)`.
 #[inline]
 fn group_rows<const W: usize>(
     isa: Isa,
@@ -473,6 +533,15 @@ fn group_rows<const W: usize>(
     mut f: impl FnMut(usize, [&[f32; G]; W]),
 ) {
     let mut r = 0;
+    if isa.eight_rows(kind) {
+        while r + 8 <= m {
+            let ys = ws.map(|w| isa.group_dots::<8>(kind, w, acts, r));
+            for i in 0..8 {
+                f(r + i, ys.each_ref().map(|y| &y[i]));
+            }
+            r += 8;
+        }
+    }
     while r + 4 <= m {
         let ys = ws.map(|w| isa.group_dots::<4>(kind, w, acts, r));
         for i in 0..4 {
@@ -760,9 +829,12 @@ mod tests {
         for dtype in ALL {
             // candle's Q8_0 and K-format dot products take their AVX2 paths on such CPUs;
             // Q4_0 keeps candle's reference order (its own test below).
-            if dtype == GgmlDType::Q4_0
-                || !matches!(dtype, GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1)
-                    && !candle_uses_avx2()
+            // Q4_K, Q5_K and Q6_K sum exactly instead (`k_formats_near_candle`).
+            if matches!(
+                dtype,
+                GgmlDType::Q4_0 | GgmlDType::Q4K | GgmlDType::Q5K | GgmlDType::Q6K
+            ) || !matches!(dtype, GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1)
+                && !candle_uses_avx2()
             {
                 continue;
             }
@@ -857,6 +929,26 @@ mod tests {
                             assert_eq!(y, want[3], "{isa:?} {dtype:?} 256-bit");
                         }
                     }
+                    // AVX2's multi-row K kernels, which CPUs with AVX-512 pass over.
+                    #[cfg(target_arch = "x86_64")]
+                    if Isa::available().contains(&Isa::Avx2)
+                        && matches!(dtype, GgmlDType::Q4K | GgmlDType::Q5K | GgmlDType::Q6K)
+                    {
+                        let nb = k / QK_K;
+                        let a = std::array::from_fn(|i| acts.row_k(i).as_ptr());
+                        // SAFETY: the CPU has AVX2, FMA and F16C; `w` holds `nb` group
+                        // super-blocks and each row `nb` activation super-blocks.
+                        let four = unsafe {
+                            match fast.kind {
+                                WeightFormat::Q4K => {
+                                    x86::avx2::q4k5k::<4, false>(w.as_ptr(), a, nb)
+                                }
+                                WeightFormat::Q5K => x86::avx2::q4k5k::<4, true>(w.as_ptr(), a, nb),
+                                _ => x86::avx2::q6k::<4>(w.as_ptr(), a, nb),
+                            }
+                        };
+                        assert_eq!(four, want, "AVX2 multi-row {dtype:?}");
+                    }
                 }
             });
         }
@@ -927,28 +1019,102 @@ mod tests {
         }
     }
 
+    /// Q4_K, Q5_K and Q6_K sum each super-block exactly where candle rounds lane by lane (and
+    /// its repacked kernels, taken for n a multiple of 16 on some CPUs, round otherwise again):
+    /// the results agree to rounding, at every shape the tail paths take and at a repacked one.
     #[test]
-    fn k_formats_near_candle_repacked() {
-        // n = 64: candle takes its repacked kernels where the CPU has them (else its generic
-        // ones, which the bit-for-bit test pins); either way the results agree to rounding.
+    fn k_formats_near_candle() {
         for dtype in [GgmlDType::Q4K, GgmlDType::Q5K, GgmlDType::Q6K] {
-            let (m, n, k) = (5, 64, 1024);
-            let w = quantized(dtype, n, k, 21);
-            let x = Tensor::from_vec(noise(m * k, 8), (1, m, k), &Device::Cpu).unwrap();
-            let want = w
-                .forward(&x)
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1::<f32>()
-                .unwrap();
-            let fast = pack(&w).unwrap();
-            let got = x.apply_op1_no_bwd(&fast).unwrap();
-            let got = got.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-            let scale = want.iter().fold(0f32, |a, v| a.max(v.abs()));
-            for (g, w) in got.iter().zip(&want) {
-                assert!((g - w).abs() <= 1e-5 * scale, "{dtype:?}: {g} vs {w}");
+            for (m, n, k) in [
+                (1, 7, 512),
+                (1, 72, 4608),
+                (3, 130, 768),
+                (5, 33, 1024),
+                (9, 300, 512),
+                (5, 64, 1024),
+            ] {
+                let w = quantized(dtype, n, k, (m * n * k) as u64);
+                let x = Tensor::from_vec(noise(m * k, 8), (1, m, k), &Device::Cpu).unwrap();
+                let want = w.forward(&x).unwrap().flatten_all().unwrap();
+                let want = want.to_vec1::<f32>().unwrap();
+                let fast = pack(&w).unwrap();
+                let got = x.apply_op1_no_bwd(&fast).unwrap();
+                let got = got.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                let scale = want.iter().fold(0f32, |a, v| a.max(v.abs()));
+                for (g, w) in got.iter().zip(&want) {
+                    assert!(
+                        (g - w).abs() <= 1e-5 * scale,
+                        "{dtype:?} m={m} n={n} k={k}: {g} vs {w}"
+                    );
+                }
             }
+        }
+    }
+
+    /// The exact-sum K kernels against the f64 sum of the same quantized operands, dequantized
+    /// from the GGUF blocks as ggml does: nearer to it than candle's lane-by-lane rounding.
+    #[test]
+    fn exact_sum_k_formats_are_nearer_the_true_sum_than_candle() {
+        let f16 = |b: &[u8]| half::f16::from_le_bytes([b[0], b[1]]).to_f64();
+        // Value x of a GGUF Q4_K / Q6_K super-block `b`, dequantized in f64 (exactly).
+        let q4k = |b: &[u8], x: usize| {
+            let sb = x / 32;
+            let (sc, mn) = packed::scale_min_k4(sb, &b[4..16]);
+            let byte = b[16 + 32 * (sb / 2) + x % 32];
+            let q = if sb.is_multiple_of(2) {
+                byte & 0xF
+            } else {
+                byte >> 4
+            };
+            f16(&b[0..]) * (sc as f64 * q as f64) - f16(&b[2..]) * mn as f64
+        };
+        let q6k = |b: &[u8], x: usize| {
+            let (half, v, l) = (x / 128, x % 128 / 32, x % 32);
+            let ql = b[64 * half + 32 * (v % 2) + l];
+            let low = if v < 2 { ql & 0xF } else { ql >> 4 };
+            let high = (b[128 + 32 * half + l] >> (2 * v)) & 3;
+            let q = (low | high << 4) as i32 - 32;
+            let sc = b[192 + 8 * half + 2 * v + l / 16] as i8;
+            f16(&b[208..]) * (sc as f64 * q as f64)
+        };
+        for (dtype, bytes_per, value) in [
+            (GgmlDType::Q4K, 144, &q4k as &dyn Fn(&[u8], usize) -> f64),
+            (GgmlDType::Q6K, 210, &q6k),
+        ] {
+            let (m, n, k) = (4, 72, 4096);
+            let nb = k / QK_K;
+            let w = quantized(dtype, n, k, 5);
+            let QMatMul::QTensor(q) = &w else {
+                panic!("quantized")
+            };
+            let bytes = q.data().unwrap();
+            let x = noise(m * k, 9);
+            let xt = Tensor::from_vec(x.clone(), (1, m, k), &Device::Cpu).unwrap();
+            let candle = w.forward(&xt).unwrap().flatten_all().unwrap();
+            let candle = candle.to_vec1::<f32>().unwrap();
+            let ours = xt.apply_op1_no_bwd(&pack(&w).unwrap()).unwrap();
+            let ours = ours.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let (mut err_ours, mut err_candle) = (0f64, 0f64);
+            for r in 0..m {
+                let mut acts = vec![ActBlockK::default(); nb];
+                packed::quantize_row_k(&x[r * k..][..k], &mut acts);
+                for j in 0..n {
+                    let mut exact = 0f64;
+                    for (i, y) in acts.iter().enumerate() {
+                        let b = &bytes[(j * nb + i) * bytes_per..][..bytes_per];
+                        for (x, &a) in y.qs.iter().enumerate() {
+                            exact += y.d as f64 * value(b, x) * a as f64;
+                        }
+                    }
+                    err_ours += (ours[r * n + j] as f64 - exact).abs();
+                    err_candle += (candle[r * n + j] as f64 - exact).abs();
+                }
+            }
+            eprintln!("{dtype:?} summed error: ours {err_ours:e}, candle {err_candle:e}");
+            assert!(
+                err_ours < err_candle,
+                "{dtype:?}: ours {err_ours:e}, candle {err_candle:e}"
+            );
         }
     }
 }

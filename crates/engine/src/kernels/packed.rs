@@ -82,6 +82,16 @@ impl WeightFormat {
         }
     }
 
+    /// Whether a super-block's products are summed exactly before any rounding (Q4_K, Q5_K,
+    /// Q6_K; see `group_dot_k_scalar`), so that every kernel gives the same bits whatever
+    /// order it multiplies in.
+    pub(crate) fn sums_exactly(self) -> bool {
+        matches!(
+            self,
+            WeightFormat::Q4K | WeightFormat::Q5K | WeightFormat::Q6K
+        )
+    }
+
     /// Bytes of one packed block of one group.
     pub(crate) fn group_block_bytes(self) -> usize {
         match self {
@@ -185,7 +195,7 @@ pub fn quantize_row_k(x: &[f32], out: &mut [ActBlockK]) {
 }
 
 /// Scale and min of sub-block j from a Q4_K block's 12 packed bytes (ggml's `get_scale_min_k4`).
-fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
+pub(crate) fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
     if j < 4 {
         (q[j] & 63, q[j + 4] & 63)
     } else {
@@ -627,19 +637,23 @@ fn hsum8(a: &[f32; 8]) -> f32 {
 }
 
 /// The eight dot products of one K-format group (`nb` packed super-blocks at `w`) with one
-/// activation row: the portable definition. All follow candle's AVX2 `vec_dot_q2k_q8k` /
-/// `vec_dot_q3k_q8k` /
-/// `vec_dot_q4k_q8k` / `vec_dot_q5k_q8k` / `vec_dot_q6k_q8k`: eight i32 lanes (lane l takes values 4l..4l+4 of every
-/// 32), each weighted by its sub-block scale, `acc = fma(d·d', lane, acc)` per super-block,
-/// summed in `hsum_float_8` order; Q4_K adds its mins in four lanes (`fma(−d'·dmin, ·, ·)`),
-/// Q5_K as one running sum (`summs += −d'·dmin · Σ m·s`), last.
+/// activation row: the portable definition.
+///
+/// Q4_K, Q5_K and Q6_K: per super-block the integer sum Σ scale·Σ q·x over its sub-blocks is
+/// exact (it fits in i32), as is Q4_K's and Q5_K's Σ min·Σ x; each is then added once,
+/// `acc = fma(d·d', sum, acc)`, `acc = fma(−d'·dmin, mins, acc)`, super-block by super-block.
+/// Nothing depends on the order of the products, so every kernel — one row or many, whatever
+/// its vector width or dot-product instruction — gets these bits.
+///
+/// Q2_K and Q3_K follow candle's AVX2 `vec_dot_q2k_q8k` / `vec_dot_q3k_q8k`: eight i32 lanes
+/// (lane l takes values 4l..4l+4 of every 32), each weighted by its sub-block scale,
+/// `acc = fma(d·d', lane, acc)` per super-block, summed in `hsum_float_8` order; Q2_K's mins
+/// enter the lanes first.
 pub fn group_dot_k_scalar(kind: WeightFormat, w: &[u8], a: &[ActBlockK]) -> [f32; G] {
     let gbb = kind.group_block_bytes();
     let mut out = [0f32; G];
     for (r, o) in out.iter_mut().enumerate() {
         let mut acc = [0f32; 8];
-        let mut accm = [0f32; 4];
-        let mut summs = 0f32;
         for (b, y) in w.chunks_exact(gbb).zip(a) {
             let mut lanes = [0i32; 8];
             for x in 0..QK_K {
@@ -664,42 +678,39 @@ pub fn group_dot_k_scalar(kind: WeightFormat, w: &[u8], a: &[ActBlockK]) -> [f32
                 };
                 lanes[x % 32 / 4] += scale * q * y.qs[x] as i32;
             }
-            if kind == WeightFormat::Q2K {
-                // Q2_K's mins go into the same lanes first: lane l pairs sub-blocks 2l, 2l+1.
-                let dmin = -y.d * f16_at(b, 16 + 2 * r);
-                for (l, acc) in acc.iter_mut().enumerate() {
-                    let m = |u: usize| b[160 + 16 * l + 2 * r + u] as i32;
-                    let v = m(0) * y.bsums[2 * l] as i32 + m(1) * y.bsums[2 * l + 1] as i32;
-                    *acc = dmin.mul_add(v as f32, *acc);
-                }
-            }
             let dd = y.d * f16_at(b, 2 * r);
-            for (acc, &l) in acc.iter_mut().zip(&lanes) {
-                *acc = dd.mul_add(l as f32, *acc);
-            }
-            let dmin = -y.d * f16_at(b, 16 + 2 * r);
-            let s = |sb: usize| y.bsums[2 * sb] as i32 + y.bsums[2 * sb + 1] as i32;
-            let m = |sb: usize| b[96 + 16 * (sb / 2) + 2 * r + sb % 2] as i32;
             match kind {
-                WeightFormat::Q4K => {
-                    for (i, accm) in accm.iter_mut().enumerate() {
-                        let v = m(2 * i) * s(2 * i) + m(2 * i + 1) * s(2 * i + 1);
-                        *accm = dmin.mul_add(v as f32, *accm);
+                _ if kind.sums_exactly() => {
+                    acc[0] = dd.mul_add(lanes.iter().sum::<i32>() as f32, acc[0]);
+                    if kind != WeightFormat::Q6K {
+                        let dmin = -y.d * f16_at(b, 16 + 2 * r);
+                        let s = |sb: usize| y.bsums[2 * sb] as i32 + y.bsums[2 * sb + 1] as i32;
+                        let m = |sb: usize| b[96 + 16 * (sb / 2) + 2 * r + sb % 2] as i32;
+                        let mins: i32 = (0..8).map(|sb| m(sb) * s(sb)).sum();
+                        acc[0] = dmin.mul_add(mins as f32, acc[0]);
                     }
                 }
-                WeightFormat::Q5K => {
-                    let v: i32 = (0..8).map(|sb| m(sb) * s(sb)).sum();
-                    summs += dmin * v as f32;
+                _ => {
+                    if kind == WeightFormat::Q2K {
+                        // Q2_K's mins go into the lanes first: lane l pairs sub-blocks 2l, 2l+1.
+                        let dmin = -y.d * f16_at(b, 16 + 2 * r);
+                        for (l, acc) in acc.iter_mut().enumerate() {
+                            let m = |u: usize| b[160 + 16 * l + 2 * r + u] as i32;
+                            let v = m(0) * y.bsums[2 * l] as i32 + m(1) * y.bsums[2 * l + 1] as i32;
+                            *acc = dmin.mul_add(v as f32, *acc);
+                        }
+                    }
+                    for (acc, &l) in acc.iter_mut().zip(&lanes) {
+                        *acc = dd.mul_add(l as f32, *acc);
+                    }
                 }
-                _ => {}
             }
         }
-        *o = hsum8(&acc);
-        match kind {
-            WeightFormat::Q4K => *o += (accm[0] + accm[2]) + (accm[1] + accm[3]),
-            WeightFormat::Q5K => *o += summs,
-            _ => {}
-        }
+        *o = if kind.sums_exactly() {
+            acc[0]
+        } else {
+            hsum8(&acc)
+        };
     }
     out
 }

@@ -1,7 +1,8 @@
 //! x86-64 kernels over the packed layout (see `packed.rs`), in two flavours chosen at run time:
 //! AVX-VNNI (`vpdpbusd`: four u8·i8 products summed into each i32 lane in one instruction) and
-//! plain AVX2 (`vpmaddubsw` + `vpmaddwd`). Both compute the exact integer sums, then round in
-//! the order `packed::group_dot_scalar` defines, lane r being row r of the group.
+//! plain AVX2 (`vpmaddubsw` + `vpmaddwd`), plus 512-bit `vpmaddubsw` K kernels for AVX-512
+//! CPUs without VNNI. All compute the exact integer sums, then round in the order
+//! `packed::group_dot_scalar` / `group_dot_k_scalar` define, lane r being row r of the group.
 //!
 //! # Safety (all kernels)
 //! The CPU must have the features named in the kernel's `target_feature`; `w` must point at `nb`
@@ -221,11 +222,138 @@ macro_rules! q8_0_kernel {
     };
 }
 
+// AVX2's `vpdpbusd`: four u8·i8 products per i32 lane, exact while each pair of products fits
+// in i16 (the K formats' values are below 64).
+macro_rules! dp4_avx2 {
+    ($acc:expr, $u:expr, $s:expr) => {
+        _mm256_add_epi32(
+            $acc,
+            _mm256_madd_epi16(_mm256_maddubs_epi16($u, $s), _mm256_set1_epi16(1)),
+        )
+    };
+}
+
+/// Q4_K / Q5_K and Q6_K kernels for `M` activation rows: each sub-block's products summed over
+/// its values with `$dp` (four per i32 lane, one lane per weight row), then weighted by the
+/// sub-block's scale, all exact; each weight vector is unpacked once for all `M` rows.
+macro_rules! k_kernels {
+    ($features:literal, $dp:ident) => {
+        /// Q4_K (or, `FIVE`, Q5_K) dot products of one group with `M` activation rows.
+        // `r` indexes three arrays of rows.
+        #[allow(clippy::needless_range_loop)]
+        #[target_feature(enable = $features)]
+        pub unsafe fn q4k5k<const M: usize, const FIVE: bool>(
+            w: *const u8,
+            a: [*const ActBlockK; M],
+            nb: usize,
+        ) -> [[f32; 8]; M] {
+            let low = _mm256_set1_epi8(0x0F);
+            let one = _mm256_set1_epi8(1);
+            let mut acc = [_mm256_setzero_ps(); M];
+            for i in 0..nb {
+                let b = w.add(i * k_stride(FIVE));
+                let ys: [&ActBlockK; M] = std::array::from_fn(|r| &*a[r].add(i));
+                let mut sums = [_mm256_setzero_si256(); M];
+                // Sub-block s: the low (s even) or high nibbles of chunk s / 2.
+                for s in 0..8 {
+                    let mut t = [_mm256_setzero_si256(); M];
+                    for l in 0..8 {
+                        let at = b.add(160 + 32 * q4k_vector(s / 2, l));
+                        let v = _mm256_loadu_si256(at as *const __m256i);
+                        let v = if s % 2 == 0 {
+                            v
+                        } else {
+                            _mm256_srli_epi16(v, 4)
+                        };
+                        let mut v = _mm256_and_si256(v, low);
+                        if FIVE {
+                            // Bit s of each `qh` byte, moved to bit 4.
+                            let h = _mm256_loadu_si256(b.add(1184 + 32 * l) as *const __m256i);
+                            let h = _mm256_srl_epi16(h, _mm_cvtsi32_si128(s as i32));
+                            v = _mm256_or_si256(v, _mm256_slli_epi16(_mm256_and_si256(h, one), 4));
+                        }
+                        for r in 0..M {
+                            t[r] = $dp!(t[r], v, bcast4!(ys[r].qs.as_ptr(), 32 * s + 4 * l));
+                        }
+                    }
+                    let sc = _mm_loadl_epi64(b.add(32 + 8 * s) as *const __m128i);
+                    let sc = _mm256_cvtepu8_epi32(sc);
+                    for r in 0..M {
+                        sums[r] = _mm256_add_epi32(sums[r], _mm256_mullo_epi32(t[r], sc));
+                    }
+                }
+                let dw = _mm256_cvtph_ps(_mm_loadu_si128(b as *const __m128i));
+                let dminw = _mm256_cvtph_ps(_mm_loadu_si128(b.add(16) as *const __m128i));
+                for r in 0..M {
+                    let mins = Some((dminw, k_mins(b, ys[r])));
+                    acc[r] = k_finish(acc[r], ys[r], dw, sums[r], mins);
+                }
+            }
+            rows_out(&acc)
+        }
+
+        /// Q6_K dot products of one group with `M` activation rows: Σ scale·Σ q·x, less 32
+        /// times Σ scale·Σ x (`q6k_offsets`) for the stored values' offset.
+        #[allow(clippy::needless_range_loop)]
+        #[target_feature(enable = $features)]
+        pub unsafe fn q6k<const M: usize>(
+            w: *const u8,
+            a: [*const ActBlockK; M],
+            nb: usize,
+        ) -> [[f32; 8]; M] {
+            let low = _mm256_set1_epi8(0x0F);
+            let top = _mm256_set1_epi8(0x30);
+            let mut acc = [_mm256_setzero_ps(); M];
+            for i in 0..nb {
+                let b = w.add(i * 1680);
+                let ys: [&ActBlockK; M] = std::array::from_fn(|r| &*a[r].add(i));
+                let mut sums = [_mm256_setzero_si256(); M];
+                // Sub-block u (16 values): lanes 4h..4h+4 of value vector v of chunk j.
+                for u in 0..16 {
+                    let (j, v, h) = (u / 8, u % 8 / 2, u % 2);
+                    let mut t = [_mm256_setzero_si256(); M];
+                    for l in 4 * h..4 * h + 4 {
+                        let base = b.add(q6k_base(j, l));
+                        let ql = _mm256_loadu_si256(base.add(64 * (v % 2)) as *const __m256i);
+                        let ql = if v < 2 { ql } else { _mm256_srli_epi16(ql, 4) };
+                        // Bits 2v, 2v+1 of each `qh` byte, moved to bits 4 and 5.
+                        let qh = _mm256_loadu_si256(base.add(128) as *const __m256i);
+                        let qh = match v {
+                            0 => _mm256_slli_epi16(qh, 4),
+                            1 => _mm256_slli_epi16(qh, 2),
+                            2 => qh,
+                            _ => _mm256_srli_epi16(qh, 2),
+                        };
+                        let q =
+                            _mm256_or_si256(_mm256_and_si256(ql, low), _mm256_and_si256(qh, top));
+                        for r in 0..M {
+                            let at = 128 * j + 32 * v + 4 * l;
+                            t[r] = $dp!(t[r], q, bcast4!(ys[r].qs.as_ptr(), at));
+                        }
+                    }
+                    let sc = _mm_loadl_epi64(b.add(16 + 8 * u) as *const __m128i);
+                    let sc = _mm256_cvtepi8_epi32(sc);
+                    for r in 0..M {
+                        sums[r] = _mm256_add_epi32(sums[r], _mm256_mullo_epi32(t[r], sc));
+                    }
+                }
+                let dw = _mm256_cvtph_ps(_mm_loadu_si128(b as *const __m128i));
+                for r in 0..M {
+                    let offsets = _mm256_slli_epi32(q6k_offsets(b, ys[r]), 5);
+                    let sum = _mm256_sub_epi32(sums[r], offsets);
+                    acc[r] = k_finish(acc[r], ys[r], dw, sum, None);
+                }
+            }
+            rows_out(&acc)
+        }
+    };
+}
+
 /// One module of 32-value-block kernels per instruction set, with the same function names;
 /// VNNI modules name their `vpdpbusd` encoding.
 macro_rules! isa_kernels {
-    ($module:ident, $features:literal, $dp:ident, $finish:ident, $dp2:ident, $dot8:ident
-     $(, dpbusd = $dpbusd:ident)?) => {
+    ($module:ident, $features:literal, $dp:ident, $finish:ident, $dp2:ident, $dot8:ident,
+     $dp4:ident $(, dpbusd = $dpbusd:ident)?) => {
         pub mod $module {
             use super::*;
             $(
@@ -240,6 +368,7 @@ macro_rules! isa_kernels {
             ref_kernel!(q5_0, $features, $dp2, fifth: true, min: false);
             ref_kernel!(q5_1, $features, $dp2, fifth: true, min: true);
             q8_0_kernel!(q8_0, $features, $dot8);
+            k_kernels!($features, $dp4);
         }
     };
 }
@@ -250,7 +379,8 @@ isa_kernels!(
     dp_avx2,
     finish_avx2,
     dp2_avx2,
-    dot8_avx2
+    dot8_avx2,
+    dp4_avx2
 );
 isa_kernels!(
     avx_vnni,
@@ -259,6 +389,7 @@ isa_kernels!(
     finish_vnni,
     dp2_vnni,
     dot8_vnni,
+    dp_vnni,
     dpbusd = _mm256_dpbusd_avx_epi32
 );
 // AVX512-VNNI's 256-bit form, for CPUs that have it but not AVX-VNNI (Zen 4, Ice Lake).
@@ -269,6 +400,7 @@ isa_kernels!(
     finish_vnni,
     dp2_vnni,
     dot8_vnni,
+    dp_vnni,
     dpbusd = _mm256_dpbusd_epi32
 );
 
@@ -332,45 +464,56 @@ macro_rules! scales16 {
     }};
 }
 
-/// The mins term of a Q4_K / Q5_K super-block `b` for activation `y`. Q4_K (candle's order):
-/// four lanes, each the exact sum m·s of two sub-blocks per row, `accm = fma(dmin, lane, accm)`.
-/// Q5_K: one running sum in `accm[0]`, `accm += dmin · Σ m·s` (a product, then a sum).
+/// Σ min·Σx over the eight sub-blocks of a Q4_K / Q5_K super-block `b`, per row (exact).
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn k_mins<const FIVE: bool>(
-    b: *const u8,
-    y: &ActBlockK,
-    dmin: __m256,
-    accm: &mut [__m256; 4],
-) {
+unsafe fn k_mins(b: *const u8, y: &ActBlockK) -> __m256i {
     let mut total = _mm256_setzero_si256();
-    for (p, accm) in accm.iter_mut().enumerate() {
+    for p in 0..4 {
         let mins = _mm256_cvtepu8_epi16(_mm_loadu_si128(b.add(96 + 16 * p) as *const __m128i));
         let s0 = y.bsums[4 * p].wrapping_add(y.bsums[4 * p + 1]) as u16 as u32;
         let s1 = y.bsums[4 * p + 2].wrapping_add(y.bsums[4 * p + 3]) as u16 as u32;
         let sums = _mm256_set1_epi32((s0 | s1 << 16) as i32);
-        let v = _mm256_madd_epi16(mins, sums);
-        if FIVE {
-            total = _mm256_add_epi32(total, v);
-        } else {
-            *accm = _mm256_fmadd_ps(dmin, _mm256_cvtepi32_ps(v), *accm);
-        }
+        total = _mm256_add_epi32(total, _mm256_madd_epi16(mins, sums));
     }
-    if FIVE {
-        accm[0] = _mm256_add_ps(accm[0], _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(total)));
+    total
+}
+
+/// Adds one K super-block's exact sums to a row's accumulator `acc` as `packed` defines it:
+/// `fma(d·d', sum, acc)`, then, with `mins` (Q4_K, Q5_K), `fma(−d'·dmin, mins, ·)`. `dw` and
+/// `dminw` are the group's eight row scales.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn k_finish(
+    acc: __m256,
+    y: &ActBlockK,
+    dw: __m256,
+    sum: __m256i,
+    mins: Option<(__m256, __m256i)>,
+) -> __m256 {
+    let d = _mm256_mul_ps(dw, _mm256_set1_ps(y.d));
+    let acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sum), acc);
+    match mins {
+        Some((dminw, m)) => {
+            let dmin = _mm256_mul_ps(dminw, _mm256_set1_ps(-y.d));
+            _mm256_fmadd_ps(dmin, _mm256_cvtepi32_ps(m), acc)
+        }
+        None => acc,
     }
 }
 
-/// The mins lanes summed as candle does (see `k_mins`).
+/// Σ scale·bsum over a Q6_K super-block's sixteen sub-blocks of 16, per row (exact): the
+/// part of Σ scale·Σ(q − 32)·x that the offset 32 takes away, divided by 32.
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn k_mins_sum<const FIVE: bool>(accm: &[__m256; 4]) -> __m256 {
-    if FIVE {
-        accm[0]
-    } else {
-        _mm256_add_ps(
-            _mm256_add_ps(accm[0], accm[2]),
-            _mm256_add_ps(accm[1], accm[3]),
-        )
+unsafe fn q6k_offsets(b: *const u8, y: &ActBlockK) -> __m256i {
+    let mut total = _mm256_setzero_si256();
+    for i in 0..8 {
+        let lo = _mm_loadl_epi64(b.add(16 + 16 * i) as *const __m128i);
+        let hi = _mm_loadl_epi64(b.add(24 + 16 * i) as *const __m128i);
+        let pairs = _mm256_cvtepi8_epi16(_mm_unpacklo_epi8(lo, hi));
+        let s = (y.bsums.as_ptr().add(2 * i) as *const i32).read_unaligned();
+        total = _mm256_add_epi32(total, _mm256_madd_epi16(pairs, _mm256_set1_epi32(s)));
     }
+    total
 }
 
 /// Bytes of one packed Q4_K (or, `FIVE`, Q5_K) group super-block.
@@ -388,25 +531,17 @@ const fn k_stride(five: bool) -> usize {
 pub unsafe fn q4k5k<const FIVE: bool>(w: *const u8, a: *const ActBlockK, nb: usize) -> [f32; 8] {
     let low = _mm256_set1_epi8(0x0F);
     let one = _mm256_set1_epi8(1);
-    let mut acc = [_mm256_setzero_ps(); 8];
-    let mut accm = [_mm256_setzero_ps(); 4];
+    let mut acc = _mm256_setzero_ps();
     for i in 0..nb {
         let b = w.add(i * k_stride(FIVE));
         let y = &*a.add(i);
         let q = y.qs.as_ptr();
-        let d = _mm256_mul_ps(
-            _mm256_cvtph_ps(_mm_loadu_si128(b as *const __m128i)),
-            _mm256_set1_ps(y.d),
-        );
-        let dmin = _mm256_mul_ps(
-            _mm256_cvtph_ps(_mm_loadu_si128(b.add(16) as *const __m128i)),
-            _mm256_set1_ps(-y.d),
-        );
-        let mut lanes = [_mm256_setzero_si256(); 8];
+        // Two sums, low and high nibbles, so that the adds do not wait on each other.
+        let mut sums = [_mm256_setzero_si256(); 2];
         for j in 0..4 {
             let sc_lo = scales16!(b.add(32 + 8 * (2 * j)), _mm256_cvtepu8_epi16);
             let sc_hi = scales16!(b.add(32 + 8 * (2 * j + 1)), _mm256_cvtepu8_epi16);
-            for (l, lane) in lanes.iter_mut().enumerate() {
+            for l in 0..8 {
                 let v = _mm256_loadu_si256(b.add(160 + 32 * q4k_vector(j, l)) as *const __m256i);
                 let mut lo = _mm256_and_si256(v, low);
                 let mut hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
@@ -422,19 +557,16 @@ pub unsafe fn q4k5k<const FIVE: bool>(w: *const u8, a: *const ActBlockK, nb: usi
                 }
                 let plo = _mm256_maddubs_epi16(lo, bcast4!(q, 64 * j + 4 * l));
                 let phi = _mm256_maddubs_epi16(hi, bcast4!(q, 64 * j + 32 + 4 * l));
-                *lane = _mm256_add_epi32(*lane, _mm256_madd_epi16(plo, sc_lo));
-                *lane = _mm256_add_epi32(*lane, _mm256_madd_epi16(phi, sc_hi));
+                sums[0] = _mm256_add_epi32(sums[0], _mm256_madd_epi16(plo, sc_lo));
+                sums[1] = _mm256_add_epi32(sums[1], _mm256_madd_epi16(phi, sc_hi));
             }
         }
-        for (acc, lane) in acc.iter_mut().zip(&lanes) {
-            *acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(*lane), *acc);
-        }
-        k_mins::<FIVE>(b, y, dmin, &mut accm);
+        let dw = _mm256_cvtph_ps(_mm_loadu_si128(b as *const __m128i));
+        let dminw = _mm256_cvtph_ps(_mm_loadu_si128(b.add(16) as *const __m128i));
+        let sum = _mm256_add_epi32(sums[0], sums[1]);
+        acc = k_finish(acc, y, dw, sum, Some((dminw, k_mins(b, y))));
     }
-    let mut out = [0f32; 8];
-    let sum = _mm256_add_ps(hsum8(&acc), k_mins_sum::<FIVE>(&accm));
-    _mm256_storeu_ps(out.as_mut_ptr(), sum);
-    out
+    rows_out(&[acc])[0]
 }
 
 /// Q6_K dot products of one group with one activation row.
@@ -443,22 +575,18 @@ pub unsafe fn q6k(w: *const u8, a: *const ActBlockK, nb: usize) -> [f32; 8] {
     let low = _mm256_set1_epi8(0x0F);
     let two = _mm256_set1_epi8(3);
     let m32 = _mm256_set1_epi8(32);
-    let mut acc = [_mm256_setzero_ps(); 8];
+    let mut acc = _mm256_setzero_ps();
     for i in 0..nb {
         let b = w.add(i * 1680);
         let y = &*a.add(i);
         let q = y.qs.as_ptr();
-        let d = _mm256_mul_ps(
-            _mm256_cvtph_ps(_mm_loadu_si128(b as *const __m128i)),
-            _mm256_set1_ps(y.d),
-        );
         let mut sc = [_mm256_setzero_si256(); 16];
         for (u, sc) in sc.iter_mut().enumerate() {
             *sc = scales16!(b.add(16 + 8 * u), _mm256_cvtepi8_epi16);
         }
-        let mut lanes = [_mm256_setzero_si256(); 8];
+        let mut sums = [_mm256_setzero_si256(); 2];
         for j in 0..2 {
-            for (l, lane) in lanes.iter_mut().enumerate() {
+            for l in 0..8 {
                 let base = b.add(q6k_base(j, l));
                 let qa = _mm256_loadu_si256(base as *const __m256i);
                 let qb = _mm256_loadu_si256(base.add(64) as *const __m256i);
@@ -485,17 +613,15 @@ pub unsafe fn q6k(w: *const u8, a: *const ActBlockK, nb: usize) -> [f32; 8] {
                         _mm256_maddubs_epi16(m32, x),
                     );
                     let u = 8 * j + 2 * v + usize::from(l >= 4);
-                    *lane = _mm256_add_epi32(*lane, _mm256_madd_epi16(p, sc[u]));
+                    let s = &mut sums[v % 2];
+                    *s = _mm256_add_epi32(*s, _mm256_madd_epi16(p, sc[u]));
                 }
             }
         }
-        for (acc, lane) in acc.iter_mut().zip(&lanes) {
-            *acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(*lane), *acc);
-        }
+        let dw = _mm256_cvtph_ps(_mm_loadu_si128(b as *const __m128i));
+        acc = k_finish(acc, y, dw, _mm256_add_epi32(sums[0], sums[1]), None);
     }
-    let mut out = [0f32; 8];
-    _mm256_storeu_ps(out.as_mut_ptr(), hsum8(&acc));
-    out
+    rows_out(&[acc])[0]
 }
 
 /// Q2_K (`MINS`) or Q3_K dot products of one group with one activation row, in candle's AVX2
@@ -680,9 +806,9 @@ pub unsafe fn q2k3k_512<const M: usize, const MINS: bool>(
     out
 }
 
-/// Q4_K (or, `FIVE`, Q5_K) dot products of one group with `M` activation rows, 512 bits wide:
-/// each register holds the same lane of two 64-value chunks (2p, 2p+1), whose integer sums are
-/// added before the lane is rounded, so the arithmetic stays `q4k5k`'s.
+/// Q4_K (or, `FIVE`, Q5_K) dot products of one group with `M` activation rows, 512 bits wide
+/// (for AVX-512 CPUs without VNNI): each register holds the same lane of two 64-value chunks
+/// (2p, 2p+1).
 // `l` indexes the accumulators and computes the offsets.
 #[allow(clippy::needless_range_loop)]
 #[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
@@ -693,8 +819,7 @@ pub unsafe fn q4k5k_512<const M: usize, const FIVE: bool>(
 ) -> [[f32; 8]; M] {
     let low = _mm512_set1_epi8(0x0F);
     let one = _mm512_set1_epi8(1);
-    let mut acc = [[_mm256_setzero_ps(); 8]; M];
-    let mut accm = [[_mm256_setzero_ps(); 4]; M];
+    let mut acc = [_mm256_setzero_ps(); M];
     for i in 0..nb {
         let b = w.add(i * k_stride(FIVE));
         let ys: [&ActBlockK; M] = std::array::from_fn(|r| &*a[r].add(i));
@@ -706,6 +831,7 @@ pub unsafe fn q4k5k_512<const M: usize, const FIVE: bool>(
         let pair = |lo: __m256i, hi: __m256i| _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
         let sc_lo = [pair(sc(0), sc(2)), pair(sc(4), sc(6))];
         let sc_hi = [pair(sc(1), sc(3)), pair(sc(5), sc(7))];
+        let mut sums = [_mm256_setzero_si256(); M];
         for l in 0..8 {
             let mut lanes = [_mm512_setzero_si512(); M];
             for p in 0..2 {
@@ -739,31 +865,21 @@ pub unsafe fn q4k5k_512<const M: usize, const FIVE: bool>(
                 }
             }
             for r in 0..M {
-                let sum = _mm256_add_epi32(
-                    _mm512_castsi512_si256(lanes[r]),
-                    _mm512_extracti64x4_epi64(lanes[r], 1),
-                );
-                let d = _mm256_mul_ps(dw, _mm256_set1_ps(ys[r].d));
-                acc[r][l] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sum), acc[r][l]);
+                let half = _mm512_extracti64x4_epi64(lanes[r], 1);
+                let lane = _mm256_add_epi32(_mm512_castsi512_si256(lanes[r]), half);
+                sums[r] = _mm256_add_epi32(sums[r], lane);
             }
         }
         for r in 0..M {
-            let y = ys[r];
-            let dmin = _mm256_mul_ps(dminw, _mm256_set1_ps(-y.d));
-            k_mins::<FIVE>(b, y, dmin, &mut accm[r]);
+            let mins = Some((dminw, k_mins(b, ys[r])));
+            acc[r] = k_finish(acc[r], ys[r], dw, sums[r], mins);
         }
     }
-    let mut out = [[0f32; 8]; M];
-    for r in 0..M {
-        let sum = _mm256_add_ps(hsum8(&acc[r]), k_mins_sum::<FIVE>(&accm[r]));
-        _mm256_storeu_ps(out[r].as_mut_ptr(), sum);
-    }
-    out
+    rows_out(&acc)
 }
 
-/// Q6_K dot products of one group with `M` activation rows, 512 bits wide: each register holds
-/// the same lane of both 128-value chunks, added as integers before the lane is rounded, so
-/// the arithmetic stays `q6k`'s.
+/// Q6_K dot products of one group with `M` activation rows, 512 bits wide (for AVX-512 CPUs
+/// without VNNI): each register holds the same lane of both 128-value chunks.
 #[allow(clippy::needless_range_loop)]
 #[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
 pub unsafe fn q6k_512<const M: usize>(
@@ -774,7 +890,7 @@ pub unsafe fn q6k_512<const M: usize>(
     let low = _mm512_set1_epi8(0x0F);
     let two = _mm512_set1_epi8(3);
     let m32 = _mm512_set1_epi8(32);
-    let mut acc = [[_mm256_setzero_ps(); 8]; M];
+    let mut acc = [_mm256_setzero_ps(); M];
     for i in 0..nb {
         let b = w.add(i * 1680);
         let ys: [&ActBlockK; M] = std::array::from_fn(|r| &*a[r].add(i));
@@ -787,6 +903,7 @@ pub unsafe fn q6k_512<const M: usize>(
                 _mm512_inserti64x4(_mm512_castsi256_si512(sc(2 * v + h)), sc(8 + 2 * v + h), 1)
             })
         });
+        let mut sums = [_mm256_setzero_si256(); M];
         for l in 0..8 {
             let base = b.add(q6k_base(0, l));
             let qa = _mm512_loadu_si512(base as *const _);
@@ -820,18 +937,14 @@ pub unsafe fn q6k_512<const M: usize>(
                     );
                     lane = _mm512_add_epi32(lane, _mm512_madd_epi16(p, scales[v][h]));
                 }
-                let sum = _mm256_add_epi32(
-                    _mm512_castsi512_si256(lane),
-                    _mm512_extracti64x4_epi64(lane, 1),
-                );
-                let d = _mm256_mul_ps(dw, _mm256_set1_ps(ys[r].d));
-                acc[r][l] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sum), acc[r][l]);
+                let half = _mm512_extracti64x4_epi64(lane, 1);
+                let lane = _mm256_add_epi32(_mm512_castsi512_si256(lane), half);
+                sums[r] = _mm256_add_epi32(sums[r], lane);
             }
         }
+        for r in 0..M {
+            acc[r] = k_finish(acc[r], ys[r], dw, sums[r], None);
+        }
     }
-    let mut out = [[0f32; 8]; M];
-    for r in 0..M {
-        _mm256_storeu_ps(out[r].as_mut_ptr(), hsum8(&acc[r]));
-    }
-    out
+    rows_out(&acc)
 }
