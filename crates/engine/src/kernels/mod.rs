@@ -616,6 +616,21 @@ fn quantize_row(isa: Isa, x: &[f32], out: &mut [ActBlock]) {
     packed::quantize_row(x, out)
 }
 
+/// `packed::quantize_row_k`, with SIMD where the CPU has it (same results).
+fn quantize_row_k(isa: Isa, x: &[f32], out: &mut [ActBlockK]) {
+    #[cfg(target_arch = "x86_64")]
+    if isa != Isa::Portable {
+        for (xb, ob) in x.chunks_exact(QK_K).zip(out.iter_mut()) {
+            // SAFETY: any ISA but the portable one has AVX2, FMA and F16C; `xb` holds 256
+            // floats.
+            unsafe { x86::quantize_block_k(xb.as_ptr(), ob) };
+        }
+        return;
+    }
+    let _ = isa;
+    packed::quantize_row_k(x, out)
+}
+
 /// The input rows quantized in the formats the weights at hand multiply with: 32-value blocks
 /// (Q8_1/Q8_0 rounding) and/or 256-value super-blocks (Q8_K), each m rows of width k.
 struct QuantizedActivations<'a> {
@@ -702,7 +717,7 @@ fn quantize_acts<R>(
         let nb = k / QK_K;
         super_blocks.resize(m * nb, ActBlockK::default());
         rows_parallel(super_blocks, nb, |r, ar| {
-            packed::quantize_row_k(&x[r * k..][..k], ar)
+            quantize_row_k(Isa::best(), &x[r * k..][..k], ar)
         });
     }
     f(&QuantizedActivations {
@@ -965,10 +980,26 @@ mod tests {
         let n = x.len() / QK;
         let mut want = vec![ActBlock::default(); n];
         packed::quantize_row(&x, &mut want);
+        // The K formats' super-blocks too: the largest magnitude twice (the first one's sign is
+        // the scale's), and all zeros.
+        let mut xk = noise(4 * QK_K, 32);
+        xk[300] = 9.0;
+        xk[301] = -9.0;
+        xk[600] = -9.0;
+        xk[700] = 9.0;
+        xk[800..].fill(0.0);
+        xk.extend(x.iter().take(QK_K));
+        xk.extend([0f32; QK_K]);
+        let nk = xk.len() / QK_K;
+        let mut want_k = vec![ActBlockK::default(); nk];
+        packed::quantize_row_k(&xk, &mut want_k);
         for isa in Isa::available() {
             let mut got = vec![ActBlock::default(); n];
             quantize_row(isa, &x, &mut got);
             assert_eq!(got, want, "{isa:?}");
+            let mut got = vec![ActBlockK::default(); nk];
+            quantize_row_k(isa, &xk, &mut got);
+            assert_eq!(got, want_k, "{isa:?} super-blocks");
         }
     }
 

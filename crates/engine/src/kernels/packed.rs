@@ -151,7 +151,7 @@ pub fn finish_block(ob: &mut ActBlock, d: f32) {
 
 /// One activation super-block for the K formats: ggml's Q8_K (d = max/−127 kept in f32,
 /// q = round(x/d) clamped to i8, sums of each 16 values).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 #[repr(C)]
 pub struct ActBlockK {
     pub d: f32,
