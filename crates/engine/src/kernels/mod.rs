@@ -207,7 +207,7 @@ impl Isa {
         let w = w.as_ptr();
         // Q4_K, Q5_K and Q6_K sum exactly, so any of their kernels gives the same bits: the
         // fastest here is taken. `vpdpbusd` first, then AVX-512's wider `vpmaddubsw`, then
-        // AVX2 (one row at a time, where its own one-row kernel is faster).
+        // AVX2's emulated `vpdpbusd` (also for one row: faster than a one-row kernel, measured).
         macro_rules! k {
             ($isa:ident) => {
                 // SAFETY: an ISA is only chosen when the CPU has its features (`available`);
@@ -243,35 +243,21 @@ impl Isa {
             });
         }
         match self {
-            Isa::Avx2 if exact && M > 1 => k!(avx2),
+            Isa::Avx2 if exact => k!(avx2),
             _ => None,
         }
     }
 
-    /// One K-format group with one activation row (no VNNI variant: the scales multiply in
-    /// `vpmaddwd` either way).
+    /// One Q2_K / Q3_K group with one activation row on 256-bit vectors (no VNNI variant: the
+    /// scales multiply in `vpmaddwd` either way); the other K formats go to `k_group_dots` on
+    /// every x86 instruction set, so here they take the portable loop.
     #[inline]
     fn group_dots_k(self, kind: WeightFormat, w: &[u8], a: &[ActBlockK], nb: usize) -> [f32; G] {
         match (self, kind) {
             #[cfg(target_arch = "x86_64")]
-            (Isa::Avx2 | Isa::Avx512Vnni | Isa::AvxVnni, WeightFormat::Q4K) => {
-                // SAFETY: every ISA but the portable one implies AVX2, FMA and F16C; `w` holds `nb` group
-                // super-blocks and `a` `nb` activation super-blocks.
-                unsafe { x86::q4k5k::<false>(w.as_ptr(), a.as_ptr(), nb) }
-            }
-            #[cfg(target_arch = "x86_64")]
-            (Isa::Avx2 | Isa::Avx512Vnni | Isa::AvxVnni, WeightFormat::Q5K) => {
-                // SAFETY: as above.
-                unsafe { x86::q4k5k::<true>(w.as_ptr(), a.as_ptr(), nb) }
-            }
-            #[cfg(target_arch = "x86_64")]
-            (Isa::Avx2 | Isa::Avx512Vnni | Isa::AvxVnni, WeightFormat::Q6K) => {
-                // SAFETY: as above.
-                unsafe { x86::q6k(w.as_ptr(), a.as_ptr(), nb) }
-            }
-            #[cfg(target_arch = "x86_64")]
             (Isa::Avx2 | Isa::Avx512Vnni | Isa::AvxVnni, WeightFormat::Q3K) => {
-                // SAFETY: as above.
+                // SAFETY: every ISA but the portable one implies AVX2, FMA and F16C; `w` holds
+                // `nb` group super-blocks and `a` `nb` activation super-blocks.
                 unsafe { x86::q2k3k::<false>(w.as_ptr(), a.as_ptr(), nb) }
             }
             #[cfg(target_arch = "x86_64")]
@@ -823,6 +809,22 @@ mod tests {
             .collect()
     }
 
+    /// Random input rows `x` (m, k) from `seed`, and `x·wᵀ` by candle's kernels and by the
+    /// packed ones, flattened.
+    fn candle_and_packed(
+        w: &QMatMul,
+        m: usize,
+        k: usize,
+        seed: u64,
+    ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+        let x = noise(m * k, seed);
+        let xt = Tensor::from_vec(x.clone(), (1, m, k), &Device::Cpu).unwrap();
+        let flat = |t: Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let candle = flat(w.forward(&xt).unwrap());
+        let packed = flat(xt.apply_op1_no_bwd(&pack(w).unwrap()).unwrap());
+        (x, candle, packed)
+    }
+
     fn bits(t: &Tensor) -> Vec<u32> {
         t.flatten_all()
             .unwrap()
@@ -1065,12 +1067,7 @@ mod tests {
                 (5, 64, 1024),
             ] {
                 let w = quantized(dtype, n, k, (m * n * k) as u64);
-                let x = Tensor::from_vec(noise(m * k, 8), (1, m, k), &Device::Cpu).unwrap();
-                let want = w.forward(&x).unwrap().flatten_all().unwrap();
-                let want = want.to_vec1::<f32>().unwrap();
-                let fast = pack(&w).unwrap();
-                let got = x.apply_op1_no_bwd(&fast).unwrap();
-                let got = got.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                let (_, want, got) = candle_and_packed(&w, m, k, 8);
                 let scale = want.iter().fold(0f32, |a, v| a.max(v.abs()));
                 for (g, w) in got.iter().zip(&want) {
                     assert!(
@@ -1119,12 +1116,7 @@ mod tests {
                 panic!("quantized")
             };
             let bytes = q.data().unwrap();
-            let x = noise(m * k, 9);
-            let xt = Tensor::from_vec(x.clone(), (1, m, k), &Device::Cpu).unwrap();
-            let candle = w.forward(&xt).unwrap().flatten_all().unwrap();
-            let candle = candle.to_vec1::<f32>().unwrap();
-            let ours = xt.apply_op1_no_bwd(&pack(&w).unwrap()).unwrap();
-            let ours = ours.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let (x, candle, ours) = candle_and_packed(&w, m, k, 9);
             let (mut err_ours, mut err_candle) = (0f64, 0f64);
             for r in 0..m {
                 let mut acts = vec![ActBlockK::default(); nb];
