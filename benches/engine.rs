@@ -1,5 +1,6 @@
 //! Engine micro-benchmarks on the default model (SmolLM2-135M-Instruct Q4_1): tokenizer encode,
-//! one decode step, one prompt batch, sampling. `cargo bench --bench engine`.
+//! one decode step, one prompt batch, sampling, and greedy generation with and without a JSON
+//! Schema constraint (the grammar's cost per token). `cargo bench --bench engine`.
 //!
 //! `stock_candle_*` run the same steps on the same file with candle-transformers' own
 //! `quantized_llama` (unverified, loaded straight from the file), so one run gives the ratio to
@@ -15,7 +16,7 @@
 //! never fails on a time. For a whole-run comparison with llama-bench use `candor bench`.
 
 use candor_engine::sampling::{Sampler, SamplingParams};
-use candor_engine::{LoadOptions, Model};
+use candor_engine::{GenerateParams, Grammar, GrammarKind, LoadOptions, Message, Model};
 use candor_verify::{verify, NoProgress, VerifyOptions};
 use divan::counter::ItemsCount;
 use std::path::PathBuf;
@@ -152,6 +153,68 @@ fn sampling_top_k_top_p(bencher: divan::Bencher) {
         let mut l = logits.clone();
         sampler.sample(&mut l, &history)
     });
+}
+
+/// A JSON Schema as apps send them: nested objects, enums, bounded arrays and numbers.
+fn person_schema() -> serde_json::Value {
+    serde_json::json!({
+        "type": "object",
+        "properties": {
+            "name": {"type": "string", "maxLength": 40},
+            "age": {"type": "integer", "minimum": 0, "maximum": 130},
+            "languages": {"type": "array", "minItems": 1, "maxItems": 3,
+                          "items": {"enum": ["English", "French", "German", "Japanese"]}},
+            "address": {"type": "object", "properties": {
+                "city": {"type": "string", "maxLength": 40},
+                "country": {"enum": ["France", "Germany", "Japan", "Brazil"]}},
+                "required": ["city", "country"], "additionalProperties": false},
+            "motto": {"type": "string", "maxLength": 60}
+        },
+        "required": ["name", "age", "languages", "address", "motto"],
+        "additionalProperties": false
+    })
+}
+
+/// Greedy generation of up to 128 tokens after a chat prompt; items are generated tokens.
+fn bench_generation(bencher: divan::Bencher, grammar: Option<Grammar>) {
+    let Some(m) = model() else { return };
+    let mut m = m.lock().unwrap_or_else(|e| e.into_inner());
+    let messages = [Message::new(
+        "user",
+        "Describe Amélie, a 34-year-old French teacher in Lyon who speaks French and English. \
+         Answer in JSON.",
+    )];
+    let text = m
+        .chat_template()
+        .and_then(|t| t.render(&messages, true))
+        .expect("chat template");
+    let prompt = m.tokenizer().encode(&text, false).expect("encode");
+    let params = GenerateParams {
+        max_tokens: 128,
+        sampling: SamplingParams::greedy(),
+        grammar,
+        ..Default::default()
+    };
+    let mut run = || {
+        // The prompt stays cached: only its last token is fed again.
+        m.generate(&prompt, &params, &mut |_, _| true)
+            .expect("generate")
+            .tokens
+            .len()
+    };
+    let n = run();
+    bencher.counter(ItemsCount::new(n)).bench_local(run);
+}
+
+#[divan::bench(sample_count = 10, sample_size = 1)]
+fn generate_unconstrained(bencher: divan::Bencher) {
+    bench_generation(bencher, None);
+}
+
+#[divan::bench(sample_count = 10, sample_size = 1)]
+fn generate_json_schema(bencher: divan::Bencher) {
+    let g = Grammar::new(GrammarKind::JsonSchema(person_schema()), "bench");
+    bench_generation(bencher, Some(g));
 }
 
 /// candle-transformers' `quantized_llama` on the same GGUF file, as a stock-candle user runs it.

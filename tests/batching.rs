@@ -29,7 +29,7 @@ fn requests(sampling: &SamplingParams) -> Vec<Task> {
             params: GenerateParams {
                 max_tokens: 24,
                 sampling: sampling.clone(),
-                stop: vec![],
+                ..Default::default()
             },
             stream: true,
             context: vec![],
@@ -143,7 +143,7 @@ fn default_model_batched_greedy_equals_generate() {
             let ids = model.tokenizer().encode(&text, false).unwrap();
             model.reset();
             model
-                .generate(&ids, &t.params, &mut |_| true)
+                .generate(&ids, &t.params, &mut |_, _| true)
                 .unwrap()
                 .tokens
         })

@@ -75,9 +75,9 @@ fn check_model(arch: &str, path: &std::path::Path) {
     let params = GenerateParams {
         max_tokens: greedy.len(),
         sampling: SamplingParams::greedy(),
-        stop: vec![],
+        ..Default::default()
     };
-    let out = model.generate(&prompt, &params, &mut |_| true).unwrap();
+    let out = model.generate(&prompt, &params, &mut |_, _| true).unwrap();
     assert_eq!(out.tokens, greedy, "{arch}: greedy tokens");
 }
 

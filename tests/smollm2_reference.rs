@@ -6,6 +6,7 @@ mod common;
 
 use candle_core::quantized::gguf_file;
 use candle_core::{Device, Tensor};
+use candor_engine::tokenizer::{Tokenizer, SPECIAL};
 use candor_engine::{FinishReason, GenerateParams, Message, Model, SamplingParams};
 use common::*;
 use std::collections::HashMap;
@@ -15,9 +16,9 @@ fn greedy(model: &mut Model, prompt: &[u32], max_tokens: usize) -> candor_engine
     let params = GenerateParams {
         max_tokens,
         sampling: SamplingParams::greedy(),
-        stop: vec![],
+        ..Default::default()
     };
-    model.generate(prompt, &params, &mut |_| true).unwrap()
+    model.generate(prompt, &params, &mut |_, _| true).unwrap()
 }
 
 #[test]
@@ -45,12 +46,34 @@ fn tokenizer_built_from_gguf_matches_transformers() {
             case["decoded"].as_str().unwrap()
         );
         assert_decodes_token_by_token(model.tokenizer(), &without);
+        assert_token_bytes_spell(model.tokenizer(), &without, text.as_bytes());
     }
+}
+
+/// The grammar engine's and log-probabilities' token bytes, joined, are the text that was
+/// tokenized (control tokens aside, which stand for no text).
+pub fn assert_token_bytes_spell(tokenizer: &Tokenizer, ids: &[u32], text: &[u8]) {
+    let bytes = tokenizer.token_bytes();
+    if ids
+        .iter()
+        .any(|&t| bytes[t as usize].first() == Some(&SPECIAL))
+    {
+        return;
+    }
+    let joined: Vec<u8> = ids
+        .iter()
+        .flat_map(|&t| bytes[t as usize].clone())
+        .collect();
+    assert_eq!(
+        String::from_utf8_lossy(&joined),
+        String::from_utf8_lossy(text),
+        "token bytes of {ids:?}"
+    );
 }
 
 /// Streaming decode, one token at a time as generation does, ends at the whole decode and only
 /// ever shows a character once it is complete.
-fn assert_decodes_token_by_token(tokenizer: &candor_engine::tokenizer::Tokenizer, ids: &[u32]) {
+fn assert_decodes_token_by_token(tokenizer: &Tokenizer, ids: &[u32]) {
     let mut stream = candor_engine::tokenizer::DecodeStream::default();
     for n in 1..=ids.len() {
         let text = stream.text(tokenizer, &ids[..n]).unwrap();
@@ -266,6 +289,39 @@ fn f32_safetensors_greedy_and_logits_match_transformers() {
         .remove(0);
     let d = max_abs_diff(&logits, &as_f32s(&last["logits"]));
     assert!(d < 1e-3, "last-position logits differ by {d}");
+
+    // Reported log-probabilities are the log-softmax of those logits: transformers' in f64.
+    let want = as_f32s(&last["logits"]);
+    let max = want.iter().fold(f64::NEG_INFINITY, |m, &l| m.max(l as f64));
+    let log_sum = want
+        .iter()
+        .map(|&l| (l as f64 - max).exp())
+        .sum::<f64>()
+        .ln();
+    let reference = |t: u32| want[t as usize] as f64 - max - log_sum;
+    model.reset();
+    let params = GenerateParams {
+        max_tokens: 1,
+        sampling: SamplingParams::greedy(),
+        logprobs: Some(5),
+        ..Default::default()
+    };
+    let out = model
+        .generate(&as_u32s(&last["prompt_ids"]), &params, &mut |_, _| true)
+        .unwrap();
+    let lp = &out.logprobs[0];
+    assert_eq!(lp.token, last["argmax"].as_u64().unwrap() as u32);
+    assert!(
+        (lp.logprob as f64 - reference(lp.token)).abs() < 1e-3,
+        "{lp:?}"
+    );
+    let mut order: Vec<u32> = (0..want.len() as u32).collect();
+    order.sort_by(|&a, &b| want[b as usize].total_cmp(&want[a as usize]));
+    for (alt, &id) in lp.top.iter().zip(&order) {
+        assert_eq!(alt.token, id, "alternatives in transformers' order");
+        assert!((alt.logprob as f64 - reference(id)).abs() < 1e-3, "{alt:?}");
+    }
+    assert_eq!(lp.top.len(), 5);
 }
 
 #[test]

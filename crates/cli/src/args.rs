@@ -219,6 +219,27 @@ pub struct RunArgs {
     /// Print one JSON object with the text and statistics instead of streaming.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub grammar: GrammarArgs,
+    /// With --json: each generated token's log-probability and this many likeliest
+    /// alternatives (0-20).
+    #[arg(long, value_name = "N", requires = "json", value_parser = clap::value_parser!(u8).range(0..=20))]
+    pub logprobs: Option<u8>,
+}
+
+/// What the output must match: constrained decoding, so it cannot be malformed.
+#[derive(Args, Debug, Clone, Default)]
+#[group(multiple = false)]
+pub struct GrammarArgs {
+    /// JSON that validates against the JSON Schema in FILE.
+    #[arg(long, value_name = "FILE")]
+    pub json_schema: Option<PathBuf>,
+    /// Text in the language of the Lark grammar in FILE (llguidance's dialect).
+    #[arg(long, value_name = "FILE")]
+    pub grammar: Option<PathBuf>,
+    /// Text that matches the regular expression RE in full.
+    #[arg(long, value_name = "RE")]
+    pub regex: Option<String>,
 }
 
 #[derive(Args, Debug)]

@@ -74,6 +74,72 @@ fn run_stops_at_a_stop_string_and_leaves_it_out() {
 }
 
 #[test]
+fn run_constrains_its_output_to_a_schema_a_regex_or_a_grammar() {
+    pulled(MODEL);
+    let dir = tempfile::tempdir().unwrap();
+    let schema = dir.path().join("answer.json");
+    std::fs::write(
+        &schema,
+        r#"{"type": "object", "properties": {"answer": {"type": "integer", "minimum": 0, "maximum": 9}},
+            "required": ["answer"], "additionalProperties": false}"#,
+    )
+    .unwrap();
+    let o = run(candor()
+        .args([
+            "run",
+            "--chat",
+            "What is 2+2?",
+            "--temp",
+            "0",
+            "--json-schema",
+        ])
+        .arg(&schema));
+    expect_code(&o, 0);
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert!(v["answer"].is_i64(), "{v}");
+    let o = run(candor().args([
+        "run",
+        "The year is",
+        "--temp",
+        "1",
+        "--regex",
+        " (19|20)[0-9]{2}",
+    ]));
+    expect_code(&o, 0);
+    let year = stdout(&o);
+    assert!(
+        year.len() == 6 && year[1..5].parse::<u32>().is_ok(),
+        "{year:?}"
+    );
+    let lark = dir.path().join("yes-no.lark");
+    std::fs::write(&lark, "start: \"yes\" | \"no\"\n").unwrap();
+    let o = run(candor()
+        .args(["run", "--chat", "Is the sky blue?", "--grammar"])
+        .arg(&lark));
+    expect_code(&o, 0);
+    assert!(
+        ["yes\n", "no\n"].contains(&stdout(&o).as_str()),
+        "{}",
+        stdout(&o)
+    );
+
+    // A constraint that cannot be enforced is refused before any output, naming the flag.
+    std::fs::write(&schema, r#"{"type": "array", "uniqueItems": true}"#).unwrap();
+    let o = run(candor().args(["run", "x", "--json-schema"]).arg(&schema));
+    expect_code(&o, 2);
+    assert!(
+        stderr(&o).contains("--json-schema") && stderr(&o).contains("uniqueItems"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(stdout(&o), "");
+    let o = run(candor()
+        .args(["run", "x", "--regex", "(", "--grammar"])
+        .arg(&lark));
+    expect_code(&o, 2);
+}
+
+#[test]
 fn same_seed_gives_the_same_sampled_text() {
     pulled(MODEL);
     let sample = |seed: &str| {

@@ -252,9 +252,15 @@ def refusals(args, c):
     e = expect_error(lambda: c.chat(model="no-such-model", messages=msgs), 404, ["model 'no-such-model' not found"], what="unknown model")
     expect_error(lambda: c.chat(model="no-such-model", messages=msgs, stream=True), 404, what="unknown model, streamed")
     expect_error(lambda: c.show("no-such-model"), 404, ["not found"], what="show unknown model")
-    expect_error(lambda: c.chat(model=m, messages=msgs, format="json"), 400, ["format", "structured output"], what="format json")
-    schema = {"type": "object", "properties": {"age": {"type": "integer"}}}
-    expect_error(lambda: c.generate(model=m, prompt="x", format=schema), 400, ["format"], what="format schema")
+    # `format`: constrained decoding, so the answer parses whatever the model would have said.
+    r = c.chat(model=m, messages=msgs, format="json", options={"temperature": 0, "num_predict": 64})
+    check(isinstance(json.loads(r.message.content), dict), f"format json: {r.message.content!r}")
+    schema = {"type": "object", "properties": {"age": {"type": "integer", "minimum": 0, "maximum": 150}}, "required": ["age"], "additionalProperties": False}
+    r = c.generate(model=m, prompt="Tom is 7 years old. As JSON:", format=schema, options={"temperature": 0, "num_predict": 32})
+    check(r.done_reason == "stop" and json.loads(r.response) == {"age": 7}, f"format schema: {r.response!r}")
+    r = raw(args, "POST", "/api/chat", {"model": m, "messages": msgs, "format": "xml"})
+    check(r.status_code == 400 and "format" in r.json()["error"], f"format xml: {r.status_code} {r.text}")
+    expect_error(lambda: c.chat(model=m, messages=msgs, format={"type": "object", "x-frobnicate": 1, "properties": {"a": {"type": "string", "format": "frobnicate"}}}), 400, ["format"], what="format with an unsupported keyword")
     tool = {"type": "function", "function": {"name": "f", "description": "d", "parameters": {"type": "object", "properties": {}}}}
     expect_error(lambda: c.chat(model=m, messages=msgs, tools=[tool]), 400, ["tools", "tool calling"], what="tools")
     expect_error(lambda: c.chat(model=m, messages=msgs, think=True), 400, ["think", "reasoning"], what="think")

@@ -5,6 +5,7 @@ Run by crates/cli/tests/serve.rs, one scenario per call:
 
     openai_client.py check
     openai_client.py functional --base-url URL --model ID
+    openai_client.py structured --base-url URL --model ID
     openai_client.py auth       --base-url URL --model ID --api-key KEY
     openai_client.py queue      --base-url URL --model ID        (server run with --parallel 1 --queue-size 1)
     openai_client.py shutdown   --base-url URL --model ID --pid PID
@@ -17,6 +18,7 @@ are accepted.
 import argparse
 import asyncio
 import json
+import math
 import os
 import signal
 import sys
@@ -244,6 +246,126 @@ def functional(args):
     check(raw.status_code == 404 and "error" in raw.json(), f"unknown route: {raw.status_code}")
     check(isinstance(openai.__version__, str), "openai version")
     log(f"ok: functional scenario with openai {openai.__version__}")
+
+
+def person_model():
+    """A schema with what apps ask for: nested objects, enums, arrays with min/max items, required
+    and optional fields, bounded numbers, unicode strings."""
+    import enum
+    from typing import Literal, Optional
+
+    from pydantic import BaseModel, Field
+
+    class Language(str, enum.Enum):
+        english = "English"
+        french = "French"
+        german = "German"
+        japanese = "Japanese"
+
+    class Address(BaseModel):
+        street: str = Field(max_length=60)
+        city: str = Field(max_length=40)
+        country: Literal["France", "Germany", "Japan", "Brazil"]
+
+    class Person(BaseModel):
+        name: str = Field(max_length=40)
+        age: int = Field(ge=0, le=130)
+        height_m: float = Field(ge=0.5, le=2.5)
+        languages: list[Language] = Field(min_length=1, max_length=3)
+        address: Address
+        nickname: Optional[str] = Field(default=None, max_length=20)
+        motto: str = Field(max_length=60)
+
+    return Person
+
+
+PERSON_PROMPT = "Describe Amélie, a 34-year-old French teacher in Lyon who speaks French and English and whose motto is « Café ☕ für alle ». Answer in JSON."
+
+
+def structured(args):
+    """Constrained outputs: every answer parses and validates, greedy or sampled, streamed or
+    not; unsupported schema features and conflicting constraints are 400s; log-probabilities
+    are those of the constrained distribution."""
+    import re
+
+    import openai
+    from openai.lib._pydantic import to_strict_json_schema
+
+    c = client(args)
+    m = args.model
+    Person = person_model()
+    msgs = [{"role": "user", "content": PERSON_PROMPT}]
+
+    # The official client's parse(): the schema from a Pydantic model, validated by it.
+    for seed, temperature in [(0, 0), (1, 1.0), (2, 1.0), (3, 0.8)]:
+        r = c.chat.completions.parse(
+            model=m, messages=msgs, response_format=Person, temperature=temperature, seed=seed, max_tokens=600
+        )
+        choice = r.choices[0]
+        check(choice.finish_reason == "stop", f"parse seed {seed}: finish {choice.finish_reason}: {choice.message.content!r}")
+        check(isinstance(choice.message.parsed, Person), f"parse seed {seed}: {choice.message.content!r}")
+        log(f"ok: parse(Person), temperature {temperature}: {choice.message.content}")
+
+    # Streamed, the pieces joined validate too.
+    schema = {"type": "json_schema", "json_schema": {"name": "Person", "schema": to_strict_json_schema(Person), "strict": True}}
+    text, finish, _ = chat_text(
+        c.chat.completions.create(model=m, messages=msgs, response_format=schema, temperature=1.0, seed=5, max_tokens=600, stream=True)
+    )
+    check(finish == "stop", f"streamed: finish {finish}")
+    Person.model_validate_json(text)
+    log("ok: streamed json_schema validates")
+
+    # json_object: any JSON object.
+    r = c.chat.completions.create(model=m, messages=[{"role": "user", "content": "Give the capital of France as a JSON object."}], response_format={"type": "json_object"}, temperature=0, max_tokens=200)
+    check(r.choices[0].finish_reason == "stop", f"json_object: finish {r.choices[0].finish_reason}")
+    check(isinstance(json.loads(r.choices[0].message.content), dict), f"json_object: {r.choices[0].message.content!r}")
+    log(f"ok: json_object: {r.choices[0].message.content}")
+
+    # The extensions: a regex and a Lark grammar, on both endpoints.
+    rx = r"(19|20)[0-9]{2}-(0[1-9]|1[0-2])-[0-2][0-9]"
+    r = c.completions.create(model=m, prompt="The first moon landing was on", temperature=1.0, seed=7, max_tokens=20, extra_body={"regex": rx})
+    check(re.fullmatch(rx, r.choices[0].text), f"regex: {r.choices[0].text!r}")
+    lark = 'start: answer "."\nanswer: "yes" | "no"'
+    r = c.chat.completions.create(model=m, messages=[{"role": "user", "content": "Is the sky blue?"}], temperature=0, max_tokens=10, extra_body={"grammar": lark})
+    check(r.choices[0].message.content in ("yes.", "no."), f"grammar: {r.choices[0].message.content!r}")
+    log(f"ok: regex {r.choices[0].message.content!r}, grammar")
+
+    # What cannot be enforced is refused, never loosened.
+    unique = {"type": "json_schema", "json_schema": {"name": "t", "schema": {"type": "array", "items": {"type": "integer"}, "uniqueItems": True}}}
+    err = expect_status(lambda: c.chat.completions.create(model=m, messages=msgs, response_format=unique, max_tokens=5), 400, param="response_format.json_schema.schema", what="uniqueItems")
+    check("uniqueItems" in err["message"], f"the message names the keyword: {err}")
+    expect_status(lambda: c.chat.completions.create(model=m, messages=msgs, max_tokens=5, extra_body={"regex": "("}), 400, param="regex", what="bad regex")
+    expect_status(lambda: c.chat.completions.create(model=m, messages=msgs, response_format={"type": "json_object"}, max_tokens=5, extra_body={"regex": "a"}), 400, param="regex", what="two constraints")
+    expect_status(lambda: c.chat.completions.create(model=m, messages=msgs, response_format={"type": "xml"}, max_tokens=5), 400, param="response_format.type", what="unknown format")
+
+    # Log-probabilities: greedy picks the likeliest; the alternatives are sorted and sum below 1.
+    r = c.chat.completions.create(model=m, messages=[{"role": "user", "content": QUESTION}], temperature=0, max_tokens=12, logprobs=True, top_logprobs=5)
+    content = r.choices[0].logprobs.content
+    check(len(content) == r.usage.completion_tokens, f"one entry per token: {len(content)} vs {r.usage.completion_tokens}")
+    check("".join(t.token for t in content) == r.choices[0].message.content, "tokens spell the content")
+    for t in content:
+        lps = [a.logprob for a in t.top_logprobs]
+        check(len(lps) == 5 and lps == sorted(lps, reverse=True), f"top 5 sorted: {lps}")
+        check(t.top_logprobs[0].token == t.token and abs(t.top_logprobs[0].logprob - t.logprob) < 1e-6, f"greedy takes the likeliest: {t}")
+        check(sum(math.exp(x) for x in lps) <= 1.0001 and t.logprob <= 0, f"probabilities: {lps}")
+        check(bytes(t.bytes).decode("utf-8", "replace") == t.token, f"bytes: {t}")
+    streamed = [
+        t for chunk in c.chat.completions.create(model=m, messages=[{"role": "user", "content": QUESTION}], temperature=0, max_tokens=12, logprobs=True, top_logprobs=5, stream=True)
+        for ch in chunk.choices if ch.logprobs and ch.logprobs.content for t in ch.logprobs.content
+    ]
+    check([(t.token, t.logprob) for t in streamed] == [(t.token, t.logprob) for t in content], "streamed log-probabilities equal the whole answer's")
+    r = c.completions.create(model=m, prompt=ONCE, temperature=0, max_tokens=8, logprobs=3)
+    lp = r.choices[0].logprobs
+    check(len(lp.tokens) == len(lp.token_logprobs) == len(lp.top_logprobs) == len(lp.text_offset) == 8, f"completions logprobs: {lp}")
+    check("".join(lp.tokens) == r.choices[0].text and all(len(d) == 3 for d in lp.top_logprobs), f"completions logprobs: {lp}")
+    # Under a constraint, the distribution is the constrained one: only "yes" or "no" can start.
+    r = c.chat.completions.create(model=m, messages=[{"role": "user", "content": "Is the sky blue?"}], temperature=0, max_tokens=3, logprobs=True, top_logprobs=20, extra_body={"regex": "(yes|no)"})
+    first = r.choices[0].logprobs.content[0]
+    check(all(("yes".startswith(a.token) or "no".startswith(a.token)) and a.token for a in first.top_logprobs), f"constrained alternatives: {first.top_logprobs}")
+    check(abs(sum(math.exp(a.logprob) for a in first.top_logprobs) - 1) < 1e-3, f"they hold all the mass: {first.top_logprobs}")
+    expect_status(lambda: c.chat.completions.create(model=m, messages=msgs, max_tokens=2, top_logprobs=3), 400, param="top_logprobs", what="top_logprobs without logprobs")
+    expect_status(lambda: c.chat.completions.create(model=m, messages=msgs, max_tokens=2, logprobs=True, top_logprobs=21), 400, param="top_logprobs", what="top_logprobs 21")
+    log("ok: logprobs")
 
 
 def auth(args):
@@ -496,7 +618,7 @@ def check_metrics(args, requests, tokens):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("scenario", choices=["check", "functional", "auth", "queue", "shutdown", "load"])
+    ap.add_argument("scenario", choices=["check", "functional", "structured", "auth", "queue", "shutdown", "load"])
     ap.add_argument("--base-url")
     ap.add_argument("--model")
     ap.add_argument("--api-key")

@@ -1,7 +1,8 @@
 //! `candor serve` on the real default model, driven on loopback by the official `openai` Python
 //! client (crates/cli/tests/openai_client.py): chat, streaming, completions, the models list with
-//! provenance, invalid requests, a client leaving mid-stream, the API key, a full queue, SIGTERM,
-//! and a bounded load test whose latency percentiles and peak RSS are printed.
+//! provenance, invalid requests, a client leaving mid-stream, structured outputs (the client's
+//! `parse()` with a Pydantic model, regex and Lark extensions) and log-probabilities, the API key,
+//! a full queue, SIGTERM, and a bounded load test whose latency percentiles and peak RSS are printed.
 //!
 //! The Python comes from CANDOR_TEST_PYTHON (default python3) and needs `openai` and `httpx`.
 //! Without them these tests are skipped locally, but fail when CI=true.
@@ -43,6 +44,16 @@ fn serve_answers_the_openai_client() {
     let Some(py) = py() else { return };
     let server = Server::start(&[]);
     let o = client(&server, &py, "functional", &[]);
+    eprintln!("{}", text(&o.stdout));
+}
+
+#[test]
+fn serve_constrains_outputs_and_reports_logprobs() {
+    let _g = serial();
+    pulled(MODEL);
+    let Some(py) = py() else { return };
+    let server = Server::start(&[]);
+    let o = client(&server, &py, "structured", &[]);
     eprintln!("{}", text(&o.stdout));
 }
 

@@ -58,6 +58,11 @@ pub enum Error {
     #[error("invalid option: {0}")]
     InvalidOption(String),
 
+    /// A constraint on the output that cannot be compiled or enforced; `origin` names where it
+    /// came from (a request field, a command-line flag).
+    #[error("{origin}: {message}")]
+    Grammar { origin: String, message: String },
+
     #[error("device: {0}")]
     Device(String),
 
@@ -80,9 +85,10 @@ impl Error {
             | Error::NoWeights
             | Error::ChatTemplate(_)
             | Error::Tokenizer(_) => ErrorKind::Model,
-            Error::EmptyPrompt | Error::PromptTooLong { .. } | Error::InvalidOption(_) => {
-                ErrorKind::Request
-            }
+            Error::EmptyPrompt
+            | Error::PromptTooLong { .. }
+            | Error::InvalidOption(_)
+            | Error::Grammar { .. } => ErrorKind::Request,
             Error::Device(_)
             | Error::InsufficientMemory { .. }
             | Error::ChangedAfterVerification { .. }

@@ -1,6 +1,7 @@
 //! Text generation: prompt in one batch, then one token at a time, streamed as text.
 
 use crate::error::{Error, Result};
+use crate::grammar::{Constraint, Grammar};
 use crate::model::Model;
 use crate::sampling::{Sampler, SamplingParams};
 use crate::tokenizer::{DecodeStream, Tokenizer};
@@ -14,7 +15,15 @@ pub struct GenerateParams {
     pub sampling: SamplingParams,
     /// Generation ends before any of these strings; they are not part of the output.
     pub stop: Vec<String>,
+    /// What the output must match; generation ends when the match is complete.
+    pub grammar: Option<Grammar>,
+    /// Report each generated token's log-probability and this many most likely alternatives
+    /// (at most [`MAX_TOP_LOGPROBS`]). None: report nothing.
+    pub logprobs: Option<usize>,
 }
+
+/// The most alternatives a token's log-probability report lists (OpenAI's limit).
+pub const MAX_TOP_LOGPROBS: usize = 20;
 
 impl Default for GenerateParams {
     fn default() -> Self {
@@ -22,6 +31,8 @@ impl Default for GenerateParams {
             max_tokens: 256,
             sampling: SamplingParams::default(),
             stop: Vec::new(),
+            grammar: None,
+            logprobs: None,
         }
     }
 }
@@ -51,6 +62,90 @@ pub struct Completion {
     pub finish_reason: FinishReason,
     pub prompt_seconds: f64,
     pub generate_seconds: f64,
+    /// One entry per generated token when [`GenerateParams::logprobs`] asked for them.
+    pub logprobs: Vec<TokenLogprob>,
+}
+
+/// A generated token and how likely it was, with the likeliest alternatives. The
+/// probabilities are those of the distribution the token was drawn from: the model's logits
+/// after the grammar's mask (−∞ outside it) and the repetition penalty, divided by the
+/// temperature when it is above 0, before top-k, top-p and min-p cut the tail.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TokenLogprob {
+    pub token: u32,
+    /// Its text (lossy where it is part of a character), a control token's name.
+    pub text: String,
+    pub bytes: Vec<u8>,
+    pub logprob: f32,
+    /// The likeliest tokens at this position, best first (the chosen one among them if it is).
+    pub top: Vec<TopLogprob>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TopLogprob {
+    pub token: u32,
+    pub text: String,
+    pub bytes: Vec<u8>,
+    pub logprob: f32,
+}
+
+impl TopLogprob {
+    fn new(tokenizer: &Tokenizer, token: u32, logprob: f32) -> Self {
+        let bytes = tokenizer.token_bytes().get(token as usize).cloned();
+        let mut bytes = bytes.unwrap_or_default();
+        if bytes.first() == Some(&crate::tokenizer::SPECIAL) {
+            bytes.remove(0);
+        }
+        Self {
+            token,
+            text: tokenizer.token_text(token),
+            bytes,
+            logprob,
+        }
+    }
+}
+
+/// Token `chosen`'s log-probability under `logits` at `temperature` (1 when it is 0), and the
+/// `top` likeliest tokens'.
+fn token_logprob(
+    tokenizer: &Tokenizer,
+    logits: &[f32],
+    chosen: u32,
+    top: usize,
+    temperature: f32,
+) -> TokenLogprob {
+    let t = if temperature > 0.0 { temperature } else { 1.0 };
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f64 = logits.iter().map(|&l| (((l - max) / t) as f64).exp()).sum();
+    let log_sum = sum.ln() as f32;
+    let logprob = |l: f32| (l - max) / t - log_sum;
+    let mut best: Vec<(u32, f32)> = logits
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| **l > f32::NEG_INFINITY)
+        .map(|(i, &l)| (i as u32, l))
+        .collect();
+    let top = top.min(best.len());
+    if top > 0 && top < best.len() {
+        best.select_nth_unstable_by(top - 1, |a, b| b.1.total_cmp(&a.1));
+    }
+    best.truncate(top);
+    best.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    let chosen_logit = logits
+        .get(chosen as usize)
+        .copied()
+        .unwrap_or(f32::NEG_INFINITY);
+    let first = TopLogprob::new(tokenizer, chosen, logprob(chosen_logit));
+    TokenLogprob {
+        token: chosen,
+        text: first.text,
+        bytes: first.bytes,
+        logprob: first.logprob,
+        top: best
+            .into_iter()
+            .map(|(id, l)| TopLogprob::new(tokenizer, id, logprob(l)))
+            .collect(),
+    }
 }
 
 impl Completion {
@@ -145,6 +240,12 @@ impl TextStream {
 pub struct Generation {
     max_tokens: usize,
     sampler: Sampler,
+    constraint: Option<Constraint>,
+    /// How many alternatives to report with each token's log-probability; None: no report.
+    top_logprobs: Option<usize>,
+    logprobs: Vec<TokenLogprob>,
+    /// Log-probabilities already handed out with a piece of text.
+    logprobs_sent: usize,
     /// The prompt and the tokens generated so far (repetition penalties look at both).
     history: Vec<u32>,
     tokens: Vec<u32>,
@@ -157,6 +258,10 @@ pub struct Generation {
     first_logits: Option<Instant>,
 }
 
+/// Where a generation's text goes as it is made: each piece with the log-probabilities of the
+/// tokens behind it (empty unless asked for). Returning false cancels.
+pub type OnText<'a> = dyn FnMut(&str, &[TokenLogprob]) -> bool + 'a;
+
 /// What to do after a step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Next {
@@ -168,10 +273,29 @@ pub enum Next {
 
 impl Generation {
     /// Starts generating after `prompt`, of which `cached` tokens were in the cache already.
-    pub fn new(prompt: &[u32], cached: usize, params: &GenerateParams) -> Result<Self> {
+    /// Fails on invalid options and on a grammar that does not compile.
+    pub fn new(
+        prompt: &[u32],
+        cached: usize,
+        params: &GenerateParams,
+        tokenizer: &Tokenizer,
+    ) -> Result<Self> {
+        if params.logprobs.is_some_and(|n| n > MAX_TOP_LOGPROBS) {
+            return Err(Error::InvalidOption(format!(
+                "at most {MAX_TOP_LOGPROBS} top log-probabilities per token"
+            )));
+        }
+        let constraint = match &params.grammar {
+            Some(g) => Some(Constraint::new(g, tokenizer)?),
+            None => None,
+        };
         Ok(Self {
             max_tokens: params.max_tokens,
             sampler: Sampler::new(params.sampling.clone())?,
+            constraint,
+            top_logprobs: params.logprobs,
+            logprobs: Vec::new(),
+            logprobs_sent: 0,
             history: prompt.to_vec(),
             tokens: Vec::new(),
             stream: TextStream::new(params.stop.clone()),
@@ -188,33 +312,52 @@ impl Generation {
         &self.tokens
     }
 
-    /// Samples the next token from `logits` (the last fed position's), hands any new text to
-    /// `on_text` (false cancels) and says what comes next. `ctx_full`: the sequence's cache
-    /// holds as many positions as the context.
+    /// Samples the next token from `logits` (the last fed position's), hands any new text and
+    /// the log-probabilities of the tokens behind it to `on_text` (false cancels) and says
+    /// what comes next. `ctx_full`: the sequence's cache holds as many positions as the context.
     pub fn advance(
         &mut self,
         logits: &mut [f32],
         tokenizer: &Tokenizer,
         ctx_full: bool,
-        on_text: &mut dyn FnMut(&str) -> bool,
+        on_text: &mut OnText,
     ) -> Result<Next> {
         self.first_logits.get_or_insert_with(Instant::now);
         if self.tokens.len() >= self.max_tokens {
             return Ok(Next::Finished(FinishReason::Length));
         }
+        if let Some(c) = &mut self.constraint {
+            c.mask(logits)?;
+        }
         let next = self.sampler.sample(logits, &self.history);
         if tokenizer.is_stop(next) {
             return Ok(Next::Finished(FinishReason::Eos));
+        }
+        if let Some(c) = &mut self.constraint {
+            c.commit(next)?;
+        }
+        if let Some(top) = self.top_logprobs {
+            let t = self.sampler.params().temperature;
+            self.logprobs
+                .push(token_logprob(tokenizer, logits, next, top, t));
         }
         self.tokens.push(next);
         self.history.push(next);
         let (piece, stopped) = self
             .stream
             .update(self.decoded.text(tokenizer, &self.tokens)?);
-        if !piece.is_empty() && !on_text(&piece) {
-            return Ok(Next::Finished(FinishReason::Cancelled));
+        if !piece.is_empty() {
+            let logprobs = &self.logprobs[self.logprobs_sent..];
+            self.logprobs_sent = self.logprobs.len();
+            if !on_text(&piece, logprobs) {
+                return Ok(Next::Finished(FinishReason::Cancelled));
+            }
         }
-        Ok(Next::Finished(if stopped {
+        let complete = self
+            .constraint
+            .as_ref()
+            .is_some_and(Constraint::is_finished);
+        Ok(Next::Finished(if stopped || complete {
             FinishReason::Stop
         } else if self.tokens.len() >= self.max_tokens {
             FinishReason::Length
@@ -226,14 +369,11 @@ impl Generation {
     }
 
     /// Ends the generation: hands out any text held back (unless cancelled) and returns it all.
-    pub fn finish(
-        mut self,
-        finish_reason: FinishReason,
-        on_text: &mut dyn FnMut(&str) -> bool,
-    ) -> Completion {
+    pub fn finish(mut self, finish_reason: FinishReason, on_text: &mut OnText) -> Completion {
         let rest = self.stream.finish();
-        if !rest.is_empty() && finish_reason != FinishReason::Cancelled {
-            on_text(&rest);
+        let logprobs = &self.logprobs[self.logprobs_sent..];
+        if (!rest.is_empty() || !logprobs.is_empty()) && finish_reason != FinishReason::Cancelled {
+            on_text(&rest, logprobs);
         }
         let now = Instant::now();
         let first = self.first_logits.unwrap_or(now);
@@ -245,6 +385,7 @@ impl Generation {
             finish_reason,
             prompt_seconds: (first - self.started).as_secs_f64(),
             generate_seconds: (now - first).as_secs_f64(),
+            logprobs: self.logprobs,
         }
     }
 }
@@ -257,7 +398,7 @@ impl Model {
         &mut self,
         prompt: &[u32],
         params: &GenerateParams,
-        on_text: &mut dyn FnMut(&str) -> bool,
+        on_text: &mut OnText,
     ) -> Result<Completion> {
         if prompt.is_empty() {
             return Err(Error::EmptyPrompt);
@@ -274,7 +415,7 @@ impl Model {
         // so that there are logits to sample from.
         let common = reusable_prefix(self.cached_tokens(), prompt);
         self.truncate(common);
-        let mut generation = Generation::new(prompt, common, params)?;
+        let mut generation = Generation::new(prompt, common, params, self.tokenizer())?;
         let mut logits = last_row(&self.forward(&prompt[common..], false)?)?;
         let finish = loop {
             let ctx_full = self.cached_tokens().len() >= ctx;

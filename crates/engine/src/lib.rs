@@ -2,6 +2,7 @@
 //!
 //! - [`model`]: loading a model from the verifier's handles, and the forward pass entry point.
 //! - [`generate`]: streaming text generation with stop conditions.
+//! - [`grammar`]: constrained decoding (JSON Schema, regex, Lark) with llguidance.
 //! - [`perplexity`]: scoring a text.
 //! - [`sampling`]: choosing tokens from logits.
 //! - [`sequence`]: one sequence's tokens and KV cache; several share a forward pass.
@@ -18,6 +19,7 @@ pub mod config;
 mod decoder;
 pub mod error;
 pub mod generate;
+pub mod grammar;
 // The SIMD kernels are the one place unsafe code lives (target-feature intrinsics, raw pointers).
 #[allow(unsafe_code)]
 mod kernels;
@@ -34,7 +36,8 @@ mod weights;
 pub use chat::{ChatTemplate, Message};
 pub use config::{Architecture, ModelConfig};
 pub use error::{Error, ErrorKind, Result};
-pub use generate::{Completion, FinishReason, GenerateParams};
+pub use generate::{Completion, FinishReason, GenerateParams, TokenLogprob, TopLogprob};
+pub use grammar::{Grammar, GrammarKind};
 pub use kernels::instruction_sets as kernel_instruction_sets;
 pub use model::{DeviceKind, LoadOptions, LoadedModelInfo, Model};
 pub use perplexity::Perplexity;

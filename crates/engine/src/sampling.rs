@@ -82,6 +82,10 @@ impl Sampler {
         Ok(Self { params, rng })
     }
 
+    pub fn params(&self) -> &SamplingParams {
+        &self.params
+    }
+
     /// Picks the next token; `history` is what came before (prompt and output).
     pub fn sample(&mut self, logits: &mut [f32], history: &[u32]) -> u32 {
         let p = &self.params;

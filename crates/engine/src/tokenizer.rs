@@ -11,6 +11,7 @@ use candle_core::quantized::gguf_file;
 use rayon::prelude::*;
 use serde_json::{json, Value};
 use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
 
 /// GGUF token types (llama.cpp's `llama_token_type`).
 const TOKEN_TYPE_CONTROL: u32 = 3;
@@ -19,12 +20,19 @@ const TOKEN_TYPE_USER_DEFINED: u32 = 4;
 /// Upper bound on vocabulary size read from an untrusted header.
 const MAX_VOCAB: usize = 1 << 20;
 
+mod token_bytes;
+pub use token_bytes::SPECIAL;
+
 pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
     bos: Option<(u32, String)>,
     eos: Option<(u32, String)>,
     /// Tokens that end generation: EOS, end-of-turn and similar.
     stop_ids: Vec<u32>,
+    /// Each token's bytes, read from the vocabulary on first use.
+    bytes: OnceLock<Vec<Vec<u8>>>,
+    /// The grammar engine's view of this vocabulary, built on the first constrained request.
+    pub(crate) grammars: OnceLock<std::result::Result<Arc<llguidance::ParserFactory>, String>>,
 }
 
 impl Tokenizer {
@@ -56,12 +64,7 @@ impl Tokenizer {
                 _ => {}
             }
         }
-        let mut t = Self {
-            inner,
-            bos,
-            eos,
-            stop_ids,
-        };
+        let mut t = Self::new(inner, bos, eos, stop_ids);
         t.add_end_of_turn_tokens();
         Ok(t)
     }
@@ -104,14 +107,25 @@ impl Tokenizer {
             .add_tokens(vocab.special_tokens())
             .map_err(|e| Error::Tokenizer(format!("GGUF tokenizer special tokens: {e}")))?;
         let named = |id: Option<u32>| id.map(|i| (i, vocab.tokens[i as usize].clone()));
-        let mut t = Self {
-            inner,
-            bos: named(bos_id),
-            eos: named(eos_id),
-            stop_ids,
-        };
+        let mut t = Self::new(inner, named(bos_id), named(eos_id), stop_ids);
         t.add_end_of_turn_tokens();
         Ok(t)
+    }
+
+    fn new(
+        inner: tokenizers::Tokenizer,
+        bos: Option<(u32, String)>,
+        eos: Option<(u32, String)>,
+        stop_ids: Vec<u32>,
+    ) -> Self {
+        Self {
+            inner,
+            bos,
+            eos,
+            stop_ids,
+            bytes: OnceLock::new(),
+            grammars: OnceLock::new(),
+        }
     }
 
     /// Chat models end a turn with a dedicated token that is not always declared as EOS.
@@ -165,6 +179,27 @@ impl Tokenizer {
 
     pub fn id_to_token(&self, id: u32) -> Option<String> {
         self.inner.id_to_token(id)
+    }
+
+    /// Tokens that end generation.
+    pub fn stop_ids(&self) -> &[u32] {
+        &self.stop_ids
+    }
+
+    /// Every token's bytes, indexed by id; a control token's are [`SPECIAL`] and its name.
+    pub fn token_bytes(&self) -> &[Vec<u8>] {
+        self.bytes
+            .get_or_init(|| token_bytes::vocabulary_bytes(&self.inner))
+    }
+
+    /// One token's text for people: its bytes as (lossy) UTF-8, a control token's name.
+    pub fn token_text(&self, id: u32) -> String {
+        let bytes = self.token_bytes().get(id as usize).map_or(&[][..], |b| b);
+        let bytes = match bytes.split_first() {
+            Some((&SPECIAL, name)) => name,
+            _ => bytes,
+        };
+        String::from_utf8_lossy(bytes).into_owned()
     }
 }
 

@@ -83,7 +83,7 @@ pub fn run(home: &Home, args: &ChatArgs) -> Result<()> {
             .tokenizer()
             .encode(&template.render(&messages, true)?, false)?;
         let mut stdout = std::io::stdout().lock();
-        let completion = model.generate(&ids, &params, &mut |piece| {
+        let completion = model.generate(&ids, &params, &mut |piece, _| {
             stdout
                 .write_all(piece.as_bytes())
                 .and_then(|_| stdout.flush())

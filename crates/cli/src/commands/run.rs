@@ -1,12 +1,13 @@
 //! `candor run`: complete one prompt, streaming the text to stdout.
 
-use crate::args::{RunArgs, SamplingArgs};
+use crate::args::{GrammarArgs, RunArgs, SamplingArgs};
 use crate::error::CliError;
 use crate::home::Home;
 use crate::load::load;
 use anyhow::{Context, Result};
-use candor_engine::{GenerateParams, Message, SamplingParams};
+use candor_engine::{GenerateParams, Grammar, GrammarKind, Message, SamplingParams};
 use std::io::{IsTerminal, Read, Write};
+use std::path::Path;
 
 pub fn generate_params(s: &SamplingArgs) -> GenerateParams {
     GenerateParams {
@@ -21,7 +22,46 @@ pub fn generate_params(s: &SamplingArgs) -> GenerateParams {
             seed: s.seed,
         },
         stop: s.stop.clone(),
+        ..Default::default()
     }
+}
+
+/// Grammar files are small; a larger one is a mistake, not a grammar.
+const MAX_GRAMMAR_FILE: u64 = 4 << 20;
+
+/// The constraint the flags ask for, read and parsed; compiled when generation starts.
+pub fn grammar(g: &GrammarArgs) -> Result<Option<Grammar>> {
+    let read = |path: &Path, what: &str| -> Result<String> {
+        let len = std::fs::metadata(path)
+            .with_context(|| format!("reading the {what} {}", path.display()))?
+            .len();
+        if len > MAX_GRAMMAR_FILE {
+            return Err(CliError::usage(format!(
+                "the {what} {} has {len} bytes; at most {MAX_GRAMMAR_FILE} are read",
+                path.display()
+            ))
+            .into());
+        }
+        std::fs::read_to_string(path)
+            .with_context(|| format!("reading the {what} {}", path.display()))
+    };
+    Ok(Some(if let Some(path) = &g.json_schema {
+        let text = read(path, "JSON schema")?;
+        let schema = serde_json::from_str(&text)
+            .map_err(|e| CliError::usage(format!("{} is not JSON: {e}", path.display())))?;
+        let origin = format!("--json-schema {}", path.display());
+        Grammar::new(GrammarKind::JsonSchema(schema), origin)
+    } else if let Some(path) = &g.grammar {
+        let text = read(path, "grammar")?;
+        Grammar::new(
+            GrammarKind::Lark(text),
+            format!("--grammar {}", path.display()),
+        )
+    } else if let Some(rx) = &g.regex {
+        Grammar::new(GrammarKind::Regex(rx.clone()), "--regex")
+    } else {
+        return Ok(None);
+    }))
 }
 
 pub fn run(home: &Home, args: &RunArgs) -> Result<()> {
@@ -53,10 +93,14 @@ pub fn run(home: &Home, args: &RunArgs) -> Result<()> {
     } else {
         model.tokenizer().encode(&prompt, true)?
     };
-    let params = generate_params(&args.sampling);
+    let params = GenerateParams {
+        grammar: grammar(&args.grammar)?,
+        logprobs: args.logprobs.map(usize::from),
+        ..generate_params(&args.sampling)
+    };
     let mut stdout = std::io::stdout().lock();
     let json = args.json;
-    let completion = model.generate(&ids, &params, &mut |piece| {
+    let completion = model.generate(&ids, &params, &mut |piece, _| {
         if !json {
             // A closed pipe (`| head`) ends generation instead of failing it.
             return stdout
@@ -67,7 +111,7 @@ pub fn run(home: &Home, args: &RunArgs) -> Result<()> {
         true
     })?;
     if json {
-        let out = serde_json::json!({
+        let mut out = serde_json::json!({
             "model": args.model.model,
             "text": completion.text,
             "finish_reason": completion.finish_reason,
@@ -80,6 +124,9 @@ pub fn run(home: &Home, args: &RunArgs) -> Result<()> {
             "load_ms": loaded.load_time.as_secs_f64() * 1e3,
             "overrides": loaded.verification.report.decision.overrides,
         });
+        if args.logprobs.is_some() {
+            out["logprobs"] = serde_json::json!(completion.logprobs);
+        }
         println!("{out}");
     } else {
         let _ = writeln!(stdout);

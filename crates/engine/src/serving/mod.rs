@@ -10,7 +10,7 @@
 pub mod metrics;
 mod scheduler;
 
-use crate::{Completion, GenerateParams, Message, Model};
+use crate::{Completion, GenerateParams, Message, Model, TokenLogprob};
 use metrics::Metrics;
 pub use metrics::{Histogram, StatsSnapshot, LATENCY_BUCKETS};
 pub use scheduler::Batching;
@@ -53,7 +53,12 @@ pub enum Event {
     Started {
         prompt: Vec<u32>,
     },
-    Text(String),
+    /// A piece of the output, and the log-probabilities of the tokens behind it when the
+    /// request asked for them.
+    Text {
+        text: String,
+        logprobs: Vec<TokenLogprob>,
+    },
     Done(Completion),
     Error(ServeError),
 }

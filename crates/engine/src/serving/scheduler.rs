@@ -11,7 +11,7 @@
 use super::metrics::Metrics;
 use super::{prepare, Event, Job, ServeError};
 use crate::generate::{reusable_prefix, Generation, Next};
-use crate::{FinishReason, Model, SeqStep, Sequence};
+use crate::{FinishReason, Model, SeqStep, Sequence, TokenLogprob};
 use candle_core::Tensor;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -167,13 +167,6 @@ impl<'a> Scheduler<'a> {
                 return;
             }
         };
-        let started = Event::Started {
-            prompt: prompt.clone(),
-        };
-        if job.events.send(started).is_err() {
-            Metrics::add(&self.metrics.cancelled, 1);
-            return;
-        }
         let reuse = self.batching.prefix_cache;
         let reusable = |s: &Slot| match reuse {
             true => reusable_prefix(s.seq.tokens(), &prompt),
@@ -186,12 +179,9 @@ impl<'a> Scheduler<'a> {
             .max_by_key(|s| (reusable(s), u64::MAX - s.used))
             .expect("admit checks for a free slot");
         let cached = reusable(slot);
-        slot.seq.truncate(cached);
-        self.admitted += 1;
-        slot.used = self.admitted;
-        Metrics::add(&self.metrics.prompt_tokens, prompt.len());
-        Metrics::add(&self.metrics.cached_prompt_tokens, cached);
-        let generation = match Generation::new(&prompt, cached, &params) {
+        // Options and grammar are checked before the request is said to start, so that a
+        // refusal still gets its status code.
+        let generation = match Generation::new(&prompt, cached, &params, self.model.tokenizer()) {
             Ok(g) => g,
             Err(e) => {
                 Metrics::add(&self.metrics.failed, 1);
@@ -199,6 +189,18 @@ impl<'a> Scheduler<'a> {
                 return;
             }
         };
+        let started = Event::Started {
+            prompt: prompt.clone(),
+        };
+        if job.events.send(started).is_err() {
+            Metrics::add(&self.metrics.cancelled, 1);
+            return;
+        }
+        slot.seq.truncate(cached);
+        self.admitted += 1;
+        slot.used = self.admitted;
+        Metrics::add(&self.metrics.prompt_tokens, prompt.len());
+        Metrics::add(&self.metrics.cached_prompt_tokens, cached);
         slot.active = Some(Active {
             job,
             prompt,
@@ -413,13 +415,20 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 
 /// Where a request's text goes: streamed as events, or only checked for a caller that left.
 /// False (cancel) once the caller is gone or the server stops.
-fn on_text<'j>(job: &'j Job, cancel: &'j AtomicBool) -> impl FnMut(&str) -> bool + 'j {
-    move |piece: &str| {
+fn on_text<'j>(
+    job: &'j Job,
+    cancel: &'j AtomicBool,
+) -> impl FnMut(&str, &[TokenLogprob]) -> bool + 'j {
+    move |piece: &str, logprobs: &[TokenLogprob]| {
         if cancel.load(Ordering::Relaxed) {
             return false;
         }
         if job.task.stream {
-            job.events.send(Event::Text(piece.to_string())).is_ok()
+            let text = Event::Text {
+                text: piece.to_string(),
+                logprobs: logprobs.to_vec(),
+            };
+            job.events.send(text).is_ok()
         } else {
             !job.events.is_closed()
         }

@@ -118,6 +118,8 @@ impl ApiError {
             // The model's own template refused the conversation (e.g. roles out of order).
             E::ChatTemplate(_) => Self::invalid(input_param, e.to_string()),
             E::InvalidOption(_) => Self::bad_request(e.to_string()),
+            // `origin` is the request field the grammar came from.
+            E::Grammar { origin, message } => Self::invalid(origin.as_str(), message.as_str()),
             _ => Self::internal(e.to_string()),
         }
     }

@@ -7,7 +7,7 @@
 //! `#[serde(expecting = "must be ...")]`.
 
 use super::error::ApiError;
-use candor_engine::{FinishReason, SamplingParams};
+use candor_engine::{FinishReason, Grammar, GrammarKind, SamplingParams};
 use serde::de::{DeserializeOwned, Deserializer, Error as _, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -245,6 +245,80 @@ impl Sampling {
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
         Ok(s)
     }
+}
+
+/// A JSON Schema given in a request: an object (or `true`, any JSON).
+fn schema(field: &str, v: &Value) -> Result<Grammar, ApiError> {
+    match v {
+        Value::Object(_) => Ok(Grammar::new(GrammarKind::JsonSchema(v.clone()), field)),
+        Value::Bool(true) => Ok(Grammar::new(GrammarKind::JsonSchema(v.clone()), field)),
+        _ => Err(ApiError::invalid(
+            field,
+            "must be a JSON Schema (an object)",
+        )),
+    }
+}
+
+/// OpenAI's `response_format`: `text` (no constraint), `json_object`, or `json_schema` with
+/// its `schema`. `strict` is taken as true whatever it says: every constraint is enforced.
+pub fn response_format(v: &Value) -> Result<Option<Grammar>, ApiError> {
+    const FIELD: &str = "response_format";
+    let Value::Object(o) = v else {
+        return Err(ApiError::invalid(FIELD, "must be an object"));
+    };
+    match o.get("type").and_then(Value::as_str) {
+        Some("text") => Ok(None),
+        Some("json_object") => Ok(Some(Grammar::new(GrammarKind::JsonObject, FIELD))),
+        Some("json_schema") => {
+            let at = "response_format.json_schema";
+            let Some(Value::Object(js)) = o.get("json_schema") else {
+                return Err(ApiError::invalid(at, "required, an object with a `schema`"));
+            };
+            match js.get("schema") {
+                None | Some(Value::Null) => Ok(Some(Grammar::new(GrammarKind::JsonObject, FIELD))),
+                Some(s) => schema(&format!("{at}.schema"), s).map(Some),
+            }
+        }
+        _ => Err(ApiError::invalid(
+            "response_format.type",
+            "must be \"text\", \"json_object\" or \"json_schema\"",
+        )),
+    }
+}
+
+/// Ollama's `format`: `"json"` (a JSON object) or a JSON Schema; `""` leaves it off.
+pub fn ollama_format(v: &Value) -> Result<Option<Grammar>, ApiError> {
+    match v {
+        Value::Null => Ok(None),
+        Value::String(s) if s.is_empty() => Ok(None),
+        Value::String(s) if s == "json" => {
+            Ok(Some(Grammar::new(GrammarKind::JsonObject, "format")))
+        }
+        Value::String(_) => Err(ApiError::invalid(
+            "format",
+            "must be \"json\" or a JSON Schema object",
+        )),
+        v => schema("format", v).map(Some),
+    }
+}
+
+/// The constraint of a request: at most one of its constraint fields, each already read.
+pub fn one_grammar(
+    given: impl IntoIterator<Item = (&'static str, Option<Grammar>)>,
+) -> Result<Option<Grammar>, ApiError> {
+    let mut found: Option<(&str, Grammar)> = None;
+    for (field, g) in given {
+        if let Some(g) = g {
+            if let Some((first, _)) = &found {
+                return Err(ApiError::invalid(
+                    field,
+                    format!("give one constraint: `{first}` is already given"),
+                ));
+            }
+            found = Some((field, g));
+        }
+    }
+    Ok(found.map(|(_, g)| g))
 }
 
 /// A seed for requests that give none: different per request, as OpenAI's are.

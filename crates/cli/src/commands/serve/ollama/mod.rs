@@ -281,7 +281,7 @@ fn ndjson(reply: Reply, events: Events) -> Response {
             let mut events = events?;
             loop {
                 let (v, more) = match events.recv().await {
-                    Some(Event::Text(t)) => (reply.piece(&t), true),
+                    Some(Event::Text { text, .. }) => (reply.piece(&text), true),
                     Some(Event::Started { .. }) => continue,
                     Some(Event::Done(c)) => (reply.done(&c, ""), false),
                     Some(Event::Error(e)) => (json!({"error": reply.error(e).message}), false),

@@ -1,7 +1,8 @@
 //! Ollama's `/api/chat`, `/api/generate` and `/api/show` bodies, typed and validated into what
 //! the OpenAI routes queue: the same sampling fields, stop strings and limits ([`wire`]), and
-//! errors that name the field. What candor cannot honour yet (`format`, `tools`, `think`, images,
-//! a template of the client's own) is refused with 400, never ignored; so are unknown fields.
+//! errors that name the field; `format` constrains the output as OpenAI's `response_format` does.
+//! What candor cannot honour yet (`tools`, `think`, images, a template of the client's own) is
+//! refused with 400, never ignored; so are unknown fields.
 
 use crate::commands::serve::error::ApiError;
 use crate::commands::serve::wire::{self, List, Sampling};
@@ -215,7 +216,12 @@ pub fn parse(
         _ => return Err(ApiError::invalid("model", "required")),
     };
     common.refuse_unsupported()?;
-    let (params, ctx_limit) = options(common.options.unwrap_or_default(), default_max_tokens)?;
+    let grammar = match &common.format {
+        Some(f) => wire::ollama_format(f)?,
+        None => None,
+    };
+    let (mut params, ctx_limit) = options(common.options.unwrap_or_default(), default_max_tokens)?;
+    params.grammar = grammar;
     let (body, context) = match endpoint {
         Endpoint::Chat => (wire::parse::<ChatFields>(&o)?.validate()?, Vec::new()),
         Endpoint::Generate => wire::parse::<GenerateFields>(&o)?.validate()?,
@@ -232,15 +238,8 @@ pub fn parse(
 }
 
 impl Common {
-    /// `format`, `think` and `logprobs` need support candor does not have yet.
+    /// `think` and `logprobs` need support candor does not have yet.
     fn refuse_unsupported(&self) -> Result<(), ApiError> {
-        wire::off(
-            "format",
-            &self.format,
-            |f| f.as_str() == Some(""),
-            "structured output (\"json\" or a JSON schema) is not supported yet: candor has no \
-             structured-output engine",
-        )?;
         if self.think {
             return Err(ApiError::invalid(
                 "think",
@@ -390,6 +389,7 @@ fn options(
             .validate(seed.unwrap_or_else(wire::random_seed))
             .map_err(within)?,
         stop: sampling.stop.0,
+        ..Default::default()
     };
     params.sampling.repeat_last_n = match opts.repeat_last_n {
         None => params.sampling.repeat_last_n,
@@ -604,14 +604,8 @@ mod tests {
     fn refusals_name_the_field() {
         let msg = r#""messages":[{"role":"user","content":"hi"}]"#;
         for (body, field) in [
-            (
-                format!(r#"{{"model":"m",{msg},"format":"json"}}"#),
-                "format",
-            ),
-            (
-                format!(r#"{{"model":"m",{msg},"format":{{"type":"object"}}}}"#),
-                "format",
-            ),
+            (format!(r#"{{"model":"m",{msg},"format":"xml"}}"#), "format"),
+            (format!(r#"{{"model":"m",{msg},"format":3}}"#), "format"),
             (format!(r#"{{"model":"m",{msg},"think":true}}"#), "think"),
             (format!(r#"{{"model":"m",{msg},"think":"high"}}"#), "think"),
             (

@@ -83,6 +83,7 @@ async fn complete(
     let body = st.accept(body)?;
     let req = request::parse(&body, endpoint, st.default_max_tokens)?;
     let model = st.find(req.model.as_deref())?;
+    let task_logprobs = req.params.logprobs.is_some();
     let task = Task {
         input: req.input,
         params: req.params,
@@ -92,7 +93,7 @@ async fn complete(
     };
     let input_param = endpoint.input_param();
     let (events, _) = routes::start(model, task, input_param).await?;
-    let meta = Meta::new(endpoint, &model.id);
+    let meta = Meta::new(endpoint, &model.id, task_logprobs);
     if req.stream {
         Ok(sse(meta, events, req.include_usage).into_response())
     } else {
@@ -111,15 +112,18 @@ fn sse(
 ) -> Sse<impl futures_util::Stream<Item = Result<SseEvent, Infallible>>> {
     let data = |v: Value| SseEvent::default().data(v.to_string());
     let first: Vec<SseEvent> = meta.role_chunk().map(data).into_iter().collect();
-    let rest = stream::unfold(Some(events), move |events| {
+    // The state: the events, and how many characters have been sent (`text_offset`).
+    let rest = stream::unfold(Some((events, 0)), move |state| {
         let meta = meta.clone();
         async move {
-            let mut events = events?;
+            let (mut events, sent) = state?;
             let mut last = match events.recv().await {
-                Some(Event::Text(t)) => {
-                    return Some((vec![data(meta.text_chunk(&t))], Some(events)))
+                Some(Event::Text { text, logprobs }) => {
+                    let chunk = meta.text_chunk(&text, &logprobs, sent);
+                    let sent = sent + text.chars().count();
+                    return Some((vec![data(chunk)], Some((events, sent))));
                 }
-                Some(Event::Started { .. }) => return Some((vec![], Some(events))),
+                Some(Event::Started { .. }) => return Some((vec![], Some((events, sent)))),
                 Some(Event::Done(c)) => {
                     let mut v = vec![data(meta.finish_chunk(&c))];
                     if include_usage {

@@ -4,8 +4,9 @@
 
 use crate::commands::serve::error::ApiError;
 use crate::commands::serve::wire::{self, List, Sampling};
+use candor_engine::generate::MAX_TOP_LOGPROBS;
 use candor_engine::serving::Input;
-use candor_engine::{GenerateParams, Message};
+use candor_engine::{GenerateParams, Grammar, GrammarKind, Message};
 use serde::de::{Deserializer, Error as _, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::Value;
@@ -61,6 +62,11 @@ struct Options {
     suffix: Option<Value>,
     #[serde(default, deserialize_with = "wire::any")]
     response_format: Option<Value>,
+    /// Extensions: output matching a regular expression, or a Lark grammar (llguidance's).
+    #[serde(default, deserialize_with = "wire::string")]
+    regex: Option<String>,
+    #[serde(default, deserialize_with = "wire::string")]
+    grammar: Option<String>,
     #[serde(default, deserialize_with = "wire::number")]
     presence_penalty: Option<f64>,
     #[serde(default, deserialize_with = "wire::number")]
@@ -152,12 +158,13 @@ pub fn parse(
         Endpoint::Completions => wire::parse::<CompletionInput>(&o)?.validate()?,
     };
     let sampling: Sampling = wire::parse(&o)?;
-    options.validate(input, sampling, default_max_tokens)
+    options.validate(endpoint, input, sampling, default_max_tokens)
 }
 
 impl Options {
     fn validate(
         self,
+        endpoint: Endpoint,
         input: Input,
         sampling: Sampling,
         default_max_tokens: usize,
@@ -172,6 +179,7 @@ impl Options {
             return Err(ApiError::invalid(max_tokens.0, "must be at least 1"));
         }
         let seed = self.seed.unwrap_or_else(wire::random_seed);
+        let (grammar, logprobs) = (self.grammar()?, self.logprobs(endpoint)?);
         Ok(Request {
             model: self.model,
             input,
@@ -179,6 +187,8 @@ impl Options {
                 max_tokens: max_tokens.1.min(usize::MAX as u64) as usize,
                 sampling: sampling.validate(seed)?,
                 stop: sampling.stop.0,
+                grammar,
+                logprobs,
             },
             stream: self.stream.unwrap_or(false),
             include_usage: self
@@ -188,15 +198,78 @@ impl Options {
         })
     }
 
+    /// The output's constraint: `response_format`, or the `regex` or `grammar` extension.
+    fn grammar(&self) -> Result<Option<Grammar>, ApiError> {
+        let format = match &self.response_format {
+            None | Some(Value::Null) => None,
+            Some(v) => wire::response_format(v)?,
+        };
+        wire::one_grammar([
+            ("response_format", format),
+            (
+                "regex",
+                self.regex
+                    .clone()
+                    .map(|r| Grammar::new(GrammarKind::Regex(r), "regex")),
+            ),
+            (
+                "grammar",
+                self.grammar
+                    .clone()
+                    .map(|g| Grammar::new(GrammarKind::Lark(g), "grammar")),
+            ),
+        ])
+    }
+
+    /// How many alternatives to report with each token's log-probability, if any: chat's
+    /// `logprobs: true` with `top_logprobs`, the completions endpoint's `logprobs: N`.
+    fn logprobs(&self, endpoint: Endpoint) -> Result<Option<usize>, ApiError> {
+        const MAX: u64 = MAX_TOP_LOGPROBS as u64;
+        let count = |field: &str, v: &Value| match v.as_u64() {
+            Some(n) if n <= MAX => Ok(n as usize),
+            _ => Err(ApiError::invalid(
+                field,
+                format!("must be an integer from 0 to {MAX}"),
+            )),
+        };
+        let top = self.top_logprobs.as_ref().filter(|v| !v.is_null());
+        match endpoint {
+            Endpoint::Chat => {
+                let on = match &self.logprobs {
+                    None | Some(Value::Null) => false,
+                    Some(Value::Bool(b)) => *b,
+                    Some(_) => return Err(ApiError::invalid("logprobs", "must be a boolean")),
+                };
+                match (on, top) {
+                    (true, Some(t)) => count("top_logprobs", t).map(Some),
+                    (true, None) => Ok(Some(0)),
+                    (false, Some(t)) if count("top_logprobs", t)? > 0 => {
+                        Err(ApiError::invalid("top_logprobs", "needs `logprobs: true`"))
+                    }
+                    (false, _) => Ok(None),
+                }
+            }
+            Endpoint::Completions => {
+                if top.is_some() {
+                    return Err(ApiError::invalid(
+                        "top_logprobs",
+                        "chat completions only; /v1/completions takes `logprobs: N`",
+                    ));
+                }
+                match &self.logprobs {
+                    None | Some(Value::Null) => Ok(None),
+                    Some(v) => count("logprobs", v).map(Some),
+                }
+            }
+        }
+    }
+
     /// Choices and features this server does not offer are refused rather than ignored.
     fn refuse_unsupported(&self) -> Result<(), ApiError> {
         let one = |v: &Value| v.as_u64() == Some(1);
         wire::off("n", &self.n, one, "only n=1 is supported")?;
         wire::off("best_of", &self.best_of, one, "only best_of=1 is supported")?;
         let fls = |v: &Value| v == &Value::Bool(false);
-        wire::off("logprobs", &self.logprobs, fls, "not supported")?;
-        let zero = |v: &Value| fls(v) || v.as_u64() == Some(0);
-        wire::off("top_logprobs", &self.top_logprobs, zero, "not supported")?;
         wire::off("echo", &self.echo, fls, "not supported")?;
         let empty = |v: &Value| wire::is_empty(v) && (v.is_array() || v.is_object());
         wire::off("tools", &self.tools, empty, "not supported")?;
@@ -204,9 +277,6 @@ impl Options {
         wire::off("logit_bias", &self.logit_bias, empty, "not supported")?;
         let blank = |v: &Value| v.as_str() == Some("");
         wire::off("suffix", &self.suffix, blank, "not supported")?;
-        let text = |v: &Value| v.get("type").and_then(Value::as_str) == Some("text");
-        let only_text = "only {\"type\": \"text\"} is supported";
-        wire::off("response_format", &self.response_format, text, only_text)?;
         for (field, p) in [
             ("presence_penalty", self.presence_penalty),
             ("frequency_penalty", self.frequency_penalty),
@@ -436,6 +506,71 @@ mod tests {
         assert_eq!(
             message(&format!(r#"{{{hi},"prompt":null}}"#)),
             "prompt: chat completions take `messages`; use /v1/completions for a prompt"
+        );
+    }
+
+    #[test]
+    fn parses_constraints_and_logprobs() {
+        let hi = r#""messages":[{"role":"user","content":"hi"}]"#;
+        let ok = |extra: &str| chat(&format!("{{{hi},{extra}}}")).unwrap().params;
+        let schema = r#"{"type":"object","properties":{"a":{"type":"integer"}}}"#;
+        let p = ok(&format!(
+            r#""response_format":{{"type":"json_schema","json_schema":{{"name":"x","schema":{schema},"strict":true}}}}"#
+        ));
+        let want = serde_json::from_str(schema).unwrap();
+        assert_eq!(p.grammar.unwrap().kind, GrammarKind::JsonSchema(want));
+        let p = ok(r#""response_format":{"type":"json_object"}"#);
+        assert_eq!(p.grammar.unwrap().kind, GrammarKind::JsonObject);
+        assert!(ok(r#""response_format":{"type":"text"}"#).grammar.is_none());
+        let p = ok(r#""regex":"a+""#);
+        assert_eq!(p.grammar.unwrap().kind, GrammarKind::Regex("a+".into()));
+        assert_eq!(ok(r#""logprobs":true,"top_logprobs":3"#).logprobs, Some(3));
+        assert_eq!(ok(r#""logprobs":true"#).logprobs, Some(0));
+        assert_eq!(ok(r#""logprobs":false,"top_logprobs":0"#).logprobs, None);
+
+        let param = |extra: &str| chat(&format!("{{{hi},{extra}}}")).unwrap_err().param;
+        for (extra, field) in [
+            (r#""response_format":"json""#, "response_format"),
+            (
+                r#""response_format":{"type":"yaml"}"#,
+                "response_format.type",
+            ),
+            (
+                r#""response_format":{"type":"json_schema"}"#,
+                "response_format.json_schema",
+            ),
+            (
+                r#""response_format":{"type":"json_schema","json_schema":{"schema":3}}"#,
+                "response_format.json_schema.schema",
+            ),
+            (
+                r#""response_format":{"type":"json_object"},"grammar":"start: /a/""#,
+                "grammar",
+            ),
+            (r#""regex":3"#, "regex"),
+            (r#""top_logprobs":2"#, "top_logprobs"),
+            (r#""logprobs":true,"top_logprobs":21"#, "top_logprobs"),
+            (r#""logprobs":1"#, "logprobs"),
+        ] {
+            assert_eq!(param(extra).as_deref(), Some(field), "{extra}");
+        }
+        let completion = |extra: &str| {
+            parse(
+                format!(r#"{{"prompt":"x",{extra}}}"#).as_bytes(),
+                Endpoint::Completions,
+                16,
+            )
+        };
+        assert_eq!(
+            completion(r#""logprobs":5"#).unwrap().params.logprobs,
+            Some(5)
+        );
+        assert_eq!(
+            completion(r#""logprobs":true"#)
+                .unwrap_err()
+                .param
+                .as_deref(),
+            Some("logprobs")
         );
     }
 

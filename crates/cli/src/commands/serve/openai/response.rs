@@ -2,7 +2,7 @@
 
 use super::request::Endpoint;
 use crate::commands::serve::wire;
-use candor_engine::Completion;
+use candor_engine::{Completion, TokenLogprob};
 use serde_json::{json, Map, Value};
 
 /// What every response object of one request shares.
@@ -12,10 +12,12 @@ pub struct Meta {
     pub created: u64,
     pub model: String,
     pub endpoint: Endpoint,
+    /// The request asked for log-probabilities.
+    pub logprobs: bool,
 }
 
 impl Meta {
-    pub fn new(endpoint: Endpoint, model: &str) -> Self {
+    pub fn new(endpoint: Endpoint, model: &str, logprobs: bool) -> Self {
         use std::sync::atomic::{AtomicU64, Ordering};
         static NEXT: AtomicU64 = AtomicU64::new(1);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
@@ -29,6 +31,7 @@ impl Meta {
             created,
             model: model.to_string(),
             endpoint,
+            logprobs,
         }
     }
 
@@ -54,17 +57,18 @@ impl Meta {
     /// The whole answer of a non-streamed request.
     pub fn response(&self, c: &Completion) -> Value {
         let reason = wire::finish_reason(c.finish_reason);
+        let logprobs = self.logprobs_object(&c.logprobs, 0);
         let choice = match self.endpoint {
             Endpoint::Chat => json!({
                 "index": 0,
                 "message": {"role": "assistant", "content": c.text},
-                "logprobs": null,
+                "logprobs": logprobs,
                 "finish_reason": reason,
             }),
             Endpoint::Completions => json!({
                 "index": 0,
                 "text": c.text,
-                "logprobs": null,
+                "logprobs": logprobs,
                 "finish_reason": reason,
             }),
         };
@@ -83,13 +87,16 @@ impl Meta {
         })
     }
 
-    pub fn text_chunk(&self, text: &str) -> Value {
+    /// A piece of the output; `offset` is where it starts in the whole text (in characters,
+    /// for the completions endpoint's `text_offset`).
+    pub fn text_chunk(&self, text: &str, logprobs: &[TokenLogprob], offset: usize) -> Value {
+        let logprobs = self.logprobs_object(logprobs, offset);
         let choice = match self.endpoint {
             Endpoint::Chat => {
-                json!({"index": 0, "delta": {"content": text}, "logprobs": null, "finish_reason": null})
+                json!({"index": 0, "delta": {"content": text}, "logprobs": logprobs, "finish_reason": null})
             }
             Endpoint::Completions => {
-                json!({"index": 0, "text": text, "logprobs": null, "finish_reason": null})
+                json!({"index": 0, "text": text, "logprobs": logprobs, "finish_reason": null})
             }
         };
         Value::Object(self.envelope(true, json!([choice])))
@@ -113,6 +120,57 @@ impl Meta {
         let mut m = self.envelope(true, json!([]));
         m.insert("usage".into(), usage(c));
         Value::Object(m)
+    }
+}
+
+impl Meta {
+    /// A choice's `logprobs`: null unless asked for; chat's `{content: [...]}` or the
+    /// completions endpoint's parallel arrays.
+    fn logprobs_object(&self, tokens: &[TokenLogprob], offset: usize) -> Value {
+        if !self.logprobs {
+            return Value::Null;
+        }
+        match self.endpoint {
+            Endpoint::Chat => {
+                let content: Vec<Value> = tokens
+                    .iter()
+                    .map(|t| {
+                        let top: Vec<Value> = t
+                            .top
+                            .iter()
+                            .map(|a| json!({"token": a.text, "logprob": a.logprob, "bytes": a.bytes}))
+                            .collect();
+                        json!({"token": t.text, "logprob": t.logprob, "bytes": t.bytes, "top_logprobs": top})
+                    })
+                    .collect();
+                json!({"content": content, "refusal": null})
+            }
+            Endpoint::Completions => {
+                let mut offsets = Vec::with_capacity(tokens.len());
+                let mut at = offset;
+                for t in tokens {
+                    offsets.push(at);
+                    at += t.text.chars().count();
+                }
+                let top: Vec<Value> = tokens
+                    .iter()
+                    .map(|t| {
+                        let m: Map<String, Value> = t
+                            .top
+                            .iter()
+                            .map(|a| (a.text.clone(), json!(a.logprob)))
+                            .collect();
+                        Value::Object(m)
+                    })
+                    .collect();
+                json!({
+                    "tokens": tokens.iter().map(|t| &t.text).collect::<Vec<_>>(),
+                    "token_logprobs": tokens.iter().map(|t| t.logprob).collect::<Vec<_>>(),
+                    "top_logprobs": top,
+                    "text_offset": offsets,
+                })
+            }
+        }
     }
 }
 
