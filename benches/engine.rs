@@ -197,7 +197,7 @@ fn bench_generation(bencher: divan::Bencher, grammar: Option<Grammar>) {
     };
     let mut run = || {
         // The prompt stays cached: only its last token is fed again.
-        m.generate(&prompt, &params, &mut |_, _| true)
+        m.generate(&prompt, &params, &mut |_| true)
             .expect("generate")
             .tokens
             .len()

@@ -143,7 +143,7 @@ fn default_model_batched_greedy_equals_generate() {
             let ids = model.tokenizer().encode(&text, false).unwrap();
             model.reset();
             model
-                .generate(&ids, &t.params, &mut |_, _| true)
+                .generate(&ids, &t.params, &mut |_| true)
                 .unwrap()
                 .tokens
         })

@@ -77,7 +77,7 @@ fn check_model(arch: &str, path: &std::path::Path) {
         sampling: SamplingParams::greedy(),
         ..Default::default()
     };
-    let out = model.generate(&prompt, &params, &mut |_, _| true).unwrap();
+    let out = model.generate(&prompt, &params, &mut |_| true).unwrap();
     assert_eq!(out.tokens, greedy, "{arch}: greedy tokens");
 }
 

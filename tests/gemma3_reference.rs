@@ -20,10 +20,7 @@ fn gemma3_gguf_follows_transformers_greedy() {
             sampling: SamplingParams::greedy(),
             ..Default::default()
         };
-        let got = model
-            .generate(&ids, &params, &mut |_, _| true)
-            .unwrap()
-            .tokens;
+        let got = model.generate(&ids, &params, &mut |_| true).unwrap().tokens;
         // SentencePiece pieces and byte fallback, streamed a token at a time as generation
         // does, end at the whole decode.
         let all: Vec<u32> = ids.iter().chain(&got).copied().collect();
@@ -91,9 +88,7 @@ fn gemma3_constrained_outputs_match_their_grammar() {
             ..Default::default()
         };
         let out = model
-            .generate(&ids, &params(GrammarKind::Regex(rx.into())), &mut |_, _| {
-                true
-            })
+            .generate(&ids, &params(GrammarKind::Regex(rx.into())), &mut |_| true)
             .unwrap();
         let t = out.text.as_bytes();
         assert_eq!(out.finish_reason, FinishReason::Stop, "{:?}", out.text);
@@ -106,7 +101,7 @@ fn gemma3_constrained_outputs_match_their_grammar() {
             .generate(
                 &ids,
                 &params(GrammarKind::JsonSchema(schema.clone())),
-                &mut |_, _| true,
+                &mut |_| true,
             )
             .unwrap();
         let v: serde_json::Value = serde_json::from_str(&out.text).unwrap();

@@ -18,7 +18,7 @@ fn greedy(model: &mut Model, prompt: &[u32], max_tokens: usize) -> candor_engine
         sampling: SamplingParams::greedy(),
         ..Default::default()
     };
-    model.generate(prompt, &params, &mut |_, _| true).unwrap()
+    model.generate(prompt, &params, &mut |_| true).unwrap()
 }
 
 #[test]
@@ -307,7 +307,7 @@ fn f32_safetensors_greedy_and_logits_match_transformers() {
         ..Default::default()
     };
     let out = model
-        .generate(&as_u32s(&last["prompt_ids"]), &params, &mut |_, _| true)
+        .generate(&as_u32s(&last["prompt_ids"]), &params, &mut |_| true)
         .unwrap();
     let lp = &out.logprobs[0];
     assert_eq!(lp.token, last["argmax"].as_u64().unwrap() as u32);
@@ -341,4 +341,50 @@ fn f32_perplexity_is_within_a_thousandth_of_transformers() {
         "perplexity {} vs transformers {want} (relative {rel})",
         got.perplexity
     );
+}
+
+/// Every family's call format compiles to a grammar, and under `required` the default model's
+/// output parses back into calls whose arguments the schema allows.
+#[test]
+fn tool_call_grammars_of_every_family_hold() {
+    use candor_engine::tools::parse_calls;
+    use candor_engine::{Tool, ToolChoice, ToolFormat, Tools};
+    let mut model = load_default();
+    let tools = |choice| Tools {
+        tools: vec![Tool {
+            name: "get_weather".into(),
+            description: Some("The current weather in a city".into()),
+            parameters: serde_json::json!({"type": "object",
+                "properties": {"city": {"type": "string", "maxLength": 30}},
+                "required": ["city"], "additionalProperties": false}),
+        }],
+        choice,
+        parallel: false,
+    };
+    let prompt = model
+        .tokenizer()
+        .encode("The weather in Paris, as a function call:", false)
+        .unwrap();
+    for format in [ToolFormat::Hermes, ToolFormat::Llama3, ToolFormat::Mistral] {
+        let auto = tools(ToolChoice::Auto).grammar(format).unwrap().unwrap();
+        auto.check(model.tokenizer()).unwrap();
+        let required = tools(ToolChoice::Required);
+        let params = GenerateParams {
+            max_tokens: 80,
+            sampling: SamplingParams::greedy(),
+            grammar: required.grammar(format).unwrap(),
+            ..Default::default()
+        };
+        let out = model.generate(&prompt, &params, &mut |_| true).unwrap();
+        assert_eq!(
+            out.finish_reason,
+            FinishReason::Stop,
+            "{format:?}: {:?}",
+            out.text
+        );
+        let (_, calls) = parse_calls(format, &out.text, &required);
+        assert_eq!(calls.len(), 1, "{format:?}: {:?}", out.text);
+        let city = calls[0].function.arguments["city"].as_str().unwrap();
+        assert!(city.chars().count() <= 30, "{format:?}: {city:?}");
+    }
 }

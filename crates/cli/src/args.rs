@@ -221,6 +221,9 @@ pub struct RunArgs {
     pub json: bool,
     #[command(flatten)]
     pub grammar: GrammarArgs,
+    /// With --chat, leave out a thinking model's reasoning (shown dimmed otherwise).
+    #[arg(long)]
+    pub hide_thinking: bool,
     /// With --json: each generated token's log-probability and this many likeliest
     /// alternatives (0-20).
     #[arg(long, value_name = "N", requires = "json", value_parser = clap::value_parser!(u8).range(0..=20))]
@@ -250,6 +253,9 @@ pub struct ChatArgs {
     pub sampling: SamplingArgs,
     #[arg(long)]
     pub system: Option<String>,
+    /// Leave out a thinking model's reasoning (shown dimmed otherwise).
+    #[arg(long)]
+    pub hide_thinking: bool,
 }
 
 #[derive(Args, Debug)]

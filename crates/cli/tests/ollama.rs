@@ -2,7 +2,7 @@
 //! `ollama` Python client (crates/cli/tests/ollama_client.py): chat and generate, streamed and
 //! not, equal to the OpenAI route's greedy answer; list, show and ps with the verified digest and
 //! provenance; the refused store routes; unknown models; `format` (JSON, a schema) constrained;
-//! unsupported `tools` and `think`; each route's JSON against Ollama's documented examples; and the API key.
+//! `think` accepted; unsupported `tools`; each route's JSON against Ollama's documented examples; and the API key.
 //!
 //! The Python comes from CANDOR_TEST_PYTHON (default python3) and needs `ollama` and `httpx`.
 //! Without them these tests are skipped locally, but fail when CI=true.

@@ -6,6 +6,7 @@ Run by crates/cli/tests/serve.rs, one scenario per call:
     openai_client.py check
     openai_client.py functional --base-url URL --model ID
     openai_client.py structured --base-url URL --model ID
+    openai_client.py tools      --base-url URL --model ID
     openai_client.py auth       --base-url URL --model ID --api-key KEY
     openai_client.py queue      --base-url URL --model ID        (server run with --parallel 1 --queue-size 1)
     openai_client.py shutdown   --base-url URL --model ID --pid PID
@@ -367,6 +368,116 @@ def structured(args):
     expect_status(lambda: c.chat.completions.create(model=m, messages=msgs, max_tokens=2, logprobs=True, top_logprobs=21), 400, param="top_logprobs", what="top_logprobs 21")
     log("ok: logprobs")
 
+    # Reasoning: `<think>…</think>` comes apart into reasoning_content (forced here by a grammar,
+    # as SmolLM2 does not think; "deepseek" splits whatever the template).
+    think = 'start: "<think>" /[a-z]{2,8}( [a-z]{2,8}){0,5}/ "</think>" /[A-Z][a-z]{1,8}( [a-z]{2,8}){0,5}\\./'
+    kw = dict(model=m, messages=[{"role": "user", "content": "Is the sky blue?"}], temperature=0, max_tokens=60)
+    r = c.chat.completions.create(extra_body={"grammar": think, "reasoning_format": "deepseek"}, **kw)
+    msg = r.choices[0].message
+    reasoning = getattr(msg, "reasoning_content", None)
+    check(reasoning and msg.content and "<think>" not in msg.content + reasoning and "</think>" not in msg.content + reasoning, f"split: {msg}")
+    raw = c.chat.completions.create(extra_body={"grammar": think, "reasoning_format": "none"}, **kw).choices[0].message
+    check(raw.content == f"<think>{reasoning}</think>{msg.content}" and getattr(raw, "reasoning_content", None) is None, f"none: {raw}")
+    parts = {"reasoning_content": [], "content": []}
+    for chunk in c.chat.completions.create(extra_body={"grammar": think, "reasoning_format": "deepseek"}, stream=True, **kw):
+        for ch in chunk.choices:
+            for k in parts:
+                if getattr(ch.delta, k, None):
+                    parts[k].append(getattr(ch.delta, k))
+    check("".join(parts["reasoning_content"]) == reasoning and "".join(parts["content"]) == msg.content, f"streamed: {parts}")
+    expect_status(lambda: c.chat.completions.create(extra_body={"reasoning_format": "maybe"}, **kw), 400, param="reasoning_format", what="unknown reasoning format")
+    log(f"ok: reasoning {reasoning!r} / answer {msg.content!r}")
+
+
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The current weather in a city",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string", "maxLength": 40}, "unit": {"enum": ["celsius", "fahrenheit"]}},
+            "required": ["city", "unit"],
+            "additionalProperties": False,
+        },
+    },
+}
+
+
+def stream_calls(stream):
+    """Content, tool calls (as dicts) and finish reason of a streamed chat completion."""
+    text, calls, finish = [], {}, None
+    for chunk in stream:
+        for c in chunk.choices:
+            if c.delta.content:
+                text.append(c.delta.content)
+            for t in c.delta.tool_calls or []:
+                call = calls.setdefault(t.index, {"id": "", "name": "", "arguments": ""})
+                call["id"] += t.id or ""
+                call["name"] += (t.function and t.function.name) or ""
+                call["arguments"] += (t.function and t.function.arguments) or ""
+            if c.finish_reason:
+                finish = c.finish_reason
+    return "".join(text), [calls[i] for i in sorted(calls)], finish
+
+
+def tools(args):
+    """An agent loop with the official client: the model calls the tool (required, so even a
+    135M model's call is valid), gets the result and answers (auto), streamed and not."""
+    c = client(args)
+    m = args.model
+    question = {"role": "user", "content": "What is the weather in Paris?"}
+
+    def valid(name, arguments):
+        a = json.loads(arguments)
+        check(name == "get_weather" and set(a) == {"city", "unit"}, f"call: {name} {a}")
+        check(isinstance(a["city"], str) and len(a["city"]) <= 40 and a["unit"] in ("celsius", "fahrenheit"), f"arguments: {a}")
+        return a
+
+    for stream in (False, True):
+        kw = dict(model=m, tools=[WEATHER_TOOL], temperature=0, max_tokens=120)
+        if stream:
+            _, calls, finish = stream_calls(c.chat.completions.create(messages=[question], tool_choice="required", stream=True, **kw))
+        else:
+            r = c.chat.completions.create(messages=[question], tool_choice="required", **kw)
+            finish = r.choices[0].finish_reason
+            calls = [{"id": t.id, "name": t.function.name, "arguments": t.function.arguments} for t in r.choices[0].message.tool_calls or []]
+        check(finish == "tool_calls" and calls, f"required: finish {finish}, calls {calls}")
+        for call in calls:
+            valid(call["name"], call["arguments"])
+            check(call["id"].startswith("call_"), f"call id: {call}")
+        history = [
+            question,
+            {"role": "assistant", "content": None, "tool_calls": [
+                {"id": t["id"], "type": "function", "function": {"name": t["name"], "arguments": t["arguments"]}} for t in calls]},
+        ] + [{"role": "tool", "tool_call_id": t["id"], "content": json.dumps({"temperature": 18, "sky": "cloudy"})} for t in calls]
+        if stream:
+            text, again, finish = stream_calls(c.chat.completions.create(messages=history, tool_choice="auto", stream=True, **kw))
+        else:
+            r = c.chat.completions.create(messages=history, tool_choice="auto", **kw)
+            text, finish = r.choices[0].message.content or "", r.choices[0].finish_reason
+            again = [{"name": t.function.name, "arguments": t.function.arguments} for t in r.choices[0].message.tool_calls or []]
+        # Under auto the model may answer or call again; a call is valid either way.
+        check(finish in ("stop", "length", "tool_calls"), f"auto: finish {finish}")
+        check(bool(text) or bool(again), "auto: an answer or a call")
+        for call in again:
+            valid(call["name"], call["arguments"])
+        log(f"ok: agent loop ({'streamed' if stream else 'whole'}): {calls[0]['arguments']} -> {text[:80]!r} {len(again)} more calls")
+
+    # A named function; `none` keeps the tools out of the answer.
+    r = c.chat.completions.create(model=m, messages=[question], tools=[WEATHER_TOOL], tool_choice={"type": "function", "function": {"name": "get_weather"}}, temperature=0.8, seed=3, max_tokens=120, parallel_tool_calls=False)
+    calls = r.choices[0].message.tool_calls
+    check(r.choices[0].finish_reason == "tool_calls" and len(calls) == 1, f"named, one call: {r.choices[0]}")
+    valid(calls[0].function.name, calls[0].function.arguments)
+    r = c.chat.completions.create(model=m, messages=[question], tools=[WEATHER_TOOL], tool_choice="none", temperature=0, max_tokens=30)
+    check(not r.choices[0].message.tool_calls and r.choices[0].message.content, f"none: {r.choices[0]}")
+
+    bad = dict(WEATHER_TOOL, function=dict(WEATHER_TOOL["function"], name="get weather"))
+    expect_status(lambda: c.chat.completions.create(model=m, messages=[question], tools=[bad], max_tokens=5), 400, param="tools[0].function.name", what="bad tool name")
+    expect_status(lambda: c.chat.completions.create(model=m, messages=[question], tools=[WEATHER_TOOL], tool_choice={"type": "function", "function": {"name": "launch"}}, max_tokens=5), 400, param="tool_choice", what="unknown function")
+    expect_status(lambda: c.chat.completions.create(model=m, messages=[question], tool_choice="required", max_tokens=5), 400, param="tool_choice", what="required without tools")
+    log("ok: tool_choice named and none, refusals")
+
 
 def auth(args):
     import httpx
@@ -618,7 +729,7 @@ def check_metrics(args, requests, tokens):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("scenario", choices=["check", "functional", "structured", "auth", "queue", "shutdown", "load"])
+    ap.add_argument("scenario", choices=["check", "functional", "structured", "tools", "auth", "queue", "shutdown", "load"])
     ap.add_argument("--base-url")
     ap.add_argument("--model")
     ap.add_argument("--api-key")

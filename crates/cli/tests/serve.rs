@@ -1,7 +1,8 @@
 //! `candor serve` on the real default model, driven on loopback by the official `openai` Python
 //! client (crates/cli/tests/openai_client.py): chat, streaming, completions, the models list with
 //! provenance, invalid requests, a client leaving mid-stream, structured outputs (the client's
-//! `parse()` with a Pydantic model, regex and Lark extensions) and log-probabilities, the API key,
+//! `parse()` with a Pydantic model, regex and Lark extensions), log-probabilities, an agent loop
+//! with tool calls (`required`, `auto`, a named function, `none`; streamed and not), the API key,
 //! a full queue, SIGTERM, and a bounded load test whose latency percentiles and peak RSS are printed.
 //!
 //! The Python comes from CANDOR_TEST_PYTHON (default python3) and needs `openai` and `httpx`.
@@ -54,6 +55,16 @@ fn serve_constrains_outputs_and_reports_logprobs() {
     let Some(py) = py() else { return };
     let server = Server::start(&[]);
     let o = client(&server, &py, "structured", &[]);
+    eprintln!("{}", text(&o.stdout));
+}
+
+#[test]
+fn serve_runs_an_agent_loop_with_tool_calls() {
+    let _g = serial();
+    pulled(MODEL);
+    let Some(py) = py() else { return };
+    let server = Server::start(&[]);
+    let o = client(&server, &py, "tools", &[]);
     eprintln!("{}", text(&o.stdout));
 }
 

@@ -12,10 +12,16 @@ pub const MAX_TEMPLATE_BYTES: usize = 256 * 1024;
 /// Instructions a render may execute; real templates need a few thousand per message.
 const FUEL: u64 = 2_000_000;
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct Message {
     pub role: String,
     pub content: String,
+    /// The calls an assistant turn made (as transformers' templates read them).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
+    /// On a `tool` turn: the call it answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
 }
 
 impl Message {
@@ -23,6 +29,33 @@ impl Message {
         Self {
             role: role.to_string(),
             content: content.into(),
+            ..Default::default()
+        }
+    }
+}
+
+/// A function call in an assistant turn: `{"id", "type": "function", "function": {"name",
+/// "arguments"}}`, the arguments as a JSON value (templates write them with `tojson`).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ToolCall {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub function: FunctionCall,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct FunctionCall {
+    pub name: String,
+    pub arguments: serde_json::Value,
+}
+
+impl ToolCall {
+    pub fn new(id: String, name: String, arguments: serde_json::Value) -> Self {
+        Self {
+            id,
+            kind: "function",
+            function: FunctionCall { name, arguments },
         }
     }
 }
@@ -82,6 +115,7 @@ impl ChatTemplate {
                 })
             },
         );
+        env.add_filter("tojson", tojson);
         env.add_template_owned("chat", without_generation_tags(&self.source).into_owned())
             .map_err(|e| Error::ChatTemplate(format!("the template does not compile: {e}")))?;
         Ok(env)
@@ -89,17 +123,105 @@ impl ChatTemplate {
 
     /// Renders `messages`, ending with the assistant's turn header when `add_generation_prompt`.
     pub fn render(&self, messages: &[Message], add_generation_prompt: bool) -> Result<String> {
+        self.render_with_tools(messages, None, add_generation_prompt)
+    }
+
+    /// Whether the template reads a `tools` variable (renders tool definitions itself).
+    pub fn takes_tools(&self) -> bool {
+        self.source.contains("tools")
+    }
+
+    /// Renders `messages` with `tools` (OpenAI's `{"type": "function", "function": ...}`
+    /// objects) in the template's `tools` variable.
+    pub fn render_with_tools(
+        &self,
+        messages: &[Message],
+        tools: Option<&[serde_json::Value]>,
+        add_generation_prompt: bool,
+    ) -> Result<String> {
         let env = self.env()?;
         let tmpl = env
             .get_template("chat")
             .map_err(|e| Error::ChatTemplate(e.to_string()))?;
         tmpl.render(minijinja::context! {
             messages => messages,
+            tools => tools,
             add_generation_prompt => add_generation_prompt,
             bos_token => self.bos_token,
             eos_token => self.eos_token,
         })
         .map_err(|e| Error::ChatTemplate(format!("rendering failed: {e}")))
+    }
+}
+
+/// transformers' `tojson`, which is Python's `json.dumps`: `", "` and `": "` between items
+/// (minijinja's own is compact), non-ASCII as it is, `indent` for pretty output. Tool calls and
+/// tool definitions render as the model saw them in training.
+fn tojson(
+    value: minijinja::Value,
+    kwargs: minijinja::value::Kwargs,
+) -> std::result::Result<minijinja::Value, minijinja::Error> {
+    let indent: Option<usize> = kwargs.get("indent")?;
+    kwargs.assert_all_used()?;
+    let mut out = Vec::new();
+    let written = match indent {
+        Some(n) => {
+            let pad = vec![b' '; n];
+            let f = serde_json::ser::PrettyFormatter::with_indent(&pad);
+            value.serialize(&mut serde_json::Serializer::with_formatter(&mut out, f))
+        }
+        None => value.serialize(&mut serde_json::Serializer::with_formatter(
+            &mut out, Spaced,
+        )),
+    };
+    written.map_err(|e| {
+        minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e.to_string())
+    })?;
+    let text = String::from_utf8(out).expect("serde_json writes UTF-8");
+    Ok(minijinja::Value::from_safe_string(text))
+}
+
+/// `value` as Python's `json.dumps` writes it, as the fallback tool prompt shows JSON.
+pub(crate) fn python_json(value: &serde_json::Value) -> String {
+    let mut out = Vec::new();
+    value
+        .serialize(&mut serde_json::Serializer::with_formatter(
+            &mut out, Spaced,
+        ))
+        .expect("a JSON value serializes");
+    String::from_utf8(out).expect("serde_json writes UTF-8")
+}
+
+/// Python's default JSON separators.
+struct Spaced;
+
+impl serde_json::ser::Formatter for Spaced {
+    fn begin_array_value<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        if first {
+            Ok(())
+        } else {
+            w.write_all(b", ")
+        }
+    }
+
+    fn begin_object_key<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        if first {
+            Ok(())
+        } else {
+            w.write_all(b", ")
+        }
+    }
+
+    fn begin_object_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        w.write_all(b": ")
     }
 }
 

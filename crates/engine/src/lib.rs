@@ -3,6 +3,7 @@
 //! - [`model`]: loading a model from the verifier's handles, and the forward pass entry point.
 //! - [`generate`]: streaming text generation with stop conditions.
 //! - [`grammar`]: constrained decoding (JSON Schema, regex, Lark) with llguidance.
+//! - [`tools`]: tool definitions in the prompt, calls constrained and parsed per model family.
 //! - [`perplexity`]: scoring a text.
 //! - [`sampling`]: choosing tokens from logits.
 //! - [`sequence`]: one sequence's tokens and KV cache; several share a forward pass.
@@ -31,15 +32,19 @@ pub mod sampling;
 pub mod sequence;
 pub mod serving;
 pub mod tokenizer;
+pub mod tools;
 mod weights;
 
-pub use chat::{ChatTemplate, Message};
+pub use chat::{ChatTemplate, FunctionCall, Message, ToolCall};
 pub use config::{Architecture, ModelConfig};
 pub use error::{Error, ErrorKind, Result};
-pub use generate::{Completion, FinishReason, GenerateParams, TokenLogprob, TopLogprob};
+pub use generate::{
+    Completion, FinishReason, GenerateParams, Piece, Reasoning, TokenLogprob, TopLogprob,
+};
 pub use grammar::{Grammar, GrammarKind};
 pub use kernels::instruction_sets as kernel_instruction_sets;
 pub use model::{DeviceKind, LoadOptions, LoadedModelInfo, Model};
 pub use perplexity::Perplexity;
 pub use sampling::SamplingParams;
 pub use sequence::{SeqStep, Sequence};
+pub use tools::{Tool, ToolChoice, ToolFormat, Tools};

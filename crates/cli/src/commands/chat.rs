@@ -2,12 +2,13 @@
 //! turn; the engine reuses the cached prefix, so only the new turn is processed.
 
 use crate::args::ChatArgs;
+use crate::commands::print::Printer;
 use crate::commands::run::generate_params;
 use crate::home::Home;
 use crate::load::load;
 use anyhow::Result;
-use candor_engine::Message;
-use std::io::{BufRead, IsTerminal, Write};
+use candor_engine::{GenerateParams, Message, Reasoning};
+use std::io::{BufRead, IsTerminal};
 
 const HELP: &str =
     "commands: /reset (forget the conversation), /system TEXT (set the system prompt), /exit";
@@ -79,16 +80,16 @@ pub fn run(home: &Home, args: &ChatArgs) -> Result<()> {
             messages.push(Message::new("system", s.as_str()));
         }
         messages.extend(turns.iter().cloned());
-        let ids = model
-            .tokenizer()
-            .encode(&template.render(&messages, true)?, false)?;
-        let mut stdout = std::io::stdout().lock();
-        let completion = model.generate(&ids, &params, &mut |piece, _| {
-            stdout
-                .write_all(piece.as_bytes())
-                .and_then(|_| stdout.flush())
-                .is_ok()
-        });
+        let text = template.render(&messages, true)?;
+        let ids = model.tokenizer().encode(&text, false)?;
+        let params = GenerateParams {
+            reasoning: Reasoning::Auto.resolve(Some(&template), &text),
+            ..params.clone()
+        };
+        let stdout = std::io::stdout();
+        let terminal = stdout.is_terminal();
+        let mut printer = Printer::new(stdout.lock(), args.hide_thinking, terminal);
+        let completion = model.generate(&ids, &params, &mut |piece| printer.piece(piece).is_ok());
         let completion = match completion {
             Ok(c) => c,
             Err(e) => {
@@ -96,7 +97,7 @@ pub fn run(home: &Home, args: &ChatArgs) -> Result<()> {
                 return Err(e.into());
             }
         };
-        writeln!(stdout)?;
+        printer.end()?;
         eprintln!(
             "candor: {} tokens, {:.1} tok/s (prompt: {} new of {} tokens, {:.1} tok/s)",
             completion.tokens.len(),

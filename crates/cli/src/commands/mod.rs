@@ -8,6 +8,7 @@ pub mod list;
 pub mod man;
 pub mod manifest;
 pub mod perplexity;
+pub mod print;
 pub mod pull;
 pub mod run;
 pub mod serve;

@@ -1,12 +1,13 @@
 //! `candor run`: complete one prompt, streaming the text to stdout.
 
 use crate::args::{GrammarArgs, RunArgs, SamplingArgs};
+use crate::commands::print::Printer;
 use crate::error::CliError;
 use crate::home::Home;
 use crate::load::load;
 use anyhow::{Context, Result};
-use candor_engine::{GenerateParams, Grammar, GrammarKind, Message, SamplingParams};
-use std::io::{IsTerminal, Read, Write};
+use candor_engine::{GenerateParams, Grammar, GrammarKind, Message, Reasoning, SamplingParams};
+use std::io::{IsTerminal, Read};
 use std::path::Path;
 
 pub fn generate_params(s: &SamplingArgs) -> GenerateParams {
@@ -81,34 +82,33 @@ pub fn run(home: &Home, args: &RunArgs) -> Result<()> {
     }
     let mut loaded = load(home, &args.model)?;
     let model = &mut loaded.model;
-    let ids = if args.chat {
+    let (ids, reasoning) = if args.chat {
         let mut messages = Vec::new();
         if let Some(s) = &args.system {
             messages.push(Message::new("system", s.as_str()));
         }
         messages.push(Message::new("user", prompt.as_str()));
-        let text = model.chat_template()?.render(&messages, true)?;
+        let template = model.chat_template()?;
+        let text = template.render(&messages, true)?;
+        let reasoning = Reasoning::Auto.resolve(Some(template), &text);
         // The template writes any BOS itself.
-        model.tokenizer().encode(&text, false)?
+        (model.tokenizer().encode(&text, false)?, reasoning)
     } else {
-        model.tokenizer().encode(&prompt, true)?
+        (model.tokenizer().encode(&prompt, true)?, Reasoning::Off)
     };
     let params = GenerateParams {
         grammar: grammar(&args.grammar)?,
         logprobs: args.logprobs.map(usize::from),
+        reasoning,
         ..generate_params(&args.sampling)
     };
-    let mut stdout = std::io::stdout().lock();
+    let stdout = std::io::stdout();
+    let terminal = stdout.is_terminal();
+    let mut printer = Printer::new(stdout.lock(), args.hide_thinking, terminal);
     let json = args.json;
-    let completion = model.generate(&ids, &params, &mut |piece, _| {
-        if !json {
-            // A closed pipe (`| head`) ends generation instead of failing it.
-            return stdout
-                .write_all(piece.as_bytes())
-                .and_then(|_| stdout.flush())
-                .is_ok();
-        }
-        true
+    // A closed pipe (`| head`) ends generation instead of failing it.
+    let completion = model.generate(&ids, &params, &mut |piece| {
+        json || printer.piece(piece).is_ok()
     })?;
     if json {
         let mut out = serde_json::json!({
@@ -118,6 +118,7 @@ pub fn run(home: &Home, args: &RunArgs) -> Result<()> {
             "prompt_tokens": completion.prompt_tokens,
             "generated_tokens": completion.tokens.len(),
             "tokens": completion.tokens,
+            "reasoning": completion.reasoning,
             "prompt_tokens_per_second": completion.prompt_tokens_per_second(),
             "tokens_per_second": completion.tokens_per_second(),
             "verify_ms": loaded.verify_time.as_secs_f64() * 1e3,
@@ -129,7 +130,7 @@ pub fn run(home: &Home, args: &RunArgs) -> Result<()> {
         }
         println!("{out}");
     } else {
-        let _ = writeln!(stdout);
+        let _ = printer.end();
         eprintln!(
             "candor: prompt {} tokens ({:.1} tok/s), generated {} tokens ({:.1} tok/s), stop: {:?}",
             completion.prompt_tokens,

@@ -10,7 +10,7 @@
 pub mod metrics;
 mod scheduler;
 
-use crate::{Completion, GenerateParams, Message, Model, TokenLogprob};
+use crate::{Completion, GenerateParams, Message, Model, TokenLogprob, ToolFormat};
 use metrics::Metrics;
 pub use metrics::{Histogram, StatsSnapshot, LATENCY_BUCKETS};
 pub use scheduler::Batching;
@@ -53,10 +53,11 @@ pub enum Event {
     Started {
         prompt: Vec<u32>,
     },
-    /// A piece of the output, and the log-probabilities of the tokens behind it when the
-    /// request asked for them.
+    /// A piece of the output (of a thinking model's reasoning, or of its answer), and the
+    /// log-probabilities of the tokens behind it when the request asked for them.
     Text {
         text: String,
+        reasoning: bool,
         logprobs: Vec<TokenLogprob>,
     },
     Done(Completion),
@@ -191,9 +192,30 @@ pub(super) fn prepare(
     task: &Task,
 ) -> Result<(Vec<u32>, GenerateParams), ServeError> {
     let continued = !task.context.is_empty();
+    let mut params = task.params.clone();
     let mut ids = match &task.input {
         Input::Chat(messages) => {
-            let text = model.chat_template()?.render(messages, true)?;
+            let template = model.chat_template()?;
+            let text = match &params.tools {
+                Some(tools) => {
+                    let format = ToolFormat::of(template);
+                    if let Some(g) = tools.grammar(format)? {
+                        if params.grammar.is_some() {
+                            return Err(crate::Error::InvalidOption(
+                                "a response format and tool calls cannot both constrain one \
+                                 answer; leave one out (or send tool_choice \"none\")"
+                                    .into(),
+                            )
+                            .into());
+                        }
+                        params.grammar = Some(g);
+                    }
+                    params.tool_format = Some(format);
+                    tools.render(template, messages)?
+                }
+                None => template.render(messages, true)?,
+            };
+            params.reasoning = params.reasoning.resolve(Some(template), &text);
             // The template writes any BOS itself; a continuation already has one.
             let text = match model.tokenizer().bos() {
                 Some(bos) if continued => text.strip_prefix(bos).unwrap_or(&text).to_string(),
@@ -201,7 +223,13 @@ pub(super) fn prepare(
             };
             model.tokenizer().encode(&text, false)?
         }
-        Input::Text(text) => model.tokenizer().encode(text, !continued)?,
+        Input::Text(_) | Input::Tokens(_) if params.tools.is_some() => {
+            return Err(crate::Error::InvalidOption("tools need a chat conversation".into()).into())
+        }
+        Input::Text(text) => {
+            params.reasoning = params.reasoning.resolve(None, text);
+            model.tokenizer().encode(text, !continued)?
+        }
         Input::Tokens(ids) => ids.clone(),
     };
     if continued {
@@ -228,7 +256,6 @@ pub(super) fn prepare(
         }
         .into());
     }
-    let mut params = task.params.clone();
     if task.ctx_limit.is_some() {
         // The prompt and every generated token but the last take a place in the window.
         params.max_tokens = params.max_tokens.min(ctx - ids.len() + 1);

@@ -11,7 +11,7 @@
 use super::metrics::Metrics;
 use super::{prepare, Event, Job, ServeError};
 use crate::generate::{reusable_prefix, Generation, Next};
-use crate::{FinishReason, Model, SeqStep, Sequence, TokenLogprob};
+use crate::{FinishReason, Model, Piece, SeqStep, Sequence};
 use candle_core::Tensor;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -415,18 +415,16 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 
 /// Where a request's text goes: streamed as events, or only checked for a caller that left.
 /// False (cancel) once the caller is gone or the server stops.
-fn on_text<'j>(
-    job: &'j Job,
-    cancel: &'j AtomicBool,
-) -> impl FnMut(&str, &[TokenLogprob]) -> bool + 'j {
-    move |piece: &str, logprobs: &[TokenLogprob]| {
+fn on_text<'j>(job: &'j Job, cancel: &'j AtomicBool) -> impl FnMut(Piece) -> bool + 'j {
+    move |piece: Piece| {
         if cancel.load(Ordering::Relaxed) {
             return false;
         }
         if job.task.stream {
             let text = Event::Text {
-                text: piece.to_string(),
-                logprobs: logprobs.to_vec(),
+                text: piece.text.to_string(),
+                reasoning: piece.reasoning,
+                logprobs: piece.logprobs.to_vec(),
             };
             job.events.send(text).is_ok()
         } else {

@@ -341,6 +341,7 @@ pub fn random_seed() -> u64 {
 pub fn finish_reason(f: FinishReason) -> &'static str {
     match f {
         FinishReason::Eos | FinishReason::Stop => "stop",
+        FinishReason::ToolCalls => "tool_calls",
         // Cut short: by max_tokens, the context, or a cancellation at shutdown.
         FinishReason::Length | FinishReason::Context | FinishReason::Cancelled => "length",
     }

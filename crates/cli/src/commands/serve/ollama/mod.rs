@@ -180,7 +180,7 @@ async fn infer(
         Ok(ndjson(reply, events))
     } else {
         let c = events.finish().await.map_err(|e| reply.error(e))?;
-        Ok(Json(reply.done(&c, &c.text)).into_response())
+        Ok(Json(reply.done(&c, true)).into_response())
     }
 }
 
@@ -218,14 +218,37 @@ impl Reply {
         m
     }
 
-    fn piece(&self, text: &str) -> Value {
-        Value::Object(self.object(text, false))
+    /// A streamed piece: of the answer, or of a thinking model's reasoning (`thinking`).
+    fn piece(&self, text: &str, reasoning: bool) -> Value {
+        if !reasoning {
+            return Value::Object(self.object(text, false));
+        }
+        let mut m = self.object("", false);
+        self.put_thinking(&mut m, text);
+        Value::Object(m)
     }
 
-    /// The last object: `text` is the whole answer when not streamed, empty when streamed.
-    fn done(&self, c: &Completion, text: &str) -> Value {
+    /// `thinking` beside the answer: in chat's `message`, at the top of generate's object.
+    fn put_thinking(&self, m: &mut Map<String, Value>, thinking: &str) {
+        match (self.endpoint, m.get_mut("message")) {
+            (Endpoint::Chat, Some(Value::Object(msg))) => {
+                msg.insert("thinking".into(), json!(thinking));
+            }
+            _ => {
+                m.insert("thinking".into(), json!(thinking));
+            }
+        }
+    }
+
+    /// The last object: with the whole answer (and any reasoning) when not streamed, with no
+    /// text when streamed.
+    fn done(&self, c: &Completion, whole: bool) -> Value {
+        let text = if whole { c.text.as_str() } else { "" };
         let nanos = |s: f64| (s * 1e9).round() as u64;
         let mut m = self.object(text, true);
+        if let (Some(thinking), true) = (&c.reasoning, whole) {
+            self.put_thinking(&mut m, thinking);
+        }
         m.insert(
             "done_reason".into(),
             json!(wire::finish_reason(c.finish_reason)),
@@ -281,9 +304,11 @@ fn ndjson(reply: Reply, events: Events) -> Response {
             let mut events = events?;
             loop {
                 let (v, more) = match events.recv().await {
-                    Some(Event::Text { text, .. }) => (reply.piece(&text), true),
+                    Some(Event::Text {
+                        text, reasoning, ..
+                    }) => (reply.piece(&text, reasoning), true),
                     Some(Event::Started { .. }) => continue,
-                    Some(Event::Done(c)) => (reply.done(&c, ""), false),
+                    Some(Event::Done(c)) => (reply.done(&c, false), false),
                     Some(Event::Error(e)) => (json!({"error": reply.error(e).message}), false),
                     None => (json!({"error": "the model's worker stopped"}), false),
                 };

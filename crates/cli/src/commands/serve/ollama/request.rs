@@ -1,12 +1,13 @@
 //! Ollama's `/api/chat`, `/api/generate` and `/api/show` bodies, typed and validated into what
 //! the OpenAI routes queue: the same sampling fields, stop strings and limits ([`wire`]), and
 //! errors that name the field; `format` constrains the output as OpenAI's `response_format` does.
-//! What candor cannot honour yet (`tools`, `think`, images, a template of the client's own) is
+//! `think` splits a thinking model's reasoning into `thinking`.
+//! What candor cannot honour yet (`tools`, images, a template of the client's own) is
 //! refused with 400, never ignored; so are unknown fields.
 
 use crate::commands::serve::error::ApiError;
 use crate::commands::serve::wire::{self, List, Sampling};
-use candor_engine::{GenerateParams, Message};
+use candor_engine::{GenerateParams, Message, Reasoning};
 use serde::de::{Deserializer, Error as _};
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -222,6 +223,10 @@ pub fn parse(
     };
     let (mut params, ctx_limit) = options(common.options.unwrap_or_default(), default_max_tokens)?;
     params.grammar = grammar;
+    // Asked to think: a thinking model's reasoning comes apart, in `thinking`.
+    if common.think {
+        params.reasoning = Reasoning::Split { opened: false };
+    }
     let (body, context) = match endpoint {
         Endpoint::Chat => (wire::parse::<ChatFields>(&o)?.validate()?, Vec::new()),
         Endpoint::Generate => wire::parse::<GenerateFields>(&o)?.validate()?,
@@ -238,15 +243,8 @@ pub fn parse(
 }
 
 impl Common {
-    /// `think` and `logprobs` need support candor does not have yet.
+    /// `logprobs` needs support candor's Ollama API does not have yet.
     fn refuse_unsupported(&self) -> Result<(), ApiError> {
-        if self.think {
-            return Err(ApiError::invalid(
-                "think",
-                "thinking is not supported yet: candor has no reasoning support (send false or \
-                 leave it out)",
-            ));
-        }
         if self.logprobs == Some(true) {
             return Err(ApiError::invalid("logprobs", "not supported"));
         }
@@ -436,13 +434,14 @@ impl ChatFields {
 impl ChatMessage {
     fn validate(self, i: usize) -> Result<Message, ApiError> {
         let at = |f: &str| format!("messages[{i}].{f}");
-        if let Some((k, _)) = self.rest.iter().find(|(_, v)| !wire::is_empty(v)) {
+        // An earlier turn's `thinking` is left out, as thinking models' templates do.
+        let given = |(k, v): &(&String, &Value)| k.as_str() != "thinking" && !wire::is_empty(v);
+        if let Some((k, _)) = self.rest.iter().find(given) {
             let why = match k.as_str() {
                 "images" => "images are not supported: candor serves text models",
                 "tool_calls" | "tool_name" | "tool_call_id" => {
                     "tool calling is not supported yet: candor has no tool-call support"
                 }
-                "thinking" => "thinking is not supported yet: candor has no reasoning support",
                 _ => "unknown field",
             };
             return Err(ApiError::invalid(at(k), why));
@@ -537,7 +536,7 @@ mod tests {
     fn parses_chat_with_options() {
         let r = chat(
             r#"{"model":"m:latest","messages":[{"role":"system","content":"be brief"},{"role":"user","content":"hi","images":null}],
-                "stream":false,"keep_alive":"5m","think":false,"format":"","tools":[],
+                "stream":false,"keep_alive":"5m","think":true,"format":"","tools":[],
                 "options":{"temperature":0,"top_k":20,"top_p":0.9,"min_p":0,"repeat_penalty":1.1,"repeat_last_n":-1,
                            "seed":7,"num_predict":12,"stop":["\n"],"num_ctx":1024,"num_thread":4,"typical_p":1.0}}"#,
         )
@@ -551,6 +550,7 @@ mod tests {
             ])
         );
         assert!(!r.stream && !r.unload);
+        assert_eq!(r.params.reasoning, Reasoning::Split { opened: false });
         let s = &r.params.sampling;
         assert_eq!(s.temperature, 0.0);
         assert_eq!(s.top_k, Some(20));
@@ -606,8 +606,6 @@ mod tests {
         for (body, field) in [
             (format!(r#"{{"model":"m",{msg},"format":"xml"}}"#), "format"),
             (format!(r#"{{"model":"m",{msg},"format":3}}"#), "format"),
-            (format!(r#"{{"model":"m",{msg},"think":true}}"#), "think"),
-            (format!(r#"{{"model":"m",{msg},"think":"high"}}"#), "think"),
             (
                 format!(r#"{{"model":"m",{msg},"tools":[{{"type":"function"}}]}}"#),
                 "tools",

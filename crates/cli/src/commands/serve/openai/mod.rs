@@ -3,9 +3,11 @@
 //!
 //! - [`request`]: the request bodies, typed and validated.
 //! - [`response`]: the response objects and stream chunks.
+//! - [`tools`]: tool definitions, calls in the history and in answers.
 
 pub mod request;
 pub mod response;
+pub mod tools;
 
 use super::error::ApiError;
 use super::routes::{self, AppState, ServedModel};
@@ -118,14 +120,21 @@ fn sse(
         async move {
             let (mut events, sent) = state?;
             let mut last = match events.recv().await {
-                Some(Event::Text { text, logprobs }) => {
-                    let chunk = meta.text_chunk(&text, &logprobs, sent);
-                    let sent = sent + text.chars().count();
+                Some(Event::Text {
+                    text,
+                    reasoning,
+                    logprobs,
+                }) => {
+                    let chunk = meta.text_chunk(&text, reasoning, &logprobs, sent);
+                    // `text_offset` counts the answer's characters.
+                    let sent = sent + if reasoning { 0 } else { text.chars().count() };
                     return Some((vec![data(chunk)], Some((events, sent))));
                 }
                 Some(Event::Started { .. }) => return Some((vec![], Some((events, sent)))),
                 Some(Event::Done(c)) => {
-                    let mut v = vec![data(meta.finish_chunk(&c))];
+                    let mut v: Vec<SseEvent> =
+                        meta.tool_calls_chunk(&c).map(data).into_iter().collect();
+                    v.push(data(meta.finish_chunk(&c)));
                     if include_usage {
                         v.push(data(meta.usage_chunk(&c)));
                     }

@@ -6,7 +6,7 @@ use crate::commands::serve::error::ApiError;
 use crate::commands::serve::wire::{self, List, Sampling};
 use candor_engine::generate::MAX_TOP_LOGPROBS;
 use candor_engine::serving::Input;
-use candor_engine::{GenerateParams, Grammar, GrammarKind, Message};
+use candor_engine::{GenerateParams, Grammar, GrammarKind, Message, Reasoning};
 use serde::de::{Deserializer, Error as _, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::Value;
@@ -54,6 +54,15 @@ struct Options {
     echo: Option<Value>,
     #[serde(default, deserialize_with = "wire::any")]
     tools: Option<Value>,
+    #[serde(default, deserialize_with = "wire::any")]
+    tool_choice: Option<Value>,
+    #[serde(default, deserialize_with = "wire::boolean")]
+    parallel_tool_calls: Option<bool>,
+    /// An extension, as in llama.cpp's server: "auto" (default: a thinking template's reasoning
+    /// in `reasoning_content`), "none" (left in `content`), "deepseek" (split whatever the
+    /// template).
+    #[serde(default, deserialize_with = "wire::string")]
+    reasoning_format: Option<String>,
     #[serde(default, deserialize_with = "wire::any")]
     functions: Option<Value>,
     #[serde(default, deserialize_with = "wire::any")]
@@ -108,6 +117,10 @@ struct ChatMessage {
     role: Option<String>,
     #[serde(default)]
     content: Option<Content>,
+    #[serde(default, deserialize_with = "wire::any")]
+    tool_calls: Option<Value>,
+    #[serde(default, deserialize_with = "wire::string")]
+    tool_call_id: Option<String>,
 }
 
 /// A message's content: a string, or an array of text parts, joined.
@@ -180,6 +193,32 @@ impl Options {
         }
         let seed = self.seed.unwrap_or_else(wire::random_seed);
         let (grammar, logprobs) = (self.grammar()?, self.logprobs(endpoint)?);
+        let tools = super::tools::parse(
+            self.tools.as_ref(),
+            self.tool_choice.as_ref(),
+            self.parallel_tool_calls,
+        )?;
+        if tools.is_some() && endpoint == Endpoint::Completions {
+            return Err(ApiError::invalid("tools", "chat completions only"));
+        }
+        let reasoning = match (self.reasoning_format.as_deref(), endpoint) {
+            (None | Some("none"), Endpoint::Completions) => Reasoning::Off,
+            (Some(_), Endpoint::Completions) => {
+                return Err(ApiError::invalid(
+                    "reasoning_format",
+                    "chat completions only",
+                ))
+            }
+            (None | Some("auto"), Endpoint::Chat) => Reasoning::Auto,
+            (Some("none"), Endpoint::Chat) => Reasoning::Off,
+            (Some("deepseek"), Endpoint::Chat) => Reasoning::Split { opened: false },
+            (Some(_), Endpoint::Chat) => {
+                return Err(ApiError::invalid(
+                    "reasoning_format",
+                    "must be \"auto\", \"none\" or \"deepseek\"",
+                ))
+            }
+        };
         Ok(Request {
             model: self.model,
             input,
@@ -189,6 +228,9 @@ impl Options {
                 stop: sampling.stop.0,
                 grammar,
                 logprobs,
+                tools,
+                tool_format: None,
+                reasoning,
             },
             stream: self.stream.unwrap_or(false),
             include_usage: self
@@ -272,8 +314,12 @@ impl Options {
         let fls = |v: &Value| v == &Value::Bool(false);
         wire::off("echo", &self.echo, fls, "not supported")?;
         let empty = |v: &Value| wire::is_empty(v) && (v.is_array() || v.is_object());
-        wire::off("tools", &self.tools, empty, "not supported")?;
-        wire::off("functions", &self.functions, empty, "not supported")?;
+        wire::off(
+            "functions",
+            &self.functions,
+            empty,
+            "not supported (use tools)",
+        )?;
         wire::off("logit_bias", &self.logit_bias, empty, "not supported")?;
         let blank = |v: &Value| v.as_str() == Some("");
         wire::off("suffix", &self.suffix, blank, "not supported")?;
@@ -322,10 +368,11 @@ impl ChatMessage {
             Some("system" | "developer") => "system",
             Some("user") => "user",
             Some("assistant") => "assistant",
+            Some("tool") => "tool",
             Some(r) => {
                 return Err(ApiError::invalid(
                     at("role"),
-                    format!("unsupported role `{r}` (system, developer, user, assistant)"),
+                    format!("unsupported role `{r}` (system, developer, user, assistant, tool)"),
                 ))
             }
             None => return Err(ApiError::invalid(at("role"), "required")),
@@ -335,7 +382,21 @@ impl ChatMessage {
             None if role == "assistant" => String::new(),
             None => return Err(ApiError::invalid(at("content"), "required")),
         };
-        Ok(Message::new(role, content))
+        let tool_calls = match (&self.tool_calls, role) {
+            (None | Some(Value::Null), _) => Vec::new(),
+            (Some(v), "assistant") => super::tools::history_calls(i, v)?,
+            (Some(_), _) => {
+                return Err(ApiError::invalid(
+                    at("tool_calls"),
+                    "assistant messages only",
+                ))
+            }
+        };
+        Ok(Message {
+            tool_calls,
+            tool_call_id: self.tool_call_id.filter(|_| role == "tool"),
+            ..Message::new(role, content)
+        })
     }
 }
 

@@ -59,12 +59,24 @@ impl Meta {
         let reason = wire::finish_reason(c.finish_reason);
         let logprobs = self.logprobs_object(&c.logprobs, 0);
         let choice = match self.endpoint {
-            Endpoint::Chat => json!({
-                "index": 0,
-                "message": {"role": "assistant", "content": c.text},
-                "logprobs": logprobs,
-                "finish_reason": reason,
-            }),
+            Endpoint::Chat => {
+                let mut message = json!({"role": "assistant", "content": c.text});
+                if let Some(r) = &c.reasoning {
+                    message["reasoning_content"] = json!(r);
+                }
+                if !c.tool_calls.is_empty() {
+                    message["tool_calls"] = super::tools::calls_json(&c.tool_calls, false);
+                    if c.text.is_empty() {
+                        message["content"] = Value::Null;
+                    }
+                }
+                json!({
+                    "index": 0,
+                    "message": message,
+                    "logprobs": logprobs,
+                    "finish_reason": reason,
+                })
+            }
             Endpoint::Completions => json!({
                 "index": 0,
                 "text": c.text,
@@ -89,17 +101,41 @@ impl Meta {
 
     /// A piece of the output; `offset` is where it starts in the whole text (in characters,
     /// for the completions endpoint's `text_offset`).
-    pub fn text_chunk(&self, text: &str, logprobs: &[TokenLogprob], offset: usize) -> Value {
+    /// A thinking model's reasoning goes in chat's `delta.reasoning_content`.
+    pub fn text_chunk(
+        &self,
+        text: &str,
+        reasoning: bool,
+        logprobs: &[TokenLogprob],
+        offset: usize,
+    ) -> Value {
         let logprobs = self.logprobs_object(logprobs, offset);
+        let field = if reasoning {
+            "reasoning_content"
+        } else {
+            "content"
+        };
         let choice = match self.endpoint {
             Endpoint::Chat => {
-                json!({"index": 0, "delta": {"content": text}, "logprobs": logprobs, "finish_reason": null})
+                json!({"index": 0, "delta": {field: text}, "logprobs": logprobs, "finish_reason": null})
             }
             Endpoint::Completions => {
                 json!({"index": 0, "text": text, "logprobs": logprobs, "finish_reason": null})
             }
         };
         Value::Object(self.envelope(true, json!([choice])))
+    }
+
+    /// A chat stream's calls, whole, in one delta before the finish chunk: they are held back
+    /// until the output ends, so a client never sees a call that is cut or malformed.
+    pub fn tool_calls_chunk(&self, c: &Completion) -> Option<Value> {
+        (self.endpoint == Endpoint::Chat && !c.tool_calls.is_empty()).then(|| {
+            let delta = json!({"tool_calls": super::tools::calls_json(&c.tool_calls, true)});
+            Value::Object(self.envelope(
+                true,
+                json!([{"index": 0, "delta": delta, "logprobs": null, "finish_reason": null}]),
+            ))
+        })
     }
 
     pub fn finish_chunk(&self, c: &Completion) -> Value {
