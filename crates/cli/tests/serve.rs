@@ -38,34 +38,29 @@ fn client(server: &Server, py: &str, scenario: &str, extra: &[&str]) -> Output {
     server.client(py, &client_script(), scenario, extra, &unset)
 }
 
-#[test]
-fn serve_answers_the_openai_client() {
+/// Runs one scenario against a server started with the default options, printing its log.
+fn on_a_default_server(scenario: &str) {
     let _g = serial();
     pulled(MODEL);
     let Some(py) = py() else { return };
     let server = Server::start(&[]);
-    let o = client(&server, &py, "functional", &[]);
+    let o = client(&server, &py, scenario, &[]);
     eprintln!("{}", text(&o.stdout));
+}
+
+#[test]
+fn serve_answers_the_openai_client() {
+    on_a_default_server("functional");
 }
 
 #[test]
 fn serve_constrains_outputs_and_reports_logprobs() {
-    let _g = serial();
-    pulled(MODEL);
-    let Some(py) = py() else { return };
-    let server = Server::start(&[]);
-    let o = client(&server, &py, "structured", &[]);
-    eprintln!("{}", text(&o.stdout));
+    on_a_default_server("structured");
 }
 
 #[test]
 fn serve_runs_an_agent_loop_with_tool_calls() {
-    let _g = serial();
-    pulled(MODEL);
-    let Some(py) = py() else { return };
-    let server = Server::start(&[]);
-    let o = client(&server, &py, "tools", &[]);
-    eprintln!("{}", text(&o.stdout));
+    on_a_default_server("tools");
 }
 
 #[test]

@@ -195,17 +195,22 @@ pub(crate) fn python_json(value: &serde_json::Value) -> String {
 /// Python's default JSON separators.
 struct Spaced;
 
+impl Spaced {
+    fn item<W: ?Sized + std::io::Write>(w: &mut W, first: bool) -> std::io::Result<()> {
+        match first {
+            true => Ok(()),
+            false => w.write_all(b", "),
+        }
+    }
+}
+
 impl serde_json::ser::Formatter for Spaced {
     fn begin_array_value<W: ?Sized + std::io::Write>(
         &mut self,
         w: &mut W,
         first: bool,
     ) -> std::io::Result<()> {
-        if first {
-            Ok(())
-        } else {
-            w.write_all(b", ")
-        }
+        Spaced::item(w, first)
     }
 
     fn begin_object_key<W: ?Sized + std::io::Write>(
@@ -213,11 +218,7 @@ impl serde_json::ser::Formatter for Spaced {
         w: &mut W,
         first: bool,
     ) -> std::io::Result<()> {
-        if first {
-            Ok(())
-        } else {
-            w.write_all(b", ")
-        }
+        Spaced::item(w, first)
     }
 
     fn begin_object_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {

@@ -115,24 +115,22 @@ pub struct Completion {
 /// temperature when it is above 0, before top-k, top-p and min-p cut the tail.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct TokenLogprob {
+    pub chosen: ScoredToken,
+    /// The likeliest tokens at this position, best first (the chosen one among them if it is).
+    pub top: Vec<ScoredToken>,
+}
+
+/// A token and its log-probability.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ScoredToken {
     pub token: u32,
     /// Its text (lossy where it is part of a character), a control token's name.
     pub text: String,
     pub bytes: Vec<u8>,
     pub logprob: f32,
-    /// The likeliest tokens at this position, best first (the chosen one among them if it is).
-    pub top: Vec<TopLogprob>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct TopLogprob {
-    pub token: u32,
-    pub text: String,
-    pub bytes: Vec<u8>,
-    pub logprob: f32,
-}
-
-impl TopLogprob {
+impl ScoredToken {
     fn new(tokenizer: &Tokenizer, token: u32, logprob: f32) -> Self {
         let bytes = tokenizer.token_bytes().get(token as usize).cloned();
         let mut bytes = bytes.unwrap_or_default();
@@ -178,15 +176,11 @@ fn token_logprob(
         .get(chosen as usize)
         .copied()
         .unwrap_or(f32::NEG_INFINITY);
-    let first = TopLogprob::new(tokenizer, chosen, logprob(chosen_logit));
     TokenLogprob {
-        token: chosen,
-        text: first.text,
-        bytes: first.bytes,
-        logprob: first.logprob,
+        chosen: ScoredToken::new(tokenizer, chosen, logprob(chosen_logit)),
         top: best
             .into_iter()
-            .map(|(id, l)| TopLogprob::new(tokenizer, id, logprob(l)))
+            .map(|(id, l)| ScoredToken::new(tokenizer, id, logprob(l)))
             .collect(),
     }
 }

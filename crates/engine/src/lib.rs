@@ -39,7 +39,7 @@ pub use chat::{ChatTemplate, FunctionCall, Message, ToolCall};
 pub use config::{Architecture, ModelConfig};
 pub use error::{Error, ErrorKind, Result};
 pub use generate::{
-    Completion, FinishReason, GenerateParams, Piece, Reasoning, TokenLogprob, TopLogprob,
+    Completion, FinishReason, GenerateParams, Piece, Reasoning, ScoredToken, TokenLogprob,
 };
 pub use grammar::{Grammar, GrammarKind};
 pub use kernels::instruction_sets as kernel_instruction_sets;

@@ -176,7 +176,8 @@ impl Meta {
                             .iter()
                             .map(|a| json!({"token": a.text, "logprob": a.logprob, "bytes": a.bytes}))
                             .collect();
-                        json!({"token": t.text, "logprob": t.logprob, "bytes": t.bytes, "top_logprobs": top})
+                        let c = &t.chosen;
+                        json!({"token": c.text, "logprob": c.logprob, "bytes": c.bytes, "top_logprobs": top})
                     })
                     .collect();
                 json!({"content": content, "refusal": null})
@@ -186,7 +187,7 @@ impl Meta {
                 let mut at = offset;
                 for t in tokens {
                     offsets.push(at);
-                    at += t.text.chars().count();
+                    at += t.chosen.text.chars().count();
                 }
                 let top: Vec<Value> = tokens
                     .iter()
@@ -200,8 +201,8 @@ impl Meta {
                     })
                     .collect();
                 json!({
-                    "tokens": tokens.iter().map(|t| &t.text).collect::<Vec<_>>(),
-                    "token_logprobs": tokens.iter().map(|t| t.logprob).collect::<Vec<_>>(),
+                    "tokens": tokens.iter().map(|t| &t.chosen.text).collect::<Vec<_>>(),
+                    "token_logprobs": tokens.iter().map(|t| t.chosen.logprob).collect::<Vec<_>>(),
                     "top_logprobs": top,
                     "text_offset": offsets,
                 })
