@@ -388,4 +388,37 @@ fn tool_call_grammars_of_every_family_hold() {
         let city = calls[0].function.arguments["city"].as_str().unwrap();
         assert!(city.chars().count() <= 30, "{format:?}: {city:?}");
     }
+
+    // Under `auto` the model writes text first; once it opens a call, the grammar holds it to
+    // the tool's schema (the examples' argument is not the tool's: only the grammar gives `city`).
+    let few_shot = "Example: <tool_call>{\"name\": \"get_weather\", \"arguments\": {\"town\": \"Oslo\"}}</tool_call>\n\
+                    Example: <tool_call>{\"name\": \"get_weather\", \"arguments\": {\"town\": \"Rome\"}}</tool_call>\n\
+                    Example: ";
+    let prompt = model.tokenizer().encode(few_shot, false).unwrap();
+    let auto = tools(ToolChoice::Auto);
+    let mut called = 0;
+    for seed in 0..8 {
+        let params = GenerateParams {
+            max_tokens: 60,
+            sampling: SamplingParams {
+                temperature: 1.0,
+                seed,
+                ..Default::default()
+            },
+            grammar: auto.grammar(ToolFormat::Hermes).unwrap(),
+            ..Default::default()
+        };
+        let out = model.generate(&prompt, &params, &mut |_| true).unwrap();
+        let (_, calls) = parse_calls(ToolFormat::Hermes, &out.text, &auto);
+        if out.text.contains("<tool_call>") {
+            assert_eq!(calls.len(), 1, "{:?}", out.text);
+            assert!(
+                calls[0].function.arguments["city"].is_string(),
+                "{:?}",
+                out.text
+            );
+            called += 1;
+        }
+    }
+    assert!(called > 0, "no seed opened a call");
 }
