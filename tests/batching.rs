@@ -75,12 +75,14 @@ fn batched_equals_alone(load: fn() -> Model, sampling: SamplingParams) {
         parallel: 1,
         batch_size,
         prefix_cache: true,
+        ..Default::default()
     };
     let alone = serve(load(), requests(&sampling), one);
     let eight = Batching {
         parallel: 8,
         batch_size,
         prefix_cache: true,
+        ..Default::default()
     };
     let batched = serve(load(), requests(&sampling), eight);
     assert!(
@@ -155,6 +157,7 @@ fn default_model_batched_greedy_equals_generate() {
             parallel: 8,
             batch_size: 512,
             prefix_cache: false,
+            ..Default::default()
         },
     );
     for (i, (w, g)) in want.iter().zip(&got).enumerate() {
@@ -174,6 +177,7 @@ fn prefix_cache_reuses_an_earlier_prompt() {
         parallel: 1,
         batch_size: 512,
         prefix_cache: true,
+        ..Default::default()
     };
     let done = serve(load_default(), tasks, one);
     assert_eq!(done[0].cached_prompt_tokens, 0);
@@ -185,4 +189,57 @@ fn prefix_cache_reuses_an_earlier_prompt() {
     );
     assert_eq!(done[2].cached_prompt_tokens, done[2].prompt_tokens - 1);
     assert_eq!(done[1].tokens, done[2].tokens);
+}
+
+/// With a KV budget that holds about two of the eight requests, they take turns: the cache never
+/// holds more positions than the budget, and every request gives the tokens it gives alone. A
+/// request whose prompt alone exceeds the budget is refused with the reason; one whose prompt
+/// fits but not its max_tokens is cut short.
+#[test]
+fn a_kv_budget_holds_requests_until_they_fit() {
+    let tasks = requests(&SamplingParams::greedy());
+    let alone = serve(load_default(), tasks.clone(), Batching::default());
+    let longest = alone.iter().map(|c| c.prompt_tokens + 23).max().unwrap();
+    let budget = 2 * longest + 10;
+    let shared = Batching {
+        parallel: 8,
+        kv_budget: Some(budget),
+        ..Default::default()
+    };
+    let cancel = Arc::new(AtomicBool::new(false));
+    let (queue, worker) = serving::spawn("test", load_default(), shared, 16, cancel).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let events: Vec<_> = tasks
+        .into_iter()
+        .map(|t| queue.submit(t).unwrap())
+        .collect();
+    let long = Task {
+        input: Input::Tokens(vec![504; budget + 1]),
+        ..requests(&SamplingParams::greedy()).remove(0)
+    };
+    let refused = rt.block_on(queue.submit(long).unwrap().finish());
+    assert!(
+        matches!(refused, Err(serving::ServeError::OverKvBudget { .. })),
+        "{refused:?}"
+    );
+    let cut = Task {
+        input: Input::Tokens(vec![504; budget - 5]),
+        ..requests(&SamplingParams::greedy()).remove(0)
+    };
+    let cut = rt.block_on(queue.submit(cut).unwrap().finish()).unwrap();
+    assert_eq!(cut.tokens.len(), 6, "{:?}", cut.finish_reason);
+    for (i, (e, a)) in events.into_iter().zip(&alone).enumerate() {
+        let b = rt.block_on(e.finish()).unwrap();
+        assert_eq!(a.tokens, b.tokens, "request {i}");
+    }
+    let stats = queue.stats();
+    assert!(
+        stats.kv_peak_tokens <= budget,
+        "{} positions allocated at once, budget {budget}",
+        stats.kv_peak_tokens
+    );
+    drop(queue);
+    worker.join().unwrap();
 }

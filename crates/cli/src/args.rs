@@ -400,6 +400,11 @@ pub struct ServeArgs {
     /// batching). Each holds up to --ctx-size tokens of KV cache.
     #[arg(long, default_value_t = 4)]
     pub parallel: usize,
+    /// KV cache positions (tokens) all of a model's slots share, instead of a full context
+    /// each: a request reserves its prompt and max_tokens, and waits in the queue until they
+    /// fit. The memory check at startup counts this budget.
+    #[arg(long, value_name = "TOKENS")]
+    pub kv_budget: Option<usize>,
     /// Tokens one forward pass feeds at most: one per decoding request, then chunks of the
     /// prompts being read.
     #[arg(long, default_value_t = 512)]

@@ -55,11 +55,17 @@ pub struct Loaded {
 /// Resolves, pulls when needed (manifest ids only), verifies and loads a model for one
 /// sequence.
 pub fn load(home: &Home, model_args: &ModelArgs) -> Result<Loaded> {
-    load_for(home, model_args, 1)
+    load_for(home, model_args, 1, None)
 }
 
-/// [`load`], for `sequences` sequences at once (the server's slots), each with a context.
-pub fn load_for(home: &Home, model_args: &ModelArgs, sequences: usize) -> Result<Loaded> {
+/// [`load`], for `sequences` sequences at once (the server's slots), each with a context, or
+/// sharing `kv_budget` positions of KV cache.
+pub fn load_for(
+    home: &Home,
+    model_args: &ModelArgs,
+    sequences: usize,
+    kv_budget: Option<usize>,
+) -> Result<Loaded> {
     let args = &model_args.runtime;
     if let Some(n) = args.threads {
         if n == 0 {
@@ -96,6 +102,7 @@ pub fn load_for(home: &Home, model_args: &ModelArgs, sequences: usize) -> Result
         },
         ctx_size: args.ctx_size,
         sequences,
+        kv_budget,
     };
     let t1 = Instant::now();
     let model = Model::load(&verification.files, &load_opts)

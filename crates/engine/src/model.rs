@@ -53,6 +53,9 @@ pub struct LoadOptions {
     /// Sequences that will hold a context each at once (the server's slots): the memory
     /// check counts this many KV caches.
     pub sequences: usize,
+    /// KV cache positions the sequences share at most (the server's `--kv-budget`): the memory
+    /// check counts these instead of a full context per sequence.
+    pub kv_budget: Option<usize>,
 }
 
 impl Default for LoadOptions {
@@ -61,6 +64,7 @@ impl Default for LoadOptions {
             device: DeviceKind::Cpu,
             ctx_size: None,
             sequences: 1,
+            kv_budget: None,
         }
     }
 }
@@ -316,7 +320,13 @@ impl Model {
             .map(|t| ChatTemplate::new(t, tokenizer.bos(), tokenizer.eos()))
             .transpose()?;
         if device.is_cpu() {
-            check_memory(&cfg, weights, ctx_size, opts.sequences.max(1))?;
+            check_memory(
+                &cfg,
+                weights,
+                ctx_size,
+                opts.sequences.max(1),
+                opts.kv_budget,
+            )?;
             settle_candle_pool(weights.needs_candle_quantized_matmul());
         }
         let net = match cfg.arch {
@@ -547,12 +557,20 @@ fn compute_pool() -> Option<&'static rayon::ThreadPool> {
 
 /// Refuses up front, with the numbers, a model that would not fit in memory, instead of
 /// letting the process be killed halfway through loading.
-fn check_memory(cfg: &ModelConfig, weights: &Weights, ctx: usize, sequences: usize) -> Result<()> {
+fn check_memory(
+    cfg: &ModelConfig,
+    weights: &Weights,
+    ctx: usize,
+    sequences: usize,
+    kv_budget: Option<usize>,
+) -> Result<()> {
     let mib = |b: u128| (b >> 20) as u64;
     let weights_bytes = weights.loaded_bytes() as u128;
     // Keys and values in f32 for every layer, plus the RoPE tables.
     let per_pos = (cfg.n_layers * cfg.kv_bytes_per_position() + 2 * cfg.head_dim * 4) as u128;
-    let cache = per_pos * ctx as u128 * sequences as u128;
+    let positions =
+        (ctx as u128 * sequences as u128).min(kv_budget.map_or(u128::MAX, |b| b as u128));
+    let cache = per_pos * positions;
     let needed = weights_bytes + cache;
     if let Some(available) = available_memory() {
         if needed > available as u128 {
@@ -560,11 +578,16 @@ fn check_memory(cfg: &ModelConfig, weights: &Weights, ctx: usize, sequences: usi
                 needed_mib: mib(needed),
                 weights_mib: mib(weights_bytes),
                 cache_mib: mib(cache),
-                contexts: match sequences {
-                    1 => format!("a {ctx}-token context"),
-                    n => format!("{n} contexts of {ctx} tokens"),
+                contexts: match (sequences, kv_budget) {
+                    (_, Some(b)) if (b as u128) < ctx as u128 * sequences as u128 => {
+                        format!("a KV budget of {b} tokens")
+                    }
+                    (1, _) => format!("a {ctx}-token context"),
+                    (n, _) => format!("{n} contexts of {ctx} tokens"),
                 },
-                fewer: if sequences > 1 {
+                fewer: if kv_budget.is_some() {
+                    ", a smaller --kv-budget"
+                } else if sequences > 1 {
                     ", fewer --parallel slots"
                 } else {
                     ""

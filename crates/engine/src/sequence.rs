@@ -60,6 +60,23 @@ impl Sequence {
     pub fn allocated_bytes(&self) -> usize {
         self.layers.iter().map(KvCache::allocated_bytes).sum()
     }
+
+    /// Positions the caches hold allocated.
+    pub fn allocated_positions(&self) -> usize {
+        self.layers.first().map_or(0, KvCache::capacity)
+    }
+
+    /// Caps how far the caches grow (a request's share of the server's KV budget); what is
+    /// allocated already stays.
+    pub fn limit_growth(&mut self, positions: usize) {
+        self.layers.iter_mut().for_each(|c| c.limit = positions);
+    }
+
+    /// Forgets every token and hands the caches' memory back.
+    pub fn release(&mut self) {
+        self.tokens.clear();
+        self.layers.iter_mut().for_each(KvCache::release);
+    }
 }
 
 /// Key/value cache of one layer: a preallocated buffer that grows by doubling up to its limit,
@@ -134,6 +151,10 @@ impl KvCache {
     /// Forgets positions from `len` on.
     pub fn truncate(&mut self, len: usize) {
         self.len = self.len.min(len);
+    }
+
+    fn release(&mut self) {
+        (self.k, self.v, self.len) = (None, None, 0);
     }
 
     fn allocated_bytes(&self) -> usize {

@@ -54,6 +54,9 @@ pub(crate) struct Metrics {
     /// Positions cached across all slots, and the bytes their caches hold.
     pub kv_tokens: AtomicUsize,
     pub kv_bytes: AtomicUsize,
+    /// The most KV positions allocated at once, and the budget they are held to.
+    pub kv_peak_tokens: AtomicUsize,
+    pub kv_budget: Option<usize>,
     pub completed: AtomicU64,
     pub cancelled: AtomicU64,
     pub failed: AtomicU64,
@@ -83,6 +86,10 @@ pub struct StatsSnapshot {
     pub slots_busy: usize,
     pub kv_tokens: usize,
     pub kv_bytes: usize,
+    /// The most KV cache positions allocated at once across the slots.
+    pub kv_peak_tokens: usize,
+    /// `--kv-budget`, when given.
+    pub kv_budget_tokens: Option<usize>,
     pub completed: u64,
     pub cancelled: u64,
     pub failed: u64,
@@ -97,9 +104,10 @@ pub struct StatsSnapshot {
 }
 
 impl Metrics {
-    pub fn new(slots: usize) -> Self {
+    pub fn new(slots: usize, kv_budget: Option<usize>) -> Self {
         Self {
             slots,
+            kv_budget,
             ..Self::default()
         }
     }
@@ -139,6 +147,8 @@ impl Metrics {
             slots_busy: busy,
             kv_tokens: self.kv_tokens.load(Ordering::Relaxed),
             kv_bytes: self.kv_bytes.load(Ordering::Relaxed),
+            kv_peak_tokens: self.kv_peak_tokens.load(Ordering::Relaxed),
+            kv_budget_tokens: self.kv_budget,
             completed: get(&self.completed),
             cancelled: get(&self.cancelled),
             failed: get(&self.failed),

@@ -73,6 +73,9 @@ pub enum ServeError {
     /// The prompt is longer than the request's own [`Task::ctx_limit`].
     #[error("the prompt has {tokens} tokens but the request's context holds {limit}")]
     OverContextLimit { tokens: usize, limit: usize },
+    /// The prompt alone needs more KV cache positions than the server's budget holds.
+    #[error("the prompt has {tokens} tokens but the server's KV cache budget holds {budget}")]
+    OverKvBudget { tokens: usize, budget: usize },
     /// As many requests as the queue holds already wait.
     #[error("the queue is full")]
     QueueFull,
@@ -178,7 +181,7 @@ pub fn spawn(
     cancel: Arc<AtomicBool>,
 ) -> std::io::Result<(Queue, std::thread::JoinHandle<()>)> {
     let (tx, rx) = sync_channel(queue_size);
-    let metrics = Arc::new(Metrics::new(batching.parallel.max(1)));
+    let metrics = Arc::new(Metrics::new(batching.parallel.max(1), batching.kv_budget));
     let m = metrics.clone();
     let handle = std::thread::Builder::new()
         .name(format!("model {name}"))

@@ -11,7 +11,7 @@
 use super::metrics::Metrics;
 use super::{prepare, Event, Job, ServeError};
 use crate::generate::{reusable_prefix, Generation, Next};
-use crate::{FinishReason, Model, Piece, SeqStep, Sequence};
+use crate::{FinishReason, GenerateParams, Model, Piece, SeqStep, Sequence};
 use candle_core::Tensor;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,6 +29,11 @@ pub struct Batching {
     /// same either way (the attention kernel treats every query row alike); candle's attention
     /// on a GPU rounds a prompt read in other pieces differently in the last bits.
     pub prefix_cache: bool,
+    /// KV cache positions all slots hold at most. A request reserves its prompt and
+    /// `max_tokens` (generation is cut to fit); one that does not fit beside those running
+    /// waits in the queue, and idle slots' cached prefixes give way, least recently used first.
+    /// None: each slot holds up to the context.
+    pub kv_budget: Option<usize>,
 }
 
 impl Default for Batching {
@@ -37,14 +42,25 @@ impl Default for Batching {
             parallel: 1,
             batch_size: 512,
             prefix_cache: true,
+            kv_budget: None,
         }
     }
+}
+
+/// A request taken from the queue and tokenized, with the KV positions it needs.
+struct Ready {
+    job: Job,
+    prompt: Vec<u32>,
+    params: GenerateParams,
+    need: usize,
 }
 
 /// A request in a slot.
 struct Active {
     job: Job,
     prompt: Vec<u32>,
+    /// KV positions it may fill (its share of the budget).
+    reserved: usize,
     /// Prompt tokens in the slot's sequence so far.
     fed: usize,
     generation: Generation,
@@ -81,6 +97,8 @@ pub(super) struct Scheduler<'a> {
     batching: Batching,
     slots: Vec<Slot>,
     admitted: u64,
+    /// The request at the head of the queue, waiting for room in the KV budget.
+    waiting: Option<Ready>,
 }
 
 impl<'a> Scheduler<'a> {
@@ -106,6 +124,7 @@ impl<'a> Scheduler<'a> {
             batching,
             slots,
             admitted: 0,
+            waiting: None,
         }
     }
 
@@ -123,62 +142,173 @@ impl<'a> Scheduler<'a> {
         }
     }
 
-    /// Moves waiting requests into free slots; blocks for one when nothing runs. False once
-    /// the queue is closed and nothing runs.
+    /// Moves waiting requests into free slots, in the order they came, while the KV budget has
+    /// room; blocks for one when nothing runs. False once the queue is closed and nothing runs.
     fn admit(&mut self) -> bool {
         loop {
             if !self.slots.iter().any(|s| s.active.is_none()) {
                 return true;
             }
-            let idle = self.slots.iter().all(|s| s.active.is_none());
-            let job = if idle {
-                match self.rx.recv() {
-                    Ok(j) => j,
-                    Err(_) => return false,
+            let ready = match self.waiting.take() {
+                Some(r) => {
+                    self.metrics.queued.fetch_sub(1, Ordering::Relaxed);
+                    if r.job.events.is_closed() {
+                        Metrics::add(&self.metrics.cancelled, 1);
+                        continue;
+                    }
+                    if self.cancel.load(Ordering::Relaxed) {
+                        let _ = r.job.events.send(Event::Error(ServeError::ShuttingDown));
+                        continue;
+                    }
+                    r
                 }
-            } else {
-                match self.rx.try_recv() {
-                    Ok(j) => j,
-                    Err(TryRecvError::Empty) => return true,
-                    Err(TryRecvError::Disconnected) => return true,
+                None => {
+                    let idle = self.slots.iter().all(|s| s.active.is_none());
+                    let job = if idle {
+                        match self.rx.recv() {
+                            Ok(j) => j,
+                            Err(_) => return false,
+                        }
+                    } else {
+                        match self.rx.try_recv() {
+                            Ok(j) => j,
+                            Err(TryRecvError::Empty) => return true,
+                            Err(TryRecvError::Disconnected) => return true,
+                        }
+                    };
+                    self.metrics.queued.fetch_sub(1, Ordering::Relaxed);
+                    match self.ready(job) {
+                        Some(r) => r,
+                        None => continue,
+                    }
                 }
             };
-            self.metrics.queued.fetch_sub(1, Ordering::Relaxed);
-            self.start(job);
+            let slot = self.slot_for(&ready.prompt);
+            if !self.make_room(slot, ready.need) {
+                // It stays first in line, still counted as queued.
+                self.metrics.queued.fetch_add(1, Ordering::Relaxed);
+                self.waiting = Some(ready);
+                return true;
+            }
+            self.start(ready, slot);
         }
     }
 
-    /// Gives `job` a free slot, or answers it at once when it cannot run.
-    fn start(&mut self, job: Job) {
+    /// Tokenizes `job` and sizes its share of the KV cache, or answers it at once when it
+    /// cannot run.
+    fn ready(&mut self, job: Job) -> Option<Ready> {
         if job.events.is_closed() {
             // The caller left while the job waited.
             Metrics::add(&self.metrics.cancelled, 1);
-            return;
+            return None;
         }
         if self.cancel.load(Ordering::Relaxed) {
             let _ = job.events.send(Event::Error(ServeError::ShuttingDown));
-            return;
+            return None;
         }
-        let (prompt, params) = match prepare(&self.model, &job.task) {
-            Ok(p) => p,
+        let ctx = self.model.info().ctx_size;
+        let budget = self.batching.kv_budget;
+        let prepared = prepare(&self.model, &job.task).and_then(|(prompt, mut params)| {
+            if let Some(budget) = budget.filter(|&b| b < ctx) {
+                if prompt.len() > budget {
+                    return Err(ServeError::OverKvBudget {
+                        tokens: prompt.len(),
+                        budget,
+                    });
+                }
+                // The prompt and every generated token but the last take a position.
+                params.max_tokens = params.max_tokens.min(budget - prompt.len() + 1);
+            }
+            let need = (prompt.len() + params.max_tokens)
+                .saturating_sub(1)
+                .min(ctx);
+            Ok((prompt, params, need))
+        });
+        match prepared {
+            Ok((prompt, params, need)) => Some(Ready {
+                job,
+                prompt,
+                params,
+                need,
+            }),
             Err(e) => {
                 Metrics::add(&self.metrics.failed, 1);
                 let _ = job.events.send(Event::Error(e));
-                return;
+                None
             }
-        };
+        }
+    }
+
+    /// The free slot for `prompt`: the one whose cache shares the longest prefix with it, the
+    /// least recently used among equals.
+    fn slot_for(&self, prompt: &[u32]) -> usize {
         let reuse = self.batching.prefix_cache;
         let reusable = |s: &Slot| match reuse {
-            true => reusable_prefix(s.seq.tokens(), &prompt),
+            true => reusable_prefix(s.seq.tokens(), prompt),
             false => 0,
         };
-        let slot = self
+        (0..self.slots.len())
+            .filter(|&i| self.slots[i].active.is_none())
+            .max_by_key(|&i| (reusable(&self.slots[i]), u64::MAX - self.slots[i].used))
+            .expect("admit checks for a free slot")
+    }
+
+    /// Whether a request needing `need` positions fits in the KV budget in slot `slot`, beside
+    /// the running ones, once idle slots hand back their cached prefixes (least recently used
+    /// first, the chosen slot's last).
+    fn make_room(&mut self, slot: usize, need: usize) -> bool {
+        let Some(budget) = self.batching.kv_budget else {
+            return true;
+        };
+        let held = |s: &Slot| match &s.active {
+            Some(a) => s.seq.allocated_positions().max(a.reserved),
+            None => s.seq.allocated_positions(),
+        };
+        let running: usize = self
             .slots
-            .iter_mut()
-            .filter(|s| s.active.is_none())
-            .max_by_key(|s| (reusable(s), u64::MAX - s.used))
-            .expect("admit checks for a free slot");
-        let cached = reusable(slot);
+            .iter()
+            .filter(|s| s.active.is_some())
+            .map(held)
+            .sum();
+        if running + need > budget {
+            return false;
+        }
+        let mut idle: Vec<usize> = (0..self.slots.len())
+            .filter(|&i| self.slots[i].active.is_none() && i != slot)
+            .collect();
+        idle.sort_by_key(|&i| self.slots[i].used);
+        idle.push(slot);
+        let mut total: usize = self.slots.iter().map(held).sum::<usize>() - held(&self.slots[slot])
+            + held(&self.slots[slot]).max(need);
+        for i in idle {
+            if total <= budget {
+                break;
+            }
+            let freed = if i == slot {
+                held(&self.slots[i]).max(need) - need
+            } else {
+                held(&self.slots[i])
+            };
+            self.slots[i].seq.release();
+            total -= freed;
+        }
+        total <= budget
+    }
+
+    /// Gives `ready` slot `slot`.
+    fn start(&mut self, ready: Ready, slot: usize) {
+        let Ready {
+            job,
+            prompt,
+            params,
+            need,
+        } = ready;
+        let reuse = self.batching.prefix_cache;
+        let slot = &mut self.slots[slot];
+        let cached = match reuse {
+            true => reusable_prefix(slot.seq.tokens(), &prompt),
+            false => 0,
+        };
         // Options and grammar are checked before the request is said to start, so that a
         // refusal still gets its status code.
         let generation = match Generation::new(&prompt, cached, &params, self.model.tokenizer()) {
@@ -197,6 +327,10 @@ impl<'a> Scheduler<'a> {
             return;
         }
         slot.seq.truncate(cached);
+        if self.batching.kv_budget.is_some() {
+            slot.seq
+                .limit_growth(need.max(slot.seq.allocated_positions()));
+        }
         self.admitted += 1;
         slot.used = self.admitted;
         Metrics::add(&self.metrics.prompt_tokens, prompt.len());
@@ -204,6 +338,7 @@ impl<'a> Scheduler<'a> {
         slot.active = Some(Active {
             job,
             prompt,
+            reserved: need,
             fed: cached,
             generation,
             next: None,
@@ -402,6 +537,8 @@ impl<'a> Scheduler<'a> {
         m.kv_tokens.store(tokens, Ordering::Relaxed);
         let bytes = self.slots.iter().map(|s| s.seq.allocated_bytes()).sum();
         m.kv_bytes.store(bytes, Ordering::Relaxed);
+        let allocated = self.slots.iter().map(|s| s.seq.allocated_positions()).sum();
+        m.kv_peak_tokens.fetch_max(allocated, Ordering::Relaxed);
     }
 }
 

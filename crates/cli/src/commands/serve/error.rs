@@ -135,6 +135,9 @@ impl ApiError {
                 format!("the prompt has {tokens} tokens but options.num_ctx is {limit}"),
             )
             .with_code("context_length_exceeded"),
+            e @ ServeError::OverKvBudget { .. } => {
+                Self::invalid(input_param, e.to_string()).with_code("context_length_exceeded")
+            }
             ServeError::QueueFull => Self::queue_full(model),
             ServeError::ShuttingDown => Self::shutting_down(),
             e @ (ServeError::Panicked(_)

@@ -45,6 +45,9 @@ pub fn run(home: &Home, args: &ServeArgs) -> Result<()> {
     if args.batch_size == 0 {
         return Err(CliError::usage("--batch-size must be at least 1").into());
     }
+    if args.kv_budget == Some(0) {
+        return Err(CliError::usage("--kv-budget must be at least 1 token").into());
+    }
     if args.max_tokens == 0 {
         return Err(CliError::usage("--max-tokens must be at least 1").into());
     }
@@ -67,7 +70,7 @@ pub fn run(home: &Home, args: &ServeArgs) -> Result<()> {
             model: name.clone(),
             runtime: args.runtime.clone(),
         };
-        match load_for(home, &margs, args.parallel) {
+        match load_for(home, &margs, args.parallel, args.kv_budget) {
             Ok(loaded) => {
                 let license_text = ollama::license_text(&loaded.verification);
                 let (model, details) = describe(loaded);
@@ -91,6 +94,7 @@ pub fn run(home: &Home, args: &ServeArgs) -> Result<()> {
                     parallel: args.parallel,
                     batch_size: args.batch_size,
                     prefix_cache: !args.no_prefix_cache,
+                    kv_budget: args.kv_budget,
                 };
                 let (queue, handle) = candor_engine::serving::spawn(
                     &id,
