@@ -397,7 +397,7 @@ fn tool_call_grammars_of_every_family_hold() {
     let prompt = model.tokenizer().encode(few_shot, false).unwrap();
     let auto = tools(ToolChoice::Auto);
     let mut called = 0;
-    for seed in 0..8 {
+    for seed in 0..16 {
         let params = GenerateParams {
             max_tokens: 60,
             sampling: SamplingParams {
