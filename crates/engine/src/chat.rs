@@ -163,33 +163,32 @@ fn tojson(
 ) -> std::result::Result<minijinja::Value, minijinja::Error> {
     let indent: Option<usize> = kwargs.get("indent")?;
     kwargs.assert_all_used()?;
-    let mut out = Vec::new();
     let written = match indent {
         Some(n) => {
             let pad = vec![b' '; n];
-            let f = serde_json::ser::PrettyFormatter::with_indent(&pad);
-            value.serialize(&mut serde_json::Serializer::with_formatter(&mut out, f))
+            json_with(&value, serde_json::ser::PrettyFormatter::with_indent(&pad))
         }
-        None => value.serialize(&mut serde_json::Serializer::with_formatter(
-            &mut out, Spaced,
-        )),
+        None => json_with(&value, Spaced),
     };
-    written.map_err(|e| {
-        minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e.to_string())
-    })?;
-    let text = String::from_utf8(out).expect("serde_json writes UTF-8");
-    Ok(minijinja::Value::from_safe_string(text))
+    written
+        .map(minijinja::Value::from_safe_string)
+        .map_err(|e| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e.to_string()))
 }
 
 /// `value` as Python's `json.dumps` writes it, as the fallback tool prompt shows JSON.
 pub(crate) fn python_json(value: &serde_json::Value) -> String {
+    json_with(value, Spaced).expect("a JSON value serializes")
+}
+
+fn json_with(
+    value: &impl Serialize,
+    formatter: impl serde_json::ser::Formatter,
+) -> serde_json::Result<String> {
     let mut out = Vec::new();
-    value
-        .serialize(&mut serde_json::Serializer::with_formatter(
-            &mut out, Spaced,
-        ))
-        .expect("a JSON value serializes");
-    String::from_utf8(out).expect("serde_json writes UTF-8")
+    value.serialize(&mut serde_json::Serializer::with_formatter(
+        &mut out, formatter,
+    ))?;
+    Ok(String::from_utf8(out).expect("serde_json writes UTF-8"))
 }
 
 /// Python's default JSON separators.

@@ -192,14 +192,13 @@ impl Tokenizer {
             .get_or_init(|| token_bytes::vocabulary_bytes(&self.inner))
     }
 
-    /// One token's text for people: its bytes as (lossy) UTF-8, a control token's name.
-    pub fn token_text(&self, id: u32) -> String {
+    /// One token's bytes as people read them: a control token's name without the marker.
+    pub fn shown_bytes(&self, id: u32) -> &[u8] {
         let bytes = self.token_bytes().get(id as usize).map_or(&[][..], |b| b);
-        let bytes = match bytes.split_first() {
+        match bytes.split_first() {
             Some((&SPECIAL, name)) => name,
             _ => bytes,
-        };
-        String::from_utf8_lossy(bytes).into_owned()
+        }
     }
 }
 

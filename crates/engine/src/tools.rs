@@ -77,17 +77,21 @@ impl ToolFormat {
         }
     }
 
-    /// Where, in `text` generated so far, a call starts or may be starting: text from there
-    /// on is held back from a stream until the end shows whether it is a call.
-    pub fn withhold_from(self, text: &str) -> Option<usize> {
+    /// The text that opens a call in the middle of an answer, if the format has one: a stream
+    /// holds back a suffix that may grow into it, as it does a stop string's beginning.
+    pub fn marker(self) -> Option<&'static str> {
         match self {
-            ToolFormat::Hermes => text.find(HERMES_OPEN).or_else(|| {
-                // A suffix that may grow into the marker.
-                (1..HERMES_OPEN.len())
-                    .rev()
-                    .find(|&n| text.ends_with(&HERMES_OPEN[..n]))
-                    .map(|n| text.len() - n)
-            }),
+            ToolFormat::Hermes => Some(HERMES_OPEN),
+            ToolFormat::Llama3 | ToolFormat::Mistral => None,
+        }
+    }
+
+    /// Where, in the answer `text` generated so far, a call starts or may be starting: text
+    /// from there on is held back from a stream until the end shows whether it is a call. No
+    /// call starts before byte `from` (text already handed out).
+    pub fn call_start(self, text: &str, from: usize) -> Option<usize> {
+        match self {
+            ToolFormat::Hermes => text[from..].find(HERMES_OPEN).map(|i| from + i),
             ToolFormat::Llama3 | ToolFormat::Mistral => {
                 let body = text.trim_start();
                 let body = body.strip_prefix("<|python_tag|>").unwrap_or(body);
@@ -429,18 +433,5 @@ mod tests {
         assert_eq!(ToolFormat::of(&llama), ToolFormat::Llama3);
         let mistral = ChatTemplate::new("{{ tools }}[TOOL_CALLS]".into(), None, None).unwrap();
         assert_eq!(ToolFormat::of(&mistral), ToolFormat::Mistral);
-    }
-
-    #[test]
-    fn streams_hold_back_what_may_be_a_call() {
-        assert_eq!(ToolFormat::Hermes.withhold_from("Sure <tool"), Some(5));
-        assert_eq!(
-            ToolFormat::Hermes.withhold_from("a <tool_call>\n{"),
-            Some(2)
-        );
-        assert_eq!(ToolFormat::Hermes.withhold_from("plain"), None);
-        assert_eq!(ToolFormat::Llama3.withhold_from("  "), Some(0));
-        assert_eq!(ToolFormat::Llama3.withhold_from(" {\"na"), Some(0));
-        assert_eq!(ToolFormat::Llama3.withhold_from("Hello"), None);
     }
 }

@@ -26,15 +26,12 @@ pub struct ScoredToken {
 
 impl ScoredToken {
     fn new(tokenizer: &Tokenizer, token: u32, logprob: f32) -> Self {
-        let bytes = tokenizer.token_bytes().get(token as usize).cloned();
-        let mut bytes = bytes.unwrap_or_default();
-        if bytes.first() == Some(&crate::tokenizer::SPECIAL) {
-            bytes.remove(0);
-        }
+        let bytes = tokenizer.shown_bytes(token);
         Self {
             token,
-            text: tokenizer.token_text(token),
-            bytes,
+            // Lossy where the token is part of a character.
+            text: String::from_utf8_lossy(bytes).into_owned(),
+            bytes: bytes.to_vec(),
             logprob,
         }
     }

@@ -48,8 +48,8 @@ impl Think {
         }
     }
 
-    /// The state once `text` is known.
-    fn after(self, text: &str) -> Self {
+    /// The state once `text` is known; no tag starts before byte `from` (text handed out).
+    fn after(self, text: &str, from: usize) -> Self {
         match self {
             Think::Maybe => {
                 let body = text.trim_start();
@@ -58,16 +58,16 @@ impl Think {
                     Think::Open {
                         start: at + THINK_OPEN.len(),
                     }
-                    .after(text)
+                    .after(text, from)
                 } else if THINK_OPEN.starts_with(body) {
                     Think::Maybe
                 } else {
                     Think::Off
                 }
             }
-            Think::Open { start } => match text[start..].find(THINK_CLOSE) {
+            Think::Open { start } => match text[start.max(from)..].find(THINK_CLOSE) {
                 Some(i) => {
-                    let end = start + i;
+                    let end = start.max(from) + i;
                     let rest = &text[end + THINK_CLOSE.len()..];
                     let answer = text.len() - rest.trim_start().len();
                     Think::Closed { start, end, answer }
@@ -78,17 +78,19 @@ impl Think {
         }
     }
 
-    /// The spans of the text: (from, to, Some(reasoning?)) shown, None for tags left out.
-    fn spans(self) -> Vec<(usize, usize, Option<bool>)> {
+    /// The spans of the text: (from, to, Some(reasoning?)) shown, None for tags and text not
+    /// known yet left out.
+    fn spans(self) -> [(usize, usize, Option<bool>); 4] {
+        const NONE: (usize, usize, Option<bool>) = (0, 0, None);
         match self {
-            Think::Off => vec![(0, usize::MAX, Some(false))],
-            Think::Maybe => vec![],
-            Think::Open { start } => vec![(0, start, None), (start, usize::MAX, Some(true))],
-            Think::Closed { start, end, answer } => vec![
-                (0, start, None),
+            Think::Off => [(0, usize::MAX, Some(false)), NONE, NONE, NONE],
+            Think::Maybe => [NONE; 4],
+            Think::Open { start } => [(start, usize::MAX, Some(true)), NONE, NONE, NONE],
+            Think::Closed { start, end, answer } => [
                 (start, end, Some(true)),
-                (end, answer, None),
                 (answer, usize::MAX, Some(false)),
+                NONE,
+                NONE,
             ],
         }
     }
@@ -122,13 +124,18 @@ impl TextStream {
             .stop
             .iter()
             .filter(|s| !s.is_empty())
-            .filter_map(|s| self.text.find(s.as_str()))
+            .filter_map(|s| {
+                let from = self.searched_from(s);
+                self.text[from..].find(s.as_str()).map(|i| from + i)
+            })
             .min()
         {
             self.text.truncate(cut);
             return (self.finish(), true);
         }
-        self.think = self.think.after(&self.text);
+        self.think = self
+            .think
+            .after(&self.text, self.searched_from(THINK_CLOSE));
         if self.think == Think::Maybe {
             // Nothing is shown until it is known whether the output opens with reasoning.
             return (Vec::new(), false);
@@ -138,21 +145,44 @@ impl TextStream {
         if self.text.ends_with('\u{FFFD}') {
             safe -= '\u{FFFD}'.len_utf8();
         }
-        // Hold back a suffix that could be the start of a stop string or of `</think>`.
+        // Hold back a suffix that could grow into a stop string, `</think>` while reasoning,
+        // or a call's marker in the answer.
+        let answer = self.think.answer();
         let close = matches!(self.think, Think::Open { .. }).then_some(THINK_CLOSE);
-        for s in self.stop.iter().map(String::as_str).chain(close) {
+        let marker = self
+            .calls
+            .filter(|_| answer.is_some())
+            .and_then(ToolFormat::marker);
+        for s in self
+            .stop
+            .iter()
+            .map(String::as_str)
+            .chain(close)
+            .chain(marker)
+        {
             for (i, _) in s.char_indices().skip(1) {
                 if self.text[..safe].ends_with(&s[..i]) {
                     safe = safe.min(self.text.len() - i);
                 }
             }
         }
-        if let (Some(format), Some(answer)) = (self.calls, self.think.answer()) {
-            if let Some(at) = format.withhold_from(&self.text[answer..]) {
+        if let (Some(format), Some(answer)) = (self.calls, answer) {
+            let from = self
+                .searched_from(format.marker().unwrap_or(""))
+                .max(answer)
+                - answer;
+            if let Some(at) = format.call_start(&self.text[answer..], from) {
                 safe = safe.min(answer + at);
             }
         }
         (self.take(safe), false)
+    }
+
+    /// Where to look for `s`: it cannot start in text already handed out (a beginning of it
+    /// is held back), so each step searches only the new text and a length of `s` before it.
+    fn searched_from(&self, s: &str) -> usize {
+        self.text
+            .floor_char_boundary(self.emitted.saturating_sub(s.len()))
     }
 
     fn take(&mut self, upto: usize) -> Vec<(String, bool)> {
@@ -272,6 +302,32 @@ mod tests {
         assert_eq!(shown(s.update(" <".into()).0), "");
         assert_eq!(shown(s.update(" <b>".into()).0), " <b>");
         assert_eq!(s.reasoning(), None);
+    }
+
+    #[test]
+    fn streams_hold_back_what_may_be_a_call() {
+        let calls = |format| TextStream::new(vec![], Some(format), Reasoning::Off);
+        let mut s = calls(ToolFormat::Hermes);
+        assert_eq!(shown(s.update("Sure <tool".into()).0), "Sure ");
+        let mut s = calls(ToolFormat::Hermes);
+        assert_eq!(shown(s.update("a <tool_call>\n{".into()).0), "a ");
+        assert_eq!(shown(s.update("a <tool_call>\n{\"n".into()).0), "");
+        let mut s = calls(ToolFormat::Hermes);
+        assert_eq!(shown(s.update("plain".into()).0), "plain");
+        let mut s = calls(ToolFormat::Llama3);
+        assert_eq!(shown(s.update("  ".into()).0), "");
+        assert_eq!(shown(s.update(" {\"na".into()).0), "");
+        let mut s = calls(ToolFormat::Llama3);
+        assert_eq!(shown(s.update("Hello".into()).0), "Hello");
+    }
+
+    #[test]
+    fn a_stop_string_after_text_handed_out_is_found() {
+        let mut s = plain(&["END"]);
+        assert_eq!(shown(s.update("abc E".into()).0), "abc ");
+        assert_eq!(s.update("abc EN".into()).0, vec![]);
+        assert_eq!(s.update("abc END tail".into()), (vec![], true));
+        assert_eq!(s.text, "abc ");
     }
 
     #[test]
