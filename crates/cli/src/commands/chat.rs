@@ -86,9 +86,7 @@ pub fn run(home: &Home, args: &ChatArgs) -> Result<()> {
             reasoning: Reasoning::Auto.resolve(Some(&template), &text),
             ..params.clone()
         };
-        let stdout = std::io::stdout();
-        let terminal = stdout.is_terminal();
-        let mut printer = Printer::new(stdout.lock(), args.hide_thinking, terminal);
+        let mut printer = Printer::stdout(args.hide_thinking);
         let completion = model.generate(&ids, &params, &mut |piece| printer.piece(piece).is_ok());
         let completion = match completion {
             Ok(c) => c,

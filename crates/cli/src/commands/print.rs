@@ -13,6 +13,15 @@ pub struct Printer<W: Write> {
     in_reasoning: bool,
 }
 
+impl Printer<io::StdoutLock<'static>> {
+    /// Standard output, dimming reasoning when it is a terminal.
+    pub fn stdout(hide_thinking: bool) -> Self {
+        let out = io::stdout();
+        let terminal = io::IsTerminal::is_terminal(&out);
+        Printer::new(out.lock(), hide_thinking, terminal)
+    }
+}
+
 impl<W: Write> Printer<W> {
     pub fn new(out: W, hide_thinking: bool, terminal: bool) -> Self {
         Self {

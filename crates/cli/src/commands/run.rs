@@ -102,9 +102,7 @@ pub fn run(home: &Home, args: &RunArgs) -> Result<()> {
         reasoning,
         ..generate_params(&args.sampling)
     };
-    let stdout = std::io::stdout();
-    let terminal = stdout.is_terminal();
-    let mut printer = Printer::new(stdout.lock(), args.hide_thinking, terminal);
+    let mut printer = Printer::stdout(args.hide_thinking);
     let json = args.json;
     // A closed pipe (`| head`) ends generation instead of failing it.
     let completion = model.generate(&ids, &params, &mut |piece| {
