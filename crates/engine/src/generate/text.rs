@@ -181,8 +181,11 @@ impl TextStream {
     /// Where to look for `s`: it cannot start in text already handed out (a beginning of it
     /// is held back), so each step searches only the new text and a length of `s` before it.
     fn searched_from(&self, s: &str) -> usize {
-        self.text
-            .floor_char_boundary(self.emitted.saturating_sub(s.len()))
+        let mut from = self.emitted.saturating_sub(s.len()).min(self.text.len());
+        while !self.text.is_char_boundary(from) {
+            from -= 1;
+        }
+        from
     }
 
     fn take(&mut self, upto: usize) -> Vec<(String, bool)> {
