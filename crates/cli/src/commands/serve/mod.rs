@@ -36,21 +36,7 @@ use std::time::Duration;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 pub fn run(home: &Home, args: &ServeArgs) -> Result<()> {
-    if args.queue_size == 0 {
-        return Err(CliError::usage("--queue-size must be at least 1").into());
-    }
-    if args.parallel == 0 {
-        return Err(CliError::usage("--parallel must be at least 1").into());
-    }
-    if args.batch_size == 0 {
-        return Err(CliError::usage("--batch-size must be at least 1").into());
-    }
-    if args.kv_budget == Some(0) {
-        return Err(CliError::usage("--kv-budget must be at least 1 token").into());
-    }
-    if args.max_tokens == 0 {
-        return Err(CliError::usage("--max-tokens must be at least 1").into());
-    }
+    check_args(args)?;
     let names: Vec<String> = if args.models.is_empty() {
         vec![DEFAULT_MODEL.to_string()]
     } else {
@@ -72,53 +58,10 @@ pub fn run(home: &Home, args: &ServeArgs) -> Result<()> {
         };
         match load_for(home, &margs, args.parallel, args.kv_budget) {
             Ok(loaded) => {
-                let license_text = ollama::license_text(&loaded.verification);
-                let (model, details) = describe(loaded);
-                let info = model.info().clone();
-                let vocab_size = info.vocab_size;
-                let accelerator = !model.device().is_cpu();
-                let tokenizer = model.tokenizer();
-                let eos_id = match tokenizer.eos().map(|e| tokenizer.encode(e, false)) {
-                    Some(Ok(ids)) if ids.len() == 1 && tokenizer.is_stop(ids[0]) => Some(ids[0]),
-                    _ => None,
-                };
-                let chat_template = model.chat_template().ok().map(|t| t.source().to_string());
-                let owned_by = details["provenance"]["publisher"]
-                    .as_str()
-                    .unwrap_or("candor")
-                    .to_string();
-                let verified_at = details["provenance"]["verified_at_unix"]
-                    .as_u64()
-                    .unwrap_or_default();
-                let batching = Batching {
-                    parallel: args.parallel,
-                    batch_size: args.batch_size,
-                    prefix_cache: !args.no_prefix_cache,
-                    kv_budget: args.kv_budget,
-                };
-                let (queue, handle) = candor_engine::serving::spawn(
-                    &id,
-                    model,
-                    batching,
-                    args.queue_size,
-                    cancel.clone(),
-                )
-                .context("starting a model worker thread")?;
-                workers.push(handle);
-                eprintln!("candor: serving {id}");
-                served.push(ServedModel {
-                    id,
-                    owned_by,
-                    verified_at,
-                    vocab_size,
-                    info,
-                    accelerator,
-                    eos_id,
-                    chat_template,
-                    license_text,
-                    details,
-                    queue,
-                });
+                let (model, worker) = start_model(id, loaded, args, cancel.clone())?;
+                eprintln!("candor: serving {}", model.id);
+                workers.push(worker);
+                served.push(model);
             }
             Err(e) => {
                 // Same report as a refused `candor run`, then carry on with the other models.
@@ -161,6 +104,76 @@ pub fn run(home: &Home, args: &ServeArgs) -> Result<()> {
     cancel.store(true, Ordering::Relaxed);
     drop(workers);
     Ok(())
+}
+
+/// Refuses settings that would serve nothing.
+fn check_args(args: &ServeArgs) -> Result<()> {
+    if args.queue_size == 0 {
+        return Err(CliError::usage("--queue-size must be at least 1").into());
+    }
+    if args.parallel == 0 {
+        return Err(CliError::usage("--parallel must be at least 1").into());
+    }
+    if args.batch_size == 0 {
+        return Err(CliError::usage("--batch-size must be at least 1").into());
+    }
+    if args.kv_budget == Some(0) {
+        return Err(CliError::usage("--kv-budget must be at least 1 token").into());
+    }
+    if args.max_tokens == 0 {
+        return Err(CliError::usage("--max-tokens must be at least 1").into());
+    }
+    Ok(())
+}
+
+/// Starts the worker thread of one verified model and describes it for the API.
+fn start_model(
+    id: String,
+    loaded: Loaded,
+    args: &ServeArgs,
+    cancel: Arc<AtomicBool>,
+) -> Result<(ServedModel, std::thread::JoinHandle<()>)> {
+    let license_text = ollama::license_text(&loaded.verification);
+    let (model, details) = describe(loaded);
+    let info = model.info().clone();
+    let vocab_size = info.vocab_size;
+    let accelerator = !model.device().is_cpu();
+    let tokenizer = model.tokenizer();
+    let eos_id = match tokenizer.eos().map(|e| tokenizer.encode(e, false)) {
+        Some(Ok(ids)) if ids.len() == 1 && tokenizer.is_stop(ids[0]) => Some(ids[0]),
+        _ => None,
+    };
+    let chat_template = model.chat_template().ok().map(|t| t.source().to_string());
+    let owned_by = details["provenance"]["publisher"]
+        .as_str()
+        .unwrap_or("candor")
+        .to_string();
+    let verified_at = details["provenance"]["verified_at_unix"]
+        .as_u64()
+        .unwrap_or_default();
+    let batching = Batching {
+        parallel: args.parallel,
+        batch_size: args.batch_size,
+        prefix_cache: !args.no_prefix_cache,
+        kv_budget: args.kv_budget,
+    };
+    let (queue, handle) =
+        candor_engine::serving::spawn(&id, model, batching, args.queue_size, cancel)
+            .context("starting a model worker thread")?;
+    let model = ServedModel {
+        id,
+        owned_by,
+        verified_at,
+        vocab_size,
+        info,
+        accelerator,
+        eos_id,
+        chat_template,
+        license_text,
+        details,
+        queue,
+    };
+    Ok((model, handle))
 }
 
 async fn serve(args: &ServeArgs, state: Arc<AppState>, cancel: Arc<AtomicBool>) -> Result<()> {

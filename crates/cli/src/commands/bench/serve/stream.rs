@@ -241,40 +241,23 @@ pub fn read_stream(reader: impl Read, start: Instant, max_chunks: usize) -> Resu
             if event_is_error {
                 return Err(format!("the server: {}", error_message(data.as_bytes())));
             }
-            let chunk: Chunk = serde_json::from_str(&data)
-                .map_err(|e| format!("a malformed chunk ({e}): {}", one_line(&data)))?;
-            if let Some(e) = chunk.error {
-                return Err(format!(
-                    "the server: {}",
-                    error_message(e.to_string().as_bytes())
-                ));
-            }
-            for choice in chunk.choices.into_iter().flatten() {
-                finished |= choice.finish_reason.is_some();
-                let delta = choice
-                    .delta
-                    .map(|d| [d.content, d.reasoning_content, d.reasoning]);
-                let has_text = choice
-                    .text
-                    .iter()
-                    .chain(delta.iter().flatten().flatten())
-                    .any(|t| !t.is_empty());
-                if has_text {
-                    chunks += 1;
-                    if chunks > max_chunks {
-                        return Err(format!(
-                            "the server streamed more than {max_chunks} chunks of text for the tokens asked"
-                        ));
-                    }
-                    match last {
-                        None => first = Some(now),
-                        Some(prev) => itl.push(now - prev),
-                    }
-                    last = Some(now);
+            let (ends, texts, chunk_usage) = read_chunk(&data)?;
+            finished |= ends;
+            for _ in 0..texts {
+                chunks += 1;
+                if chunks > max_chunks {
+                    return Err(format!(
+                        "the server streamed more than {max_chunks} chunks of text for the tokens asked"
+                    ));
                 }
+                match last {
+                    None => first = Some(now),
+                    Some(prev) => itl.push(now - prev),
+                }
+                last = Some(now);
             }
-            if chunk.usage.is_some() {
-                usage = chunk.usage;
+            if chunk_usage.is_some() {
+                usage = chunk_usage;
             }
             data.clear();
         }
@@ -308,6 +291,34 @@ pub fn read_stream(reader: impl Read, start: Instant, max_chunks: usize) -> Resu
         input_tokens: usage.and_then(|u| u.prompt_tokens),
         retries: 0,
     })
+}
+
+/// One event's JSON: whether it finishes the stream, how many of its choices carry text, and
+/// the usage it reports.
+fn read_chunk(data: &str) -> Result<(bool, usize, Option<Usage>), String> {
+    let chunk: Chunk = serde_json::from_str(data)
+        .map_err(|e| format!("a malformed chunk ({e}): {}", one_line(data)))?;
+    if let Some(e) = chunk.error {
+        return Err(format!(
+            "the server: {}",
+            error_message(e.to_string().as_bytes())
+        ));
+    }
+    let mut finished = false;
+    let mut texts = 0;
+    for choice in chunk.choices.into_iter().flatten() {
+        finished |= choice.finish_reason.is_some();
+        let delta = choice
+            .delta
+            .map(|d| [d.content, d.reasoning_content, d.reasoning]);
+        let has_text = choice
+            .text
+            .iter()
+            .chain(delta.iter().flatten().flatten())
+            .any(|t| !t.is_empty());
+        texts += usize::from(has_text);
+    }
+    Ok((finished, texts, chunk.usage))
 }
 
 fn read_error(e: &io::Error) -> String {
