@@ -88,7 +88,7 @@ fn a_real_size_model_is_held_once() {
     let peak = status_bytes("VmHWM:") - before;
 
     let cfg = model.config();
-    let kv = (cfg.n_layers * cfg.kv_bytes_per_position() * ctx) as u64;
+    let kv = (cfg.n_layers * cfg.kv_bytes_per_position(model.info().cache_type) * ctx) as u64;
     let allowed = (file_size + kv) * 11 / 10;
     let mib = |b: u64| b >> 20;
     assert!(

@@ -1,5 +1,6 @@
 //! Every command's arguments, in one place.
 
+use candor_engine::CacheType;
 use candor_verify::Level;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -107,6 +108,10 @@ pub struct RuntimeArgs {
     /// Context size in tokens (default: the model's, up to 4096).
     #[arg(short = 'c', long)]
     pub ctx_size: Option<usize>,
+    /// Number format of the KV cache on the CPU: f16 (default), q8_0 (about half of f16's
+    /// memory) or f32.
+    #[arg(long, value_name = "TYPE")]
+    pub cache_type: Option<CacheType>,
     #[command(flatten)]
     pub policy: PolicyArgs,
 }

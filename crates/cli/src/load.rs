@@ -103,6 +103,7 @@ pub fn load_for(
         ctx_size: args.ctx_size,
         sequences,
         kv_budget,
+        cache_type: args.cache_type,
     };
     let t1 = Instant::now();
     let model = Model::load(&verification.files, &load_opts)

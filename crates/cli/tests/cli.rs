@@ -347,6 +347,29 @@ fn perplexity_of_a_text() {
     assert!(stdout(&o).starts_with("perplexity: "));
 }
 
+/// `--cache-type` takes llama.cpp's names; q8_0 on heads its blocks would straddle (the tiny
+/// fixture's are 16 wide) is a usage error that names the way out, as is an unknown type.
+#[test]
+fn cache_types_are_checked_before_running() {
+    let tiny = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/tiny-llama");
+    let with = |kind: &str| {
+        run(candor()
+            .args(["run", "-n", "2", "--temp", "0", "--allow-unlisted", "-m"])
+            .arg(&tiny)
+            .args(["--cache-type", kind, "hello"]))
+    };
+    for kind in ["f32", "f16"] {
+        expect_code(&with(kind), 0);
+    }
+    let o = with("q8_0");
+    expect_code(&o, 2);
+    assert!(stderr(&o).contains("multiple of 32"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--cache-type f16"), "{}", stderr(&o));
+    let o = with("q4_0");
+    expect_code(&o, 2);
+    assert!(stderr(&o).contains("f32, f16 or q8_0"), "{}", stderr(&o));
+}
+
 #[test]
 fn tokenize_prints_ids() {
     pulled(MODEL);

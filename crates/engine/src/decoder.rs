@@ -5,8 +5,9 @@
 use crate::config::{ModelConfig, NormPlacement, QkNorm};
 use crate::error::Result;
 use crate::kernels;
+use crate::kv_cache::KvCache;
 use crate::layers::{attention, attention_mask, Embedding, Gate, Linear, RmsNorm, Rope};
-use crate::sequence::{KvCache, SeqStep};
+use crate::sequence::SeqStep;
 use crate::weights::{Weight, Weights};
 use candle_core::{Device, Tensor};
 
@@ -287,7 +288,7 @@ impl Attention {
         at.cache.append(&k, &v)?;
         let mask = match at.sees {
             Sees::Window(window) => {
-                let (keys, values) = at.cache.buffers().expect("appended");
+                let cache = at.cache.kernel_view().expect("appended for the kernel");
                 let shape = kernels::attention::Heads {
                     heads: nh,
                     kv_heads: nkv,
@@ -298,8 +299,7 @@ impl Attention {
                     softcap: self.softcap.map(|c| c as f32),
                     window,
                 };
-                let y =
-                    kernels::attention::attend_tensors(&q, keys, values, at.pos, shape, scoring);
+                let y = kernels::attention::attend_tensors(&q, cache, at.pos, shape, scoring);
                 return Ok(y?);
             }
             Sees::Mask(mask) => mask,

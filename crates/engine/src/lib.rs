@@ -7,6 +7,7 @@
 //! - [`perplexity`]: scoring a text.
 //! - [`sampling`]: choosing tokens from logits.
 //! - [`sequence`]: one sequence's tokens and KV cache; several share a forward pass.
+//! - [`kv_cache`]: one layer's keys and values, in f32, f16 or q8_0.
 //! - [`tokenizer`]: tokenizer.json, or one built from GGUF metadata.
 //! - [`chat`]: chat templates, rendered in a sandbox.
 //! - [`config`]: hyperparameters read from the file.
@@ -24,6 +25,7 @@ pub mod grammar;
 // The SIMD kernels are the one place unsafe code lives (target-feature intrinsics, raw pointers).
 #[allow(unsafe_code)]
 mod kernels;
+pub mod kv_cache;
 mod layers;
 pub mod model;
 pub mod models;
@@ -43,6 +45,7 @@ pub use generate::{
 };
 pub use grammar::{Grammar, GrammarKind};
 pub use kernels::instruction_sets as kernel_instruction_sets;
+pub use kv_cache::CacheType;
 pub use model::{DeviceKind, LoadOptions, LoadedModelInfo, Model};
 pub use perplexity::Perplexity;
 pub use sampling::SamplingParams;

@@ -6,6 +6,7 @@
 use crate::chat::{ChatTemplate, GEMMA_TEMPLATE};
 use crate::config::{Architecture, ModelConfig};
 use crate::error::{Error, Result};
+use crate::kv_cache::CacheType;
 use crate::models::{gemma::Gemma, llama::Llama};
 use crate::sequence::{SeqStep, Sequence};
 use crate::tokenizer::Tokenizer;
@@ -56,6 +57,8 @@ pub struct LoadOptions {
     /// KV cache positions the sequences share at most (the server's `--kv-budget`): the memory
     /// check counts these instead of a full context per sequence.
     pub kv_budget: Option<usize>,
+    /// The KV cache's number format (default: f16 on the CPU; accelerators keep f32).
+    pub cache_type: Option<CacheType>,
 }
 
 impl Default for LoadOptions {
@@ -65,6 +68,7 @@ impl Default for LoadOptions {
             ctx_size: None,
             sequences: 1,
             kv_budget: None,
+            cache_type: None,
         }
     }
 }
@@ -88,6 +92,8 @@ pub struct LoadedModelInfo {
     pub has_chat_template: bool,
     /// Bytes the weights take in memory as the engine holds them.
     pub weight_bytes: u64,
+    /// The number format of the KV cache.
+    pub cache_type: CacheType,
 }
 
 enum Network {
@@ -216,19 +222,7 @@ impl Model {
                 .map(|(_, content, map)| GgufPart { content, map })
                 .collect(),
         );
-        let weight_type = weight_type(&weights);
-        let parameters = weights.parameters();
-        Self::build(
-            cfg,
-            &weights,
-            tokenizer,
-            template,
-            opts,
-            device,
-            "gguf",
-            weight_type,
-            parameters,
-        )
+        Self::build(cfg, &weights, tokenizer, template, opts, device)
     }
 
     fn load_hf(
@@ -270,22 +264,9 @@ impl Model {
         };
         let bytes: Vec<&[u8]> = shards.iter().map(|s| s.bytes()).collect();
         let weights = Weights::safetensors(cfg.arch, &bytes)?;
-        let weight_type = weight_type(&weights);
-        let parameters = weights.parameters();
-        Self::build(
-            cfg,
-            &weights,
-            tokenizer,
-            template,
-            opts,
-            device,
-            "safetensors",
-            weight_type,
-            parameters,
-        )
+        Self::build(cfg, &weights, tokenizer, template, opts, device)
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn build(
         cfg: ModelConfig,
         weights: &Weights,
@@ -293,9 +274,6 @@ impl Model {
         template: Option<String>,
         opts: &LoadOptions,
         device: Device,
-        format: &'static str,
-        weight_type: String,
-        parameters: u64,
     ) -> Result<Self> {
         let ctx_size = opts.ctx_size.unwrap_or(cfg.context_length.min(4096));
         if ctx_size == 0 {
@@ -319,10 +297,12 @@ impl Model {
         let chat_template = template
             .map(|t| ChatTemplate::new(t, tokenizer.bos(), tokenizer.eos()))
             .transpose()?;
+        let cache_type = cache_type(opts.cache_type, &device, cfg.head_dim)?;
         if device.is_cpu() {
             check_memory(
                 &cfg,
                 weights,
+                cache_type,
                 ctx_size,
                 opts.sequences.max(1),
                 opts.kv_budget,
@@ -337,9 +317,9 @@ impl Model {
         };
         let info = LoadedModelInfo {
             architecture: cfg.arch,
-            format,
-            weight_type,
-            parameters,
+            format: weights.format(),
+            weight_type: weight_type(weights),
+            parameters: weights.parameters(),
             context_length: cfg.context_length,
             ctx_size,
             layers: cfg.n_layers,
@@ -350,6 +330,7 @@ impl Model {
             rope_theta: cfg.rope_theta,
             has_chat_template: chat_template.is_some(),
             weight_bytes: weights.loaded_bytes(),
+            cache_type,
         };
         let n_layers = cfg.n_layers;
         Ok(Self {
@@ -357,7 +338,7 @@ impl Model {
             cfg,
             tokenizer,
             chat_template,
-            seq: Sequence::new(n_layers, ctx_size),
+            seq: Sequence::new(n_layers, ctx_size, cache_type),
             info,
             device,
         })
@@ -404,8 +385,8 @@ impl Model {
 
     /// Bytes one decoding step reads from memory at least, `context` tokens in: every weight
     /// matrix once (of an embedding table not shared with the output, one row: estimated from
-    /// the average bytes per parameter) and each layer's cached keys and values (f32) over
-    /// the positions it attends to. What bounds decoding speed on a CPU.
+    /// the average bytes per parameter) and each layer's cached keys and values over the
+    /// positions it attends to. What bounds decoding speed on a CPU.
     pub fn bytes_read_per_token(&self, context: usize) -> u64 {
         let cfg = &self.cfg;
         let mut weights = self.info.weight_bytes as f64;
@@ -415,14 +396,14 @@ impl Model {
         }
         let kv: usize = (0..cfg.n_layers)
             .map(|l| cfg.layer_window(l).map_or(context, |w| context.min(w)))
-            .map(|positions| positions * cfg.kv_bytes_per_position())
+            .map(|positions| positions * cfg.kv_bytes_per_position(self.info.cache_type))
             .sum();
         weights.max(0.0) as u64 + kv as u64
     }
 
     /// A new, empty sequence for [`Model::forward_batch`], with room for the context size.
     pub fn new_sequence(&self) -> Sequence {
-        Sequence::new(self.cfg.n_layers, self.info.ctx_size)
+        Sequence::new(self.cfg.n_layers, self.info.ctx_size, self.info.cache_type)
     }
 
     /// Feeds `ids` after the cached tokens in one batch and returns logits as (n, vocab):
@@ -560,14 +541,16 @@ fn compute_pool() -> Option<&'static rayon::ThreadPool> {
 fn check_memory(
     cfg: &ModelConfig,
     weights: &Weights,
+    cache_type: CacheType,
     ctx: usize,
     sequences: usize,
     kv_budget: Option<usize>,
 ) -> Result<()> {
     let mib = |b: u128| (b >> 20) as u64;
     let weights_bytes = weights.loaded_bytes() as u128;
-    // Keys and values in f32 for every layer, plus the RoPE tables.
-    let per_pos = (cfg.n_layers * cfg.kv_bytes_per_position() + 2 * cfg.head_dim * 4) as u128;
+    // Keys and values for every layer, plus the RoPE tables.
+    let per_pos =
+        (cfg.n_layers * cfg.kv_bytes_per_position(cache_type) + 2 * cfg.head_dim * 4) as u128;
     let positions =
         (ctx as u128 * sequences as u128).min(kv_budget.map_or(u128::MAX, |b| b as u128));
     let cache = per_pos * positions;
@@ -597,6 +580,23 @@ fn check_memory(
         }
     }
     Ok(())
+}
+
+/// The KV cache's format: the one asked for, else f16 on the CPU. Accelerators attend through
+/// candle, whose cache keeps the activations' f32.
+fn cache_type(asked: Option<CacheType>, device: &Device, head_dim: usize) -> Result<CacheType> {
+    let kind = match asked {
+        _ if device.is_cpu() => asked.unwrap_or_default(),
+        None | Some(CacheType::F32) => return Ok(CacheType::F32),
+        Some(other) => {
+            return Err(Error::InvalidOption(format!(
+                "a {other} KV cache is for CPU inference; on an accelerator the cache is f32 \
+                 (leave out --cache-type)"
+            )))
+        }
+    };
+    kind.check_head_dim(head_dim)?;
+    Ok(kind)
 }
 
 /// Memory the system can still give us (Linux: MemAvailable); None where unknown.

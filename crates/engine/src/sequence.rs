@@ -5,8 +5,7 @@
 //! pass ([`crate::Model::forward_batch`]) and a finished one keeps its cache for the next request
 //! that starts with the same tokens.
 
-use crate::error::Result;
-use candle_core::Tensor;
+use crate::kv_cache::{CacheType, KvCache};
 
 /// One sequence's share of a forward pass: its new tokens, after those it has cached.
 pub struct SeqStep<'a> {
@@ -23,11 +22,11 @@ pub struct Sequence {
 
 impl Sequence {
     /// An empty sequence for a network of `layers` layers whose caches hold at most
-    /// `max_positions` positions.
-    pub(crate) fn new(layers: usize, max_positions: usize) -> Self {
+    /// `max_positions` positions in the format `kind`.
+    pub(crate) fn new(layers: usize, max_positions: usize, kind: CacheType) -> Self {
         Self {
             tokens: Vec::new(),
-            layers: vec![KvCache::with_limit(max_positions); layers],
+            layers: vec![KvCache::new(kind, max_positions); layers],
         }
     }
 
@@ -76,92 +75,5 @@ impl Sequence {
     pub fn release(&mut self) {
         self.tokens.clear();
         self.layers.iter_mut().for_each(KvCache::release);
-    }
-}
-
-/// Key/value cache of one layer: a preallocated buffer that grows by doubling up to its limit,
-/// so appending a token is a copy into place (not a concatenation of the whole history) and
-/// rewinding a conversation is just a shorter length.
-#[derive(Debug, Clone)]
-pub struct KvCache {
-    k: Option<Tensor>,
-    v: Option<Tensor>,
-    len: usize,
-    /// The most positions it grows to (the context size).
-    limit: usize,
-}
-
-impl KvCache {
-    fn with_limit(limit: usize) -> Self {
-        Self {
-            k: None,
-            v: None,
-            len: 0,
-            limit,
-        }
-    }
-
-    /// Appends (1, kv_heads, seq, head_dim) keys and values.
-    pub fn append(&mut self, k: &Tensor, v: &Tensor) -> Result<()> {
-        let seq = k.dim(2)?;
-        let needed = self.len + seq;
-        if needed > self.capacity() {
-            let new_cap = needed
-                .max(self.capacity() * 2)
-                .max(64)
-                .min(self.limit.max(needed));
-            let (b, h, _, d) = k.dims4()?;
-            let grow = |old: &Option<Tensor>| -> Result<Tensor> {
-                let t = Tensor::zeros((b, h, new_cap, d), k.dtype(), k.device())?;
-                if let Some(old) = old {
-                    if self.len > 0 {
-                        t.slice_set(&old.narrow(2, 0, self.len)?.contiguous()?, 2, 0)?;
-                    }
-                }
-                Ok(t)
-            };
-            self.k = Some(grow(&self.k)?);
-            self.v = Some(grow(&self.v)?);
-        }
-        let (kc, vc) = self.buffers().expect("allocated");
-        kc.slice_set(&k.contiguous()?, 2, self.len)?;
-        vc.slice_set(&v.contiguous()?, 2, self.len)?;
-        self.len = needed;
-        Ok(())
-    }
-
-    /// Views (1, kv_heads, len, head_dim) of the cached keys and values.
-    pub fn history(&self) -> Result<(Tensor, Tensor)> {
-        let (k, v) = self
-            .buffers()
-            .ok_or_else(|| candle_core::Error::Msg("empty KV cache".into()))?;
-        Ok((k.narrow(2, 0, self.len)?, v.narrow(2, 0, self.len)?))
-    }
-
-    /// The whole key and value buffers, (1, kv_heads, capacity, head_dim), of which the first
-    /// `len` positions are filled. None before the first append.
-    pub(crate) fn buffers(&self) -> Option<(&Tensor, &Tensor)> {
-        self.k.as_ref().zip(self.v.as_ref())
-    }
-
-    fn capacity(&self) -> usize {
-        self.k.as_ref().map_or(0, |t| t.dim(2).unwrap_or(0))
-    }
-
-    /// Forgets positions from `len` on.
-    pub fn truncate(&mut self, len: usize) {
-        self.len = self.len.min(len);
-    }
-
-    fn release(&mut self) {
-        (self.k, self.v, self.len) = (None, None, 0);
-    }
-
-    fn allocated_bytes(&self) -> usize {
-        [&self.k, &self.v]
-            .iter()
-            .filter_map(|t| t.as_ref())
-            .map(|t| t.elem_count() * t.dtype().size_in_bytes())
-            .sum()
     }
 }

@@ -182,6 +182,14 @@ impl<'a> Weights<'a> {
         }
     }
 
+    /// The file format's name, as reported.
+    pub fn format(&self) -> &'static str {
+        match self {
+            Weights::Gguf(_) => "gguf",
+            Weights::Safetensors { .. } => "safetensors",
+        }
+    }
+
     /// Values in all tensors.
     pub fn parameters(&self) -> u64 {
         match self {

@@ -23,6 +23,9 @@ struct Test {
     n_prompt: usize,
     n_gen: usize,
     n_depth: usize,
+    /// The KV cache's number format, keys and values (llama-bench's fields).
+    type_k: &'static str,
+    type_v: &'static str,
     backend: &'static str,
     avg_ns: u64,
     stddev_ns: u64,
@@ -123,11 +126,12 @@ pub fn run(home: &Home, args: &BenchArgs) -> Result<()> {
     print_table(&tests);
     if let Some(t) = tests.first() {
         eprintln!(
-            "candor: verify {:.1} ms, load {:.1} ms, time to first token {:.1} ms ({} prompt tokens), build {} [{}], cpu [{}], kernels {}",
+            "candor: verify {:.1} ms, load {:.1} ms, time to first token {:.1} ms ({} prompt tokens), KV cache {}, build {} [{}], cpu [{}], kernels {}",
             t.verify_ms,
             t.load_ms,
             t.ttft_ms,
             tokens.len(),
+            t.type_k,
             t.build_commit,
             t.build_features.join(","),
             t.cpu_features.join(","),
@@ -199,6 +203,8 @@ fn record(
         n_prompt,
         n_gen,
         n_depth,
+        type_k: info.cache_type.name(),
+        type_v: info.cache_type.name(),
         backend: match args.runtime.device {
             DeviceArg::Cpu => "CPU",
             DeviceArg::Cuda => "CUDA",

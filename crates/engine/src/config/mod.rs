@@ -74,9 +74,9 @@ impl ModelConfig {
         self.sliding_window.filter(|_| sliding)
     }
 
-    /// Bytes one position's key and value take in one layer's cache (f32).
-    pub fn kv_bytes_per_position(&self) -> usize {
-        2 * self.n_kv_heads * self.head_dim * 4
+    /// Bytes one position's key and value take in one layer's cache, stored as `kind`.
+    pub fn kv_bytes_per_position(&self, kind: crate::CacheType) -> usize {
+        2 * kind.bytes(self.n_kv_heads * self.head_dim)
     }
 
     /// Checks that the numbers are consistent before any layer is built

@@ -16,6 +16,8 @@
 use super::activation::exp;
 use super::packed::G;
 use super::SendPtr;
+use crate::kv_cache::KernelView;
+use crate::kv_cache::Rows;
 use candle_core::{CpuStorage, DType, Storage, Tensor};
 use rayon::prelude::*;
 
@@ -42,11 +44,29 @@ pub(crate) struct Heads {
 }
 
 /// One layer's cache of one sequence: keys and values as `kv_heads` runs of `capacity`
-/// positions × head_dim, filled up to at least the last query's position.
+/// positions × head_dim, filled up to at least the last query's position, in any of the
+/// cache's formats (a block of positions is read as f32 when it is used).
 pub(crate) struct Cache<'a> {
-    pub k: &'a [f32],
-    pub v: &'a [f32],
+    pub k: &'a Rows,
+    pub v: &'a Rows,
     pub capacity: usize,
+}
+
+impl Cache<'_> {
+    /// Keys and values of positions `start..stop` of kv head `kv`, in f32 (decoded into the
+    /// scratch buffers where the cache holds another format).
+    fn block<'s>(
+        &'s self,
+        kv: usize,
+        (start, stop): (usize, usize),
+        dim: usize,
+        scratch: &'s mut [Vec<f32>; 2],
+    ) -> (&'s [f32], &'s [f32]) {
+        let at = (kv * self.capacity + start) * dim;
+        let n = (stop - start) * dim;
+        let [ks, vs] = scratch;
+        (self.k.read(at, n, ks), self.v.read(at, n, vs))
+    }
 }
 
 /// The queries: element (head h, row r, i) at `data[h * head_stride + r * row_stride + i]`.
@@ -64,12 +84,11 @@ pub(crate) fn takes(x: &Tensor) -> bool {
 }
 
 /// Attends from `q` (1, heads, rows, head_dim), rows at positions `pos`, `pos + 1`, …, over
-/// a cache's key and value buffers (1, kv_heads, capacity, head_dim) already holding the rows'
-/// own keys; returns (1, rows, heads·head_dim). The tensors are ones [`takes`] accepts.
+/// a cache already holding the rows' own keys; returns (1, rows, heads·head_dim). `q` is a
+/// tensor [`takes`] accepts.
 pub(crate) fn attend_tensors(
     q: &Tensor,
-    keys: &Tensor,
-    values: &Tensor,
+    cache: KernelView,
     pos: usize,
     shape: Heads,
     scoring: Scoring,
@@ -80,19 +99,9 @@ pub(crate) fn attend_tensors(
         q.contiguous()?
     };
     let (q_storage, q_layout) = q.storage_and_layout();
-    let (k_storage, k_layout) = keys.storage_and_layout();
-    let (v_storage, v_layout) = values.storage_and_layout();
-    let (
-        Storage::Cpu(CpuStorage::F32(qd)),
-        Storage::Cpu(CpuStorage::F32(kd)),
-        Storage::Cpu(CpuStorage::F32(vd)),
-    ) = (&*q_storage, &*k_storage, &*v_storage)
-    else {
+    let Storage::Cpu(CpuStorage::F32(qd)) = &*q_storage else {
         candle_core::bail!("the attention kernel takes f32 tensors in CPU memory");
     };
-    if !k_layout.is_contiguous() || !v_layout.is_contiguous() {
-        candle_core::bail!("the attention kernel takes whole, contiguous cache buffers");
-    }
     let rows = q.dim(2)?;
     let stride = q_layout.stride();
     let queries = Queries {
@@ -102,9 +111,9 @@ pub(crate) fn attend_tensors(
         rows,
     };
     let cache = Cache {
-        k: &kd[k_layout.start_offset()..],
-        v: &vd[v_layout.start_offset()..],
-        capacity: keys.dim(2)?,
+        k: cache.k,
+        v: cache.v,
+        capacity: cache.capacity,
     };
     let out = attend(&queries, pos, &cache, shape, scoring);
     Tensor::from_vec(out, (1, rows, shape.heads * shape.dim), q.device())
@@ -150,7 +159,12 @@ pub(crate) fn attend(
         let partials: Vec<Partial> = jobs
             .par_iter()
             .with_min_len(1)
-            .map(|&(i, b)| tasks[i].block(b))
+            .map(|&(i, b)| {
+                SCRATCH.with_borrow_mut(|scratch| {
+                    let (keys, values) = cache.block(tasks[i].kv, b, dim, scratch);
+                    tasks[i].block(b.1 - b.0, keys, values)
+                })
+            })
             .collect();
         let mut start = 0;
         for ((i, task), y) in tasks.iter().enumerate().zip(out.chunks_exact_mut(width)) {
@@ -180,6 +194,11 @@ pub(crate) fn attend(
     out
 }
 
+thread_local! {
+    /// Each pool thread's buffers for key and value blocks read from an f16 or q8_0 cache.
+    static SCRATCH: std::cell::RefCell<[Vec<f32>; 2]> = Default::default();
+}
+
 /// Query rows that go through the key blocks together.
 const ROW_TILE: usize = 16;
 
@@ -196,10 +215,30 @@ fn run_tile(tasks: &[Task]) -> Vec<Vec<f32>> {
         .map(|&(start, _)| start / KEY_BLOCK)
         .max()
         .unwrap_or(0);
+    let Some(first) = tasks.first() else {
+        return Vec::new();
+    };
+    let (cache, kv, dim) = (first.cache, first.kv, first.shape.dim);
+    let mut scratch = Default::default();
     for number in 0..=last {
+        // The tile's rows see parts of this block: read the part any of them sees once.
+        let seen: Vec<Option<(usize, usize)>> = (0..tasks.len())
+            .map(|t| {
+                blocks[t]
+                    .get(next[t])
+                    .copied()
+                    .filter(|r| r.0 / KEY_BLOCK == number)
+            })
+            .collect();
+        let Some(start) = seen.iter().flatten().map(|r| r.0).min() else {
+            continue;
+        };
+        let stop = seen.iter().flatten().map(|r| r.1).max().unwrap_or(start);
+        let (keys, values) = cache.block(kv, (start, stop), dim, &mut scratch);
         for (t, task) in tasks.iter().enumerate() {
-            if let Some(&range) = blocks[t].get(next[t]).filter(|r| r.0 / KEY_BLOCK == number) {
-                partials[t].push(task.block(range));
+            if let Some((from, to)) = seen[t] {
+                let part = (from - start) * dim..(to - start) * dim;
+                partials[t].push(task.block(to - from, &keys[part.clone()], &values[part]));
                 next[t] += 1;
             }
         }
@@ -250,19 +289,15 @@ impl Task<'_> {
         blocks
     }
 
-    /// Scores, exponentials and weighted values of keys `start..stop` for every head of the
-    /// group.
-    fn block(&self, (start, stop): (usize, usize)) -> Partial {
+    /// Scores, exponentials and weighted values of `n` consecutive keys and values (in f32)
+    /// for every head of the group.
+    fn block(&self, n: usize, keys: &[f32], values: &[f32]) -> Partial {
         let Heads {
             heads,
             kv_heads,
             dim,
         } = self.shape;
         let group = heads / kv_heads;
-        let n = stop - start;
-        let base = self.kv * self.cache.capacity * dim;
-        let keys = &self.cache.k[base + start * dim..base + stop * dim];
-        let values = &self.cache.v[base + start * dim..base + stop * dim];
         let queries: Vec<&[f32]> = (0..group)
             .map(|g| {
                 let h = self.kv * group + g;
@@ -740,6 +775,7 @@ fn lane_max(s: &[f32]) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kv_cache::CacheType::{self, F32};
     use crate::layers::{attention, attention_mask};
     use candle_core::{Device, Tensor};
 
@@ -789,9 +825,10 @@ mod tests {
                     softcap,
                     window,
                 };
+                let (kr, vr) = (Rows::from_f32(F32, &k), Rows::from_f32(F32, &v));
                 let cache = Cache {
-                    k: &k,
-                    v: &v,
+                    k: &kr,
+                    v: &vr,
                     capacity: cap,
                 };
                 let shape = Heads {
@@ -854,15 +891,31 @@ mod tests {
             softcap: None,
             window: None,
         };
+        let pos = 2 * KEY_BLOCK + 5;
+        for kind in CacheType::ALL {
+            let_a_row_alone(kind, &k, &v, &qd, (rows, cap, pos), shape, scoring);
+        }
+    }
+
+    fn let_a_row_alone(
+        kind: CacheType,
+        k: &[f32],
+        v: &[f32],
+        qd: &[f32],
+        (rows, cap, pos): (usize, usize, usize),
+        shape: Heads,
+        scoring: Scoring,
+    ) {
+        let Heads { heads, dim: d, .. } = shape;
+        let (kr, vr) = (Rows::from_f32(kind, k), Rows::from_f32(kind, v));
         let cache = Cache {
-            k: &k,
-            v: &v,
+            k: &kr,
+            v: &vr,
             capacity: cap,
         };
-        let pos = 2 * KEY_BLOCK + 5;
         let all = attend(
             &Queries {
-                data: &qd,
+                data: qd,
                 head_stride: rows * d,
                 row_stride: d,
                 rows,
@@ -890,8 +943,61 @@ mod tests {
             let alone = attend(&q, pos + r, &cache, shape, scoring);
             let split = pool.install(|| attend(&q, pos + r, &cache, shape, scoring));
             let want = &all[r * heads * d..][..heads * d];
-            assert_eq!(alone, want, "row {r} alone");
-            assert_eq!(split, want, "row {r} split across threads");
+            assert_eq!(alone, want, "{kind}: row {r} alone");
+            assert_eq!(split, want, "{kind}: row {r} split across threads");
+        }
+    }
+
+    /// f16 and q8_0 caches give the f32 cache's attention within their rounding: the outputs
+    /// are averages of values of magnitude ≤ 2, so f16 (2⁻¹¹ relative) stays within 2e-3 and
+    /// q8_0 (half a step of max/127 per value, ±2/254 here) within 2e-2.
+    #[test]
+    fn smaller_formats_stay_close_to_f32() {
+        let (heads, kv, d, cap) = (4, 2, 64, 2 * KEY_BLOCK);
+        let (k, v) = (noise(kv * cap * d, 11), noise(kv * cap * d, 12));
+        let rows = 3;
+        let qd: Vec<f32> = noise(heads * rows * d, 13)
+            .iter()
+            .map(|x| x * 0.3)
+            .collect();
+        let q = Queries {
+            data: &qd,
+            head_stride: rows * d,
+            row_stride: d,
+            rows,
+        };
+        let shape = Heads {
+            heads,
+            kv_heads: kv,
+            dim: d,
+        };
+        let scoring = Scoring {
+            scale: 0.125,
+            softcap: None,
+            window: None,
+        };
+        let run = |kind| {
+            let (kr, vr) = (Rows::from_f32(kind, &k), Rows::from_f32(kind, &v));
+            let cache = Cache {
+                k: &kr,
+                v: &vr,
+                capacity: cap,
+            };
+            attend(&q, KEY_BLOCK + 9, &cache, shape, scoring)
+        };
+        let exact = run(F32);
+        for (kind, tolerance) in [(CacheType::F16, 2e-3), (CacheType::Q8_0, 2e-2)] {
+            let got = run(kind);
+            let worst = got
+                .iter()
+                .zip(&exact)
+                .map(|(g, w)| (g - w).abs())
+                .fold(0f32, f32::max);
+            assert!(worst <= tolerance, "{kind}: off by {worst}");
+            assert!(
+                worst > 0.0,
+                "{kind} rounds nothing: not read in its own format"
+            );
         }
     }
 }

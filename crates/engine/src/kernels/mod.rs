@@ -11,10 +11,12 @@
 //! token for token; Q4_K, Q5_K and Q6_K sum each super-block exactly and round once, which
 //! frees their kernels to multiply in whatever order is fastest.
 //! `activation.rs` holds the vectorized gate activations of the fused feed-forward kernel;
-//! `attention.rs` the attention that reads each sequence's KV cache in place.
+//! `attention.rs` the attention that reads each sequence's KV cache in place, and `convert.rs`
+//! the cache's f16 and q8_0 back to f32 as it reads them.
 
 pub(crate) mod activation;
 pub(crate) mod attention;
+pub(crate) mod convert;
 mod packed;
 // Each x86 kernel is one `unsafe fn` whose whole body is intrinsics over raw pointers, with its
 // contract stated once on the function; an `unsafe` block around every line would say nothing more.

@@ -311,6 +311,7 @@ fn describe(loaded: Loaded) -> (candor_engine::Model, Value) {
             "parameters": info.parameters,
             "context_length": info.context_length,
             "ctx_size": info.ctx_size,
+            "cache_type": info.cache_type,
         },
     });
     (loaded.model, details)

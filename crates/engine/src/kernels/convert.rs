@@ -1,0 +1,124 @@
+//! The KV cache's stored formats back to f32, as the attention kernel reads a block of
+//! positions: f16 (kept as bits) and q8_0 (int8 values, one f16 scale per 32). The vector
+//! forms give the portable loops' results exactly (both conversions are exact in f32, and a
+//! q8_0 value is one product).
+
+use crate::kv_cache::Q8_BLOCK;
+
+/// `dst[i] = f32(src[i])` for f16 bits `src`.
+pub(crate) fn f16_to_f32(src: &[u16], dst: &mut [f32]) {
+    assert_eq!(src.len(), dst.len());
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
+    let done = {
+        let whole = src.len() / 16 * 16;
+        avx512::f16_to_f32(&src[..whole], &mut dst[..whole]);
+        whole
+    };
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "avx512f")))]
+    let done = 0;
+    portable_f16(&src[done..], &mut dst[done..]);
+}
+
+fn portable_f16(src: &[u16], dst: &mut [f32]) {
+    for (d, &s) in dst.iter_mut().zip(src) {
+        *d = half::f16::from_bits(s).to_f32();
+    }
+}
+
+/// `dst[i] = quants[i] · f32(scales[i / 32])`, whole blocks.
+pub(crate) fn q8_0_to_f32(quants: &[i8], scales: &[u16], dst: &mut [f32]) {
+    assert!(quants.len() == dst.len() && quants.len() == scales.len() * Q8_BLOCK);
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
+    let done = {
+        avx512::q8_0_to_f32(quants, scales, dst);
+        quants.len()
+    };
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "avx512f")))]
+    let done = 0;
+    portable_q8_0(
+        &quants[done..],
+        &scales[done / Q8_BLOCK..],
+        &mut dst[done..],
+    );
+}
+
+fn portable_q8_0(quants: &[i8], scales: &[u16], dst: &mut [f32]) {
+    for ((d, q), &s) in dst
+        .chunks_exact_mut(Q8_BLOCK)
+        .zip(quants.chunks_exact(Q8_BLOCK))
+        .zip(scales)
+    {
+        let s = half::f16::from_bits(s).to_f32();
+        for (d, &q) in d.iter_mut().zip(q) {
+            *d = f32::from(q) * s;
+        }
+    }
+}
+
+#[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
+mod avx512 {
+    use crate::kv_cache::Q8_BLOCK;
+    use std::arch::x86_64::*;
+
+    /// Lengths: a multiple of 16, equal.
+    pub(super) fn f16_to_f32(src: &[u16], dst: &mut [f32]) {
+        for (s, d) in src.chunks_exact(16).zip(dst.chunks_exact_mut(16)) {
+            // SAFETY: AVX-512F is enabled at build time; `s` holds 16 halves (32 bytes) and
+            // `d` 16 floats.
+            unsafe {
+                let h = _mm256_loadu_si256(s.as_ptr().cast());
+                _mm512_storeu_ps(d.as_mut_ptr(), _mm512_cvtph_ps(h));
+            }
+        }
+    }
+
+    /// Lengths: `quants` and `dst` 32 per entry of `scales`.
+    pub(super) fn q8_0_to_f32(quants: &[i8], scales: &[u16], dst: &mut [f32]) {
+        for ((q, d), &s) in quants
+            .chunks_exact(Q8_BLOCK)
+            .zip(dst.chunks_exact_mut(Q8_BLOCK))
+            .zip(scales)
+        {
+            let scale = half::f16::from_bits(s).to_f32();
+            for part in 0..2 {
+                // SAFETY: AVX-512F is enabled at build time; `q` holds 32 bytes and `d` 32
+                // floats, and each part reads and writes 16.
+                unsafe {
+                    let scale = _mm512_set1_ps(scale);
+                    let bytes = _mm_loadu_si128(q.as_ptr().add(16 * part).cast());
+                    let v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(bytes)), scale);
+                    _mm512_storeu_ps(d.as_mut_ptr().add(16 * part), v);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The vector conversions give the portable loops' bits, odd lengths and extremes included.
+    #[test]
+    fn vector_forms_equal_the_portable_loops() {
+        let halves: Vec<u16> = (0..1000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 16) as u16)
+            .filter(|&b| !half::f16::from_bits(b).is_nan())
+            .take(517)
+            .collect();
+        let (mut a, mut b) = (vec![0f32; halves.len()], vec![0f32; halves.len()]);
+        f16_to_f32(&halves, &mut a);
+        portable_f16(&halves, &mut b);
+        assert_eq!(a, b);
+
+        let quants: Vec<i8> = (0..4 * Q8_BLOCK)
+            .map(|i| (i as i32 * 37 % 255 - 127) as i8)
+            .collect();
+        let scales = [0.5f32, -0.0, 3.0e-3, 1000.0].map(|s| half::f16::from_f32(s).to_bits());
+        let (mut a, mut b) = (vec![0f32; quants.len()], vec![0f32; quants.len()]);
+        q8_0_to_f32(&quants, &scales, &mut a);
+        portable_q8_0(&quants, &scales, &mut b);
+        assert_eq!(a, b);
+        assert_eq!(a[1], f32::from(quants[1]) * 0.5);
+    }
+}
