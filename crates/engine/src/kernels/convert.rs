@@ -14,7 +14,24 @@ pub(crate) fn f16_to_f32(src: &[u16], dst: &mut [f32]) {
         avx512::f16_to_f32(&src[..whole], &mut dst[..whole]);
         whole
     };
-    #[cfg(not(all(target_arch = "x86_64", target_feature = "avx512f")))]
+    #[cfg(all(
+        target_arch = "x86_64",
+        not(target_feature = "avx512f"),
+        target_feature = "avx2",
+        target_feature = "f16c"
+    ))]
+    let done = {
+        let whole = src.len() / 8 * 8;
+        avx2::f16_to_f32(&src[..whole], &mut dst[..whole]);
+        whole
+    };
+    #[cfg(not(all(
+        target_arch = "x86_64",
+        any(
+            target_feature = "avx512f",
+            all(target_feature = "avx2", target_feature = "f16c")
+        )
+    )))]
     let done = 0;
     portable_f16(&src[done..], &mut dst[done..]);
 }
@@ -33,7 +50,19 @@ pub(crate) fn q8_0_to_f32(quants: &[i8], scales: &[u16], dst: &mut [f32]) {
         avx512::q8_0_to_f32(quants, scales, dst);
         quants.len()
     };
-    #[cfg(not(all(target_arch = "x86_64", target_feature = "avx512f")))]
+    #[cfg(all(
+        target_arch = "x86_64",
+        not(target_feature = "avx512f"),
+        target_feature = "avx2"
+    ))]
+    let done = {
+        avx2::q8_0_to_f32(quants, scales, dst);
+        quants.len()
+    };
+    #[cfg(not(all(
+        target_arch = "x86_64",
+        any(target_feature = "avx512f", target_feature = "avx2")
+    )))]
     let done = 0;
     portable_q8_0(
         &quants[done..],
@@ -88,6 +117,50 @@ mod avx512 {
                     let bytes = _mm_loadu_si128(q.as_ptr().add(16 * part).cast());
                     let v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(bytes)), scale);
                     _mm512_storeu_ps(d.as_mut_ptr().add(16 * part), v);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(all(
+    target_arch = "x86_64",
+    not(target_feature = "avx512f"),
+    target_feature = "avx2"
+))]
+mod avx2 {
+    use crate::kv_cache::Q8_BLOCK;
+    use std::arch::x86_64::*;
+
+    /// Lengths: a multiple of 8, equal.
+    #[cfg(target_feature = "f16c")]
+    pub(super) fn f16_to_f32(src: &[u16], dst: &mut [f32]) {
+        for (s, d) in src.chunks_exact(8).zip(dst.chunks_exact_mut(8)) {
+            // SAFETY: AVX2 and F16C are enabled at build time; `s` holds 8 halves (16 bytes)
+            // and `d` 8 floats.
+            unsafe {
+                let h = _mm_loadu_si128(s.as_ptr().cast());
+                _mm256_storeu_ps(d.as_mut_ptr(), _mm256_cvtph_ps(h));
+            }
+        }
+    }
+
+    /// Lengths: `quants` and `dst` 32 per entry of `scales`.
+    pub(super) fn q8_0_to_f32(quants: &[i8], scales: &[u16], dst: &mut [f32]) {
+        for ((q, d), &s) in quants
+            .chunks_exact(Q8_BLOCK)
+            .zip(dst.chunks_exact_mut(Q8_BLOCK))
+            .zip(scales)
+        {
+            let scale = half::f16::from_bits(s).to_f32();
+            for part in 0..4 {
+                // SAFETY: AVX2 is enabled at build time; `q` holds 32 bytes and `d` 32 floats,
+                // and each part reads and writes 8.
+                unsafe {
+                    let scale = _mm256_set1_ps(scale);
+                    let bytes = _mm_loadl_epi64(q.as_ptr().add(8 * part).cast());
+                    let v = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(bytes)), scale);
+                    _mm256_storeu_ps(d.as_mut_ptr().add(8 * part), v);
                 }
             }
         }
