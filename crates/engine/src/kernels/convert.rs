@@ -5,34 +5,29 @@
 
 use crate::kv_cache::Q8_BLOCK;
 
+// The widest vector form this build has; each converts what it can and says how much.
+#[cfg(all(
+    target_arch = "x86_64",
+    not(target_feature = "avx512f"),
+    target_feature = "avx2",
+    target_feature = "f16c"
+))]
+use avx2 as simd;
+#[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
+use avx512 as simd;
+#[cfg(not(all(
+    target_arch = "x86_64",
+    any(
+        target_feature = "avx512f",
+        all(target_feature = "avx2", target_feature = "f16c")
+    )
+)))]
+use none as simd;
+
 /// `dst[i] = f32(src[i])` for f16 bits `src`.
 pub(crate) fn f16_to_f32(src: &[u16], dst: &mut [f32]) {
     assert_eq!(src.len(), dst.len());
-    #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
-    let done = {
-        let whole = src.len() / 16 * 16;
-        avx512::f16_to_f32(&src[..whole], &mut dst[..whole]);
-        whole
-    };
-    #[cfg(all(
-        target_arch = "x86_64",
-        not(target_feature = "avx512f"),
-        target_feature = "avx2",
-        target_feature = "f16c"
-    ))]
-    let done = {
-        let whole = src.len() / 8 * 8;
-        avx2::f16_to_f32(&src[..whole], &mut dst[..whole]);
-        whole
-    };
-    #[cfg(not(all(
-        target_arch = "x86_64",
-        any(
-            target_feature = "avx512f",
-            all(target_feature = "avx2", target_feature = "f16c")
-        )
-    )))]
-    let done = 0;
+    let done = simd::f16_to_f32(src, dst);
     portable_f16(&src[done..], &mut dst[done..]);
 }
 
@@ -45,25 +40,7 @@ fn portable_f16(src: &[u16], dst: &mut [f32]) {
 /// `dst[i] = quants[i] · f32(scales[i / 32])`, whole blocks.
 pub(crate) fn q8_0_to_f32(quants: &[i8], scales: &[u16], dst: &mut [f32]) {
     assert!(quants.len() == dst.len() && quants.len() == scales.len() * Q8_BLOCK);
-    #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
-    let done = {
-        avx512::q8_0_to_f32(quants, scales, dst);
-        quants.len()
-    };
-    #[cfg(all(
-        target_arch = "x86_64",
-        not(target_feature = "avx512f"),
-        target_feature = "avx2"
-    ))]
-    let done = {
-        avx2::q8_0_to_f32(quants, scales, dst);
-        quants.len()
-    };
-    #[cfg(not(all(
-        target_arch = "x86_64",
-        any(target_feature = "avx512f", target_feature = "avx2")
-    )))]
-    let done = 0;
+    let done = simd::q8_0_to_f32(quants, scales, dst);
     portable_q8_0(
         &quants[done..],
         &scales[done / Q8_BLOCK..],
@@ -89,8 +66,8 @@ mod avx512 {
     use crate::kv_cache::Q8_BLOCK;
     use std::arch::x86_64::*;
 
-    /// Lengths: a multiple of 16, equal.
-    pub(super) fn f16_to_f32(src: &[u16], dst: &mut [f32]) {
+    /// Converts whole runs of 16; returns how many values it converted.
+    pub(super) fn f16_to_f32(src: &[u16], dst: &mut [f32]) -> usize {
         for (s, d) in src.chunks_exact(16).zip(dst.chunks_exact_mut(16)) {
             // SAFETY: AVX-512F is enabled at build time; `s` holds 16 halves (32 bytes) and
             // `d` 16 floats.
@@ -99,10 +76,11 @@ mod avx512 {
                 _mm512_storeu_ps(d.as_mut_ptr(), _mm512_cvtph_ps(h));
             }
         }
+        src.len() / 16 * 16
     }
 
-    /// Lengths: `quants` and `dst` 32 per entry of `scales`.
-    pub(super) fn q8_0_to_f32(quants: &[i8], scales: &[u16], dst: &mut [f32]) {
+    /// Converts every block; returns how many values it converted.
+    pub(super) fn q8_0_to_f32(quants: &[i8], scales: &[u16], dst: &mut [f32]) -> usize {
         for ((q, d), &s) in quants
             .chunks_exact(Q8_BLOCK)
             .zip(dst.chunks_exact_mut(Q8_BLOCK))
@@ -120,21 +98,22 @@ mod avx512 {
                 }
             }
         }
+        quants.len()
     }
 }
 
 #[cfg(all(
     target_arch = "x86_64",
     not(target_feature = "avx512f"),
-    target_feature = "avx2"
+    target_feature = "avx2",
+    target_feature = "f16c"
 ))]
 mod avx2 {
     use crate::kv_cache::Q8_BLOCK;
     use std::arch::x86_64::*;
 
-    /// Lengths: a multiple of 8, equal.
-    #[cfg(target_feature = "f16c")]
-    pub(super) fn f16_to_f32(src: &[u16], dst: &mut [f32]) {
+    /// Converts whole runs of 8; returns how many values it converted.
+    pub(super) fn f16_to_f32(src: &[u16], dst: &mut [f32]) -> usize {
         for (s, d) in src.chunks_exact(8).zip(dst.chunks_exact_mut(8)) {
             // SAFETY: AVX2 and F16C are enabled at build time; `s` holds 8 halves (16 bytes)
             // and `d` 8 floats.
@@ -143,10 +122,11 @@ mod avx2 {
                 _mm256_storeu_ps(d.as_mut_ptr(), _mm256_cvtph_ps(h));
             }
         }
+        src.len() / 8 * 8
     }
 
-    /// Lengths: `quants` and `dst` 32 per entry of `scales`.
-    pub(super) fn q8_0_to_f32(quants: &[i8], scales: &[u16], dst: &mut [f32]) {
+    /// Converts every block; returns how many values it converted.
+    pub(super) fn q8_0_to_f32(quants: &[i8], scales: &[u16], dst: &mut [f32]) -> usize {
         for ((q, d), &s) in quants
             .chunks_exact(Q8_BLOCK)
             .zip(dst.chunks_exact_mut(Q8_BLOCK))
@@ -164,6 +144,25 @@ mod avx2 {
                 }
             }
         }
+        quants.len()
+    }
+}
+
+/// No vector form: the portable loops convert everything.
+#[cfg(not(all(
+    target_arch = "x86_64",
+    any(
+        target_feature = "avx512f",
+        all(target_feature = "avx2", target_feature = "f16c")
+    )
+)))]
+mod none {
+    pub(super) fn f16_to_f32(_: &[u16], _: &mut [f32]) -> usize {
+        0
+    }
+
+    pub(super) fn q8_0_to_f32(_: &[i8], _: &[u16], _: &mut [f32]) -> usize {
+        0
     }
 }
 
