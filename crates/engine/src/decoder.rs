@@ -22,6 +22,17 @@ pub struct Loader<'a> {
 }
 
 impl Loader<'_> {
+    /// The token embedding and every decoder layer, the layers differing from other families'
+    /// as `spec` says.
+    pub fn embedding_and_layers(&self, spec: &LayerSpec) -> Result<(Embedding, Vec<DecoderLayer>)> {
+        let cfg = self.cfg;
+        let embed = Embedding::load(self.w, cfg.vocab_size, cfg.hidden_size, self.device)?;
+        let layers = (0..cfg.n_layers)
+            .map(|i| DecoderLayer::load(self, i, spec))
+            .collect::<Result<_>>()?;
+        Ok((embed, layers))
+    }
+
     fn linear(&self, weight: Weight, layer: usize, dims: [usize; 2]) -> Result<Linear> {
         Linear::load(self.w, weight, None, Some(layer), &dims, self.device)
     }

@@ -51,10 +51,7 @@ impl Gemma {
             attention_scale: 1.0 / params.query_pre_attn_scalar.sqrt(),
             attention_softcap: params.attn_logit_softcapping,
         };
-        let embed = Embedding::load(w, cfg.vocab_size, cfg.hidden_size, device)?;
-        let layers = (0..cfg.n_layers)
-            .map(|i| DecoderLayer::load(&ld, i, &spec))
-            .collect::<Result<_>>()?;
+        let (embed, layers) = ld.embedding_and_layers(&spec)?;
         let (local_base, global_base) = (params.rope_local_base_freq, cfg.rope_theta);
         let global_factor = params.rope_global_linear_factor;
         Ok(Self {

@@ -48,10 +48,7 @@ impl Llama {
             attention_scale: 1.0 / (cfg.head_dim as f64).sqrt(),
             attention_softcap: None,
         };
-        let embed = Embedding::load(w, cfg.vocab_size, cfg.hidden_size, device)?;
-        let layers = (0..cfg.n_layers)
-            .map(|i| DecoderLayer::load(&ld, i, &spec))
-            .collect::<Result<_>>()?;
+        let (embed, layers) = ld.embedding_and_layers(&spec)?;
         Ok(Self {
             head: LmHead::load(&ld, &embed)?,
             embed,
