@@ -16,7 +16,9 @@
 //! never fails on a time. For a whole-run comparison with llama-bench use `candor bench`.
 
 use candor_engine::sampling::{Sampler, SamplingParams};
-use candor_engine::{GenerateParams, Grammar, GrammarKind, LoadOptions, Message, Model};
+use candor_engine::{
+    GenerateParams, Grammar, GrammarKind, LoadOptions, Message, Model, SeqStep, Sequence,
+};
 use candor_verify::{verify, NoProgress, VerifyOptions};
 use divan::counter::ItemsCount;
 use std::path::PathBuf;
@@ -124,6 +126,45 @@ fn decode_step(bencher: divan::Bencher) {
         m.truncate(DECODE_CONTEXT);
         m.forward(&ctx[DECODE_CONTEXT..], false)
             .expect("decode step")
+    });
+}
+
+/// One decoding step of eight sequences at once, as the server's batch makes it: one token
+/// each after a context of `DECODE_CONTEXT` (items: tokens, so per-token time compares with
+/// `decode_step`'s).
+#[divan::bench(sample_count = 30, sample_size = 4)]
+fn decode_step_batch_8(bencher: divan::Bencher) {
+    let Some(m) = model() else { return };
+    let m = m.lock().unwrap_or_else(|e| e.into_inner());
+    let vocab = m.tokenizer().vocab_size();
+    let mut seqs: Vec<Sequence> = (0..8u32)
+        .map(|i| {
+            let mut seq = m.new_sequence();
+            let ctx = tokens(DECODE_CONTEXT + i as usize, vocab);
+            let mut steps = [SeqStep {
+                ids: &ctx,
+                seq: &mut seq,
+            }];
+            m.forward_batch(&mut steps, false).expect("prompt");
+            seq
+        })
+        .collect();
+    let next = tokens(8, vocab);
+    let lengths: Vec<usize> = seqs.iter().map(Sequence::len).collect();
+    bencher.counter(ItemsCount::new(8usize)).bench_local(|| {
+        let mut steps: Vec<SeqStep> = seqs
+            .iter_mut()
+            .zip(&lengths)
+            .zip(&next)
+            .map(|((seq, &len), id)| {
+                seq.truncate(len);
+                SeqStep {
+                    ids: std::slice::from_ref(id),
+                    seq,
+                }
+            })
+            .collect();
+        m.forward_batch(&mut steps, false).expect("decode step")
     });
 }
 
