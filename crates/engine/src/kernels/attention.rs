@@ -779,6 +779,16 @@ mod tests {
     use crate::layers::{attention, attention_mask};
     use candle_core::{Device, Tensor};
 
+    /// Queries laid out head by head, `rows` rows of `d` each.
+    fn queries(data: &[f32], rows: usize, d: usize) -> Queries<'_> {
+        Queries {
+            data,
+            head_stride: rows * d,
+            row_stride: d,
+            rows,
+        }
+    }
+
     fn noise(n: usize, seed: u32) -> Vec<f32> {
         (0..n)
             .map(|i| {
@@ -814,12 +824,7 @@ mod tests {
         for (rows, pos) in [(1, 0), (1, KEY_BLOCK + 40), (7, KEY_BLOCK - 3), (20, 0)] {
             for (softcap, window) in [(None, None), (Some(5.0), None), (None, Some(7))] {
                 let qd = noise(heads * rows * d, 3 + rows as u32);
-                let q = Queries {
-                    data: &qd,
-                    head_stride: rows * d,
-                    row_stride: d,
-                    rows,
-                };
+                let q = queries(&qd, rows, d);
                 let scoring = Scoring {
                     scale: 0.25,
                     softcap,
@@ -913,18 +918,7 @@ mod tests {
             v: &vr,
             capacity: cap,
         };
-        let all = attend(
-            &Queries {
-                data: qd,
-                head_stride: rows * d,
-                row_stride: d,
-                rows,
-            },
-            pos,
-            &cache,
-            shape,
-            scoring,
-        );
+        let all = attend(&queries(qd, rows, d), pos, &cache, shape, scoring);
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(3)
             .build()
@@ -960,12 +954,7 @@ mod tests {
             .iter()
             .map(|x| x * 0.3)
             .collect();
-        let q = Queries {
-            data: &qd,
-            head_stride: rows * d,
-            row_stride: d,
-            rows,
-        };
+        let q = queries(&qd, rows, d);
         let shape = Heads {
             heads,
             kv_heads: kv,
