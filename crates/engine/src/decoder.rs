@@ -263,30 +263,36 @@ impl Attention {
     }
 
     /// Attends from `x` (1, rows, hidden): the projections take every row at once, then each
-    /// part's rows attend over its own cache, which they extend.
+    /// part's rows extend its own cache and attend over it (on the CPU kernel, all parts in one
+    /// call).
     fn forward(&self, x: &Tensor, parts: &mut [Part]) -> Result<Tensor> {
         let [q, k, v]: [Tensor; 3] = Linear::forward_many(&[&self.q, &self.k, &self.v], x)?
             .try_into()
             .map_err(|_| candle_core::Error::Msg("qkv".into()))?;
-        let y = match parts {
-            [one] => self.attend(q, k, v, one)?,
+        let mut queries = Vec::with_capacity(parts.len());
+        let mut start = 0;
+        for p in parts.iter_mut() {
+            let rows = |t: &Tensor| t.narrow(1, start, p.rows);
+            queries.push(self.cache_keys(rows(&q)?, rows(&k)?, rows(&v)?, p)?);
+            start += p.rows;
+        }
+        let y = match parts.first().map(|p| &p.sees) {
+            Some(&Sees::Window(window)) => self.attend_on_kernel(&queries, parts, window)?,
             _ => {
-                let mut ys = Vec::with_capacity(parts.len());
-                let mut start = 0;
-                for p in parts.iter_mut() {
-                    let rows = |t: &Tensor| t.narrow(1, start, p.rows);
-                    ys.push(self.attend(rows(&q)?, rows(&k)?, rows(&v)?, p)?);
-                    start += p.rows;
-                }
+                let ys = queries
+                    .iter()
+                    .zip(parts.iter())
+                    .map(|(q, p)| self.attend_on_candle(q, p))
+                    .collect::<Result<Vec<_>>>()?;
                 Tensor::cat(&ys, 1)?
             }
         };
         self.o.forward(&y)
     }
 
-    /// One sequence's attention: its (1, seq, ·) projections, normalized, rotated and appended
-    /// to its cache; returns (1, seq, heads·head_dim).
-    fn attend(&self, q: Tensor, k: Tensor, v: Tensor, at: &mut Part) -> Result<Tensor> {
+    /// One sequence's (1, seq, ·) projections: queries and keys normalized and rotated, keys
+    /// and values appended to its cache; returns the queries, (1, heads, seq, head_dim).
+    fn cache_keys(&self, q: Tensor, k: Tensor, v: Tensor, at: &mut Part) -> Result<Tensor> {
         let seq = q.dim(1)?;
         let (nh, nkv, d) = (self.heads, self.kv_heads, self.head_dim);
         let (q, k) = self.qk_norm.split_heads(q, k, (nh, nkv, d))?;
@@ -297,26 +303,47 @@ impl Attention {
         };
         let v = v.reshape((1, seq, nkv, d))?.transpose(1, 2)?;
         at.cache.append(&k, &v)?;
-        let mask = match at.sees {
-            Sees::Window(window) => {
-                let cache = at.cache.kernel_view().expect("appended for the kernel");
-                let shape = kernels::attention::Heads {
-                    heads: nh,
-                    kv_heads: nkv,
-                    dim: d,
-                };
-                let scoring = kernels::attention::Scoring {
-                    scale: self.scale as f32,
-                    softcap: self.softcap.map(|c| c as f32),
-                    window,
-                };
-                let y = kernels::attention::attend_tensors(&q, cache, at.pos, shape, scoring);
-                return Ok(y?);
-            }
-            Sees::Mask(mask) => mask,
+        Ok(q)
+    }
+
+    /// Every part's queries over its cache on the CPU kernel; (1, rows, heads·head_dim).
+    fn attend_on_kernel(
+        &self,
+        queries: &[Tensor],
+        parts: &[Part],
+        window: Option<usize>,
+    ) -> Result<Tensor> {
+        let parts = queries
+            .iter()
+            .zip(parts)
+            .map(|(q, p)| kernels::attention::Part {
+                q,
+                cache: p.cache.kernel_view().expect("appended for the kernel"),
+                pos: p.pos,
+            })
+            .collect::<Vec<_>>();
+        let shape = kernels::attention::Heads {
+            heads: self.heads,
+            kv_heads: self.kv_heads,
+            dim: self.head_dim,
         };
+        let scoring = kernels::attention::Scoring {
+            scale: self.scale as f32,
+            softcap: self.softcap.map(|c| c as f32),
+            window,
+        };
+        Ok(kernels::attention::attend_tensors(&parts, shape, scoring)?)
+    }
+
+    /// One part's queries over its cache through candle's matrix products, with its mask;
+    /// (1, seq, heads·head_dim).
+    fn attend_on_candle(&self, q: &Tensor, at: &Part) -> Result<Tensor> {
+        let Sees::Mask(mask) = at.sees else {
+            unreachable!("a layer's parts all attend one way")
+        };
+        let (_, nh, seq, d) = q.dims4()?;
         let (k, v) = at.cache.history()?;
-        let y = attention(&q, &k, &v, self.scale, self.softcap, mask)?;
+        let y = attention(q, &k, &v, self.scale, self.softcap, mask)?;
         Ok(y.transpose(1, 2)?.reshape((1, seq, nh * d))?)
     }
 }

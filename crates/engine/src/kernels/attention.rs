@@ -46,6 +46,7 @@ pub(crate) struct Heads {
 /// One layer's cache of one sequence: keys and values as `kv_heads` runs of `capacity`
 /// positions × head_dim, filled up to at least the last query's position, in any of the
 /// cache's formats (a block of positions is read as f32 when it is used).
+#[derive(Clone)]
 pub(crate) struct Cache<'a> {
     pub k: &'a Rows,
     pub v: &'a Rows,
@@ -70,6 +71,7 @@ impl Cache<'_> {
 }
 
 /// The queries: element (head h, row r, i) at `data[h * head_stride + r * row_stride + i]`.
+#[derive(Clone)]
 pub(crate) struct Queries<'a> {
     pub data: &'a [f32],
     pub head_stride: usize,
@@ -83,44 +85,62 @@ pub(crate) fn takes(x: &Tensor) -> bool {
     x.device().is_cpu() && x.dtype() == DType::F32
 }
 
-/// Attends from `q` (1, heads, rows, head_dim), rows at positions `pos`, `pos + 1`, …, over
-/// a cache already holding the rows' own keys; returns (1, rows, heads·head_dim). `q` is a
-/// tensor [`takes`] accepts.
+/// One sequence's share of an attention call: its queries (1, heads, rows, head_dim), rows at
+/// positions `pos`, `pos + 1`, …, and its cache, already holding the rows' own keys.
+pub(crate) struct Part<'a> {
+    pub q: &'a Tensor,
+    pub cache: KernelView<'a>,
+    pub pos: usize,
+}
+
+/// Attends for every part; returns their rows one after the other, (1, rows, heads·head_dim).
+/// The queries are tensors [`takes`] accepts.
 pub(crate) fn attend_tensors(
-    q: &Tensor,
-    cache: KernelView,
-    pos: usize,
+    parts: &[Part],
     shape: Heads,
     scoring: Scoring,
 ) -> candle_core::Result<Tensor> {
-    let q = if q.stride()[3] == 1 {
-        q.clone()
-    } else {
-        q.contiguous()?
-    };
-    let (q_storage, q_layout) = q.storage_and_layout();
-    let Storage::Cpu(CpuStorage::F32(qd)) = &*q_storage else {
-        candle_core::bail!("the attention kernel takes f32 tensors in CPU memory");
-    };
-    let rows = q.dim(2)?;
-    let stride = q_layout.stride();
-    let queries = Queries {
-        data: &qd[q_layout.start_offset()..],
-        head_stride: stride[1],
-        row_stride: stride[2],
-        rows,
-    };
-    let cache = Cache {
-        k: cache.k,
-        v: cache.v,
-        capacity: cache.capacity,
-    };
-    let out = attend(&queries, pos, &cache, shape, scoring);
-    Tensor::from_vec(out, (1, rows, shape.heads * shape.dim), q.device())
+    let qs = parts
+        .iter()
+        .map(|p| {
+            if p.q.stride()[3] == 1 {
+                Ok(p.q.clone())
+            } else {
+                p.q.contiguous()
+            }
+        })
+        .collect::<candle_core::Result<Vec<Tensor>>>()?;
+    let guards: Vec<_> = qs.iter().map(|q| q.storage_and_layout()).collect();
+    let mut items = Vec::with_capacity(parts.len());
+    for ((q, (storage, layout)), part) in qs.iter().zip(&guards).zip(parts) {
+        let Storage::Cpu(CpuStorage::F32(qd)) = &**storage else {
+            candle_core::bail!("the attention kernel takes f32 tensors in CPU memory");
+        };
+        let stride = layout.stride();
+        let queries = Queries {
+            data: &qd[layout.start_offset()..],
+            head_stride: stride[1],
+            row_stride: stride[2],
+            rows: q.dim(2)?,
+        };
+        let cache = Cache {
+            k: part.cache.k,
+            v: part.cache.v,
+            capacity: part.cache.capacity,
+        };
+        items.push((queries, part.pos, cache));
+    }
+    let rows = items.iter().map(|(q, ..)| q.rows).sum::<usize>();
+    let out = attend_many(&items, shape, scoring);
+    let device = parts
+        .first()
+        .map_or(&candle_core::Device::Cpu, |p| p.q.device());
+    Tensor::from_vec(out, (1, rows, shape.heads * shape.dim), device)
 }
 
 /// Attends from `q`, whose rows sit at positions `pos`, `pos + 1`, … (their own keys already
 /// in the cache); returns (rows, heads·head_dim) values.
+#[cfg(test)]
 pub(crate) fn attend(
     q: &Queries,
     pos: usize,
@@ -128,69 +148,107 @@ pub(crate) fn attend(
     shape: Heads,
     scoring: Scoring,
 ) -> Vec<f32> {
+    attend_many(&[(q.clone(), pos, cache.clone())], shape, scoring)
+}
+
+/// Attends for several sequences' rows, each `(queries, first position, cache)`; returns their
+/// (rows, heads·head_dim) values one after the other. Sequences with few rows (decoding) put
+/// all their key blocks through the pool in one pass, so a batch of decoding sequences costs one
+/// hand-off to the threads a layer, not one each; longer prompts go tile by tile.
+fn attend_many(items: &[(Queries, usize, Cache)], shape: Heads, scoring: Scoring) -> Vec<f32> {
     let Heads {
         heads,
         kv_heads,
         dim,
     } = shape;
     let group = heads / kv_heads;
-    let mut out = vec![0f32; q.rows * heads * dim];
-    let threads = rayon::current_num_threads();
-    let task = |row: usize, kv: usize| Task {
-        q,
-        cache,
-        shape,
-        scoring,
-        row,
-        kv,
-        pos: pos + row,
-    };
     let width = group * dim;
-    if threads > 1 && q.rows * kv_heads < 2 * threads {
-        // Few rows (decoding): split the rows' key blocks across the pool instead.
-        let tasks: Vec<Task> = (0..q.rows * kv_heads)
-            .map(|i| task(i / kv_heads, i % kv_heads))
-            .collect();
+    let total: usize = items.iter().map(|(q, ..)| q.rows).sum();
+    let mut out = vec![0f32; total * heads * dim];
+    let threads = rayon::current_num_threads();
+    let few = |q: &Queries| threads > 1 && q.rows * kv_heads < 2 * threads;
+    // Where each item's rows start in `out`.
+    let starts: Vec<usize> = items
+        .iter()
+        .scan(0, |at, (q, ..)| {
+            let start = *at;
+            *at += q.rows * heads * dim;
+            Some(start)
+        })
+        .collect();
+
+    // Decoding items: every row's key blocks across the pool at once.
+    let mut tasks: Vec<(usize, Task)> = Vec::new();
+    for ((q, pos, cache), &start) in items.iter().zip(&starts).filter(|((q, ..), _)| few(q)) {
+        for i in 0..q.rows * kv_heads {
+            let (row, kv) = (i / kv_heads, i % kv_heads);
+            let task = Task {
+                q,
+                cache,
+                shape,
+                scoring,
+                row,
+                kv,
+                pos: pos + row,
+            };
+            tasks.push((start + (row * heads + kv * group) * dim, task));
+        }
+    }
+    if !tasks.is_empty() {
         let jobs: Vec<(usize, (usize, usize))> = tasks
             .iter()
             .enumerate()
-            .flat_map(|(i, t)| t.blocks().into_iter().map(move |b| (i, b)))
+            .flat_map(|(i, (_, t))| t.blocks().into_iter().map(move |b| (i, b)))
             .collect();
         let partials: Vec<Partial> = jobs
             .par_iter()
             .with_min_len(1)
             .map(|&(i, b)| {
+                let task = &tasks[i].1;
                 SCRATCH.with_borrow_mut(|scratch| {
-                    let (keys, values) = cache.block(tasks[i].kv, b, dim, scratch);
-                    tasks[i].block(b.1 - b.0, keys, values)
+                    let (keys, values) = task.cache.block(task.kv, b, dim, scratch);
+                    task.block(b.1 - b.0, keys, values)
                 })
             })
             .collect();
-        let mut start = 0;
-        for ((i, task), y) in tasks.iter().enumerate().zip(out.chunks_exact_mut(width)) {
-            let n = jobs[start..].iter().take_while(|(j, _)| *j == i).count();
-            task.combine(&partials[start..start + n], y);
-            start += n;
+        let mut first = 0;
+        for (i, (at, task)) in tasks.iter().enumerate() {
+            let n = jobs[first..].iter().take_while(|(j, _)| *j == i).count();
+            task.combine(&partials[first..first + n], &mut out[*at..*at + width]);
+            first += n;
         }
-        return out;
     }
-    // Tiles of rows share each key block while it is in cache.
-    let tiles = q.rows.div_ceil(ROW_TILE);
-    let out_ptr = SendPtr(out.as_mut_ptr());
-    super::pool_groups(tiles * kv_heads, |i| {
-        let (tile, kv) = (i / kv_heads, i % kv_heads);
-        let rows = tile * ROW_TILE..((tile + 1) * ROW_TILE).min(q.rows);
-        let tasks: Vec<Task> = rows.map(|r| task(r, kv)).collect();
-        for (t, y) in tasks.iter().zip(run_tile(&tasks)) {
-            // SAFETY: item i writes only its own rows' slices for its kv head, disjoint from
-            // every other item's, inside `out`, which outlives the pool call.
-            let dst = unsafe {
-                let at = (t.row * heads + kv * group) * dim;
-                std::slice::from_raw_parts_mut(out_ptr.get().add(at), width)
-            };
-            dst.copy_from_slice(&y);
-        }
-    });
+
+    // Prompts: tiles of rows share each key block while it is in cache.
+    for ((q, pos, cache), &start) in items.iter().zip(&starts).filter(|((q, ..), _)| !few(q)) {
+        let tiles = q.rows.div_ceil(ROW_TILE);
+        let out_ptr = SendPtr(out[start..].as_mut_ptr());
+        super::pool_groups(tiles * kv_heads, |i| {
+            let (tile, kv) = (i / kv_heads, i % kv_heads);
+            let rows = tile * ROW_TILE..((tile + 1) * ROW_TILE).min(q.rows);
+            let tasks: Vec<Task> = rows
+                .map(|row| Task {
+                    q,
+                    cache,
+                    shape,
+                    scoring,
+                    row,
+                    kv,
+                    pos: pos + row,
+                })
+                .collect();
+            for (t, y) in tasks.iter().zip(run_tile(&tasks)) {
+                // SAFETY: item i writes only its own rows' slices for its kv head, disjoint
+                // from every other item's, inside this item's part of `out`, which outlives the
+                // pool call.
+                let dst = unsafe {
+                    let at = (t.row * heads + kv * group) * dim;
+                    std::slice::from_raw_parts_mut(out_ptr.get().add(at), width)
+                };
+                dst.copy_from_slice(&y);
+            }
+        });
+    }
     out
 }
 
