@@ -279,12 +279,15 @@ impl Attention {
         let y = match parts.first().map(|p| &p.sees) {
             Some(&Sees::Window(window)) => self.attend_on_kernel(&queries, parts, window)?,
             _ => {
-                let ys = queries
+                let mut ys = queries
                     .iter()
                     .zip(parts.iter())
                     .map(|(q, p)| self.attend_on_candle(q, p))
                     .collect::<Result<Vec<_>>>()?;
-                Tensor::cat(&ys, 1)?
+                match ys.len() {
+                    1 => ys.remove(0),
+                    _ => Tensor::cat(&ys, 1)?,
+                }
             }
         };
         self.o.forward(&y)

@@ -158,22 +158,19 @@ impl Rows {
 
     /// Values `at..at + n` in f32: the stored ones themselves, or decoded into `scratch`.
     pub(crate) fn read<'a>(&'a self, at: usize, n: usize, scratch: &'a mut Vec<f32>) -> &'a [f32] {
-        let out = match self {
-            Rows::F32(v) => return &v[at..at + n],
-            _ => {
-                scratch.resize(n, 0.0);
-                &mut scratch[..n]
-            }
-        };
+        if let Rows::F32(v) = self {
+            return &v[at..at + n];
+        }
+        scratch.resize(n, 0.0);
         match self {
-            Rows::F32(_) => unreachable!(),
-            Rows::F16(v) => convert::f16_to_f32(&v[at..at + n], out),
+            Rows::F16(v) => convert::f16_to_f32(&v[at..at + n], scratch),
             Rows::Q8_0 { quants, scales } => {
                 let scales = &scales[at / Q8_BLOCK..(at + n) / Q8_BLOCK];
-                convert::q8_0_to_f32(&quants[at..at + n], scales, out);
+                convert::q8_0_to_f32(&quants[at..at + n], scales, scratch);
             }
+            Rows::F32(_) => {}
         }
-        out
+        scratch
     }
 
     /// An f32 store to test the kernel with.

@@ -155,7 +155,11 @@ pub(crate) fn attend(
 /// (rows, heads·head_dim) values one after the other. Sequences with few rows (decoding) put
 /// all their key blocks through the pool in one pass, so a batch of decoding sequences costs one
 /// hand-off to the threads a layer, not one each; longer prompts go tile by tile.
-fn attend_many(items: &[(Queries, usize, Cache)], shape: Heads, scoring: Scoring) -> Vec<f32> {
+fn attend_many<'a>(
+    items: &'a [(Queries<'a>, usize, Cache<'a>)],
+    shape: Heads,
+    scoring: Scoring,
+) -> Vec<f32> {
     let Heads {
         heads,
         kv_heads,
@@ -179,19 +183,22 @@ fn attend_many(items: &[(Queries, usize, Cache)], shape: Heads, scoring: Scoring
 
     // Decoding items: every row's key blocks across the pool at once.
     let mut tasks: Vec<(usize, Task)> = Vec::new();
-    for ((q, pos, cache), &start) in items.iter().zip(&starts).filter(|((q, ..), _)| few(q)) {
-        for i in 0..q.rows * kv_heads {
+    let task = |(q, pos, cache): &'a (Queries<'a>, usize, Cache<'a>), row: usize, kv: usize| Task {
+        q,
+        cache,
+        shape,
+        scoring,
+        row,
+        kv,
+        pos: pos + row,
+    };
+    for (item, &start) in items.iter().zip(&starts).filter(|(item, _)| few(&item.0)) {
+        for i in 0..item.0.rows * kv_heads {
             let (row, kv) = (i / kv_heads, i % kv_heads);
-            let task = Task {
-                q,
-                cache,
-                shape,
-                scoring,
-                row,
-                kv,
-                pos: pos + row,
-            };
-            tasks.push((start + (row * heads + kv * group) * dim, task));
+            tasks.push((
+                start + (row * heads + kv * group) * dim,
+                task(item, row, kv),
+            ));
         }
     }
     if !tasks.is_empty() {
@@ -220,23 +227,14 @@ fn attend_many(items: &[(Queries, usize, Cache)], shape: Heads, scoring: Scoring
     }
 
     // Prompts: tiles of rows share each key block while it is in cache.
-    for ((q, pos, cache), &start) in items.iter().zip(&starts).filter(|((q, ..), _)| !few(q)) {
+    for (item, &start) in items.iter().zip(&starts).filter(|(item, _)| !few(&item.0)) {
+        let q = &item.0;
         let tiles = q.rows.div_ceil(ROW_TILE);
         let out_ptr = SendPtr(out[start..].as_mut_ptr());
         super::pool_groups(tiles * kv_heads, |i| {
             let (tile, kv) = (i / kv_heads, i % kv_heads);
             let rows = tile * ROW_TILE..((tile + 1) * ROW_TILE).min(q.rows);
-            let tasks: Vec<Task> = rows
-                .map(|row| Task {
-                    q,
-                    cache,
-                    shape,
-                    scoring,
-                    row,
-                    kv,
-                    pos: pos + row,
-                })
-                .collect();
+            let tasks: Vec<Task> = rows.map(|row| task(item, row, kv)).collect();
             for (t, y) in tasks.iter().zip(run_tile(&tasks)) {
                 // SAFETY: item i writes only its own rows' slices for its kv head, disjoint
                 // from every other item's, inside this item's part of `out`, which outlives the
@@ -837,6 +835,15 @@ mod tests {
     use crate::layers::{attention, attention_mask};
     use candle_core::{Device, Tensor};
 
+    /// Scores scaled, neither capped nor windowed.
+    fn plain(scale: f32) -> Scoring {
+        Scoring {
+            scale,
+            softcap: None,
+            window: None,
+        }
+    }
+
     /// Queries laid out head by head, `rows` rows of `d` each.
     fn queries(data: &[f32], rows: usize, d: usize) -> Queries<'_> {
         Queries {
@@ -949,11 +956,7 @@ mod tests {
             kv_heads: kv,
             dim: d,
         };
-        let scoring = Scoring {
-            scale: 0.2,
-            softcap: None,
-            window: None,
-        };
+        let scoring = plain(0.2);
         let pos = 2 * KEY_BLOCK + 5;
         for kind in CacheType::ALL {
             let_a_row_alone(kind, &k, &v, &qd, (rows, cap, pos), shape, scoring);
@@ -1018,11 +1021,7 @@ mod tests {
             kv_heads: kv,
             dim: d,
         };
-        let scoring = Scoring {
-            scale: 0.125,
-            softcap: None,
-            window: None,
-        };
+        let scoring = plain(0.125);
         let run = |kind| {
             let (kr, vr) = (Rows::from_f32(kind, &k), Rows::from_f32(kind, &v));
             let cache = Cache {
