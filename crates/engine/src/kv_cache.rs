@@ -1,8 +1,11 @@
 //! One layer's key/value cache, and the number formats it stores keys and values in.
 //!
 //! On the CPU the cache holds its own buffers in the layout the attention kernel reads
-//! ([`crate::kernels::attention`]): per key/value head, a run of positions × head_dim values,
-//! in f32, f16 or llama.cpp's q8_0 (blocks of 32 int8 values sharing one f16 scale). The kernel
+//! ([`crate::kernels::attention`]): per key/value head, a run of positions: values position by
+//! position (head_dim each), keys in chunks of [`KEY_CHUNK`] positions stored dimension by
+//! dimension, so that one vector load holds one dimension of 16 keys and a query is scored
+//! against them with no reduction across lanes. Either in f32, f16 or llama.cpp's q8_0 (blocks
+//! of 32 int8 values of one position sharing one f16 scale). The kernel
 //! turns a block of positions back into f32 as it reads it, so a smaller format halves (f16) or
 //! nearly quarters (q8_0) both the memory a long context holds and the bytes a decoding step
 //! reads. Elsewhere (accelerators, activations not in f32) keys and values stay candle tensors
@@ -30,6 +33,15 @@ pub enum CacheType {
 
 /// Values per q8_0 block.
 pub const Q8_BLOCK: usize = 32;
+
+/// Positions per chunk of the keys' layout (one 512-bit vector of f32).
+pub(crate) const KEY_CHUNK: usize = 16;
+
+/// Where value `i` of position `pos` lies in a head's run of keys: chunk by chunk, each
+/// `dim` rows of [`KEY_CHUNK`] positions.
+fn key_index(pos: usize, i: usize, dim: usize) -> usize {
+    (pos / KEY_CHUNK * dim + i) * KEY_CHUNK + pos % KEY_CHUNK
+}
 
 impl CacheType {
     pub const ALL: [CacheType; 3] = [CacheType::F32, CacheType::F16, CacheType::Q8_0];
@@ -136,6 +148,36 @@ impl Rows {
         }
     }
 
+    /// Stores keys `src` (rows of `dim`) of positions `pos`, `pos + 1`, … into the run of
+    /// keys at `base` (a head's first value), in the keys' chunked layout. A q8_0 block is 32
+    /// dimensions of one position, as for values; its scales lie like the values, 16 positions
+    /// of one block next to each other.
+    fn write_keys(&mut self, base: usize, pos: usize, dim: usize, src: &[f32]) {
+        let mut bits = vec![0u16; dim];
+        let mut quants = vec![0i8; dim];
+        for (p, row) in (pos..).zip(src.chunks_exact(dim)) {
+            let at = |i| base + key_index(p, i, dim);
+            match self {
+                Rows::F32(v) => row.iter().enumerate().for_each(|(i, x)| v[at(i)] = *x),
+                Rows::F16(v) => {
+                    bits.reinterpret_cast_mut::<f16>()
+                        .convert_from_f32_slice(row);
+                    bits.iter().enumerate().for_each(|(i, b)| v[at(i)] = *b);
+                }
+                Rows::Q8_0 { quants: q, scales } => {
+                    let blocks = row
+                        .chunks_exact(Q8_BLOCK)
+                        .zip(quants.chunks_exact_mut(Q8_BLOCK));
+                    for (b, (x, qb)) in blocks.enumerate() {
+                        let d = quantize_q8(x, qb);
+                        scales[key_index(p, b, dim / Q8_BLOCK) + base / Q8_BLOCK] = d.to_bits();
+                    }
+                    quants.iter().enumerate().for_each(|(i, x)| q[at(i)] = *x);
+                }
+            }
+        }
+    }
+
     /// Copies `n` values from `src` at `from` to `at` (both whole q8_0 blocks).
     fn copy_from(&mut self, at: usize, src: &Rows, from: usize, n: usize) {
         match (self, src) {
@@ -173,11 +215,45 @@ impl Rows {
         scratch
     }
 
+    /// Keys `at..at + n` in f32, `at` and `n` whole chunks: as [`Rows::read`] (the layout
+    /// stays chunked), but a q8_0 value's scale lies where its chunk's scales are.
+    pub(crate) fn read_keys<'a>(
+        &'a self,
+        at: usize,
+        n: usize,
+        dim: usize,
+        scratch: &'a mut Vec<f32>,
+    ) -> &'a [f32] {
+        let Rows::Q8_0 { quants, scales } = self else {
+            return self.read(at, n, scratch);
+        };
+        scratch.resize(n, 0.0);
+        let scales = &scales[at / Q8_BLOCK..(at + n) / Q8_BLOCK];
+        convert::q8_0_keys_to_f32(&quants[at..at + n], scales, dim, scratch);
+        scratch
+    }
+
     /// An f32 store to test the kernel with.
     #[cfg(test)]
     pub(crate) fn from_f32(kind: CacheType, values: &[f32]) -> Self {
         let mut rows = Rows::zeros(kind, values.len());
         rows.write(0, values);
+        rows
+    }
+
+    /// Keys to test the kernel with: `values` holds heads of `capacity` positions × `dim`,
+    /// position by position.
+    #[cfg(test)]
+    pub(crate) fn keys_from_f32(
+        kind: CacheType,
+        values: &[f32],
+        capacity: usize,
+        dim: usize,
+    ) -> Self {
+        let mut rows = Rows::zeros(kind, values.len());
+        for (h, head) in values.chunks_exact(capacity * dim).enumerate() {
+            rows.write_keys(h * capacity * dim, 0, dim, head);
+        }
         rows
     }
 }
@@ -193,12 +269,19 @@ fn quantize_q8(x: &[f32], q: &mut [i8]) -> f16 {
     f16::from_f32(d)
 }
 
+/// Positions a head's run holds in buffers for `capacity`: whole key chunks, so that the
+/// kernel reads the last one whole (the spare positions are not counted as held).
+fn run(capacity: usize) -> usize {
+    capacity.next_multiple_of(KEY_CHUNK)
+}
+
 /// Where a cache keeps its keys and values.
 #[derive(Debug, Clone, Default)]
 enum Store {
     #[default]
     Empty,
-    /// The attention kernel's: per key/value head, `capacity` positions × head_dim values.
+    /// The attention kernel's: per key/value head, `capacity` positions × head_dim values,
+    /// in runs of whole key chunks ([`run`]).
     Kernel {
         k: Rows,
         v: Rows,
@@ -222,7 +305,8 @@ pub struct KvCache {
     pub(crate) limit: usize,
 }
 
-/// The kernel's view of a cache: keys and values per head, `capacity` positions apart.
+/// The kernel's view of a cache: keys and values per head, `capacity` positions apart (whole
+/// key chunks).
 pub(crate) struct KernelView<'a> {
     pub k: &'a Rows,
     pub v: &'a Rows,
@@ -258,11 +342,13 @@ impl KvCache {
                 capacity,
                 ..
             } => {
-                for (rows, t) in [(kc, k), (vc, v)] {
-                    let data = t.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
-                    for (h, src) in data.chunks_exact(seq * dim).enumerate() {
-                        rows.write((h * *capacity + self.len) * dim, src);
-                    }
+                let keys = k.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+                for (h, src) in keys.chunks_exact(seq * dim).enumerate() {
+                    kc.write_keys(h * run(*capacity) * dim, self.len, dim, src);
+                }
+                let values = v.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+                for (h, src) in values.chunks_exact(seq * dim).enumerate() {
+                    vc.write((h * run(*capacity) + self.len) * dim, src);
                 }
             }
             Store::Tensors { k: kc, v: vc } => {
@@ -282,7 +368,7 @@ impl KvCache {
         self.store = match std::mem::take(&mut self.store) {
             Store::Empty if kernel => {
                 self.kind.check_head_dim(dim)?;
-                let values = heads * capacity * dim;
+                let values = heads * run(capacity) * dim;
                 Store::Kernel {
                     k: Rows::zeros(self.kind, values),
                     v: Rows::zeros(self.kind, values),
@@ -298,14 +384,16 @@ impl KvCache {
                 dim,
                 capacity: old,
             } => {
-                let values = heads * capacity * dim;
+                let values = heads * run(capacity) * dim;
                 let mut moved = [
                     Rows::zeros(self.kind, values),
                     Rows::zeros(self.kind, values),
                 ];
+                // Whole chunks of keys: the last one's spare positions come along.
+                let n = self.len.next_multiple_of(KEY_CHUNK) * dim;
                 for (new, old_rows) in moved.iter_mut().zip([&k, &v]) {
                     for h in 0..heads {
-                        new.copy_from(h * capacity * dim, old_rows, h * old * dim, self.len * dim);
+                        new.copy_from(h * run(capacity) * dim, old_rows, h * run(old) * dim, n);
                     }
                 }
                 let [k, v] = moved;
@@ -345,7 +433,7 @@ impl KvCache {
             Store::Kernel { k, v, capacity, .. } => Some(KernelView {
                 k,
                 v,
-                capacity: *capacity,
+                capacity: run(*capacity),
             }),
             _ => None,
         }
@@ -444,12 +532,23 @@ mod tests {
             let len = whole.dim(2).unwrap();
             let view = cache.kernel_view().unwrap();
             assert!(view.capacity >= len);
+            let chunks = len.next_multiple_of(KEY_CHUNK) * dim;
             for h in 0..heads {
                 let want = whole.get(0).unwrap().get(h).unwrap().flatten_all().unwrap();
-                let want = Rows::from_f32(kind, &want.to_vec1::<f32>().unwrap());
+                let mut want = want.to_vec1::<f32>().unwrap();
+                let values = Rows::from_f32(kind, &want);
+                want.resize(chunks, 0.0);
+                let keys = Rows::keys_from_f32(kind, &want, chunks / dim, dim);
+                let at = h * view.capacity * dim;
                 let (mut a, mut b) = (Vec::new(), Vec::new());
-                let got = view.k.read(h * view.capacity * dim, len * dim, &mut a);
-                assert_eq!(got, want.read(0, len * dim, &mut b), "{kind} head {h}");
+                let got = view.k.read_keys(at, chunks, dim, &mut a);
+                assert_eq!(
+                    got,
+                    keys.read_keys(0, chunks, dim, &mut b),
+                    "{kind} keys {h}"
+                );
+                let got = view.v.read(at, len * dim, &mut a);
+                assert_eq!(got, values.read(0, len * dim, &mut b), "{kind} values {h}");
             }
         }
     }

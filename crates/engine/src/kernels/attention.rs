@@ -6,18 +6,21 @@
 //! a token's keys came out different in the last bits whether it was read in a prompt or
 //! decoded, and a prompt continued from a cached prefix could not match a fresh read.
 //!
-//! Here every query row is computed by the same loops whatever else is in the call: its keys are
-//! taken in blocks of [`KEY_BLOCK`] positions aligned to absolute positions; each block gives
-//! its scores' maximum, the sum of their exponentials and the weighted sum of its values; the
-//! blocks are then combined in order. A row's result depends only on its query, its position
-//! and the cache before it — not on how many rows share the call, nor on how the work is
-//! split across threads (blocks run in parallel when there are few rows, as in decoding).
+//! Here the keys are taken in blocks of [`KEY_BLOCK`] positions aligned to absolute positions.
+//! All the query vectors that see a block go through it together, as two small matrix
+//! products kept in registers: scores against the block's keys (stored dimension by dimension,
+//! so a vector holds 16 keys' scores and no sum runs across lanes), then the exponentials'
+//! weighted sum of its values. Each score and each output is one chain of fused multiply-adds
+//! in a fixed order, whichever other vectors share the pass, and a block's softmax
+//! (maximum, sum of exponentials, weighted values) is merged into a row's running one in block
+//! order. So a row's result depends only on its query, its position and the cache before it —
+//! not on how many rows share the call, whether it is read in a prompt or decoded, nor on how
+//! the work is split across threads (blocks run in parallel when there are few rows).
 
 use super::activation::exp;
 use super::packed::G;
 use super::SendPtr;
-use crate::kv_cache::KernelView;
-use crate::kv_cache::Rows;
+use crate::kv_cache::{KernelView, Rows, KEY_CHUNK};
 use candle_core::{CpuStorage, DType, Storage, Tensor};
 use rayon::prelude::*;
 
@@ -43,9 +46,10 @@ pub(crate) struct Heads {
     pub dim: usize,
 }
 
-/// One layer's cache of one sequence: keys and values as `kv_heads` runs of `capacity`
-/// positions × head_dim, filled up to at least the last query's position, in any of the
-/// cache's formats (a block of positions is read as f32 when it is used).
+/// One layer's cache of one sequence, in the layout of `kv_cache`: per kv head a run of
+/// `capacity` positions, keys in chunks of [`KEY_CHUNK`] positions, values position by
+/// position, filled up to at least the last query's position, in any of the cache's formats
+/// (a block of positions is read as f32 when it is used).
 #[derive(Clone)]
 pub(crate) struct Cache<'a> {
     pub k: &'a Rows,
@@ -53,20 +57,34 @@ pub(crate) struct Cache<'a> {
     pub capacity: usize,
 }
 
+/// A block of keys and values in f32: keys of positions `start..` (a multiple of
+/// [`KEY_CHUNK`]) in whole chunks, values of `start..stop`.
+struct Block<'a> {
+    start: usize,
+    keys: &'a [f32],
+    values: &'a [f32],
+}
+
 impl Cache<'_> {
-    /// Keys and values of positions `start..stop` of kv head `kv`, in f32 (decoded into the
-    /// scratch buffers where the cache holds another format).
+    /// Keys and values of kv head `kv` from position `start` rounded down to a whole chunk to
+    /// `stop` (keys to `stop` rounded up), decoded into the scratch buffers where the cache
+    /// holds another format than f32.
     fn block<'s>(
         &'s self,
         kv: usize,
         (start, stop): (usize, usize),
         dim: usize,
         scratch: &'s mut [Vec<f32>; 2],
-    ) -> (&'s [f32], &'s [f32]) {
+    ) -> Block<'s> {
+        let start = start / KEY_CHUNK * KEY_CHUNK;
         let at = (kv * self.capacity + start) * dim;
-        let n = (stop - start) * dim;
         let [ks, vs] = scratch;
-        (self.k.read(at, n, ks), self.v.read(at, n, vs))
+        let chunks = stop.next_multiple_of(KEY_CHUNK) - start;
+        Block {
+            start,
+            keys: self.k.read_keys(at, chunks * dim, dim, ks),
+            values: self.v.read(at, (stop - start) * dim, vs),
+        }
     }
 }
 
@@ -180,9 +198,6 @@ fn attend_many<'a>(
             Some(start)
         })
         .collect();
-
-    // Decoding items: every row's key blocks across the pool at once.
-    let mut tasks: Vec<(usize, Task)> = Vec::new();
     let task = |(q, pos, cache): &'a (Queries<'a>, usize, Cache<'a>), row: usize, kv: usize| Task {
         q,
         cache,
@@ -192,6 +207,9 @@ fn attend_many<'a>(
         kv,
         pos: pos + row,
     };
+
+    // Decoding items: every row's key blocks across the pool at once.
+    let mut tasks: Vec<(usize, Task)> = Vec::new();
     for (item, &start) in items.iter().zip(&starts).filter(|(item, _)| few(&item.0)) {
         for i in 0..item.0.rows * kv_heads {
             let (row, kv) = (i / kv_heads, i % kv_heads);
@@ -205,23 +223,29 @@ fn attend_many<'a>(
         let jobs: Vec<(usize, (usize, usize))> = tasks
             .iter()
             .enumerate()
-            .flat_map(|(i, (_, t))| t.blocks().into_iter().map(move |b| (i, b)))
+            .flat_map(|(i, (_, t))| t.blocks().map(move |b| (i, b)))
             .collect();
-        let partials: Vec<Partial> = jobs
+        let partials: Vec<Softmax> = jobs
             .par_iter()
             .with_min_len(1)
-            .map(|&(i, b)| {
+            .map(|&(i, seen)| {
                 let task = &tasks[i].1;
-                SCRATCH.with_borrow_mut(|scratch| {
-                    let (keys, values) = task.cache.block(task.kv, b, dim, scratch);
-                    task.block(b.1 - b.0, keys, values)
+                SCRATCH.with_borrow_mut(|s| {
+                    let block = task.cache.block(task.kv, seen, dim, &mut s.kv);
+                    let mut partial = Softmax::default();
+                    through_block(&[(task, seen)], &block, &mut s.scores, &mut partial);
+                    partial
                 })
             })
             .collect();
         let mut first = 0;
-        for (i, (at, task)) in tasks.iter().enumerate() {
+        for (i, (at, _)) in tasks.iter().enumerate() {
             let n = jobs[first..].iter().take_while(|(j, _)| *j == i).count();
-            task.combine(&partials[first..first + n], &mut out[*at..*at + width]);
+            let mut running = Softmax::empty(group, dim);
+            for partial in &partials[first..first + n] {
+                (0..group).for_each(|g| running.merge(g, partial, g));
+            }
+            running.finish(&mut out[*at..*at + width]);
             first += n;
         }
     }
@@ -235,7 +259,8 @@ fn attend_many<'a>(
             let (tile, kv) = (i / kv_heads, i % kv_heads);
             let rows = tile * ROW_TILE..((tile + 1) * ROW_TILE).min(q.rows);
             let tasks: Vec<Task> = rows.map(|row| task(item, row, kv)).collect();
-            for (t, y) in tasks.iter().zip(run_tile(&tasks)) {
+            let y = SCRATCH.with_borrow_mut(|s| run_tile(&tasks, s));
+            for (t, y) in tasks.iter().zip(y.chunks_exact(width)) {
                 // SAFETY: item i writes only its own rows' slices for its kv head, disjoint
                 // from every other item's, inside this item's part of `out`, which outlives the
                 // pool call.
@@ -243,71 +268,74 @@ fn attend_many<'a>(
                     let at = (t.row * heads + kv * group) * dim;
                     std::slice::from_raw_parts_mut(out_ptr.get().add(at), width)
                 };
-                dst.copy_from_slice(&y);
+                dst.copy_from_slice(y);
             }
         });
     }
     out
 }
 
+/// Each pool thread's buffers: key and value blocks read from an f16 or q8_0 cache, a block's
+/// scores and its softmax.
+#[derive(Default)]
+struct Scratch {
+    kv: [Vec<f32>; 2],
+    scores: Vec<f32>,
+    block: Softmax,
+}
+
 thread_local! {
-    /// Each pool thread's buffers for key and value blocks read from an f16 or q8_0 cache.
-    static SCRATCH: std::cell::RefCell<[Vec<f32>; 2]> = Default::default();
+    static SCRATCH: std::cell::RefCell<Scratch> = Default::default();
 }
 
 /// Query rows that go through the key blocks together.
 const ROW_TILE: usize = 16;
 
-/// The rows of one tile, block by block: each key block is used by every row that sees it
-/// before the next is read. Returns each row's output.
-fn run_tile(tasks: &[Task]) -> Vec<Vec<f32>> {
-    let blocks: Vec<Vec<(usize, usize)>> = tasks.iter().map(Task::blocks).collect();
-    let mut partials: Vec<Vec<Partial>> =
-        blocks.iter().map(|b| Vec::with_capacity(b.len())).collect();
-    let mut next = vec![0; tasks.len()];
-    let last = blocks
-        .iter()
-        .filter_map(|b| b.last())
-        .map(|&(start, _)| start / KEY_BLOCK)
-        .max()
-        .unwrap_or(0);
+/// The rows of one tile (all of one kv head), block by block: each key block is read once and
+/// goes through with every row that sees part of it. Returns the rows' outputs one after the
+/// other (each the group's heads × head_dim).
+fn run_tile(tasks: &[Task], scratch: &mut Scratch) -> Vec<f32> {
     let Some(first) = tasks.first() else {
         return Vec::new();
     };
-    let (cache, kv, dim) = (first.cache, first.kv, first.shape.dim);
-    let mut scratch = Default::default();
-    for number in 0..=last {
-        // The tile's rows see parts of this block: read the part any of them sees once.
-        let seen: Vec<Option<(usize, usize)>> = (0..tasks.len())
-            .map(|t| {
-                blocks[t]
-                    .get(next[t])
-                    .copied()
-                    .filter(|r| r.0 / KEY_BLOCK == number)
-            })
+    let (cache, kv, dim, group) = (first.cache, first.kv, first.shape.dim, first.group());
+    let visible: Vec<(usize, usize)> = tasks.iter().map(Task::visible).collect();
+    let lo = visible.iter().map(|v| v.0).min().unwrap_or(0) / KEY_BLOCK;
+    let hi = visible
+        .iter()
+        .map(|v| v.1)
+        .max()
+        .unwrap_or(0)
+        .div_ceil(KEY_BLOCK);
+    let mut running = Softmax::empty(tasks.len() * group, dim);
+    for number in lo..hi {
+        let (from, to) = (number * KEY_BLOCK, (number + 1) * KEY_BLOCK);
+        let seen: Vec<(usize, (usize, usize))> = visible
+            .iter()
+            .enumerate()
+            .map(|(t, v)| (t, (v.0.max(from), v.1.min(to))))
+            .filter(|(_, (a, b))| a < b)
             .collect();
-        let Some(start) = seen.iter().flatten().map(|r| r.0).min() else {
+        let Some(start) = seen.iter().map(|(_, s)| s.0).min() else {
             continue;
         };
-        let stop = seen.iter().flatten().map(|r| r.1).max().unwrap_or(start);
-        let (keys, values) = cache.block(kv, (start, stop), dim, &mut scratch);
-        for (t, task) in tasks.iter().enumerate() {
-            if let Some((from, to)) = seen[t] {
-                let part = (from - start) * dim..(to - start) * dim;
-                partials[t].push(task.block(to - from, &keys[part.clone()], &values[part]));
-                next[t] += 1;
-            }
+        let stop = seen.iter().map(|(_, s)| s.1).max().unwrap_or(start);
+        let Scratch {
+            kv: kvs,
+            scores,
+            block: partial,
+        } = scratch;
+        let block = cache.block(kv, (start, stop), dim, kvs);
+        let rows: Vec<(&Task, (usize, usize))> =
+            seen.iter().map(|&(t, s)| (&tasks[t], s)).collect();
+        through_block(&rows, &block, scores, partial);
+        for (i, &(t, _)) in seen.iter().enumerate() {
+            (0..group).for_each(|g| running.merge(t * group + g, partial, i * group + g));
         }
     }
-    tasks
-        .iter()
-        .zip(&partials)
-        .map(|(task, p)| {
-            let mut y = vec![0f32; task.shape.dim * task.shape.heads / task.shape.kv_heads];
-            task.combine(p, &mut y);
-            y
-        })
-        .collect()
+    let mut y = vec![0f32; tasks.len() * group * dim];
+    running.finish(&mut y);
+    y
 }
 
 /// One query row's heads that share one key/value head.
@@ -322,94 +350,133 @@ struct Task<'a> {
     pos: usize,
 }
 
-/// What one key block leaves for the combination, per head: the scores' maximum, the sum of
-/// `exp(score - max)` and the values weighted by those exponentials.
-struct Partial {
+impl Task<'_> {
+    fn group(&self) -> usize {
+        self.shape.heads / self.shape.kv_heads
+    }
+
+    /// Head `g` of the group's query.
+    fn query(&self, g: usize) -> &[f32] {
+        let h = self.kv * self.group() + g;
+        &self.q.data[h * self.q.head_stride + self.row * self.q.row_stride..][..self.shape.dim]
+    }
+
+    /// The positions the row sees: (first, one past the last).
+    fn visible(&self) -> (usize, usize) {
+        let end = self.pos + 1;
+        (
+            self.scoring.window.map_or(0, |w| end.saturating_sub(w)),
+            end,
+        )
+    }
+
+    /// The visible positions cut at key block boundaries.
+    fn blocks(&self) -> impl Iterator<Item = (usize, usize)> {
+        let (first, end) = self.visible();
+        (first / KEY_BLOCK..end.div_ceil(KEY_BLOCK))
+            .map(move |b| (first.max(b * KEY_BLOCK), end.min((b + 1) * KEY_BLOCK)))
+    }
+}
+
+/// Softmaxes of query vectors over some keys: per vector the scores' maximum, the sum of
+/// `exp(score - max)` and the values weighted by those exponentials (`dim` each).
+#[derive(Default)]
+struct Softmax {
     max: Vec<f32>,
     sum: Vec<f32>,
     acc: Vec<f32>,
+    dim: usize,
 }
 
-impl Task<'_> {
-    /// The visible key blocks: (first position, one past the last).
-    fn blocks(&self) -> Vec<(usize, usize)> {
-        let end = self.pos + 1;
-        let first = self.scoring.window.map_or(0, |w| end.saturating_sub(w));
-        let mut blocks = Vec::with_capacity((end - first).div_ceil(KEY_BLOCK) + 1);
-        let mut start = first;
-        while start < end {
-            let stop = ((start / KEY_BLOCK + 1) * KEY_BLOCK).min(end);
-            blocks.push((start, stop));
-            start = stop;
-        }
-        blocks
+impl Softmax {
+    /// `n` vectors over no keys yet.
+    fn empty(n: usize, dim: usize) -> Self {
+        let mut s = Softmax::default();
+        s.reset(n, dim);
+        s
     }
 
-    /// Scores, exponentials and weighted values of `n` consecutive keys and values (in f32)
-    /// for every head of the group.
-    fn block(&self, n: usize, keys: &[f32], values: &[f32]) -> Partial {
-        let Heads {
-            heads,
-            kv_heads,
-            dim,
-        } = self.shape;
-        let group = heads / kv_heads;
-        let queries: Vec<&[f32]> = (0..group)
-            .map(|g| {
-                let h = self.kv * group + g;
-                &self.q.data[h * self.q.head_stride + self.row * self.q.row_stride..][..dim]
-            })
-            .collect();
-        // Scores, one run of n (padded to whole lanes) per head.
-        let padded = n.next_multiple_of(16);
-        let mut scores = vec![f32::NEG_INFINITY; group * padded];
-        dots(&queries, keys, &mut scores, padded, n);
-        for s in scores.chunks_exact_mut(padded) {
-            s[..n].iter_mut().for_each(|s| *s *= self.scoring.scale);
-        }
-        if let Some(cap) = self.scoring.softcap {
-            for s in scores.iter_mut().filter(|s| s.is_finite()) {
-                *s = cap * (*s / cap).tanh();
-            }
-        }
-        let mut p = Partial {
-            max: vec![0.0; group],
-            sum: vec![0.0; group],
-            acc: vec![0.0; group * dim],
-        };
-        for g in 0..group {
-            let s = &mut scores[g * padded..][..padded];
-            let max = lane_max(s);
-            p.max[g] = max;
-            p.sum[g] = exp_sum(s, max);
-        }
-        weighted_sums(&scores, padded, n, values, &mut p.acc);
-        p
+    fn reset(&mut self, n: usize, dim: usize) {
+        self.dim = dim;
+        self.max.clear();
+        self.max.resize(n, f32::NEG_INFINITY);
+        self.sum.clear();
+        self.sum.resize(n, 0.0);
+        self.acc.clear();
+        self.acc.resize(n * dim, 0.0);
     }
 
-    /// Joins the blocks' partials in order into `y` (the group's heads × head_dim).
-    fn combine(&self, partials: &[Partial], y: &mut [f32]) {
-        let dim = self.shape.dim;
-        for (g, y) in y.chunks_exact_mut(dim).enumerate() {
-            let max = partials
-                .iter()
-                .map(|p| p.max[g])
-                .fold(f32::NEG_INFINITY, f32::max);
-            y.fill(0.0);
-            let mut sum = 0f32;
-            for p in partials {
-                let w = (p.max[g] - max).exp();
-                sum += p.sum[g] * w;
-                axpy(w, &p.acc[g * dim..][..dim], y);
-            }
+    /// Takes vector `j` of `other` (over later keys) into vector `i`: both rescaled to the
+    /// larger maximum. From an empty vector the result is `other`'s exactly (scaled by
+    /// exp(0) = 1, its empty side by exp(-inf) = 0).
+    fn merge(&mut self, i: usize, other: &Softmax, j: usize) {
+        let max = self.max[i].max(other.max[j]);
+        let (a, b) = ((self.max[i] - max).exp(), (other.max[j] - max).exp());
+        self.sum[i] = self.sum[i] * a + other.sum[j] * b;
+        let dim = self.dim;
+        let theirs = &other.acc[j * dim..][..dim];
+        for (y, x) in self.acc[i * dim..][..dim].iter_mut().zip(theirs) {
+            *y = *y * a + *x * b;
+        }
+        self.max[i] = max;
+    }
+
+    /// The attention outputs, vector after vector: weighted values over the sum.
+    fn finish(&self, y: &mut [f32]) {
+        for ((y, acc), sum) in y
+            .chunks_exact_mut(self.dim)
+            .zip(self.acc.chunks_exact(self.dim))
+            .zip(&self.sum)
+        {
             let inv = 1.0 / sum;
-            y.iter_mut().for_each(|v| *v *= inv);
+            for (y, a) in y.iter_mut().zip(acc) {
+                *y = a * inv;
+            }
         }
     }
 }
 
-/// Replaces each score s of `scores` (a multiple of [`G`] long, padded with -inf) by
-/// `exp(s - max)` (padding by 0) and returns their sum.
+/// The softmax over one block of every query vector of `rows` (each row's group of heads, in
+/// order), where each row sees the positions given with it: scores, the scale and soft cap,
+/// positions a row does not see at -inf, maxima and exponentials, then the weighted values.
+fn through_block(
+    rows: &[(&Task, (usize, usize))],
+    block: &Block,
+    scores: &mut Vec<f32>,
+    out: &mut Softmax,
+) {
+    let Some((first, _)) = rows.first() else {
+        return;
+    };
+    let (dim, group, scoring) = (first.shape.dim, first.group(), first.scoring);
+    let n = block.keys.len() / dim;
+    let queries: Vec<&[f32]> = rows
+        .iter()
+        .flat_map(|(t, _)| (0..group).map(move |g| t.query(g)))
+        .collect();
+    scores.clear();
+    scores.resize(queries.len() * n, 0.0);
+    score(&queries, block.keys, n, scores);
+    out.reset(queries.len(), dim);
+    for (v, s) in scores.chunks_exact_mut(n).enumerate() {
+        let (from, to) = rows[v / group].1;
+        for (p, s) in (block.start..).zip(s.iter_mut()) {
+            *s = if p < from || p >= to {
+                f32::NEG_INFINITY
+            } else {
+                let s = *s * scoring.scale;
+                scoring.softcap.map_or(s, |cap| cap * (s / cap).tanh())
+            };
+        }
+        let max = lane_max(s);
+        out.max[v] = max;
+        out.sum[v] = exp_sum(s, max);
+    }
+    weigh(scores, n, block.values, &mut out.acc);
+}
+
+/// Replaces each score s of `scores` (a multiple of [`KEY_CHUNK`] long, -inf where not
+/// visible) by `exp(s - max)` (-inf by 0) and returns their sum.
 #[inline(always)]
 fn exp_sum(scores: &mut [f32], max: f32) -> f32 {
     #[cfg(all(
@@ -430,7 +497,7 @@ fn exp_sum_portable(scores: &mut [f32], max: f32) -> f32 {
         let x: [f32; G] = std::array::from_fn(|i| chunk[i] - max);
         let e = exp(x);
         for i in 0..G {
-            // Padding stays at zero (exp clamps -inf to e^-87, not 0).
+            // Hidden positions give zero (exp clamps -inf to e^-87, not 0).
             let e = if chunk[i] == f32::NEG_INFINITY {
                 0.0
             } else {
@@ -443,173 +510,190 @@ fn exp_sum_portable(scores: &mut [f32], max: f32) -> f32 {
     reduce(lanes)
 }
 
-/// `out[h * stride + j] = queries[h] · keys[j]` for the first `n` rows of `keys` (each as long
-/// as a query).
-#[inline(always)]
-fn dots(queries: &[&[f32]], keys: &[f32], out: &mut [f32], stride: usize, n: usize) {
-    let d = queries[0].len();
+/// `out[v * n + j] = queries[v] · key j`, the `n` keys in the cache's chunked layout (each
+/// chunk `dim` rows of [`KEY_CHUNK`] keys). Each score is one chain of fused multiply-adds over
+/// the dimensions in order, from zero, in every form.
+fn score(queries: &[&[f32]], keys: &[f32], n: usize, out: &mut [f32]) {
+    let dim = keys.len() / n;
+    assert!(n.is_multiple_of(KEY_CHUNK) && keys.len() == n * dim && out.len() == queries.len() * n);
+    assert!(queries.iter().all(|q| q.len() == dim));
     #[cfg(all(
         target_arch = "x86_64",
         target_feature = "avx512f",
         target_feature = "fma"
     ))]
-    if d.is_multiple_of(16) {
-        return avx512::dots(queries, keys, out, stride, n);
-    }
-    for (q, out) in queries.iter().zip(out.chunks_exact_mut(stride)) {
-        #[cfg(all(
-            target_arch = "x86_64",
-            target_feature = "avx2",
-            target_feature = "fma"
-        ))]
-        if d.is_multiple_of(8) {
-            avx2::dots(q, keys, &mut out[..n]);
-            continue;
-        }
-        for (o, k) in out[..n].iter_mut().zip(keys.chunks_exact(d)) {
-            *o = dot(q, k);
+    return avx512::score(queries, keys, n, out);
+    #[cfg(all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        target_feature = "fma",
+        not(target_feature = "avx512f")
+    ))]
+    return avx2::score(queries, keys, n, out);
+    #[allow(unreachable_code)]
+    score_portable(queries, keys, n, out)
+}
+
+fn score_portable(queries: &[&[f32]], keys: &[f32], n: usize, out: &mut [f32]) {
+    let dim = keys.len() / n;
+    for (q, out) in queries.iter().zip(out.chunks_exact_mut(n)) {
+        for (j, o) in out.iter_mut().enumerate() {
+            let chunk = &keys[j / KEY_CHUNK * KEY_CHUNK * dim..];
+            *o = q.iter().enumerate().fold(0f32, |s, (i, q)| {
+                q.mul_add(chunk[i * KEY_CHUNK + j % KEY_CHUNK], s)
+            });
         }
     }
 }
 
-/// Calls `four` with pointers to the first `n` rows of `keys` (each `d` floats) four at a time
-/// and stores its scores for H queries at `out[h * stride + j]`. A short last group repeats its
-/// last key: the same arithmetic, its result dropped, so every key's score is formed alike.
-#[cfg(all(
-    target_arch = "x86_64",
-    target_feature = "avx2",
-    target_feature = "fma"
-))]
-#[inline(always)]
-fn four_keys_at_a_time<const H: usize>(
-    keys: &[f32],
-    d: usize,
-    n: usize,
-    out: &mut [f32],
-    stride: usize,
-    four: impl Fn([*const f32; 4]) -> [[f32; 4]; H],
-) {
-    assert!(keys.len() >= n * d && out.len() >= (H - 1) * stride + n);
-    for j in (0..n).step_by(4) {
-        let rows: [usize; 4] = std::array::from_fn(|r| (j + r).min(n - 1));
-        let scores = four(rows.map(|r| keys[r * d..][..d].as_ptr()));
-        for (h, s) in scores.iter().enumerate() {
-            for (r, v) in s.iter().enumerate().take(n - j) {
-                out[h * stride + j + r] = *v;
+/// `acc[v] = Σ_j w[v * n + j] · values[j]` over the rows of `values` (at most `n`), each
+/// vector of `acc` as wide as a row. Each output is one chain of fused multiply-adds over the
+/// rows in order, from zero, in every form.
+fn weigh(w: &[f32], n: usize, values: &[f32], acc: &mut [f32]) {
+    let m = w.len() / n;
+    let dim = acc.len() / m;
+    assert!(acc.len() == m * dim && values.len().is_multiple_of(dim) && values.len() <= n * dim);
+    #[cfg(all(
+        target_arch = "x86_64",
+        target_feature = "avx512f",
+        target_feature = "fma"
+    ))]
+    if dim.is_multiple_of(16) {
+        return avx512::weigh(w, n, values, acc);
+    }
+    #[cfg(all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        target_feature = "fma"
+    ))]
+    if dim.is_multiple_of(8) {
+        return avx2::weigh(w, n, values, acc);
+    }
+    weigh_portable(w, n, values, acc)
+}
+
+fn weigh_portable(w: &[f32], n: usize, values: &[f32], acc: &mut [f32]) {
+    let dim = acc.len() / (w.len() / n);
+    for (w, acc) in w.chunks_exact(n).zip(acc.chunks_exact_mut(dim)) {
+        acc.fill(0.0);
+        for (&w, v) in w.iter().zip(values.chunks_exact(dim)) {
+            for (a, v) in acc.iter_mut().zip(v) {
+                *a = w.mul_add(*v, *a);
             }
         }
     }
 }
 
-/// `acc[h] += Σ_j w[h * stride + j] · values[j]` over the first `n` rows of `values`, for each
-/// head h whose `dim` outputs `acc` holds one after another.
-#[inline(always)]
-fn weighted_sums(w: &[f32], stride: usize, n: usize, values: &[f32], acc: &mut [f32]) {
-    let heads = w.len() / stride;
-    let d = acc.len() / heads;
-    #[cfg(all(
-        target_arch = "x86_64",
-        target_feature = "avx512f",
-        target_feature = "fma"
-    ))]
-    if d.is_multiple_of(64) {
-        return avx512::weighted_sums(w, stride, n, values, acc);
-    }
-    for (w, acc) in w.chunks_exact(stride).zip(acc.chunks_exact_mut(d)) {
-        #[cfg(all(
-            target_arch = "x86_64",
-            target_feature = "avx2",
-            target_feature = "fma"
-        ))]
-        if d.is_multiple_of(32) {
-            avx2::weighted_sum(&w[..n], values, acc);
-            continue;
-        }
-        for (&w, v) in w[..n].iter().zip(values.chunks_exact(d)) {
-            axpy(w, v, acc);
-        }
-    }
-}
-
-/// The two loops in 256-bit vectors, compiled in when the build targets a CPU with AVX2 and
-/// FMA (candor builds for the CPU it runs on). Like the portable loops, each result is computed
-/// in one fixed order.
+/// The two products in 256-bit vectors, compiled in when the build targets a CPU with AVX2 and
+/// FMA (candor builds for the CPU it runs on): four query vectors × one chunk of 16 keys, and
+/// four weight rows × 16 dimensions, in registers.
 #[cfg(all(
     target_arch = "x86_64",
     target_feature = "avx2",
     target_feature = "fma"
 ))]
-#[allow(unsafe_op_in_unsafe_fn)]
+#[allow(unsafe_op_in_unsafe_fn, dead_code)]
 mod avx2 {
+    use super::KEY_CHUNK;
     use std::arch::x86_64::*;
 
-    /// Dot products of `q` with four keys at once; every key goes through the same
-    /// eight-lane chain and the same reduction, whichever of the four it is.
-    pub fn dots(q: &[f32], keys: &[f32], out: &mut [f32]) {
-        let (d, n) = (q.len(), out.len());
-        assert!(d.is_multiple_of(8));
-        // SAFETY: AVX2 and FMA are enabled at build time; each key pointer is at d floats
-        // (`four_keys_at_a_time`'s promise) and q holds d.
-        super::four_keys_at_a_time::<1>(keys, d, n, out, n, |k| unsafe {
-            [dot4(q.as_ptr(), k, d)]
-        });
-    }
+    const ROWS: usize = 4;
 
-    #[inline(always)]
-    unsafe fn dot4(q: *const f32, k: [*const f32; 4], d: usize) -> [f32; 4] {
-        let mut acc = [_mm256_setzero_ps(); 4];
-        let mut i = 0;
-        while i < d {
-            let qv = _mm256_loadu_ps(q.add(i));
-            for r in 0..4 {
-                acc[r] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k[r].add(i)), acc[r]);
+    pub fn score(queries: &[&[f32]], keys: &[f32], n: usize, out: &mut [f32]) {
+        let dim = keys.len() / n;
+        for (qs, out) in queries.chunks(ROWS).zip(out.chunks_mut(ROWS * n)) {
+            match qs.len() {
+                1 => score_rows::<1>(qs, keys, dim, n, out),
+                2 => score_rows::<2>(qs, keys, dim, n, out),
+                3 => score_rows::<3>(qs, keys, dim, n, out),
+                _ => score_rows::<4>(qs, keys, dim, n, out),
             }
-            i += 8;
         }
-        sum4(acc)
     }
 
-    /// The sums of four eight-lane accumulators, each folded pairwise in the same order.
-    #[inline(always)]
-    pub unsafe fn sum4(acc: [__m256; 4]) -> [f32; 4] {
-        let s01 = _mm256_hadd_ps(acc[0], acc[1]);
-        let s23 = _mm256_hadd_ps(acc[2], acc[3]);
-        let s = _mm256_hadd_ps(s01, s23);
-        let sum = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
-        let mut out = [0f32; 4];
-        _mm_storeu_ps(out.as_mut_ptr(), sum);
-        out
-    }
-
-    /// `acc += Σ_j w[j] · values[j]`, 32 dimensions at a time kept in registers.
-    pub fn weighted_sum(w: &[f32], values: &[f32], acc: &mut [f32]) {
-        let d = acc.len();
-        assert!(d.is_multiple_of(32) && values.len() >= w.len() * d);
-        for c in (0..d).step_by(32) {
-            // SAFETY: AVX2 and FMA are enabled at build time; reads stay within the first
-            // w.len() rows of `values` and within `acc` (c + 32 <= d).
+    fn score_rows<const R: usize>(
+        qs: &[&[f32]],
+        keys: &[f32],
+        dim: usize,
+        n: usize,
+        out: &mut [f32],
+    ) {
+        assert!(qs.len() == R && out.len() == R * n && keys.len() == n * dim);
+        let q: [*const f32; R] = std::array::from_fn(|r| qs[r].as_ptr());
+        for j in (0..n).step_by(KEY_CHUNK) {
+            // SAFETY: AVX2 and FMA are enabled at build time; the chunk at key j holds
+            // dim × 16 floats, each query dim, and each output row n from j + 16 <= n.
             unsafe {
-                let a = acc.as_mut_ptr().add(c);
-                let mut sum = [0, 8, 16, 24].map(|o| _mm256_loadu_ps(a.add(o)));
-                for (j, &wj) in w.iter().enumerate() {
-                    let wv = _mm256_set1_ps(wj);
-                    let v = values.as_ptr().add(j * d + c);
-                    for (o, s) in sum.iter_mut().enumerate() {
-                        *s = _mm256_fmadd_ps(wv, _mm256_loadu_ps(v.add(8 * o)), *s);
+                let k = keys.as_ptr().add(j * dim);
+                let mut acc = [[_mm256_setzero_ps(); 2]; R];
+                for i in 0..dim {
+                    let kv = [
+                        _mm256_loadu_ps(k.add(i * 16)),
+                        _mm256_loadu_ps(k.add(i * 16 + 8)),
+                    ];
+                    for r in 0..R {
+                        let qv = _mm256_set1_ps(*q[r].add(i));
+                        for c in 0..2 {
+                            acc[r][c] = _mm256_fmadd_ps(qv, kv[c], acc[r][c]);
+                        }
                     }
                 }
-                for (o, s) in sum.iter().enumerate() {
-                    _mm256_storeu_ps(a.add(8 * o), *s);
+                for (r, acc) in acc.iter().enumerate() {
+                    for (c, a) in acc.iter().enumerate() {
+                        _mm256_storeu_ps(out.as_mut_ptr().add(r * n + j + 8 * c), *a);
+                    }
                 }
             }
+        }
+    }
+
+    pub fn weigh(w: &[f32], n: usize, values: &[f32], acc: &mut [f32]) {
+        let dim = acc.len() / (w.len() / n);
+        for (w, acc) in w.chunks(ROWS * n).zip(acc.chunks_mut(ROWS * dim)) {
+            match acc.len() / dim {
+                1 => weigh_rows::<1>(w, n, values, acc),
+                2 => weigh_rows::<2>(w, n, values, acc),
+                3 => weigh_rows::<3>(w, n, values, acc),
+                _ => weigh_rows::<4>(w, n, values, acc),
+            }
+        }
+    }
+
+    fn weigh_rows<const R: usize>(w: &[f32], n: usize, values: &[f32], acc: &mut [f32]) {
+        let dim = acc.len() / R;
+        let rows = values.len() / dim;
+        assert!(dim.is_multiple_of(8) && w.len() == R * n && rows <= n);
+        let mut i = 0;
+        while i < dim {
+            let c = if i + 16 <= dim { 2 } else { 1 };
+            // SAFETY: AVX2 and FMA are enabled at build time; reads stay within the first
+            // `rows` rows of `values` (columns i..i + 8c <= dim), the first `rows` weights of
+            // each of the R rows of `w`, and writes within `acc`'s R rows.
+            unsafe {
+                let mut s = [[_mm256_setzero_ps(); 2]; R];
+                for j in 0..rows {
+                    let v = values.as_ptr().add(j * dim + i);
+                    let vv = [_mm256_loadu_ps(v), _mm256_loadu_ps(v.add(8 * (c - 1)))];
+                    for (r, s) in s.iter_mut().enumerate() {
+                        let wv = _mm256_set1_ps(*w.get_unchecked(r * n + j));
+                        for (s, v) in s.iter_mut().zip(&vv).take(c) {
+                            *s = _mm256_fmadd_ps(wv, *v, *s);
+                        }
+                    }
+                }
+                for (r, s) in s.iter().enumerate() {
+                    for (o, s) in s.iter().enumerate().take(c) {
+                        _mm256_storeu_ps(acc.as_mut_ptr().add(r * dim + i + 8 * o), *s);
+                    }
+                }
+            }
+            i += 8 * c;
         }
     }
 }
 
-/// The two loops in 512-bit vectors (with the 256-bit module's final reduction) for heads a multiple of 16 (dot products) or 64 (weighted
-/// sums) wide, up to four heads of a group at once so that each key and value vector loaded
-/// serves them all. Each score and each output still goes through its own chain of the same
-/// operations in the same order, whichever heads share the pass.
+/// The two products in 512-bit vectors: eight query vectors × two chunks of 16 keys, and four
+/// weight rows × 64 dimensions, in registers (16 accumulators of 32, the rest for the loads).
 #[cfg(all(
     target_arch = "x86_64",
     target_feature = "avx512f",
@@ -617,68 +701,132 @@ mod avx2 {
 ))]
 #[allow(unsafe_op_in_unsafe_fn)]
 mod avx512 {
+    use super::KEY_CHUNK;
     use std::arch::x86_64::*;
 
-    /// Heads per pass: four heads × four keys (or four vectors of values) of accumulators
-    /// leave registers for the loads.
-    const HEADS: usize = 4;
-
-    pub fn dots(queries: &[&[f32]], keys: &[f32], out: &mut [f32], stride: usize, n: usize) {
-        for (c, qs) in queries.chunks(HEADS).enumerate() {
-            let out = &mut out[c * HEADS * stride..];
+    pub fn score(queries: &[&[f32]], keys: &[f32], n: usize, out: &mut [f32]) {
+        const ROWS: usize = 8;
+        let dim = keys.len() / n;
+        for (qs, out) in queries.chunks(ROWS).zip(out.chunks_mut(ROWS * n)) {
             match qs.len() {
-                1 => dots_of::<1>(qs, keys, out, stride, n),
-                2 => dots_of::<2>(qs, keys, out, stride, n),
-                3 => dots_of::<3>(qs, keys, out, stride, n),
-                _ => dots_of::<4>(qs, keys, out, stride, n),
+                1 => score_rows::<1>(qs, keys, dim, n, out),
+                2 => score_rows::<2>(qs, keys, dim, n, out),
+                3 => score_rows::<3>(qs, keys, dim, n, out),
+                4 => score_rows::<4>(qs, keys, dim, n, out),
+                5 => score_rows::<5>(qs, keys, dim, n, out),
+                6 => score_rows::<6>(qs, keys, dim, n, out),
+                7 => score_rows::<7>(qs, keys, dim, n, out),
+                _ => score_rows::<8>(qs, keys, dim, n, out),
             }
         }
     }
 
-    fn dots_of<const H: usize>(
+    fn score_rows<const R: usize>(
         qs: &[&[f32]],
         keys: &[f32],
-        out: &mut [f32],
-        stride: usize,
+        dim: usize,
         n: usize,
+        out: &mut [f32],
     ) {
-        let d = qs[0].len();
-        assert!(d.is_multiple_of(16) && qs.len() == H && qs.iter().all(|q| q.len() == d));
-        let q: [*const f32; H] = std::array::from_fn(|h| qs[h].as_ptr());
-        // SAFETY: AVX-512F is enabled at build time; each key pointer is at d floats
-        // (`four_keys_at_a_time`'s promise) and each query holds d.
-        super::four_keys_at_a_time::<H>(keys, d, n, out, stride, |k| unsafe { dot4::<H>(q, k, d) });
+        assert!(qs.len() == R && out.len() == R * n && keys.len() == n * dim);
+        let q: [*const f32; R] = std::array::from_fn(|r| qs[r].as_ptr());
+        let mut j = 0;
+        // `score_tile` reads C chunks from key j (C × dim × 16 floats, j + 16C <= n), dim floats
+        // of each query and writes 16C floats of each of the R output rows.
+        while j + 2 * KEY_CHUNK <= n {
+            // SAFETY: AVX-512F and FMA are enabled at build time; bounds as above.
+            unsafe { score_tile::<R, 2>(q, keys.as_ptr().add(j * dim), dim, out, n, j) };
+            j += 2 * KEY_CHUNK;
+        }
+        if j < n {
+            // SAFETY: as above, one chunk.
+            unsafe { score_tile::<R, 1>(q, keys.as_ptr().add(j * dim), dim, out, n, j) };
+        }
     }
 
-    /// Four keys' dot products with H queries: sixteen lanes per key, folded to eight, then
-    /// summed pairwise across the four keys.
     #[inline(always)]
-    unsafe fn dot4<const H: usize>(
-        q: [*const f32; H],
-        k: [*const f32; 4],
-        d: usize,
-    ) -> [[f32; 4]; H] {
-        let mut acc = [[_mm512_setzero_ps(); 4]; H];
-        let mut i = 0;
-        while i < d {
-            let kv = k.map(|k| _mm512_loadu_ps(k.add(i)));
-            for h in 0..H {
-                let qv = _mm512_loadu_ps(q[h].add(i));
-                for r in 0..4 {
-                    acc[h][r] = _mm512_fmadd_ps(qv, kv[r], acc[h][r]);
+    unsafe fn score_tile<const R: usize, const C: usize>(
+        q: [*const f32; R],
+        k: *const f32,
+        dim: usize,
+        out: &mut [f32],
+        n: usize,
+        j: usize,
+    ) {
+        let mut acc = [[_mm512_setzero_ps(); C]; R];
+        for i in 0..dim {
+            let kv: [__m512; C] =
+                std::array::from_fn(|c| _mm512_loadu_ps(k.add((c * dim + i) * 16)));
+            for r in 0..R {
+                let qv = _mm512_set1_ps(*q[r].add(i));
+                for c in 0..C {
+                    acc[r][c] = _mm512_fmadd_ps(qv, kv[c], acc[r][c]);
                 }
             }
+        }
+        for (r, acc) in acc.iter().enumerate() {
+            for (c, a) in acc.iter().enumerate() {
+                _mm512_storeu_ps(out.as_mut_ptr().add(r * n + j + 16 * c), *a);
+            }
+        }
+    }
+
+    pub fn weigh(w: &[f32], n: usize, values: &[f32], acc: &mut [f32]) {
+        const ROWS: usize = 4;
+        let dim = acc.len() / (w.len() / n);
+        for (w, acc) in w.chunks(ROWS * n).zip(acc.chunks_mut(ROWS * dim)) {
+            match acc.len() / dim {
+                1 => weigh_rows::<1>(w, n, values, acc),
+                2 => weigh_rows::<2>(w, n, values, acc),
+                3 => weigh_rows::<3>(w, n, values, acc),
+                _ => weigh_rows::<4>(w, n, values, acc),
+            }
+        }
+    }
+
+    fn weigh_rows<const R: usize>(w: &[f32], n: usize, values: &[f32], acc: &mut [f32]) {
+        let dim = acc.len() / R;
+        assert!(dim.is_multiple_of(16) && w.len() == R * n && values.len() <= n * dim);
+        let mut i = 0;
+        // `weigh_tile` reads columns i..i + 16C (within dim) of the rows of `values`, each
+        // row's first n weights, and writes those columns of `acc`'s R rows.
+        while i + 64 <= dim {
+            // SAFETY: AVX-512F and FMA are enabled at build time; bounds as above.
+            unsafe { weigh_tile::<R, 4>(w, n, values, acc, i) };
+            i += 64;
+        }
+        while i < dim {
+            // SAFETY: as above, 16 columns.
+            unsafe { weigh_tile::<R, 1>(w, n, values, acc, i) };
             i += 16;
         }
-        acc.map(|acc| {
-            let half = acc.map(|a| {
-                _mm256_add_ps(
-                    _mm512_castps512_ps256(a),
-                    _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1)),
-                )
-            });
-            super::avx2::sum4(half)
-        })
+    }
+
+    #[inline(always)]
+    unsafe fn weigh_tile<const R: usize, const C: usize>(
+        w: &[f32],
+        n: usize,
+        values: &[f32],
+        acc: &mut [f32],
+        i: usize,
+    ) {
+        let dim = acc.len() / R;
+        let mut s = [[_mm512_setzero_ps(); C]; R];
+        for j in 0..values.len() / dim {
+            let v = values.as_ptr().add(j * dim + i);
+            let vv: [__m512; C] = std::array::from_fn(|c| _mm512_loadu_ps(v.add(16 * c)));
+            for (r, s) in s.iter_mut().enumerate() {
+                let wv = _mm512_set1_ps(*w.get_unchecked(r * n + j));
+                for (s, v) in s.iter_mut().zip(&vv) {
+                    *s = _mm512_fmadd_ps(wv, *v, *s);
+                }
+            }
+        }
+        for (r, s) in s.iter().enumerate() {
+            for (c, s) in s.iter().enumerate() {
+                _mm512_storeu_ps(acc.as_mut_ptr().add(r * dim + i + 16 * c), *s);
+            }
+        }
     }
 
     /// `super::exp_sum` sixteen lanes at a time, bit for bit: the portable `exp`'s operations
@@ -716,90 +864,6 @@ mod avx512 {
         let mut lanes = [0f32; 8];
         _mm256_storeu_ps(lanes.as_mut_ptr(), sum);
         super::reduce(lanes)
-    }
-
-    pub fn weighted_sums(w: &[f32], stride: usize, n: usize, values: &[f32], acc: &mut [f32]) {
-        let heads = w.len() / stride;
-        let d = acc.len() / heads;
-        for (c, acc) in acc.chunks_mut(HEADS * d).enumerate() {
-            let w = &w[c * HEADS * stride..];
-            match acc.len() / d {
-                1 => weighted_of::<1>(w, stride, n, values, acc),
-                2 => weighted_of::<2>(w, stride, n, values, acc),
-                3 => weighted_of::<3>(w, stride, n, values, acc),
-                _ => weighted_of::<4>(w, stride, n, values, acc),
-            }
-        }
-    }
-
-    /// `acc[h] += Σ_j w[h·stride + j] · values[j]`, 64 dimensions of H heads in registers.
-    fn weighted_of<const H: usize>(
-        w: &[f32],
-        stride: usize,
-        n: usize,
-        values: &[f32],
-        acc: &mut [f32],
-    ) {
-        let d = acc.len() / H;
-        assert!(
-            d.is_multiple_of(64)
-                && acc.len() == H * d
-                && values.len() >= n * d
-                && w.len() >= (H - 1) * stride + n
-        );
-        for c in (0..d).step_by(64) {
-            // SAFETY: AVX-512F is enabled at build time; reads stay within the first n rows of
-            // `values`, the first n weights of each head's run, and `acc` (h·d + c + 64 <= H·d).
-            unsafe {
-                let a: [*mut f32; H] = std::array::from_fn(|h| acc.as_mut_ptr().add(h * d + c));
-                let mut sum = a.map(|a| [0, 16, 32, 48].map(|o| _mm512_loadu_ps(a.add(o))));
-                for j in 0..n {
-                    let v = values.as_ptr().add(j * d + c);
-                    let vv = [0, 16, 32, 48].map(|o| _mm512_loadu_ps(v.add(o)));
-                    for (h, sum) in sum.iter_mut().enumerate() {
-                        let wv = _mm512_set1_ps(*w.get_unchecked(h * stride + j));
-                        for (s, v) in sum.iter_mut().zip(&vv) {
-                            *s = _mm512_fmadd_ps(wv, *v, *s);
-                        }
-                    }
-                }
-                for (a, sum) in a.iter().zip(&sum) {
-                    for (o, s) in sum.iter().enumerate() {
-                        _mm512_storeu_ps(a.add(16 * o), *s);
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Lanes of the portable dot product.
-const LANES: usize = 16;
-
-/// `a · b`, in [`LANES`] fused multiply-add lanes summed pairwise.
-#[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; LANES];
-    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let tail = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .fold(0f32, |t, (x, y)| x.mul_add(*y, t));
-    for (x, y) in ca.zip(cb) {
-        // Whole arrays, so that the compiler sees vector-wide operations.
-        let x: &[f32; LANES] = x.try_into().expect("chunk");
-        let y: &[f32; LANES] = y.try_into().expect("chunk");
-        acc = std::array::from_fn(|i| x[i].mul_add(y[i], acc[i]));
-    }
-    reduce(acc) + tail
-}
-
-/// `y += w · x`.
-#[inline(always)]
-fn axpy(w: f32, x: &[f32], y: &mut [f32]) {
-    for (y, x) in y.iter_mut().zip(x) {
-        *y = w.mul_add(*x, *y);
     }
 }
 
@@ -883,10 +947,17 @@ mod tests {
     }
 
     fn matches_candle_attention_at(heads: usize, kv: usize, d: usize) {
-        let cap = KEY_BLOCK + 80;
+        let cap = 4 * KEY_BLOCK + 80;
         let k = noise(kv * cap * d, 1);
         let v = noise(kv * cap * d, 2);
-        for (rows, pos) in [(1, 0), (1, KEY_BLOCK + 40), (7, KEY_BLOCK - 3), (20, 0)] {
+        for (rows, pos) in [
+            (1, 0),
+            (1, KEY_BLOCK + 40),
+            (7, KEY_BLOCK - 3),
+            (20, 0),
+            (100, 300),
+            (40, 2),
+        ] {
             for (softcap, window) in [(None, None), (Some(5.0), None), (None, Some(7))] {
                 let qd = noise(heads * rows * d, 3 + rows as u32);
                 let q = queries(&qd, rows, d);
@@ -895,7 +966,10 @@ mod tests {
                     softcap,
                     window,
                 };
-                let (kr, vr) = (Rows::from_f32(F32, &k), Rows::from_f32(F32, &v));
+                let (kr, vr) = (
+                    Rows::keys_from_f32(F32, &k, cap, d),
+                    Rows::from_f32(F32, &v),
+                );
                 let cache = Cache {
                     k: &kr,
                     v: &vr,
@@ -929,6 +1003,61 @@ mod tests {
         }
     }
 
+    /// A cache filled the way the decoder fills it (appends of a few positions and of many,
+    /// growing past its first buffers, in every format) attends as candle does over the same
+    /// keys and values, within the format's rounding.
+    #[test]
+    fn an_appended_cache_matches_candle_attention() {
+        let (heads, kv, d) = (9, 3, 64);
+        let steps = [37, 1, 100, 5, 200];
+        let len: usize = steps.iter().sum();
+        let (k, v) = (noise(kv * len * d, 31), noise(kv * len * d, 32));
+        let as_tensor =
+            |x: &[f32]| Tensor::from_vec(x.to_vec(), (1, kv, len, d), &Device::Cpu).unwrap();
+        let (kt, vt) = (as_tensor(&k), as_tensor(&v));
+        let rows = 20;
+        let qd = noise(heads * rows * d, 33);
+        let q = queries(&qd, rows, d);
+        let qt = Tensor::from_vec(qd.clone(), (1, heads, rows, d), &Device::Cpu).unwrap();
+        let pos = len - rows;
+        let mask = attention_mask(rows, pos, None, &Device::Cpu).unwrap();
+        let want = attention(&qt, &kt, &vt, 0.125, None, mask.as_ref())
+            .unwrap()
+            .transpose(1, 2)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        for (kind, tolerance) in [(F32, 1e-4), (CacheType::F16, 2e-3), (CacheType::Q8_0, 3e-2)] {
+            let mut cache = crate::kv_cache::KvCache::new(kind, 4096);
+            let mut at = 0;
+            for n in steps {
+                let (kn, vn) = (kt.narrow(2, at, n).unwrap(), vt.narrow(2, at, n).unwrap());
+                cache.append(&kn, &vn).unwrap();
+                at += n;
+            }
+            let view = cache.kernel_view().unwrap();
+            let c = Cache {
+                k: view.k,
+                v: view.v,
+                capacity: view.capacity,
+            };
+            let shape = Heads {
+                heads,
+                kv_heads: kv,
+                dim: d,
+            };
+            let got = attend(&q, pos, &c, shape, plain(0.125));
+            let worst = got
+                .iter()
+                .zip(&want)
+                .map(|(g, w)| (g - w).abs())
+                .fold(0f32, f32::max);
+            assert!(worst <= tolerance, "{kind}: off by {worst}");
+        }
+    }
+
     /// The vector softmax exponentials are the portable ones bit for bit, padding included.
     #[test]
     fn exp_sum_is_the_portable_one() {
@@ -940,6 +1069,28 @@ mod tests {
         assert_eq!(sa.to_bits(), sb.to_bits());
         assert_eq!(a, b);
         assert!(a[60..].iter().all(|&e| e == 0.0));
+    }
+
+    /// The vector products give the portable loops' results bit for bit: every query count
+    /// the register tiles split into, and head widths that leave partial tiles.
+    #[test]
+    fn products_are_the_portable_ones() {
+        for dim in [16, 24, 96, 128] {
+            let n = 3 * KEY_CHUNK;
+            let keys = noise(n * dim, 21);
+            let qd = noise(11 * dim, 22);
+            let queries: Vec<&[f32]> = qd.chunks_exact(dim).collect();
+            let (mut a, mut b) = (vec![0f32; 11 * n], vec![0f32; 11 * n]);
+            score(&queries, &keys, n, &mut a);
+            score_portable(&queries, &keys, n, &mut b);
+            assert_eq!(a, b, "scores, dim {dim}");
+            // Weights of every key, values of the first 37 only (a block's last rows).
+            let values = noise(37 * dim, 23);
+            let (mut a, mut b) = (vec![0f32; 11 * dim], vec![0f32; 11 * dim]);
+            weigh(&noise(11 * n, 24), n, &values, &mut a);
+            weigh_portable(&noise(11 * n, 24), n, &values, &mut b);
+            assert_eq!(a, b, "weighted values, dim {dim}");
+        }
     }
 
     /// A row's result is bit for bit the same alone, among other rows, and split across
@@ -973,7 +1124,10 @@ mod tests {
         scoring: Scoring,
     ) {
         let Heads { heads, dim: d, .. } = shape;
-        let (kr, vr) = (Rows::from_f32(kind, k), Rows::from_f32(kind, v));
+        let (kr, vr) = (
+            Rows::keys_from_f32(kind, k, cap, d),
+            Rows::from_f32(kind, v),
+        );
         let cache = Cache {
             k: &kr,
             v: &vr,
@@ -1023,7 +1177,10 @@ mod tests {
         };
         let scoring = plain(0.125);
         let run = |kind| {
-            let (kr, vr) = (Rows::from_f32(kind, &k), Rows::from_f32(kind, &v));
+            let (kr, vr) = (
+                Rows::keys_from_f32(kind, &k, cap, d),
+                Rows::from_f32(kind, &v),
+            );
             let cache = Cache {
                 k: &kr,
                 v: &vr,

@@ -61,6 +61,37 @@ fn portable_q8_0(quants: &[i8], scales: &[u16], dst: &mut [f32]) {
     }
 }
 
+/// Keys in the cache's chunked layout (`kv_cache::KEY_CHUNK` positions × `dim`, dimension by
+/// dimension) from q8_0: value (i, lane) of a chunk is `quants[i·16 + lane]` times the scale of
+/// block `i / 32` of that lane's position, which lies at `scales[(i / 32)·16 + lane]`. Written
+/// for whole rows of 16 lanes, which the compiler vectorizes.
+pub(crate) fn q8_0_keys_to_f32(quants: &[i8], scales: &[u16], dim: usize, dst: &mut [f32]) {
+    const LANES: usize = crate::kv_cache::KEY_CHUNK;
+    let chunk = dim * LANES;
+    assert!(quants.len() == dst.len() && quants.len() == scales.len() * Q8_BLOCK);
+    assert!(dim.is_multiple_of(Q8_BLOCK) && dst.len().is_multiple_of(chunk));
+    let mut s = vec![0f32; chunk / Q8_BLOCK];
+    for ((d, q), bits) in dst
+        .chunks_exact_mut(chunk)
+        .zip(quants.chunks_exact(chunk))
+        .zip(scales.chunks_exact(chunk / Q8_BLOCK))
+    {
+        f16_to_f32(bits, &mut s);
+        for (i, (d, q)) in d
+            .chunks_exact_mut(LANES)
+            .zip(q.chunks_exact(LANES))
+            .enumerate()
+        {
+            let s: &[f32; LANES] = s[i / Q8_BLOCK * LANES..][..LANES]
+                .try_into()
+                .expect("lanes");
+            let q: &[i8; LANES] = q.try_into().expect("lanes");
+            let d: &mut [f32; LANES] = d.try_into().expect("lanes");
+            *d = std::array::from_fn(|l| f32::from(q[l]) * s[l]);
+        }
+    }
+}
+
 #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
 mod avx512 {
     use crate::kv_cache::Q8_BLOCK;
