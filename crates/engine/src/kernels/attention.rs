@@ -289,7 +289,7 @@ thread_local! {
 }
 
 /// Query rows that go through the key blocks together.
-const ROW_TILE: usize = 16;
+const ROW_TILE: usize = 32;
 
 /// The rows of one tile (all of one kv head), block by block: each key block is read once and
 /// goes through with every row that sees part of it. Returns the rows' outputs one after the
@@ -411,7 +411,9 @@ impl Softmax {
     /// exp(0) = 1, its empty side by exp(-inf) = 0).
     fn merge(&mut self, i: usize, other: &Softmax, j: usize) {
         let max = self.max[i].max(other.max[j]);
-        let (a, b) = ((self.max[i] - max).exp(), (other.max[j] - max).exp());
+        // exp(0) is 1 exactly: the side that holds the maximum needs no call.
+        let scale = |m: f32| if m == max { 1.0 } else { (m - max).exp() };
+        let (a, b) = (scale(self.max[i]), scale(other.max[j]));
         self.sum[i] = self.sum[i] * a + other.sum[j] * b;
         let dim = self.dim;
         let theirs = &other.acc[j * dim..][..dim];
@@ -460,13 +462,18 @@ fn through_block(
     out.reset(queries.len(), dim);
     for (v, s) in scores.chunks_exact_mut(n).enumerate() {
         let (from, to) = rows[v / group].1;
-        for (p, s) in (block.start..).zip(s.iter_mut()) {
-            *s = if p < from || p >= to {
-                f32::NEG_INFINITY
-            } else {
-                let s = *s * scoring.scale;
-                scoring.softcap.map_or(s, |cap| cap * (s / cap).tanh())
-            };
+        if from <= block.start && block.start + n <= to && scoring.softcap.is_none() {
+            // Every key visible, no cap: the common case, in one vectorizable loop.
+            s.iter_mut().for_each(|s| *s *= scoring.scale);
+        } else {
+            for (p, s) in (block.start..).zip(s.iter_mut()) {
+                *s = if p < from || p >= to {
+                    f32::NEG_INFINITY
+                } else {
+                    let s = *s * scoring.scale;
+                    scoring.softcap.map_or(s, |cap| cap * (s / cap).tanh())
+                };
+            }
         }
         let max = lane_max(s);
         out.max[v] = max;
