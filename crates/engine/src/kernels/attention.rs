@@ -289,7 +289,7 @@ thread_local! {
 }
 
 /// Query rows that go through the key blocks together.
-const ROW_TILE: usize = 32;
+const ROW_TILE: usize = 64;
 
 /// The rows of one tile (all of one kv head), block by block: each key block is read once and
 /// goes through with every row that sees part of it. Returns the rows' outputs one after the
