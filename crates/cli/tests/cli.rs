@@ -5,6 +5,7 @@ mod common;
 
 use common::{
     assert_in_readme, candor_in, expect_code, home, pulled, run, stderr, stdout, GEMMA, MODEL,
+    REFERENCE_CACHE,
 };
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -29,7 +30,9 @@ fn run_with_stdin(cmd: &mut Command, input: &[u8]) -> Output {
 #[test]
 fn run_greedy_completion_matches_the_reference() {
     pulled(MODEL);
-    let o = run(candor().args(["run", "Once upon a time", "-n", "19", "--temp", "0"]));
+    let o = run(candor()
+        .args(["run", "Once upon a time", "-n", "19", "--temp", "0"])
+        .args(REFERENCE_CACHE));
     expect_code(&o, 0);
     assert_eq!(
         stdout(&o),
@@ -59,16 +62,18 @@ fn run_reads_the_prompt_from_stdin_and_prints_json() {
 #[test]
 fn run_stops_at_a_stop_string_and_leaves_it_out() {
     pulled(MODEL);
-    let o = run(candor().args([
-        "run",
-        "Once upon a time",
-        "-n",
-        "40",
-        "--temp",
-        "0",
-        "--stop",
-        "metropolis",
-    ]));
+    let o = run(candor()
+        .args([
+            "run",
+            "Once upon a time",
+            "-n",
+            "40",
+            "--temp",
+            "0",
+            "--stop",
+            "metropolis",
+        ])
+        .args(REFERENCE_CACHE));
     expect_code(&o, 0);
     assert_eq!(stdout(&o), ", the city of Nova Haven was a thriving \n");
 }

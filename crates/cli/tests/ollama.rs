@@ -10,7 +10,7 @@
 mod common;
 
 use common::server::{http, python, script, serial, text, Server};
-use common::{pulled, MODEL};
+use common::{pulled, MODEL, REFERENCE_CACHE};
 use std::path::PathBuf;
 
 fn client_script() -> PathBuf {
@@ -36,7 +36,7 @@ fn client(server: &Server, py: &str, scenario: &str, extra: &[&str]) -> String {
 fn ollama_api_answers_the_ollama_client() {
     let _g = serial();
     pulled(MODEL);
-    let server = Server::start(&[]);
+    let server = Server::start(&REFERENCE_CACHE);
 
     // Plain HTTP checks that run with or without the Python client.
     let (status, body) = http(&server.addr, "GET", "/api/tags", "").unwrap();

@@ -12,7 +12,7 @@
 mod common;
 
 use common::server::{http, python, script, serial, text, Server};
-use common::{candor_in, home, pulled, MODEL};
+use common::{candor_in, home, pulled, MODEL, REFERENCE_CACHE};
 use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -43,7 +43,7 @@ fn on_a_default_server(scenario: &str) {
     let _g = serial();
     pulled(MODEL);
     let Some(py) = py() else { return };
-    let server = Server::start(&[]);
+    let server = Server::start(&REFERENCE_CACHE);
     let o = client(&server, &py, scenario, &[]);
     eprintln!("{}", text(&o.stdout));
 }

@@ -9,6 +9,12 @@ use std::sync::{Mutex, OnceLock};
 pub const MODEL: &str = "smollm2-135m-instruct-q4_1";
 pub const GEMMA: &str = "gemma-3-270m-q4_k_m";
 
+/// The KV cache of the reference that pinned texts come from (stock candle's greedy run keeps
+/// keys and values in f32). The default f16 cache rounds them, which flips some of the default
+/// model's near-ties (greedy text measured in `tests/smollm2_reference.rs`); tests that pin the
+/// reference's text run with its cache.
+pub const REFERENCE_CACHE: [&str; 2] = ["--cache-type", "f32"];
+
 /// The candor home shared with the workspace's other tests.
 pub fn home() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("candor-test-home")
