@@ -529,14 +529,14 @@ fn score(queries: &[&[f32]], keys: &[f32], n: usize, out: &mut [f32]) {
         target_feature = "avx512f",
         target_feature = "fma"
     ))]
-    return avx512::score(queries, keys, n, out);
+    return simd::score::<std::arch::x86_64::__m512, 8>(queries, keys, n, out);
     #[cfg(all(
         target_arch = "x86_64",
         target_feature = "avx2",
         target_feature = "fma",
         not(target_feature = "avx512f")
     ))]
-    return avx2::score(queries, keys, n, out);
+    return simd::score::<std::arch::x86_64::__m256, 4>(queries, keys, n, out);
     #[allow(unreachable_code)]
     score_portable(queries, keys, n, out)
 }
@@ -566,7 +566,7 @@ fn weigh(w: &[f32], n: usize, values: &[f32], acc: &mut [f32]) {
         target_feature = "fma"
     ))]
     if dim.is_multiple_of(16) {
-        return avx512::weigh(w, n, values, acc);
+        return simd::weigh::<std::arch::x86_64::__m512>(w, n, values, acc);
     }
     #[cfg(all(
         target_arch = "x86_64",
@@ -574,7 +574,7 @@ fn weigh(w: &[f32], n: usize, values: &[f32], acc: &mut [f32]) {
         target_feature = "fma"
     ))]
     if dim.is_multiple_of(8) {
-        return avx2::weigh(w, n, values, acc);
+        return simd::weigh::<std::arch::x86_64::__m256>(w, n, values, acc);
     }
     weigh_portable(w, n, values, acc)
 }
@@ -591,144 +591,115 @@ fn weigh_portable(w: &[f32], n: usize, values: &[f32], acc: &mut [f32]) {
     }
 }
 
-/// The two products in 256-bit vectors, compiled in when the build targets a CPU with AVX2 and
-/// FMA (candor builds for the CPU it runs on): four query vectors × one chunk of 16 keys, and
-/// four weight rows × 16 dimensions, in registers.
+/// The two products in vectors of one width, for the widest the build targets (candor builds
+/// for the CPU it runs on): 256-bit with AVX2 and FMA, 512-bit with AVX-512. Scores: `ROWS`
+/// query vectors × two vectors of keys a step; weighted sums: four weight rows × two (AVX2) or
+/// four (AVX-512) vectors of dimensions. Each output is one chain of fused multiply-adds, as in
+/// the portable loops.
 #[cfg(all(
     target_arch = "x86_64",
     target_feature = "avx2",
     target_feature = "fma"
 ))]
-#[allow(unsafe_op_in_unsafe_fn, dead_code)]
-mod avx2 {
-    use super::KEY_CHUNK;
-    use std::arch::x86_64::*;
-
-    const ROWS: usize = 4;
-
-    pub fn score(queries: &[&[f32]], keys: &[f32], n: usize, out: &mut [f32]) {
-        let dim = keys.len() / n;
-        for (qs, out) in queries.chunks(ROWS).zip(out.chunks_mut(ROWS * n)) {
-            match qs.len() {
-                1 => score_rows::<1>(qs, keys, dim, n, out),
-                2 => score_rows::<2>(qs, keys, dim, n, out),
-                3 => score_rows::<3>(qs, keys, dim, n, out),
-                _ => score_rows::<4>(qs, keys, dim, n, out),
-            }
-        }
-    }
-
-    fn score_rows<const R: usize>(
-        qs: &[&[f32]],
-        keys: &[f32],
-        dim: usize,
-        n: usize,
-        out: &mut [f32],
-    ) {
-        assert!(qs.len() == R && out.len() == R * n && keys.len() == n * dim);
-        let q: [*const f32; R] = std::array::from_fn(|r| qs[r].as_ptr());
-        for j in (0..n).step_by(KEY_CHUNK) {
-            // SAFETY: AVX2 and FMA are enabled at build time; the chunk at key j holds
-            // dim × 16 floats, each query dim, and each output row n from j + 16 <= n.
-            unsafe {
-                let k = keys.as_ptr().add(j * dim);
-                let mut acc = [[_mm256_setzero_ps(); 2]; R];
-                for i in 0..dim {
-                    let kv = [
-                        _mm256_loadu_ps(k.add(i * 16)),
-                        _mm256_loadu_ps(k.add(i * 16 + 8)),
-                    ];
-                    for r in 0..R {
-                        let qv = _mm256_set1_ps(*q[r].add(i));
-                        for c in 0..2 {
-                            acc[r][c] = _mm256_fmadd_ps(qv, kv[c], acc[r][c]);
-                        }
-                    }
-                }
-                for (r, acc) in acc.iter().enumerate() {
-                    for (c, a) in acc.iter().enumerate() {
-                        _mm256_storeu_ps(out.as_mut_ptr().add(r * n + j + 8 * c), *a);
-                    }
-                }
-            }
-        }
-    }
-
-    pub fn weigh(w: &[f32], n: usize, values: &[f32], acc: &mut [f32]) {
-        let dim = acc.len() / (w.len() / n);
-        for (w, acc) in w.chunks(ROWS * n).zip(acc.chunks_mut(ROWS * dim)) {
-            match acc.len() / dim {
-                1 => weigh_rows::<1>(w, n, values, acc),
-                2 => weigh_rows::<2>(w, n, values, acc),
-                3 => weigh_rows::<3>(w, n, values, acc),
-                _ => weigh_rows::<4>(w, n, values, acc),
-            }
-        }
-    }
-
-    fn weigh_rows<const R: usize>(w: &[f32], n: usize, values: &[f32], acc: &mut [f32]) {
-        let dim = acc.len() / R;
-        let rows = values.len() / dim;
-        assert!(dim.is_multiple_of(8) && w.len() == R * n && rows <= n);
-        let mut i = 0;
-        while i < dim {
-            let c = if i + 16 <= dim { 2 } else { 1 };
-            // SAFETY: AVX2 and FMA are enabled at build time; reads stay within the first
-            // `rows` rows of `values` (columns i..i + 8c <= dim), the first `rows` weights of
-            // each of the R rows of `w`, and writes within `acc`'s R rows.
-            unsafe {
-                let mut s = [[_mm256_setzero_ps(); 2]; R];
-                for j in 0..rows {
-                    let v = values.as_ptr().add(j * dim + i);
-                    let vv = [_mm256_loadu_ps(v), _mm256_loadu_ps(v.add(8 * (c - 1)))];
-                    for (r, s) in s.iter_mut().enumerate() {
-                        let wv = _mm256_set1_ps(*w.get_unchecked(r * n + j));
-                        for (s, v) in s.iter_mut().zip(&vv).take(c) {
-                            *s = _mm256_fmadd_ps(wv, *v, *s);
-                        }
-                    }
-                }
-                for (r, s) in s.iter().enumerate() {
-                    for (o, s) in s.iter().enumerate().take(c) {
-                        _mm256_storeu_ps(acc.as_mut_ptr().add(r * dim + i + 8 * o), *s);
-                    }
-                }
-            }
-            i += 8 * c;
-        }
-    }
-}
-
-/// The two products in 512-bit vectors: eight query vectors × two chunks of 16 keys, and four
-/// weight rows × 64 dimensions, in registers (16 accumulators of 32, the rest for the loads).
-#[cfg(all(
-    target_arch = "x86_64",
-    target_feature = "avx512f",
-    target_feature = "fma"
-))]
 #[allow(unsafe_op_in_unsafe_fn)]
-mod avx512 {
+mod simd {
     use super::KEY_CHUNK;
     use std::arch::x86_64::*;
 
-    pub fn score(queries: &[&[f32]], keys: &[f32], n: usize, out: &mut [f32]) {
-        const ROWS: usize = 8;
+    /// A vector of f32 lanes and the operations the products take.
+    pub trait Vector: Copy {
+        const LANES: usize;
+        /// Dimension vectors a weighted-sum tile holds per row (registers permitting).
+        const WIDE: usize;
+        unsafe fn zero() -> Self;
+        unsafe fn splat(x: f32) -> Self;
+        unsafe fn load(p: *const f32) -> Self;
+        unsafe fn store(self, p: *mut f32);
+        /// `a·b + self`, rounded once.
+        unsafe fn fma(self, a: Self, b: Self) -> Self;
+    }
+
+    /// One width's intrinsics as a [`Vector`].
+    macro_rules! vector {
+        ($v:ty, $lanes:literal, $wide:literal, $zero:ident, $splat:ident, $load:ident, $store:ident, $fma:ident) => {
+            impl Vector for $v {
+                const LANES: usize = $lanes;
+                const WIDE: usize = $wide;
+                #[inline(always)]
+                unsafe fn zero() -> Self {
+                    $zero()
+                }
+                #[inline(always)]
+                unsafe fn splat(x: f32) -> Self {
+                    $splat(x)
+                }
+                #[inline(always)]
+                unsafe fn load(p: *const f32) -> Self {
+                    $load(p)
+                }
+                #[inline(always)]
+                unsafe fn store(self, p: *mut f32) {
+                    $store(p, self)
+                }
+                #[inline(always)]
+                unsafe fn fma(self, a: Self, b: Self) -> Self {
+                    $fma(a, b, self)
+                }
+            }
+        };
+    }
+    vector!(
+        __m256,
+        8,
+        2,
+        _mm256_setzero_ps,
+        _mm256_set1_ps,
+        _mm256_loadu_ps,
+        _mm256_storeu_ps,
+        _mm256_fmadd_ps
+    );
+    #[cfg(target_feature = "avx512f")]
+    vector!(
+        __m512,
+        16,
+        4,
+        _mm512_setzero_ps,
+        _mm512_set1_ps,
+        _mm512_loadu_ps,
+        _mm512_storeu_ps,
+        _mm512_fmadd_ps
+    );
+
+    /// `f::<V, R>(args)` with R = `n` as a constant (1 to 8), which the register tiles need.
+    macro_rules! with_count {
+        ($n:expr, $f:ident::<$v:ty>($($arg:expr),*)) => {
+            match $n {
+                1 => $f::<$v, 1>($($arg),*),
+                2 => $f::<$v, 2>($($arg),*),
+                3 => $f::<$v, 3>($($arg),*),
+                4 => $f::<$v, 4>($($arg),*),
+                5 => $f::<$v, 5>($($arg),*),
+                6 => $f::<$v, 6>($($arg),*),
+                7 => $f::<$v, 7>($($arg),*),
+                _ => $f::<$v, 8>($($arg),*),
+            }
+        };
+    }
+
+    /// `super::score`, `ROWS` (at most 8) query vectors at a time.
+    pub fn score<V: Vector, const ROWS: usize>(
+        queries: &[&[f32]],
+        keys: &[f32],
+        n: usize,
+        out: &mut [f32],
+    ) {
         let dim = keys.len() / n;
         for (qs, out) in queries.chunks(ROWS).zip(out.chunks_mut(ROWS * n)) {
-            match qs.len() {
-                1 => score_rows::<1>(qs, keys, dim, n, out),
-                2 => score_rows::<2>(qs, keys, dim, n, out),
-                3 => score_rows::<3>(qs, keys, dim, n, out),
-                4 => score_rows::<4>(qs, keys, dim, n, out),
-                5 => score_rows::<5>(qs, keys, dim, n, out),
-                6 => score_rows::<6>(qs, keys, dim, n, out),
-                7 => score_rows::<7>(qs, keys, dim, n, out),
-                _ => score_rows::<8>(qs, keys, dim, n, out),
-            }
+            with_count!(qs.len(), score_rows::<V>(qs, keys, dim, n, out));
         }
     }
 
-    fn score_rows<const R: usize>(
+    fn score_rows<V: Vector, const R: usize>(
         qs: &[&[f32]],
         keys: &[f32],
         dim: usize,
@@ -736,81 +707,89 @@ mod avx512 {
         out: &mut [f32],
     ) {
         assert!(qs.len() == R && out.len() == R * n && keys.len() == n * dim);
+        assert!(n.is_multiple_of(KEY_CHUNK) && KEY_CHUNK.is_multiple_of(V::LANES));
         let q: [*const f32; R] = std::array::from_fn(|r| qs[r].as_ptr());
         let mut j = 0;
-        // `score_tile` reads C chunks from key j (C × dim × 16 floats, j + 16C <= n), dim floats
-        // of each query and writes 16C floats of each of the R output rows.
-        while j + 2 * KEY_CHUNK <= n {
-            // SAFETY: AVX-512F and FMA are enabled at build time; bounds as above.
-            unsafe { score_tile::<R, 2>(q, keys.as_ptr().add(j * dim), dim, out, n, j) };
-            j += 2 * KEY_CHUNK;
+        // `score_tile` reads C vectors of keys from key j (j + C·LANES <= n, within whole
+        // chunks), dim floats of each query, and writes C·LANES floats of each output row.
+        while j + 2 * V::LANES <= n {
+            // SAFETY: the vector's instructions are enabled at build time; bounds as above.
+            unsafe { score_tile::<V, R, 2>(q, keys, dim, out, n, j) };
+            j += 2 * V::LANES;
         }
-        if j < n {
-            // SAFETY: as above, one chunk.
-            unsafe { score_tile::<R, 1>(q, keys.as_ptr().add(j * dim), dim, out, n, j) };
+        while j < n {
+            // SAFETY: as above, one vector.
+            unsafe { score_tile::<V, R, 1>(q, keys, dim, out, n, j) };
+            j += V::LANES;
         }
     }
 
     #[inline(always)]
-    unsafe fn score_tile<const R: usize, const C: usize>(
+    unsafe fn score_tile<V: Vector, const R: usize, const C: usize>(
         q: [*const f32; R],
-        k: *const f32,
+        keys: &[f32],
         dim: usize,
         out: &mut [f32],
         n: usize,
         j: usize,
     ) {
-        let mut acc = [[_mm512_setzero_ps(); C]; R];
+        // Vector c holds keys j + c·LANES.. of one dimension: in chunk (key / 16), lane key % 16.
+        let at: [usize; C] = std::array::from_fn(|c| {
+            let key = j + c * V::LANES;
+            key / KEY_CHUNK * KEY_CHUNK * dim + key % KEY_CHUNK
+        });
+        let mut acc = [[V::zero(); C]; R];
         for i in 0..dim {
-            let kv: [__m512; C] =
-                std::array::from_fn(|c| _mm512_loadu_ps(k.add((c * dim + i) * 16)));
+            let k: [V; C] =
+                std::array::from_fn(|c| V::load(keys.as_ptr().add(at[c] + i * KEY_CHUNK)));
             for r in 0..R {
-                let qv = _mm512_set1_ps(*q[r].add(i));
+                let qv = V::splat(*q[r].add(i));
                 for c in 0..C {
-                    acc[r][c] = _mm512_fmadd_ps(qv, kv[c], acc[r][c]);
+                    acc[r][c] = acc[r][c].fma(qv, k[c]);
                 }
             }
         }
         for (r, acc) in acc.iter().enumerate() {
             for (c, a) in acc.iter().enumerate() {
-                _mm512_storeu_ps(out.as_mut_ptr().add(r * n + j + 16 * c), *a);
+                a.store(out.as_mut_ptr().add(r * n + j + c * V::LANES));
             }
         }
     }
 
-    pub fn weigh(w: &[f32], n: usize, values: &[f32], acc: &mut [f32]) {
+    /// `super::weigh`, four weight rows at a time; heads a multiple of the lanes wide.
+    pub fn weigh<V: Vector>(w: &[f32], n: usize, values: &[f32], acc: &mut [f32]) {
         const ROWS: usize = 4;
         let dim = acc.len() / (w.len() / n);
         for (w, acc) in w.chunks(ROWS * n).zip(acc.chunks_mut(ROWS * dim)) {
-            match acc.len() / dim {
-                1 => weigh_rows::<1>(w, n, values, acc),
-                2 => weigh_rows::<2>(w, n, values, acc),
-                3 => weigh_rows::<3>(w, n, values, acc),
-                _ => weigh_rows::<4>(w, n, values, acc),
-            }
+            with_count!(acc.len() / dim, weigh_rows::<V>(w, n, values, acc));
         }
     }
 
-    fn weigh_rows<const R: usize>(w: &[f32], n: usize, values: &[f32], acc: &mut [f32]) {
+    fn weigh_rows<V: Vector, const R: usize>(w: &[f32], n: usize, values: &[f32], acc: &mut [f32]) {
         let dim = acc.len() / R;
-        assert!(dim.is_multiple_of(16) && w.len() == R * n && values.len() <= n * dim);
+        assert!(dim.is_multiple_of(V::LANES) && w.len() == R * n && values.len() <= n * dim);
         let mut i = 0;
-        // `weigh_tile` reads columns i..i + 16C (within dim) of the rows of `values`, each
+        // `weigh_tile` reads columns i..i + C·LANES (within dim) of the rows of `values`, each
         // row's first n weights, and writes those columns of `acc`'s R rows.
-        while i + 64 <= dim {
-            // SAFETY: AVX-512F and FMA are enabled at build time; bounds as above.
-            unsafe { weigh_tile::<R, 4>(w, n, values, acc, i) };
-            i += 64;
+        while i + V::WIDE * V::LANES <= dim {
+            // SAFETY: the vector's instructions are enabled at build time; bounds as above.
+            unsafe {
+                match V::WIDE {
+                    2 => weigh_tile::<V, R, 2>(w, n, values, acc, i),
+                    _ => weigh_tile::<V, R, 4>(w, n, values, acc, i),
+                }
+            }
+            i += V::WIDE * V::LANES;
         }
         while i < dim {
-            // SAFETY: as above, 16 columns.
-            unsafe { weigh_tile::<R, 1>(w, n, values, acc, i) };
-            i += 16;
+            // SAFETY: as above, one vector.
+            unsafe { weigh_tile::<V, R, 1>(w, n, values, acc, i) };
+            i += V::LANES;
         }
     }
 
     #[inline(always)]
-    unsafe fn weigh_tile<const R: usize, const C: usize>(
+    unsafe fn weigh_tile<V: Vector, const R: usize, const C: usize>(
         w: &[f32],
         n: usize,
         values: &[f32],
@@ -818,23 +797,34 @@ mod avx512 {
         i: usize,
     ) {
         let dim = acc.len() / R;
-        let mut s = [[_mm512_setzero_ps(); C]; R];
+        let mut s = [[V::zero(); C]; R];
         for j in 0..values.len() / dim {
             let v = values.as_ptr().add(j * dim + i);
-            let vv: [__m512; C] = std::array::from_fn(|c| _mm512_loadu_ps(v.add(16 * c)));
+            let vv: [V; C] = std::array::from_fn(|c| V::load(v.add(c * V::LANES)));
             for (r, s) in s.iter_mut().enumerate() {
-                let wv = _mm512_set1_ps(*w.get_unchecked(r * n + j));
+                let wv = V::splat(*w.get_unchecked(r * n + j));
                 for (s, v) in s.iter_mut().zip(&vv) {
-                    *s = _mm512_fmadd_ps(wv, *v, *s);
+                    *s = s.fma(wv, *v);
                 }
             }
         }
         for (r, s) in s.iter().enumerate() {
             for (c, s) in s.iter().enumerate() {
-                _mm512_storeu_ps(acc.as_mut_ptr().add(r * dim + i + 16 * c), *s);
+                s.store(acc.as_mut_ptr().add(r * dim + i + c * V::LANES));
             }
         }
     }
+}
+
+/// The softmax's exponentials in 512-bit vectors.
+#[cfg(all(
+    target_arch = "x86_64",
+    target_feature = "avx512f",
+    target_feature = "fma"
+))]
+#[allow(unsafe_op_in_unsafe_fn)]
+mod avx512 {
+    use std::arch::x86_64::*;
 
     /// `super::exp_sum` sixteen lanes at a time, bit for bit: the portable `exp`'s operations
     /// in the same order (`activation::exp`; AVX-512's `scalef` multiplies by the same exact
