@@ -932,6 +932,20 @@ mod tests {
             .unwrap()
     }
 
+    /// Keys and values (heads of `cap` positions × `d`, position by position) stored in the
+    /// cache's layout and format.
+    fn stored(kind: CacheType, k: &[f32], v: &[f32], cap: usize, d: usize) -> (Rows, Rows) {
+        (
+            Rows::keys_from_f32(kind, k, cap, d),
+            Rows::from_f32(kind, v),
+        )
+    }
+
+    /// The kernel's view of `stored`'s rows.
+    fn cache<'a>((k, v): &'a (Rows, Rows), capacity: usize) -> Cache<'a> {
+        Cache { k, v, capacity }
+    }
+
     /// Matches candle's attention within float rounding (scores here reach ±25, so a few units
     /// in the last place of a score move the output by ~1e-5), for prompts and single rows, with
     /// grouped heads, spare capacity, blocks that cross KEY_BLOCK, a soft cap and a window.
@@ -963,15 +977,8 @@ mod tests {
                     softcap,
                     window,
                 };
-                let (kr, vr) = (
-                    Rows::keys_from_f32(F32, &k, cap, d),
-                    Rows::from_f32(F32, &v),
-                );
-                let cache = Cache {
-                    k: &kr,
-                    v: &vr,
-                    capacity: cap,
-                };
+                let held = stored(F32, &k, &v, cap, d);
+                let cache = cache(&held, cap);
                 let shape = Heads {
                     heads,
                     kv_heads: kv,
@@ -1121,15 +1128,8 @@ mod tests {
         scoring: Scoring,
     ) {
         let Heads { heads, dim: d, .. } = shape;
-        let (kr, vr) = (
-            Rows::keys_from_f32(kind, k, cap, d),
-            Rows::from_f32(kind, v),
-        );
-        let cache = Cache {
-            k: &kr,
-            v: &vr,
-            capacity: cap,
-        };
+        let held = stored(kind, k, v, cap, d);
+        let cache = cache(&held, cap);
         let all = attend(&queries(qd, rows, d), pos, &cache, shape, scoring);
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(3)
@@ -1174,15 +1174,8 @@ mod tests {
         };
         let scoring = plain(0.125);
         let run = |kind| {
-            let (kr, vr) = (
-                Rows::keys_from_f32(kind, &k, cap, d),
-                Rows::from_f32(kind, &v),
-            );
-            let cache = Cache {
-                k: &kr,
-                v: &vr,
-                capacity: cap,
-            };
+            let held = stored(kind, &k, &v, cap, d);
+            let cache = cache(&held, cap);
             attend(&q, KEY_BLOCK + 9, &cache, shape, scoring)
         };
         let exact = run(F32);
