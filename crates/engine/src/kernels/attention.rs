@@ -493,7 +493,7 @@ fn exp_sum(scores: &mut [f32], max: f32) -> f32 {
     ))]
     if scores.len().is_multiple_of(16) {
         // SAFETY: AVX-512F is enabled at build time.
-        return unsafe { avx512::exp_sum(scores, max) };
+        return unsafe { simd::exp_sum(scores, max) };
     }
     exp_sum_portable(scores, max)
 }
@@ -526,17 +526,10 @@ fn score(queries: &[&[f32]], keys: &[f32], n: usize, out: &mut [f32]) {
     assert!(queries.iter().all(|q| q.len() == dim));
     #[cfg(all(
         target_arch = "x86_64",
-        target_feature = "avx512f",
+        target_feature = "avx2",
         target_feature = "fma"
     ))]
-    return simd::score::<std::arch::x86_64::__m512, 8>(queries, keys, n, out);
-    #[cfg(all(
-        target_arch = "x86_64",
-        target_feature = "avx2",
-        target_feature = "fma",
-        not(target_feature = "avx512f")
-    ))]
-    return simd::score::<std::arch::x86_64::__m256, 4>(queries, keys, n, out);
+    return simd::score::<simd::Widest>(queries, keys, n, out);
     #[allow(unreachable_code)]
     score_portable(queries, keys, n, out)
 }
@@ -562,19 +555,18 @@ fn weigh(w: &[f32], n: usize, values: &[f32], acc: &mut [f32]) {
     assert!(acc.len() == m * dim && values.len().is_multiple_of(dim) && values.len() <= n * dim);
     #[cfg(all(
         target_arch = "x86_64",
-        target_feature = "avx512f",
-        target_feature = "fma"
-    ))]
-    if dim.is_multiple_of(16) {
-        return simd::weigh::<std::arch::x86_64::__m512>(w, n, values, acc);
-    }
-    #[cfg(all(
-        target_arch = "x86_64",
         target_feature = "avx2",
         target_feature = "fma"
     ))]
-    if dim.is_multiple_of(8) {
-        return simd::weigh::<std::arch::x86_64::__m256>(w, n, values, acc);
+    {
+        use simd::{Vector, Widest};
+        use std::arch::x86_64::__m256;
+        if dim.is_multiple_of(Widest::LANES) {
+            return simd::weigh::<Widest>(w, n, values, acc);
+        }
+        if dim.is_multiple_of(__m256::LANES) {
+            return simd::weigh::<__m256>(w, n, values, acc);
+        }
     }
     weigh_portable(w, n, values, acc)
 }
@@ -591,11 +583,11 @@ fn weigh_portable(w: &[f32], n: usize, values: &[f32], acc: &mut [f32]) {
     }
 }
 
-/// The two products in vectors of one width, for the widest the build targets (candor builds
-/// for the CPU it runs on): 256-bit with AVX2 and FMA, 512-bit with AVX-512. Scores: `ROWS`
-/// query vectors × two vectors of keys a step; weighted sums: four weight rows × two (AVX2) or
-/// four (AVX-512) vectors of dimensions. Each output is one chain of fused multiply-adds, as in
-/// the portable loops.
+/// The kernel's vector code, for the widest vectors the build targets (candor builds for the
+/// CPU it runs on): the two products in 256-bit vectors with AVX2 and FMA, 512-bit with
+/// AVX-512 (scores: `ROWS` query vectors × two vectors of keys a step; weighted sums: four
+/// weight rows × two or four vectors of dimensions; each output one chain of fused
+/// multiply-adds, as in the portable loops), and with AVX-512 the softmax's exponentials.
 #[cfg(all(
     target_arch = "x86_64",
     target_feature = "avx2",
@@ -609,7 +601,9 @@ mod simd {
     /// A vector of f32 lanes and the operations the products take.
     pub trait Vector: Copy {
         const LANES: usize;
-        /// Dimension vectors a weighted-sum tile holds per row (registers permitting).
+        /// Query vectors a score tile holds, and dimension vectors per row a weighted-sum
+        /// tile holds (registers permitting: 16 of them, or 32 with AVX-512).
+        const ROWS: usize;
         const WIDE: usize;
         unsafe fn zero() -> Self;
         unsafe fn splat(x: f32) -> Self;
@@ -621,9 +615,10 @@ mod simd {
 
     /// One width's intrinsics as a [`Vector`].
     macro_rules! vector {
-        ($v:ty, $lanes:literal, $wide:literal, $zero:ident, $splat:ident, $load:ident, $store:ident, $fma:ident) => {
+        ($v:ty, $lanes:literal, $rows:literal, $wide:literal, $zero:ident, $splat:ident, $load:ident, $store:ident, $fma:ident) => {
             impl Vector for $v {
                 const LANES: usize = $lanes;
+                const ROWS: usize = $rows;
                 const WIDE: usize = $wide;
                 #[inline(always)]
                 unsafe fn zero() -> Self {
@@ -651,6 +646,7 @@ mod simd {
     vector!(
         __m256,
         8,
+        4,
         2,
         _mm256_setzero_ps,
         _mm256_set1_ps,
@@ -662,6 +658,7 @@ mod simd {
     vector!(
         __m512,
         16,
+        8,
         4,
         _mm512_setzero_ps,
         _mm512_set1_ps,
@@ -686,15 +683,16 @@ mod simd {
         };
     }
 
-    /// `super::score`, `ROWS` (at most 8) query vectors at a time.
-    pub fn score<V: Vector, const ROWS: usize>(
-        queries: &[&[f32]],
-        keys: &[f32],
-        n: usize,
-        out: &mut [f32],
-    ) {
+    /// The widest vector this build targets.
+    #[cfg(target_feature = "avx512f")]
+    pub type Widest = __m512;
+    #[cfg(not(target_feature = "avx512f"))]
+    pub type Widest = __m256;
+
+    /// `super::score`, `V::ROWS` (at most 8) query vectors at a time.
+    pub fn score<V: Vector>(queries: &[&[f32]], keys: &[f32], n: usize, out: &mut [f32]) {
         let dim = keys.len() / n;
-        for (qs, out) in queries.chunks(ROWS).zip(out.chunks_mut(ROWS * n)) {
+        for (qs, out) in queries.chunks(V::ROWS).zip(out.chunks_mut(V::ROWS * n)) {
             with_count!(qs.len(), score_rows::<V>(qs, keys, dim, n, out));
         }
     }
@@ -814,21 +812,11 @@ mod simd {
             }
         }
     }
-}
-
-/// The softmax's exponentials in 512-bit vectors.
-#[cfg(all(
-    target_arch = "x86_64",
-    target_feature = "avx512f",
-    target_feature = "fma"
-))]
-#[allow(unsafe_op_in_unsafe_fn)]
-mod avx512 {
-    use std::arch::x86_64::*;
 
     /// `super::exp_sum` sixteen lanes at a time, bit for bit: the portable `exp`'s operations
     /// in the same order (`activation::exp`; AVX-512's `scalef` multiplies by the same exact
     /// power of two), summed into eight lanes half a vector after the other.
+    #[cfg(target_feature = "avx512f")]
     #[target_feature(enable = "avx512f")]
     pub unsafe fn exp_sum(scores: &mut [f32], max: f32) -> f32 {
         use crate::kernels::activation::{EXP_POLY as P, LN2_HI, LN2_LO, LOG2E, ROUND};
