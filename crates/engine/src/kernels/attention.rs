@@ -920,6 +920,31 @@ mod tests {
             .unwrap()
     }
 
+    /// candle's attention (the reference) for queries `qd` laid out as [`queries`] lays them,
+    /// rows at positions `pos`.., over key and value tensors (1, kv_heads, pos + rows, d); the
+    /// rows one after the other, (rows, heads·d).
+    fn candle_reference(
+        qd: &[f32],
+        heads: usize,
+        pos: usize,
+        (k, v): (&Tensor, &Tensor),
+        scoring: Scoring,
+    ) -> Vec<f32> {
+        let (d, len) = (k.dim(3).unwrap(), k.dim(2).unwrap());
+        let rows = len - pos;
+        let qt = Tensor::from_vec(qd.to_vec(), (1, heads, rows, d), &Device::Cpu).unwrap();
+        let mask = attention_mask(rows, pos, scoring.window, &Device::Cpu).unwrap();
+        let softcap = scoring.softcap.map(f64::from);
+        attention(&qt, k, v, scoring.scale as f64, softcap, mask.as_ref())
+            .unwrap()
+            .transpose(1, 2)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+    }
+
     /// Keys and values (heads of `cap` positions × `d`, position by position) stored in the
     /// cache's layout and format.
     fn stored(kind: CacheType, k: &[f32], v: &[f32], cap: usize, d: usize) -> (Rows, Rows) {
@@ -974,17 +999,8 @@ mod tests {
                 };
                 let got = attend(&q, pos, &cache, shape, scoring);
                 let len = pos + rows;
-                let qt = Tensor::from_vec(qd.clone(), (1, heads, rows, d), &Device::Cpu).unwrap();
-                let mask = attention_mask(rows, pos, window, &Device::Cpu).unwrap();
                 let (kt, vt) = (tensor(&k, kv, cap, len, d), tensor(&v, kv, cap, len, d));
-                let want = attention(&qt, &kt, &vt, 0.25, softcap.map(f64::from), mask.as_ref())
-                    .unwrap()
-                    .transpose(1, 2)
-                    .unwrap()
-                    .flatten_all()
-                    .unwrap()
-                    .to_vec1::<f32>()
-                    .unwrap();
+                let want = candle_reference(&qd, heads, pos, (&kt, &vt), scoring);
                 for (i, (g, w)) in got.iter().zip(&want).enumerate() {
                     assert!(
                         (g - w).abs() <= 1e-4 * w.abs().max(1.0),
@@ -1010,17 +1026,8 @@ mod tests {
         let rows = 20;
         let qd = noise(heads * rows * d, 33);
         let q = queries(&qd, rows, d);
-        let qt = Tensor::from_vec(qd.clone(), (1, heads, rows, d), &Device::Cpu).unwrap();
         let pos = len - rows;
-        let mask = attention_mask(rows, pos, None, &Device::Cpu).unwrap();
-        let want = attention(&qt, &kt, &vt, 0.125, None, mask.as_ref())
-            .unwrap()
-            .transpose(1, 2)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap();
+        let want = candle_reference(&qd, heads, pos, (&kt, &vt), plain(0.125));
         for (kind, tolerance) in [(F32, 1e-4), (CacheType::F16, 2e-3), (CacheType::Q8_0, 3e-2)] {
             let mut cache = crate::kv_cache::KvCache::new(kind, 4096);
             let mut at = 0;
