@@ -71,20 +71,14 @@ fn serve(model: Model, tasks: Vec<Task>, batching: Batching) -> Vec<Completion> 
 /// several chunks next to the others' decoding.
 fn batched_equals_alone(load: fn() -> Model, sampling: SamplingParams) {
     let batch_size = 32;
-    let one = Batching {
-        parallel: 1,
+    let slots = |parallel| Batching {
+        parallel,
         batch_size,
         prefix_cache: true,
         ..Default::default()
     };
-    let alone = serve(load(), requests(&sampling), one);
-    let eight = Batching {
-        parallel: 8,
-        batch_size,
-        prefix_cache: true,
-        ..Default::default()
-    };
-    let batched = serve(load(), requests(&sampling), eight);
+    let alone = serve(load(), requests(&sampling), slots(1));
+    let batched = serve(load(), requests(&sampling), slots(8));
     assert!(
         alone.iter().any(|c| c.prompt_tokens > batch_size),
         "some prompt spans several chunks"

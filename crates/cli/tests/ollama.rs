@@ -9,26 +9,15 @@
 
 mod common;
 
-use common::server::{http, python, script, serial, text, Server};
+use common::server::{http, serial, text, Client, Server};
 use common::{pulled, MODEL, REFERENCE_CACHE};
-use std::path::PathBuf;
 
-fn client_script() -> PathBuf {
-    script("ollama_client.py")
-}
-
-/// The Python with `ollama` and `httpx`, or None (skip) outside CI.
-fn py() -> Option<String> {
-    python(&client_script(), "ollama httpx")
-}
-
-/// One scenario of the Ollama client script; its output.
-fn client(server: &Server, py: &str, scenario: &str, extra: &[&str]) -> String {
-    let unset = ["OLLAMA_HOST", "OLLAMA_API_KEY"];
-    text(
-        &server
-            .client(py, &client_script(), scenario, extra, &unset)
-            .stdout,
+/// The Ollama client script, or None (skip) outside CI without `ollama` and `httpx`.
+fn ollama() -> Option<Client> {
+    Client::find(
+        "ollama_client.py",
+        "ollama httpx",
+        &["OLLAMA_HOST", "OLLAMA_API_KEY"],
     )
 }
 
@@ -67,8 +56,8 @@ fn ollama_api_answers_the_ollama_client() {
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("candor pull"), "{body}");
 
-    let Some(py) = py() else { return };
-    eprintln!("{}", client(&server, &py, "functional", &[]));
+    let Some(ollama) = ollama() else { return };
+    eprintln!("{}", text(&ollama.run(&server, "functional", &[]).stdout));
 }
 
 #[test]
@@ -81,6 +70,6 @@ fn ollama_api_requires_the_api_key() {
     assert!(body.starts_with(r#"{"error":"#), "{body}");
     let (status, _) = http(&server.addr, "GET", "/health", "").unwrap();
     assert_eq!(status, 200, "/health needs no key");
-    let Some(py) = py() else { return };
-    client(&server, &py, "auth", &["--api-key", "sk-test-key"]);
+    let Some(ollama) = ollama() else { return };
+    ollama.run(&server, "auth", &["--api-key", "sk-test-key"]);
 }

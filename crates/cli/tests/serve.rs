@@ -11,10 +11,9 @@
 
 mod common;
 
-use common::server::{http, python, script, serial, text, Server};
-use common::{candor_in, home, pulled, MODEL, REFERENCE_CACHE};
-use std::path::PathBuf;
-use std::process::{Command, Output};
+use common::server::{http, serial, text, Client, Server};
+use common::{assert_contains, candor_in, home, pulled, MODEL, REFERENCE_CACHE};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn candor() -> Command {
@@ -23,28 +22,20 @@ fn candor() -> Command {
     c
 }
 
-fn client_script() -> PathBuf {
-    script("openai_client.py")
-}
-
-/// The Python with `openai`, `httpx` and `prometheus_client`, or None (skip) outside CI.
-fn py() -> Option<String> {
-    python(&client_script(), "openai httpx prometheus-client")
-}
-
-/// One scenario of the OpenAI client script.
-fn client(server: &Server, py: &str, scenario: &str, extra: &[&str]) -> Output {
-    let unset = ["OPENAI_API_KEY", "OPENAI_BASE_URL"];
-    server.client(py, &client_script(), scenario, extra, &unset)
+/// The OpenAI client script, or None (skip) outside CI without `openai`, `httpx` and
+/// `prometheus_client`.
+fn openai() -> Option<Client> {
+    let unset = &["OPENAI_API_KEY", "OPENAI_BASE_URL"];
+    Client::find("openai_client.py", "openai httpx prometheus-client", unset)
 }
 
 /// Runs one scenario against a server started with the default options, printing its log.
 fn on_a_default_server(scenario: &str) {
     let _g = serial();
     pulled(MODEL);
-    let Some(py) = py() else { return };
+    let Some(openai) = openai() else { return };
     let server = Server::start(&REFERENCE_CACHE);
-    let o = client(&server, &py, scenario, &[]);
+    let o = openai.run(&server, scenario, &[]);
     eprintln!("{}", text(&o.stdout));
 }
 
@@ -67,28 +58,28 @@ fn serve_runs_an_agent_loop_with_tool_calls() {
 fn serve_requires_the_api_key() {
     let _g = serial();
     pulled(MODEL);
-    let Some(py) = py() else { return };
+    let Some(openai) = openai() else { return };
     let server = Server::start(&["--api-key", "sk-test-key"]);
-    client(&server, &py, "auth", &["--api-key", "sk-test-key"]);
+    openai.run(&server, "auth", &["--api-key", "sk-test-key"]);
 }
 
 #[test]
 fn serve_answers_429_when_the_queue_is_full() {
     let _g = serial();
     pulled(MODEL);
-    let Some(py) = py() else { return };
+    let Some(openai) = openai() else { return };
     let server = Server::start(&["--queue-size", "1", "--parallel", "1"]);
-    client(&server, &py, "queue", &[]);
+    openai.run(&server, "queue", &[]);
 }
 
 #[test]
 fn serve_finishes_in_flight_requests_on_sigterm() {
     let _g = serial();
     pulled(MODEL);
-    let Some(py) = py() else { return };
+    let Some(openai) = openai() else { return };
     let mut server = Server::start(&[]);
     let pid = server.pid().to_string();
-    client(&server, &py, "shutdown", &["--pid", &pid]);
+    openai.run(&server, "shutdown", &["--pid", &pid]);
     let deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {
         if let Some(s) = server.child.try_wait().unwrap() {
@@ -115,12 +106,11 @@ fn serve_finishes_in_flight_requests_on_sigterm() {
 fn serve_load_test() {
     let _g = serial();
     pulled(MODEL);
-    let Some(py) = py() else { return };
+    let Some(openai) = openai() else { return };
     let server = Server::start(&[]);
     let deadline = std::env::var("CANDOR_SERVE_LOAD_DEADLINE").unwrap_or_else(|_| "900".into());
-    let o = client(
+    let o = openai.run(
         &server,
-        &py,
         "load",
         &[
             "--clients",
@@ -167,16 +157,8 @@ fn serve_serves_only_models_that_pass_verification() {
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(4), "{}", text(&o.stderr));
-    assert!(
-        text(&o.stderr).contains("not serving"),
-        "{}",
-        text(&o.stderr)
-    );
-    assert!(
-        text(&o.stderr).contains("--allow-unlisted"),
-        "{}",
-        text(&o.stderr)
-    );
+    assert_contains(&text(&o.stderr), "not serving");
+    assert_contains(&text(&o.stderr), "--allow-unlisted");
 
     // Next to a verified model, the refused one is left out and the verified one served.
     let server = Server::start(&["-m", unlisted.to_str().unwrap()]);

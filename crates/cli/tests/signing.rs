@@ -7,7 +7,7 @@ mod common;
 #[path = "../../verify/tests/common/model_signing.rs"]
 mod model_signing;
 
-use common::candor_in as candor;
+use common::{both, candor_in as candor};
 use model_signing::{copy_dir, keypair, sign_key, tool, write_altered_bundle};
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -16,19 +16,11 @@ fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/signing")
 }
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 #[track_caller]
 fn expect(o: &Output, code: i32, needle: &str) {
-    assert_eq!(o.status.code(), Some(code), "{}", text(o));
-    assert!(text(o).contains(needle), "'{needle}' not in:\n{}", text(o));
-    assert!(!text(o).contains("panicked"), "{}", text(o));
+    assert_eq!(o.status.code(), Some(code), "{}", both(o));
+    assert!(both(o).contains(needle), "'{needle}' not in:\n{}", both(o));
+    assert!(!both(o).contains("panicked"), "{}", both(o));
 }
 
 /// `candor verify --signature BUNDLE --public-key KEY DIR` (or `--certificate-chain` for a .pem).
@@ -146,7 +138,7 @@ fn verify_signature_flags_accept_and_refuse() {
         .arg(&model)
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(2), "{}", both(&o));
     expect(
         &verify(h, &model, &b("p256-files.sig"), &k("ca.pem"), &[]),
         2,

@@ -279,6 +279,12 @@ pub const GEMMA_TEMPLATE: &str = "{{ bos_token }}{% set first = true %}{% for me
 mod tests {
     use super::*;
 
+    /// `t` rendered for (role, content) turns.
+    fn rendered(t: &ChatTemplate, turns: &[(&str, &str)], add_generation_prompt: bool) -> String {
+        let messages: Vec<Message> = turns.iter().map(|&(r, c)| Message::new(r, c)).collect();
+        t.render(&messages, add_generation_prompt).unwrap()
+    }
+
     #[test]
     fn runaway_template_runs_out_of_fuel() {
         let t = ChatTemplate::new(
@@ -303,15 +309,7 @@ mod tests {
     #[test]
     fn gemma_builtin_renders_turns() {
         let t = ChatTemplate::new(GEMMA_TEMPLATE.into(), Some("<bos>"), Some("<eos>")).unwrap();
-        let out = t
-            .render(
-                &[
-                    Message::new("system", "Be brief."),
-                    Message::new("user", "Hi"),
-                ],
-                true,
-            )
-            .unwrap();
+        let out = rendered(&t, &[("system", "Be brief."), ("user", "Hi")], true);
         assert_eq!(
             out,
             "<bos><start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\n"
@@ -325,17 +323,16 @@ mod tests {
     fn r1_style_template_drops_earlier_reasoning() {
         let src = r#"{% set ns = namespace(system_prompt='') %}{% for message in messages %}{% if message['role'] == 'system' %}{% set ns.system_prompt = message['content'] %}{% endif %}{% endfor %}{{ bos_token }}{{ ns.system_prompt }}{% for message in messages %}{% if message['role'] == 'user' %}{{ '<｜User｜>' + message['content'] }}{% endif %}{% if message['role'] == 'assistant' and message['content'] is not none %}{% set content = message['content'] %}{% if '</think>' in content %}{% set content = content.split('</think>')[-1] %}{% endif %}{{ '<｜Assistant｜>' + content + '<｜end▁of▁sentence｜>' }}{% endif %}{% endfor %}{% if add_generation_prompt %}{{ '<｜Assistant｜><think>\n' }}{% endif %}"#;
         let t = ChatTemplate::new(src.into(), Some("<｜begin▁of▁sentence｜>"), None).unwrap();
-        let out = t
-            .render(
-                &[
-                    Message::new("system", "S."),
-                    Message::new("user", "2+2?"),
-                    Message::new("assistant", "<think>\nadd\n</think>\n\n4"),
-                    Message::new("user", "3+3?"),
-                ],
-                true,
-            )
-            .unwrap();
+        let out = rendered(
+            &t,
+            &[
+                ("system", "S."),
+                ("user", "2+2?"),
+                ("assistant", "<think>\nadd\n</think>\n\n4"),
+                ("user", "3+3?"),
+            ],
+            true,
+        );
         assert_eq!(
             out,
             "<｜begin▁of▁sentence｜>S.<｜User｜>2+2?<｜Assistant｜>\n\n4<｜end▁of▁sentence｜><｜User｜>3+3?<｜Assistant｜><think>\n"
@@ -389,25 +386,13 @@ mod tests {
 {%- endif -%}
 {%- endfor -%}"#;
         let t = ChatTemplate::new(src.into(), None, None).unwrap();
-        let no_system = t
-            .render(
-                &[
-                    Message::new("user", "hi"),
-                    Message::new("assistant", "\n\nyo"),
-                ],
-                false,
-            )
-            .unwrap();
+        let no_system = rendered(&t, &[("user", "hi"), ("assistant", "\n\nyo")], false);
         assert_eq!(no_system, "Mode: /think\ndefault\nU:hi\nA:yo\n");
-        let system = t
-            .render(
-                &[
-                    Message::new("system", "Be terse. /no_think"),
-                    Message::new("user", "hi"),
-                ],
-                false,
-            )
-            .unwrap();
+        let system = rendered(
+            &t,
+            &[("system", "Be terse. /no_think"), ("user", "hi")],
+            false,
+        );
         assert_eq!(system, "Mode: /no_think\nBe terse.\nU:hi\n");
     }
 }

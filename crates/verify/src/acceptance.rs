@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    cache::write_atomically,
+    cache::{read_json, write_atomically},
     error::{Error, Result},
     manifest::Manifest,
 };
@@ -63,11 +63,7 @@ impl AcceptanceStore {
     /// accepted), which fails closed.
     pub fn load(home: &Path) -> Self {
         let path = home.join(ACCEPTANCE_FILE);
-        let entries = std::fs::metadata(&path)
-            .ok()
-            .filter(|m| m.is_file() && m.len() <= MAX_BYTES)
-            .and_then(|_| std::fs::read(&path).ok())
-            .and_then(|b| serde_json::from_slice::<StoreFile>(&b).ok())
+        let entries = read_json::<StoreFile>(&path, MAX_BYTES)
             .filter(|s| s.version == 1)
             .map(|s| s.acceptances)
             .unwrap_or_default();

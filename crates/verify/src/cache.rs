@@ -55,11 +55,7 @@ impl VerifyCache {
     /// cache is an empty one.
     pub fn load(dir: &Path) -> Self {
         let path = dir.join(CACHE_FILE);
-        let data = std::fs::metadata(&path)
-            .ok()
-            .filter(|m| m.is_file() && m.len() <= MAX_CACHE_BYTES)
-            .and_then(|_| std::fs::read(&path).ok())
-            .and_then(|b| serde_json::from_slice::<CacheFile>(&b).ok())
+        let data = read_json::<CacheFile>(&path, MAX_CACHE_BYTES)
             .filter(|c| c.version == 1)
             .unwrap_or_else(|| {
                 tracing::debug!(
@@ -137,6 +133,16 @@ impl VerifyCache {
         self.dirty = false;
         Ok(())
     }
+}
+
+/// The JSON state file at `path` (the verification cache, the license acceptances), or None
+/// when it is absent, not a regular file, over `max_bytes` or not a `T`.
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path, max_bytes: u64) -> Option<T> {
+    std::fs::metadata(path)
+        .ok()
+        .filter(|m| m.is_file() && m.len() <= max_bytes)
+        .and_then(|_| std::fs::read(path).ok())
+        .and_then(|b| serde_json::from_slice(&b).ok())
 }
 
 /// Write `bytes` to `path` through a temporary file in the same directory and a rename.

@@ -296,36 +296,33 @@ fn mean_sd(xs: &[f64]) -> (f64, f64) {
 }
 
 fn build_features() -> Vec<&'static str> {
-    let mut f = Vec::new();
-    if cfg!(feature = "cuda") {
-        f.push("cuda");
-    }
-    if cfg!(feature = "metal") {
-        f.push("metal");
-    }
+    let f = enabled([
+        ("cuda", cfg!(feature = "cuda")),
+        ("metal", cfg!(feature = "metal")),
+    ]);
     if f.is_empty() {
-        f.push("cpu");
+        vec!["cpu"]
+    } else {
+        f
     }
-    f
 }
 
 /// Instruction sets this binary was compiled to use.
 fn cpu_features() -> Vec<&'static str> {
-    let mut f = Vec::new();
-    if cfg!(target_feature = "avx2") {
-        f.push("avx2");
-    }
-    if cfg!(target_feature = "fma") {
-        f.push("fma");
-    }
-    if cfg!(target_feature = "f16c") {
-        f.push("f16c");
-    }
-    if cfg!(target_feature = "avx512f") {
-        f.push("avx512f");
-    }
-    if cfg!(target_feature = "neon") {
-        f.push("neon");
-    }
-    f
+    enabled([
+        ("avx2", cfg!(target_feature = "avx2")),
+        ("fma", cfg!(target_feature = "fma")),
+        ("f16c", cfg!(target_feature = "f16c")),
+        ("avx512f", cfg!(target_feature = "avx512f")),
+        ("neon", cfg!(target_feature = "neon")),
+    ])
+}
+
+/// The names whose flag is set.
+fn enabled<const N: usize>(flags: [(&'static str, bool); N]) -> Vec<&'static str> {
+    flags
+        .into_iter()
+        .filter(|(_, on)| *on)
+        .map(|(name, _)| name)
+        .collect()
 }

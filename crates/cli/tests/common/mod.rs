@@ -39,6 +39,16 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// Both streams, labelled, for a failure message.
+pub fn both(o: &Output) -> String {
+    format!("--- stdout\n{}\n--- stderr\n{}", stdout(o), stderr(o))
+}
+
+#[track_caller]
+pub fn assert_contains(haystack: &str, needle: &str) {
+    assert!(haystack.contains(needle), "{needle:?} not in:\n{haystack}");
+}
+
 pub fn run(cmd: &mut Command) -> Output {
     cmd.output().expect("candor runs")
 }

@@ -21,7 +21,7 @@ pub fn serial() -> MutexGuard<'static, ()> {
 }
 
 /// A client script in this directory.
-pub fn script(name: &str) -> PathBuf {
+fn script(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests")
         .join(name)
@@ -29,7 +29,7 @@ pub fn script(name: &str) -> PathBuf {
 
 /// The Python that runs `script`, or None (skip) outside CI when it lacks `packages`; in CI a
 /// missing package fails the test.
-pub fn python(script: &Path, packages: &str) -> Option<String> {
+fn python(script: &Path, packages: &str) -> Option<String> {
     let py = std::env::var("CANDOR_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
     match Command::new(&py).arg(script).arg("check").output() {
         Ok(o) if o.status.success() => Some(py),
@@ -48,6 +48,48 @@ pub fn python(script: &Path, packages: &str) -> Option<String> {
             eprintln!("skipped: {msg}");
             None
         }
+    }
+}
+
+/// A Python client script in this directory, with the interpreter that runs it.
+pub struct Client {
+    py: String,
+    script: PathBuf,
+    /// The client library's own address and key variables, removed so that only the
+    /// arguments point it at the server.
+    unset: &'static [&'static str],
+}
+
+impl Client {
+    /// The script `name`, when a Python with `packages` runs it; None (skip) outside CI as
+    /// [`python`] says.
+    pub fn find(name: &str, packages: &str, unset: &'static [&'static str]) -> Option<Client> {
+        let script = script(name);
+        let py = python(&script, packages)?;
+        Some(Client { py, script, unset })
+    }
+
+    /// Runs one scenario against `server`, failing the test if it fails.
+    pub fn run(&self, server: &Server, scenario: &str, extra: &[&str]) -> Output {
+        let mut cmd = Command::new(&self.py);
+        cmd.arg(&self.script)
+            .arg(scenario)
+            .args(["--base-url", &server.url(), "--model", MODEL])
+            .args(extra)
+            .env("NO_PROXY", "127.0.0.1")
+            .env("no_proxy", "127.0.0.1");
+        for var in self.unset {
+            cmd.env_remove(var);
+        }
+        let o = cmd.output().expect("python runs");
+        assert!(
+            o.status.success(),
+            "{scenario} failed\n--- client stdout\n{}\n--- client stderr\n{}\n--- server log\n{}",
+            text(&o.stdout),
+            text(&o.stderr),
+            server.log()
+        );
+        o
     }
 }
 
@@ -107,37 +149,6 @@ impl Server {
 
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
-    }
-
-    /// Runs one scenario of a client script against this server (with the client's own
-    /// address and key variables in `unset` removed) and fails the test if it fails.
-    pub fn client(
-        &self,
-        py: &str,
-        script: &Path,
-        scenario: &str,
-        extra: &[&str],
-        unset: &[&str],
-    ) -> Output {
-        let mut cmd = Command::new(py);
-        cmd.arg(script)
-            .arg(scenario)
-            .args(["--base-url", &self.url(), "--model", MODEL])
-            .args(extra)
-            .env("NO_PROXY", "127.0.0.1")
-            .env("no_proxy", "127.0.0.1");
-        for var in unset {
-            cmd.env_remove(var);
-        }
-        let o = cmd.output().expect("python runs");
-        assert!(
-            o.status.success(),
-            "{scenario} failed\n--- client stdout\n{}\n--- client stderr\n{}\n--- server log\n{}",
-            text(&o.stdout),
-            text(&o.stderr),
-            self.log()
-        );
-        o
     }
 
     /// Peak resident memory (VmHWM) in KiB.

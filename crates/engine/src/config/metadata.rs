@@ -109,64 +109,45 @@ impl Metadata<'_> {
     }
 
     pub fn u32_array_opt(&self, key: &str) -> Result<Option<Vec<u32>>> {
-        match self.get(key) {
-            None => Ok(None),
-            Some(gguf_file::Value::Array(items)) => items
-                .iter()
-                .map(|v| match v {
-                    gguf_file::Value::I32(x) => u32::try_from(*x).ok(),
-                    gguf_file::Value::U32(x) => Some(*x),
-                    gguf_file::Value::U8(x) => Some(*x as u32),
-                    gguf_file::Value::I8(x) => u32::try_from(*x).ok(),
-                    _ => None,
-                })
-                .collect::<Option<Vec<_>>>()
-                .map(Some)
-                .ok_or_else(|| {
-                    Error::malformed(format!(
-                        "metadata key `{key}` holds a non-integer or negative value"
-                    ))
-                }),
-            Some(_) => Err(Error::malformed(format!(
-                "metadata key `{key}` should be an array"
-            ))),
-        }
+        self.array_opt(key, "a non-integer or negative value", |v| match v {
+            gguf_file::Value::I32(x) => u32::try_from(*x).ok(),
+            gguf_file::Value::U32(x) => Some(*x),
+            gguf_file::Value::U8(x) => Some(*x as u32),
+            gguf_file::Value::I8(x) => u32::try_from(*x).ok(),
+            _ => None,
+        })
     }
 
     pub fn string_array_opt(&self, key: &str) -> Result<Option<Vec<String>>> {
-        match self.get(key) {
-            None => Ok(None),
-            Some(gguf_file::Value::Array(items)) => items
-                .iter()
-                .map(|v| match v {
-                    gguf_file::Value::String(s) => Some(s.clone()),
-                    _ => None,
-                })
-                .collect::<Option<Vec<_>>>()
-                .map(Some)
-                .ok_or_else(|| {
-                    Error::malformed(format!("metadata key `{key}` holds a non-string value"))
-                }),
-            Some(_) => Err(Error::malformed(format!(
-                "metadata key `{key}` should be an array"
-            ))),
-        }
+        self.array_opt(key, "a non-string value", |v| match v {
+            gguf_file::Value::String(s) => Some(s.clone()),
+            _ => None,
+        })
     }
 
     pub fn f32_array_opt(&self, key: &str) -> Result<Option<Vec<f32>>> {
+        self.array_opt(key, "a non-float value", |v| match v {
+            gguf_file::Value::F32(x) => Some(*x),
+            _ => None,
+        })
+    }
+
+    /// The array under `key` with each item converted by `item`; an error names `key` and,
+    /// when an item does not convert, what it held (`wrong`).
+    fn array_opt<T>(
+        &self,
+        key: &str,
+        wrong: &str,
+        item: impl Fn(&gguf_file::Value) -> Option<T>,
+    ) -> Result<Option<Vec<T>>> {
         match self.get(key) {
             None => Ok(None),
             Some(gguf_file::Value::Array(items)) => items
                 .iter()
-                .map(|v| match v {
-                    gguf_file::Value::F32(x) => Some(*x),
-                    _ => None,
-                })
+                .map(item)
                 .collect::<Option<Vec<_>>>()
                 .map(Some)
-                .ok_or_else(|| {
-                    Error::malformed(format!("metadata key `{key}` holds a non-float value"))
-                }),
+                .ok_or_else(|| Error::malformed(format!("metadata key `{key}` holds {wrong}"))),
             Some(_) => Err(Error::malformed(format!(
                 "metadata key `{key}` should be an array"
             ))),

@@ -1048,11 +1048,7 @@ mod tests {
                 dim: d,
             };
             let got = attend(&q, pos, &c, shape, plain(0.125));
-            let worst = got
-                .iter()
-                .zip(&want)
-                .map(|(g, w)| (g - w).abs())
-                .fold(0f32, f32::max);
+            let worst = max_abs_diff(&got, &want);
             assert!(worst <= tolerance, "{kind}: off by {worst}");
         }
     }
@@ -1176,16 +1172,19 @@ mod tests {
         let exact = run(F32);
         for (kind, tolerance) in [(CacheType::F16, 2e-3), (CacheType::Q8_0, 2e-2)] {
             let got = run(kind);
-            let worst = got
-                .iter()
-                .zip(&exact)
-                .map(|(g, w)| (g - w).abs())
-                .fold(0f32, f32::max);
+            let worst = max_abs_diff(&got, &exact);
             assert!(worst <= tolerance, "{kind}: off by {worst}");
             assert!(
                 worst > 0.0,
                 "{kind} rounds nothing: not read in its own format"
             );
         }
+    }
+
+    fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max)
     }
 }

@@ -193,26 +193,26 @@ mod tests {
     // P1: pickles and zips are refused whatever their name.
     #[test]
     fn pickle_and_zip_refused() {
-        assert!(matches!(
-            detect_format(b"\x80\x02}q\x00", "model.safetensors"),
-            Err(FormatError::Pickle(_))
-        ));
-        assert!(matches!(
-            detect_format(b"\x80\x04\x95", "x"),
-            Err(FormatError::Pickle(_))
-        ));
-        assert!(matches!(
-            detect_format(b"(dp0\nS'a'\n", "pytorch_model.bin"),
-            Err(FormatError::Pickle(_))
-        ));
-        assert!(matches!(
-            detect_format(b"PK\x03\x04\x14\x00\x00\x00archive/data.pkl", "m.pt"),
-            Err(FormatError::Zip(_))
-        ));
-        assert!(matches!(
-            detect_format(b"PK\x03\x04", "m.zip"),
-            Err(FormatError::Zip(_))
-        ));
+        let pickles: [(&[u8], &str); 3] = [
+            (b"\x80\x02}q\x00", "model.safetensors"),
+            (b"\x80\x04\x95", "x"),
+            (b"(dp0\nS'a'\n", "pytorch_model.bin"),
+        ];
+        for (bytes, name) in pickles {
+            let got = detect_format(bytes, name);
+            assert!(
+                matches!(got, Err(FormatError::Pickle(_))),
+                "{name}: {got:?}"
+            );
+        }
+        let zips: [(&[u8], &str); 2] = [
+            (b"PK\x03\x04\x14\x00\x00\x00archive/data.pkl", "m.pt"),
+            (b"PK\x03\x04", "m.zip"),
+        ];
+        for (bytes, name) in zips {
+            let got = detect_format(bytes, name);
+            assert!(matches!(got, Err(FormatError::Zip(_))), "{name}: {got:?}");
+        }
     }
 
     // G16: legacy magic, and a .gguf name with other content.

@@ -308,6 +308,15 @@ struct Signed {
     message: Vec<u8>,
 }
 
+impl Signed {
+    /// Whether the signature is there and `key` verifies it over the message.
+    fn verified_by(&self, key: &EcKey) -> bool {
+        self.sig
+            .as_deref()
+            .is_some_and(|s| key.verify(&self.message, s, key.hash()))
+    }
+}
+
 /// A bundle signed with a bare key: the key it names must be the pinned one, and verify.
 fn check_key(
     bundle_path: &Path,
@@ -345,11 +354,7 @@ fn check_key(
         }
         _ => warnings.push("the bundle names no key hint".into()),
     }
-    let ok = signed
-        .sig
-        .as_deref()
-        .is_some_and(|s| k.verify(&signed.message, s, k.hash()));
-    if !ok {
+    if !signed.verified_by(k) {
         return Err(SignatureError::BadSignature {
             bundle,
             key: key.describe(),
@@ -385,11 +390,7 @@ fn check_chain(
             bundle: bundle_path.to_path_buf(),
             problem,
         })?;
-    let ok = signed
-        .sig
-        .as_deref()
-        .is_some_and(|s| leaf_key.verify(&signed.message, s, leaf_key.hash()));
-    if !ok {
+    if !signed.verified_by(&leaf_key) {
         return Err(SignatureError::BadSignature {
             bundle: bundle_path.to_path_buf(),
             key: format!(
