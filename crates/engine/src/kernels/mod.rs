@@ -9,12 +9,16 @@
 //! in `packed.rs` defines the arithmetic) give the portable loop's bits on every CPU: the
 //! 32-value formats, Q2_K and Q3_K round as candle's dot products do, so outputs match candle
 //! token for token; Q4_K, Q5_K and Q6_K sum each super-block exactly and round once, which
-//! frees their kernels to multiply in whatever order is fastest.
+//! frees their kernels to multiply in whatever order is fastest; on CPUs with AMX, their prompt
+//! rows go through tile products (`amx.rs`) to the same exact sums.
 //! `activation.rs` holds the vectorized gate activations of the fused feed-forward kernel;
 //! `attention.rs` the attention that reads each sequence's KV cache in place, and `convert.rs`
 //! the cache's f16 and q8_0 back to f32 as it reads them.
 
 pub(crate) mod activation;
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_op_in_unsafe_fn)]
+mod amx;
 pub(crate) mod attention;
 pub(crate) mod convert;
 mod packed;
@@ -273,7 +277,8 @@ impl Isa {
     }
 }
 
-/// The instruction sets candor's CPU kernels use on this machine, e.g. "avx-vnni+avx512bw".
+/// The instruction sets candor's CPU kernels use on this machine, e.g. "avx-vnni+avx512bw"
+/// (and "+amx-int8" where the K formats' prompt rows go through AMX tiles).
 pub fn instruction_sets() -> String {
     let mut v = vec![match Isa::best() {
         Isa::Portable => "portable",
@@ -287,6 +292,10 @@ pub fn instruction_sets() -> String {
     #[cfg(target_arch = "x86_64")]
     if Isa::best() != Isa::Portable && avx512bw() {
         v.push("avx512bw");
+    }
+    #[cfg(target_arch = "x86_64")]
+    if amx::available() {
+        v.push("amx-int8");
     }
     v.join("+")
 }
@@ -306,17 +315,38 @@ fn avx512bw() -> bool {
 /// `RUSTFLAGS="-C target-cpu=x86-64-v3"` to take it to AVX2 as well.
 #[cfg(target_arch = "x86_64")]
 fn avx2_only() -> bool {
-    static ONLY: OnceLock<bool> = OnceLock::new();
-    *ONLY.get_or_init(|| match std::env::var("CANDOR_CPU") {
-        Ok(v) if v.eq_ignore_ascii_case("avx2") => true,
-        Ok(v) if v.is_empty() => false,
+    cpu_limit() == Some(CpuLimit::Avx2)
+}
+
+/// `CANDOR_CPU=avx512`: the vector kernels but no AMX tiles, to measure the path of AVX-512
+/// CPUs without AMX (and AMX's gain) on a CPU that has it.
+#[cfg(target_arch = "x86_64")]
+fn no_amx() -> bool {
+    cpu_limit() == Some(CpuLimit::Avx512)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CpuLimit {
+    Avx2,
+    Avx512,
+}
+
+/// The instruction sets `CANDOR_CPU` keeps the matrix kernels to, read once.
+#[cfg(target_arch = "x86_64")]
+fn cpu_limit() -> Option<CpuLimit> {
+    static LIMIT: OnceLock<Option<CpuLimit>> = OnceLock::new();
+    *LIMIT.get_or_init(|| match std::env::var("CANDOR_CPU") {
+        Ok(v) if v.eq_ignore_ascii_case("avx2") => Some(CpuLimit::Avx2),
+        Ok(v) if v.eq_ignore_ascii_case("avx512") => Some(CpuLimit::Avx512),
+        Ok(v) if v.is_empty() => None,
         Ok(v) => {
             tracing::warn!(
-                "CANDOR_CPU={v} is not a setting candor knows (it knows `avx2`); ignored"
+                "CANDOR_CPU={v} is not a setting candor knows (it knows `avx2` and `avx512`); ignored"
             );
-            false
+            None
         }
-        Err(_) => false,
+        Err(_) => None,
     })
 }
 
@@ -522,6 +552,10 @@ fn group_rows<const W: usize>(
     mut f: impl FnMut(usize, [&[f32; G]; W]),
 ) {
     let mut r = 0;
+    #[cfg(target_arch = "x86_64")]
+    if amx::takes(kind, m) {
+        r = amx::group_rows(kind, ws, acts.super_blocks, m, acts.k / QK_K, &mut f);
+    }
     if isa.eight_rows() {
         while r + 8 <= m {
             let ys = ws.map(|w| isa.group_dots::<8>(kind, w, acts, r));
@@ -973,6 +1007,45 @@ mod tests {
                     }
                 }
             });
+        }
+    }
+
+    /// AMX's tile products give the portable kernel's bits for every row: whole tiles, two
+    /// weights at once (the fused gate/up call) and rows left to the VNNI kernels. Where the
+    /// CPU or the OS offers no AMX there is nothing to compare: it says so.
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn amx_agrees_with_the_portable_kernel() {
+        if !amx::available() {
+            eprintln!("no AMX on this machine (or not granted by the OS): nothing to compare");
+            return;
+        }
+        let (n, k) = (16, 768);
+        for dtype in [GgmlDType::Q4K, GgmlDType::Q5K, GgmlDType::Q6K] {
+            let a = pack(&quantized(dtype, n, k, 5)).unwrap();
+            let b = pack(&quantized(dtype, n, k, 6)).unwrap();
+            for m in [32, 53] {
+                let x = noise(m * k, 101 + m as u64);
+                with_acts(&x, m, k, Formats::of([a.kind]), |acts| {
+                    let gbytes = a.group_bytes();
+                    for grp in 0..n / G {
+                        let ws = [
+                            &a.data[grp * gbytes..][..gbytes],
+                            &b.data[grp * gbytes..][..gbytes],
+                        ];
+                        let mut got = vec![[[f32::NAN; G]; 2]; m];
+                        group_rows(Isa::best(), a.kind, ws, acts, m, |r, ys| {
+                            got[r] = ys.map(|y| *y);
+                        });
+                        for (r, got) in got.iter().enumerate() {
+                            for (w, got) in ws.iter().zip(got) {
+                                let want = Isa::Portable.group_dots::<1>(a.kind, w, acts, r)[0];
+                                assert_eq!(*got, want, "{dtype:?} m={m} row {r} of group {grp}");
+                            }
+                        }
+                    }
+                });
+            }
         }
     }
 

@@ -1,0 +1,410 @@
+//! Intel AMX tile products for the prompt rows of Q4_K, Q5_K and Q6_K weights, on Sapphire
+//! Rapids and later Xeons where the OS lets a process use the tile registers.
+//!
+//! These formats give each sub-block (32 or 16 values) a small integer scale `sc`, and the VNNI
+//! kernels sum `sc·Σ q·x` exactly per super-block of 256 values and round once. A tile product
+//! cannot stop at each sub-block to apply its scale without wasting most of the tile, so the
+//! scale goes into the weights instead: `w = sc·q` (Q6_K: `sc·(q − 32)`) needs up to 13 bits
+//! and a sign, and `w = 128·(w >> 7) + (w & 127)` splits it into two signed bytes. Two
+//! `tdpbssd`s per 64 values then give `Σ (w >> 7)·x` and `Σ (w & 127)·x` over a whole
+//! super-block, and `128·hi + lo` is the VNNI kernels' exact sum, which takes the same float
+//! steps (`k_finish`): a row's outputs are the same bits whichever kernel formed them, so a
+//! sequence's results do not depend on what else shares its batch.
+//!
+//! The weights stay packed for the VNNI kernels (one copy in memory): before a group's rows go
+//! through, its scaled values are written one byte each to a per-thread buffer (4 KiB a
+//! super-block) in the layout a tile load wants, and reused by every 16 rows.
+
+use super::packed::{q4k_vector, q6k_base, ActBlockK, G, QK_K};
+use super::x86::{k_finish, k_mins};
+use super::WeightFormat;
+use std::arch::asm;
+use std::arch::x86_64::*;
+use std::cell::{Cell, RefCell};
+use std::sync::OnceLock;
+
+/// Activation rows per tile product.
+const ROWS: usize = 16;
+/// The i32 sums of one tile of rows and one super-block: 16 × 8 of the high parts, then as
+/// many of the low parts.
+const TILE_SUMS: usize = 2 * ROWS * G;
+/// Rows of a prompt below which the VNNI kernels stay faster: the weights' preparation is paid
+/// once per call, whatever the rows (1.7B shape, 2 threads: 16-token prompts 89 vs 95 tok/s on
+/// VNNI, 32 tokens 123 vs 108).
+const MIN_ROWS: usize = 32;
+/// Bytes of a packed Q4_K, Q5_K and Q6_K group super-block (`packed.rs`).
+const Q4K_BYTES: usize = 1184;
+const Q5K_BYTES: usize = 1440;
+const Q6K_BYTES: usize = 1680;
+/// Bytes of a prepared super-block: for each of its four chunks of 64 values, the tiles of 16
+/// rows × 32 bytes of the scaled values' high and low part.
+const PREPARED: usize = 4 * 2 * 512;
+
+/// Whether this process multiplies on AMX: the CPU has AMX-INT8 and AVX-512BW, the kernel
+/// grants the tile state (Linux's `ARCH_REQ_XCOMP_PERM`), the VNNI kernels are in use (not
+/// `CANDOR_CPU=avx2`) and `CANDOR_CPU=avx512` does not rule the tiles out.
+pub(super) fn available() -> bool {
+    static AVAILABLE: OnceLock<bool> = OnceLock::new();
+    *AVAILABLE.get_or_init(|| {
+        let edx = __cpuid_count(7, 0).edx;
+        let (tile, int8) = (edx & (1 << 24) != 0, edx & (1 << 25) != 0);
+        let vnni = matches!(
+            super::Isa::best(),
+            super::Isa::AvxVnni | super::Isa::Avx512Vnni
+        );
+        tile && int8
+            && vnni
+            && is_x86_feature_detected!("avx512bw")
+            && !super::no_amx()
+            && permitted()
+    })
+}
+
+/// Asks Linux for the tile data state; false where the kernel refuses (or predates AMX).
+fn permitted() -> bool {
+    const ARCH_REQ_XCOMP_PERM: libc::c_long = 0x1023;
+    const XFEATURE_XTILEDATA: libc::c_long = 18;
+    // SAFETY: a plain system call with integer arguments.
+    unsafe {
+        libc::syscall(
+            libc::SYS_arch_prctl,
+            ARCH_REQ_XCOMP_PERM,
+            XFEATURE_XTILEDATA,
+        ) == 0
+    }
+}
+
+/// Whether `m` rows of weights stored as `kind` go through here.
+pub(super) fn takes(kind: WeightFormat, m: usize) -> bool {
+    m >= MIN_ROWS
+        && matches!(
+            kind,
+            WeightFormat::Q4K | WeightFormat::Q5K | WeightFormat::Q6K
+        )
+        && available()
+}
+
+thread_local! {
+    static CONFIGURED: Cell<bool> = const { Cell::new(false) };
+    /// The prepared weights of the call's groups, one buffer per weight.
+    static PREPARED_BUF: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+    /// The tile products' sums of 16 rows, super-block by super-block.
+    static SUMS: RefCell<Vec<i32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Loads the tile shapes on this thread (once): tmm0 and tmm1 the 16 × 8 i32 sums of the high
+/// and low parts, tmm2 and tmm3 16 activation rows of 64 values (even and odd chunks), tmm4–tmm7
+/// the prepared high and low parts of an even and an odd chunk (16 rows of four values of
+/// each of the group's eight weight rows). Alternating the chunks' tiles lets the loads of one
+/// run while the products of the other do.
+fn configure() {
+    if CONFIGURED.get() {
+        return;
+    }
+    let tiles: [(u8, u16); 8] = [
+        (16, 32),
+        (16, 32),
+        (16, 64),
+        (16, 64),
+        (16, 32),
+        (16, 32),
+        (16, 32),
+        (16, 32),
+    ];
+    let mut cfg = [0u8; 64];
+    cfg[0] = 1; // palette 1
+    for (t, &(rows, bytes)) in tiles.iter().enumerate() {
+        cfg[16 + 2 * t..18 + 2 * t].copy_from_slice(&u16::to_le_bytes(bytes));
+        cfg[48 + t] = rows;
+    }
+    // SAFETY: `available` holds (checked by every caller), and the 64 bytes are a valid
+    // palette-1 configuration.
+    unsafe { asm!("ldtilecfg [{}]", in(reg) cfg.as_ptr(), options(nostack, readonly)) };
+    CONFIGURED.set(true);
+}
+
+/// The dot products of the same group of each weight in `ws` (packed as `kind`, one that
+/// [`takes`], nb super-blocks)
+/// with activation rows 0..r, 16 rows per tile product: `f(row, dots)`. Returns r, the rows it
+/// did (a multiple of 16); the rest are left to the VNNI kernels.
+pub(super) fn group_rows<const W: usize>(
+    kind: WeightFormat,
+    ws: [&[u8]; W],
+    blocks: &[ActBlockK],
+    m: usize,
+    nb: usize,
+    f: &mut impl FnMut(usize, [&[f32; G]; W]),
+) -> usize {
+    assert!(takes(kind, m) && blocks.len() >= m * nb);
+    let bytes = match kind {
+        WeightFormat::Q4K => Q4K_BYTES,
+        WeightFormat::Q5K => Q5K_BYTES,
+        _ => Q6K_BYTES,
+    };
+    configure();
+    PREPARED_BUF.with_borrow_mut(|prepared| {
+        prepared.resize_with(prepared.len().max(W), Vec::new);
+        for (w, buf) in ws.iter().zip(prepared.iter_mut()) {
+            assert!(w.len() >= nb * bytes);
+            buf.resize(nb * PREPARED, 0);
+            // SAFETY: AVX-512BW is there (`available`); reads stay within the nb packed
+            // super-blocks of `w` and writes within the nb prepared ones of `buf` (checked).
+            unsafe {
+                let (w, out) = (w.as_ptr(), buf.as_mut_ptr());
+                match kind {
+                    WeightFormat::Q4K => prepare_q4k::<false>(w, nb, out),
+                    WeightFormat::Q5K => prepare_q4k::<true>(w, nb, out),
+                    _ => prepare_q6k(w, nb, out),
+                }
+            };
+        }
+        SUMS.with_borrow_mut(|sums| {
+            sums.resize(nb * TILE_SUMS, 0);
+            let mut r = 0;
+            while r + ROWS <= m {
+                let mut outs = [[[0f32; G]; ROWS]; W];
+                for ((w, buf), out) in ws.iter().zip(prepared.iter()).zip(outs.iter_mut()) {
+                    // SAFETY: AMX is available and configured on this thread; `w` holds nb
+                    // packed super-blocks, `buf` their prepared values, rows r..r + 16 ≤ m of
+                    // `blocks` nb activation super-blocks each and `sums` nb tiles' sums (all
+                    // checked above).
+                    unsafe {
+                        let a = blocks.as_ptr().add(r * nb);
+                        products(buf.as_ptr(), a, nb, sums.as_mut_ptr());
+                        let w = w.as_ptr();
+                        if kind == WeightFormat::Q6K {
+                            finish::<false>(w, bytes, a, nb, sums, out)
+                        } else {
+                            finish::<true>(w, bytes, a, nb, sums, out)
+                        }
+                    }
+                }
+                for i in 0..ROWS {
+                    f(r + i, outs.each_ref().map(|o| &o[i]));
+                }
+                r += ROWS;
+            }
+            r
+        })
+    })
+}
+
+/// Byte 4c + t of a tile row takes weight row c's scale: indices for `_mm256_shuffle_epi8`
+/// over the eight scales in each 128-bit lane.
+const SPREAD_SCALES: [i8; 32] = [
+    0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7,
+];
+
+/// The eight rows' scales at `at` (one byte each, signed if `SIGNED`), each four times, as
+/// 16-bit lanes in the order of a tile row.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx2")]
+#[allow(unsafe_op_in_unsafe_fn)]
+unsafe fn row_scales<const SIGNED: bool>(at: *const u8) -> __m512i {
+    let sc = _mm256_set1_epi64x((at as *const i64).read_unaligned());
+    let sc = _mm256_shuffle_epi8(
+        sc,
+        _mm256_loadu_si256(SPREAD_SCALES.as_ptr() as *const __m256i),
+    );
+    if SIGNED {
+        _mm512_cvtepi8_epi16(sc)
+    } else {
+        _mm512_cvtepu8_epi16(sc)
+    }
+}
+
+/// Stores the 32 scaled values `w` (16-bit lanes, |w| < 2^13) of one tile row at `at` as their
+/// high part `w >> 7` and, 512 bytes on, their low part `w & 127`, one signed byte each.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx2")]
+#[allow(unsafe_op_in_unsafe_fn)]
+unsafe fn store_split(w: __m512i, at: *mut u8) {
+    let hi = _mm512_cvtepi16_epi8(_mm512_srai_epi16(w, 7));
+    let lo = _mm512_cvtepi16_epi8(_mm512_and_si512(w, _mm512_set1_epi16(127)));
+    _mm256_storeu_si256(at as *mut __m256i, hi);
+    _mm256_storeu_si256(at.add(512) as *mut __m256i, lo);
+}
+
+/// A Q4_K (or, `FIVE`, Q5_K) group's values times their sub-block's scale, split as
+/// [`store_split`] says, as tile rows: for super-block i and chunk j (sub-blocks 2j and 2j+1),
+/// the high parts' tile at `i·PREPARED + 1024j`; row l < 8 holds values 4l..4l+4 of sub-block
+/// 2j of each weight row, row 8 + l those of sub-block 2j+1.
+#[target_feature(enable = "avx512f,avx512bw,avx2")]
+#[allow(unsafe_op_in_unsafe_fn)]
+unsafe fn prepare_q4k<const FIVE: bool>(w: *const u8, nb: usize, out: *mut u8) {
+    let low = _mm256_set1_epi8(0x0F);
+    let bit4 = _mm256_set1_epi8(0x10);
+    let bytes = if FIVE { Q5K_BYTES } else { Q4K_BYTES };
+    for i in 0..nb {
+        let (b, o) = (w.add(i * bytes), out.add(i * PREPARED));
+        for j in 0..4 {
+            let scales = [
+                row_scales::<false>(b.add(32 + 16 * j)),
+                row_scales::<false>(b.add(40 + 16 * j)),
+            ];
+            for l in 0..8 {
+                let v = _mm256_loadu_si256(b.add(160 + 32 * q4k_vector(j, l)) as *const __m256i);
+                let mut values = [
+                    _mm256_and_si256(v, low),
+                    _mm256_and_si256(_mm256_srli_epi16(v, 4), low),
+                ];
+                if FIVE {
+                    // Q5_K's fifth bits: bit 2j (low nibbles) and 2j+1 (high) of vector l,
+                    // moved to bit 4.
+                    let h = _mm256_loadu_si256(b.add(Q4K_BYTES + 32 * l) as *const __m256i);
+                    for (t, q) in values.iter_mut().enumerate() {
+                        let shift = _mm_cvtsi32_si128(4 - (2 * j + t) as i32);
+                        let fifth = if 2 * j + t <= 4 {
+                            _mm256_sll_epi16(h, shift)
+                        } else {
+                            _mm256_srl_epi16(h, _mm_cvtsi32_si128((2 * j + t) as i32 - 4))
+                        };
+                        *q = _mm256_or_si256(*q, _mm256_and_si256(fifth, bit4));
+                    }
+                }
+                for (h, (q, sc)) in values.iter().zip(scales).enumerate() {
+                    let w = _mm512_mullo_epi16(_mm512_cvtepu8_epi16(*q), sc);
+                    store_split(w, o.add(1024 * j + 32 * (8 * h + l)));
+                }
+            }
+        }
+    }
+}
+
+/// A Q6_K group's values less 32, times their sub-block's scale, split and laid out as in
+/// [`prepare_q4k`]: chunk c of 64 values holds sub-blocks 4c..4c+4 (of 16), its row k values
+/// 4k..4k+4 of the chunk.
+#[target_feature(enable = "avx512f,avx512bw,avx2")]
+#[allow(unsafe_op_in_unsafe_fn)]
+unsafe fn prepare_q6k(w: *const u8, nb: usize, out: *mut u8) {
+    let low = _mm256_set1_epi8(0x0F);
+    let top = _mm256_set1_epi8(0x30);
+    let m32 = _mm512_set1_epi16(32);
+    for i in 0..nb {
+        let (b, o) = (w.add(i * Q6K_BYTES), out.add(i * PREPARED));
+        for c in 0..4 {
+            // Values 64c.. are value vectors 2(c % 2) and 2(c % 2) + 1 of half j = c / 2, as
+            // the VNNI kernel reads them (`q6k_base`).
+            let j = c / 2;
+            for k in 0..16 {
+                let (v, l) = (2 * (c % 2) + k / 8, k % 8);
+                let base = b.add(q6k_base(j, l));
+                let ql = _mm256_loadu_si256(base.add(64 * (v % 2)) as *const __m256i);
+                let ql = if v < 2 { ql } else { _mm256_srli_epi16(ql, 4) };
+                let qh = _mm256_loadu_si256(base.add(128) as *const __m256i);
+                let qh = match v {
+                    0 => _mm256_slli_epi16(qh, 4),
+                    1 => _mm256_slli_epi16(qh, 2),
+                    2 => qh,
+                    _ => _mm256_srli_epi16(qh, 2),
+                };
+                let q = _mm256_or_si256(_mm256_and_si256(ql, low), _mm256_and_si256(qh, top));
+                let q = _mm512_sub_epi16(_mm512_cvtepu8_epi16(q), m32);
+                let u = 8 * j + 2 * v + l / 4;
+                let w = _mm512_mullo_epi16(q, row_scales::<true>(b.add(16 + 8 * u)));
+                store_split(w, o.add(1024 * c + 32 * k));
+            }
+        }
+    }
+}
+
+/// The tile products of 16 rows (row r's nb super-blocks at `a + r·nb`) with a prepared
+/// group: super-block i's 16 × 8 sums of the high parts at `sums + i·TILE_SUMS`, of the low
+/// parts 128 on.
+///
+/// # Safety
+/// AMX must be available and this thread configured; `prepared` holds nb prepared
+/// super-blocks, `a` 16 × nb activation super-blocks and `sums` nb × TILE_SUMS i32.
+#[allow(unsafe_op_in_unsafe_fn)]
+unsafe fn products(prepared: *const u8, a: *const ActBlockK, nb: usize, sums: *mut i32) {
+    let stride = nb * std::mem::size_of::<ActBlockK>();
+    // Chunk c of 64 values: the rows' values (64c bytes on) times the high and low parts
+    // (1024c bytes on) of the prepared chunk, in the even or odd chunks' tiles.
+    macro_rules! chunk {
+        ($x:literal, $t:literal, $a:literal, $hi:literal, $lo:literal) => {
+            concat!(
+                "tileloadd tmm",
+                $a,
+                ", [{x} + {stride}*1 + ",
+                $x,
+                "]\n",
+                "tileloadd tmm",
+                $hi,
+                ", [{t} + {row}*1 + ",
+                $t,
+                "]\n",
+                "tileloadd tmm",
+                $lo,
+                ", [{t} + {row}*1 + ",
+                $t,
+                " + 512]\n",
+                "tdpbssd tmm0, tmm",
+                $a,
+                ", tmm",
+                $hi,
+                "\n",
+                "tdpbssd tmm1, tmm",
+                $a,
+                ", tmm",
+                $lo,
+                "\n",
+            )
+        };
+    }
+    for i in 0..nb {
+        let x = (*a.add(i)).qs.as_ptr();
+        let (t, c) = (prepared.add(i * PREPARED), sums.add(i * TILE_SUMS));
+        asm!(
+            "tilezero tmm0",
+            "tilezero tmm1",
+            chunk!("0", "0", "2", "4", "5"),
+            chunk!("64", "1024", "3", "6", "7"),
+            chunk!("128", "2048", "2", "4", "5"),
+            chunk!("192", "3072", "3", "6", "7"),
+            "tilestored [{c} + {row}*1], tmm0",
+            "tilestored [{c} + {row}*1 + 512], tmm1",
+            x = in(reg) x, stride = in(reg) stride, t = in(reg) t, c = in(reg) c,
+            row = in(reg) 32usize,
+            options(nostack),
+        );
+    }
+}
+
+/// Each row's outputs from the tile sums, super-block by super-block as the VNNI kernels add
+/// them: `128·hi + lo` is the exact Σ sc·Σ q·x (Q6_K: less 32·Σ sc·Σ x), then `k_finish`,
+/// with the mins' Σ m·Σ x for Q4_K and Q5_K (`MINS`).
+///
+/// # Safety
+/// `w` holds nb packed super-blocks of `bytes` (Q4_K or Q5_K if `MINS`, else Q6_K) and `a`
+/// 16 × nb activation super-blocks; `sums` their tile's sums of [`products`].
+#[target_feature(enable = "avx2,fma,f16c")]
+#[allow(unsafe_op_in_unsafe_fn)]
+unsafe fn finish<const MINS: bool>(
+    w: *const u8,
+    bytes: usize,
+    a: *const ActBlockK,
+    nb: usize,
+    sums: &[i32],
+    out: &mut [[f32; G]; ROWS],
+) {
+    let mut acc = [_mm256_setzero_ps(); ROWS];
+    for i in 0..nb {
+        let b = w.add(i * bytes);
+        let dw = _mm256_cvtph_ps(_mm_loadu_si128(b as *const __m128i));
+        let dminw = _mm256_cvtph_ps(_mm_loadu_si128(b.add(16) as *const __m128i));
+        let block = sums.as_ptr().add(i * TILE_SUMS);
+        for (r, acc) in acc.iter_mut().enumerate() {
+            let y = &*a.add(r * nb + i);
+            let hi = _mm256_loadu_si256(block.add(G * r) as *const __m256i);
+            let lo = _mm256_loadu_si256(block.add(ROWS * G + G * r) as *const __m256i);
+            let sum = _mm256_add_epi32(_mm256_slli_epi32(hi, 7), lo);
+            let mins = MINS.then(|| (dminw, k_mins(b, y)));
+            *acc = k_finish(*acc, y, dw, sum, mins);
+        }
+    }
+    for (o, acc) in out.iter_mut().zip(acc) {
+        _mm256_storeu_ps(o.as_mut_ptr(), acc);
+    }
+}
+
+const _: () = assert!(QK_K == 256 && G == 8);
