@@ -15,8 +15,8 @@
 //! through, its scaled values are written one byte each to a per-thread buffer (4 KiB a
 //! super-block) in the layout a tile load wants, and reused by every 16 rows.
 
-use super::packed::{q4k_vector, q6k_base, ActBlockK, G, QK_K};
-use super::x86::{k_finish, k_mins};
+use super::packed::{q4k_vector, ActBlockK, G, QK_K};
+use super::x86::{k_finish, k_mins, q6k_values};
 use super::WeightFormat;
 use std::arch::asm;
 use std::arch::x86_64::*;
@@ -277,8 +277,6 @@ unsafe fn prepare_q4k<const FIVE: bool>(w: *const u8, nb: usize, out: *mut u8) {
 #[target_feature(enable = "avx512f,avx512bw,avx2")]
 #[allow(unsafe_op_in_unsafe_fn)]
 unsafe fn prepare_q6k(w: *const u8, nb: usize, out: *mut u8) {
-    let low = _mm256_set1_epi8(0x0F);
-    let top = _mm256_set1_epi8(0x30);
     let m32 = _mm512_set1_epi16(32);
     for i in 0..nb {
         let (b, o) = (w.add(i * Q6K_BYTES), out.add(i * PREPARED));
@@ -288,18 +286,8 @@ unsafe fn prepare_q6k(w: *const u8, nb: usize, out: *mut u8) {
             let j = c / 2;
             for k in 0..16 {
                 let (v, l) = (2 * (c % 2) + k / 8, k % 8);
-                let base = b.add(q6k_base(j, l));
-                let ql = _mm256_loadu_si256(base.add(64 * (v % 2)) as *const __m256i);
-                let ql = if v < 2 { ql } else { _mm256_srli_epi16(ql, 4) };
-                let qh = _mm256_loadu_si256(base.add(128) as *const __m256i);
-                let qh = match v {
-                    0 => _mm256_slli_epi16(qh, 4),
-                    1 => _mm256_slli_epi16(qh, 2),
-                    2 => qh,
-                    _ => _mm256_srli_epi16(qh, 2),
-                };
-                let q = _mm256_or_si256(_mm256_and_si256(ql, low), _mm256_and_si256(qh, top));
-                let q = _mm512_sub_epi16(_mm512_cvtepu8_epi16(q), m32);
+                let q = _mm512_cvtepu8_epi16(q6k_values(b, j, v, l));
+                let q = _mm512_sub_epi16(q, m32);
                 let u = 8 * j + 2 * v + l / 4;
                 let w = _mm512_mullo_epi16(q, row_scales::<true>(b.add(16 + 8 * u)));
                 store_split(w, o.add(1024 * c + 32 * k));

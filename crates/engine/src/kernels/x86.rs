@@ -320,8 +320,6 @@ macro_rules! k_kernels {
             a: [*const ActBlockK; M],
             nb: usize,
         ) -> [[f32; 8]; M] {
-            let low = _mm256_set1_epi8(0x0F);
-            let top = _mm256_set1_epi8(0x30);
             let mut acc = [_mm256_setzero_ps(); M];
             for i in 0..nb {
                 let b = w.add(i * 1680);
@@ -333,19 +331,7 @@ macro_rules! k_kernels {
                     let (j, v, h) = (u / 8, u % 8 / 2, u % 2);
                     let mut t = [_mm256_setzero_si256(); M];
                     for l in 4 * h..4 * h + 4 {
-                        let base = b.add(q6k_base(j, l));
-                        let ql = _mm256_loadu_si256(base.add(64 * (v % 2)) as *const __m256i);
-                        let ql = if v < 2 { ql } else { _mm256_srli_epi16(ql, 4) };
-                        // Bits 2v, 2v+1 of each `qh` byte, moved to bits 4 and 5.
-                        let qh = _mm256_loadu_si256(base.add(128) as *const __m256i);
-                        let qh = match v {
-                            0 => _mm256_slli_epi16(qh, 4),
-                            1 => _mm256_slli_epi16(qh, 2),
-                            2 => qh,
-                            _ => _mm256_srli_epi16(qh, 2),
-                        };
-                        let q =
-                            _mm256_or_si256(_mm256_and_si256(ql, low), _mm256_and_si256(qh, top));
+                        let q = q6k_values(b, j, v, l);
                         for r in 0..M {
                             let at = 128 * j + 32 * v + 4 * l;
                             t[r] = $dp!(t[r], q, bcast4!(ys[r].qs.as_ptr(), at));
@@ -519,6 +505,29 @@ macro_rules! scales16 {
         let x = _mm_loadl_epi64($p as *const __m128i);
         $widen(_mm_unpacklo_epi8(x, x))
     }};
+}
+
+/// The 6-bit values (0..64, one byte each) of a packed Q6_K super-block `b` that value vector
+/// v (0..4) of half j holds in lane group l: values 128j + 32v + 4l.. of each row
+/// (`q6k_base`).
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn q6k_values(b: *const u8, j: usize, v: usize, l: usize) -> __m256i {
+    let base = b.add(q6k_base(j, l));
+    let ql = _mm256_loadu_si256(base.add(64 * (v % 2)) as *const __m256i);
+    let ql = if v < 2 { ql } else { _mm256_srli_epi16(ql, 4) };
+    // Bits 2v, 2v+1 of each `qh` byte, moved to bits 4 and 5.
+    let qh = _mm256_loadu_si256(base.add(128) as *const __m256i);
+    let qh = match v {
+        0 => _mm256_slli_epi16(qh, 4),
+        1 => _mm256_slli_epi16(qh, 2),
+        2 => qh,
+        _ => _mm256_srli_epi16(qh, 2),
+    };
+    _mm256_or_si256(
+        _mm256_and_si256(ql, _mm256_set1_epi8(0x0F)),
+        _mm256_and_si256(qh, _mm256_set1_epi8(0x30)),
+    )
 }
 
 /// Σ min·Σx over the eight sub-blocks of a Q4_K / Q5_K super-block `b`, per row (exact).
