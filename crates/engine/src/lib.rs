@@ -44,6 +44,7 @@ pub use generate::{
     Completion, FinishReason, GenerateParams, Piece, Reasoning, ScoredToken, TokenLogprob,
 };
 pub use grammar::{Grammar, GrammarKind};
+pub use kernels::bandwidth::read_bandwidth as memory_read_bandwidth;
 pub use kernels::instruction_sets as kernel_instruction_sets;
 pub use kv_cache::CacheType;
 pub use model::{DeviceKind, LoadOptions, LoadedModelInfo, Model};

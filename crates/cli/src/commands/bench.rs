@@ -2,7 +2,6 @@
 //! one warm-up, then `-r` repetitions, mean ± standard deviation of tokens per second. With
 //! `--serve URL`, a server is measured instead (see [`serve`]).
 
-mod bandwidth;
 mod serve;
 
 use crate::args::{BenchArgs, DeviceArg, ModelArgs};
@@ -109,7 +108,7 @@ pub fn run(home: &Home, args: &BenchArgs) -> Result<()> {
     // Decoding is bound by memory reads: probe them once the tests are done (the probe's
     // buffer would otherwise count in the peak).
     let probe = (args.n_gen > 0 && args.runtime.device == DeviceArg::Cpu)
-        .then(|| bandwidth::read_bandwidth(candle_core::utils::get_num_threads()));
+        .then(|| candor_engine::memory_read_bandwidth(candle_core::utils::get_num_threads()));
     for t in &mut tests {
         t.peak_rss_bytes = peak_rss_bytes;
         if let (Some(bw), true) = (probe, t.n_gen > 0) {

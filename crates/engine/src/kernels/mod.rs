@@ -20,6 +20,7 @@ pub(crate) mod activation;
 #[allow(unsafe_op_in_unsafe_fn)]
 mod amx;
 pub(crate) mod attention;
+pub(crate) mod bandwidth;
 pub(crate) mod convert;
 mod packed;
 // Each x86 kernel is one `unsafe fn` whose whole body is intrinsics over raw pointers, with its
