@@ -60,18 +60,24 @@ pub(super) fn available() -> bool {
     })
 }
 
-/// Asks Linux for the tile data state; false where the kernel refuses (or predates AMX).
+/// Asks Linux for the tile data state; false where the kernel refuses (or predates AMX), and
+/// on other systems, where candor does not ask.
 fn permitted() -> bool {
-    const ARCH_REQ_XCOMP_PERM: libc::c_long = 0x1023;
-    const XFEATURE_XTILEDATA: libc::c_long = 18;
-    // SAFETY: a plain system call with integer arguments.
-    unsafe {
-        libc::syscall(
-            libc::SYS_arch_prctl,
-            ARCH_REQ_XCOMP_PERM,
-            XFEATURE_XTILEDATA,
-        ) == 0
+    #[cfg(target_os = "linux")]
+    {
+        const ARCH_REQ_XCOMP_PERM: libc::c_long = 0x1023;
+        const XFEATURE_XTILEDATA: libc::c_long = 18;
+        // SAFETY: a plain system call with integer arguments.
+        unsafe {
+            libc::syscall(
+                libc::SYS_arch_prctl,
+                ARCH_REQ_XCOMP_PERM,
+                XFEATURE_XTILEDATA,
+            ) == 0
+        }
     }
+    #[cfg(not(target_os = "linux"))]
+    false
 }
 
 /// Whether `m` rows of weights stored as `kind` go through here.
