@@ -130,9 +130,9 @@ fn configure() {
 }
 
 /// The dot products of the same group of each weight in `ws` (packed as `kind`, one that
-/// [`takes`], nb super-blocks)
-/// with activation rows 0..r, 16 rows per tile product: `f(row, dots)`. Returns r, the rows it
-/// did (a multiple of 16); the rest are left to the VNNI kernels.
+/// [`takes`], nb super-blocks) with activation rows 0..r, 16 rows per tile product:
+/// `f(row, dots)`. Returns r, the rows it did (a multiple of 16); the rest are left to the
+/// VNNI kernels.
 pub(super) fn group_rows<const W: usize>(
     kind: WeightFormat,
     ws: [&[u8]; W],
