@@ -11,9 +11,11 @@
 //! steps (`k_finish`): a row's outputs are the same bits whichever kernel formed them, so a
 //! sequence's results do not depend on what else shares its batch.
 //!
-//! The weights stay packed for the VNNI kernels (one copy in memory): before a group's rows go
-//! through, its scaled values are written one byte each to a per-thread buffer (4 KiB a
-//! super-block) in the layout a tile load wants, and reused by every 16 rows.
+//! A tile product covers two neighbouring groups of eight weight rows (16 columns of sums), the
+//! most a tile holds. The weights stay packed for the VNNI kernels (one copy in memory): before
+//! a pair of groups' rows go through, its scaled values are written one byte each to a
+//! per-thread buffer (8 KiB a super-block) in the layout a tile load wants, and reused by every
+//! 16 rows.
 
 use super::packed::{q4k_vector, ActBlockK, G, QK_K};
 use super::x86::{k_finish, k_mins, q6k_values};
@@ -25,9 +27,11 @@ use std::sync::OnceLock;
 
 /// Activation rows per tile product.
 const ROWS: usize = 16;
-/// The i32 sums of one tile of rows and one super-block: 16 × 8 of the high parts, then as
+/// Columns of a tile product: two groups of eight weight rows.
+const COLS: usize = 2 * G;
+/// The i32 sums of one tile of rows and one super-block: 16 × 16 of the high parts, then as
 /// many of the low parts.
-const TILE_SUMS: usize = 2 * ROWS * G;
+const TILE_SUMS: usize = 2 * ROWS * COLS;
 /// Rows of a prompt below which the VNNI kernels stay faster: the weights' preparation is paid
 /// once per call, whatever the rows (1.7B shape, 2 threads: 16-token prompts 89 vs 95 tok/s on
 /// VNNI, 32 tokens 123 vs 108).
@@ -37,8 +41,10 @@ const Q4K_BYTES: usize = 1184;
 const Q5K_BYTES: usize = 1440;
 const Q6K_BYTES: usize = 1680;
 /// Bytes of a prepared super-block: for each of its four chunks of 64 values, the tiles of 16
-/// rows × 32 bytes of the scaled values' high and low part.
-const PREPARED: usize = 4 * 2 * 512;
+/// rows × 64 bytes (both groups) of the scaled values' high and low part.
+const PREPARED: usize = 4 * 2 * 1024;
+/// Bytes from a prepared tile of high parts to its low parts.
+const LOW_PARTS: usize = 1024;
 
 /// Whether this process multiplies on AMX: the CPU has AMX-INT8 and AVX-512BW, the kernel
 /// grants the tile state (Linux's `ARCH_REQ_XCOMP_PERM`), the VNNI kernels are in use (not
@@ -98,25 +104,16 @@ thread_local! {
     static SUMS: RefCell<Vec<i32>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Loads the tile shapes on this thread (once): tmm0 and tmm1 the 16 × 8 i32 sums of the high
+/// Loads the tile shapes on this thread (once): tmm0 and tmm1 the 16 × 16 i32 sums of the high
 /// and low parts, tmm2 and tmm3 16 activation rows of 64 values (even and odd chunks), tmm4–tmm7
 /// the prepared high and low parts of an even and an odd chunk (16 rows of four values of
-/// each of the group's eight weight rows). Alternating the chunks' tiles lets the loads of one
+/// each of the pair's sixteen weight rows). Alternating the chunks' tiles lets the loads of one
 /// run while the products of the other do.
 fn configure() {
     if CONFIGURED.get() {
         return;
     }
-    let tiles: [(u8, u16); 8] = [
-        (16, 32),
-        (16, 32),
-        (16, 64),
-        (16, 64),
-        (16, 32),
-        (16, 32),
-        (16, 32),
-        (16, 32),
-    ];
+    let tiles = [(16u8, 64u16); 8];
     let mut cfg = [0u8; 64];
     cfg[0] = 1; // palette 1
     for (t, &(rows, bytes)) in tiles.iter().enumerate() {
@@ -129,17 +126,19 @@ fn configure() {
     CONFIGURED.set(true);
 }
 
-/// The dot products of the same group of each weight in `ws` (packed as `kind`, one that
-/// [`takes`], nb super-blocks) with activation rows 0..r, 16 rows per tile product:
-/// `f(row, dots)`. Returns r, the rows it did (a multiple of 16); the rest are left to the
-/// VNNI kernels.
-pub(super) fn group_rows<const W: usize>(
+/// The dot products of the same two neighbouring groups of each weight in `ws` (each slice
+/// holds both, `gbytes` apart; packed as `kind`, one that [`takes`], nb super-blocks) with
+/// activation rows 0..r, 16 rows per tile product: `f(half, row, dots)`, half 0 for the first
+/// group. Returns r, the rows it did (a multiple of 16); the rest are left to the VNNI
+/// kernels.
+pub(super) fn pair_rows<const W: usize>(
     kind: WeightFormat,
     ws: [&[u8]; W],
+    gbytes: usize,
     blocks: &[ActBlockK],
     m: usize,
     nb: usize,
-    f: &mut impl FnMut(usize, [&[f32; G]; W]),
+    f: &mut impl FnMut(usize, usize, [&[f32; G]; W]),
 ) -> usize {
     assert!(takes(kind, m) && blocks.len() >= m * nb);
     let bytes = match kind {
@@ -147,46 +146,58 @@ pub(super) fn group_rows<const W: usize>(
         WeightFormat::Q5K => Q5K_BYTES,
         _ => Q6K_BYTES,
     };
+    assert!(gbytes >= nb * bytes);
     configure();
     PREPARED_BUF.with_borrow_mut(|prepared| {
         prepared.resize_with(prepared.len().max(W), Vec::new);
         for (w, buf) in ws.iter().zip(prepared.iter_mut()) {
-            assert!(w.len() >= nb * bytes);
+            assert!(w.len() >= gbytes + nb * bytes);
             buf.resize(nb * PREPARED, 0);
-            // SAFETY: AVX-512BW is there (`available`); reads stay within the nb packed
-            // super-blocks of `w` and writes within the nb prepared ones of `buf` (checked).
-            unsafe {
-                let (w, out) = (w.as_ptr(), buf.as_mut_ptr());
-                match kind {
-                    WeightFormat::Q4K => prepare_q4k::<false>(w, nb, out),
-                    WeightFormat::Q5K => prepare_q4k::<true>(w, nb, out),
-                    _ => prepare_q6k(w, nb, out),
-                }
-            };
+            for half in 0..2 {
+                // SAFETY: AVX-512BW is there (`available`); reads stay within the nb packed
+                // super-blocks of each group of `w` and writes within the nb prepared ones
+                // of `buf` (checked).
+                unsafe {
+                    let (w, out) = (
+                        w.as_ptr().add(half * gbytes),
+                        buf.as_mut_ptr().add(32 * half),
+                    );
+                    match kind {
+                        WeightFormat::Q4K => prepare_q4k::<false>(w, nb, out),
+                        WeightFormat::Q5K => prepare_q4k::<true>(w, nb, out),
+                        _ => prepare_q6k(w, nb, out),
+                    }
+                };
+            }
         }
         SUMS.with_borrow_mut(|sums| {
             sums.resize(nb * TILE_SUMS, 0);
             let mut r = 0;
             while r + ROWS <= m {
-                let mut outs = [[[0f32; G]; ROWS]; W];
+                let mut outs = [[[[0f32; G]; ROWS]; 2]; W];
                 for ((w, buf), out) in ws.iter().zip(prepared.iter()).zip(outs.iter_mut()) {
-                    // SAFETY: AMX is available and configured on this thread; `w` holds nb
-                    // packed super-blocks, `buf` their prepared values, rows r..r + 16 ≤ m of
-                    // `blocks` nb activation super-blocks each and `sums` nb tiles' sums (all
-                    // checked above).
+                    // SAFETY: AMX is available and configured on this thread; each group of
+                    // `w` holds nb packed super-blocks, `buf` their prepared values, rows
+                    // r..r + 16 ≤ m of `blocks` nb activation super-blocks each and `sums` nb
+                    // tiles' sums (all checked above).
                     unsafe {
                         let a = blocks.as_ptr().add(r * nb);
                         products(buf.as_ptr(), a, nb, sums.as_mut_ptr());
-                        let w = w.as_ptr();
-                        if kind == WeightFormat::Q6K {
-                            finish::<false>(w, bytes, a, nb, sums, out)
-                        } else {
-                            finish::<true>(w, bytes, a, nb, sums, out)
+                        for (half, out) in out.iter_mut().enumerate() {
+                            let w = w.as_ptr().add(half * gbytes);
+                            let sums = &sums[G * half..];
+                            if kind == WeightFormat::Q6K {
+                                finish::<false>(w, bytes, a, nb, sums, out)
+                            } else {
+                                finish::<true>(w, bytes, a, nb, sums, out)
+                            }
                         }
                     }
                 }
-                for i in 0..ROWS {
-                    f(r + i, outs.each_ref().map(|o| &o[i]));
+                for half in 0..2 {
+                    for i in 0..ROWS {
+                        f(half, r + i, outs.each_ref().map(|o| &o[half][i]));
+                    }
                 }
                 r += ROWS;
             }
@@ -219,8 +230,9 @@ unsafe fn row_scales<const SIGNED: bool>(at: *const u8) -> __m512i {
     }
 }
 
-/// Stores the 32 scaled values `w` (16-bit lanes, |w| < 2^13) of one tile row at `at` as their
-/// high part `w >> 7` and, 512 bytes on, their low part `w & 127`, one signed byte each.
+/// Stores the 32 scaled values `w` (16-bit lanes, |w| < 2^13) of one group in a tile row at
+/// `at` as their high part `w >> 7` and, `LOW_PARTS` bytes on, their low part `w & 127`, one
+/// signed byte each.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx2")]
 #[allow(unsafe_op_in_unsafe_fn)]
@@ -228,13 +240,14 @@ unsafe fn store_split(w: __m512i, at: *mut u8) {
     let hi = _mm512_cvtepi16_epi8(_mm512_srai_epi16(w, 7));
     let lo = _mm512_cvtepi16_epi8(_mm512_and_si512(w, _mm512_set1_epi16(127)));
     _mm256_storeu_si256(at as *mut __m256i, hi);
-    _mm256_storeu_si256(at.add(512) as *mut __m256i, lo);
+    _mm256_storeu_si256(at.add(LOW_PARTS) as *mut __m256i, lo);
 }
 
 /// A Q4_K (or, `FIVE`, Q5_K) group's values times their sub-block's scale, split as
-/// [`store_split`] says, as tile rows: for super-block i and chunk j (sub-blocks 2j and 2j+1),
-/// the high parts' tile at `i·PREPARED + 1024j`; row l < 8 holds values 4l..4l+4 of sub-block
-/// 2j of each weight row, row 8 + l those of sub-block 2j+1.
+/// [`store_split`] says, as its half of tile rows (the caller offsets `out` by 32 bytes for
+/// the second group): for super-block i and chunk j (sub-blocks 2j and 2j+1), the high parts'
+/// tile at `i·PREPARED + 2048j`; row l < 8 holds values 4l..4l+4 of sub-block 2j of each
+/// weight row, row 8 + l those of sub-block 2j+1, rows 64 bytes apart.
 #[target_feature(enable = "avx512f,avx512bw,avx2")]
 #[allow(unsafe_op_in_unsafe_fn)]
 unsafe fn prepare_q4k<const FIVE: bool>(w: *const u8, nb: usize, out: *mut u8) {
@@ -270,7 +283,7 @@ unsafe fn prepare_q4k<const FIVE: bool>(w: *const u8, nb: usize, out: *mut u8) {
                 }
                 for (h, (q, sc)) in values.iter().zip(scales).enumerate() {
                     let w = _mm512_mullo_epi16(_mm512_cvtepu8_epi16(*q), sc);
-                    store_split(w, o.add(1024 * j + 32 * (8 * h + l)));
+                    store_split(w, o.add(2048 * j + 64 * (8 * h + l)));
                 }
             }
         }
@@ -296,15 +309,15 @@ unsafe fn prepare_q6k(w: *const u8, nb: usize, out: *mut u8) {
                 let q = _mm512_sub_epi16(q, m32);
                 let u = 8 * j + 2 * v + l / 4;
                 let w = _mm512_mullo_epi16(q, row_scales::<true>(b.add(16 + 8 * u)));
-                store_split(w, o.add(1024 * c + 32 * k));
+                store_split(w, o.add(2048 * c + 64 * k));
             }
         }
     }
 }
 
-/// The tile products of 16 rows (row r's nb super-blocks at `a + r·nb`) with a prepared
-/// group: super-block i's 16 × 8 sums of the high parts at `sums + i·TILE_SUMS`, of the low
-/// parts 128 on.
+/// The tile products of 16 rows (row r's nb super-blocks at `a + r·nb`) with a prepared pair
+/// of groups: super-block i's 16 × 16 sums of the high parts at `sums + i·TILE_SUMS`, of the
+/// low parts 256 on (row r's at 16r, the first group's eight columns first).
 ///
 /// # Safety
 /// AMX must be available and this thread configured; `prepared` holds nb prepared
@@ -313,7 +326,7 @@ unsafe fn prepare_q6k(w: *const u8, nb: usize, out: *mut u8) {
 unsafe fn products(prepared: *const u8, a: *const ActBlockK, nb: usize, sums: *mut i32) {
     let stride = nb * std::mem::size_of::<ActBlockK>();
     // Chunk c of 64 values: the rows' values (64c bytes on) times the high and low parts
-    // (1024c bytes on) of the prepared chunk, in the even or odd chunks' tiles.
+    // (2048c bytes on) of the prepared chunk, in the even or odd chunks' tiles.
     macro_rules! chunk {
         ($x:literal, $t:literal, $a:literal, $hi:literal, $lo:literal) => {
             concat!(
@@ -331,7 +344,7 @@ unsafe fn products(prepared: *const u8, a: *const ActBlockK, nb: usize, sums: *m
                 $lo,
                 ", [{t} + {row}*1 + ",
                 $t,
-                " + 512]\n",
+                " + 1024]\n",
                 "tdpbssd tmm0, tmm",
                 $a,
                 ", tmm",
@@ -352,25 +365,26 @@ unsafe fn products(prepared: *const u8, a: *const ActBlockK, nb: usize, sums: *m
             "tilezero tmm0",
             "tilezero tmm1",
             chunk!("0", "0", "2", "4", "5"),
-            chunk!("64", "1024", "3", "6", "7"),
-            chunk!("128", "2048", "2", "4", "5"),
-            chunk!("192", "3072", "3", "6", "7"),
+            chunk!("64", "2048", "3", "6", "7"),
+            chunk!("128", "4096", "2", "4", "5"),
+            chunk!("192", "6144", "3", "6", "7"),
             "tilestored [{c} + {row}*1], tmm0",
-            "tilestored [{c} + {row}*1 + 512], tmm1",
+            "tilestored [{c} + {row}*1 + 1024], tmm1",
             x = in(reg) x, stride = in(reg) stride, t = in(reg) t, c = in(reg) c,
-            row = in(reg) 32usize,
+            row = in(reg) 64usize,
             options(nostack),
         );
     }
 }
 
-/// Each row's outputs from the tile sums, super-block by super-block as the VNNI kernels add
-/// them: `128·hi + lo` is the exact Σ sc·Σ q·x (Q6_K: less 32·Σ sc·Σ x), then `k_finish`,
-/// with the mins' Σ m·Σ x for Q4_K and Q5_K (`MINS`).
+/// One group's outputs for each row from the tile sums, super-block by super-block as the VNNI
+/// kernels add them: `128·hi + lo` is the exact Σ sc·Σ q·x (Q6_K: less 32·Σ sc·Σ x), then
+/// `k_finish`, with the mins' Σ m·Σ x for Q4_K and Q5_K (`MINS`).
 ///
 /// # Safety
-/// `w` holds nb packed super-blocks of `bytes` (Q4_K or Q5_K if `MINS`, else Q6_K) and `a`
-/// 16 × nb activation super-blocks; `sums` their tile's sums of [`products`].
+/// `w` holds the group's nb packed super-blocks of `bytes` (Q4_K or Q5_K if `MINS`, else Q6_K)
+/// and `a` 16 × nb activation super-blocks; `sums` the tile sums of [`products`] from the
+/// group's first column on.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[allow(unsafe_op_in_unsafe_fn)]
 unsafe fn finish<const MINS: bool>(
@@ -381,6 +395,7 @@ unsafe fn finish<const MINS: bool>(
     sums: &[i32],
     out: &mut [[f32; G]; ROWS],
 ) {
+    assert!(sums.len() >= (nb - 1) * TILE_SUMS + ROWS * COLS + (ROWS - 1) * COLS + G);
     let mut acc = [_mm256_setzero_ps(); ROWS];
     for i in 0..nb {
         let b = w.add(i * bytes);
@@ -389,8 +404,8 @@ unsafe fn finish<const MINS: bool>(
         let block = sums.as_ptr().add(i * TILE_SUMS);
         for (r, acc) in acc.iter_mut().enumerate() {
             let y = &*a.add(r * nb + i);
-            let hi = _mm256_loadu_si256(block.add(G * r) as *const __m256i);
-            let lo = _mm256_loadu_si256(block.add(ROWS * G + G * r) as *const __m256i);
+            let hi = _mm256_loadu_si256(block.add(COLS * r) as *const __m256i);
+            let lo = _mm256_loadu_si256(block.add(ROWS * COLS + COLS * r) as *const __m256i);
             let sum = _mm256_add_epi32(_mm256_slli_epi32(hi, 7), lo);
             let mins = MINS.then(|| (dminw, k_mins(b, y)));
             *acc = k_finish(*acc, y, dw, sum, mins);

@@ -496,17 +496,27 @@ pub(crate) fn gated(
         let dst = SendPtr(out.as_mut_ptr());
         let isa = Isa::best();
         let gbytes = g.group_bytes();
+        let (groups, span) = (n.div_ceil(G), span(g.kind, m));
         with_acts(xs, m, g.k, Formats::of([g.kind]), |acts| {
-            pool_groups(n.div_ceil(G), |grp| {
-                let wg = &g.data[grp * gbytes..][..gbytes];
-                let wu = &u.data[grp * gbytes..][..gbytes];
-                group_rows(isa, g.kind, [wg, wu], acts, m, |r, [gv, uv]| {
-                    let a = act(gv);
-                    let y = std::array::from_fn(|l| a[l] * uv[l]);
-                    // SAFETY: row r's columns of this group lie inside `out` (m × n), and
-                    // only this group writes them.
-                    unsafe { store(dst, n, r, grp, &y) };
-                });
+            pool_groups(groups.div_ceil(span), |item| {
+                let grps = item * span..((item + 1) * span).min(groups);
+                let ws = [&g.data[..], &u.data[..]];
+                groups_rows(
+                    isa,
+                    g.kind,
+                    ws,
+                    gbytes,
+                    grps,
+                    acts,
+                    m,
+                    |grp, r, [gv, uv]| {
+                        let a = act(gv);
+                        let y = std::array::from_fn(|l| a[l] * uv[l]);
+                        // SAFETY: row r's columns of this group lie inside `out` (m × n), and
+                        // only this group writes them.
+                        unsafe { store(dst, n, r, grp, &y) };
+                    },
+                );
             });
         });
         out_tensor(x, out, n)
@@ -521,43 +531,91 @@ fn matmul(ws: &[&PackedMatrix], x: &[f32], m: usize, dst: &mut [&mut [f32]]) {
         .zip(dst.iter())
         .all(|(w, d)| w.k == k && d.len() == m * w.n));
     let dsts: Vec<SendPtr> = dst.iter_mut().map(|d| SendPtr(d.as_mut_ptr())).collect();
+    // Work items: each weight's groups, `span` at a time.
     let mut starts = Vec::with_capacity(ws.len());
     let mut total = 0;
     for w in ws {
         starts.push(total);
-        total += w.n.div_ceil(G);
+        total += w.n.div_ceil(G).div_ceil(span(w.kind, m));
     }
     let isa = Isa::best();
     with_acts(x, m, k, Formats::of(ws.iter().map(|w| w.kind)), |acts| {
-        pool_groups(total, |g| {
-            let j = starts.partition_point(|&s| s <= g) - 1;
-            let (w, grp) = (ws[j], g - starts[j]);
+        pool_groups(total, |item| {
+            let j = starts.partition_point(|&s| s <= item) - 1;
+            let (w, item) = (ws[j], item - starts[j]);
+            let span = span(w.kind, m);
+            let grps = item * span..((item + 1) * span).min(w.n.div_ceil(G));
             let gbytes = w.group_bytes();
-            let wg = &w.data[grp * gbytes..][..gbytes];
-            group_rows(isa, w.kind, [wg], acts, m, |r, [y]| {
-                // SAFETY: as in `gated`, for weight j's output.
-                unsafe { store(dsts[j], w.n, r, grp, y) };
-            });
+            groups_rows(
+                isa,
+                w.kind,
+                [&w.data[..]],
+                gbytes,
+                grps,
+                acts,
+                m,
+                |grp, r, [y]| {
+                    // SAFETY: as in `gated`, for weight j's output.
+                    unsafe { store(dsts[j], w.n, r, grp, y) };
+                },
+            );
         });
     });
 }
 
-/// The dot products of the same group of each weight in `ws` with every one of the m
-/// activation rows, eight or four rows per kernel call while they last: `f(row, dots)`.
+/// Groups per work item for m rows of weights stored as `kind`: two where AMX multiplies them
+/// (a tile takes sixteen columns), else one.
+fn span(kind: WeightFormat, m: usize) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    if amx::takes(kind, m) {
+        return 2;
+    }
+    let _ = (kind, m);
+    1
+}
+
+/// The dot products of groups `grps` (one, or two neighbours: see [`span`]) of each weight in
+/// `ws` (whole matrices, `gbytes` a group) with every one of the m activation rows:
+/// `f(group, row, dots)`. Two groups go through AMX tile products while 16 rows last.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn groups_rows<const W: usize>(
+    isa: Isa,
+    kind: WeightFormat,
+    ws: [&[u8]; W],
+    gbytes: usize,
+    grps: std::ops::Range<usize>,
+    acts: &QuantizedActivations,
+    m: usize,
+    mut f: impl FnMut(usize, usize, [&[f32; G]; W]),
+) {
+    let mut r = 0;
+    #[cfg(target_arch = "x86_64")]
+    if grps.len() == 2 && amx::takes(kind, m) {
+        let pair = ws.map(|w| &w[grps.start * gbytes..][..2 * gbytes]);
+        let (blocks, nb) = (acts.super_blocks, acts.k / QK_K);
+        r = amx::pair_rows(kind, pair, gbytes, blocks, m, nb, &mut |half, row, ys| {
+            f(grps.start + half, row, ys)
+        });
+    }
+    for grp in grps {
+        let wg = ws.map(|w| &w[grp * gbytes..][..gbytes]);
+        group_rows(isa, kind, wg, acts, r..m, |row, ys| f(grp, row, ys));
+    }
+}
+
+/// The dot products of the same group of each weight in `ws` with activation rows `rows`,
+/// eight or four rows per kernel call while they last: `f(row, dots)`.
 #[inline]
 fn group_rows<const W: usize>(
     isa: Isa,
     kind: WeightFormat,
     ws: [&[u8]; W],
     acts: &QuantizedActivations,
-    m: usize,
+    rows: std::ops::Range<usize>,
     mut f: impl FnMut(usize, [&[f32; G]; W]),
 ) {
-    let mut r = 0;
-    #[cfg(target_arch = "x86_64")]
-    if amx::takes(kind, m) {
-        r = amx::group_rows(kind, ws, acts.super_blocks, m, acts.k / QK_K, &mut f);
-    }
+    let (mut r, m) = (rows.start, rows.end);
     if isa.eight_rows() {
         while r + 8 <= m {
             let ys = ws.map(|w| isa.group_dots::<8>(kind, w, acts, r));
@@ -1012,9 +1070,10 @@ mod tests {
         }
     }
 
-    /// AMX's tile products give the portable kernel's bits for every row: whole tiles, two
-    /// weights at once (the fused gate/up call) and rows left to the VNNI kernels. Where the
-    /// CPU or the OS offers no AMX there is nothing to compare: it says so.
+    /// AMX's tile products give the portable kernel's bits for every row: pairs of groups, a
+    /// group without a neighbour, two weights at once (the fused gate/up call) and rows left to
+    /// the VNNI kernels. Where the CPU or the OS offers no AMX there is nothing to compare: it
+    /// says so.
     #[test]
     #[cfg(target_arch = "x86_64")]
     fn amx_agrees_with_the_portable_kernel() {
@@ -1022,7 +1081,7 @@ mod tests {
             eprintln!("no AMX on this machine (or not granted by the OS): nothing to compare");
             return;
         }
-        let (n, k) = (16, 768);
+        let (n, k) = (24, 768);
         for dtype in [GgmlDType::Q4K, GgmlDType::Q5K, GgmlDType::Q6K] {
             let a = pack(&quantized(dtype, n, k, 5)).unwrap();
             let b = pack(&quantized(dtype, n, k, 6)).unwrap();
@@ -1030,17 +1089,27 @@ mod tests {
                 let x = noise(m * k, 101 + m as u64);
                 with_acts(&x, m, k, Formats::of([a.kind]), |acts| {
                     let gbytes = a.group_bytes();
-                    for grp in 0..n / G {
-                        let ws = [
-                            &a.data[grp * gbytes..][..gbytes],
-                            &b.data[grp * gbytes..][..gbytes],
-                        ];
-                        let mut got = vec![[[f32::NAN; G]; 2]; m];
-                        group_rows(Isa::best(), a.kind, ws, acts, m, |r, ys| {
-                            got[r] = ys.map(|y| *y);
-                        });
-                        for (r, got) in got.iter().enumerate() {
+                    assert_eq!(span(a.kind, m), 2);
+                    let mut got = vec![[[[f32::NAN; G]; 2]; 3]; m];
+                    let ws = [&a.data[..], &b.data[..]];
+                    for grps in [0..2, 2..3] {
+                        groups_rows(
+                            Isa::best(),
+                            a.kind,
+                            ws,
+                            gbytes,
+                            grps,
+                            acts,
+                            m,
+                            |g, r, ys| {
+                                got[r][g] = ys.map(|y| *y);
+                            },
+                        );
+                    }
+                    for (r, got) in got.iter().enumerate() {
+                        for (grp, got) in got.iter().enumerate() {
                             for (w, got) in ws.iter().zip(got) {
+                                let w = &w[grp * gbytes..][..gbytes];
                                 let want = Isa::Portable.group_dots::<1>(a.kind, w, acts, r)[0];
                                 assert_eq!(*got, want, "{dtype:?} m={m} row {r} of group {grp}");
                             }
