@@ -501,7 +501,7 @@ pub(crate) fn gated(
             pool_groups(groups.div_ceil(span), |item| {
                 let grps = item * span..((item + 1) * span).min(groups);
                 let ws = [&g.data[..], &u.data[..]];
-                groups_rows(
+                span_rows(
                     isa,
                     g.kind,
                     ws,
@@ -546,7 +546,7 @@ fn matmul(ws: &[&PackedMatrix], x: &[f32], m: usize, dst: &mut [&mut [f32]]) {
             let span = span(w.kind, m);
             let grps = item * span..((item + 1) * span).min(w.n.div_ceil(G));
             let gbytes = w.group_bytes();
-            groups_rows(
+            span_rows(
                 isa,
                 w.kind,
                 [&w.data[..]],
@@ -579,7 +579,7 @@ fn span(kind: WeightFormat, m: usize) -> usize {
 /// `f(group, row, dots)`. Two groups go through AMX tile products while 16 rows last.
 #[allow(clippy::too_many_arguments)]
 #[inline]
-fn groups_rows<const W: usize>(
+fn span_rows<const W: usize>(
     isa: Isa,
     kind: WeightFormat,
     ws: [&[u8]; W],
@@ -1093,7 +1093,7 @@ mod tests {
                     let mut got = vec![[[[f32::NAN; G]; 2]; 3]; m];
                     let ws = [&a.data[..], &b.data[..]];
                     for grps in [0..2, 2..3] {
-                        groups_rows(
+                        span_rows(
                             Isa::best(),
                             a.kind,
                             ws,
