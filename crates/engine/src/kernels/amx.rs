@@ -55,13 +55,13 @@ pub(super) fn available() -> bool {
         let edx = __cpuid_count(7, 0).edx;
         let (tile, int8) = (edx & (1 << 24) != 0, edx & (1 << 25) != 0);
         let vnni = matches!(
-            super::Isa::best(),
-            super::Isa::AvxVnni | super::Isa::Avx512Vnni
+            super::isa::Isa::best(),
+            super::isa::Isa::AvxVnni | super::isa::Isa::Avx512Vnni
         );
         tile && int8
             && vnni
             && is_x86_feature_detected!("avx512bw")
-            && !super::no_amx()
+            && !super::isa::no_amx()
             && permitted()
     })
 }

@@ -1,0 +1,287 @@
+//! Which instruction set multiplies: the CPU's features, `CANDOR_CPU`'s limits, and the dot
+//! products of one packed group dispatched to the kernels of the set chosen.
+
+#[cfg(target_arch = "x86_64")]
+use super::amx;
+use super::packed::{self, ActBlock, ActBlockK, G, QK, QK_K};
+#[cfg(target_arch = "x86_64")]
+use super::x86;
+use super::{QuantizedActivations, WeightFormat};
+use std::sync::OnceLock;
+
+/// The instruction set the kernels use on this CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Isa {
+    Portable,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    /// AVX512-VNNI's `vpdpbusd` on 256-bit vectors (Zen 4, Ice Lake).
+    #[cfg(target_arch = "x86_64")]
+    Avx512Vnni,
+    #[cfg(target_arch = "x86_64")]
+    AvxVnni,
+}
+
+impl Isa {
+    /// Every instruction set this CPU can run, fastest last.
+    pub(crate) fn available() -> Vec<Isa> {
+        #[allow(unused_mut)]
+        let mut v = vec![Isa::Portable];
+        #[cfg(target_arch = "x86_64")]
+        {
+            let avx2 = is_x86_feature_detected!("avx2")
+                && is_x86_feature_detected!("fma")
+                && is_x86_feature_detected!("f16c");
+            if avx2 {
+                v.push(Isa::Avx2);
+                if avx2_only() {
+                    return v;
+                }
+                if is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl") {
+                    v.push(Isa::Avx512Vnni);
+                }
+                if is_x86_feature_detected!("avxvnni") {
+                    v.push(Isa::AvxVnni);
+                }
+            }
+        }
+        v
+    }
+
+    pub(crate) fn best() -> Isa {
+        static BEST: OnceLock<Isa> = OnceLock::new();
+        *BEST.get_or_init(|| *Isa::available().last().unwrap_or(&Isa::Portable))
+    }
+
+    /// The dot products of one packed group `w` with activation rows r..r+M.
+    #[inline]
+    pub(super) fn group_dots<const M: usize>(
+        self,
+        kind: WeightFormat,
+        w: &[u8],
+        acts: &QuantizedActivations,
+        r: usize,
+    ) -> [[f32; G]; M] {
+        if kind.block_values() == QK_K {
+            let nb = acts.k / QK_K;
+            debug_assert!(w.len() >= nb * kind.group_block_bytes());
+            #[cfg(target_arch = "x86_64")]
+            if let Some(out) = self.k_group_dots::<M>(kind, w, acts, r, nb) {
+                return out;
+            }
+            return std::array::from_fn(|i| self.group_dots_k(kind, w, acts.row_k(r + i), nb));
+        }
+        let nb = acts.k / QK;
+        debug_assert!(w.len() >= nb * kind.group_block_bytes());
+        let a: [&[ActBlock]; M] = std::array::from_fn(|i| acts.row(r + i));
+        let mut out = [[0f32; G]; M];
+        #[cfg(target_arch = "x86_64")]
+        macro_rules! run {
+            ($isa:ident) => {
+                // SAFETY: an ISA is only chosen when the CPU has its features (`available`); `w`
+                // holds `nb` group blocks and each row of `a` `nb` blocks.
+                out = unsafe {
+                    let a = a.map(|a| a.as_ptr());
+                    match kind {
+                        WeightFormat::Q4_1 => x86::$isa::q4_1::<M>(w.as_ptr(), a, nb),
+                        WeightFormat::Q5_0 => x86::$isa::q5_0::<M>(w.as_ptr(), a, nb),
+                        WeightFormat::Q5_1 => x86::$isa::q5_1::<M>(w.as_ptr(), a, nb),
+                        WeightFormat::Q4_0 => x86::$isa::q4_0::<M>(w.as_ptr(), a, nb),
+                        WeightFormat::Q8_0 => x86::$isa::q8_0::<M>(w.as_ptr(), a, nb),
+                        WeightFormat::Q2K
+                        | WeightFormat::Q3K
+                        | WeightFormat::Q4K
+                        | WeightFormat::Q5K
+                        | WeightFormat::Q6K => unreachable!("K formats are handled above"),
+                    }
+                }
+            };
+        }
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => run!(avx2),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512Vnni => run!(avx512_vnni),
+            #[cfg(target_arch = "x86_64")]
+            Isa::AvxVnni => run!(avx_vnni),
+            Isa::Portable => {
+                let w = &w[..nb * kind.group_block_bytes()];
+                for (o, a) in out.iter_mut().zip(a) {
+                    *o = packed::group_dot_scalar(kind, w, a);
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether the kernels take eight activation rows per call rather than four: the
+    /// `vpdpbusd` kernels, where they have 32 vector registers to hold eight rows' sums
+    /// (AVX-512; prompts, 2 threads: the 1.7B shape's Q4_K_M +20% over four, the default
+    /// model's Q4_1 +17%). Each row's sums are the same whatever the rows per call.
+    pub(super) fn eight_rows(self) -> bool {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512Vnni => true,
+            #[cfg(target_arch = "x86_64")]
+            Isa::AvxVnni => cfg!(target_feature = "avx512f"),
+            _ => false,
+        }
+    }
+
+    /// The multi-row K-format kernels for this CPU, where one applies: the dot products of
+    /// group `w` with activation rows r..r+M.
+    #[cfg(target_arch = "x86_64")]
+    #[inline]
+    pub(super) fn k_group_dots<const M: usize>(
+        self,
+        kind: WeightFormat,
+        w: &[u8],
+        acts: &QuantizedActivations,
+        r: usize,
+        nb: usize,
+    ) -> Option<[[f32; G]; M]> {
+        let a: [*const ActBlockK; M] = std::array::from_fn(|i| acts.row_k(r + i).as_ptr());
+        let w = w.as_ptr();
+        // Q4_K, Q5_K and Q6_K sum exactly, so any of their kernels gives the same bits: the
+        // fastest here is taken. `vpdpbusd` first, then AVX-512's wider `vpmaddubsw`, then
+        // AVX2's emulated `vpdpbusd` (also for one row: faster than a one-row kernel, measured).
+        macro_rules! k {
+            ($isa:ident) => {
+                // SAFETY: an ISA is only chosen when the CPU has its features (`available`);
+                // `w` holds `nb` group super-blocks and each row of `a` `nb` activation ones.
+                Some(unsafe {
+                    match kind {
+                        WeightFormat::Q4K => x86::$isa::q4k5k::<M, false>(w, a, nb),
+                        WeightFormat::Q5K => x86::$isa::q4k5k::<M, true>(w, a, nb),
+                        _ => x86::$isa::q6k::<M>(w, a, nb),
+                    }
+                })
+            };
+        }
+        let exact = kind.sums_exactly();
+        match self {
+            Isa::AvxVnni if exact => return k!(avx_vnni),
+            Isa::Avx512Vnni if exact => return k!(avx512_vnni),
+            _ => {}
+        }
+        // Q2_K / Q3_K decode (one row) is faster on the 256-bit kernels (measured).
+        let one_row_2k3k = M == 1 && matches!(kind, WeightFormat::Q2K | WeightFormat::Q3K);
+        if self != Isa::Portable && avx512bw() && !one_row_2k3k {
+            // SAFETY: the CPU has AVX-512F/BW (checked) and AVX2, FMA, F16C (any ISA but the
+            // portable one); `w` and `a` as above.
+            return Some(unsafe {
+                match kind {
+                    WeightFormat::Q2K => x86::q2k3k_512::<M, true>(w, a, nb),
+                    WeightFormat::Q3K => x86::q2k3k_512::<M, false>(w, a, nb),
+                    WeightFormat::Q4K => x86::q4k5k_512::<M, false>(w, a, nb),
+                    WeightFormat::Q5K => x86::q4k5k_512::<M, true>(w, a, nb),
+                    _ => x86::q6k_512::<M>(w, a, nb),
+                }
+            });
+        }
+        match self {
+            Isa::Avx2 if exact => k!(avx2),
+            _ => None,
+        }
+    }
+
+    /// One Q2_K / Q3_K group with one activation row on 256-bit vectors (no VNNI variant: the
+    /// scales multiply in `vpmaddwd` either way); the other K formats go to `k_group_dots` on
+    /// every x86 instruction set, so here they take the portable loop.
+    #[inline]
+    pub(super) fn group_dots_k(
+        self,
+        kind: WeightFormat,
+        w: &[u8],
+        a: &[ActBlockK],
+        nb: usize,
+    ) -> [f32; G] {
+        match (self, kind) {
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx2 | Isa::Avx512Vnni | Isa::AvxVnni, WeightFormat::Q3K) => {
+                // SAFETY: every ISA but the portable one implies AVX2, FMA and F16C; `w` holds
+                // `nb` group super-blocks and `a` `nb` activation super-blocks.
+                unsafe { x86::q2k3k::<false>(w.as_ptr(), a.as_ptr(), nb) }
+            }
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx2 | Isa::Avx512Vnni | Isa::AvxVnni, WeightFormat::Q2K) => {
+                // SAFETY: as above.
+                unsafe { x86::q2k3k::<true>(w.as_ptr(), a.as_ptr(), nb) }
+            }
+            _ => packed::group_dot_k_scalar(kind, &w[..nb * kind.group_block_bytes()], &a[..nb]),
+        }
+    }
+}
+
+/// The instruction sets candor's CPU kernels use on this machine, e.g. "avx-vnni+avx512bw"
+/// (and "+amx-int8" where the K formats' prompt rows go through AMX tiles).
+pub fn instruction_sets() -> String {
+    let mut v = vec![match Isa::best() {
+        Isa::Portable => "portable",
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => "avx2",
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512Vnni => "avx512-vnni",
+        #[cfg(target_arch = "x86_64")]
+        Isa::AvxVnni => "avx-vnni",
+    }];
+    #[cfg(target_arch = "x86_64")]
+    if Isa::best() != Isa::Portable && avx512bw() {
+        v.push("avx512bw");
+    }
+    #[cfg(target_arch = "x86_64")]
+    if amx::available() {
+        v.push("amx-int8");
+    }
+    v.join("+")
+}
+
+/// Whether the CPU has AVX-512F and BW (the 512-bit K-format kernels), checked once.
+#[cfg(target_arch = "x86_64")]
+pub(super) fn avx512bw() -> bool {
+    static HAS: OnceLock<bool> = OnceLock::new();
+    *HAS.get_or_init(|| {
+        !avx2_only() && is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw")
+    })
+}
+
+/// `CANDOR_CPU=avx2`: the matrix kernels use what every AVX2 CPU has (most laptops, AMD Zen 2
+/// and 3), none of AVX-512 or VNNI, so that path can be measured on any machine. The attention
+/// kernel's instruction set is fixed at build time: build with
+/// `RUSTFLAGS="-C target-cpu=x86-64-v3"` to take it to AVX2 as well.
+#[cfg(target_arch = "x86_64")]
+pub(super) fn avx2_only() -> bool {
+    cpu_limit() == Some(CpuLimit::Avx2)
+}
+
+/// `CANDOR_CPU=avx512`: the vector kernels but no AMX tiles, to measure the path of AVX-512
+/// CPUs without AMX (and AMX's gain) on a CPU that has it.
+#[cfg(target_arch = "x86_64")]
+pub(super) fn no_amx() -> bool {
+    cpu_limit() == Some(CpuLimit::Avx512)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CpuLimit {
+    Avx2,
+    Avx512,
+}
+
+/// The instruction sets `CANDOR_CPU` keeps the matrix kernels to, read once.
+#[cfg(target_arch = "x86_64")]
+fn cpu_limit() -> Option<CpuLimit> {
+    static LIMIT: OnceLock<Option<CpuLimit>> = OnceLock::new();
+    *LIMIT.get_or_init(|| match std::env::var("CANDOR_CPU") {
+        Ok(v) if v.eq_ignore_ascii_case("avx2") => Some(CpuLimit::Avx2),
+        Ok(v) if v.eq_ignore_ascii_case("avx512") => Some(CpuLimit::Avx512),
+        Ok(v) if v.is_empty() => None,
+        Ok(v) => {
+            tracing::warn!(
+                "CANDOR_CPU={v} is not a setting candor knows (it knows `avx2` and `avx512`); ignored"
+            );
+            None
+        }
+        Err(_) => None,
+    })
+}
