@@ -265,18 +265,18 @@ fn matmul(ws: &[&PackedMatrix], x: &[f32], m: usize, dst: &mut [&mut [f32]]) {
         .all(|(w, d)| w.k == k && d.len() == m * w.n));
     let dsts: Vec<SendPtr> = dst.iter_mut().map(|d| SendPtr(d.as_mut_ptr())).collect();
     // Work items: each weight's groups, `span` at a time.
+    let spans: Vec<usize> = ws.iter().map(|w| span(w.kind, m)).collect();
     let mut starts = Vec::with_capacity(ws.len());
     let mut total = 0;
-    for w in ws {
+    for (w, span) in ws.iter().zip(&spans) {
         starts.push(total);
-        total += w.n.div_ceil(G).div_ceil(span(w.kind, m));
+        total += w.n.div_ceil(G).div_ceil(*span);
     }
     let isa = Isa::best();
     with_acts(x, m, k, Formats::of(ws.iter().map(|w| w.kind)), |acts| {
         pool_groups(total, |item| {
             let j = starts.partition_point(|&s| s <= item) - 1;
-            let (w, item) = (ws[j], item - starts[j]);
-            let span = span(w.kind, m);
+            let (w, item, span) = (ws[j], item - starts[j], spans[j]);
             let grps = item * span..((item + 1) * span).min(w.n.div_ceil(G));
             let gbytes = w.group_bytes();
             span_rows(
@@ -309,7 +309,8 @@ fn span(kind: WeightFormat, m: usize) -> usize {
 
 /// The dot products of groups `grps` (one, or two neighbours: see [`span`]) of each weight in
 /// `ws` (whole matrices, `gbytes` a group) with every one of the m activation rows:
-/// `f(group, row, dots)`. Two groups go through AMX tile products while 16 rows last.
+/// `f(group, row, dots)`. Two groups (a span where AMX multiplies) go through AMX tile
+/// products while 16 rows last.
 #[allow(clippy::too_many_arguments)]
 #[inline]
 fn span_rows<const W: usize>(
@@ -324,7 +325,7 @@ fn span_rows<const W: usize>(
 ) {
     let mut r = 0;
     #[cfg(target_arch = "x86_64")]
-    if grps.len() == 2 && amx::takes(kind, m) {
+    if grps.len() == 2 {
         let pair = ws.map(|w| &w[grps.start * gbytes..][..2 * gbytes]);
         let (blocks, nb) = (acts.super_blocks, acts.k / QK_K);
         r = amx::pair_rows(kind, pair, gbytes, blocks, m, nb, &mut |half, row, ys| {
