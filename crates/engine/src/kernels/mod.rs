@@ -779,25 +779,38 @@ mod tests {
                             assert_eq!(y, want[3], "{isa:?} {dtype:?} 256-bit");
                         }
                     }
-                    // AVX2's multi-row K kernels, which CPUs with AVX-512 pass over.
+                    // The 256-bit multi-row K kernels, which CPUs with AVX-512 pass over.
                     #[cfg(target_arch = "x86_64")]
-                    if Isa::available().contains(&Isa::Avx2)
-                        && matches!(dtype, GgmlDType::Q4K | GgmlDType::Q5K | GgmlDType::Q6K)
-                    {
+                    if matches!(dtype, GgmlDType::Q4K | GgmlDType::Q5K | GgmlDType::Q6K) {
                         let nb = k / QK_K;
                         let a = std::array::from_fn(|i| acts.row_k(i).as_ptr());
-                        // SAFETY: the CPU has AVX2, FMA and F16C; `w` holds `nb` group
-                        // super-blocks and each row `nb` activation super-blocks.
-                        let four = unsafe {
-                            match fast.kind {
-                                WeightFormat::Q4K => {
-                                    x86::avx2::q4k5k::<4, false>(w.as_ptr(), a, nb)
+                        macro_rules! four {
+                            ($isa:ident) => {
+                                // SAFETY: the CPU has this ISA's features (`available`); `w`
+                                // holds `nb` group super-blocks and each row `nb` activation
+                                // super-blocks.
+                                unsafe {
+                                    match fast.kind {
+                                        WeightFormat::Q4K => {
+                                            x86::$isa::q4k5k::<4, false>(w.as_ptr(), a, nb)
+                                        }
+                                        WeightFormat::Q5K => {
+                                            x86::$isa::q4k5k::<4, true>(w.as_ptr(), a, nb)
+                                        }
+                                        _ => x86::$isa::q6k::<4>(w.as_ptr(), a, nb),
+                                    }
                                 }
-                                WeightFormat::Q5K => x86::avx2::q4k5k::<4, true>(w.as_ptr(), a, nb),
-                                _ => x86::avx2::q6k::<4>(w.as_ptr(), a, nb),
-                            }
-                        };
-                        assert_eq!(four, want[..4], "AVX2 multi-row {dtype:?}");
+                            };
+                        }
+                        for isa in Isa::available() {
+                            let four = match isa {
+                                Isa::Portable => continue,
+                                Isa::Avx2 => four!(avx2),
+                                Isa::Avx512Vnni => four!(avx512_vnni),
+                                Isa::AvxVnni => four!(avx_vnni),
+                            };
+                            assert_eq!(four, want[..4], "{isa:?} 256-bit multi-row {dtype:?}");
+                        }
                     }
                 }
             });

@@ -916,3 +916,72 @@ pub unsafe fn q6k_512<const M: usize>(
     }
     rows_out(&acc)
 }
+
+/// Q6_K dot products of one group with `M` activation rows on 512-bit `vpdpbusd` (AVX512-VNNI):
+/// each register holds the same lane of both 128-value chunks (as in `q6k_512`), so half the
+/// instructions of the 256-bit kernel unpack and multiply the same bytes. Exact sums, the bits
+/// of every other Q6_K kernel.
+#[allow(clippy::needless_range_loop)]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
+pub unsafe fn q6k_vnni512<const M: usize>(
+    w: *const u8,
+    a: [*const ActBlockK; M],
+    nb: usize,
+) -> [[f32; 8]; M] {
+    let low = _mm512_set1_epi8(0x0F);
+    let high = _mm512_set1_epi8(0x30);
+    // `(a & c) | b`: a nibble below two high bits already in place.
+    let merge = |a: __m512i, b: __m512i| _mm512_ternarylogic_epi32::<0xEC>(a, b, low);
+    let mut acc = [_mm256_setzero_ps(); M];
+    for i in 0..nb {
+        let b = w.add(i * 1680);
+        prefetch_ahead::<M>(b, 1680);
+        let ys: [&ActBlockK; M] = std::array::from_fn(|r| &*a[r].add(i));
+        let sc = |u: usize| _mm_loadl_epi64(b.add(16 + 8 * u) as *const __m128i);
+        let mut sums = [_mm512_setzero_si512(); M];
+        // Lanes 0..4 (h = 0) or 4..8 of value vector v hold sub-block 2v + h of chunk 0 (low
+        // half) and 8 + 2v + h of chunk 1 (high half).
+        for h in 0..2 {
+            let mut t = [[_mm512_setzero_si512(); 4]; M];
+            for l in 4 * h..4 * h + 4 {
+                let base = b.add(q6k_base(0, l));
+                let qa = _mm512_loadu_si512(base as *const _);
+                let qb = _mm512_loadu_si512(base.add(64) as *const _);
+                let qh = _mm512_loadu_si512(base.add(128) as *const _);
+                let vals = [
+                    merge(qa, _mm512_and_si512(_mm512_slli_epi16(qh, 4), high)),
+                    merge(qb, _mm512_and_si512(_mm512_slli_epi16(qh, 2), high)),
+                    merge(_mm512_srli_epi16(qa, 4), _mm512_and_si512(qh, high)),
+                    merge(
+                        _mm512_srli_epi16(qb, 4),
+                        _mm512_and_si512(_mm512_srli_epi16(qh, 2), high),
+                    ),
+                ];
+                for r in 0..M {
+                    let q = ys[r].qs.as_ptr();
+                    for (v, vals) in vals.iter().enumerate() {
+                        let at = 32 * v + 4 * l;
+                        let d0 = (q.add(at) as *const i32).read_unaligned();
+                        let d1 = (q.add(at + 128) as *const i32).read_unaligned();
+                        let x = _mm512_mask_set1_epi32(_mm512_set1_epi32(d0), 0xFF00, d1);
+                        t[r][v] = _mm512_dpbusd_epi32(t[r][v], *vals, x);
+                    }
+                }
+            }
+            for v in 0..4 {
+                let s = _mm512_cvtepi8_epi32(_mm_unpacklo_epi64(sc(2 * v + h), sc(8 + 2 * v + h)));
+                for r in 0..M {
+                    sums[r] = _mm512_add_epi32(sums[r], _mm512_mullo_epi32(t[r][v], s));
+                }
+            }
+        }
+        let dw = _mm256_cvtph_ps(_mm_loadu_si128(b as *const __m128i));
+        for r in 0..M {
+            let half = _mm512_extracti64x4_epi64(sums[r], 1);
+            let sum = _mm256_add_epi32(_mm512_castsi512_si256(sums[r]), half);
+            let offsets = _mm256_slli_epi32(q6k_offsets(b, ys[r]), 5);
+            acc[r] = k_finish(acc[r], ys[r], dw, _mm256_sub_epi32(sum, offsets), None);
+        }
+    }
+    rows_out(&acc)
+}
