@@ -1,7 +1,7 @@
 //! x86-64 kernels over the packed layout (see `packed.rs`), in two flavours chosen at run time:
 //! AVX-VNNI (`vpdpbusd`: four u8·i8 products summed into each i32 lane in one instruction) and
 //! plain AVX2 (`vpmaddubsw` + `vpmaddwd`), plus 512-bit `vpmaddubsw` K kernels for AVX-512
-//! CPUs without VNNI. All compute the exact integer sums, then round in the order
+//! CPUs without VNNI and a 512-bit `vpdpbusd` Q6_K kernel for those with it. All compute the exact integer sums, then round in the order
 //! `packed::group_dot_scalar` / `group_dot_k_scalar` define, lane r being row r of the group.
 //!
 //! # Safety (all kernels)
@@ -846,142 +846,102 @@ pub unsafe fn q4k5k_512<const M: usize, const FIVE: bool>(
     rows_out(&acc)
 }
 
-/// Q6_K dot products of one group with `M` activation rows, 512 bits wide (for AVX-512 CPUs
-/// without VNNI): each register holds the same lane of both 128-value chunks.
-#[allow(clippy::needless_range_loop)]
-#[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
-pub unsafe fn q6k_512<const M: usize>(
-    w: *const u8,
-    a: [*const ActBlockK; M],
-    nb: usize,
-) -> [[f32; 8]; M] {
-    let low = _mm512_set1_epi8(0x0F);
-    let two = _mm512_set1_epi8(3);
-    let m32 = _mm512_set1_epi8(32);
-    let mut acc = [_mm256_setzero_ps(); M];
-    for i in 0..nb {
-        let b = w.add(i * 1680);
-        let ys: [&ActBlockK; M] = std::array::from_fn(|r| &*a[r].add(i));
-        let dw = _mm256_cvtph_ps(_mm_loadu_si128(b as *const __m128i));
-        // Scales for value vector v, lanes 0..4 (h = 0) or 4..8 (h = 1): sub-block 2v+h in
-        // chunk 0, 8+2v+h in chunk 1.
-        let sc = |u: usize| scales16!(b.add(16 + 8 * u), _mm256_cvtepi8_epi16);
-        let scales: [[__m512i; 2]; 4] = std::array::from_fn(|v| {
-            std::array::from_fn(|h| {
-                _mm512_inserti64x4(_mm512_castsi256_si512(sc(2 * v + h)), sc(8 + 2 * v + h), 1)
-            })
-        });
-        let mut sums = [_mm256_setzero_si256(); M];
-        for l in 0..8 {
-            let base = b.add(q6k_base(0, l));
-            let qa = _mm512_loadu_si512(base as *const _);
-            let qb = _mm512_loadu_si512(base.add(64) as *const _);
-            let qh = _mm512_loadu_si512(base.add(128) as *const _);
-            let high = |h: __m512i| _mm512_slli_epi16(_mm512_and_si512(h, two), 4);
-            let vals = [
-                _mm512_or_si512(_mm512_and_si512(qa, low), high(qh)),
-                _mm512_or_si512(_mm512_and_si512(qb, low), high(_mm512_srli_epi16(qh, 2))),
-                _mm512_or_si512(
-                    _mm512_and_si512(_mm512_srli_epi16(qa, 4), low),
-                    high(_mm512_srli_epi16(qh, 4)),
-                ),
-                _mm512_or_si512(
-                    _mm512_and_si512(_mm512_srli_epi16(qb, 4), low),
-                    high(_mm512_srli_epi16(qh, 6)),
-                ),
-            ];
-            let h = usize::from(l >= 4);
-            for r in 0..M {
-                let q = ys[r].qs.as_ptr();
-                let mut lane = _mm512_setzero_si512();
-                for (v, vals) in vals.iter().enumerate() {
-                    let at = 32 * v + 4 * l;
-                    let d0 = (q.add(at) as *const i32).read_unaligned();
-                    let d1 = (q.add(at + 128) as *const i32).read_unaligned();
-                    let x = _mm512_mask_set1_epi32(_mm512_set1_epi32(d0), 0xFF00, d1);
-                    let p = _mm512_sub_epi16(
-                        _mm512_maddubs_epi16(*vals, x),
-                        _mm512_maddubs_epi16(m32, x),
-                    );
-                    lane = _mm512_add_epi32(lane, _mm512_madd_epi16(p, scales[v][h]));
-                }
-                let half = _mm512_extracti64x4_epi64(lane, 1);
-                let lane = _mm256_add_epi32(_mm512_castsi512_si256(lane), half);
-                sums[r] = _mm256_add_epi32(sums[r], lane);
-            }
-        }
-        for r in 0..M {
-            acc[r] = k_finish(acc[r], ys[r], dw, sums[r], None);
-        }
-    }
-    rows_out(&acc)
-}
-
-/// Q6_K dot products of one group with `M` activation rows on 512-bit `vpdpbusd` (AVX512-VNNI):
-/// each register holds the same lane of both 128-value chunks (as in `q6k_512`), so half the
-/// instructions of the 256-bit kernel unpack and multiply the same bytes. Exact sums, the bits
-/// of every other Q6_K kernel.
-#[allow(clippy::needless_range_loop)]
-#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
-pub unsafe fn q6k_vnni512<const M: usize>(
-    w: *const u8,
-    a: [*const ActBlockK; M],
-    nb: usize,
-) -> [[f32; 8]; M] {
-    let low = _mm512_set1_epi8(0x0F);
-    let high = _mm512_set1_epi8(0x30);
-    // `(a & c) | b`: a nibble below two high bits already in place.
-    let merge = |a: __m512i, b: __m512i| _mm512_ternarylogic_epi32::<0xEC>(a, b, low);
-    let mut acc = [_mm256_setzero_ps(); M];
-    for i in 0..nb {
-        let b = w.add(i * 1680);
-        prefetch_ahead::<M>(b, 1680);
-        let ys: [&ActBlockK; M] = std::array::from_fn(|r| &*a[r].add(i));
-        let sc = |u: usize| _mm_loadl_epi64(b.add(16 + 8 * u) as *const __m128i);
-        let mut sums = [_mm512_setzero_si512(); M];
-        // Lanes 0..4 (h = 0) or 4..8 of value vector v hold sub-block 2v + h of chunk 0 (low
-        // half) and 8 + 2v + h of chunk 1 (high half).
-        for h in 0..2 {
-            let mut t = [[_mm512_setzero_si512(); 4]; M];
-            for l in 4 * h..4 * h + 4 {
-                let base = b.add(q6k_base(0, l));
-                let qa = _mm512_loadu_si512(base as *const _);
-                let qb = _mm512_loadu_si512(base.add(64) as *const _);
-                let qh = _mm512_loadu_si512(base.add(128) as *const _);
-                let vals = [
-                    merge(qa, _mm512_and_si512(_mm512_slli_epi16(qh, 4), high)),
-                    merge(qb, _mm512_and_si512(_mm512_slli_epi16(qh, 2), high)),
-                    merge(_mm512_srli_epi16(qa, 4), _mm512_and_si512(qh, high)),
-                    merge(
-                        _mm512_srli_epi16(qb, 4),
-                        _mm512_and_si512(_mm512_srli_epi16(qh, 2), high),
-                    ),
-                ];
-                for r in 0..M {
-                    let q = ys[r].qs.as_ptr();
-                    for (v, vals) in vals.iter().enumerate() {
-                        let at = 32 * v + 4 * l;
-                        let d0 = (q.add(at) as *const i32).read_unaligned();
-                        let d1 = (q.add(at + 128) as *const i32).read_unaligned();
-                        let x = _mm512_mask_set1_epi32(_mm512_set1_epi32(d0), 0xFF00, d1);
-                        t[r][v] = _mm512_dpbusd_epi32(t[r][v], *vals, x);
+/// Q6_K dot products of one group with `M` activation rows, 512 bits wide: each register holds
+/// the same lane of both 128-value chunks, so half the instructions of the 256-bit kernels
+/// unpack and multiply the same bytes. Exact sums, the bits of every other Q6_K kernel.
+macro_rules! q6k_512_kernel {
+    ($(#[$doc:meta])* $name:ident, $features:literal, $dp:ident) => {
+        $(#[$doc])*
+        #[allow(clippy::needless_range_loop)]
+        #[target_feature(enable = $features)]
+        pub unsafe fn $name<const M: usize>(
+            w: *const u8,
+            a: [*const ActBlockK; M],
+            nb: usize,
+        ) -> [[f32; 8]; M] {
+            let low = _mm512_set1_epi8(0x0F);
+            let high = _mm512_set1_epi8(0x30);
+            // `(a & c) | b`: a nibble below two high bits already in place.
+            let merge = |a: __m512i, b: __m512i| _mm512_ternarylogic_epi32::<0xEC>(a, b, low);
+            let mut acc = [_mm256_setzero_ps(); M];
+            for i in 0..nb {
+                let b = w.add(i * 1680);
+                prefetch_ahead::<M>(b, 1680);
+                let ys: [&ActBlockK; M] = std::array::from_fn(|r| &*a[r].add(i));
+                let sc = |u: usize| _mm_loadl_epi64(b.add(16 + 8 * u) as *const __m128i);
+                let mut sums = [_mm512_setzero_si512(); M];
+                // Lanes 0..4 (h = 0) or 4..8 of value vector v hold sub-block 2v + h of chunk
+                // 0 (low half) and 8 + 2v + h of chunk 1 (high half).
+                for h in 0..2 {
+                    let mut t = [[_mm512_setzero_si512(); 4]; M];
+                    for l in 4 * h..4 * h + 4 {
+                        let base = b.add(q6k_base(0, l));
+                        let qa = _mm512_loadu_si512(base as *const _);
+                        let qb = _mm512_loadu_si512(base.add(64) as *const _);
+                        let qh = _mm512_loadu_si512(base.add(128) as *const _);
+                        let qh_at = |bits: __m512i| _mm512_and_si512(bits, high);
+                        let vals = [
+                            merge(qa, qh_at(_mm512_slli_epi16(qh, 4))),
+                            merge(qb, qh_at(_mm512_slli_epi16(qh, 2))),
+                            merge(_mm512_srli_epi16(qa, 4), qh_at(qh)),
+                            merge(_mm512_srli_epi16(qb, 4), qh_at(_mm512_srli_epi16(qh, 2))),
+                        ];
+                        for r in 0..M {
+                            let q = ys[r].qs.as_ptr();
+                            for (v, vals) in vals.iter().enumerate() {
+                                let at = 32 * v + 4 * l;
+                                let d0 = (q.add(at) as *const i32).read_unaligned();
+                                let d1 = (q.add(at + 128) as *const i32).read_unaligned();
+                                let x = _mm512_mask_set1_epi32(_mm512_set1_epi32(d0), 0xFF00, d1);
+                                t[r][v] = $dp!(t[r][v], *vals, x);
+                            }
+                        }
+                    }
+                    for v in 0..4 {
+                        let pair = _mm_unpacklo_epi64(sc(2 * v + h), sc(8 + 2 * v + h));
+                        let s = _mm512_cvtepi8_epi32(pair);
+                        for r in 0..M {
+                            sums[r] = _mm512_add_epi32(sums[r], _mm512_mullo_epi32(t[r][v], s));
+                        }
                     }
                 }
-            }
-            for v in 0..4 {
-                let s = _mm512_cvtepi8_epi32(_mm_unpacklo_epi64(sc(2 * v + h), sc(8 + 2 * v + h)));
+                let dw = _mm256_cvtph_ps(_mm_loadu_si128(b as *const __m128i));
                 for r in 0..M {
-                    sums[r] = _mm512_add_epi32(sums[r], _mm512_mullo_epi32(t[r][v], s));
+                    let half = _mm512_extracti64x4_epi64(sums[r], 1);
+                    let sum = _mm256_add_epi32(_mm512_castsi512_si256(sums[r]), half);
+                    let offsets = _mm256_slli_epi32(q6k_offsets(b, ys[r]), 5);
+                    acc[r] = k_finish(acc[r], ys[r], dw, _mm256_sub_epi32(sum, offsets), None);
                 }
             }
+            rows_out(&acc)
         }
-        let dw = _mm256_cvtph_ps(_mm_loadu_si128(b as *const __m128i));
-        for r in 0..M {
-            let half = _mm512_extracti64x4_epi64(sums[r], 1);
-            let sum = _mm256_add_epi32(_mm512_castsi512_si256(sums[r]), half);
-            let offsets = _mm256_slli_epi32(q6k_offsets(b, ys[r]), 5);
-            acc[r] = k_finish(acc[r], ys[r], dw, _mm256_sub_epi32(sum, offsets), None);
-        }
-    }
-    rows_out(&acc)
+    };
 }
+
+// Four u8·i8 products into each i32 lane: one `vpdpbusd`, or `vpmaddubsw` + `vpmaddwd` (two
+// 6-bit·i8 products fit an i16).
+macro_rules! dp512_vnni {
+    ($acc:expr, $u:expr, $s:expr) => {
+        _mm512_dpbusd_epi32($acc, $u, $s)
+    };
+}
+macro_rules! dp512_bw {
+    ($acc:expr, $u:expr, $s:expr) => {
+        _mm512_add_epi32(
+            $acc,
+            _mm512_madd_epi16(_mm512_maddubs_epi16($u, $s), _mm512_set1_epi16(1)),
+        )
+    };
+}
+q6k_512_kernel!(
+    /// For AVX-512 CPUs without VNNI.
+    q6k_512,
+    "avx512f,avx512bw,avx2,fma,f16c",
+    dp512_bw
+);
+q6k_512_kernel!(
+    /// On AVX512-VNNI's `vpdpbusd`.
+    q6k_vnni512,
+    "avx512f,avx512bw,avx512vnni,avx2,fma,f16c",
+    dp512_vnni
+);
