@@ -13,7 +13,8 @@
 //! frees their kernels to multiply in whatever order is fastest; on CPUs with AMX, their prompt
 //! rows go through tile products (`amx.rs`) to the same exact sums.
 //! `activation.rs` holds the vectorized gate activations of the fused feed-forward kernel;
-//! `attention.rs` the attention that reads each sequence's KV cache in place, `convert.rs`
+//! `attention.rs` the attention that reads each sequence's KV cache in place (its vector code
+//! in `attention/simd.rs`), `convert.rs`
 //! the cache's f16 and q8_0 back to f32 as it reads them, and `bandwidth.rs` the probe of the
 //! memory bandwidth that decoding is measured against.
 
