@@ -676,12 +676,17 @@ mod tests {
     #[test]
     fn matmul_equals_candle_bit_for_bit() {
         for dtype in ALL {
-            // candle's Q8_0 and K-format dot products take their AVX2 paths on such CPUs;
-            // Q4_0 keeps candle's reference order (its own test below).
-            // Q4_K, Q5_K and Q6_K sum exactly instead (`k_formats_near_candle`).
+            // candle's K-format dot products take their AVX2 paths on such CPUs; Q4_0 and Q8_0
+            // keep candle's reference order (their own test below), where its AVX2 kernels
+            // round each four products; Q4_K, Q5_K and Q6_K sum exactly instead
+            // (`k_formats_near_candle`).
             if matches!(
                 dtype,
-                GgmlDType::Q4_0 | GgmlDType::Q4K | GgmlDType::Q5K | GgmlDType::Q6K
+                GgmlDType::Q4_0
+                    | GgmlDType::Q8_0
+                    | GgmlDType::Q4K
+                    | GgmlDType::Q5K
+                    | GgmlDType::Q6K
             ) || !matches!(dtype, GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1)
                 && !candle_uses_avx2()
             {
@@ -718,40 +723,47 @@ mod tests {
         }
     }
 
-    /// Q4_0 against candle's reference dot product (`vec_dot_unopt`, what candle runs where it
-    /// has no SIMD version), on every row pair, bit for bit.
+    /// Q4_0 and Q8_0 against candle's reference dot products (`vec_dot_unopt`, what candle runs
+    /// where it has no SIMD version), on every row pair, bit for bit.
     #[test]
-    fn q4_0_equals_candles_reference_bit_for_bit() {
+    fn q4_0_and_q8_0_equal_candles_reference_bit_for_bit() {
         use candle_core::quantized::k_quants::{BlockQ4_0, BlockQ8_0, GgmlType};
-        for (m, n, k) in [(1, 7, 64), (3, 130, 96), (5, 33, 576)] {
-            let w = quantized(GgmlDType::Q4_0, n, k, (m * n * k) as u64);
-            let QMatMul::QTensor(q) = &w else {
-                panic!("quantized")
-            };
-            let bytes = q.data().unwrap();
-            let nb = k / 32;
-            let blocks: Vec<BlockQ4_0> = (0..n * nb)
-                // SAFETY: BlockQ4_0 is repr(C) plain data of 18 bytes, as the GGUF stores it.
-                .map(|i| unsafe { std::ptr::read_unaligned(bytes[18 * i..].as_ptr().cast()) })
-                .collect();
-            let x = noise(m * k, 7);
-            let fast = pack(&w).unwrap();
-            let xt = Tensor::from_vec(x.clone(), (1, m, k), &Device::Cpu).unwrap();
-            let y = xt.apply_op1_no_bwd(&fast).unwrap();
-            let y = y.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-            for r in 0..m {
-                let mut acts = vec![BlockQ8_0::zeros(); nb];
-                BlockQ8_0::from_float(&x[r * k..(r + 1) * k], &mut acts);
-                for j in 0..n {
-                    let want = BlockQ4_0::vec_dot_unopt(k, &blocks[j * nb..(j + 1) * nb], &acts);
-                    assert_eq!(
-                        y[r * n + j].to_bits(),
-                        want.to_bits(),
-                        "m={m} n={n} row {r} col {j}"
-                    );
+        fn check<B: GgmlType<VecDotType = BlockQ8_0>>(dtype: GgmlDType) {
+            let size = std::mem::size_of::<B>();
+            for (m, n, k) in [(1, 7, 64), (3, 130, 96), (5, 33, 576)] {
+                let w = quantized(dtype, n, k, (m * n * k) as u64);
+                let QMatMul::QTensor(q) = &w else {
+                    panic!("quantized")
+                };
+                let bytes = q.data().unwrap();
+                let nb = k / 32;
+                assert_eq!(bytes.len(), n * nb * size);
+                let blocks: Vec<B> = (0..n * nb)
+                    // SAFETY: the block types are repr(C) plain data of `size` bytes, as the GGUF
+                    // stores them, and `bytes` holds n·nb of them.
+                    .map(|i| unsafe { std::ptr::read_unaligned(bytes[size * i..].as_ptr().cast()) })
+                    .collect();
+                let x = noise(m * k, 7);
+                let fast = pack(&w).unwrap();
+                let xt = Tensor::from_vec(x.clone(), (1, m, k), &Device::Cpu).unwrap();
+                let y = xt.apply_op1_no_bwd(&fast).unwrap();
+                let y = y.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                for r in 0..m {
+                    let mut acts = vec![BlockQ8_0::zeros(); nb];
+                    BlockQ8_0::from_float(&x[r * k..(r + 1) * k], &mut acts);
+                    for j in 0..n {
+                        let want = B::vec_dot_unopt(k, &blocks[j * nb..(j + 1) * nb], &acts);
+                        assert_eq!(
+                            y[r * n + j].to_bits(),
+                            want.to_bits(),
+                            "{dtype:?} m={m} n={n} row {r} col {j}"
+                        );
+                    }
                 }
             }
         }
+        check::<BlockQ4_0>(GgmlDType::Q4_0);
+        check::<BlockQ8_0>(GgmlDType::Q8_0);
     }
 
     #[test]

@@ -110,16 +110,14 @@ impl WeightFormat {
 }
 
 /// One activation block: ggml's Q8_1 (d = max|x|/127, q = round(x/d), s = d·Σq), with d and s
-/// rounded to f16 as ggml stores them, kept as f32 for the kernels. `c[j] = -128·Σ q[4j..4j+4]`
-/// undoes the +128 offset of packed Q8_0 weights (and, divided by 16, Q4_0's −8), `sum = Σ q`
-/// the −16 of Q5_0's.
+/// rounded to f16 as ggml stores them, kept as f32 for the kernels. `sum = Σ q` undoes the
+/// offsets of packed weights (Q8_0's +128, Q4_0's −8, Q5_0's −16).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 #[repr(C)]
 pub struct ActBlock {
     pub d: f32,
     pub s: f32,
     pub qs: [i8; QK],
-    pub c: [i32; 8],
     pub sum: i32,
 }
 
@@ -139,9 +137,6 @@ pub fn quantize_row(x: &[f32], out: &mut [ActBlock]) {
 
 /// Fills in a block's sums and f16-rounded scales from its quantized values and scale `d`.
 pub fn finish_block(ob: &mut ActBlock, d: f32) {
-    for (c, q) in ob.c.iter_mut().zip(ob.qs.chunks_exact(4)) {
-        *c = -128 * q.iter().map(|&v| v as i32).sum::<i32>();
-    }
     let sum = ob.qs.iter().map(|&v| v as i32).sum::<i32>();
     ob.sum = sum;
     let dh = f16::from_f32(d);
@@ -448,12 +443,13 @@ fn pair(kind: WeightFormat, b: &[u8], r: usize, c: usize, t: usize) -> (u8, u8) 
     (lo | f(base + 8 * c), hi | f(base + 8 * c + 4))
 }
 
-/// What a Q4_0/Q4_1/Q5_0/Q5_1 value subtracts (8, 16 or 0), and whether its block has a min m
-/// (x = d·q + m).
+/// What a 32-value format's stored value subtracts (8, 16 or 0; Q8_0's are signed), and
+/// whether its block has a min m (x = d·q + m).
 fn offset_and_min(kind: WeightFormat) -> (i32, bool) {
     match kind {
         WeightFormat::Q4_0 => (8, false),
         WeightFormat::Q5_0 => (16, false),
+        WeightFormat::Q8_0 => (0, false),
         _ => (0, true),
     }
 }
@@ -718,29 +714,37 @@ pub fn group_dot_k_scalar(kind: WeightFormat, w: &[u8], a: &[ActBlockK]) -> [f32
 /// The eight dot products of one group (`nb` packed blocks at `w`) with one activation row:
 /// the portable definition of the arithmetic.
 ///
-/// Q4_1 follows candle's and ggml's generic `vec_dot_q4_1_q8_1`: per block the integer sum is
-/// exact, then `sumi·d·d' + m·s` is added in block order; Q5_1 likewise
-/// (`vec_dot_q5_1_q8_1`), Q5_0 and Q4_0 too (`vec_dot_q5_0_q8_0`, `vec_dot_q4_0_q8_0`,
-/// `sumi·d·d'`). Q8_0 follows their AVX2 `vec_dot_q8_0_q8_0` (what candle runs on x86): eight
-/// lanes of four products each, `acc = fma(d·d', lane, acc)` per block, then the lanes summed
-/// in its `hsum_float_8` order. (candle's AVX2 Q4_0 kernel rounds like its Q8_0 one; candor
-/// keeps the reference order for Q4_0, which lets prompt rows share each weight vector.)
+/// Each follows candle's and ggml's generic dot product: per block the integer sum is exact,
+/// then `sumi·d·d'` (`vec_dot_q8_0_q8_0`, `vec_dot_q4_0_q8_0`, `vec_dot_q5_0_q8_0`), plus
+/// `m·s` for the formats with a min (`vec_dot_q4_1_q8_1`, `vec_dot_q5_1_q8_1`), added in block
+/// order.
 pub fn group_dot_scalar(kind: WeightFormat, w: &[u8], a: &[ActBlock]) -> [f32; G] {
     debug_assert!(kind.block_values() == QK);
     let gbb = kind.group_block_bytes();
     let mut out = [0f32; G];
     for (r, o) in out.iter_mut().enumerate() {
         match kind {
-            WeightFormat::Q4_0 | WeightFormat::Q4_1 | WeightFormat::Q5_0 | WeightFormat::Q5_1 => {
+            WeightFormat::Q4_0
+            | WeightFormat::Q4_1
+            | WeightFormat::Q5_0
+            | WeightFormat::Q5_1
+            | WeightFormat::Q8_0 => {
                 let (offset, min) = offset_and_min(kind);
                 let mut sum = 0f32;
                 for (b, ab) in w.chunks_exact(gbb).zip(a) {
                     let mut si = 0i32;
-                    for c in 0..4 {
-                        for t in 0..4 {
-                            let (lo, hi) = pair(kind, b, r, c, t);
-                            si += (lo as i32 - offset) * ab.qs[4 * c + t] as i32
-                                + (hi as i32 - offset) * ab.qs[16 + 4 * c + t] as i32;
+                    if kind == WeightFormat::Q8_0 {
+                        for (t, &x) in ab.qs.iter().enumerate() {
+                            let q = (b[16 + 32 * (t / 4) + 4 * r + t % 4] ^ 0x80) as i8;
+                            si += q as i32 * x as i32;
+                        }
+                    } else {
+                        for c in 0..4 {
+                            for t in 0..4 {
+                                let (lo, hi) = pair(kind, b, r, c, t);
+                                si += (lo as i32 - offset) * ab.qs[4 * c + t] as i32
+                                    + (hi as i32 - offset) * ab.qs[16 + 4 * c + t] as i32;
+                            }
                         }
                     }
                     let x = si as f32 * f16_at(b, 2 * r) * ab.d;
@@ -758,21 +762,6 @@ pub fn group_dot_scalar(kind: WeightFormat, w: &[u8], a: &[ActBlock]) -> [f32; G
             | WeightFormat::Q5K
             | WeightFormat::Q6K => {
                 unreachable!("K formats take `group_dot_k_scalar`")
-            }
-            WeightFormat::Q8_0 => {
-                let mut acc = [0f32; 8];
-                for (b, ab) in w.chunks_exact(gbb).zip(a) {
-                    let dd = f16_at(b, 2 * r) * ab.d;
-                    for (c, acc) in acc.iter_mut().enumerate() {
-                        let mut si = 0i32;
-                        for t in 0..4 {
-                            let q = ((b[16 + 32 * c + 4 * r + t] ^ 0x80) as i8) as i32;
-                            si += q * ab.qs[4 * c + t] as i32;
-                        }
-                        *acc = dd.mul_add(si as f32, *acc);
-                    }
-                }
-                *o = hsum8(&acc);
             }
         }
     }

@@ -35,10 +35,13 @@ macro_rules! finish_vnni {
         $acc
     };
 }
-// Packed Q8_0 bytes are q + 128: Σ(q + 128)·x − 128·Σx (the correction `c` starts the sum).
+// Packed Q8_0 bytes are q + 128: Σ(q + 128)·x − 128·Σx, so a block's sum starts at −128·Σx.
 macro_rules! dot8_vnni {
-    ($v:expr, $x:expr, $c:expr) => {
-        dpbusd(_mm256_set1_epi32($c), $v, $x)
+    (start $sum:expr) => {
+        _mm256_set1_epi32(-128 * $sum)
+    };
+    ($acc:expr, $v:expr, $x:expr) => {
+        dpbusd($acc, $v, $x)
     };
 }
 macro_rules! dp2_vnni {
@@ -69,13 +72,17 @@ macro_rules! dp2_avx2 {
         _mm256_add_epi32($acc, _mm256_madd_epi16(p, _mm256_set1_epi16(1)))
     }};
 }
-// Q8_0 on AVX2: back to signed bytes, then candle's sign trick (|w| · sign(x, w)).
+// Q8_0 on AVX2: back to signed bytes, then candle's sign trick (|w| · sign(x, w)); a pair of
+// products, at most 2·128·127, fits the i16 lane.
 macro_rules! dot8_avx2 {
-    ($v:expr, $x:expr, $c:expr) => {{
-        let _ = $c;
+    (start $sum:expr) => {{
+        let _ = $sum;
+        _mm256_setzero_si256()
+    }};
+    ($acc:expr, $v:expr, $x:expr) => {{
         let q = _mm256_xor_si256($v, _mm256_set1_epi8(-128));
         let p = _mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8($x, q));
-        _mm256_madd_epi16(p, _mm256_set1_epi16(1))
+        _mm256_add_epi32($acc, _mm256_madd_epi16(p, _mm256_set1_epi16(1)))
     }};
 }
 
@@ -211,32 +218,35 @@ macro_rules! ref_kernel {
 
 macro_rules! q8_0_kernel {
     ($name:ident, $features:literal, $dot:ident) => {
-        /// Q8_0 dot products of one group with `M` activation rows, each weight vector loaded
-        /// once for all the rows.
+        /// Q8_0 dot products of one group with `M` activation rows in candle's reference order
+        /// (exact integer sum per block, then `sumi·d·d'`), each weight vector loaded once for
+        /// all the rows.
         #[target_feature(enable = $features)]
         pub unsafe fn $name<const M: usize>(
             w: *const u8,
             a: [*const ActBlock; M],
             nb: usize,
         ) -> [[f32; 8]; M] {
-            let mut acc = [[_mm256_setzero_ps(); 8]; M];
+            let mut sum = [_mm256_setzero_ps(); M];
             for i in 0..nb {
                 let b = w.add(i * 272);
                 prefetch_ahead::<M>(b, 272);
                 let d = _mm256_cvtph_ps(_mm_loadu_si128(b as *const __m128i));
-                let dd: [__m256; M] =
-                    std::array::from_fn(|r| _mm256_mul_ps(d, _mm256_set1_ps((*a[r].add(i)).d)));
+                let mut acc: [__m256i; M] = std::array::from_fn(|r| $dot!(start(*a[r].add(i)).sum));
                 for c in 0..8 {
                     let v = _mm256_loadu_si256(b.add(16 + 32 * c) as *const __m256i);
                     for r in 0..M {
-                        let ab = &*a[r].add(i);
-                        let s = $dot!(v, bcast4!(ab.qs.as_ptr(), 4 * c), ab.c[c]);
-                        acc[r][c] = _mm256_fmadd_ps(dd[r], _mm256_cvtepi32_ps(s), acc[r][c]);
+                        let q = (*a[r].add(i)).qs.as_ptr();
+                        acc[r] = $dot!(acc[r], v, bcast4!(q, 4 * c));
                     }
                 }
+                for r in 0..M {
+                    let si = _mm256_cvtepi32_ps(acc[r]);
+                    let t = _mm256_mul_ps(_mm256_mul_ps(si, d), _mm256_set1_ps((*a[r].add(i)).d));
+                    sum[r] = _mm256_add_ps(sum[r], t);
+                }
             }
-            let sums: [__m256; M] = std::array::from_fn(|r| hsum8(&acc[r]));
-            rows_out(&sums)
+            rows_out(&sum)
         }
     };
 }
