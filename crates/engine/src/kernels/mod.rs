@@ -10,8 +10,8 @@
 //! CPU: the
 //! 32-value formats, Q2_K and Q3_K round as candle's dot products do, so outputs match candle
 //! token for token; Q4_K, Q5_K and Q6_K sum each super-block exactly and round once, which
-//! frees their kernels to multiply in whatever order is fastest; on CPUs with AMX, their prompt
-//! rows go through tile products (`amx.rs`) to the same exact sums.
+//! frees their kernels to multiply in whatever order is fastest; on CPUs with AMX, prompt rows
+//! of all these but Q2_K and Q3_K go through tile products (`amx.rs`) to the same exact sums.
 //! `activation.rs` holds the vectorized gate activations of the fused feed-forward kernel;
 //! `attention.rs` the attention that reads each sequence's KV cache in place (its vector code
 //! in `attention/simd.rs`), `convert.rs`
@@ -328,8 +328,7 @@ fn span_rows<const W: usize>(
     #[cfg(target_arch = "x86_64")]
     if grps.len() == 2 {
         let pair = ws.map(|w| &w[grps.start * gbytes..][..2 * gbytes]);
-        let (blocks, nb) = (acts.super_blocks, acts.k / QK_K);
-        r = amx::pair_rows(kind, pair, gbytes, blocks, m, nb, &mut |half, row, ys| {
+        r = amx::pair_rows(kind, pair, gbytes, acts, m, &mut |half, row, ys| {
             f(grps.start + half, row, ys)
         });
     }
@@ -841,8 +840,14 @@ mod tests {
             eprintln!("no AMX on this machine (or not granted by the OS): nothing to compare");
             return;
         }
-        let (n, k) = (24, 768);
-        for dtype in [GgmlDType::Q4K, GgmlDType::Q5K, GgmlDType::Q6K] {
+        let n = 24;
+        for dtype in ALL {
+            // 25 blocks of 32 values: the last of an odd count alone in its tile product.
+            let k = match dtype {
+                GgmlDType::Q2K | GgmlDType::Q3K => continue,
+                GgmlDType::Q4K | GgmlDType::Q5K | GgmlDType::Q6K => 768,
+                _ => 800,
+            };
             let a = pack(&quantized(dtype, n, k, 5)).unwrap();
             let b = pack(&quantized(dtype, n, k, 6)).unwrap();
             for m in [32, 53] {
