@@ -165,40 +165,31 @@ pub(super) fn pair_rows<const W: usize>(
     f: &mut impl FnMut(usize, usize, [&[f32; G]; W]),
 ) -> usize {
     assert!(takes(kind, m));
-    if kind.block_values() == QK {
-        pair_rows_blocks(kind, ws, gbytes, acts.blocks, m, acts.k / QK, f)
-    } else {
-        pair_rows_k(kind, ws, gbytes, acts.super_blocks, m, acts.k / QK_K, f)
-    }
-}
-
-/// [`pair_rows`] for the K formats.
-fn pair_rows_k<const W: usize>(
-    kind: WeightFormat,
-    ws: [&[u8]; W],
-    gbytes: usize,
-    blocks: &[ActBlockK],
-    m: usize,
-    nb: usize,
-    f: &mut impl FnMut(usize, usize, [&[f32; G]; W]),
-) -> usize {
-    assert!(blocks.len() >= m * nb);
-    let bytes = match kind {
-        WeightFormat::Q4K => Q4K_BYTES,
-        WeightFormat::Q5K => Q5K_BYTES,
-        _ => Q6K_BYTES,
-    };
+    let blocks = kind.block_values() == QK;
+    let nb = acts.k / kind.block_values();
+    let bytes = kind.group_block_bytes();
     assert!(gbytes >= nb * bytes);
-    configure(Shapes::SuperBlocks);
+    let rows_held = if blocks {
+        acts.blocks.len()
+    } else {
+        acts.super_blocks.len()
+    };
+    assert!(rows_held >= m * nb);
+    let (shapes, prepared_bytes, sums_len) = if blocks {
+        (Shapes::Blocks, PREPARED_BLOCK, ROWS * COLS)
+    } else {
+        (Shapes::SuperBlocks, PREPARED, TILE_SUMS)
+    };
+    configure(shapes);
     PREPARED_BUF.with_borrow_mut(|prepared| {
         prepared.resize_with(prepared.len().max(W), Vec::new);
         for (w, buf) in ws.iter().zip(prepared.iter_mut()) {
             assert!(w.len() >= gbytes + nb * bytes);
-            buf.resize(nb * PREPARED, 0);
+            buf.resize(nb * prepared_bytes, 0);
             for half in 0..2 {
                 // SAFETY: AVX-512BW is there (`available`); reads stay within the nb packed
-                // super-blocks of each group of `w` and writes within the nb prepared ones
-                // of `buf` (checked).
+                // (super-)blocks of each group of `w` and writes within the nb prepared ones of
+                // `buf` (checked).
                 unsafe {
                     let (w, out) = (
                         w.as_ptr().add(half * gbytes),
@@ -207,31 +198,38 @@ fn pair_rows_k<const W: usize>(
                     match kind {
                         WeightFormat::Q4K => prepare_q4k::<false>(w, nb, out),
                         WeightFormat::Q5K => prepare_q4k::<true>(w, nb, out),
-                        _ => prepare_q6k(w, nb, out),
+                        WeightFormat::Q6K => prepare_q6k(w, nb, out),
+                        _ => prepare_blocks(kind, w, nb, out),
                     }
                 };
             }
         }
         SUMS.with_borrow_mut(|sums| {
-            sums.resize(nb * TILE_SUMS, 0);
+            sums.resize(nb * sums_len, 0);
             let mut r = 0;
             while r + ROWS <= m {
                 let mut outs = [[[[0f32; G]; ROWS]; 2]; W];
                 for ((w, buf), out) in ws.iter().zip(prepared.iter()).zip(outs.iter_mut()) {
-                    // SAFETY: AMX is available and configured on this thread; each group of
-                    // `w` holds nb packed super-blocks, `buf` their prepared values, rows
-                    // r..r + 16 ≤ m of `blocks` nb activation super-blocks each and `sums` nb
-                    // tiles' sums (all checked above).
+                    // SAFETY: AMX is available and configured on this thread for `shapes`;
+                    // each group of `w` holds nb packed (super-)blocks, `buf` their prepared
+                    // values, rows r..r + 16 ≤ m of the activations nb (super-)blocks each and
+                    // `sums` nb tiles' sums (all checked above).
                     unsafe {
-                        let a = blocks.as_ptr().add(r * nb);
-                        products(buf.as_ptr(), a, nb, sums.as_mut_ptr());
-                        for (half, out) in out.iter_mut().enumerate() {
-                            let w = w.as_ptr().add(half * gbytes);
-                            let sums = &sums[G * half..];
-                            if kind == WeightFormat::Q6K {
-                                finish::<false>(w, bytes, a, nb, sums, out)
-                            } else {
-                                finish::<true>(w, bytes, a, nb, sums, out)
+                        let (w, buf) = (w.as_ptr(), buf.as_ptr());
+                        if blocks {
+                            let a = acts.blocks.as_ptr().add(r * nb);
+                            block_products(buf, a, nb, sums.as_mut_ptr());
+                            finish_blocks(kind, w, gbytes, a, nb, sums, out);
+                        } else {
+                            let a = acts.super_blocks.as_ptr().add(r * nb);
+                            products(buf, a, nb, sums.as_mut_ptr());
+                            for (half, out) in out.iter_mut().enumerate() {
+                                let (w, sums) = (w.add(half * gbytes), &sums[G * half..]);
+                                if kind == WeightFormat::Q6K {
+                                    finish::<false>(w, bytes, a, nb, sums, out)
+                                } else {
+                                    finish::<true>(w, bytes, a, nb, sums, out)
+                                }
                             }
                         }
                     }
@@ -456,68 +454,6 @@ unsafe fn finish<const MINS: bool>(
     for (o, acc) in out.iter_mut().zip(acc) {
         _mm256_storeu_ps(o.as_mut_ptr(), acc);
     }
-}
-
-/// [`pair_rows`] for the 32-value formats: each block's 16 × 16 exact sums from one tile
-/// product, then the VNNI kernels' float steps.
-fn pair_rows_blocks<const W: usize>(
-    kind: WeightFormat,
-    ws: [&[u8]; W],
-    gbytes: usize,
-    blocks: &[ActBlock],
-    m: usize,
-    nb: usize,
-    f: &mut impl FnMut(usize, usize, [&[f32; G]; W]),
-) -> usize {
-    assert!(blocks.len() >= m * nb);
-    let bytes = kind.group_block_bytes();
-    assert!(gbytes >= nb * bytes);
-    configure(Shapes::Blocks);
-    PREPARED_BUF.with_borrow_mut(|prepared| {
-        prepared.resize_with(prepared.len().max(W), Vec::new);
-        for (w, buf) in ws.iter().zip(prepared.iter_mut()) {
-            assert!(w.len() >= gbytes + nb * bytes);
-            buf.resize(nb * PREPARED_BLOCK, 0);
-            for half in 0..2 {
-                // SAFETY: AVX-512BW is there (`available`); reads stay within the nb packed
-                // blocks of each group of `w` and writes within the nb prepared ones of `buf`
-                // (checked).
-                unsafe {
-                    prepare_blocks(
-                        kind,
-                        w.as_ptr().add(half * gbytes),
-                        nb,
-                        buf.as_mut_ptr().add(32 * half),
-                    )
-                };
-            }
-        }
-        SUMS.with_borrow_mut(|sums| {
-            sums.resize(nb * ROWS * COLS, 0);
-            let mut r = 0;
-            while r + ROWS <= m {
-                let mut outs = [[[[0f32; G]; ROWS]; 2]; W];
-                for ((w, buf), out) in ws.iter().zip(prepared.iter()).zip(outs.iter_mut()) {
-                    // SAFETY: AMX is available and configured on this thread; each group of
-                    // `w` holds nb packed blocks, `buf` their prepared values, rows r..r + 16
-                    // ≤ m of `blocks` nb activation blocks each and `sums` nb tiles' sums (all
-                    // checked above).
-                    unsafe {
-                        let a = blocks.as_ptr().add(r * nb);
-                        block_products(buf.as_ptr(), a, nb, sums.as_mut_ptr());
-                        finish_blocks(kind, w.as_ptr(), gbytes, a, nb, sums, out);
-                    }
-                }
-                for half in 0..2 {
-                    for i in 0..ROWS {
-                        f(half, r + i, outs.each_ref().map(|o| &o[half][i]));
-                    }
-                }
-                r += ROWS;
-            }
-            r
-        })
-    })
 }
 
 /// A 32-value group's values as signed bytes (less the format's offset: 8 for Q4_0, 16 for
