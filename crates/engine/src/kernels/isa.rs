@@ -223,7 +223,8 @@ impl Isa {
 }
 
 /// The instruction sets candor's CPU kernels use on this machine, e.g. "avx-vnni+avx512bw"
-/// (and "+amx-int8" where the K formats' prompt rows go through AMX tiles).
+/// ("+avx512-vnni" where Q6_K takes 512-bit `vpdpbusd` besides another VNNI set, and
+/// "+amx-int8" where prompt rows go through AMX tiles).
 pub fn instruction_sets() -> String {
     let mut v = vec![match Isa::best() {
         Isa::Portable => "portable",
@@ -237,6 +238,10 @@ pub fn instruction_sets() -> String {
     #[cfg(target_arch = "x86_64")]
     if Isa::best() != Isa::Portable && avx512bw() {
         v.push("avx512bw");
+    }
+    #[cfg(target_arch = "x86_64")]
+    if Isa::best() == Isa::AvxVnni && avx512vnni() {
+        v.push("avx512-vnni");
     }
     #[cfg(target_arch = "x86_64")]
     if amx::available() {
