@@ -590,7 +590,9 @@ unsafe fn finish_blocks(
             let b = w.add(half * gbytes + i * bytes + at);
             _mm256_cvtph_ps(_mm_loadu_si128(b as *const __m128i))
         };
-        _mm512_insertf32x8(_mm512_castps256_ps512(h(0)), h(1), 1)
+        // (`_mm512_insertf32x8` would need AVX512-DQ.)
+        let (lo, hi) = (_mm256_castps_pd(h(0)), _mm256_castps_pd(h(1)));
+        _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(lo), hi, 1))
     };
     let mut acc = [_mm512_setzero_ps(); ROWS];
     for i in 0..nb {
