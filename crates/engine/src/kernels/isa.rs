@@ -143,11 +143,12 @@ impl Isa {
         let a: [*const ActBlockK; M] = std::array::from_fn(|i| acts.row_k(r + i).as_ptr());
         let w = w.as_ptr();
         // Q4_K, Q5_K and Q6_K sum exactly, so any of their kernels gives the same bits: the
-        // fastest here is taken. `vpdpbusd` first (512 bits wide for Q6_K where the CPU has
-        // AVX512-VNNI: its unpacking is heavier than Q4_K's, and one row went from 22 to 43 GB/s
-        // of weights in L2, one core; Q4_K measured 10% slower there at 512 bits, so it stays at
-        // 256), then AVX-512's wider `vpmaddubsw`, then
-        // AVX2's emulated `vpdpbusd` (also for one row: faster than a one-row kernel, measured).
+        // fastest here is taken. `vpdpbusd` first (512 bits wide for Q5_K and Q6_K where the
+        // CPU has AVX512-VNNI: their unpacking is heavier than Q4_K's, and one row took 30 vs
+        // 48 µs (Q5_K) and 40 vs 84 µs (Q6_K) per 1024 × 2048 weight in L2 on one core; Q4_K
+        // measured 10% slower at 512 bits, so it stays at 256), then AVX-512's wider
+        // `vpmaddubsw`, then AVX2's emulated `vpdpbusd` (also for one row: faster than a one-row
+        // kernel, measured).
         macro_rules! k {
             ($isa:ident) => {
                 // SAFETY: an ISA is only chosen when the CPU has its features (`available`);
@@ -162,13 +163,19 @@ impl Isa {
             };
         }
         let exact = kind.sums_exactly();
-        if kind == WeightFormat::Q6K && M <= 8 && avx512vnni() {
-            // SAFETY: the CPU has AVX512-VNNI, F and BW (checked) and AVX2, FMA, F16C (any
-            // AVX-512 CPU); `w` and `a` as above.
-            return Some(unsafe { x86::q6k_vnni512::<M>(w, a, nb) });
-        }
-
         match self {
+            Isa::AvxVnni | Isa::Avx512Vnni
+                if matches!(kind, WeightFormat::Q5K | WeightFormat::Q6K) && avx512vnni() =>
+            {
+                // SAFETY: the CPU has AVX512-VNNI, F and BW (checked) and AVX2, FMA, F16C (any
+                // ISA but the portable one); `w` and `a` as above.
+                return Some(unsafe {
+                    match kind {
+                        WeightFormat::Q5K => x86::q4k5k_vnni512::<M, true>(w, a, nb),
+                        _ => x86::q6k_vnni512::<M>(w, a, nb),
+                    }
+                });
+            }
             Isa::AvxVnni if exact => return k!(avx_vnni),
             Isa::Avx512Vnni if exact => return k!(avx512_vnni),
             _ => {}

@@ -784,76 +784,89 @@ pub unsafe fn q2k3k_512<const M: usize, const MINS: bool>(
     out
 }
 
-/// Q4_K (or, `FIVE`, Q5_K) dot products of one group with `M` activation rows, 512 bits wide
-/// (for AVX-512 CPUs without VNNI): each register holds the same lane of two 64-value chunks
-/// (2p, 2p+1).
-// `l` indexes the accumulators and computes the offsets.
-#[allow(clippy::needless_range_loop)]
-#[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
-pub unsafe fn q4k5k_512<const M: usize, const FIVE: bool>(
-    w: *const u8,
-    a: [*const ActBlockK; M],
-    nb: usize,
-) -> [[f32; 8]; M] {
-    let low = _mm512_set1_epi8(0x0F);
-    let one = _mm512_set1_epi8(1);
-    let mut acc = [_mm256_setzero_ps(); M];
-    for i in 0..nb {
-        let b = w.add(i * k_stride(FIVE));
-        let ys: [&ActBlockK; M] = std::array::from_fn(|r| &*a[r].add(i));
-        let dw = _mm256_cvtph_ps(_mm_loadu_si128(b as *const __m128i));
-        let dminw = _mm256_cvtph_ps(_mm_loadu_si128(b.add(16) as *const __m128i));
-        // Scales of the sub-blocks in each half: chunk 2p takes 4p (low) / 4p+1 (high), chunk
-        // 2p+1 takes 4p+2 / 4p+3.
-        let sc = |s: usize| scales16!(b.add(32 + 8 * s), _mm256_cvtepu8_epi16);
-        let pair = |lo: __m256i, hi: __m256i| _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
-        let sc_lo = [pair(sc(0), sc(2)), pair(sc(4), sc(6))];
-        let sc_hi = [pair(sc(1), sc(3)), pair(sc(5), sc(7))];
-        let mut sums = [_mm256_setzero_si256(); M];
-        for l in 0..8 {
-            let mut lanes = [_mm512_setzero_si512(); M];
-            for p in 0..2 {
-                let v = _mm512_loadu_si512(b.add(160 + 32 * q4k_vector(2 * p, l)) as *const _);
-                let mut lo = _mm512_and_si512(v, low);
-                let mut hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), low);
-                if FIVE {
-                    // Chunk 2p's bits 4p / 4p+1 in the low half, chunk 2p+1's 4p+2 / 4p+3 in
-                    // the high half, each moved to bit 4 of its byte.
-                    let h = _mm256_loadu_si256(b.add(1184 + 32 * l) as *const __m256i);
-                    let h = _mm512_broadcast_i64x4(h);
-                    let bit = |s: i16| {
-                        let counts = pair(_mm256_set1_epi16(s), _mm256_set1_epi16(s + 2));
-                        let x = _mm512_srlv_epi16(h, counts);
-                        _mm512_slli_epi16(_mm512_and_si512(x, one), 4)
-                    };
-                    lo = _mm512_or_si512(lo, bit(4 * p as i16));
-                    hi = _mm512_or_si512(hi, bit(4 * p as i16 + 1));
+/// Q4_K (or, `FIVE`, Q5_K) dot products of one group with `M` activation rows, 512 bits wide:
+/// each register holds the same lane of two 64-value chunks (2p, 2p + 1). Exact sums, the bits
+/// of every other Q4_K / Q5_K kernel.
+macro_rules! q4k5k_512_kernel {
+    ($(#[$doc:meta])* $name:ident, $features:literal, $dp:ident) => {
+        $(#[$doc])*
+        #[allow(clippy::needless_range_loop)]
+        #[target_feature(enable = $features)]
+        pub unsafe fn $name<const M: usize, const FIVE: bool>(
+            w: *const u8,
+            a: [*const ActBlockK; M],
+            nb: usize,
+        ) -> [[f32; 8]; M] {
+            let low = _mm512_set1_epi8(0x0F);
+            let bit4 = _mm512_set1_epi8(0x10);
+            // `(a & c) | b`: a nibble below its fifth bit already in place.
+            let merge = |a: __m512i, b: __m512i| _mm512_ternarylogic_epi32::<0xEC>(a, b, low);
+            let mut acc = [_mm256_setzero_ps(); M];
+            for i in 0..nb {
+                let b = w.add(i * k_stride(FIVE));
+                prefetch_ahead::<M>(b, k_stride(FIVE));
+                let ys: [&ActBlockK; M] = std::array::from_fn(|r| &*a[r].add(i));
+                let sc = |s: usize| _mm_loadl_epi64(b.add(32 + 8 * s) as *const __m128i);
+                let mut sums = [_mm512_setzero_si512(); M];
+                for p in 0..2 {
+                    // t[r][0]: the low nibbles, sub-blocks 4p (chunk 2p, low half) and 4p + 2
+                    // (chunk 2p + 1, high half); t[r][1]: the high nibbles, 4p + 1 and 4p + 3.
+                    let mut t = [[_mm512_setzero_si512(); 2]; M];
+                    for l in 0..8 {
+                        let at = b.add(160 + 32 * q4k_vector(2 * p, l));
+                        let v = _mm512_loadu_si512(at as *const _);
+                        let hi = _mm512_srli_epi16(v, 4);
+                        let vals = if FIVE {
+                            // Bit s of each `qh` byte (sub-block s) moved to bit 4.
+                            let h = _mm256_loadu_si256(b.add(1184 + 32 * l) as *const __m256i);
+                            let h = _mm512_broadcast_i64x4(h);
+                            let fifth = |s0: i16, s1: i16| {
+                                let to4 = |s: i16| (4 - s).max(0);
+                                let from4 = |s: i16| (s - 4).max(0);
+                                let pair = |c0: i16, c1: i16| {
+                                    let c0 = _mm512_set1_epi16(c0);
+                                    _mm512_inserti64x4(c0, _mm256_set1_epi16(c1), 1)
+                                };
+                                let x = _mm512_sllv_epi16(h, pair(to4(s0), to4(s1)));
+                                let x = _mm512_srlv_epi16(x, pair(from4(s0), from4(s1)));
+                                _mm512_and_si512(x, bit4)
+                            };
+                            let s = 4 * p as i16;
+                            [merge(v, fifth(s, s + 2)), merge(hi, fifth(s + 1, s + 3))]
+                        } else {
+                            [_mm512_and_si512(v, low), _mm512_and_si512(hi, low)]
+                        };
+                        for r in 0..M {
+                            let q = ys[r].qs.as_ptr();
+                            for (half, vals) in vals.iter().enumerate() {
+                                let at = 128 * p + 32 * half + 4 * l;
+                                let d0 = (q.add(at) as *const i32).read_unaligned();
+                                let d1 = (q.add(at + 64) as *const i32).read_unaligned();
+                                let x = _mm512_mask_set1_epi32(_mm512_set1_epi32(d0), 0xFF00, d1);
+                                t[r][half] = $dp!(t[r][half], *vals, x);
+                            }
+                        }
+                    }
+                    for half in 0..2 {
+                        let pair = _mm_unpacklo_epi64(sc(4 * p + half), sc(4 * p + 2 + half));
+                        let s = _mm512_cvtepu8_epi32(pair);
+                        for r in 0..M {
+                            sums[r] = _mm512_add_epi32(sums[r], _mm512_mullo_epi32(t[r][half], s));
+                        }
+                    }
                 }
-                for (lane, y) in lanes.iter_mut().zip(&ys) {
-                    let q = y.qs.as_ptr();
-                    let x = |at: usize| {
-                        let d0 = (q.add(at) as *const i32).read_unaligned();
-                        let d1 = (q.add(at + 64) as *const i32).read_unaligned();
-                        _mm512_mask_set1_epi32(_mm512_set1_epi32(d0), 0xFF00, d1)
-                    };
-                    let plo = _mm512_maddubs_epi16(lo, x(128 * p + 4 * l));
-                    let phi = _mm512_maddubs_epi16(hi, x(128 * p + 32 + 4 * l));
-                    *lane = _mm512_add_epi32(*lane, _mm512_madd_epi16(plo, sc_lo[p]));
-                    *lane = _mm512_add_epi32(*lane, _mm512_madd_epi16(phi, sc_hi[p]));
+                let dw = _mm256_cvtph_ps(_mm_loadu_si128(b as *const __m128i));
+                let dminw = _mm256_cvtph_ps(_mm_loadu_si128(b.add(16) as *const __m128i));
+                for r in 0..M {
+                    let half = _mm512_extracti64x4_epi64(sums[r], 1);
+                    let sum = _mm256_add_epi32(_mm512_castsi512_si256(sums[r]), half);
+                    let mins = Some((dminw, k_mins(b, ys[r])));
+                    acc[r] = k_finish(acc[r], ys[r], dw, sum, mins);
                 }
             }
-            for r in 0..M {
-                let half = _mm512_extracti64x4_epi64(lanes[r], 1);
-                let lane = _mm256_add_epi32(_mm512_castsi512_si256(lanes[r]), half);
-                sums[r] = _mm256_add_epi32(sums[r], lane);
-            }
+            rows_out(&acc)
         }
-        for r in 0..M {
-            let mins = Some((dminw, k_mins(b, ys[r])));
-            acc[r] = k_finish(acc[r], ys[r], dw, sums[r], mins);
-        }
-    }
-    rows_out(&acc)
+    };
 }
 
 /// Q6_K dot products of one group with `M` activation rows, 512 bits wide: each register holds
@@ -943,6 +956,18 @@ macro_rules! dp512_bw {
         )
     };
 }
+q4k5k_512_kernel!(
+    /// For AVX-512 CPUs without VNNI.
+    q4k5k_512,
+    "avx512f,avx512bw,avx2,fma,f16c",
+    dp512_bw
+);
+q4k5k_512_kernel!(
+    /// On AVX512-VNNI's `vpdpbusd` (Q5_K: its fifth bits make the unpacking the heavy part).
+    q4k5k_vnni512,
+    "avx512f,avx512bw,avx512vnni,avx2,fma,f16c",
+    dp512_vnni
+);
 q6k_512_kernel!(
     /// For AVX-512 CPUs without VNNI.
     q6k_512,
