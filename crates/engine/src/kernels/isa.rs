@@ -230,7 +230,7 @@ impl Isa {
 }
 
 /// The instruction sets candor's CPU kernels use on this machine, e.g. "avx-vnni+avx512bw"
-/// ("+avx512-vnni" where Q6_K takes 512-bit `vpdpbusd` besides another VNNI set, and
+/// ("+avx512-vnni" where Q5_K and Q6_K take 512-bit `vpdpbusd` besides another VNNI set, and
 /// "+amx-int8" where prompt rows go through AMX tiles).
 pub fn instruction_sets() -> String {
     let mut v = vec![match Isa::best() {
