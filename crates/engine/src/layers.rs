@@ -163,8 +163,8 @@ pub enum Gate {
 
 impl Gate {
     /// One group of outputs of the fused kernel. SiLU does candle's operations in candle's
-    /// order, so the default model's outputs match candle's bit for bit; GELU goes through a
-    /// vectorized formula (see `kernels::activation`) that agrees with candle's to rounding.
+    /// order, bit for bit; GELU goes through a vectorized formula (see `kernels::activation`)
+    /// that agrees with candle's to rounding.
     pub(crate) fn group(self, v: &[f32; G]) -> [f32; G] {
         match self {
             Gate::Silu => v.map(|v| v / (1.0 + (-v).exp())),
