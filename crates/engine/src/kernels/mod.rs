@@ -8,8 +8,8 @@
 //! The kernels (`x86.rs`: AVX-VNNI, AVX512-VNNI or AVX2, picked at run time in `isa.rs`; the
 //! portable loop in `packed.rs` defines the arithmetic) give the portable loop's bits on every
 //! CPU: the
-//! 32-value formats, Q2_K and Q3_K round as candle's dot products do, so outputs match candle
-//! token for token; Q4_K, Q5_K and Q6_K sum each super-block exactly and round once, which
+//! 32-value formats, Q2_K and Q3_K round as candle's dot products do (its reference ones for the
+//! 32-value formats, its AVX2 ones for Q2_K and Q3_K); Q4_K, Q5_K and Q6_K sum each super-block exactly and round once, which
 //! frees their kernels to multiply in whatever order is fastest; on CPUs with AMX, prompt rows
 //! of all these but Q2_K and Q3_K go through tile products (`amx.rs`) to the same exact sums.
 //! `activation.rs` holds the vectorized gate activations of the fused feed-forward kernel;
