@@ -206,41 +206,55 @@ pub(super) fn pair_rows<const W: usize>(
             }
         }
         SUMS.with_borrow_mut(|sums| {
-            sums.resize(nb * sums_len, 0);
+            sums.resize(2 * nb * sums_len, 0);
             let mut r = 0;
             while r + ROWS <= m {
-                let mut outs = [[[[0f32; G]; ROWS]; 2]; W];
-                for ((w, buf), out) in ws.iter().zip(prepared.iter()).zip(outs.iter_mut()) {
+                // K formats: two tiles of rows per pass where they last, sharing each weight
+                // tile load.
+                let tiles = if !blocks && r + 2 * ROWS <= m { 2 } else { 1 };
+                let mut outs = [[[[[0f32; G]; ROWS]; 2]; W]; 2];
+                for (j, (w, buf)) in ws.iter().zip(prepared.iter()).enumerate() {
                     // SAFETY: AMX is available and configured on this thread for `shapes`;
                     // each group of `w` holds nb packed (super-)blocks, `buf` their prepared
-                    // values, rows r..r + 16 ≤ m of the activations nb (super-)blocks each and
-                    // `sums` nb tiles' sums (all checked above).
+                    // values, rows r..r + 16·tiles ≤ m of the activations nb (super-)blocks
+                    // each and `sums` 2·nb tiles' sums (all checked above).
                     unsafe {
                         let (w, buf) = (w.as_ptr(), buf.as_ptr());
                         if blocks {
                             let a = acts.blocks.as_ptr().add(r * nb);
                             block_products(buf, a, nb, sums.as_mut_ptr());
-                            finish_blocks(kind, w, gbytes, a, nb, sums, out);
+                            finish_blocks(kind, w, gbytes, a, nb, sums, &mut outs[0][j]);
                         } else {
                             let a = acts.super_blocks.as_ptr().add(r * nb);
-                            products(buf, a, nb, sums.as_mut_ptr());
-                            for (half, out) in out.iter_mut().enumerate() {
-                                let (w, sums) = (w.add(half * gbytes), &sums[G * half..]);
-                                if kind == WeightFormat::Q6K {
-                                    finish::<false>(w, bytes, a, nb, sums, out)
-                                } else {
-                                    finish::<true>(w, bytes, a, nb, sums, out)
+                            if tiles == 2 {
+                                products2(buf, a, nb, sums.as_mut_ptr());
+                            } else {
+                                products(buf, a, nb, sums.as_mut_ptr());
+                            }
+                            for (t, outs) in outs.iter_mut().take(tiles).enumerate() {
+                                let a = a.add(t * ROWS * nb);
+                                for (half, out) in outs[j].iter_mut().enumerate() {
+                                    let w = w.add(half * gbytes);
+                                    let sums =
+                                        (&sums[t * TILE_SUMS + G * half..], tiles * TILE_SUMS);
+                                    if kind == WeightFormat::Q6K {
+                                        finish::<false>(w, bytes, a, nb, sums, out)
+                                    } else {
+                                        finish::<true>(w, bytes, a, nb, sums, out)
+                                    }
                                 }
                             }
                         }
                     }
                 }
-                for half in 0..2 {
-                    for i in 0..ROWS {
-                        f(half, r + i, outs.each_ref().map(|o| &o[half][i]));
+                for (t, outs) in outs.iter().take(tiles).enumerate() {
+                    for half in 0..2 {
+                        for i in 0..ROWS {
+                            f(half, r + ROWS * t + i, outs.each_ref().map(|o| &o[half][i]));
+                        }
                     }
                 }
-                r += ROWS;
+                r += ROWS * tiles;
             }
             r
         })
@@ -418,6 +432,61 @@ unsafe fn products(prepared: *const u8, a: *const ActBlockK, nb: usize, sums: *m
     }
 }
 
+/// [`products`] for 32 rows, two tiles of 16 that share each load of the prepared weights:
+/// super-block i's sums at `sums + 2i·TILE_SUMS`, the first 16 rows' then the next 16's.
+///
+/// # Safety
+/// As [`products`], with 32 × nb activation super-blocks at `a` and 2·nb × TILE_SUMS i32 at
+/// `sums`.
+#[allow(unsafe_op_in_unsafe_fn)]
+unsafe fn products2(prepared: *const u8, a: *const ActBlockK, nb: usize, sums: *mut i32) {
+    let stride = nb * std::mem::size_of::<ActBlockK>();
+    macro_rules! chunk {
+        ($x:literal, $t:literal) => {
+            concat!(
+                "tileloadd tmm6, [{t} + {row}*1 + ",
+                $t,
+                "]\n",
+                "tileloadd tmm4, [{x0} + {stride}*1 + ",
+                $x,
+                "]\n",
+                "tileloadd tmm7, [{t} + {row}*1 + ",
+                $t,
+                " + 1024]\n",
+                "tdpbssd tmm0, tmm4, tmm6\n",
+                "tileloadd tmm5, [{x1} + {stride}*1 + ",
+                $x,
+                "]\n",
+                "tdpbssd tmm1, tmm4, tmm7\n",
+                "tdpbssd tmm2, tmm5, tmm6\n",
+                "tdpbssd tmm3, tmm5, tmm7\n",
+            )
+        };
+    }
+    for i in 0..nb {
+        let x0 = (*a.add(i)).qs.as_ptr();
+        let x1 = (*a.add(ROWS * nb + i)).qs.as_ptr();
+        let (t, c) = (prepared.add(i * PREPARED), sums.add(2 * i * TILE_SUMS));
+        asm!(
+            "tilezero tmm0",
+            "tilezero tmm1",
+            "tilezero tmm2",
+            "tilezero tmm3",
+            chunk!("0", "0"),
+            chunk!("64", "2048"),
+            chunk!("128", "4096"),
+            chunk!("192", "6144"),
+            "tilestored [{c} + {row}*1], tmm0",
+            "tilestored [{c} + {row}*1 + 1024], tmm1",
+            "tilestored [{c} + {row}*1 + 2048], tmm2",
+            "tilestored [{c} + {row}*1 + 3072], tmm3",
+            x0 = in(reg) x0, x1 = in(reg) x1, stride = in(reg) stride, t = in(reg) t,
+            c = in(reg) c, row = in(reg) 64usize,
+            options(nostack),
+        );
+    }
+}
+
 /// One group's outputs for each row from the tile sums, super-block by super-block as the VNNI
 /// kernels add them: `128·hi + lo` is the exact Σ sc·Σ q·x (Q6_K: less 32·Σ sc·Σ x), then
 /// `k_finish`, with the mins' Σ m·Σ x for Q4_K and Q5_K (`MINS`).
@@ -433,16 +502,16 @@ unsafe fn finish<const MINS: bool>(
     bytes: usize,
     a: *const ActBlockK,
     nb: usize,
-    sums: &[i32],
+    (sums, stride): (&[i32], usize),
     out: &mut [[f32; G]; ROWS],
 ) {
-    assert!(sums.len() >= (nb - 1) * TILE_SUMS + ROWS * COLS + (ROWS - 1) * COLS + G);
+    assert!(sums.len() >= (nb - 1) * stride + ROWS * COLS + (ROWS - 1) * COLS + G);
     let mut acc = [_mm256_setzero_ps(); ROWS];
     for i in 0..nb {
         let b = w.add(i * bytes);
         let dw = _mm256_cvtph_ps(_mm_loadu_si128(b as *const __m128i));
         let dminw = _mm256_cvtph_ps(_mm_loadu_si128(b.add(16) as *const __m128i));
-        let block = sums.as_ptr().add(i * TILE_SUMS);
+        let block = sums.as_ptr().add(i * stride);
         for (r, acc) in acc.iter_mut().enumerate() {
             let y = &*a.add(r * nb + i);
             let hi = _mm256_loadu_si256(block.add(COLS * r) as *const __m256i);
