@@ -115,7 +115,9 @@ enum Shapes {
     /// 16 activation rows of 64 values (even and odd chunks), tmm4–tmm7 the prepared high and
     /// low parts of an even and an odd chunk (16 rows of four values of each of the pair's
     /// sixteen weight rows). Alternating the chunks' tiles lets the loads of one run while the
-    /// products of the other do.
+    /// products of the other do. For 32 rows ([`products2`]): tmm0–tmm3 the two row tiles'
+    /// sums, tmm4 and tmm5 their activations, tmm6 and tmm7 the chunk's high and low parts, each
+    /// loaded once for both (all tiles 16 × 64 bytes either way).
     SuperBlocks,
     /// 32-value formats: tmm0 and tmm1 the 16 × 16 i32 sums of an even and an odd block, tmm2
     /// and tmm3 16 activation rows of its 32 values, tmm4 and tmm5 its 8 prepared rows of four
