@@ -23,7 +23,7 @@
 //! 16 rows.
 
 use super::packed::{q4k_vector, ActBlock, ActBlockK, G, QK, QK_K};
-use super::x86::{k_finish, k_mins, q6k_values};
+use super::x86::q6k_values;
 use super::{QuantizedActivations, WeightFormat};
 use std::arch::asm;
 use std::arch::x86_64::*;
@@ -235,15 +235,12 @@ pub(super) fn pair_rows<const W: usize>(
                             }
                             for (t, outs) in outs.iter_mut().take(tiles).enumerate() {
                                 let a = a.add(t * ROWS * nb);
-                                for (half, out) in outs[j].iter_mut().enumerate() {
-                                    let w = w.add(half * gbytes);
-                                    let sums =
-                                        (&sums[t * TILE_SUMS + G * half..], tiles * TILE_SUMS);
-                                    if kind == WeightFormat::Q6K {
-                                        finish::<false>(w, bytes, a, nb, sums, out)
-                                    } else {
-                                        finish::<true>(w, bytes, a, nb, sums, out)
-                                    }
+                                let sums = (&sums[t * TILE_SUMS..], tiles * TILE_SUMS);
+                                let out = &mut outs[j];
+                                if kind == WeightFormat::Q6K {
+                                    finish::<false>(w, (gbytes, bytes), a, nb, sums, out)
+                                } else {
+                                    finish::<true>(w, (gbytes, bytes), a, nb, sums, out)
                                 }
                             }
                         }
@@ -489,42 +486,71 @@ unsafe fn products2(prepared: *const u8, a: *const ActBlockK, nb: usize, sums: *
     }
 }
 
-/// One group's outputs for each row from the tile sums, super-block by super-block as the VNNI
+/// Both groups' outputs for each row from the tile sums, super-block by super-block as the VNNI
 /// kernels add them: `128·hi + lo` is the exact Σ sc·Σ q·x (Q6_K: less 32·Σ sc·Σ x), then
-/// `k_finish`, with the mins' Σ m·Σ x for Q4_K and Q5_K (`MINS`).
+/// `k_finish`'s float steps, with the mins' Σ m·Σ x for Q4_K and Q5_K (`MINS`), on both groups'
+/// 16 columns at once.
 ///
 /// # Safety
-/// `w` holds the group's nb packed super-blocks of `bytes` (Q4_K or Q5_K if `MINS`, else Q6_K)
-/// and `a` 16 × nb activation super-blocks; `sums` the tile sums of [`products`] from the
-/// group's first column on.
-#[target_feature(enable = "avx2,fma,f16c")]
+/// `w` holds the two groups' nb packed super-blocks of `bytes` (Q4_K or Q5_K if `MINS`, else
+/// Q6_K), `gbytes` apart, and `a` 16 × nb activation super-blocks; `sums` the tile sums of
+/// [`products`] (or one tile of [`products2`]), super-block i's at `i·stride`.
+#[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
 #[allow(unsafe_op_in_unsafe_fn)]
 unsafe fn finish<const MINS: bool>(
     w: *const u8,
-    bytes: usize,
+    (gbytes, bytes): (usize, usize),
     a: *const ActBlockK,
     nb: usize,
     (sums, stride): (&[i32], usize),
-    out: &mut [[f32; G]; ROWS],
+    out: &mut [[[f32; G]; ROWS]; 2],
 ) {
-    assert!(sums.len() >= (nb - 1) * stride + ROWS * COLS + (ROWS - 1) * COLS + G);
-    let mut acc = [_mm256_setzero_ps(); ROWS];
+    assert!(sums.len() >= (nb - 1) * stride + 2 * ROWS * COLS);
+    // The two groups' 16 bytes at byte `at` of super-block i, side by side.
+    let both = |i: usize, at: usize| {
+        let b = |half: usize| _mm_loadu_si128(w.add(half * gbytes + i * bytes + at) as *const _);
+        _mm256_inserti128_si256(_mm256_castsi128_si256(b(0)), b(1), 1)
+    };
+    // Eight f16 scales of each group as 16 f32 lanes.
+    let scales = |i: usize, at: usize| {
+        let h = both(i, at);
+        let lo = _mm256_castps_pd(_mm256_cvtph_ps(_mm256_castsi256_si128(h)));
+        let hi = _mm256_castps_pd(_mm256_cvtph_ps(_mm256_extracti128_si256(h, 1)));
+        _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(lo), hi, 1))
+    };
+    let mut acc = [_mm512_setzero_ps(); ROWS];
     for i in 0..nb {
-        let b = w.add(i * bytes);
-        let dw = _mm256_cvtph_ps(_mm_loadu_si128(b as *const __m128i));
-        let dminw = _mm256_cvtph_ps(_mm_loadu_si128(b.add(16) as *const __m128i));
+        let dw = scales(i, 0);
+        let dminw = scales(i, 16);
+        // Pair p of sub-blocks' mins, (2p, 2p + 1) of each row, as i16 pairs.
+        let mins: [__m512i; 4] =
+            std::array::from_fn(|p| _mm512_cvtepu8_epi16(both(i, 96 + 16 * p)));
         let block = sums.as_ptr().add(i * stride);
         for (r, acc) in acc.iter_mut().enumerate() {
             let y = &*a.add(r * nb + i);
-            let hi = _mm256_loadu_si256(block.add(COLS * r) as *const __m256i);
-            let lo = _mm256_loadu_si256(block.add(ROWS * COLS + COLS * r) as *const __m256i);
-            let sum = _mm256_add_epi32(_mm256_slli_epi32(hi, 7), lo);
-            let mins = MINS.then(|| (dminw, k_mins(b, y)));
-            *acc = k_finish(*acc, y, dw, sum, mins);
+            let hi = _mm512_loadu_si512(block.add(COLS * r) as *const _);
+            let lo = _mm512_loadu_si512(block.add(ROWS * COLS + COLS * r) as *const _);
+            let sum = _mm512_add_epi32(_mm512_slli_epi32(hi, 7), lo);
+            let d = _mm512_mul_ps(dw, _mm512_set1_ps(y.d));
+            *acc = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(sum), *acc);
+            if MINS {
+                let mut m = _mm512_setzero_si512();
+                for (p, mins) in mins.iter().enumerate() {
+                    let s0 = y.bsums[4 * p].wrapping_add(y.bsums[4 * p + 1]) as u16 as u32;
+                    let s1 = y.bsums[4 * p + 2].wrapping_add(y.bsums[4 * p + 3]) as u16 as u32;
+                    let pair = _mm512_set1_epi32((s0 | s1 << 16) as i32);
+                    m = _mm512_add_epi32(m, _mm512_madd_epi16(*mins, pair));
+                }
+                let dmin = _mm512_mul_ps(dminw, _mm512_set1_ps(-y.d));
+                *acc = _mm512_fmadd_ps(dmin, _mm512_cvtepi32_ps(m), *acc);
+            }
         }
     }
-    for (o, acc) in out.iter_mut().zip(acc) {
-        _mm256_storeu_ps(o.as_mut_ptr(), acc);
+    for (r, acc) in acc.iter().enumerate() {
+        let mut lanes = [0f32; COLS];
+        _mm512_storeu_ps(lanes.as_mut_ptr(), *acc);
+        out[0][r].copy_from_slice(&lanes[..G]);
+        out[1][r].copy_from_slice(&lanes[G..]);
     }
 }
 

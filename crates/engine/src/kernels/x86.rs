@@ -543,7 +543,7 @@ pub(super) unsafe fn q6k_values(b: *const u8, j: usize, v: usize, l: usize) -> _
 
 /// Σ min·Σx over the eight sub-blocks of a Q4_K / Q5_K super-block `b`, per row (exact).
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(super) unsafe fn k_mins(b: *const u8, y: &ActBlockK) -> __m256i {
+unsafe fn k_mins(b: *const u8, y: &ActBlockK) -> __m256i {
     let mut total = _mm256_setzero_si256();
     for p in 0..4 {
         let mins = _mm256_cvtepu8_epi16(_mm_loadu_si128(b.add(96 + 16 * p) as *const __m128i));
@@ -560,7 +560,7 @@ pub(super) unsafe fn k_mins(b: *const u8, y: &ActBlockK) -> __m256i {
 /// `dminw` are the group's eight row scales.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(super) unsafe fn k_finish(
+unsafe fn k_finish(
     acc: __m256,
     y: &ActBlockK,
     dw: __m256,
