@@ -422,36 +422,40 @@ fn pack_q6k(b: &[u8], r: usize, dst: &mut [u8]) {
     }
 }
 
-/// The stored values (0..16 or 0..32) of row r in a packed Q4_0, Q4_1, Q5_0 or Q5_1 group
-/// block: (value 4c+t, value 16+4c+t).
+/// The 32 values of row r in a packed group block of a 32-value format, in order, less the
+/// format's offset (Q4_0's 8, Q5_0's 16): x = d·q, or d·q + m for the formats with a min.
 #[inline]
-fn pair(kind: WeightFormat, b: &[u8], r: usize, c: usize, t: usize) -> (u8, u8) {
+fn block_values(kind: WeightFormat, b: &[u8], r: usize) -> [i32; QK] {
+    if kind == WeightFormat::Q8_0 {
+        // Stored as q + 128 (`q ^ 0x80`), vector c holding values 4c..4c+4.
+        return std::array::from_fn(|x| (b[16 + 32 * (x / 4) + 4 * r + x % 4] ^ 0x80) as i8 as i32);
+    }
     // Where the nibbles start: after d[8], m[8] (Q4_1, Q5_1) and the fifth bits (Q5_x).
-    let (nibbles, fifth) = match kind {
-        WeightFormat::Q4_0 => (16, None),
-        WeightFormat::Q4_1 => (32, None),
-        WeightFormat::Q5_0 => (48, Some(16)),
-        _ => (64, Some(32)),
+    let (nibbles, fifth, offset) = match kind {
+        WeightFormat::Q4_0 => (16, None, 8),
+        WeightFormat::Q4_1 => (32, None, 0),
+        WeightFormat::Q5_0 => (48, Some(16), 16),
+        _ => (64, Some(32), 0),
     };
-    let q = b[nibbles + 32 * c + 4 * r + t];
-    let (lo, hi) = (q & 0x0F, q >> 4);
-    let Some(base) = fifth else {
-        return (lo, hi);
-    };
-    let bit = 4 * r + t;
-    let f = |at: usize| (b[at + bit / 8] >> (bit % 8) & 1) << 4;
-    (lo | f(base + 8 * c), hi | f(base + 8 * c + 4))
+    // Value x: the low (x < 16) or high nibble of byte 4c + t of vector c = x % 16 / 4, and
+    // its fifth bit, bit 4r + t of the u32 at 8c (+ 4 for the high nibbles).
+    std::array::from_fn(|x| {
+        let (high, c, t) = (x / 16, x % 16 / 4, x % 4);
+        let q = b[nibbles + 32 * c + 4 * r + t] >> (4 * high) & 0x0F;
+        let q = match fifth {
+            Some(base) => {
+                let (at, bit) = (base + 8 * c + 4 * high, 4 * r + t);
+                q | (b[at + bit / 8] >> (bit % 8) & 1) << 4
+            }
+            None => q,
+        };
+        q as i32 - offset
+    })
 }
 
-/// What a 32-value format's stored value subtracts (8, 16 or 0; Q8_0's are signed), and
-/// whether its block has a min m (x = d·q + m).
-fn offset_and_min(kind: WeightFormat) -> (i32, bool) {
-    match kind {
-        WeightFormat::Q4_0 => (8, false),
-        WeightFormat::Q5_0 => (16, false),
-        WeightFormat::Q8_0 => (0, false),
-        _ => (0, true),
-    }
+/// Whether a 32-value format's blocks carry a min m (x = d·q + m).
+fn has_min(kind: WeightFormat) -> bool {
+    matches!(kind, WeightFormat::Q4_1 | WeightFormat::Q5_1)
 }
 
 /// Row `row` of a packed matrix as f32, as candle's `dequantize_row_q4_1/q8_0` computes it.
@@ -466,31 +470,15 @@ pub fn dequantize_row(kind: WeightFormat, w: &[u8], nb: usize, row: usize, out: 
         let b = &w[(g * nb + i) * gbb..][..gbb];
         let d = f16_at(b, 2 * r);
         match kind {
-            WeightFormat::Q4_0 | WeightFormat::Q4_1 | WeightFormat::Q5_0 | WeightFormat::Q5_1 => {
-                let (offset, min) = offset_and_min(kind);
-                let m = if min { f16_at(b, 16 + 2 * r) } else { 0.0 };
-                let x = |q: u8| {
-                    let v = (q as i32 - offset) as f32 * d;
-                    if min {
-                        v + m
-                    } else {
-                        v
-                    }
-                };
-                for c in 0..4 {
-                    for t in 0..4 {
-                        let (lo, hi) = pair(kind, b, r, c, t);
-                        ob[4 * c + t] = x(lo);
-                        ob[16 + 4 * c + t] = x(hi);
-                    }
-                }
-            }
-            WeightFormat::Q8_0 => {
-                for c in 0..8 {
-                    for t in 0..4 {
-                        let q = (b[16 + 32 * c + 4 * r + t] ^ 0x80) as i8;
-                        ob[4 * c + t] = q as f32 * d;
-                    }
+            WeightFormat::Q4_0
+            | WeightFormat::Q4_1
+            | WeightFormat::Q5_0
+            | WeightFormat::Q5_1
+            | WeightFormat::Q8_0 => {
+                let m = has_min(kind).then(|| f16_at(b, 16 + 2 * r));
+                for (o, q) in ob.iter_mut().zip(block_values(kind, b, r)) {
+                    let v = q as f32 * d;
+                    *o = m.map_or(v, |m| v + m);
                 }
             }
             WeightFormat::Q4K | WeightFormat::Q5K => {
@@ -729,26 +717,12 @@ pub fn group_dot_scalar(kind: WeightFormat, w: &[u8], a: &[ActBlock]) -> [f32; G
             | WeightFormat::Q5_0
             | WeightFormat::Q5_1
             | WeightFormat::Q8_0 => {
-                let (offset, min) = offset_and_min(kind);
                 let mut sum = 0f32;
                 for (b, ab) in w.chunks_exact(gbb).zip(a) {
-                    let mut si = 0i32;
-                    if kind == WeightFormat::Q8_0 {
-                        for (t, &x) in ab.qs.iter().enumerate() {
-                            let q = (b[16 + 32 * (t / 4) + 4 * r + t % 4] ^ 0x80) as i8;
-                            si += q as i32 * x as i32;
-                        }
-                    } else {
-                        for c in 0..4 {
-                            for t in 0..4 {
-                                let (lo, hi) = pair(kind, b, r, c, t);
-                                si += (lo as i32 - offset) * ab.qs[4 * c + t] as i32
-                                    + (hi as i32 - offset) * ab.qs[16 + 4 * c + t] as i32;
-                            }
-                        }
-                    }
+                    let q = block_values(kind, b, r);
+                    let si: i32 = q.iter().zip(&ab.qs).map(|(&q, &x)| q * x as i32).sum();
                     let x = si as f32 * f16_at(b, 2 * r) * ab.d;
-                    sum += if min {
+                    sum += if has_min(kind) {
                         x + f16_at(b, 16 + 2 * r) * ab.s
                     } else {
                         x
