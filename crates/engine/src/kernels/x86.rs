@@ -1,8 +1,9 @@
 //! x86-64 kernels over the packed layout (see `packed.rs`), in two flavours chosen at run time:
 //! AVX-VNNI (`vpdpbusd`: four u8·i8 products summed into each i32 lane in one instruction) and
-//! plain AVX2 (`vpmaddubsw` + `vpmaddwd`), plus 512-bit `vpmaddubsw` K kernels for AVX-512
-//! CPUs without VNNI and a 512-bit `vpdpbusd` Q6_K kernel for those with it. All compute the exact integer sums, then round in the order
-//! `packed::group_dot_scalar` / `group_dot_k_scalar` define, lane r being row r of the group.
+//! plain AVX2 (`vpmaddubsw` + `vpmaddwd`), plus 512-bit K kernels for AVX-512 CPUs
+//! (`vpmaddubsw`, or `vpdpbusd` for Q5_K and Q6_K where the CPU has AVX512-VNNI). All compute
+//! the exact integer sums, then round in the order `packed::group_dot_scalar` /
+//! `group_dot_k_scalar` define, lane r being row r of the group.
 //!
 //! # Safety (all kernels)
 //! The CPU must have the features named in the kernel's `target_feature`; `w` must point at `nb`
@@ -784,6 +785,23 @@ pub unsafe fn q2k3k_512<const M: usize, const MINS: bool>(
     out
 }
 
+/// The activation bytes a 512-bit K register multiplies: `q[at..at + 4]` in lanes 0..8 (the
+/// first chunk) and `q[at + apart..]` in lanes 8..16 (the second).
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn chunk_pair(q: *const i8, at: usize, apart: usize) -> __m512i {
+    let d0 = (q.add(at) as *const i32).read_unaligned();
+    let d1 = (q.add(at + apart) as *const i32).read_unaligned();
+    _mm512_mask_set1_epi32(_mm512_set1_epi32(d0), 0xFF00, d1)
+}
+
+/// A 512-bit register's two chunk halves added: each group row's sum.
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn fold_chunks(v: __m512i) -> __m256i {
+    _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1))
+}
+
 /// Q4_K (or, `FIVE`, Q5_K) dot products of one group with `M` activation rows, 512 bits wide:
 /// each register holds the same lane of two 64-value chunks (2p, 2p + 1). Exact sums, the bits
 /// of every other Q4_K / Q5_K kernel.
@@ -839,10 +857,7 @@ macro_rules! q4k5k_512_kernel {
                         for r in 0..M {
                             let q = ys[r].qs.as_ptr();
                             for (half, vals) in vals.iter().enumerate() {
-                                let at = 128 * p + 32 * half + 4 * l;
-                                let d0 = (q.add(at) as *const i32).read_unaligned();
-                                let d1 = (q.add(at + 64) as *const i32).read_unaligned();
-                                let x = _mm512_mask_set1_epi32(_mm512_set1_epi32(d0), 0xFF00, d1);
+                                let x = chunk_pair(q, 128 * p + 32 * half + 4 * l, 64);
                                 t[r][half] = $dp!(t[r][half], *vals, x);
                             }
                         }
@@ -858,10 +873,8 @@ macro_rules! q4k5k_512_kernel {
                 let dw = _mm256_cvtph_ps(_mm_loadu_si128(b as *const __m128i));
                 let dminw = _mm256_cvtph_ps(_mm_loadu_si128(b.add(16) as *const __m128i));
                 for r in 0..M {
-                    let half = _mm512_extracti64x4_epi64(sums[r], 1);
-                    let sum = _mm256_add_epi32(_mm512_castsi512_si256(sums[r]), half);
                     let mins = Some((dminw, k_mins(b, ys[r])));
-                    acc[r] = k_finish(acc[r], ys[r], dw, sum, mins);
+                    acc[r] = k_finish(acc[r], ys[r], dw, fold_chunks(sums[r]), mins);
                 }
             }
             rows_out(&acc)
@@ -912,10 +925,7 @@ macro_rules! q6k_512_kernel {
                         for r in 0..M {
                             let q = ys[r].qs.as_ptr();
                             for (v, vals) in vals.iter().enumerate() {
-                                let at = 32 * v + 4 * l;
-                                let d0 = (q.add(at) as *const i32).read_unaligned();
-                                let d1 = (q.add(at + 128) as *const i32).read_unaligned();
-                                let x = _mm512_mask_set1_epi32(_mm512_set1_epi32(d0), 0xFF00, d1);
+                                let x = chunk_pair(q, 32 * v + 4 * l, 128);
                                 t[r][v] = $dp!(t[r][v], *vals, x);
                             }
                         }
@@ -930,10 +940,9 @@ macro_rules! q6k_512_kernel {
                 }
                 let dw = _mm256_cvtph_ps(_mm_loadu_si128(b as *const __m128i));
                 for r in 0..M {
-                    let half = _mm512_extracti64x4_epi64(sums[r], 1);
-                    let sum = _mm256_add_epi32(_mm512_castsi512_si256(sums[r]), half);
                     let offsets = _mm256_slli_epi32(q6k_offsets(b, ys[r]), 5);
-                    acc[r] = k_finish(acc[r], ys[r], dw, _mm256_sub_epi32(sum, offsets), None);
+                    let sum = _mm256_sub_epi32(fold_chunks(sums[r]), offsets);
+                    acc[r] = k_finish(acc[r], ys[r], dw, sum, None);
                 }
             }
             rows_out(&acc)
