@@ -144,9 +144,9 @@ impl Isa {
         let w = w.as_ptr();
         // Q4_K, Q5_K and Q6_K sum exactly, so any of their kernels gives the same bits: the
         // fastest here is taken. `vpdpbusd` first (512 bits wide for Q5_K and Q6_K where the
-        // CPU has AVX512-VNNI: their unpacking is heavier than Q4_K's, and one row took 30 vs
-        // 48 µs (Q5_K) and 40 vs 84 µs (Q6_K) per 1024 × 2048 weight in L2 on one core; Q4_K
-        // measured 10% slower at 512 bits, so it stays at 256), then AVX-512's wider
+        // CPU has AVX512-VNNI: their unpacking is heavier than Q4_K's; per 1024 × 2048 weight
+        // in L2 on one core, Q6_K one row 40 vs 84 µs, Q5_K one row 45 vs 48 µs and four rows
+        // 75 vs 90; Q4_K measured 10% slower at 512 bits, so it stays at 256), then AVX-512's wider
         // `vpmaddubsw`, then AVX2's emulated `vpdpbusd` (also for one row: faster than a one-row
         // kernel, measured).
         macro_rules! k {
