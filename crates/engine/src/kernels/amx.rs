@@ -20,7 +20,7 @@
 //! most a tile holds. The weights stay packed for the VNNI kernels (one copy in memory): before
 //! a pair of groups' rows go through, its scaled values are written one byte each to a
 //! per-thread buffer (8 KiB a super-block) in the layout a tile load wants, and reused by every
-//! 16 rows.
+//! pass of 16 or 32 rows.
 
 use super::packed::{q4k_vector, ActBlock, ActBlockK, G, QK, QK_K};
 use super::x86::q6k_values;
@@ -42,10 +42,6 @@ const TILE_SUMS: usize = 2 * ROWS * COLS;
 /// Q4_K_M 16-token prompts 89 vs 95, 32 tokens 123 vs 108; the default model's Q4_1 16 tokens
 /// 1100–1160 vs 1330–1350, 32 and 64 level, 128 1655 vs 1440).
 const MIN_ROWS: usize = 32;
-/// Bytes of a packed Q4_K, Q5_K and Q6_K group super-block (`packed.rs`).
-const Q4K_BYTES: usize = 1184;
-const Q5K_BYTES: usize = 1440;
-const Q6K_BYTES: usize = 1680;
 /// Bytes of a prepared super-block: for each of its four chunks of 64 values, the tiles of 16
 /// rows × 64 bytes (both groups) of the scaled values' high and low part.
 const PREPARED: usize = 4 * 2 * 1024;
@@ -178,10 +174,12 @@ pub(super) fn pair_rows<const W: usize>(
         acts.super_blocks.len()
     };
     assert!(rows_held >= m * nb);
-    let (shapes, prepared_bytes, sums_len) = if blocks {
-        (Shapes::Blocks, PREPARED_BLOCK, ROWS * COLS)
+    // K formats take two tiles of rows per pass where they last, sharing each weight tile load
+    // (measured no faster for the 32-value formats).
+    let (shapes, prepared_bytes, sums_len, max_tiles) = if blocks {
+        (Shapes::Blocks, PREPARED_BLOCK, ROWS * COLS, 1)
     } else {
-        (Shapes::SuperBlocks, PREPARED, TILE_SUMS)
+        (Shapes::SuperBlocks, PREPARED, TILE_SUMS, 2)
     };
     configure(shapes);
     PREPARED_BUF.with_borrow_mut(|prepared| {
@@ -208,18 +206,16 @@ pub(super) fn pair_rows<const W: usize>(
             }
         }
         SUMS.with_borrow_mut(|sums| {
-            sums.resize(2 * nb * sums_len, 0);
+            sums.resize(max_tiles * nb * sums_len, 0);
             let mut r = 0;
             while r + ROWS <= m {
-                // K formats: two tiles of rows per pass where they last, sharing each weight
-                // tile load.
-                let tiles = if !blocks && r + 2 * ROWS <= m { 2 } else { 1 };
+                let tiles = max_tiles.min((m - r) / ROWS);
                 let mut outs = [[[[[0f32; G]; ROWS]; 2]; W]; 2];
                 for (j, (w, buf)) in ws.iter().zip(prepared.iter()).enumerate() {
                     // SAFETY: AMX is available and configured on this thread for `shapes`;
                     // each group of `w` holds nb packed (super-)blocks, `buf` their prepared
                     // values, rows r..r + 16·tiles ≤ m of the activations nb (super-)blocks
-                    // each and `sums` 2·nb tiles' sums (all checked above).
+                    // each and `sums` tiles·nb tiles' sums (all checked above).
                     unsafe {
                         let (w, buf) = (w.as_ptr(), buf.as_ptr());
                         if blocks {
@@ -307,7 +303,12 @@ unsafe fn store_split(w: __m512i, at: *mut u8) {
 unsafe fn prepare_q4k<const FIVE: bool>(w: *const u8, nb: usize, out: *mut u8) {
     let low = _mm256_set1_epi8(0x0F);
     let bit4 = _mm256_set1_epi8(0x10);
-    let bytes = if FIVE { Q5K_BYTES } else { Q4K_BYTES };
+    let kind = if FIVE {
+        WeightFormat::Q5K
+    } else {
+        WeightFormat::Q4K
+    };
+    let bytes = kind.group_block_bytes();
     for i in 0..nb {
         let (b, o) = (w.add(i * bytes), out.add(i * PREPARED));
         for j in 0..4 {
@@ -324,7 +325,9 @@ unsafe fn prepare_q4k<const FIVE: bool>(w: *const u8, nb: usize, out: *mut u8) {
                 if FIVE {
                     // Q5_K's fifth bits: bit 2j (low nibbles) and 2j+1 (high) of vector l,
                     // moved to bit 4.
-                    let h = _mm256_loadu_si256(b.add(Q4K_BYTES + 32 * l) as *const __m256i);
+                    let h = _mm256_loadu_si256(
+                        b.add(WeightFormat::Q4K.group_block_bytes() + 32 * l) as *const __m256i,
+                    );
                     for (t, q) in values.iter_mut().enumerate() {
                         let shift = _mm_cvtsi32_si128(4 - (2 * j + t) as i32);
                         let fifth = if 2 * j + t <= 4 {
@@ -352,7 +355,8 @@ unsafe fn prepare_q4k<const FIVE: bool>(w: *const u8, nb: usize, out: *mut u8) {
 unsafe fn prepare_q6k(w: *const u8, nb: usize, out: *mut u8) {
     let m32 = _mm512_set1_epi16(32);
     for i in 0..nb {
-        let (b, o) = (w.add(i * Q6K_BYTES), out.add(i * PREPARED));
+        let b = w.add(i * WeightFormat::Q6K.group_block_bytes());
+        let o = out.add(i * PREPARED);
         for c in 0..4 {
             // Values 64c.. are value vectors 2(c % 2) and 2(c % 2) + 1 of half j = c / 2, as
             // the VNNI kernel reads them (`q6k_base`).
