@@ -666,8 +666,8 @@ mod tests {
             .collect()
     }
 
-    /// candle's Q8_0 and K-format dot products take their AVX2 paths on such CPUs, the order
-    /// the kernels keep.
+    /// candle's Q2_K and Q3_K dot products take their AVX2 paths on such CPUs, the order the
+    /// kernels keep.
     fn candle_uses_avx2() -> bool {
         Isa::available().len() > 1
     }
@@ -675,26 +675,19 @@ mod tests {
     #[test]
     fn matmul_equals_candle_bit_for_bit() {
         for dtype in ALL {
-            // candle's K-format dot products take their AVX2 paths on such CPUs; Q4_0 and Q8_0
-            // keep candle's reference order (their own test below), where its AVX2 kernels
-            // round each four products; Q4_K, Q5_K and Q6_K sum exactly instead
-            // (`k_formats_near_candle`).
-            if matches!(
-                dtype,
-                GgmlDType::Q4_0
-                    | GgmlDType::Q8_0
-                    | GgmlDType::Q4K
-                    | GgmlDType::Q5K
-                    | GgmlDType::Q6K
-            ) || !matches!(dtype, GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1)
-                && !candle_uses_avx2()
-            {
+            // Q4_1, Q5_0 and Q5_1 round as candle's reference kernels do; Q2_K and Q3_K as its
+            // AVX2 ones, where it takes them. Q4_0 and Q8_0 keep candle's reference order (their
+            // own test below), which its AVX2 kernels do not (they round every four products);
+            // Q4_K, Q5_K and Q6_K sum exactly instead (`k_formats_near_candle`).
+            let compared = match dtype {
+                GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1 => true,
+                GgmlDType::Q2K | GgmlDType::Q3K => candle_uses_avx2(),
+                _ => false,
+            };
+            if !compared {
                 continue;
             }
-            let widen = if matches!(
-                dtype,
-                GgmlDType::Q2K | GgmlDType::Q3K | GgmlDType::Q4K | GgmlDType::Q5K | GgmlDType::Q6K
-            ) {
+            let widen = if matches!(dtype, GgmlDType::Q2K | GgmlDType::Q3K) {
                 8
             } else {
                 1
