@@ -17,8 +17,11 @@ const PASSES: usize = 4;
 pub fn read_bandwidth(threads: usize) -> f64 {
     let threads = threads.max(1);
     let words = BUFFER / 8;
-    // Distinct values so the pages are really backed, not the shared zero page.
-    let buffer: Vec<u64> = (0..words as u64).collect();
+    // Backed as the packed weights are, with distinct values so the pages are really
+    // backed, not the shared zero page.
+    let mut buffer: Vec<u64> = Vec::with_capacity(words);
+    super::packed::advise_huge_pages(&buffer);
+    buffer.extend(0..words as u64);
     let share = words.div_ceil(threads);
     let mut best = f64::INFINITY;
     for _ in 0..PASSES {

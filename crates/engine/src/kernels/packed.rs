@@ -225,10 +225,10 @@ impl std::fmt::Debug for Aligned {
 
 impl Aligned {
     fn zeroed(len: usize) -> Self {
-        Self {
-            lines: vec![Line([0; 64]); len.div_ceil(64)],
-            len,
-        }
+        let mut lines = Vec::with_capacity(len.div_ceil(64));
+        advise_huge_pages(&lines);
+        lines.resize(len.div_ceil(64), Line([0; 64]));
+        Self { lines, len }
     }
 }
 
@@ -246,6 +246,29 @@ impl std::ops::DerefMut for Aligned {
         // SAFETY: as in `deref`, exclusively borrowed.
         unsafe { std::slice::from_raw_parts_mut(self.lines.as_mut_ptr() as *mut u8, self.len) }
     }
+}
+
+/// Asks Linux to back the untouched capacity of `v` with 2 MiB pages where it can (its
+/// transparent huge pages are often on only for memory that asks): decoding streams every
+/// weight once a token, and a plain read loop streams 10% faster on two cores of a Sapphire
+/// Rapids Xeon from 2 MiB pages than from 4 KiB ones. Call it before the first write.
+pub(super) fn advise_huge_pages<T>(v: &Vec<T>) {
+    #[cfg(target_os = "linux")]
+    {
+        const HUGE: usize = 2 << 20;
+        let start = v.as_ptr() as usize;
+        let end = start + v.capacity() * std::mem::size_of::<T>();
+        let (start, end) = (start.next_multiple_of(HUGE), end / HUGE * HUGE);
+        if end > start {
+            // SAFETY: advice on whole pages inside this vector's own allocation; it changes
+            // how they are backed, never what they hold.
+            unsafe {
+                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = v;
 }
 
 /// Source bytes one task packs before handing them back: few enough that a large matrix's
