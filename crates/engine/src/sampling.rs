@@ -107,22 +107,10 @@ impl Sampler {
         if p.temperature == 0.0 {
             return argmax(logits);
         }
-        // Candidates sorted by logit, best first.
-        let mut cand: Vec<(u32, f32)> = logits
-            .iter()
-            .enumerate()
-            .filter(|(_, l)| !l.is_nan())
-            .map(|(i, &l)| (i as u32, l))
-            .collect();
+        let mut cand = candidates(logits, p.top_k);
         if cand.is_empty() {
             return 0;
         }
-        let k = p.top_k.unwrap_or(cand.len()).min(cand.len());
-        if k < cand.len() {
-            cand.select_nth_unstable_by(k - 1, |a, b| b.1.total_cmp(&a.1));
-            cand.truncate(k);
-        }
-        cand.sort_by(|a, b| b.1.total_cmp(&a.1));
         let probs = softmax(cand.iter().map(|c| c.1), 1.0);
         if let Some(top_p) = p.top_p {
             let mut acc = 0.0;
@@ -148,6 +136,45 @@ impl Sampler {
             Err(_) => cand[0].0,
         }
     }
+}
+
+/// The `top_k` best candidates (all without it) as (token, logit), best first, equal logits
+/// by token id; NaN logits are never candidates. With a top-k, one pass keeps the best so far
+/// in order and passes over every stretch of logits below the worst of them: most of a
+/// vocabulary.
+fn candidates(logits: &[f32], top_k: Option<usize>) -> Vec<(u32, f32)> {
+    use std::cmp::Ordering::Greater;
+    let k = match top_k {
+        Some(k) if k < logits.len() => k,
+        _ => {
+            let all = logits.iter().enumerate().filter(|(_, l)| !l.is_nan());
+            let mut cand: Vec<(u32, f32)> = all.map(|(i, &l)| (i as u32, l)).collect();
+            // Stable: equal logits stay in token order.
+            cand.sort_by(|a, b| b.1.total_cmp(&a.1));
+            return cand;
+        }
+    };
+    let mut best: Vec<(u32, f32)> = Vec::with_capacity(k + 1);
+    const CHUNK: usize = 16;
+    for (c, chunk) in logits.chunks(CHUNK).enumerate() {
+        // A whole chunk below the worst kept is passed over with one vector comparison.
+        if best.len() == k {
+            let worst = best[k - 1].1;
+            if !chunk.iter().fold(false, |hit, &l| hit | (l >= worst)) {
+                continue;
+            }
+        }
+        for (j, &l) in chunk.iter().enumerate() {
+            if l.is_nan() || best.len() == k && l.total_cmp(&best[k - 1].1) != Greater {
+                continue;
+            }
+            // After every kept logit at least as high: a later token loses a tie.
+            let at = best.partition_point(|b| b.1.total_cmp(&l) != std::cmp::Ordering::Less);
+            best.insert(at, ((c * CHUNK + j) as u32, l));
+            best.truncate(k);
+        }
+    }
+    best
 }
 
 fn argmax(logits: &[f32]) -> u32 {
@@ -209,6 +236,29 @@ mod tests {
         for _ in 0..20 {
             assert_eq!(s.sample(&mut [0.0, 1.0, 0.5], &[]), 1);
         }
+    }
+
+    #[test]
+    fn top_k_candidates_are_the_best_in_order() {
+        // Few distinct values (many ties), NaN and infinities among them.
+        let logits: Vec<f32> = (0..5000u32)
+            .map(|i| match i % 97 {
+                0 => f32::NAN,
+                1 => f32::NEG_INFINITY,
+                2 if i < 300 => f32::INFINITY,
+                _ => ((i * 7919) % 61) as f32 * 0.25 - 3.0,
+            })
+            .collect();
+        let mut all: Vec<(u32, f32)> = (0..)
+            .zip(logits.iter().copied())
+            .filter(|(_, l)| !l.is_nan())
+            .collect();
+        all.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        for k in [1, 2, 40, 1000, 4947, 4948, 6000] {
+            let want = &all[..k.min(all.len())];
+            assert_eq!(candidates(&logits, Some(k)), want, "k = {k}");
+        }
+        assert_eq!(candidates(&logits, None), all);
     }
 
     #[test]
