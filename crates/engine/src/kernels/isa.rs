@@ -201,6 +201,42 @@ impl Isa {
         }
     }
 
+    /// Whether [`Isa::pair_dots`] multiplies `kind` here: Q4_1 and Q8_0 where the VNNI kernels
+    /// run and the CPU has AVX512-VNNI (one 512-bit vector holds two groups' lanes).
+    #[cfg(target_arch = "x86_64")]
+    pub(super) fn pairs(self, kind: WeightFormat) -> bool {
+        matches!(self, Isa::AvxVnni | Isa::Avx512Vnni)
+            && matches!(kind, WeightFormat::Q4_1 | WeightFormat::Q8_0)
+            && avx512vnni()
+    }
+
+    /// The dot products of two neighbouring groups (`w` holds both, `gbytes` apart) with
+    /// activation rows r..r+M, each group's as [`Isa::group_dots`] gives them (same bits); only
+    /// where [`Isa::pairs`] holds for `kind`.
+    #[cfg(target_arch = "x86_64")]
+    pub(super) fn pair_dots<const M: usize>(
+        self,
+        kind: WeightFormat,
+        w: &[u8],
+        gbytes: usize,
+        acts: &QuantizedActivations,
+        r: usize,
+    ) -> [[[f32; G]; M]; 2] {
+        assert!(self.pairs(kind));
+        let nb = acts.k / QK;
+        assert!(gbytes >= nb * kind.group_block_bytes() && w.len() >= gbytes * 2);
+        let a: [*const ActBlock; M] = std::array::from_fn(|i| acts.row(r + i).as_ptr());
+        let w = w.as_ptr();
+        // SAFETY: the CPU has AVX512-VNNI, F and BW and AVX2, FMA, F16C (`pairs`); `w` holds
+        // both groups' nb blocks (checked) and each row of `a` nb activation blocks (`row`).
+        unsafe {
+            match kind {
+                WeightFormat::Q4_1 => x86::q4_1_pair(w, gbytes, a, nb),
+                _ => x86::q8_0_pair(w, gbytes, a, nb),
+            }
+        }
+    }
+
     /// One Q2_K / Q3_K group with one activation row on 256-bit vectors (no VNNI variant: the
     /// scales multiply in `vpmaddwd` either way); the other K formats go to `k_group_dots` on
     /// every x86 instruction set, so here they take the portable loop.

@@ -298,10 +298,11 @@ fn matmul(ws: &[&PackedMatrix], x: &[f32], m: usize, dst: &mut [&mut [f32]]) {
 }
 
 /// Groups per work item for m rows of weights stored as `kind`: two where AMX multiplies them
-/// (a tile takes sixteen columns), else one.
+/// (a tile takes sixteen columns) or a 512-bit kernel takes two groups at once (four rows or
+/// more: for one row, half as many work items balanced worse and decoding slowed), else one.
 fn span(kind: WeightFormat, m: usize) -> usize {
     #[cfg(target_arch = "x86_64")]
-    if amx::takes(kind, m) {
+    if amx::takes(kind, m) || m >= 4 && Isa::best().pairs(kind) {
         return 2;
     }
     let _ = (kind, m);
@@ -310,8 +311,9 @@ fn span(kind: WeightFormat, m: usize) -> usize {
 
 /// The dot products of groups `grps` (one, or two neighbours: see [`span`]) of each weight in
 /// `ws` (whole matrices, `gbytes` a group) with every one of the m activation rows:
-/// `f(group, row, dots)`. Two groups (a span where AMX multiplies) go through AMX tile
-/// products while 16 rows last.
+/// `f(group, row, dots)`. Two groups go through AMX tile products while 16 rows last (where
+/// AMX multiplies), then through the two-group kernels eight or four rows at a time (where
+/// they exist); the rows left, group by group.
 #[allow(clippy::too_many_arguments)]
 #[inline]
 fn span_rows<const W: usize>(
@@ -328,9 +330,30 @@ fn span_rows<const W: usize>(
     #[cfg(target_arch = "x86_64")]
     if grps.len() == 2 {
         let pair = ws.map(|w| &w[grps.start * gbytes..][..2 * gbytes]);
-        r = amx::pair_rows(kind, pair, gbytes, acts, m, &mut |half, row, ys| {
-            f(grps.start + half, row, ys)
-        });
+        if amx::takes(kind, m) {
+            r = amx::pair_rows(kind, pair, gbytes, acts, m, &mut |half, row, ys| {
+                f(grps.start + half, row, ys)
+            });
+        }
+        if isa.pairs(kind) {
+            macro_rules! rows {
+                ($m:literal) => {
+                    let ys = pair.map(|w| isa.pair_dots::<$m>(kind, w, gbytes, acts, r));
+                    for (half, grp) in grps.clone().enumerate() {
+                        for i in 0..$m {
+                            f(grp, r + i, ys.each_ref().map(|y| &y[half][i]));
+                        }
+                    }
+                    r += $m;
+                };
+            }
+            while r + 8 <= m {
+                rows!(8);
+            }
+            if r + 4 <= m {
+                rows!(4);
+            }
+        }
     }
     for grp in grps {
         let wg = ws.map(|w| &w[grp * gbytes..][..gbytes]);
@@ -722,7 +745,7 @@ mod tests {
         use candle_core::quantized::k_quants::{BlockQ4_0, BlockQ8_0, GgmlType};
         fn check<B: GgmlType<VecDotType = BlockQ8_0>>(dtype: GgmlDType) {
             let size = std::mem::size_of::<B>();
-            for (m, n, k) in [(1, 7, 64), (3, 130, 96), (5, 33, 576)] {
+            for (m, n, k) in [(1, 7, 64), (3, 130, 96), (5, 33, 576), (9, 40, 64)] {
                 let w = quantized(dtype, n, k, (m * n * k) as u64);
                 let QMatMul::QTensor(q) = &w else {
                     panic!("quantized")

@@ -989,3 +989,111 @@ q6k_512_kernel!(
     "avx512f,avx512bw,avx512vnni,avx2,fma,f16c",
     dp512_vnni
 );
+
+/// Two neighbouring groups' 16 bytes at `at` (the second `gbytes` after the first) as one
+/// 256-bit vector, first group low.
+#[inline(always)]
+unsafe fn pair128(at: *const u8, gbytes: usize) -> __m256i {
+    let lo = _mm_loadu_si128(at as *const __m128i);
+    let hi = _mm_loadu_si128(at.add(gbytes) as *const __m128i);
+    _mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1)
+}
+
+/// The same for 32 bytes, as one 512-bit vector.
+#[inline(always)]
+unsafe fn pair256(at: *const u8, gbytes: usize) -> __m512i {
+    let lo = _mm256_loadu_si256(at as *const __m256i);
+    let hi = _mm256_loadu_si256(at.add(gbytes) as *const __m256i);
+    _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1)
+}
+
+/// Q4_1 dot products of two neighbouring groups (`gbytes` apart: 16 weight rows, one per i32
+/// lane of a 512-bit vector) with `M` activation rows. Each lane takes the steps of the 256-bit
+/// kernels' lanes in the same order (an exact integer sum per block, then the block's float
+/// steps), so the bits are theirs: a 512-bit `vpdpbusd` issues as often as a 256-bit one on
+/// the CPUs that have it, and each row's activations are broadcast once for both groups.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
+pub unsafe fn q4_1_pair<const M: usize>(
+    w: *const u8,
+    gbytes: usize,
+    a: [*const ActBlock; M],
+    nb: usize,
+) -> [[[f32; 8]; M]; 2] {
+    let low = _mm512_set1_epi8(0x0F);
+    let mut sum = [_mm512_setzero_ps(); M];
+    for i in 0..nb {
+        let b = w.add(i * 160);
+        let d = _mm512_cvtph_ps(pair128(b, gbytes));
+        let m = _mm512_cvtph_ps(pair128(b.add(16), gbytes));
+        let mut acc = [_mm512_setzero_si512(); M];
+        for c in 0..4 {
+            let v = pair256(b.add(32 + 32 * c), gbytes);
+            let lo = _mm512_and_si512(v, low);
+            let hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), low);
+            for r in 0..M {
+                let q = (*a[r].add(i)).qs.as_ptr();
+                acc[r] = _mm512_dpbusd_epi32(acc[r], lo, bcast4_512(q, 4 * c));
+                acc[r] = _mm512_dpbusd_epi32(acc[r], hi, bcast4_512(q, 16 + 4 * c));
+            }
+        }
+        for r in 0..M {
+            let ab = &*a[r].add(i);
+            let si = _mm512_cvtepi32_ps(acc[r]);
+            let t1 = _mm512_mul_ps(_mm512_mul_ps(si, d), _mm512_set1_ps(ab.d));
+            let t2 = _mm512_mul_ps(m, _mm512_set1_ps(ab.s));
+            sum[r] = _mm512_add_ps(sum[r], _mm512_add_ps(t1, t2));
+        }
+    }
+    pair_out(&sum)
+}
+
+/// Q8_0 dot products of two neighbouring groups with `M` activation rows, as [`q4_1_pair`]
+/// (the steps of the 256-bit Q8_0 kernels' lanes).
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
+pub unsafe fn q8_0_pair<const M: usize>(
+    w: *const u8,
+    gbytes: usize,
+    a: [*const ActBlock; M],
+    nb: usize,
+) -> [[[f32; 8]; M]; 2] {
+    let mut sum = [_mm512_setzero_ps(); M];
+    for i in 0..nb {
+        let b = w.add(i * 272);
+        let d = _mm512_cvtph_ps(pair128(b, gbytes));
+        // Packed bytes are q + 128 (see `dot8_vnni`).
+        let mut acc: [__m512i; M] =
+            std::array::from_fn(|r| _mm512_set1_epi32(-128 * (*a[r].add(i)).sum));
+        for c in 0..8 {
+            let v = pair256(b.add(16 + 32 * c), gbytes);
+            for r in 0..M {
+                let q = (*a[r].add(i)).qs.as_ptr();
+                acc[r] = _mm512_dpbusd_epi32(acc[r], v, bcast4_512(q, 4 * c));
+            }
+        }
+        for r in 0..M {
+            let si = _mm512_cvtepi32_ps(acc[r]);
+            let t = _mm512_mul_ps(_mm512_mul_ps(si, d), _mm512_set1_ps((*a[r].add(i)).d));
+            sum[r] = _mm512_add_ps(sum[r], t);
+        }
+    }
+    pair_out(&sum)
+}
+
+/// Four activation bytes at `q + at`, in every i32 lane of a 512-bit vector.
+#[inline(always)]
+unsafe fn bcast4_512(q: *const i8, at: usize) -> __m512i {
+    _mm512_set1_epi32((q.add(at) as *const i32).read_unaligned())
+}
+
+/// Each row's 16 lanes as the two groups' outputs.
+#[inline(always)]
+unsafe fn pair_out<const M: usize>(sum: &[__m512; M]) -> [[[f32; 8]; M]; 2] {
+    let mut out = [[[0f32; 8]; M]; 2];
+    for (r, s) in sum.iter().enumerate() {
+        let mut lanes = [0f32; 16];
+        _mm512_storeu_ps(lanes.as_mut_ptr(), *s);
+        out[0][r].copy_from_slice(&lanes[..8]);
+        out[1][r].copy_from_slice(&lanes[8..]);
+    }
+    out
+}
