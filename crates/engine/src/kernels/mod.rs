@@ -841,6 +841,19 @@ mod tests {
                         }
                     }
                 }
+                // The two-group kernels, on groups 0 and 1.
+                #[cfg(target_arch = "x86_64")]
+                for isa in Isa::available().into_iter().filter(|i| i.pairs(fast.kind)) {
+                    let w = &fast.data[..2 * gbytes];
+                    let eight = isa.pair_dots::<8>(fast.kind, w, gbytes, acts, 0);
+                    let four = isa.pair_dots::<4>(fast.kind, w, gbytes, acts, 4);
+                    for half in 0..2 {
+                        let w = &fast.data[half * gbytes..][..gbytes];
+                        let want = Isa::Portable.group_dots::<8>(fast.kind, w, acts, 0);
+                        assert_eq!(eight[half], want, "{isa:?} {dtype:?} two groups");
+                        assert_eq!(four[half], want[4..], "{isa:?} {dtype:?} two groups");
+                    }
+                }
             });
         }
     }

@@ -1079,6 +1079,72 @@ pub unsafe fn q8_0_pair<const M: usize>(
     pair_out(&sum)
 }
 
+/// Q4_K dot products of two neighbouring groups with `M` activation rows, as [`q4_1_pair`]:
+/// each lane takes the steps of the 256-bit `q4k5k` kernels' lanes.
+#[allow(clippy::needless_range_loop)]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
+pub unsafe fn q4k_pair<const M: usize>(
+    w: *const u8,
+    gbytes: usize,
+    a: [*const ActBlockK; M],
+    nb: usize,
+) -> [[[f32; 8]; M]; 2] {
+    let low = _mm512_set1_epi8(0x0F);
+    let mut acc = [_mm512_setzero_ps(); M];
+    for i in 0..nb {
+        let b = w.add(i * k_stride(false));
+        let ys: [&ActBlockK; M] = std::array::from_fn(|r| &*a[r].add(i));
+        let mut sums = [_mm512_setzero_si512(); M];
+        for s in 0..8 {
+            let mut t = [_mm512_setzero_si512(); M];
+            for l in 0..8 {
+                let v = pair256(b.add(160 + 32 * q4k_vector(s / 2, l)), gbytes);
+                let v = if s % 2 == 0 {
+                    v
+                } else {
+                    _mm512_srli_epi16(v, 4)
+                };
+                let v = _mm512_and_si512(v, low);
+                for r in 0..M {
+                    let x = bcast4_512(ys[r].qs.as_ptr(), 32 * s + 4 * l);
+                    t[r] = _mm512_dpbusd_epi32(t[r], v, x);
+                }
+            }
+            let sc = _mm512_cvtepu8_epi32(pair64(b.add(32 + 8 * s), gbytes));
+            for r in 0..M {
+                sums[r] = _mm512_add_epi32(sums[r], _mm512_mullo_epi32(t[r], sc));
+            }
+        }
+        let dw = _mm512_cvtph_ps(pair128(b, gbytes));
+        let dminw = _mm512_cvtph_ps(pair128(b.add(16), gbytes));
+        for r in 0..M {
+            let y = ys[r];
+            // `k_mins` and `k_finish` on both groups' lanes.
+            let mut mins = _mm512_setzero_si512();
+            for p in 0..4 {
+                let m = _mm512_cvtepu8_epi16(pair128(b.add(96 + 16 * p), gbytes));
+                let s0 = y.bsums[4 * p].wrapping_add(y.bsums[4 * p + 1]) as u16 as u32;
+                let s1 = y.bsums[4 * p + 2].wrapping_add(y.bsums[4 * p + 3]) as u16 as u32;
+                let sums = _mm512_set1_epi32((s0 | s1 << 16) as i32);
+                mins = _mm512_add_epi32(mins, _mm512_madd_epi16(m, sums));
+            }
+            let d = _mm512_mul_ps(dw, _mm512_set1_ps(y.d));
+            let a = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(sums[r]), acc[r]);
+            let dmin = _mm512_mul_ps(dminw, _mm512_set1_ps(-y.d));
+            acc[r] = _mm512_fmadd_ps(dmin, _mm512_cvtepi32_ps(mins), a);
+        }
+    }
+    pair_out(&acc)
+}
+
+/// Two neighbouring groups' 8 bytes at `at` as one 128-bit vector, first group low.
+#[inline(always)]
+unsafe fn pair64(at: *const u8, gbytes: usize) -> __m128i {
+    let lo = _mm_loadl_epi64(at as *const __m128i);
+    let hi = _mm_loadl_epi64(at.add(gbytes) as *const __m128i);
+    _mm_unpacklo_epi64(lo, hi)
+}
+
 /// Four activation bytes at `q + at`, in every i32 lane of a 512-bit vector.
 #[inline(always)]
 unsafe fn bcast4_512(q: *const i8, at: usize) -> __m512i {
