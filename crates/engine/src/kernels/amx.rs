@@ -1,6 +1,5 @@
 //! Intel AMX tile products for prompt rows, on Sapphire Rapids and later Xeons where the OS
-//! lets a process use the tile registers: Q4_K, Q5_K and Q6_K weights, and the 32-value
-//! formats (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0).
+//! lets a process use the tile registers: Q4_K, Q5_K and Q6_K weights.
 //!
 //! These formats give each sub-block (32 or 16 values) a small integer scale `sc`, and the VNNI
 //! kernels sum `sc·Σ q·x` exactly per super-block of 256 values and round once. A tile product
@@ -12,9 +11,11 @@
 //! steps (`k_finish`): a row's outputs are the same bits whichever kernel formed them, so a
 //! sequence's results do not depend on what else shares its batch.
 //!
-//! The 32-value formats scale each block by a float, so their tile products stop at every
-//! block: 16 rows × 32 values × 16 weight rows, whose exact sums take the VNNI kernels' float
-//! steps (`sumi·d·d'`, plus `m·s` with a min) on 512-bit vectors.
+//! The 32-value formats scale each block by a float, so a tile product would stop at every
+//! block (32 values) and its sums take the float steps one by one; that was slower than the
+//! two-group 512-bit `vpdpbusd` kernels (one core, a 1536 × 576 weight, 128 rows: Q4_1 128 vs
+//! 171 G multiply-adds a second, Q8_0 144 vs 183, Q4_0 147 vs 181, Q5_0 145 vs 147), so they
+//! stay on those.
 //!
 //! A tile product covers two neighbouring groups of eight weight rows (16 columns of sums), the
 //! most a tile holds. The weights stay packed for the VNNI kernels (one copy in memory): before
@@ -22,7 +23,7 @@
 //! per-thread buffer (8 KiB a super-block) in the layout a tile load wants, and reused by every
 //! pass of 16 or 32 rows.
 
-use super::packed::{q4k_vector, ActBlock, ActBlockK, G, QK, QK_K};
+use super::packed::{q4k_vector, ActBlockK, G, QK_K};
 use super::x86::q6k_values;
 use super::{QuantizedActivations, WeightFormat};
 use std::arch::asm;
@@ -37,18 +38,11 @@ const COLS: usize = 2 * G;
 /// The i32 sums of one tile of rows and one super-block: 16 × 16 of the high parts, then as
 /// many of the low parts.
 const TILE_SUMS: usize = 2 * ROWS * COLS;
-/// Rows of a prompt below which the VNNI kernels stay faster: the weights' preparation is paid
-/// once per call, whatever the rows (2 threads, tok/s with AMX vs VNNI: the 1.7B shape's
-/// Q4_K_M 16-token prompts 89 vs 95, 32 tokens 123 vs 108; the default model's Q4_1 16 tokens
-/// 1100–1160 vs 1330–1350, 32 and 64 level, 128 1655 vs 1440).
-const MIN_ROWS: usize = 32;
 /// Bytes of a prepared super-block: for each of its four chunks of 64 values, the tiles of 16
 /// rows × 64 bytes (both groups) of the scaled values' high and low part.
 const PREPARED: usize = 4 * 2 * 1024;
 /// Bytes from a prepared tile of high parts to its low parts.
 const LOW_PARTS: usize = 1024;
-/// Bytes of a prepared 32-value block: 8 tile rows of four values of the pair's 16 weight rows.
-const PREPARED_BLOCK: usize = 512;
 
 /// Whether this process multiplies on AMX: the CPU has AMX-INT8 and AVX-512BW, the kernel
 /// grants the tile state (Linux's `ARCH_REQ_XCOMP_PERM`), the VNNI kernels are in use (not
@@ -92,68 +86,60 @@ fn permitted() -> bool {
 
 /// Whether `m` rows of weights stored as `kind` go through here.
 pub(super) fn takes(kind: WeightFormat, m: usize) -> bool {
-    m >= MIN_ROWS && !matches!(kind, WeightFormat::Q2K | WeightFormat::Q3K) && available()
+    min_rows(kind).is_some_and(|min| m >= min) && available()
+}
+
+/// The fewest rows of `kind` worth the tiles (None: never): the weights' preparation is paid
+/// once per call, whatever the rows. One core, a 2048 × 2048 weight, G multiply-adds a second
+/// with AMX vs the 512-bit VNNI kernels: Q4_K (two-group kernel) 32 rows 115–131 vs 182–187,
+/// 64 and 96 level, 128 214 vs 194, 256 215–221 vs 194; Q6_K 32 rows 123–136 vs 92–94, Q5_K
+/// 128–131 vs 100–106. End to end (the 1.7B shape, Q4_K_M, 2 threads, tok/s): 16-token
+/// prompts 89 vs 95 on the VNNI kernels alone; 32 tokens 128–131 with Q4_K on the tiles, 142–147
+/// with only Q5_K and Q6_K there; 64 tokens 177–182 vs 170–178 (Q4_K on the tiles or not).
+pub(super) fn min_rows(kind: WeightFormat) -> Option<usize> {
+    match kind {
+        WeightFormat::Q4K => Some(64),
+        WeightFormat::Q5K | WeightFormat::Q6K => Some(32),
+        _ => None,
+    }
 }
 
 thread_local! {
-    /// The tile shapes loaded on this thread: none yet, or those of one [`Shapes`].
-    static CONFIGURED: Cell<Option<Shapes>> = const { Cell::new(None) };
+    /// Whether the tile shapes are loaded on this thread.
+    static CONFIGURED: Cell<bool> = const { Cell::new(false) };
     /// The prepared weights of the call's groups, one buffer per weight.
     static PREPARED_BUF: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
-    /// The tile products' sums of 16 rows, (super-)block by (super-)block.
+    /// The tile products' sums of 16 or 32 rows, super-block by super-block.
     static SUMS: RefCell<Vec<i32>> = const { RefCell::new(Vec::new()) };
 }
 
-/// The two sets of tile shapes, one per kind of format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Shapes {
-    /// K formats: tmm0 and tmm1 the 16 × 16 i32 sums of the high and low parts, tmm2 and tmm3
-    /// 16 activation rows of 64 values (even and odd chunks), tmm4–tmm7 the prepared high and
-    /// low parts of an even and an odd chunk (16 rows of four values of each of the pair's
-    /// sixteen weight rows). Alternating the chunks' tiles lets the loads of one run while the
-    /// products of the other do. For 32 rows ([`products2`]): tmm0–tmm3 the two row tiles'
-    /// sums, tmm4 and tmm5 their activations, tmm6 and tmm7 the chunk's high and low parts, each
-    /// loaded once for both (all tiles 16 × 64 bytes either way).
-    SuperBlocks,
-    /// 32-value formats: tmm0 and tmm1 the 16 × 16 i32 sums of an even and an odd block, tmm2
-    /// and tmm3 16 activation rows of its 32 values, tmm4 and tmm5 its 8 prepared rows of four
-    /// values of each weight row.
-    Blocks,
-}
-
-/// Loads `shapes` on this thread unless they are loaded already.
-fn configure(shapes: Shapes) {
-    if CONFIGURED.get() == Some(shapes) {
+/// Loads the tile shapes on this thread unless they are loaded already: tmm0 and tmm1 the 16 ×
+/// 16 i32 sums of the high and low parts, tmm2 and tmm3 16 activation rows of 64 values (even
+/// and odd chunks), tmm4–tmm7 the prepared high and low parts of an even and an odd chunk (16
+/// rows of four values of each of the pair's sixteen weight rows). Alternating the chunks'
+/// tiles lets the loads of one run while the products of the other do. For 32 rows
+/// ([`products2`]): tmm0–tmm3 the two row tiles' sums, tmm4 and tmm5 their activations, tmm6
+/// and tmm7 the chunk's high and low parts, each loaded once for both (all tiles 16 × 64 bytes
+/// either way).
+fn configure() {
+    if CONFIGURED.get() {
         return;
     }
-    let tiles: [(u8, u16); 8] = match shapes {
-        Shapes::SuperBlocks => [(16, 64); 8],
-        Shapes::Blocks => [
-            (16, 64),
-            (16, 64),
-            (16, 32),
-            (16, 32),
-            (8, 64),
-            (8, 64),
-            (0, 0),
-            (0, 0),
-        ],
-    };
     let mut cfg = [0u8; 64];
     cfg[0] = 1; // palette 1
-    for (t, &(rows, bytes)) in tiles.iter().enumerate() {
-        cfg[16 + 2 * t..18 + 2 * t].copy_from_slice(&u16::to_le_bytes(bytes));
-        cfg[48 + t] = rows;
+    for t in 0..8 {
+        cfg[16 + 2 * t..18 + 2 * t].copy_from_slice(&u16::to_le_bytes(64));
+        cfg[48 + t] = ROWS as u8;
     }
     // SAFETY: `available` holds (checked by every caller), and the 64 bytes are a valid
     // palette-1 configuration.
     unsafe { asm!("ldtilecfg [{}]", in(reg) cfg.as_ptr(), options(nostack, readonly)) };
-    CONFIGURED.set(Some(shapes));
+    CONFIGURED.set(true);
 }
 
 /// The dot products of the same two neighbouring groups of each weight in `ws` (each slice
 /// holds both, `gbytes` apart; packed as `kind`, one that [`takes`]) with activation rows 0..r,
-/// 16 rows per tile product: `f(half, row, dots)`, half 0 for the first group. Returns r, the
+/// 16 or 32 rows per pass: `f(half, row, dots)`, half 0 for the first group. Returns r, the
 /// rows it did (a multiple of 16); the rest are left to the VNNI kernels.
 pub(super) fn pair_rows<const W: usize>(
     kind: WeightFormat,
@@ -164,32 +150,19 @@ pub(super) fn pair_rows<const W: usize>(
     f: &mut impl FnMut(usize, usize, [&[f32; G]; W]),
 ) -> usize {
     assert!(takes(kind, m));
-    let blocks = kind.block_values() == QK;
-    let nb = acts.k / kind.block_values();
+    let nb = acts.k / QK_K;
     let bytes = kind.group_block_bytes();
     assert!(gbytes >= nb * bytes);
-    let rows_held = if blocks {
-        acts.blocks.len()
-    } else {
-        acts.super_blocks.len()
-    };
-    assert!(rows_held >= m * nb);
-    // K formats take two tiles of rows per pass where they last, sharing each weight tile load
-    // (measured no faster for the 32-value formats).
-    let (shapes, prepared_bytes, sums_len, max_tiles) = if blocks {
-        (Shapes::Blocks, PREPARED_BLOCK, ROWS * COLS, 1)
-    } else {
-        (Shapes::SuperBlocks, PREPARED, TILE_SUMS, 2)
-    };
-    configure(shapes);
+    assert!(acts.super_blocks.len() >= m * nb);
+    configure();
     PREPARED_BUF.with_borrow_mut(|prepared| {
         prepared.resize_with(prepared.len().max(W), Vec::new);
         for (w, buf) in ws.iter().zip(prepared.iter_mut()) {
             assert!(w.len() >= gbytes + nb * bytes);
-            buf.resize(nb * prepared_bytes, 0);
+            buf.resize(nb * PREPARED, 0);
             for half in 0..2 {
                 // SAFETY: AVX-512BW is there (`available`); reads stay within the nb packed
-                // (super-)blocks of each group of `w` and writes within the nb prepared ones of
+                // super-blocks of each group of `w` and writes within the nb prepared ones of
                 // `buf` (checked).
                 unsafe {
                     let (w, out) = (
@@ -199,45 +172,39 @@ pub(super) fn pair_rows<const W: usize>(
                     match kind {
                         WeightFormat::Q4K => prepare_q4k::<false>(w, nb, out),
                         WeightFormat::Q5K => prepare_q4k::<true>(w, nb, out),
-                        WeightFormat::Q6K => prepare_q6k(w, nb, out),
-                        _ => prepare_blocks(kind, w, nb, out),
+                        _ => prepare_q6k(w, nb, out),
                     }
                 };
             }
         }
         SUMS.with_borrow_mut(|sums| {
-            sums.resize(max_tiles * nb * sums_len, 0);
+            // Two tiles of rows per pass where they last, sharing each weight tile load.
+            sums.resize(2 * nb * TILE_SUMS, 0);
             let mut r = 0;
             while r + ROWS <= m {
-                let tiles = max_tiles.min((m - r) / ROWS);
+                let tiles = 2.min((m - r) / ROWS);
                 let mut outs = [[[[[0f32; G]; ROWS]; 2]; W]; 2];
                 for (j, (w, buf)) in ws.iter().zip(prepared.iter()).enumerate() {
-                    // SAFETY: AMX is available and configured on this thread for `shapes`;
-                    // each group of `w` holds nb packed (super-)blocks, `buf` their prepared
-                    // values, rows r..r + 16·tiles ≤ m of the activations nb (super-)blocks
-                    // each and `sums` tiles·nb tiles' sums (all checked above).
+                    // SAFETY: AMX is available and configured on this thread; each group of `w`
+                    // holds nb packed super-blocks, `buf` their prepared values, rows
+                    // r..r + 16·tiles ≤ m of the activations nb super-blocks each and `sums`
+                    // tiles·nb tiles' sums (all checked above).
                     unsafe {
                         let (w, buf) = (w.as_ptr(), buf.as_ptr());
-                        if blocks {
-                            let a = acts.blocks.as_ptr().add(r * nb);
-                            block_products(buf, a, nb, sums.as_mut_ptr());
-                            finish_blocks(kind, w, gbytes, a, nb, sums, &mut outs[0][j]);
+                        let a = acts.super_blocks.as_ptr().add(r * nb);
+                        if tiles == 2 {
+                            products2(buf, a, nb, sums.as_mut_ptr());
                         } else {
-                            let a = acts.super_blocks.as_ptr().add(r * nb);
-                            if tiles == 2 {
-                                products2(buf, a, nb, sums.as_mut_ptr());
+                            products(buf, a, nb, sums.as_mut_ptr());
+                        }
+                        for (t, outs) in outs.iter_mut().take(tiles).enumerate() {
+                            let a = a.add(t * ROWS * nb);
+                            let sums = (&sums[t * TILE_SUMS..], tiles * TILE_SUMS);
+                            let out = &mut outs[j];
+                            if kind == WeightFormat::Q6K {
+                                finish::<false>(w, (gbytes, bytes), a, nb, sums, out)
                             } else {
-                                products(buf, a, nb, sums.as_mut_ptr());
-                            }
-                            for (t, outs) in outs.iter_mut().take(tiles).enumerate() {
-                                let a = a.add(t * ROWS * nb);
-                                let sums = (&sums[t * TILE_SUMS..], tiles * TILE_SUMS);
-                                let out = &mut outs[j];
-                                if kind == WeightFormat::Q6K {
-                                    finish::<false>(w, (gbytes, bytes), a, nb, sums, out)
-                                } else {
-                                    finish::<true>(w, (gbytes, bytes), a, nb, sums, out)
-                                }
+                                finish::<true>(w, (gbytes, bytes), a, nb, sums, out)
                             }
                         }
                     }
@@ -378,8 +345,8 @@ unsafe fn prepare_q6k(w: *const u8, nb: usize, out: *mut u8) {
 /// low parts 256 on (row r's at 16r, the first group's eight columns first).
 ///
 /// # Safety
-/// AMX must be available and this thread configured; `prepared` holds nb prepared
-/// super-blocks, `a` 16 × nb activation super-blocks and `sums` nb × TILE_SUMS i32.
+/// AMX must be available and this thread configured ([`configure`]); `prepared` holds nb
+/// prepared super-blocks, `a` 16 × nb activation super-blocks and `sums` nb × TILE_SUMS i32.
 #[allow(unsafe_op_in_unsafe_fn)]
 unsafe fn products(prepared: *const u8, a: *const ActBlockK, nb: usize, sums: *mut i32) {
     let stride = nb * std::mem::size_of::<ActBlockK>();
@@ -558,170 +525,4 @@ unsafe fn finish<const MINS: bool>(
     }
 }
 
-/// A 32-value group's values as signed bytes (less the format's offset: 8 for Q4_0, 16 for
-/// Q5_0), as its half of the tile rows of each block (the caller offsets `out` by 32 bytes for
-/// the second group): block i's tile at `i·PREPARED_BLOCK`, its row c holding values
-/// 4c..4c+4 of each weight row, rows 64 bytes apart.
-#[target_feature(enable = "avx512f,avx512bw,avx2")]
-#[allow(unsafe_op_in_unsafe_fn)]
-unsafe fn prepare_blocks(kind: WeightFormat, w: *const u8, nb: usize, out: *mut u8) {
-    let bytes = kind.group_block_bytes();
-    let low = _mm256_set1_epi8(0x0F);
-    let five = _mm256_set1_epi8(0x10);
-    // Byte i of a vector takes bit i % 8 of byte i / 8 of a u32 (the fifth bits' layout).
-    let spread = _mm256_setr_epi8(
-        0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3,
-        3, 3,
-    );
-    let bit = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
-    // Where the nibbles start (after d, m and the fifth bits), where the fifth bits do, and
-    // the offset the values subtract.
-    let (nibbles, fifth, offset) = match kind {
-        WeightFormat::Q4_0 => (16, None, 8),
-        WeightFormat::Q4_1 => (32, None, 0),
-        WeightFormat::Q5_0 => (48, Some(16), 16),
-        _ => (64, Some(32), 0),
-    };
-    let offset = _mm256_set1_epi8(offset);
-    for i in 0..nb {
-        let (b, o) = (w.add(i * bytes), out.add(i * PREPARED_BLOCK));
-        if kind == WeightFormat::Q8_0 {
-            for c in 0..8 {
-                let v = _mm256_loadu_si256(b.add(16 + 32 * c) as *const __m256i);
-                let q = _mm256_xor_si256(v, _mm256_set1_epi8(-128));
-                _mm256_storeu_si256(o.add(64 * c) as *mut __m256i, q);
-            }
-            continue;
-        }
-        let fifth_bits = |at: usize| match fifth {
-            Some(base) => {
-                let h = _mm256_set1_epi32((b.add(base + at) as *const i32).read_unaligned());
-                let h = _mm256_and_si256(_mm256_shuffle_epi8(h, spread), bit);
-                _mm256_and_si256(_mm256_cmpeq_epi8(h, bit), five)
-            }
-            None => _mm256_setzero_si256(),
-        };
-        for c in 0..4 {
-            let v = _mm256_loadu_si256(b.add(nibbles + 32 * c) as *const __m256i);
-            let lo = _mm256_or_si256(_mm256_and_si256(v, low), fifth_bits(8 * c));
-            let hi = _mm256_or_si256(
-                _mm256_and_si256(_mm256_srli_epi16(v, 4), low),
-                fifth_bits(8 * c + 4),
-            );
-            _mm256_storeu_si256(o.add(64 * c) as *mut __m256i, _mm256_sub_epi8(lo, offset));
-            _mm256_storeu_si256(
-                o.add(64 * (4 + c)) as *mut __m256i,
-                _mm256_sub_epi8(hi, offset),
-            );
-        }
-    }
-}
-
-/// The tile products of 16 rows (row r's nb blocks at `a + r·nb`) with a prepared pair of
-/// groups: block i's 16 × 16 exact sums at `sums + i·256` (row r's at 16r, the first group's
-/// eight columns first).
-///
-/// # Safety
-/// AMX must be available and this thread configured for [`Shapes::Blocks`]; `prepared` holds
-/// nb prepared blocks, `a` 16 × nb activation blocks and `sums` nb × 256 i32.
-#[allow(unsafe_op_in_unsafe_fn)]
-unsafe fn block_products(prepared: *const u8, a: *const ActBlock, nb: usize, sums: *mut i32) {
-    let stride = nb * std::mem::size_of::<ActBlock>();
-    let x = |i: usize| (*a.add(i)).qs.as_ptr();
-    let mut i = 0;
-    // Two blocks at a time, in alternate tiles, so that one's loads overlap the other's
-    // product. (Four in flight, on four tiles of sums, measured no faster.)
-    while i + 2 <= nb {
-        let (t, c) = (prepared.add(i * PREPARED_BLOCK), sums.add(i * ROWS * COLS));
-        asm!(
-            "tilezero tmm0",
-            "tilezero tmm1",
-            "tileloadd tmm2, [{x0} + {stride}*1]",
-            "tileloadd tmm4, [{t} + {row}*1]",
-            "tileloadd tmm3, [{x1} + {stride}*1]",
-            "tileloadd tmm5, [{t} + {row}*1 + 512]",
-            "tdpbssd tmm0, tmm2, tmm4",
-            "tdpbssd tmm1, tmm3, tmm5",
-            "tilestored [{c} + {row}*1], tmm0",
-            "tilestored [{c} + {row}*1 + 1024], tmm1",
-            x0 = in(reg) x(i), x1 = in(reg) x(i + 1), stride = in(reg) stride,
-            t = in(reg) t, c = in(reg) c, row = in(reg) 64usize,
-            options(nostack),
-        );
-        i += 2;
-    }
-    if i < nb {
-        let (t, c) = (prepared.add(i * PREPARED_BLOCK), sums.add(i * ROWS * COLS));
-        asm!(
-            "tilezero tmm0",
-            "tileloadd tmm2, [{x0} + {stride}*1]",
-            "tileloadd tmm4, [{t} + {row}*1]",
-            "tdpbssd tmm0, tmm2, tmm4",
-            "tilestored [{c} + {row}*1], tmm0",
-            x0 = in(reg) x(i), stride = in(reg) stride,
-            t = in(reg) t, c = in(reg) c, row = in(reg) 64usize,
-            options(nostack),
-        );
-    }
-}
-
-/// Both groups' outputs for each row from the tile sums, block by block as the VNNI kernels add
-/// them: `sumi·d·d'`, plus `m·s` for the formats with a min, on both groups' 16 columns at once.
-///
-/// # Safety
-/// `w` holds the two groups' nb packed blocks of `kind`, `gbytes` apart, and `a` 16 × nb
-/// activation blocks; `sums` the tile sums of [`block_products`].
-#[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
-#[allow(unsafe_op_in_unsafe_fn)]
-unsafe fn finish_blocks(
-    kind: WeightFormat,
-    w: *const u8,
-    gbytes: usize,
-    a: *const ActBlock,
-    nb: usize,
-    sums: &[i32],
-    out: &mut [[[f32; G]; ROWS]; 2],
-) {
-    assert!(sums.len() >= nb * ROWS * COLS);
-    let bytes = kind.group_block_bytes();
-    let min = matches!(kind, WeightFormat::Q4_1 | WeightFormat::Q5_1);
-    // The two groups' eight f16 values at byte `at` of block i, as 16 lanes.
-    let pair = |i: usize, at: usize| {
-        let h = |half: usize| {
-            let b = w.add(half * gbytes + i * bytes + at);
-            _mm256_cvtph_ps(_mm_loadu_si128(b as *const __m128i))
-        };
-        // (`_mm512_insertf32x8` would need AVX512-DQ.)
-        let (lo, hi) = (_mm256_castps_pd(h(0)), _mm256_castps_pd(h(1)));
-        _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(lo), hi, 1))
-    };
-    let mut acc = [_mm512_setzero_ps(); ROWS];
-    for i in 0..nb {
-        let d = pair(i, 0);
-        let m = if min {
-            pair(i, 16)
-        } else {
-            _mm512_setzero_ps()
-        };
-        let block = sums.as_ptr().add(i * ROWS * COLS);
-        for (r, acc) in acc.iter_mut().enumerate() {
-            let y = &*a.add(r * nb + i);
-            let si = _mm512_cvtepi32_ps(_mm512_loadu_si512(block.add(COLS * r) as *const _));
-            let t = _mm512_mul_ps(_mm512_mul_ps(si, d), _mm512_set1_ps(y.d));
-            let t = if min {
-                _mm512_add_ps(t, _mm512_mul_ps(m, _mm512_set1_ps(y.s)))
-            } else {
-                t
-            };
-            *acc = _mm512_add_ps(*acc, t);
-        }
-    }
-    for (r, acc) in acc.iter().enumerate() {
-        let mut lanes = [0f32; COLS];
-        _mm512_storeu_ps(lanes.as_mut_ptr(), *acc);
-        out[0][r].copy_from_slice(&lanes[..G]);
-        out[1][r].copy_from_slice(&lanes[G..]);
-    }
-}
-
-const _: () = assert!(QK_K == 256 && QK == 32 && G == 8);
+const _: () = assert!(QK_K == 256 && G == 8);

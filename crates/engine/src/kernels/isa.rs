@@ -201,17 +201,14 @@ impl Isa {
         }
     }
 
-    /// Whether [`Isa::pair_dots`] multiplies `kind` here: Q4_1, Q8_0 and Q4_K where the VNNI
-    /// kernels run and the CPU has AVX512-VNNI (one 512-bit vector holds two groups' lanes).
-    /// Q5_K's and Q6_K's heavier unpacking gained 10–20% at eight rows and lost at four (a 2048
+    /// Whether [`Isa::pair_dots`] multiplies `kind` here: the 32-value formats (Q4_0, Q4_1,
+    /// Q5_0, Q5_1, Q8_0) and Q4_K where the VNNI kernels run and the CPU has AVX512-VNNI (one
+    /// 512-bit vector holds two groups' lanes). Q5_K's and Q6_K's heavier unpacking gained 10–20% at eight rows and lost at four (a 2048
     /// × 2048 weight, one core): they keep their one-group 512-bit kernels.
     #[cfg(target_arch = "x86_64")]
     pub(super) fn pairs(self, kind: WeightFormat) -> bool {
         matches!(self, Isa::AvxVnni | Isa::Avx512Vnni)
-            && matches!(
-                kind,
-                WeightFormat::Q4_1 | WeightFormat::Q8_0 | WeightFormat::Q4K
-            )
+            && (kind.block_values() == QK || kind == WeightFormat::Q4K)
             && avx512vnni()
     }
 
@@ -241,7 +238,10 @@ impl Isa {
             }
             let a: [*const ActBlock; M] = std::array::from_fn(|i| acts.row(r + i).as_ptr());
             match kind {
-                WeightFormat::Q4_1 => x86::q4_1_pair(w, gbytes, a, nb),
+                WeightFormat::Q4_0 => x86::ref_pair::<M, false, false>(w, gbytes, a, nb),
+                WeightFormat::Q4_1 => x86::ref_pair::<M, false, true>(w, gbytes, a, nb),
+                WeightFormat::Q5_0 => x86::ref_pair::<M, true, false>(w, gbytes, a, nb),
+                WeightFormat::Q5_1 => x86::ref_pair::<M, true, true>(w, gbytes, a, nb),
                 _ => x86::q8_0_pair(w, gbytes, a, nb),
             }
         }

@@ -4,14 +4,15 @@
 //! The weights are regrouped at load, straight from the verified file, into a layout built for
 //! SIMD dot products (`packed.rs`: eight rows per group); each activation row is quantized once
 //! with ggml's rounding, and groups of rows are split across the rayon pool the model runs in, each group
-//! reused for every row of a prompt batch (eight rows per call for the `vpdpbusd` K kernels).
-//! The kernels (`x86.rs`: AVX-VNNI, AVX512-VNNI or AVX2, picked at run time in `isa.rs`; the
-//! portable loop in `packed.rs` defines the arithmetic) give the portable loop's bits on every
-//! CPU: the
-//! 32-value formats, Q2_K and Q3_K round as candle's dot products do (its reference ones for the
-//! 32-value formats, its AVX2 ones for Q2_K and Q3_K); Q4_K, Q5_K and Q6_K sum each super-block exactly and round once, which
-//! frees their kernels to multiply in whatever order is fastest; on CPUs with AMX, prompt rows
-//! of all these but Q2_K and Q3_K go through tile products (`amx.rs`) to the same exact sums.
+//! reused for every row of a prompt batch (eight rows per call for the `vpdpbusd` kernels;
+//! with AVX512-VNNI, two groups at once for the 32-value formats and Q4_K). The kernels
+//! (`x86.rs`: AVX-VNNI, AVX512-VNNI or AVX2, picked at run time in `isa.rs`; the portable loop
+//! in `packed.rs` defines the arithmetic) give the portable loop's bits on every CPU: the
+//! 32-value formats, Q2_K and Q3_K round as candle's dot products do (its reference ones for
+//! the 32-value formats, its AVX2 ones for Q2_K and Q3_K); Q4_K, Q5_K and Q6_K sum each
+//! super-block exactly and round once, which frees their kernels to multiply in whatever order
+//! is fastest; on CPUs with AMX, their prompt rows go through tile products (`amx.rs`) to the
+//! same exact sums.
 //! `activation.rs` holds the vectorized gate activations of the fused feed-forward kernel;
 //! `attention.rs` the attention that reads each sequence's KV cache in place (its vector code
 //! in `attention/simd.rs`), `convert.rs`
@@ -869,17 +870,16 @@ mod tests {
             eprintln!("no AMX on this machine (or not granted by the OS): nothing to compare");
             return;
         }
-        let n = 24;
+        let (n, k) = (24, 768);
         for dtype in ALL {
-            // 25 blocks of 32 values: the last of an odd count alone in its tile product.
-            let k = match dtype {
-                GgmlDType::Q2K | GgmlDType::Q3K => continue,
-                GgmlDType::Q4K | GgmlDType::Q5K | GgmlDType::Q6K => 768,
-                _ => 800,
-            };
             let a = pack(&quantized(dtype, n, k, 5)).unwrap();
             let b = pack(&quantized(dtype, n, k, 6)).unwrap();
-            for m in [32, 53] {
+            let Some(min) = amx::min_rows(a.kind) else {
+                continue;
+            };
+            // The fewest rows the tiles take, and more: a pass of 32 rows, one of 16, the
+            // rest left to the VNNI kernels.
+            for m in [min, min + 53] {
                 let x = noise(m * k, 101 + m as u64);
                 with_acts(&x, m, k, Formats::of([a.kind]), |acts| {
                     let gbytes = a.group_bytes();

@@ -1,7 +1,8 @@
 //! x86-64 kernels over the packed layout (see `packed.rs`), in two flavours chosen at run time:
 //! AVX-VNNI (`vpdpbusd`: four u8·i8 products summed into each i32 lane in one instruction) and
 //! plain AVX2 (`vpmaddubsw` + `vpmaddwd`), plus 512-bit K kernels for AVX-512 CPUs
-//! (`vpmaddubsw`, or `vpdpbusd` for Q5_K and Q6_K where the CPU has AVX512-VNNI). All compute
+//! (`vpmaddubsw`, or `vpdpbusd` for Q5_K and Q6_K where the CPU has AVX512-VNNI) and, with
+//! AVX512-VNNI, kernels that take two groups at once (the 32-value formats and Q4_K). All compute
 //! the exact integer sums, then round in the order `packed::group_dot_scalar` /
 //! `group_dot_k_scalar` define, lane r being row r of the group.
 //!
@@ -1007,29 +1008,68 @@ unsafe fn pair256(at: *const u8, gbytes: usize) -> __m512i {
     _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1)
 }
 
-/// Q4_1 dot products of two neighbouring groups (`gbytes` apart: 16 weight rows, one per i32
-/// lane of a 512-bit vector) with `M` activation rows. Each lane takes the steps of the 256-bit
-/// kernels' lanes in the same order (an exact integer sum per block, then the block's float
-/// steps), so the bits are theirs: a 512-bit `vpdpbusd` issues as often as a 256-bit one on
-/// the CPUs that have it, and each row's activations are broadcast once for both groups.
+/// Q4_0, Q4_1, Q5_0 (`FIFTH`) or Q5_1 (`FIFTH`, `MIN`) dot products of two neighbouring groups
+/// (`gbytes` apart: 16 weight rows, one per i32 lane of a 512-bit vector) with `M` activation
+/// rows. Each lane takes the steps of the 256-bit kernels' lanes in the same order (an exact
+/// integer sum per block, the offset through Σq, then the block's float steps), so the bits are
+/// theirs: a 512-bit `vpdpbusd` issues as often as a 256-bit one on the CPUs that have it, and
+/// each row's activations are broadcast once for both groups.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
-pub unsafe fn q4_1_pair<const M: usize>(
+pub unsafe fn ref_pair<const M: usize, const FIFTH: bool, const MIN: bool>(
     w: *const u8,
     gbytes: usize,
     a: [*const ActBlock; M],
     nb: usize,
 ) -> [[[f32; 8]; M]; 2] {
+    // The group block: d[8], then m[8] (MIN), then fifth bits (FIFTH), then nibbles.
+    let base = if MIN { 32 } else { 16 };
+    let nibbles = if FIFTH { base + 32 } else { base };
+    let stride = nibbles + 128;
+    let offset = match (FIFTH, MIN) {
+        (_, true) => 0,
+        (false, false) => 8,
+        (true, false) => 16,
+    };
     let low = _mm512_set1_epi8(0x0F);
+    let five = _mm512_set1_epi8(0x10);
+    // Byte i of each 256-bit half takes bit i % 8 of byte i / 8 of its group's u32.
+    let spread = _mm512_broadcast_i64x4(_mm256_setr_epi8(
+        0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3,
+        3, 3,
+    ));
+    let bit = _mm512_set1_epi64(0x8040_2010_0804_0201u64 as i64);
     let mut sum = [_mm512_setzero_ps(); M];
     for i in 0..nb {
-        let b = w.add(i * 160);
+        let b = w.add(i * stride);
         let d = _mm512_cvtph_ps(pair128(b, gbytes));
-        let m = _mm512_cvtph_ps(pair128(b.add(16), gbytes));
-        let mut acc = [_mm512_setzero_si512(); M];
+        let m = if MIN {
+            _mm512_cvtph_ps(pair128(b.add(16), gbytes))
+        } else {
+            _mm512_setzero_ps()
+        };
+        let mut acc: [__m512i; M] =
+            std::array::from_fn(|r| _mm512_set1_epi32(-offset * (*a[r].add(i)).sum));
+        // The values' fifth bits (16 where set) added to the nibbles `v`.
+        let fifth = |v: __m512i, at: usize| {
+            if !FIFTH {
+                return v;
+            }
+            let u32_at = |half: usize| (b.add(half * gbytes + at) as *const i32).read_unaligned();
+            let h = _mm512_inserti64x4(
+                _mm512_set1_epi32(u32_at(0)),
+                _mm256_set1_epi32(u32_at(1)),
+                1,
+            );
+            let set = _mm512_test_epi8_mask(_mm512_shuffle_epi8(h, spread), bit);
+            _mm512_mask_add_epi8(v, set, v, five)
+        };
         for c in 0..4 {
-            let v = pair256(b.add(32 + 32 * c), gbytes);
-            let lo = _mm512_and_si512(v, low);
-            let hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), low);
+            let v = pair256(b.add(nibbles + 32 * c), gbytes);
+            let lo = fifth(_mm512_and_si512(v, low), base + 8 * c);
+            let hi = fifth(
+                _mm512_and_si512(_mm512_srli_epi16(v, 4), low),
+                base + 8 * c + 4,
+            );
             for r in 0..M {
                 let q = (*a[r].add(i)).qs.as_ptr();
                 acc[r] = _mm512_dpbusd_epi32(acc[r], lo, bcast4_512(q, 4 * c));
@@ -1039,15 +1079,19 @@ pub unsafe fn q4_1_pair<const M: usize>(
         for r in 0..M {
             let ab = &*a[r].add(i);
             let si = _mm512_cvtepi32_ps(acc[r]);
-            let t1 = _mm512_mul_ps(_mm512_mul_ps(si, d), _mm512_set1_ps(ab.d));
-            let t2 = _mm512_mul_ps(m, _mm512_set1_ps(ab.s));
-            sum[r] = _mm512_add_ps(sum[r], _mm512_add_ps(t1, t2));
+            let t = _mm512_mul_ps(_mm512_mul_ps(si, d), _mm512_set1_ps(ab.d));
+            let t = if MIN {
+                _mm512_add_ps(t, _mm512_mul_ps(m, _mm512_set1_ps(ab.s)))
+            } else {
+                t
+            };
+            sum[r] = _mm512_add_ps(sum[r], t);
         }
     }
     pair_out(&sum)
 }
 
-/// Q8_0 dot products of two neighbouring groups with `M` activation rows, as [`q4_1_pair`]
+/// Q8_0 dot products of two neighbouring groups with `M` activation rows, as [`ref_pair`]
 /// (the steps of the 256-bit Q8_0 kernels' lanes).
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
 pub unsafe fn q8_0_pair<const M: usize>(
@@ -1079,7 +1123,7 @@ pub unsafe fn q8_0_pair<const M: usize>(
     pair_out(&sum)
 }
 
-/// Q4_K dot products of two neighbouring groups with `M` activation rows, as [`q4_1_pair`]:
+/// Q4_K dot products of two neighbouring groups with `M` activation rows, as [`ref_pair`]:
 /// each lane takes the steps of the 256-bit `q4k5k` kernels' lanes.
 #[allow(clippy::needless_range_loop)]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
