@@ -2,8 +2,8 @@
 //! AVX-VNNI (`vpdpbusd`: four u8·i8 products summed into each i32 lane in one instruction) and
 //! plain AVX2 (`vpmaddubsw` + `vpmaddwd`), plus 512-bit K kernels for AVX-512 CPUs
 //! (`vpmaddubsw`, or `vpdpbusd` for Q5_K and Q6_K where the CPU has AVX512-VNNI) and, with
-//! AVX512-VNNI, kernels that take two groups at once (the 32-value formats and Q4_K). All compute
-//! the exact integer sums, then round in the order `packed::group_dot_scalar` /
+//! AVX512-VNNI, kernels that take two groups at once (the 32-value formats, Q4_K and Q6_K).
+//! All compute the exact integer sums, then round in the order `packed::group_dot_scalar` /
 //! `group_dot_k_scalar` define, lane r being row r of the group.
 //!
 //! # Safety (all kernels)
@@ -1176,6 +1176,87 @@ pub unsafe fn q4k_pair<const M: usize>(
             let a = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(sums[r]), acc[r]);
             let dmin = _mm512_mul_ps(dminw, _mm512_set1_ps(-y.d));
             acc[r] = _mm512_fmadd_ps(dmin, _mm512_cvtepi32_ps(mins), a);
+        }
+    }
+    pair_out(&acc)
+}
+
+/// Q6_K dot products of two neighbouring groups with `M` activation rows, as [`ref_pair`]:
+/// each lane takes the steps of the 256-bit `q6k` kernels' lanes (exact sums, so the same
+/// bits). Value vectors v and v + 2 share their `ql` bytes, so they are unpacked together.
+#[allow(clippy::needless_range_loop)]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
+pub unsafe fn q6k_pair<const M: usize>(
+    w: *const u8,
+    gbytes: usize,
+    a: [*const ActBlockK; M],
+    nb: usize,
+) -> [[[f32; 8]; M]; 2] {
+    let low = _mm512_set1_epi8(0x0F);
+    let high = _mm512_set1_epi8(0x30);
+    let mut acc = [_mm512_setzero_ps(); M];
+    for i in 0..nb {
+        let b = w.add(i * 1680);
+        let ys: [&ActBlockK; M] = std::array::from_fn(|r| &*a[r].add(i));
+        let mut sums = [_mm512_setzero_si512(); M];
+        for j in 0..2 {
+            for h in 0..2 {
+                for vp in 0..2 {
+                    // t[0]: sub-block 8j + 2vp + h (value vector vp), t[1]: 8j + 2(vp + 2) + h.
+                    let mut t = [[_mm512_setzero_si512(); M]; 2];
+                    for l in 4 * h..4 * h + 4 {
+                        let base = b.add(q6k_base(j, l));
+                        let ql = pair256(base.add(64 * vp), gbytes);
+                        let qh = pair256(base.add(128), gbytes);
+                        // Bits 2v, 2v + 1 of each `qh` byte at bits 4 and 5.
+                        let (h0, h1) = if vp == 0 {
+                            (_mm512_slli_epi16(qh, 4), qh)
+                        } else {
+                            (_mm512_slli_epi16(qh, 2), _mm512_srli_epi16(qh, 2))
+                        };
+                        // `(a & low) | (b & high)`.
+                        let merge = |a: __m512i, b: __m512i| {
+                            _mm512_ternarylogic_epi32::<0xEC>(a, _mm512_and_si512(b, high), low)
+                        };
+                        let vals = [merge(ql, h0), merge(_mm512_srli_epi16(ql, 4), h1)];
+                        for r in 0..M {
+                            let q = ys[r].qs.as_ptr();
+                            for (k, vals) in vals.iter().enumerate() {
+                                let x = bcast4_512(q, 128 * j + 32 * (vp + 2 * k) + 4 * l);
+                                t[k][r] = _mm512_dpbusd_epi32(t[k][r], *vals, x);
+                            }
+                        }
+                    }
+                    for k in 0..2 {
+                        let u = 8 * j + 2 * (vp + 2 * k) + h;
+                        let sc = _mm512_cvtepi8_epi32(pair64(b.add(16 + 8 * u), gbytes));
+                        for r in 0..M {
+                            sums[r] = _mm512_add_epi32(sums[r], _mm512_mullo_epi32(t[k][r], sc));
+                        }
+                    }
+                }
+            }
+        }
+        // `q6k_offsets` on both groups' lanes: the scales of sub-blocks 2p and 2p + 1 as i16
+        // pairs, once for every row.
+        let pairs: [__m512i; 8] = std::array::from_fn(|p| {
+            let lo = pair64(b.add(16 + 16 * p), gbytes);
+            let hi = pair64(b.add(24 + 16 * p), gbytes);
+            let lo16 = _mm256_cvtepi8_epi16(_mm_unpacklo_epi8(lo, hi));
+            let hi16 = _mm256_cvtepi8_epi16(_mm_unpackhi_epi8(lo, hi));
+            _mm512_inserti64x4(_mm512_castsi256_si512(lo16), hi16, 1)
+        });
+        let dw = _mm512_cvtph_ps(pair128(b, gbytes));
+        for r in 0..M {
+            let y = ys[r];
+            let mut offsets = _mm512_setzero_si512();
+            for (p, pair) in pairs.iter().enumerate() {
+                let s = (y.bsums.as_ptr().add(2 * p) as *const i32).read_unaligned();
+                offsets = _mm512_add_epi32(offsets, _mm512_madd_epi16(*pair, _mm512_set1_epi32(s)));
+            }
+            let sum = _mm512_sub_epi32(sums[r], _mm512_slli_epi32(offsets, 5));
+            let d = _mm512_mul_ps(dw, _mm512_set1_ps(y.d));
+            acc[r] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(sum), acc[r]);
         }
     }
     pair_out(&acc)
