@@ -202,14 +202,15 @@ impl Isa {
     }
 
     /// Whether [`Isa::pair_dots`] multiplies `kind` here: the 32-value formats (Q4_0, Q4_1,
-    /// Q5_0, Q5_1, Q8_0), Q4_K and Q6_K where the VNNI kernels run and the CPU has
-    /// AVX512-VNNI (one 512-bit vector holds two groups' lanes). Q5_K keeps its one-group
-    /// 512-bit kernel (a two-group one gained 10–20% at eight rows and lost at four, a 2048 ×
-    /// 2048 weight on one core). Q6_K's, same weight: eight rows 382 → 275 µs, four 200 → 179.
+    /// Q5_0, Q5_1, Q8_0), Q4_K, Q5_K and Q6_K where the VNNI kernels run and the CPU has
+    /// AVX512-VNNI (one 512-bit vector holds two groups' lanes). One core, a 2048 × 2048
+    /// weight, one group's 512-bit kernel vs two groups': Q4_K eight rows 248 vs 169 µs, four
+    /// 150 vs 111; Q6_K 382 vs 275 and 200 vs 179; Q5_K 311 vs 238 and 160 vs 187 (so four
+    /// rows of Q5_K stay on one group, `span_rows`).
     #[cfg(target_arch = "x86_64")]
     pub(super) fn pairs(self, kind: WeightFormat) -> bool {
         matches!(self, Isa::AvxVnni | Isa::Avx512Vnni)
-            && (kind.block_values() == QK || matches!(kind, WeightFormat::Q4K | WeightFormat::Q6K))
+            && !matches!(kind, WeightFormat::Q2K | WeightFormat::Q3K)
             && avx512vnni()
     }
 
@@ -236,8 +237,9 @@ impl Isa {
             if kind.block_values() == QK_K {
                 let a: [*const ActBlockK; M] = std::array::from_fn(|i| acts.row_k(r + i).as_ptr());
                 return match kind {
-                    WeightFormat::Q6K => x86::q6k_pair(w, gbytes, a, nb),
-                    _ => x86::q4k_pair(w, gbytes, a, nb),
+                    WeightFormat::Q4K => x86::q4k5k_pair::<M, false>(w, gbytes, a, nb),
+                    WeightFormat::Q5K => x86::q4k5k_pair::<M, true>(w, gbytes, a, nb),
+                    _ => x86::q6k_pair(w, gbytes, a, nb),
                 };
             }
             let a: [*const ActBlock; M] = std::array::from_fn(|i| acts.row(r + i).as_ptr());

@@ -2,8 +2,8 @@
 //! AVX-VNNI (`vpdpbusd`: four u8·i8 products summed into each i32 lane in one instruction) and
 //! plain AVX2 (`vpmaddubsw` + `vpmaddwd`), plus 512-bit K kernels for AVX-512 CPUs
 //! (`vpmaddubsw`, or `vpdpbusd` for Q5_K and Q6_K where the CPU has AVX512-VNNI) and, with
-//! AVX512-VNNI, kernels that take two groups at once (the 32-value formats, Q4_K and Q6_K).
-//! All compute the exact integer sums, then round in the order `packed::group_dot_scalar` /
+//! AVX512-VNNI, kernels that take two groups at once (every format but Q2_K and Q3_K). All
+//! compute the exact integer sums, then round in the order `packed::group_dot_scalar` /
 //! `group_dot_k_scalar` define, lane r being row r of the group.
 //!
 //! # Safety (all kernels)
@@ -1123,20 +1123,21 @@ pub unsafe fn q8_0_pair<const M: usize>(
     pair_out(&sum)
 }
 
-/// Q4_K dot products of two neighbouring groups with `M` activation rows, as [`ref_pair`]:
-/// each lane takes the steps of the 256-bit `q4k5k` kernels' lanes.
+/// Q4_K (or, `FIVE`, Q5_K) dot products of two neighbouring groups with `M` activation rows,
+/// as [`ref_pair`]: each lane takes the steps of the 256-bit `q4k5k` kernels' lanes.
 #[allow(clippy::needless_range_loop)]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
-pub unsafe fn q4k_pair<const M: usize>(
+pub unsafe fn q4k5k_pair<const M: usize, const FIVE: bool>(
     w: *const u8,
     gbytes: usize,
     a: [*const ActBlockK; M],
     nb: usize,
 ) -> [[[f32; 8]; M]; 2] {
     let low = _mm512_set1_epi8(0x0F);
+    let bit4 = _mm512_set1_epi8(0x10);
     let mut acc = [_mm512_setzero_ps(); M];
     for i in 0..nb {
-        let b = w.add(i * k_stride(false));
+        let b = w.add(i * k_stride(FIVE));
         let ys: [&ActBlockK; M] = std::array::from_fn(|r| &*a[r].add(i));
         let mut sums = [_mm512_setzero_si512(); M];
         for s in 0..8 {
@@ -1148,7 +1149,19 @@ pub unsafe fn q4k_pair<const M: usize>(
                 } else {
                     _mm512_srli_epi16(v, 4)
                 };
-                let v = _mm512_and_si512(v, low);
+                let v = if FIVE {
+                    // Bit s of each `qh` byte (sub-block s) moved to bit 4, below the nibble.
+                    let h = pair256(b.add(1184 + 32 * l), gbytes);
+                    let h = if s <= 4 {
+                        _mm512_sll_epi16(h, _mm_cvtsi32_si128(4 - s as i32))
+                    } else {
+                        _mm512_srl_epi16(h, _mm_cvtsi32_si128(s as i32 - 4))
+                    };
+                    // `(v & low) | (h & bit4)`.
+                    _mm512_ternarylogic_epi32::<0xEC>(v, _mm512_and_si512(h, bit4), low)
+                } else {
+                    _mm512_and_si512(v, low)
+                };
                 for r in 0..M {
                     let x = bcast4_512(ys[r].qs.as_ptr(), 32 * s + 4 * l);
                     t[r] = _mm512_dpbusd_epi32(t[r], v, x);
