@@ -162,12 +162,11 @@ pub enum Gate {
 }
 
 impl Gate {
-    /// One group of outputs of the fused kernel. SiLU does candle's operations in candle's
-    /// order, bit for bit; GELU goes through a vectorized formula (see `kernels::activation`)
-    /// that agrees with candle's to rounding.
+    /// One group of outputs of the fused kernel, in vector form (see `kernels::activation`):
+    /// candle's function to rounding, not its libm calls.
     pub(crate) fn group(self, v: &[f32; G]) -> [f32; G] {
         match self {
-            Gate::Silu => v.map(|v| v / (1.0 + (-v).exp())),
+            Gate::Silu => crate::kernels::activation::silu(v),
             Gate::GeluTanh => crate::kernels::activation::gelu_tanh(v),
         }
     }
