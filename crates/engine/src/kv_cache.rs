@@ -198,6 +198,14 @@ impl Rows {
         }
     }
 
+    /// The stored values, where they are f16.
+    pub(crate) fn f16(&self) -> Option<&[half::f16]> {
+        match self {
+            Rows::F16(v) => Some(v.reinterpret_cast()),
+            _ => None,
+        }
+    }
+
     /// Values `at..at + n` in f32: the stored ones themselves, or decoded into `scratch`.
     pub(crate) fn read<'a>(&'a self, at: usize, n: usize, scratch: &'a mut Vec<f32>) -> &'a [f32] {
         if let Rows::F32(v) = self {

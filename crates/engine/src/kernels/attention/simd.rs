@@ -3,10 +3,11 @@
 //! AVX-512 (scores: `ROWS` query vectors × two vectors of keys a step; weighted sums: four
 //! weight rows × two or four vectors of dimensions; each output one chain of fused
 //! multiply-adds, as in the portable loops), and with AVX-512 the softmax's exponentials.
+//! Keys and values load from f32 or, converted as they load (exactly), from f16.
 
 #![allow(unsafe_op_in_unsafe_fn)]
 
-use super::KEY_CHUNK;
+use super::{Elem, KEY_CHUNK};
 use std::arch::x86_64::*;
 
 /// A vector of f32 lanes and the operations the products take.
@@ -19,6 +20,8 @@ pub trait Vector: Copy {
     unsafe fn zero() -> Self;
     unsafe fn splat(x: f32) -> Self;
     unsafe fn load(p: *const f32) -> Self;
+    /// LANES f16 values (their bits) at `p`, as f32.
+    unsafe fn load_f16(p: *const u16) -> Self;
     unsafe fn store(self, p: *mut f32);
     /// `a·b + self`, rounded once.
     unsafe fn fma(self, a: Self, b: Self) -> Self;
@@ -26,7 +29,7 @@ pub trait Vector: Copy {
 
 /// One width's intrinsics as a [`Vector`].
 macro_rules! vector {
-    ($v:ty, $lanes:literal, $rows:literal, $wide:literal, $zero:ident, $splat:ident, $load:ident, $store:ident, $fma:ident) => {
+    ($v:ty, $lanes:literal, $rows:literal, $wide:literal, $zero:ident, $splat:ident, $load:ident, $load_f16:expr, $store:ident, $fma:ident) => {
         impl Vector for $v {
             const LANES: usize = $lanes;
             const ROWS: usize = $rows;
@@ -42,6 +45,10 @@ macro_rules! vector {
             #[inline(always)]
             unsafe fn load(p: *const f32) -> Self {
                 $load(p)
+            }
+            #[inline(always)]
+            unsafe fn load_f16(p: *const u16) -> Self {
+                $load_f16(p)
             }
             #[inline(always)]
             unsafe fn store(self, p: *mut f32) {
@@ -62,6 +69,7 @@ vector!(
     _mm256_setzero_ps,
     _mm256_set1_ps,
     _mm256_loadu_ps,
+    |p: *const u16| _mm256_cvtph_ps(_mm_loadu_si128(p.cast())),
     _mm256_storeu_ps,
     _mm256_fmadd_ps
 );
@@ -74,22 +82,23 @@ vector!(
     _mm512_setzero_ps,
     _mm512_set1_ps,
     _mm512_loadu_ps,
+    |p: *const u16| _mm512_cvtph_ps(_mm256_loadu_si256(p.cast())),
     _mm512_storeu_ps,
     _mm512_fmadd_ps
 );
 
-/// `f::<V, R>(args)` with R = `n` as a constant (1 to 8), which the register tiles need.
+/// `f::<V, E, R>(args)` with R = `n` as a constant (1 to 8), which the register tiles need.
 macro_rules! with_count {
-    ($n:expr, $f:ident::<$v:ty>($($arg:expr),*)) => {
+    ($n:expr, $f:ident::<$v:ty, $e:ty>($($arg:expr),*)) => {
         match $n {
-            1 => $f::<$v, 1>($($arg),*),
-            2 => $f::<$v, 2>($($arg),*),
-            3 => $f::<$v, 3>($($arg),*),
-            4 => $f::<$v, 4>($($arg),*),
-            5 => $f::<$v, 5>($($arg),*),
-            6 => $f::<$v, 6>($($arg),*),
-            7 => $f::<$v, 7>($($arg),*),
-            _ => $f::<$v, 8>($($arg),*),
+            1 => $f::<$v, $e, 1>($($arg),*),
+            2 => $f::<$v, $e, 2>($($arg),*),
+            3 => $f::<$v, $e, 3>($($arg),*),
+            4 => $f::<$v, $e, 4>($($arg),*),
+            5 => $f::<$v, $e, 5>($($arg),*),
+            6 => $f::<$v, $e, 6>($($arg),*),
+            7 => $f::<$v, $e, 7>($($arg),*),
+            _ => $f::<$v, $e, 8>($($arg),*),
         }
     };
 }
@@ -101,16 +110,16 @@ pub type Widest = __m512;
 pub type Widest = __m256;
 
 /// `super::score`, `V::ROWS` (at most 8) query vectors at a time.
-pub fn score<V: Vector>(queries: &[&[f32]], keys: &[f32], n: usize, out: &mut [f32]) {
+pub fn score<V: Vector, E: Elem>(queries: &[&[f32]], keys: &[E], n: usize, out: &mut [f32]) {
     let dim = keys.len() / n;
     for (qs, out) in queries.chunks(V::ROWS).zip(out.chunks_mut(V::ROWS * n)) {
-        with_count!(qs.len(), score_rows::<V>(qs, keys, dim, n, out));
+        with_count!(qs.len(), score_rows::<V, E>(qs, keys, dim, n, out));
     }
 }
 
-fn score_rows<V: Vector, const R: usize>(
+fn score_rows<V: Vector, E: Elem, const R: usize>(
     qs: &[&[f32]],
-    keys: &[f32],
+    keys: &[E],
     dim: usize,
     n: usize,
     out: &mut [f32],
@@ -123,20 +132,20 @@ fn score_rows<V: Vector, const R: usize>(
     // chunks), dim floats of each query, and writes C·LANES floats of each output row.
     while j + 2 * V::LANES <= n {
         // SAFETY: the vector's instructions are enabled at build time; bounds as above.
-        unsafe { score_tile::<V, R, 2>(q, keys, dim, out, n, j) };
+        unsafe { score_tile::<V, E, R, 2>(q, keys, dim, out, n, j) };
         j += 2 * V::LANES;
     }
     while j < n {
         // SAFETY: as above, one vector.
-        unsafe { score_tile::<V, R, 1>(q, keys, dim, out, n, j) };
+        unsafe { score_tile::<V, E, R, 1>(q, keys, dim, out, n, j) };
         j += V::LANES;
     }
 }
 
 #[inline(always)]
-unsafe fn score_tile<V: Vector, const R: usize, const C: usize>(
+unsafe fn score_tile<V: Vector, E: Elem, const R: usize, const C: usize>(
     q: [*const f32; R],
-    keys: &[f32],
+    keys: &[E],
     dim: usize,
     out: &mut [f32],
     n: usize,
@@ -149,7 +158,7 @@ unsafe fn score_tile<V: Vector, const R: usize, const C: usize>(
     });
     let mut acc = [[V::zero(); C]; R];
     for i in 0..dim {
-        let k: [V; C] = std::array::from_fn(|c| V::load(keys.as_ptr().add(at[c] + i * KEY_CHUNK)));
+        let k: [V; C] = std::array::from_fn(|c| E::load(keys.as_ptr().add(at[c] + i * KEY_CHUNK)));
         for r in 0..R {
             let qv = V::splat(*q[r].add(i));
             for c in 0..C {
@@ -165,15 +174,20 @@ unsafe fn score_tile<V: Vector, const R: usize, const C: usize>(
 }
 
 /// `super::weigh`, four weight rows at a time; heads a multiple of the lanes wide.
-pub fn weigh<V: Vector>(w: &[f32], n: usize, values: &[f32], acc: &mut [f32]) {
+pub fn weigh<V: Vector, E: Elem>(w: &[f32], n: usize, values: &[E], acc: &mut [f32]) {
     const ROWS: usize = 4;
     let dim = acc.len() / (w.len() / n);
     for (w, acc) in w.chunks(ROWS * n).zip(acc.chunks_mut(ROWS * dim)) {
-        with_count!(acc.len() / dim, weigh_rows::<V>(w, n, values, acc));
+        with_count!(acc.len() / dim, weigh_rows::<V, E>(w, n, values, acc));
     }
 }
 
-fn weigh_rows<V: Vector, const R: usize>(w: &[f32], n: usize, values: &[f32], acc: &mut [f32]) {
+fn weigh_rows<V: Vector, E: Elem, const R: usize>(
+    w: &[f32],
+    n: usize,
+    values: &[E],
+    acc: &mut [f32],
+) {
     let dim = acc.len() / R;
     assert!(dim.is_multiple_of(V::LANES) && w.len() == R * n && values.len() <= n * dim);
     let mut i = 0;
@@ -183,24 +197,24 @@ fn weigh_rows<V: Vector, const R: usize>(w: &[f32], n: usize, values: &[f32], ac
         // SAFETY: the vector's instructions are enabled at build time; bounds as above.
         unsafe {
             match V::WIDE {
-                2 => weigh_tile::<V, R, 2>(w, n, values, acc, i),
-                _ => weigh_tile::<V, R, 4>(w, n, values, acc, i),
+                2 => weigh_tile::<V, E, R, 2>(w, n, values, acc, i),
+                _ => weigh_tile::<V, E, R, 4>(w, n, values, acc, i),
             }
         }
         i += V::WIDE * V::LANES;
     }
     while i < dim {
         // SAFETY: as above, one vector.
-        unsafe { weigh_tile::<V, R, 1>(w, n, values, acc, i) };
+        unsafe { weigh_tile::<V, E, R, 1>(w, n, values, acc, i) };
         i += V::LANES;
     }
 }
 
 #[inline(always)]
-unsafe fn weigh_tile<V: Vector, const R: usize, const C: usize>(
+unsafe fn weigh_tile<V: Vector, E: Elem, const R: usize, const C: usize>(
     w: &[f32],
     n: usize,
-    values: &[f32],
+    values: &[E],
     acc: &mut [f32],
     i: usize,
 ) {
@@ -208,7 +222,7 @@ unsafe fn weigh_tile<V: Vector, const R: usize, const C: usize>(
     let mut s = [[V::zero(); C]; R];
     for j in 0..values.len() / dim {
         let v = values.as_ptr().add(j * dim + i);
-        let vv: [V; C] = std::array::from_fn(|c| V::load(v.add(c * V::LANES)));
+        let vv: [V; C] = std::array::from_fn(|c| E::load(v.add(c * V::LANES)));
         for (r, s) in s.iter_mut().enumerate() {
             let wv = V::splat(*w.get_unchecked(r * n + j));
             for (s, v) in s.iter_mut().zip(&vv) {
