@@ -81,53 +81,22 @@ enum AnyBlock<'a> {
 
 /// A number the products read from the cache, as f32.
 pub(crate) trait Elem: Copy {
+    /// Whether it is an f16 (vector loads convert it), else an f32.
+    const F16: bool;
     fn f32(self) -> f32;
-    /// A vector of f32 lanes from `V::LANES` values at `p`.
-    ///
-    /// # Safety
-    /// `p` must hold `V::LANES` values.
-    #[cfg(all(
-        target_arch = "x86_64",
-        target_feature = "avx2",
-        target_feature = "fma",
-        target_feature = "f16c"
-    ))]
-    unsafe fn load<V: simd::Vector>(p: *const Self) -> V;
 }
 
 impl Elem for f32 {
-    #[inline(always)]
+    const F16: bool = false;
     fn f32(self) -> f32 {
         self
-    }
-    #[cfg(all(
-        target_arch = "x86_64",
-        target_feature = "avx2",
-        target_feature = "fma",
-        target_feature = "f16c"
-    ))]
-    #[inline(always)]
-    unsafe fn load<V: simd::Vector>(p: *const Self) -> V {
-        // SAFETY: the caller's contract.
-        unsafe { V::load(p) }
     }
 }
 
 impl Elem for half::f16 {
-    #[inline(always)]
+    const F16: bool = true;
     fn f32(self) -> f32 {
         self.to_f32()
-    }
-    #[cfg(all(
-        target_arch = "x86_64",
-        target_feature = "avx2",
-        target_feature = "fma",
-        target_feature = "f16c"
-    ))]
-    #[inline(always)]
-    unsafe fn load<V: simd::Vector>(p: *const Self) -> V {
-        // SAFETY: the caller's contract; an f16 is its 16 bits.
-        unsafe { V::load_f16(p.cast()) }
     }
 }
 

@@ -22,6 +22,15 @@ pub trait Vector: Copy {
     unsafe fn load(p: *const f32) -> Self;
     /// LANES f16 values (their bits) at `p`, as f32.
     unsafe fn load_f16(p: *const u16) -> Self;
+    /// LANES values of the cache at `p`, as f32.
+    #[inline(always)]
+    unsafe fn load_elem<E: Elem>(p: *const E) -> Self {
+        if E::F16 {
+            Self::load_f16(p.cast())
+        } else {
+            Self::load(p.cast())
+        }
+    }
     unsafe fn store(self, p: *mut f32);
     /// `a·b + self`, rounded once.
     unsafe fn fma(self, a: Self, b: Self) -> Self;
@@ -158,7 +167,8 @@ unsafe fn score_tile<V: Vector, E: Elem, const R: usize, const C: usize>(
     });
     let mut acc = [[V::zero(); C]; R];
     for i in 0..dim {
-        let k: [V; C] = std::array::from_fn(|c| E::load(keys.as_ptr().add(at[c] + i * KEY_CHUNK)));
+        let k: [V; C] =
+            std::array::from_fn(|c| V::load_elem(keys.as_ptr().add(at[c] + i * KEY_CHUNK)));
         for r in 0..R {
             let qv = V::splat(*q[r].add(i));
             for c in 0..C {
@@ -222,7 +232,7 @@ unsafe fn weigh_tile<V: Vector, E: Elem, const R: usize, const C: usize>(
     let mut s = [[V::zero(); C]; R];
     for j in 0..values.len() / dim {
         let v = values.as_ptr().add(j * dim + i);
-        let vv: [V; C] = std::array::from_fn(|c| E::load(v.add(c * V::LANES)));
+        let vv: [V; C] = std::array::from_fn(|c| V::load_elem(v.add(c * V::LANES)));
         for (r, s) in s.iter_mut().enumerate() {
             let wv = V::splat(*w.get_unchecked(r * n + j));
             for (s, v) in s.iter_mut().zip(&vv) {
