@@ -24,7 +24,7 @@
 //! pass of 16 or 32 rows.
 
 use super::packed::{q4k_vector, ActBlockK, G, QK_K};
-use super::x86::q6k_values;
+use super::x86::{k_finish_pair, k_min_pairs, pair128, pair_out, q6k_values};
 use super::{QuantizedActivations, WeightFormat};
 use std::arch::asm;
 use std::arch::x86_64::*;
@@ -477,52 +477,26 @@ unsafe fn finish<const MINS: bool>(
     out: &mut [[[f32; G]; ROWS]; 2],
 ) {
     assert!(sums.len() >= (nb - 1) * stride + 2 * ROWS * COLS);
-    // The two groups' 16 bytes at byte `at` of super-block i, side by side.
-    let both = |i: usize, at: usize| {
-        let b = |half: usize| _mm_loadu_si128(w.add(half * gbytes + i * bytes + at) as *const _);
-        _mm256_inserti128_si256(_mm256_castsi128_si256(b(0)), b(1), 1)
-    };
-    // Eight f16 scales of each group as 16 f32 lanes.
-    let scales = |i: usize, at: usize| {
-        let h = both(i, at);
-        let lo = _mm256_castps_pd(_mm256_cvtph_ps(_mm256_castsi256_si128(h)));
-        let hi = _mm256_castps_pd(_mm256_cvtph_ps(_mm256_extracti128_si256(h, 1)));
-        _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(lo), hi, 1))
-    };
     let mut acc = [_mm512_setzero_ps(); ROWS];
     for i in 0..nb {
-        let dw = scales(i, 0);
-        let dminw = scales(i, 16);
-        // Pair p of sub-blocks' mins, (2p, 2p + 1) of each row, as i16 pairs.
-        let mins: [__m512i; 4] =
-            std::array::from_fn(|p| _mm512_cvtepu8_epi16(both(i, 96 + 16 * p)));
+        let b = w.add(i * bytes);
+        let dw = _mm512_cvtph_ps(pair128(b, gbytes));
+        let mins = MINS.then(|| {
+            (
+                _mm512_cvtph_ps(pair128(b.add(16), gbytes)),
+                k_min_pairs(b, gbytes),
+            )
+        });
         let block = sums.as_ptr().add(i * stride);
         for (r, acc) in acc.iter_mut().enumerate() {
             let y = &*a.add(r * nb + i);
             let hi = _mm512_loadu_si512(block.add(COLS * r) as *const _);
             let lo = _mm512_loadu_si512(block.add(ROWS * COLS + COLS * r) as *const _);
             let sum = _mm512_add_epi32(_mm512_slli_epi32(hi, 7), lo);
-            let d = _mm512_mul_ps(dw, _mm512_set1_ps(y.d));
-            *acc = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(sum), *acc);
-            if MINS {
-                let mut m = _mm512_setzero_si512();
-                for (p, mins) in mins.iter().enumerate() {
-                    let s0 = y.bsums[4 * p].wrapping_add(y.bsums[4 * p + 1]) as u16 as u32;
-                    let s1 = y.bsums[4 * p + 2].wrapping_add(y.bsums[4 * p + 3]) as u16 as u32;
-                    let pair = _mm512_set1_epi32((s0 | s1 << 16) as i32);
-                    m = _mm512_add_epi32(m, _mm512_madd_epi16(*mins, pair));
-                }
-                let dmin = _mm512_mul_ps(dminw, _mm512_set1_ps(-y.d));
-                *acc = _mm512_fmadd_ps(dmin, _mm512_cvtepi32_ps(m), *acc);
-            }
+            *acc = k_finish_pair(*acc, y, dw, sum, mins);
         }
     }
-    for (r, acc) in acc.iter().enumerate() {
-        let mut lanes = [0f32; COLS];
-        _mm512_storeu_ps(lanes.as_mut_ptr(), *acc);
-        out[0][r].copy_from_slice(&lanes[..G]);
-        out[1][r].copy_from_slice(&lanes[G..]);
-    }
+    *out = pair_out(&acc);
 }
 
 const _: () = assert!(QK_K == 256 && G == 8);

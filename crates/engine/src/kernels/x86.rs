@@ -994,7 +994,7 @@ q6k_512_kernel!(
 /// Two neighbouring groups' 16 bytes at `at` (the second `gbytes` after the first) as one
 /// 256-bit vector, first group low.
 #[inline(always)]
-unsafe fn pair128(at: *const u8, gbytes: usize) -> __m256i {
+pub(super) unsafe fn pair128(at: *const u8, gbytes: usize) -> __m256i {
     let lo = _mm_loadu_si128(at as *const __m128i);
     let hi = _mm_loadu_si128(at.add(gbytes) as *const __m128i);
     _mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1)
@@ -1173,22 +1173,12 @@ pub unsafe fn q4k5k_pair<const M: usize, const FIVE: bool>(
             }
         }
         let dw = _mm512_cvtph_ps(pair128(b, gbytes));
-        let dminw = _mm512_cvtph_ps(pair128(b.add(16), gbytes));
+        let mins = (
+            _mm512_cvtph_ps(pair128(b.add(16), gbytes)),
+            k_min_pairs(b, gbytes),
+        );
         for r in 0..M {
-            let y = ys[r];
-            // `k_mins` and `k_finish` on both groups' lanes.
-            let mut mins = _mm512_setzero_si512();
-            for p in 0..4 {
-                let m = _mm512_cvtepu8_epi16(pair128(b.add(96 + 16 * p), gbytes));
-                let s0 = y.bsums[4 * p].wrapping_add(y.bsums[4 * p + 1]) as u16 as u32;
-                let s1 = y.bsums[4 * p + 2].wrapping_add(y.bsums[4 * p + 3]) as u16 as u32;
-                let sums = _mm512_set1_epi32((s0 | s1 << 16) as i32);
-                mins = _mm512_add_epi32(mins, _mm512_madd_epi16(m, sums));
-            }
-            let d = _mm512_mul_ps(dw, _mm512_set1_ps(y.d));
-            let a = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(sums[r]), acc[r]);
-            let dmin = _mm512_mul_ps(dminw, _mm512_set1_ps(-y.d));
-            acc[r] = _mm512_fmadd_ps(dmin, _mm512_cvtepi32_ps(mins), a);
+            acc[r] = k_finish_pair(acc[r], ys[r], dw, sums[r], Some(mins));
         }
     }
     pair_out(&acc)
@@ -1268,11 +1258,45 @@ pub unsafe fn q6k_pair<const M: usize>(
                 offsets = _mm512_add_epi32(offsets, _mm512_madd_epi16(*pair, _mm512_set1_epi32(s)));
             }
             let sum = _mm512_sub_epi32(sums[r], _mm512_slli_epi32(offsets, 5));
-            let d = _mm512_mul_ps(dw, _mm512_set1_ps(y.d));
-            acc[r] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(sum), acc[r]);
+            acc[r] = k_finish_pair(acc[r], y, dw, sum, None);
         }
     }
     pair_out(&acc)
+}
+
+/// The Q4_K / Q5_K mins of sub-blocks 2p and 2p + 1 of both groups' rows (super-block `b`, the
+/// second group `gbytes` on) as i16 pairs, p = 0..4: [`k_finish_pair`]'s operands.
+#[inline(always)]
+pub(super) unsafe fn k_min_pairs(b: *const u8, gbytes: usize) -> [__m512i; 4] {
+    std::array::from_fn(|p| _mm512_cvtepu8_epi16(pair128(b.add(96 + 16 * p), gbytes)))
+}
+
+/// `k_finish` on both groups' sixteen lanes, and with `mins` (the groups' `dmin` scales and
+/// [`k_min_pairs`]) `k_mins` too: the same float steps in the same order, so the same bits.
+#[inline(always)]
+pub(super) unsafe fn k_finish_pair(
+    acc: __m512,
+    y: &ActBlockK,
+    dw: __m512,
+    sum: __m512i,
+    mins: Option<(__m512, [__m512i; 4])>,
+) -> __m512 {
+    let d = _mm512_mul_ps(dw, _mm512_set1_ps(y.d));
+    let acc = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(sum), acc);
+    let Some((dminw, pairs)) = mins else {
+        return acc;
+    };
+    let mut m = _mm512_setzero_si512();
+    for (p, pair) in pairs.iter().enumerate() {
+        let s0 = y.bsums[4 * p].wrapping_add(y.bsums[4 * p + 1]) as u16 as u32;
+        let s1 = y.bsums[4 * p + 2].wrapping_add(y.bsums[4 * p + 3]) as u16 as u32;
+        m = _mm512_add_epi32(
+            m,
+            _mm512_madd_epi16(*pair, _mm512_set1_epi32((s0 | s1 << 16) as i32)),
+        );
+    }
+    let dmin = _mm512_mul_ps(dminw, _mm512_set1_ps(-y.d));
+    _mm512_fmadd_ps(dmin, _mm512_cvtepi32_ps(m), acc)
 }
 
 /// Two neighbouring groups' 8 bytes at `at` as one 128-bit vector, first group low.
@@ -1291,7 +1315,7 @@ unsafe fn bcast4_512(q: *const i8, at: usize) -> __m512i {
 
 /// Each row's 16 lanes as the two groups' outputs.
 #[inline(always)]
-unsafe fn pair_out<const M: usize>(sum: &[__m512; M]) -> [[[f32; 8]; M]; 2] {
+pub(super) unsafe fn pair_out<const M: usize>(sum: &[__m512; M]) -> [[[f32; 8]; M]; 2] {
     let mut out = [[[0f32; 8]; M]; 2];
     for (r, s) in sum.iter().enumerate() {
         let mut lanes = [0f32; 16];
