@@ -115,13 +115,14 @@ impl Cache<'_> {
         let start = start / KEY_CHUNK * KEY_CHUNK;
         let at = (kv * self.capacity + start) * dim;
         let (keys, values) = (stop.next_multiple_of(KEY_CHUNK) - start, stop - start);
-        let f16 = (self.k.f16(), self.v.f16());
-        if let (Some(k), Some(v), true) = (f16.0, f16.1, queries <= IN_PLACE_QUERIES) {
-            return AnyBlock::F16(Block {
-                start,
-                keys: &k[at..at + keys * dim],
-                values: &v[at..at + values * dim],
-            });
+        if let (Some(k), Some(v)) = (self.k.f16(), self.v.f16()) {
+            if queries <= IN_PLACE_QUERIES {
+                return AnyBlock::F16(Block {
+                    start,
+                    keys: &k[at..at + keys * dim],
+                    values: &v[at..at + values * dim],
+                });
+            }
         }
         let [ks, vs] = scratch;
         AnyBlock::F32(Block {
@@ -483,9 +484,7 @@ impl Softmax {
     }
 }
 
-/// The softmax over one block of every query vector of `rows` (each row's group of heads, in
-/// order), where each row sees the positions given with it: scores, the scale and soft cap,
-/// positions a row does not see at -inf, maxima and exponentials, then the weighted values.
+/// [`through_block`] for a block in whichever form [`Cache::block`] gave it.
 fn through_any(
     rows: &[(&Task, (usize, usize))],
     block: &AnyBlock,
@@ -498,6 +497,9 @@ fn through_any(
     }
 }
 
+/// The softmax over one block of every query vector of `rows` (each row's group of heads, in
+/// order), where each row sees the positions given with it: scores, the scale and soft cap,
+/// positions a row does not see at -inf, maxima and exponentials, then the weighted values.
 fn through_block<E: Elem>(
     rows: &[(&Task, (usize, usize))],
     block: &Block<E>,

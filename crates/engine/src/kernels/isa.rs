@@ -201,22 +201,23 @@ impl Isa {
         }
     }
 
-    /// Whether [`Isa::pair_dots`] multiplies `kind` here: the 32-value formats (Q4_0, Q4_1,
-    /// Q5_0, Q5_1, Q8_0), Q4_K, Q5_K and Q6_K where the VNNI kernels run and the CPU has
-    /// AVX512-VNNI (one 512-bit vector holds two groups' lanes). One core, a 2048 × 2048
-    /// weight, one group's 512-bit kernel vs two groups': Q4_K eight rows 248 vs 169 µs, four
-    /// 150 vs 111; Q6_K 382 vs 275 and 200 vs 179; Q5_K 311 vs 238 and 160 vs 187 (so four
-    /// rows of Q5_K stay on one group, `span_rows`).
+    /// The fewest rows (four or eight) that [`Isa::pair_dots`] multiplies for `kind` here, None
+    /// where it does not: the 32-value formats (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0), Q4_K, Q5_K and
+    /// Q6_K where the VNNI kernels run and the CPU has AVX512-VNNI (one 512-bit vector holds
+    /// two groups' lanes). One core, a 2048 × 2048 weight, one group's 512-bit kernel vs two
+    /// groups': Q4_K eight rows 248 vs 169 µs, four 150 vs 111; Q6_K 382 vs 275 and 200 vs 179;
+    /// Q5_K 311 vs 238 and 160 vs 187, so four rows of Q5_K stay on one group.
     #[cfg(target_arch = "x86_64")]
-    pub(super) fn pairs(self, kind: WeightFormat) -> bool {
-        matches!(self, Isa::AvxVnni | Isa::Avx512Vnni)
+    pub(super) fn pair_rows(self, kind: WeightFormat) -> Option<usize> {
+        let pairs = matches!(self, Isa::AvxVnni | Isa::Avx512Vnni)
             && !matches!(kind, WeightFormat::Q2K | WeightFormat::Q3K)
-            && avx512vnni()
+            && avx512vnni();
+        pairs.then_some(if kind == WeightFormat::Q5K { 8 } else { 4 })
     }
 
     /// The dot products of two neighbouring groups (`w` holds both, `gbytes` apart) with
     /// activation rows r..r+M, each group's as [`Isa::group_dots`] gives them (same bits); only
-    /// where [`Isa::pairs`] holds for `kind`.
+    /// where [`Isa::pair_rows`] has a count for `kind`.
     #[cfg(target_arch = "x86_64")]
     pub(super) fn pair_dots<const M: usize>(
         self,
@@ -226,7 +227,7 @@ impl Isa {
         acts: &QuantizedActivations,
         r: usize,
     ) -> [[[f32; G]; M]; 2] {
-        assert!(self.pairs(kind));
+        assert!(self.pair_rows(kind).is_some());
         let nb = acts.k / kind.block_values();
         assert!(gbytes >= nb * kind.group_block_bytes() && w.len() >= gbytes * 2);
         let w = w.as_ptr();

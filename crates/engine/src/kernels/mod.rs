@@ -299,11 +299,12 @@ fn matmul(ws: &[&PackedMatrix], x: &[f32], m: usize, dst: &mut [&mut [f32]]) {
 }
 
 /// Groups per work item for m rows of weights stored as `kind`: two where AMX multiplies them
-/// (a tile takes sixteen columns) or a 512-bit kernel takes two groups at once (four rows or
-/// more: for one row, half as many work items balanced worse and decoding slowed), else one.
+/// (a tile takes sixteen columns) or a 512-bit kernel takes two groups at once (from
+/// [`Isa::pair_rows`] rows: for one row, half as many work items balanced worse and decoding
+/// slowed), else one.
 fn span(kind: WeightFormat, m: usize) -> usize {
     #[cfg(target_arch = "x86_64")]
-    if amx::takes(kind, m) || m >= 4 && Isa::best().pairs(kind) {
+    if amx::takes(kind, m) || Isa::best().pair_rows(kind).is_some_and(|min| m >= min) {
         return 2;
     }
     let _ = (kind, m);
@@ -336,7 +337,7 @@ fn span_rows<const W: usize>(
                 f(grps.start + half, row, ys)
             });
         }
-        if isa.pairs(kind) {
+        if let Some(min) = isa.pair_rows(kind) {
             macro_rules! rows {
                 ($m:literal) => {
                     let ys = pair.map(|w| isa.pair_dots::<$m>(kind, w, gbytes, acts, r));
@@ -351,9 +352,7 @@ fn span_rows<const W: usize>(
             while r + 8 <= m {
                 rows!(8);
             }
-            // Q5_K's two-group kernel loses to its one-group one at four rows (one core, 2048 ×
-            // 2048: 187 vs 160 µs; at eight 238 vs 311).
-            if r + 4 <= m && kind != WeightFormat::Q5K {
+            if min <= 4 && r + 4 <= m {
                 rows!(4);
             }
         }
@@ -846,7 +845,10 @@ mod tests {
                 }
                 // The two-group kernels, on groups 0 and 1.
                 #[cfg(target_arch = "x86_64")]
-                for isa in Isa::available().into_iter().filter(|i| i.pairs(fast.kind)) {
+                for isa in Isa::available()
+                    .into_iter()
+                    .filter(|i| i.pair_rows(fast.kind).is_some())
+                {
                     let w = &fast.data[..2 * gbytes];
                     let eight = isa.pair_dots::<8>(fast.kind, w, gbytes, acts, 0);
                     let four = isa.pair_dots::<4>(fast.kind, w, gbytes, acts, 4);
