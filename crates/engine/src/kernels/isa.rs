@@ -217,7 +217,8 @@ impl Isa {
 
     /// The dot products of two neighbouring groups (`w` holds both, `gbytes` apart) with
     /// activation rows r..r+M, each group's as [`Isa::group_dots`] gives them (same bits); only
-    /// where [`Isa::pair_rows`] has a count for `kind`.
+    /// where [`Isa::pair_rows`] has a count for `kind`. `next`: the pair's bytes come from
+    /// memory (a decoding batch's first rows), so the next pair's are fetched meanwhile.
     #[cfg(target_arch = "x86_64")]
     pub(super) fn pair_dots<const M: usize>(
         self,
@@ -226,6 +227,7 @@ impl Isa {
         gbytes: usize,
         acts: &QuantizedActivations,
         r: usize,
+        next: bool,
     ) -> [[[f32; G]; M]; 2] {
         assert!(self.pair_rows(kind).is_some());
         let nb = acts.k / kind.block_values();
@@ -238,18 +240,18 @@ impl Isa {
             if kind.block_values() == QK_K {
                 let a: [*const ActBlockK; M] = std::array::from_fn(|i| acts.row_k(r + i).as_ptr());
                 return match kind {
-                    WeightFormat::Q4K => x86::q4k5k_pair::<M, false>(w, gbytes, a, nb),
-                    WeightFormat::Q5K => x86::q4k5k_pair::<M, true>(w, gbytes, a, nb),
-                    _ => x86::q6k_pair(w, gbytes, a, nb),
+                    WeightFormat::Q4K => x86::q4k5k_pair::<M, false>(w, gbytes, next, a, nb),
+                    WeightFormat::Q5K => x86::q4k5k_pair::<M, true>(w, gbytes, next, a, nb),
+                    _ => x86::q6k_pair(w, gbytes, next, a, nb),
                 };
             }
             let a: [*const ActBlock; M] = std::array::from_fn(|i| acts.row(r + i).as_ptr());
             match kind {
-                WeightFormat::Q4_0 => x86::ref_pair::<M, false, false>(w, gbytes, a, nb),
-                WeightFormat::Q4_1 => x86::ref_pair::<M, false, true>(w, gbytes, a, nb),
-                WeightFormat::Q5_0 => x86::ref_pair::<M, true, false>(w, gbytes, a, nb),
-                WeightFormat::Q5_1 => x86::ref_pair::<M, true, true>(w, gbytes, a, nb),
-                _ => x86::q8_0_pair(w, gbytes, a, nb),
+                WeightFormat::Q4_0 => x86::ref_pair::<M, false, false>(w, gbytes, next, a, nb),
+                WeightFormat::Q4_1 => x86::ref_pair::<M, false, true>(w, gbytes, next, a, nb),
+                WeightFormat::Q5_0 => x86::ref_pair::<M, true, false>(w, gbytes, next, a, nb),
+                WeightFormat::Q5_1 => x86::ref_pair::<M, true, true>(w, gbytes, next, a, nb),
+                _ => x86::q8_0_pair(w, gbytes, next, a, nb),
             }
         }
     }
