@@ -730,37 +730,23 @@ pub fn group_dot_k_scalar(kind: WeightFormat, w: &[u8], a: &[ActBlockK]) -> [f32
 /// `m·s` for the formats with a min (`vec_dot_q4_1_q8_1`, `vec_dot_q5_1_q8_1`), added in block
 /// order.
 pub fn group_dot_scalar(kind: WeightFormat, w: &[u8], a: &[ActBlock]) -> [f32; G] {
-    debug_assert!(kind.block_values() == QK);
+    assert!(
+        kind.block_values() == QK,
+        "K formats take `group_dot_k_scalar`"
+    );
     let gbb = kind.group_block_bytes();
-    let mut out = [0f32; G];
-    for (r, o) in out.iter_mut().enumerate() {
-        match kind {
-            WeightFormat::Q4_0
-            | WeightFormat::Q4_1
-            | WeightFormat::Q5_0
-            | WeightFormat::Q5_1
-            | WeightFormat::Q8_0 => {
-                let mut sum = 0f32;
-                for (b, ab) in w.chunks_exact(gbb).zip(a) {
-                    let q = block_values(kind, b, r);
-                    let si: i32 = q.iter().zip(&ab.qs).map(|(&q, &x)| q * x as i32).sum();
-                    let x = si as f32 * f16_at(b, 2 * r) * ab.d;
-                    sum += if has_min(kind) {
-                        x + f16_at(b, 16 + 2 * r) * ab.s
-                    } else {
-                        x
-                    };
-                }
-                *o = sum;
-            }
-            WeightFormat::Q2K
-            | WeightFormat::Q3K
-            | WeightFormat::Q4K
-            | WeightFormat::Q5K
-            | WeightFormat::Q6K => {
-                unreachable!("K formats take `group_dot_k_scalar`")
-            }
+    std::array::from_fn(|r| {
+        let mut sum = 0f32;
+        for (b, ab) in w.chunks_exact(gbb).zip(a) {
+            let q = block_values(kind, b, r);
+            let si: i32 = q.iter().zip(&ab.qs).map(|(&q, &x)| q * x as i32).sum();
+            let x = si as f32 * f16_at(b, 2 * r) * ab.d;
+            sum += if has_min(kind) {
+                x + f16_at(b, 16 + 2 * r) * ab.s
+            } else {
+                x
+            };
         }
-    }
-    out
+        sum
+    })
 }
