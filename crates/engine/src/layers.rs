@@ -444,6 +444,18 @@ fn attention_block(
     Ok(y.reshape((b, nh, seq, d))?)
 }
 
+/// Gemma 2's soft cap `cap·tanh(x/cap)`: on the CPU in place with a vector `tanh`
+/// (`kernels::activation::softcap`), elsewhere through candle's ops.
+pub fn softcap(x: Tensor, cap: f64) -> Result<Tensor> {
+    if !x.device().is_cpu() || x.dtype() != DType::F32 {
+        return Ok(((x / cap)?.tanh()? * cap)?);
+    }
+    let shape = x.shape().clone();
+    let mut v = x.flatten_all()?.to_vec1::<f32>()?;
+    crate::kernels::activation::softcap(&mut v, cap as f32);
+    Ok(Tensor::from_vec(v, shape, x.device())?)
+}
+
 /// Numerically stable log-softmax over the last dimension.
 pub fn log_softmax(x: &Tensor) -> Result<Tensor> {
     Ok(candle_nn::ops::log_softmax(x, D::Minus1)?)

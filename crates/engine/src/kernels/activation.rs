@@ -57,6 +57,37 @@ pub(crate) fn gelu_tanh(x: &[f32; G]) -> [f32; G] {
     std::array::from_fn(|i| x[i] / (1.0 + e[i]))
 }
 
+/// Gemma 2's soft cap, `cap·tanh(x/cap)`, over a whole row of logits in place: libm's `tanhf`
+/// over a 256k-entry vocabulary took about 2 ms of each of Gemma-2-2B's decoding steps.
+pub(crate) fn softcap(xs: &mut [f32], cap: f32) {
+    for c in xs.chunks_mut(G) {
+        let mut u = [0.0; G];
+        for (u, &x) in u.iter_mut().zip(&*c) {
+            *u = x / cap;
+        }
+        for (x, t) in c.iter_mut().zip(tanh(u)) {
+            *x = cap * t;
+        }
+    }
+}
+
+/// `tanh(u)` lane by lane: `(1 − e^−2|u|) / (1 + e^−2|u|)` with u's sign, and below |u| = 1/8,
+/// where that subtraction loses bits, the series `u − u³/3 + 2u⁵/15 − 17u⁷/315` (the next
+/// term is under 2^−29 of u there).
+fn tanh(u: [f32; G]) -> [f32; G] {
+    let e = exp(u.map(|u| -2.0 * u.abs()));
+    std::array::from_fn(|i| {
+        let (a, u2) = (u[i].abs(), u[i] * u[i]);
+        let series = a * (1.0 + u2 * (-1.0 / 3.0 + u2 * (2.0 / 15.0 + u2 * (-17.0 / 315.0))));
+        let t = if a < 0.125 {
+            series
+        } else {
+            (1.0 - e[i]) / (1.0 + e[i])
+        };
+        t.copysign(u[i])
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,6 +107,25 @@ mod tests {
         v.chunks(G)
             .flat_map(|c| f(c.try_into().expect("a group")))
             .collect()
+    }
+
+    #[test]
+    fn softcap_matches_tanh_in_f64() {
+        let mut v = inputs();
+        let x = v.clone();
+        softcap(&mut v[..x.len() - 3], 30.0);
+        for (&x, &got) in x.iter().zip(&v).take(x.len() - 3) {
+            let want = 30.0 * (x as f64 / 30.0).tanh();
+            // Within four units in the last place of the result (the cap's division and
+            // multiplication round too).
+            let ulp = f32::EPSILON as f64 * want.abs().max(f32::MIN_POSITIVE as f64);
+            assert!(
+                (got as f64 - want).abs() <= 4.0 * ulp,
+                "{x}: {got} vs {want}"
+            );
+        }
+        // A row whose length is no multiple of a group: the last three are left alone.
+        assert_eq!(v[x.len() - 3..], x[x.len() - 3..]);
     }
 
     #[test]

@@ -83,7 +83,7 @@ impl Gemma {
         })?;
         let mut logits = self.head.forward(&x, logit_rows(steps, all_logits))?;
         if let Some(cap) = self.params.final_logit_softcapping {
-            logits = ((logits / cap)?.tanh()? * cap)?;
+            logits = crate::layers::softcap(logits, cap)?;
         }
         Ok(logits)
     }
