@@ -525,13 +525,15 @@ fn through_block<E: Elem>(
             // Every key visible, no cap: the common case, in one vectorizable loop.
             s.iter_mut().for_each(|s| *s *= scoring.scale);
         } else {
-            for (p, s) in (block.start..).zip(s.iter_mut()) {
-                *s = if p < from || p >= to {
-                    f32::NEG_INFINITY
-                } else {
-                    let s = *s * scoring.scale;
-                    scoring.softcap.map_or(s, |cap| cap * (s / cap).tanh())
-                };
+            // The visible keys are one run: scale (and cap) it, hide the rest.
+            let lo = from.saturating_sub(block.start).min(n);
+            let hi = to.saturating_sub(block.start).clamp(lo, n);
+            s[..lo].fill(f32::NEG_INFINITY);
+            s[hi..].fill(f32::NEG_INFINITY);
+            let seen = &mut s[lo..hi];
+            seen.iter_mut().for_each(|s| *s *= scoring.scale);
+            if let Some(cap) = scoring.softcap {
+                super::activation::softcap(seen, cap);
             }
         }
         let max = lane_max(s);
