@@ -520,21 +520,17 @@ fn through_block<E: Elem>(
     score(&queries, block.keys, n, scores);
     out.reset(queries.len(), dim);
     for (v, s) in scores.chunks_exact_mut(n).enumerate() {
+        // The keys the row sees are one run (all of them, commonly): scale (and cap) it, hide
+        // the rest.
         let (from, to) = rows[v / group].1;
-        if from <= block.start && block.start + n <= to && scoring.softcap.is_none() {
-            // Every key visible, no cap: the common case, in one vectorizable loop.
-            s.iter_mut().for_each(|s| *s *= scoring.scale);
-        } else {
-            // The visible keys are one run: scale (and cap) it, hide the rest.
-            let lo = from.saturating_sub(block.start).min(n);
-            let hi = to.saturating_sub(block.start).clamp(lo, n);
-            s[..lo].fill(f32::NEG_INFINITY);
-            s[hi..].fill(f32::NEG_INFINITY);
-            let seen = &mut s[lo..hi];
-            seen.iter_mut().for_each(|s| *s *= scoring.scale);
-            if let Some(cap) = scoring.softcap {
-                super::activation::softcap(seen, cap);
-            }
+        let lo = from.saturating_sub(block.start).min(n);
+        let hi = to.saturating_sub(block.start).clamp(lo, n);
+        s[..lo].fill(f32::NEG_INFINITY);
+        s[hi..].fill(f32::NEG_INFINITY);
+        let seen = &mut s[lo..hi];
+        seen.iter_mut().for_each(|s| *s *= scoring.scale);
+        if let Some(cap) = scoring.softcap {
+            super::activation::softcap(seen, cap);
         }
         let max = lane_max(s);
         out.max[v] = max;
