@@ -1155,6 +1155,32 @@ pub unsafe fn q8_0_pair<const M: usize>(
     pair_out(&sum)
 }
 
+/// The frame of the K formats' two-group kernels: for each of the `nb` super-blocks (`stride`
+/// bytes a group), the next pair's bytes asked for when `next` ([`prefetch_next_pair`]),
+/// `block`'s exact integer sums of the `M` rows (and the groups' mins, where the format has
+/// them), then [`k_finish_pair`]'s float steps.
+#[inline(always)]
+unsafe fn k_pair<const M: usize>(
+    (w, gbytes, stride): (*const u8, usize, usize),
+    next: bool,
+    a: [*const ActBlockK; M],
+    nb: usize,
+    mut block: impl FnMut(*const u8, &[&ActBlockK; M]) -> ([__m512i; M], KMins),
+) -> [[[f32; 8]; M]; 2] {
+    let mut acc = [_mm512_setzero_ps(); M];
+    for i in 0..nb {
+        let b = w.add(i * stride);
+        prefetch_next_pair(next, b, gbytes, stride);
+        let ys: [&ActBlockK; M] = std::array::from_fn(|r| &*a[r].add(i));
+        let (sums, mins) = block(b, &ys);
+        let dw = _mm512_cvtph_ps(pair128(b, gbytes));
+        for (r, acc) in acc.iter_mut().enumerate() {
+            *acc = k_finish_pair(*acc, ys[r], dw, sums[r], mins);
+        }
+    }
+    pair_out(&acc)
+}
+
 /// Q4_K (or, `FIVE`, Q5_K) dot products of two neighbouring groups with `M` activation rows,
 /// as [`ref_pair`]: each lane takes the steps of the 256-bit `q4k5k` kernels' lanes.
 #[allow(clippy::needless_range_loop)]
@@ -1168,11 +1194,7 @@ pub unsafe fn q4k5k_pair<const M: usize, const FIVE: bool>(
 ) -> [[[f32; 8]; M]; 2] {
     let low = _mm512_set1_epi8(0x0F);
     let bit4 = _mm512_set1_epi8(0x10);
-    let mut acc = [_mm512_setzero_ps(); M];
-    for i in 0..nb {
-        let b = w.add(i * k_stride(FIVE));
-        prefetch_next_pair(next, b, gbytes, k_stride(FIVE));
-        let ys: [&ActBlockK; M] = std::array::from_fn(|r| &*a[r].add(i));
+    k_pair((w, gbytes, k_stride(FIVE)), next, a, nb, |b, ys| {
         let mut sums = [_mm512_setzero_si512(); M];
         for s in 0..8 {
             let mut t = [_mm512_setzero_si512(); M];
@@ -1206,16 +1228,9 @@ pub unsafe fn q4k5k_pair<const M: usize, const FIVE: bool>(
                 sums[r] = _mm512_add_epi32(sums[r], _mm512_mullo_epi32(t[r], sc));
             }
         }
-        let dw = _mm512_cvtph_ps(pair128(b, gbytes));
-        let mins = (
-            _mm512_cvtph_ps(pair128(b.add(16), gbytes)),
-            k_min_pairs(b, gbytes),
-        );
-        for r in 0..M {
-            acc[r] = k_finish_pair(acc[r], ys[r], dw, sums[r], Some(mins));
-        }
-    }
-    pair_out(&acc)
+        let dminw = _mm512_cvtph_ps(pair128(b.add(16), gbytes));
+        (sums, Some((dminw, k_min_pairs(b, gbytes))))
+    })
 }
 
 /// Q6_K dot products of two neighbouring groups with `M` activation rows, as [`ref_pair`]:
@@ -1232,11 +1247,7 @@ pub unsafe fn q6k_pair<const M: usize>(
 ) -> [[[f32; 8]; M]; 2] {
     let low = _mm512_set1_epi8(0x0F);
     let high = _mm512_set1_epi8(0x30);
-    let mut acc = [_mm512_setzero_ps(); M];
-    for i in 0..nb {
-        let b = w.add(i * 1680);
-        prefetch_next_pair(next, b, gbytes, 1680);
-        let ys: [&ActBlockK; M] = std::array::from_fn(|r| &*a[r].add(i));
+    k_pair((w, gbytes, 1680), next, a, nb, |b, ys| {
         let mut sums = [_mm512_setzero_si512(); M];
         for j in 0..2 {
             for h in 0..2 {
@@ -1277,7 +1288,7 @@ pub unsafe fn q6k_pair<const M: usize>(
             }
         }
         // `q6k_offsets` on both groups' lanes: the scales of sub-blocks 2p and 2p + 1 as i16
-        // pairs, once for every row.
+        // pairs, once for every row; each row's sums less 32 times its offset.
         let pairs: [__m512i; 8] = std::array::from_fn(|p| {
             let lo = pair64(b.add(16 + 16 * p), gbytes);
             let hi = pair64(b.add(24 + 16 * p), gbytes);
@@ -1285,19 +1296,16 @@ pub unsafe fn q6k_pair<const M: usize>(
             let hi16 = _mm256_cvtepi8_epi16(_mm_unpackhi_epi8(lo, hi));
             _mm512_inserti64x4(_mm512_castsi256_si512(lo16), hi16, 1)
         });
-        let dw = _mm512_cvtph_ps(pair128(b, gbytes));
-        for r in 0..M {
-            let y = ys[r];
+        for (sum, y) in sums.iter_mut().zip(ys) {
             let mut offsets = _mm512_setzero_si512();
             for (p, pair) in pairs.iter().enumerate() {
                 let s = (y.bsums.as_ptr().add(2 * p) as *const i32).read_unaligned();
                 offsets = _mm512_add_epi32(offsets, _mm512_madd_epi16(*pair, _mm512_set1_epi32(s)));
             }
-            let sum = _mm512_sub_epi32(sums[r], _mm512_slli_epi32(offsets, 5));
-            acc[r] = k_finish_pair(acc[r], y, dw, sum, None);
+            *sum = _mm512_sub_epi32(*sum, _mm512_slli_epi32(offsets, 5));
         }
-    }
-    pair_out(&acc)
+        (sums, None)
+    })
 }
 
 /// The Q4_K / Q5_K mins of sub-blocks 2p and 2p + 1 of both groups' rows (super-block `b`, the
@@ -1307,15 +1315,18 @@ pub(super) unsafe fn k_min_pairs(b: *const u8, gbytes: usize) -> [__m512i; 4] {
     std::array::from_fn(|p| _mm512_cvtepu8_epi16(pair128(b.add(96 + 16 * p), gbytes)))
 }
 
-/// `k_finish` on both groups' sixteen lanes, and with `mins` (the groups' `dmin` scales and
-/// [`k_min_pairs`]) `k_mins` too: the same float steps in the same order, so the same bits.
+/// The Q4_K / Q5_K groups' `dmin` scales and [`k_min_pairs`]; None for Q6_K.
+type KMins = Option<(__m512, [__m512i; 4])>;
+
+/// `k_finish` on both groups' sixteen lanes, and with `mins` `k_mins` too: the same float steps
+/// in the same order, so the same bits.
 #[inline(always)]
 pub(super) unsafe fn k_finish_pair(
     acc: __m512,
     y: &ActBlockK,
     dw: __m512,
     sum: __m512i,
-    mins: Option<(__m512, [__m512i; 4])>,
+    mins: KMins,
 ) -> __m512 {
     let d = _mm512_mul_ps(dw, _mm512_set1_ps(y.d));
     let acc = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(sum), acc);
