@@ -14,7 +14,8 @@
 //! - [`models`]: one file per architecture.
 //! - `kernels` (private): CPU matmul kernels over weights repacked at load; `layers`: the
 //!   building blocks the architectures share; `decoder`: the attention and MLP sublayers and
-//!   the decoder layer every architecture is made of; `weights`: tensors by role.
+//!   the decoder layer every architecture is made of; `pool`: the threads a forward pass runs
+//!   on; `weights`: tensors by role.
 
 pub mod chat;
 pub mod config;
@@ -30,6 +31,7 @@ mod layers;
 pub mod model;
 pub mod models;
 pub mod perplexity;
+mod pool;
 pub mod sampling;
 pub mod sequence;
 pub mod serving;

@@ -8,6 +8,7 @@ use crate::config::{Architecture, ModelConfig};
 use crate::error::{Error, Result};
 use crate::kv_cache::CacheType;
 use crate::models::{gemma::Gemma, llama::Llama};
+use crate::pool;
 use crate::sequence::{SeqStep, Sequence};
 use crate::tokenizer::Tokenizer;
 use crate::weights::{GgufPart, Weights};
@@ -307,7 +308,7 @@ impl Model {
                 opts.sequences.max(1),
                 opts.kv_budget,
             )?;
-            settle_candle_pool(weights.needs_candle_quantized_matmul());
+            pool::settle_candle_pool(weights.needs_candle_quantized_matmul());
         }
         let net = match cfg.arch {
             Architecture::Gemma2 | Architecture::Gemma3 => {
@@ -449,15 +450,13 @@ impl Model {
             self.check_step(s.seq.len(), s.ids)?;
         }
         let before: Vec<usize> = steps.iter().map(|s| s.seq.len()).collect();
+        let rows = steps.iter().map(|s| s.ids.len()).sum();
         let net = &self.net;
-        let mut step = || match net {
+        let step = || match net {
             Network::Llama(m) => m.forward(steps, all_logits),
             Network::Gemma(m) => m.forward(steps, all_logits),
         };
-        let logits = match compute_pool() {
-            Some(pool) => pool.install(step),
-            None => step(),
-        };
+        let logits = pool::run(rows, step);
         match logits {
             Ok(l) => {
                 for s in steps.iter_mut() {
@@ -494,46 +493,6 @@ fn keep_freed_buffers() {
             }
         });
     }
-}
-
-/// Starts candle's second thread pool without workers when nothing needs them.
-///
-/// Next to rayon, candle 0.11 keeps a "barrier pool" whose threads spin for a while after each
-/// use; it runs candle's own quantized matmuls and its element-wise ops on 64K values or more.
-/// With as many threads as cores its spinning threads take turns with the rayon pool the model
-/// runs in (2 cores, 2 threads, default model: decode 240 -> 370 tok/s and a 128-token prompt
-/// 1450 -> 1780 tok/s without them). When candor's kernels take every matrix, that pool has
-/// nothing that needs a thread of its own, so it starts with none and its element-wise ops run
-/// on the calling thread. candle starts the pool once per process, so the first model loaded
-/// decides; `CANDLE_NUM_THREADS`, when set, is left to decide instead.
-fn settle_candle_pool(candle_matmuls: bool) {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        if candle_matmuls || std::env::var_os("CANDLE_NUM_THREADS").is_some() {
-            return;
-        }
-        // candle reads the variable when the pool starts, which is now.
-        std::env::set_var("CANDLE_NUM_THREADS", "1");
-        candle_core::utils::barrier_pool();
-        std::env::remove_var("CANDLE_NUM_THREADS");
-    });
-}
-
-/// The rayon pool the network runs in. candle-nn's CPU ops (RMSNorm, softmax, RoPE) split rows
-/// with rayon; called from outside a pool, every such op hands its work to a pool thread and
-/// sleeps until it is done, a context switch per op (hundreds per token). Running the whole
-/// step inside the pool makes those calls direct. Sized like candle's own pool; None (run on
-/// the caller's thread) if the threads cannot be started.
-fn compute_pool() -> Option<&'static rayon::ThreadPool> {
-    static POOL: std::sync::OnceLock<Option<rayon::ThreadPool>> = std::sync::OnceLock::new();
-    POOL.get_or_init(|| {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(candle_core::utils::get_num_threads())
-            .thread_name(|i| format!("candor-compute-{i}"))
-            .build()
-            .ok()
-    })
-    .as_ref()
 }
 
 /// Refuses up front, with the numbers, a model that would not fit in memory, instead of
