@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 /// awake. Prompts, whose parallel loops are long, let them sleep between loops as rayon does:
 /// kept spinning, the cores ran a 128-token prompt of the default model 10% slower. So do
 /// single-row steps: level in the engine's benchmark, but served, the spinning core took the
-/// time the HTTP threads and the client needed (one client 15% slower).
-const AWAKE_ROWS: std::ops::RangeInclusive<usize> = 2..=16;
+/// time the HTTP threads and the client needed (one client about 15% slower).
+const AWAKE_ROWS: std::ops::RangeInclusive<usize> = 2..=crate::kernels::DECODING_ROWS;
 
 /// How long a helper kept awake goes without work before it falls back to rayon's idling
 /// (a few dozen rounds of looking, then sleep). Longer than the serial work between two of a
@@ -35,7 +35,8 @@ pub(crate) fn run<R: Send>(rows: usize, step: impl FnOnce() -> R + Send) -> R {
 /// attention, the activations' quantization) with serial work between (norms, RoPE, the cache
 /// append). rayon's idle workers fall asleep within about that long, so each loop began by
 /// waking one: a futex round trip (48 µs on this project's test VM) and ~130 context switches
-/// per eight-row step of the default model. Kept awake, that step took 30% less time.
+/// per eight-row step of the default model. Kept awake, that step took a fifth to a third
+/// less time.
 fn with_helpers_awake<R>(f: impl FnOnce() -> R) -> R {
     let Some(me) = rayon::current_thread_index() else {
         return f();

@@ -311,10 +311,11 @@ fn span(kind: WeightFormat, m: usize) -> usize {
     1
 }
 
-/// Up to this many rows (decoding batches) the two-group kernels read each pair once, from
-/// memory, and fetch the next pair meanwhile; prompts read each pair again and again from
+/// Up to this many rows a matrix product (or a whole step: `pool::run`) is batched decoding, a
+/// row per sequence, rather than a prompt. Such rows read each weight once, from memory, so the
+/// two-group kernels fetch the next pair meanwhile; prompts read each pair again and again from
 /// cache, where fetching ahead only cost time (the 1.7B shape's pp512 2% slower).
-const STREAMED_ROWS: usize = 16;
+pub(crate) const DECODING_ROWS: usize = 16;
 
 /// The dot products of groups `grps` (one, or two neighbours: see [`span`]) of each weight in
 /// `ws` (whole matrices, `gbytes` a group) with every one of the m activation rows:
@@ -346,7 +347,7 @@ fn span_rows<const W: usize>(
             macro_rules! rows {
                 ($m:literal) => {
                     let ys = pair.map(|w| {
-                        isa.pair_dots::<$m>(kind, w, gbytes, acts, r, r == 0 && m <= STREAMED_ROWS)
+                        isa.pair_dots::<$m>(kind, w, gbytes, acts, r, r == 0 && m <= DECODING_ROWS)
                     });
                     for (half, grp) in grps.clone().enumerate() {
                         for i in 0..$m {
