@@ -440,7 +440,7 @@ fn rows_parallel<T: Send>(out: &mut [T], nb: usize, f: impl Fn(usize, &mut [T]) 
 /// thread, when free, takes the next run of items: a share of what is left that shrinks as the
 /// loop nears its end (guided self-scheduling), so the threads finish within one item of each
 /// other. rayon's halving split left one thread waiting out the other's last piece: on the 3B
-/// shape at two threads, 5-9 ms of each thread's time per token, about 8%.
+/// shape at two threads, 4-9 ms of each thread's time per token.
 fn pool_groups(items: usize, f: impl Fn(usize) + Sync) {
     use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
     let threads = rayon::current_num_threads();
