@@ -456,7 +456,7 @@ impl Model {
             Network::Llama(m) => m.forward(steps, all_logits),
             Network::Gemma(m) => m.forward(steps, all_logits),
         };
-        let logits = pool::run(rows, step);
+        let logits = pool::run(rows, self.info.weight_bytes, step);
         match logits {
             Ok(l) => {
                 for s in steps.iter_mut() {

@@ -8,21 +8,30 @@ use std::time::{Duration, Instant};
 
 /// Steps of this many rows (batched decoding: a row per sequence) keep the pool's other threads
 /// awake. Prompts, whose parallel loops are long, let them sleep between loops as rayon does:
-/// kept spinning, the cores ran a 128-token prompt of the default model 10% slower. So do
-/// single-row steps: level in the engine's benchmark, but served, the spinning core took the
-/// time the HTTP threads and the client needed (one client about 15% slower).
+/// kept spinning, the cores ran a 128-token prompt of the default model 10% slower.
 const AWAKE_ROWS: std::ops::RangeInclusive<usize> = 2..=crate::kernels::DECODING_ROWS;
+
+/// Single-row steps keep the helpers awake only over weights this large. On a small model the
+/// spinning core took the time the HTTP threads and the client needed between its short steps
+/// (the default model served to one client about 15% slower, level in the engine's benchmark).
+/// A step over 512 MiB of weights lasts ten milliseconds or more and its serial gaps are a few
+/// percent of it, while a helper woken from sleep at each of a token's ~140 parallel loops
+/// joins each loop late (two threads, the 1.7B shape: 114 context switches a token -> 25;
+/// decoding 2% faster in interleaved runs, the 1.7B and 3B shapes; served to one client, the
+/// 1.7B shape level).
+const AWAKE_ONE_ROW_BYTES: u64 = 512 << 20;
 
 /// How long a helper kept awake goes without work before it falls back to rayon's idling
 /// (a few dozen rounds of looking, then sleep). Longer than the serial work between two of a
 /// step's parallel loops; see [`help_until`] for why it must be bounded at all.
 const AWAKE_IDLE: Duration = Duration::from_micros(500);
 
-/// Runs `step`, a forward pass over `rows` rows, on the compute pool (on the caller's thread if
-/// the pool could not start).
-pub(crate) fn run<R: Send>(rows: usize, step: impl FnOnce() -> R + Send) -> R {
+/// Runs `step`, a forward pass over `rows` rows of a model whose weights take `weight_bytes`, on
+/// the compute pool (on the caller's thread if the pool could not start).
+pub(crate) fn run<R: Send>(rows: usize, weight_bytes: u64, step: impl FnOnce() -> R + Send) -> R {
+    let awake = AWAKE_ROWS.contains(&rows) || (rows == 1 && weight_bytes >= AWAKE_ONE_ROW_BYTES);
     match compute_pool() {
-        Some(pool) if AWAKE_ROWS.contains(&rows) => pool.install(|| with_helpers_awake(step)),
+        Some(pool) if awake => pool.install(|| with_helpers_awake(step)),
         Some(pool) => pool.install(step),
         None => step(),
     }
