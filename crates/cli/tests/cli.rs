@@ -208,6 +208,9 @@ fn verify_reports_and_snapshot() {
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(v["decision"]["outcome"], "allowed");
     assert_eq!(v["openness"]["achieved"], "open-source");
+    assert_eq!(v["declared"]["gguf_license"], "apache-2.0");
+    assert!(v["root_digest"].is_string());
+    assert_eq!(v["root_digest"], v["expected_root_digest"]);
 }
 
 #[test]
