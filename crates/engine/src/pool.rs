@@ -6,19 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Steps of this many rows (batched decoding: a row per sequence) keep the pool's other threads
-/// awake. Prompts, whose parallel loops are long, let them sleep between loops as rayon does:
-/// kept spinning, the cores ran a 128-token prompt of the default model 10% slower.
-const AWAKE_ROWS: std::ops::RangeInclusive<usize> = 2..=crate::kernels::DECODING_ROWS;
-
-/// Single-row steps keep the helpers awake only over weights this large. On a small model the
-/// spinning core took the time the HTTP threads and the client needed between its short steps
-/// (the default model served to one client about 15% slower, level in the engine's benchmark).
-/// A step over 512 MiB of weights lasts ten milliseconds or more and its serial gaps are a few
-/// percent of it, while a helper woken from sleep at each of a token's ~140 parallel loops
-/// joins each loop late (two threads, the 1.7B shape: 114 context switches a token -> 25;
-/// decoding 2% faster in interleaved runs, the 1.7B and 3B shapes; served to one client, the
-/// 1.7B shape level).
+/// Single-row steps keep the helpers awake only over weights this large; see [`keep_awake`].
 const AWAKE_ONE_ROW_BYTES: u64 = 512 << 20;
 
 /// How long a helper kept awake goes without work before it falls back to rayon's idling
@@ -29,11 +17,28 @@ const AWAKE_IDLE: Duration = Duration::from_micros(500);
 /// Runs `step`, a forward pass over `rows` rows of a model whose weights take `weight_bytes`, on
 /// the compute pool (on the caller's thread if the pool could not start).
 pub(crate) fn run<R: Send>(rows: usize, weight_bytes: u64, step: impl FnOnce() -> R + Send) -> R {
-    let awake = AWAKE_ROWS.contains(&rows) || (rows == 1 && weight_bytes >= AWAKE_ONE_ROW_BYTES);
     match compute_pool() {
-        Some(pool) if awake => pool.install(|| with_helpers_awake(step)),
+        Some(pool) if keep_awake(rows, weight_bytes) => pool.install(|| with_helpers_awake(step)),
         Some(pool) => pool.install(step),
         None => step(),
+    }
+}
+
+/// Whether a step keeps the pool's other threads awake between its parallel loops: decoding
+/// steps do (up to `DECODING_ROWS` rows, a row per sequence), except single rows of small
+/// models. Prompts, whose parallel loops are long, let them sleep as rayon does: kept spinning,
+/// the cores ran a 128-token prompt of the default model 10% slower. On a small model a single
+/// row's step is short, and the spinning core took the time the HTTP threads and the client
+/// needed between steps (the default model served to one client about 15% slower, level in the
+/// engine's benchmark). Over 512 MiB of weights a step lasts ten milliseconds or more and its
+/// serial gaps are a few percent of it, while a helper woken from sleep at each of a token's
+/// ~140 loops joins each late (two threads, the 1.7B shape: 114 context switches a token -> 25;
+/// decoding 2% faster in interleaved runs of the 1.7B and 3B shapes; served to one client, the
+/// 1.7B shape level).
+fn keep_awake(rows: usize, weight_bytes: u64) -> bool {
+    match rows {
+        1 => weight_bytes >= AWAKE_ONE_ROW_BYTES,
+        rows => (2..=crate::kernels::DECODING_ROWS).contains(&rows),
     }
 }
 
@@ -132,6 +137,16 @@ mod tests {
             .num_threads(2)
             .build()
             .expect("pool")
+    }
+
+    #[test]
+    fn decoding_steps_keep_helpers_awake_but_small_single_rows_and_prompts_do_not() {
+        let (small, large) = (100 << 20, AWAKE_ONE_ROW_BYTES);
+        assert!(!keep_awake(1, small));
+        assert!(keep_awake(1, large));
+        assert!(keep_awake(2, small) && keep_awake(crate::kernels::DECODING_ROWS, small));
+        assert!(!keep_awake(crate::kernels::DECODING_ROWS + 1, large));
+        assert!(!keep_awake(0, large));
     }
 
     /// A helper whose step never ends (as when it started on top of a job that step waits
