@@ -290,13 +290,7 @@ enum Store {
     Empty,
     /// The attention kernel's: per key/value head, `capacity` positions × head_dim values,
     /// in runs of whole key chunks ([`run`]).
-    Kernel {
-        k: Rows,
-        v: Rows,
-        heads: usize,
-        dim: usize,
-        capacity: usize,
-    },
+    Kernel { k: Rows, v: Rows, capacity: usize },
     /// candle's: (1, kv_heads, capacity, head_dim) tensors.
     Tensors { k: Tensor, v: Tensor },
 }
@@ -334,65 +328,74 @@ impl KvCache {
     /// Appends (1, kv_heads, seq, head_dim) keys and values: into the kernel's buffers where
     /// the kernel takes them ([`crate::kernels::attention::takes`]), else as tensors.
     pub fn append(&mut self, k: &Tensor, v: &Tensor) -> Result<()> {
-        let (_, _, seq, dim) = k.dims4()?;
+        let (_, heads, seq, dim) = k.dims4()?;
+        if crate::kernels::attention::takes(k) {
+            let keys = k.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+            let values = v.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+            return self.append_rows(&keys, &values, [heads, seq, dim]);
+        }
         let needed = self.len + seq;
         if needed > self.capacity() {
-            let capacity = needed
-                .max(self.capacity() * 2)
-                .max(64)
-                .min(self.limit.max(needed));
-            self.grow(k, capacity)?;
+            self.grow_tensors(k, self.grown(needed))?;
         }
-        match &mut self.store {
-            Store::Kernel {
-                k: kc,
-                v: vc,
-                capacity,
-                ..
-            } => {
-                let keys = k.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
-                for (h, src) in keys.chunks_exact(seq * dim).enumerate() {
-                    kc.write_keys(h * run(*capacity) * dim, self.len, dim, src);
-                }
-                let values = v.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
-                for (h, src) in values.chunks_exact(seq * dim).enumerate() {
-                    vc.write((h * run(*capacity) + self.len) * dim, src);
-                }
-            }
-            Store::Tensors { k: kc, v: vc } => {
-                kc.slice_set(&k.contiguous()?, 2, self.len)?;
-                vc.slice_set(&v.contiguous()?, 2, self.len)?;
-            }
-            Store::Empty => unreachable!("grown above"),
+        let Store::Tensors { k: kc, v: vc } = &mut self.store else {
+            unreachable!("grown above")
+        };
+        kc.slice_set(&k.contiguous()?, 2, self.len)?;
+        vc.slice_set(&v.contiguous()?, 2, self.len)?;
+        self.len = needed;
+        Ok(())
+    }
+
+    /// Appends keys and values given as (kv_heads, seq, head_dim) values into the kernel's
+    /// buffers.
+    pub(crate) fn append_rows(
+        &mut self,
+        keys: &[f32],
+        values: &[f32],
+        [heads, seq, dim]: [usize; 3],
+    ) -> Result<()> {
+        debug_assert!(keys.len() == heads * seq * dim && values.len() == keys.len());
+        let needed = self.len + seq;
+        if needed > self.capacity() {
+            self.grow_kernel(heads, dim, self.grown(needed))?;
+        }
+        let Store::Kernel {
+            k: kc,
+            v: vc,
+            capacity,
+        } = &mut self.store
+        else {
+            unreachable!("grown above")
+        };
+        let run = run(*capacity);
+        for (h, src) in keys.chunks_exact(seq * dim).enumerate() {
+            kc.write_keys(h * run * dim, self.len, dim, src);
+        }
+        for (h, src) in values.chunks_exact(seq * dim).enumerate() {
+            vc.write((h * run + self.len) * dim, src);
         }
         self.len = needed;
         Ok(())
     }
 
-    /// Moves what is cached into buffers of `capacity` positions.
-    fn grow(&mut self, like: &Tensor, capacity: usize) -> Result<()> {
-        let (b, heads, _, dim) = like.dims4()?;
-        let kernel = crate::kernels::attention::takes(like);
+    /// The capacity to grow to for `needed` positions: doubling, within the limit.
+    fn grown(&self, needed: usize) -> usize {
+        needed
+            .max(self.capacity() * 2)
+            .max(64)
+            .min(self.limit.max(needed))
+    }
+
+    /// Moves the kernel's buffers (or none yet) into buffers of `capacity` positions.
+    fn grow_kernel(&mut self, heads: usize, dim: usize, capacity: usize) -> Result<()> {
+        let values = heads * run(capacity) * dim;
         self.store = match std::mem::take(&mut self.store) {
-            Store::Empty if kernel => {
-                self.kind.check_head_dim(dim)?;
-                let values = heads * run(capacity) * dim;
-                Store::Kernel {
-                    k: Rows::zeros(self.kind, values),
-                    v: Rows::zeros(self.kind, values),
-                    heads,
-                    dim,
-                    capacity,
-                }
-            }
             Store::Kernel {
                 k,
                 v,
-                heads,
-                dim,
                 capacity: old,
             } => {
-                let values = heads * run(capacity) * dim;
                 let mut moved = [
                     Rows::zeros(self.kind, values),
                     Rows::zeros(self.kind, values),
@@ -405,32 +408,38 @@ impl KvCache {
                     }
                 }
                 let [k, v] = moved;
+                Store::Kernel { k, v, capacity }
+            }
+            _ => {
+                self.kind.check_head_dim(dim)?;
                 Store::Kernel {
-                    k,
-                    v,
-                    heads,
-                    dim,
+                    k: Rows::zeros(self.kind, values),
+                    v: Rows::zeros(self.kind, values),
                     capacity,
                 }
             }
-            old => {
-                let grow = |t: Option<&Tensor>| -> Result<Tensor> {
-                    let new =
-                        Tensor::zeros((b, heads, capacity, dim), like.dtype(), like.device())?;
-                    if let Some(t) = t.filter(|_| self.len > 0) {
-                        new.slice_set(&t.narrow(2, 0, self.len)?.contiguous()?, 2, 0)?;
-                    }
-                    Ok(new)
-                };
-                let (k, v) = match &old {
-                    Store::Tensors { k, v } => (Some(k), Some(v)),
-                    _ => (None, None),
-                };
-                Store::Tensors {
-                    k: grow(k)?,
-                    v: grow(v)?,
-                }
+        };
+        Ok(())
+    }
+
+    /// Moves the cached tensors (or none yet) into (1, kv_heads, capacity, head_dim) tensors
+    /// like `like`.
+    fn grow_tensors(&mut self, like: &Tensor, capacity: usize) -> Result<()> {
+        let (b, heads, _, dim) = like.dims4()?;
+        let grow = |t: Option<&Tensor>| -> Result<Tensor> {
+            let new = Tensor::zeros((b, heads, capacity, dim), like.dtype(), like.device())?;
+            if let Some(t) = t.filter(|_| self.len > 0) {
+                new.slice_set(&t.narrow(2, 0, self.len)?.contiguous()?, 2, 0)?;
             }
+            Ok(new)
+        };
+        let (k, v) = match &self.store {
+            Store::Tensors { k, v } => (Some(k), Some(v)),
+            _ => (None, None),
+        };
+        self.store = Store::Tensors {
+            k: grow(k)?,
+            v: grow(v)?,
         };
         Ok(())
     }

@@ -312,6 +312,70 @@ impl Rope {
         })
     }
 
+    /// Rotates in place rows of `heads` heads each (row by row, head by head, `head_dim` values
+    /// a head), the first row at position `pos`: [`Self::apply`]'s arithmetic (candle's CPU
+    /// rope, so the same bits) on the tables where they lie, without a tensor per step.
+    pub(crate) fn rotate_rows(
+        &self,
+        x: &mut [f32],
+        pos: usize,
+        heads: usize,
+        head_dim: usize,
+    ) -> Result<()> {
+        let half = self.dims / 2;
+        if half == 0 || x.is_empty() {
+            return Ok(());
+        }
+        let rows = x.len() / (heads * head_dim);
+        let (cos, cos_layout) = self.cos.storage_and_layout();
+        let (sin, sin_layout) = self.sin.storage_and_layout();
+        fn table<'t>(
+            t: &'t candle_core::Storage,
+            l: &candle_core::Layout,
+            positions: std::ops::Range<usize>,
+            half: usize,
+        ) -> candle_core::Result<&'t [f32]> {
+            let (candle_core::Storage::Cpu(candle_core::CpuStorage::F32(t)), Some((a, b))) =
+                (t, l.contiguous_offsets())
+            else {
+                candle_core::bail!("RoPE tables in CPU memory are needed to rotate in place")
+            };
+            match t[a..b].get(positions.start * half..positions.end * half) {
+                Some(t) => Ok(t),
+                None => candle_core::bail!(
+                    "position {} is past the {} RoPE was built for",
+                    positions.end,
+                    (b - a) / half.max(1)
+                ),
+            }
+        }
+        let positions = pos..pos + rows;
+        let cos = table(&cos, cos_layout, positions.clone(), half)?;
+        let sin = table(&sin, sin_layout, positions, half)?;
+        for (row, (cos, sin)) in x
+            .chunks_exact_mut(heads * head_dim)
+            .zip(cos.chunks_exact(half).zip(sin.chunks_exact(half)))
+        {
+            for head in row.chunks_exact_mut(head_dim) {
+                let turn = |a: f32, b: f32, c: f32, s: f32| (a * c - b * s, a * s + b * c);
+                if self.interleaved {
+                    for (pair, (&c, &s)) in head[..self.dims]
+                        .chunks_exact_mut(2)
+                        .zip(cos.iter().zip(sin))
+                    {
+                        (pair[0], pair[1]) = turn(pair[0], pair[1], c, s);
+                    }
+                } else {
+                    let (lo, hi) = head[..self.dims].split_at_mut(half);
+                    for ((a, b), (&c, &s)) in lo.iter_mut().zip(hi).zip(cos.iter().zip(sin)) {
+                        (*a, *b) = turn(*a, *b, c, s);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Rotates `x` of shape (batch, heads, seq, head_dim) whose first row sits at `pos`.
     pub fn apply(&self, x: &Tensor, pos: usize) -> Result<Tensor> {
         let (seq, head_dim) = (x.dim(2)?, x.dim(3)?);
