@@ -395,7 +395,9 @@ impl Attention {
 fn heads_first(x: &[f32], heads: usize, d: usize, out: &mut Vec<f32>) {
     out.clear();
     for h in 0..heads {
-        out.extend(x.chunks_exact(heads * d).flat_map(|row| &row[h * d..][..d]));
+        for row in x.chunks_exact(heads * d) {
+            out.extend_from_slice(&row[h * d..][..d]);
+        }
     }
 }
 
