@@ -566,4 +566,48 @@ mod tests {
             );
         }
     }
+
+    /// Rotating rows in place gives `Rope::apply`'s bits, for both pairings, partial rotation
+    /// and a first position past zero; a position past the tables is an error, not a panic.
+    #[test]
+    fn rotate_rows_equals_apply() {
+        let (heads, d, rows, positions) = (3, 16, 5, 40);
+        let table = |seed| {
+            noise((1, 1, positions, 8), seed)
+                .reshape((positions, 8))
+                .unwrap()
+        };
+        for (interleaved, dims) in [(false, 16), (true, 16), (false, 12), (true, 12)] {
+            let half = dims / 2;
+            let rope = Rope {
+                cos: table(7).narrow(1, 0, half).unwrap().contiguous().unwrap(),
+                sin: table(8).narrow(1, 0, half).unwrap().contiguous().unwrap(),
+                interleaved,
+                dims,
+            };
+            for pos in [0, 9, positions - rows] {
+                let x = noise((1, rows, heads, d), 9);
+                let want = rope.apply(&x.transpose(1, 2).unwrap(), pos).unwrap();
+                let want: Vec<f32> = want
+                    .transpose(1, 2)
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1()
+                    .unwrap();
+                let mut got: Vec<f32> = x.flatten_all().unwrap().to_vec1().unwrap();
+                rope.rotate_rows(&mut got, pos, heads, d).unwrap();
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(
+                    bits(&got),
+                    bits(&want),
+                    "interleaved {interleaved} dims {dims} pos {pos}"
+                );
+            }
+            let mut past = vec![0f32; rows * heads * d];
+            assert!(rope
+                .rotate_rows(&mut past, positions - rows + 1, heads, d)
+                .is_err());
+        }
+    }
 }
