@@ -271,13 +271,7 @@ impl Attention {
             .map_err(|_| candle_core::Error::Msg("qkv".into()))?;
         let y = match parts.first().map(|p| &p.sees) {
             Some(&Sees::Window(window)) => {
-                let q = self.cache_keys_on_kernel(q, k, v, parts)?;
-                let mut start = 0;
-                let mut queries = Vec::with_capacity(parts.len());
-                for p in parts.iter() {
-                    queries.push(q.narrow(1, start, p.rows)?.transpose(1, 2)?);
-                    start += p.rows;
-                }
+                let queries = self.cache_keys_on_kernel(q, k, v, parts)?;
                 self.attend_on_kernel(&queries, parts, window)?
             }
             _ => {
@@ -317,22 +311,22 @@ impl Attention {
     /// [`Self::cache_keys`] for every part at once on the CPU kernel's path: the projections'
     /// rows normalized together, then rotated and appended to each part's cache in one pass
     /// over host buffers (no tensor per part: in a step of eight decoding sequences those
-    /// small operations took a seventh of the layers' time). Returns the queries, (1, rows,
-    /// heads, head_dim).
+    /// small operations took a seventh of the layers' time). Returns each part's queries, (1,
+    /// heads, rows, head_dim).
     fn cache_keys_on_kernel(
         &self,
         q: Tensor,
         k: Tensor,
         v: Tensor,
         parts: &mut [Part],
-    ) -> Result<Tensor> {
+    ) -> Result<Vec<Tensor>> {
         let (nh, nkv, d) = (self.heads, self.kv_heads, self.head_dim);
         let device = q.device().clone();
         let (q, k) = self.qk_norm.split_heads(q, k, (nh, nkv, d))?;
         let host = |t: Tensor| t.flatten_all()?.to_vec1::<f32>();
         let (mut q, mut k, v) = (host(q)?, host(k)?, host(v)?);
-        let rows = q.len() / (nh * d);
         let (mut keys, mut values) = (Vec::new(), Vec::new());
+        let mut queries = Vec::with_capacity(parts.len());
         let mut start = 0;
         for p in parts.iter_mut() {
             let span = |heads: usize| start * heads * d..(start + p.rows) * heads * d;
@@ -344,9 +338,11 @@ impl Attention {
             heads_first(&k[span(nkv)], nkv, d, &mut keys);
             heads_first(&v[span(nkv)], nkv, d, &mut values);
             p.cache.append_rows(&keys, &values, [nkv, p.rows, d])?;
+            let rows = Tensor::from_slice(&q[span(nh)], (1, p.rows, nh, d), &device)?;
+            queries.push(rows.transpose(1, 2)?);
             start += p.rows;
         }
-        Ok(Tensor::from_vec(q, (1, rows, nh, d), &device)?)
+        Ok(queries)
     }
 
     /// Every part's queries over its cache on the CPU kernel; (1, rows, heads·head_dim).

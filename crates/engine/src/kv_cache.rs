@@ -325,15 +325,10 @@ impl KvCache {
         }
     }
 
-    /// Appends (1, kv_heads, seq, head_dim) keys and values: into the kernel's buffers where
-    /// the kernel takes them ([`crate::kernels::attention::takes`]), else as tensors.
+    /// Appends (1, kv_heads, seq, head_dim) keys and values as tensors, for candle's attention
+    /// (where the CPU kernel does not attend: [`Self::append_rows`]).
     pub fn append(&mut self, k: &Tensor, v: &Tensor) -> Result<()> {
-        let (_, heads, seq, dim) = k.dims4()?;
-        if crate::kernels::attention::takes(k) {
-            let keys = k.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
-            let values = v.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
-            return self.append_rows(&keys, &values, [heads, seq, dim]);
-        }
+        let seq = k.dim(2)?;
         let needed = self.len + seq;
         if needed > self.capacity() {
             self.grow_tensors(k, self.grown(needed))?;
@@ -347,8 +342,8 @@ impl KvCache {
         Ok(())
     }
 
-    /// Appends keys and values given as (kv_heads, seq, head_dim) values into the kernel's
-    /// buffers.
+    /// Appends keys and values given as (kv_heads, seq, head_dim) values into the CPU
+    /// attention kernel's buffers.
     pub(crate) fn append_rows(
         &mut self,
         keys: &[f32],
@@ -540,9 +535,9 @@ mod tests {
                     .iter()
                     .map(|v| v + step as f32)
                     .collect();
+                cache.append_rows(&data, &data, [heads, seq, dim]).unwrap();
                 let t = Tensor::from_vec(data, (1, heads, seq, dim), &candle_core::Device::Cpu)
                     .unwrap();
-                cache.append(&t, &t).unwrap();
                 all.push(t);
             }
             let whole = Tensor::cat(&all, 2).unwrap();

@@ -345,7 +345,7 @@ impl Rope {
                 None => candle_core::bail!(
                     "position {} is past the {} RoPE was built for",
                     positions.end,
-                    (b - a) / half.max(1)
+                    (b - a) / half
                 ),
             }
         }

@@ -831,8 +831,13 @@ mod tests {
             let mut cache = crate::kv_cache::KvCache::new(kind, 4096);
             let mut at = 0;
             for n in steps {
-                let (kn, vn) = (kt.narrow(2, at, n).unwrap(), vt.narrow(2, at, n).unwrap());
-                cache.append(&kn, &vn).unwrap();
+                let rows = |t: &Tensor| {
+                    let t = t.narrow(2, at, n).unwrap().contiguous().unwrap();
+                    t.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+                };
+                cache
+                    .append_rows(&rows(&kt), &rows(&vt), [kv, n, d])
+                    .unwrap();
                 at += n;
             }
             let view = cache.kernel_view().unwrap();
