@@ -6,6 +6,7 @@
 use crate::chat::{ChatTemplate, GEMMA_TEMPLATE};
 use crate::config::{Architecture, ModelConfig};
 use crate::error::{Error, Result};
+use crate::kernels;
 use crate::kv_cache::CacheType;
 use crate::models::{gemma::Gemma, llama::Llama};
 use crate::pool;
@@ -309,6 +310,8 @@ impl Model {
                 opts.kv_budget,
             )?;
             pool::settle_candle_pool(weights.needs_candle_quantized_matmul());
+            release_freed_heap();
+            kernels::arena::new_model();
         }
         let net = match cfg.arch {
             Architecture::Gemma2 | Architecture::Gemma3 => {
@@ -492,6 +495,20 @@ fn keep_freed_buffers() {
                 libc::mallopt(libc::M_TRIM_THRESHOLD, 64 << 20);
             }
         });
+    }
+}
+
+/// Hands the heap memory that loading has freed so far (the tokenizer's build, a 262k-piece
+/// vocabulary's merges) back to the kernel before the weights are packed. The packed weights
+/// live in their own mappings (`kernels::arena`), not in that freed heap, which
+/// `keep_freed_buffers`' trim threshold would otherwise keep resident beside them: Gemma 3
+/// 270M's peak RSS 455 -> 373 MiB. glibc only, as there.
+#[allow(unsafe_code)] // malloc_trim
+fn release_freed_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free heap pages to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 

@@ -21,9 +21,15 @@ pub fn read_bandwidth(threads: usize) -> f64 {
     let words = BUFFER / 8;
     // Backed as the packed weights are, with distinct values so the pages are really
     // backed, not the shared zero page.
-    let mut buffer: Vec<u64> = Vec::with_capacity(words);
-    super::packed::advise_huge_pages(&buffer);
-    buffer.extend(0..words as u64);
+    let chunk = super::arena::Chunk::new(BUFFER);
+    // SAFETY: the chunk holds BUFFER zeroed bytes, 2 MiB-aligned (so aligned for u64), and is
+    // this function's alone while `buffer` lives.
+    let buffer: &mut [u64] =
+        unsafe { std::slice::from_raw_parts_mut(chunk.as_ptr() as *mut u64, words) };
+    for (i, w) in buffer.iter_mut().enumerate() {
+        *w = i as u64;
+    }
+    let buffer = &*buffer;
     let share = words.div_ceil(threads);
     let mut best = f64::INFINITY;
     for _ in 0..PASSES {

@@ -16,13 +16,15 @@
 //! `activation.rs` holds the vectorized gate activations of the fused feed-forward kernel;
 //! `attention.rs` the attention that reads each sequence's KV cache in place (its vector code
 //! in `attention/simd.rs`), `convert.rs`
-//! the cache's f16 and q8_0 back to f32 as it reads them, and `bandwidth.rs` the probe of the
-//! memory bandwidth that decoding is measured against.
+//! the cache's f16 and q8_0 back to f32 as it reads them, `arena.rs` the large-page memory the
+//! packed weights live in, and `bandwidth.rs` the probe of the memory bandwidth that decoding
+//! is measured against.
 
 pub(crate) mod activation;
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_op_in_unsafe_fn)]
 mod amx;
+pub(crate) mod arena;
 pub(crate) mod attention;
 pub(crate) mod bandwidth;
 pub(crate) mod convert;

@@ -38,9 +38,11 @@
 //!
 //! Rows past the matrix's last row (when n is not a multiple of 8) are zero.
 
+use super::arena::{self, Chunk};
 use super::WeightFormat;
 use half::f16;
 use rayon::prelude::*;
+use std::sync::Arc;
 
 /// Values per block of the 32-value formats.
 pub const QK: usize = 32;
@@ -206,16 +208,14 @@ fn f16_at(b: &[u8], i: usize) -> f32 {
     f16::from_bits(u16::from_le_bytes([b[i], b[i + 1]])).to_f32()
 }
 
-/// Bytes starting on a 64-byte boundary, so that the kernels' 32- and 64-byte loads never
-/// straddle a cache line (every packed block size is a multiple of 16, and of 32 for the vectors).
+/// One matrix's packed bytes: a region of an [`arena`](super::arena) chunk, starting on a
+/// 64-byte boundary so that the kernels' 32- and 64-byte loads never straddle a cache line
+/// (every packed block size is a multiple of 16, and of 32 for the vectors).
 pub struct Aligned {
-    lines: Vec<Line>,
+    chunk: Arc<Chunk>,
+    start: usize,
     len: usize,
 }
-
-#[derive(Clone, Copy)]
-#[repr(C, align(64))]
-struct Line([u8; 64]);
 
 impl std::fmt::Debug for Aligned {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -225,50 +225,26 @@ impl std::fmt::Debug for Aligned {
 
 impl Aligned {
     fn zeroed(len: usize) -> Self {
-        let mut lines = Vec::with_capacity(len.div_ceil(64));
-        advise_huge_pages(&lines);
-        lines.resize(len.div_ceil(64), Line([0; 64]));
-        Self { lines, len }
+        let (chunk, start) = arena::take(len);
+        Self { chunk, start, len }
     }
 }
 
 impl std::ops::Deref for Aligned {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        // SAFETY: `lines` holds at least `len` initialized bytes, contiguous (Line is 64 bytes
-        // with no padding), borrowed for as long as `self`.
-        unsafe { std::slice::from_raw_parts(self.lines.as_ptr() as *const u8, self.len) }
+        // SAFETY: `arena::take` gave this region (`len` zeroed bytes from `start`, inside the
+        // chunk) to this value alone, and the chunk lives as long as `self` holds it.
+        unsafe { std::slice::from_raw_parts(self.chunk.as_ptr().add(self.start), self.len) }
     }
 }
 
 impl std::ops::DerefMut for Aligned {
     fn deref_mut(&mut self) -> &mut [u8] {
-        // SAFETY: as in `deref`, exclusively borrowed.
-        unsafe { std::slice::from_raw_parts_mut(self.lines.as_mut_ptr() as *mut u8, self.len) }
+        // SAFETY: as in `deref`; no other value refers to these bytes, and `self` is borrowed
+        // exclusively.
+        unsafe { std::slice::from_raw_parts_mut(self.chunk.as_ptr().add(self.start), self.len) }
     }
-}
-
-/// Asks Linux to back the untouched capacity of `v` with 2 MiB pages where it can (its
-/// transparent huge pages are often on only for memory that asks): decoding streams every
-/// weight once a token, and a plain read loop streams 10% faster on two cores of a Sapphire
-/// Rapids Xeon from 2 MiB pages than from 4 KiB ones. Call it before the first write.
-pub(super) fn advise_huge_pages<T>(v: &Vec<T>) {
-    #[cfg(target_os = "linux")]
-    {
-        const HUGE: usize = 2 << 20;
-        let start = v.as_ptr() as usize;
-        let end = start + v.capacity() * std::mem::size_of::<T>();
-        let (start, end) = (start.next_multiple_of(HUGE), end / HUGE * HUGE);
-        if end > start {
-            // SAFETY: advice on whole pages inside this vector's own allocation; it changes
-            // how they are backed, never what they hold.
-            unsafe {
-                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
-            }
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = v;
 }
 
 /// Source bytes one task packs before handing them back: few enough that a large matrix's
