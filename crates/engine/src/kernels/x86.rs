@@ -2,9 +2,10 @@
 //! AVX-VNNI (`vpdpbusd`: four u8·i8 products summed into each i32 lane in one instruction) and
 //! plain AVX2 (`vpmaddubsw` + `vpmaddwd`), plus 512-bit K kernels for AVX-512 CPUs
 //! (`vpmaddubsw`, or `vpdpbusd` for Q5_K and Q6_K where the CPU has AVX512-VNNI) and, with
-//! AVX512-VNNI, kernels that take two groups at once (every format but Q2_K and Q3_K). All
-//! compute the exact integer sums, then round in the order `packed::group_dot_scalar` /
-//! `group_dot_k_scalar` define, lane r being row r of the group.
+//! AVX512-VNNI, kernels that take two groups at once (every format but Q2_K and Q3_K) and
+//! one-row kernels for Q4_0, Q4_1, Q5_0 and Q5_1 (`ref_one`). All compute the exact integer
+//! sums, then round in the order `packed::group_dot_scalar` / `group_dot_k_scalar` define, lane
+//! r being row r of the group.
 //!
 //! # Safety (all kernels)
 //! The CPU must have the features named in the kernel's `target_feature`; `w` must point at `nb`
@@ -171,6 +172,36 @@ macro_rules! q4_1_kernel {
     };
 }
 
+/// Where the parts of a Q4_0, Q4_1 (`min`), Q5_0 (`fifth`) or Q5_1 (both) group block lie:
+/// d[8] from byte 0, then m[8] (`min`) from 16, the fifth bits (`fifth`) from `base`, the
+/// nibbles from `nibbles`, `stride` bytes in all; and the offset every value carries, which
+/// enters each block once through Σq (x = d·(q − offset), or d·q + m).
+struct RefBlock {
+    base: usize,
+    nibbles: usize,
+    stride: usize,
+    offset: i32,
+}
+
+impl RefBlock {
+    #[inline(always)]
+    const fn of(fifth: bool, min: bool) -> RefBlock {
+        let base = if min { 32 } else { 16 };
+        let nibbles = if fifth { base + 32 } else { base };
+        let offset = match (fifth, min) {
+            (_, true) => 0,
+            (false, false) => 8,
+            (true, false) => 16,
+        };
+        RefBlock {
+            base,
+            nibbles,
+            stride: nibbles + 128,
+            offset,
+        }
+    }
+}
+
 macro_rules! ref_kernel {
     ($name:ident, $features:literal, $dp2:ident, fifth: $fifth:literal, min: $min:literal) => {
         /// Dot products of one group with `M` activation rows in candle's reference order
@@ -183,15 +214,12 @@ macro_rules! ref_kernel {
             a: [*const ActBlock; M],
             nb: usize,
         ) -> [[f32; 8]; M] {
-            // The group block: d[8], then m[8] (`$min`), then fifth bits (`$fifth`), then nibbles.
-            let base = if $min { 32 } else { 16 };
-            let nibbles = if $fifth { base + 32 } else { base };
-            let stride = nibbles + 128;
-            let offset = match ($fifth, $min) {
-                (false, _) => 8,
-                (true, false) => 16,
-                (true, true) => 0,
-            };
+            let RefBlock {
+                base,
+                nibbles,
+                stride,
+                offset,
+            } = RefBlock::of($fifth, $min);
             let low = _mm256_set1_epi8(0x0F);
             let five = _mm256_set1_epi8(0x10);
             // Byte i of a vector takes bit i % 8 of byte i / 8 of a u32.
@@ -1050,15 +1078,12 @@ pub unsafe fn ref_pair<const M: usize, const FIFTH: bool, const MIN: bool>(
     a: [*const ActBlock; M],
     nb: usize,
 ) -> [[[f32; 8]; M]; 2] {
-    // The group block: d[8], then m[8] (MIN), then fifth bits (FIFTH), then nibbles.
-    let base = if MIN { 32 } else { 16 };
-    let nibbles = if FIFTH { base + 32 } else { base };
-    let stride = nibbles + 128;
-    let offset = match (FIFTH, MIN) {
-        (_, true) => 0,
-        (false, false) => 8,
-        (true, false) => 16,
-    };
+    let RefBlock {
+        base,
+        nibbles,
+        stride,
+        offset,
+    } = RefBlock::of(FIFTH, MIN);
     let low = _mm512_set1_epi8(0x0F);
     let five = _mm512_set1_epi8(0x10);
     // Byte i of each 256-bit half takes bit i % 8 of byte i / 8 of its group's u32.
@@ -1119,6 +1144,71 @@ pub unsafe fn ref_pair<const M: usize, const FIFTH: bool, const MIN: bool>(
         }
     }
     pair_out(&sum)
+}
+
+/// One activation row's dot products with one group of Q4_0, Q4_1 (`MIN`), Q5_0 (`FIFTH`) or
+/// Q5_1 (both), 512 bits wide: a vector holds a chunk's low nibbles in its lower half and its
+/// high nibbles in its upper half, so a block takes four `vpdpbusd` instead of eight and half
+/// the unpacking (a 5-bit block's fifth bits are one byte mask). Lanes r and r + 8 hold row r's
+/// two halves; their exact integer sums added, the block takes the 256-bit kernels' float
+/// steps: their bits.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
+pub unsafe fn ref_one<const FIFTH: bool, const MIN: bool>(
+    w: *const u8,
+    a: *const ActBlock,
+    nb: usize,
+) -> [f32; 8] {
+    let RefBlock {
+        base,
+        nibbles,
+        stride,
+        offset,
+    } = RefBlock::of(FIFTH, MIN);
+    let low = _mm512_set1_epi8(0x0F);
+    let five = _mm512_set1_epi8(0x10);
+    // Chunk c multiplies activations 4c..4c+4 (low nibbles) and 16+4c..16+4c+4 (high ones):
+    // dword c of the row in the lower half, dword 4 + c in the upper.
+    let picks: [__m512i; 4] = std::array::from_fn(|c| {
+        let c = c as i32;
+        _mm512_inserti64x4(_mm512_set1_epi32(c), _mm256_set1_epi32(4 + c), 1)
+    });
+    let mut sum = _mm256_setzero_ps();
+    for i in 0..nb {
+        let b = w.add(i * stride);
+        prefetch_stream(b, stride);
+        let ab = &*a.add(i);
+        let d = _mm256_cvtph_ps(_mm_loadu_si128(b as *const __m128i));
+        let x = _mm512_zextsi256_si512(_mm256_loadu_si256(ab.qs.as_ptr() as *const __m256i));
+        // The offset once per row: in the lower half only.
+        let mut acc = _mm512_maskz_mov_epi32(0x00FF, _mm512_set1_epi32(-offset * ab.sum));
+        for (c, pick) in picks.iter().enumerate() {
+            let v = _mm512_broadcast_i64x4(_mm256_loadu_si256(
+                b.add(nibbles + 32 * c) as *const __m256i
+            ));
+            let v = _mm512_and_si512(_mm512_mask_srli_epi16(v, 0xFFFF_0000, v, 4), low);
+            let v = if FIFTH {
+                let bits = (b.add(base + 8 * c) as *const u64).read_unaligned();
+                _mm512_mask_add_epi8(v, bits, v, five)
+            } else {
+                v
+            };
+            acc = _mm512_dpbusd_epi32(acc, v, _mm512_permutexvar_epi32(*pick, x));
+        }
+        let acc = _mm256_add_epi32(
+            _mm512_castsi512_si256(acc),
+            _mm512_extracti64x4_epi64(acc, 1),
+        );
+        let si = _mm256_cvtepi32_ps(acc);
+        let t = _mm256_mul_ps(_mm256_mul_ps(si, d), _mm256_set1_ps(ab.d));
+        let t = if MIN {
+            let m = _mm256_cvtph_ps(_mm_loadu_si128(b.add(16) as *const __m128i));
+            _mm256_add_ps(t, _mm256_mul_ps(m, _mm256_set1_ps(ab.s)))
+        } else {
+            t
+        };
+        sum = _mm256_add_ps(sum, t);
+    }
+    rows_out(&[sum])[0]
 }
 
 /// Q8_0 dot products of two neighbouring groups with `M` activation rows, as [`ref_pair`]
