@@ -1158,14 +1158,8 @@ pub unsafe fn ref_one<const FIFTH: bool, const MIN: bool>(
     a: *const ActBlock,
     nb: usize,
 ) -> [f32; 8] {
-    let RefBlock {
-        base,
-        nibbles,
-        stride,
-        offset,
-    } = RefBlock::of(FIFTH, MIN);
-    let low = _mm512_set1_epi8(0x0F);
-    let five = _mm512_set1_epi8(0x10);
+    let block = RefBlock::of(FIFTH, MIN);
+    let (low, five) = (_mm512_set1_epi8(0x0F), _mm512_set1_epi8(0x10));
     // Chunk c multiplies activations 4c..4c+4 (low nibbles) and 16+4c..16+4c+4 (high ones):
     // dword c of the row in the lower half, dword 4 + c in the upper.
     let picks: [__m512i; 4] = std::array::from_fn(|c| {
@@ -1174,20 +1168,20 @@ pub unsafe fn ref_one<const FIFTH: bool, const MIN: bool>(
     });
     let mut sum = _mm256_setzero_ps();
     for i in 0..nb {
-        let b = w.add(i * stride);
-        prefetch_stream(b, stride);
+        let b = w.add(i * block.stride);
+        prefetch_stream(b, block.stride);
         let ab = &*a.add(i);
         let d = _mm256_cvtph_ps(_mm_loadu_si128(b as *const __m128i));
         let x = _mm512_zextsi256_si512(_mm256_loadu_si256(ab.qs.as_ptr() as *const __m256i));
         // The offset once per row: in the lower half only.
-        let mut acc = _mm512_maskz_mov_epi32(0x00FF, _mm512_set1_epi32(-offset * ab.sum));
+        let mut acc = _mm512_maskz_mov_epi32(0x00FF, _mm512_set1_epi32(-block.offset * ab.sum));
         for (c, pick) in picks.iter().enumerate() {
             let v = _mm512_broadcast_i64x4(_mm256_loadu_si256(
-                b.add(nibbles + 32 * c) as *const __m256i
+                b.add(block.nibbles + 32 * c) as *const __m256i
             ));
             let v = _mm512_and_si512(_mm512_mask_srli_epi16(v, 0xFFFF_0000, v, 4), low);
             let v = if FIFTH {
-                let bits = (b.add(base + 8 * c) as *const u64).read_unaligned();
+                let bits = (b.add(block.base + 8 * c) as *const u64).read_unaligned();
                 _mm512_mask_add_epi8(v, bits, v, five)
             } else {
                 v
