@@ -204,6 +204,17 @@ mod tests {
     }
 
     #[test]
+    fn a_new_model_starts_a_new_chunk() {
+        let (first, _) = take(64);
+        new_model();
+        let (next, _) = take(64);
+        assert!(
+            !Arc::ptr_eq(&first, &next),
+            "two models' matrices shared a chunk"
+        );
+    }
+
+    #[test]
     fn a_chunk_is_zeroed_and_freed_with_its_last_region() {
         let (chunk, start) = take(CHUNK + 1);
         assert_eq!(start, 0, "a region larger than a chunk gets its own");
