@@ -76,7 +76,8 @@ impl Isa {
         // One row (decoding) of a 4- or 5-bit format on AVX512-VNNI: the 512-bit kernel, half
         // the instructions of the 256-bit ones, which left a core's decoding short of its
         // memory's pace (1 MB matrices, one thread: Q4_0 8.6–11.6 -> 12.1–13.4 GB/s, Q4_1
-        // 8.6–12.9 -> 10.2–14.0, Q5_0 8.5–11.3 -> 9.4–13.5, alternating on a noisy VM). The same bits.
+        // 8.6–12.9 -> 10.2–14.0, Q5_0 8.5–11.3 -> 9.4–13.5, alternating on a noisy VM). The
+        // same bits.
         #[cfg(target_arch = "x86_64")]
         if M == 1 && matches!(self, Isa::AvxVnni | Isa::Avx512Vnni) && avx512vnni() {
             let (w, a) = (w.as_ptr(), acts.row(r).as_ptr());
