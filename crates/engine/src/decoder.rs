@@ -272,7 +272,8 @@ impl Attention {
         let y = match parts.first().map(|p| &p.sees) {
             Some(&Sees::Window(window)) => {
                 let queries = self.cache_keys_on_kernel(q, k, v, parts)?;
-                self.attend_on_kernel(&queries, parts, window)?
+                let y = self.attend_on_kernel(&queries, parts, window);
+                Tensor::from_vec(y, (1, x.dim(1)?, self.heads * self.head_dim), x.device())?
             }
             _ => {
                 let mut ys = Vec::with_capacity(parts.len());
@@ -311,22 +312,20 @@ impl Attention {
     /// [`Self::cache_keys`] for every part at once on the CPU kernel's path: the projections'
     /// rows normalized together, then rotated and appended to each part's cache in one pass
     /// over host buffers (no tensor per part: in a step of eight decoding sequences those
-    /// small operations took a seventh of the layers' time). Returns each part's queries, (1,
-    /// heads, rows, head_dim).
+    /// small operations took a seventh of the layers' time). Returns every part's queries one
+    /// after the other, (rows, heads, head_dim).
     fn cache_keys_on_kernel(
         &self,
         q: Tensor,
         k: Tensor,
         v: Tensor,
         parts: &mut [Part],
-    ) -> Result<Vec<Tensor>> {
+    ) -> Result<Vec<f32>> {
         let (nh, nkv, d) = (self.heads, self.kv_heads, self.head_dim);
-        let device = q.device().clone();
         let (q, k) = self.qk_norm.split_heads(q, k, (nh, nkv, d))?;
         let host = |t: Tensor| t.flatten_all()?.to_vec1::<f32>();
         let (mut q, mut k, v) = (host(q)?, host(k)?, host(v)?);
         let (mut keys, mut values) = (Vec::new(), Vec::new());
-        let mut queries = Vec::with_capacity(parts.len());
         let mut start = 0;
         for p in parts.iter_mut() {
             let span = |heads: usize| start * heads * d..(start + p.rows) * heads * d;
@@ -338,27 +337,27 @@ impl Attention {
             heads_first(&k[span(nkv)], nkv, d, &mut keys);
             heads_first(&v[span(nkv)], nkv, d, &mut values);
             p.cache.append_rows(&keys, &values, [nkv, p.rows, d])?;
-            let rows = Tensor::from_slice(&q[span(nh)], (1, p.rows, nh, d), &device)?;
-            queries.push(rows.transpose(1, 2)?);
             start += p.rows;
         }
-        Ok(queries)
+        Ok(q)
     }
 
-    /// Every part's queries over its cache on the CPU kernel; (1, rows, heads·head_dim).
-    fn attend_on_kernel(
-        &self,
-        queries: &[Tensor],
-        parts: &[Part],
-        window: Option<usize>,
-    ) -> Result<Tensor> {
-        let parts = queries
+    /// Every part's queries (`queries`: their rows one after the other, as
+    /// [`Self::cache_keys_on_kernel`] returns them) over its cache on the CPU kernel; (rows,
+    /// heads·head_dim).
+    fn attend_on_kernel(&self, queries: &[f32], parts: &[Part], window: Option<usize>) -> Vec<f32> {
+        let row = self.heads * self.head_dim;
+        let mut start = 0;
+        let parts = parts
             .iter()
-            .zip(parts)
-            .map(|(q, p)| kernels::attention::Part {
-                q,
-                cache: p.cache.kernel_view().expect("appended for the kernel"),
-                pos: p.pos,
+            .map(|p| {
+                let q = &queries[start * row..(start + p.rows) * row];
+                start += p.rows;
+                kernels::attention::Part {
+                    q,
+                    cache: p.cache.kernel_view().expect("appended for the kernel"),
+                    pos: p.pos,
+                }
             })
             .collect::<Vec<_>>();
         let shape = kernels::attention::Heads {
@@ -371,7 +370,7 @@ impl Attention {
             softcap: self.softcap.map(|c| c as f32),
             window,
         };
-        Ok(kernels::attention::attend_tensors(&parts, shape, scoring)?)
+        kernels::attention::attend_parts(&parts, shape, scoring)
     }
 
     /// One part's queries over its cache through candle's matrix products, with its mask;

@@ -21,7 +21,7 @@ use super::activation::exp;
 use super::packed::G;
 use super::SendPtr;
 use crate::kv_cache::{KernelView, Rows, KEY_CHUNK};
-use candle_core::{CpuStorage, DType, Storage, Tensor};
+use candle_core::{DType, Tensor};
 use rayon::prelude::*;
 
 /// Positions per key block: long enough to amortize a block's setup, short enough that one
@@ -148,57 +148,36 @@ pub(crate) fn takes(x: &Tensor) -> bool {
     x.device().is_cpu() && x.dtype() == DType::F32
 }
 
-/// One sequence's share of an attention call: its queries (1, heads, rows, head_dim), rows at
-/// positions `pos`, `pos + 1`, …, and its cache, already holding the rows' own keys.
+/// One sequence's share of a step: its query rows, (rows, heads, head_dim) in row order as the
+/// projections give them, the cache they attend over (their own keys already in it), and the
+/// first row's position.
 pub(crate) struct Part<'a> {
-    pub q: &'a Tensor,
+    pub q: &'a [f32],
     pub cache: KernelView<'a>,
     pub pos: usize,
 }
 
-/// Attends for every part; returns their rows one after the other, (1, rows, heads·head_dim).
-/// The queries are tensors [`takes`] accepts.
-pub(crate) fn attend_tensors(
-    parts: &[Part],
-    shape: Heads,
-    scoring: Scoring,
-) -> candle_core::Result<Tensor> {
-    let qs = parts
+/// Attends for every part; returns their rows one after the other, (rows, heads·head_dim).
+pub(crate) fn attend_parts(parts: &[Part], shape: Heads, scoring: Scoring) -> Vec<f32> {
+    let row = shape.heads * shape.dim;
+    let items: Vec<_> = parts
         .iter()
-        .map(|p| {
-            if p.q.stride()[3] == 1 {
-                Ok(p.q.clone())
-            } else {
-                p.q.contiguous()
-            }
+        .map(|part| {
+            let queries = Queries {
+                data: part.q,
+                head_stride: shape.dim,
+                row_stride: row,
+                rows: part.q.len() / row,
+            };
+            let cache = Cache {
+                k: part.cache.k,
+                v: part.cache.v,
+                capacity: part.cache.capacity,
+            };
+            (queries, part.pos, cache)
         })
-        .collect::<candle_core::Result<Vec<Tensor>>>()?;
-    let guards: Vec<_> = qs.iter().map(|q| q.storage_and_layout()).collect();
-    let mut items = Vec::with_capacity(parts.len());
-    for ((q, (storage, layout)), part) in qs.iter().zip(&guards).zip(parts) {
-        let Storage::Cpu(CpuStorage::F32(qd)) = &**storage else {
-            candle_core::bail!("the attention kernel takes f32 tensors in CPU memory");
-        };
-        let stride = layout.stride();
-        let queries = Queries {
-            data: &qd[layout.start_offset()..],
-            head_stride: stride[1],
-            row_stride: stride[2],
-            rows: q.dim(2)?,
-        };
-        let cache = Cache {
-            k: part.cache.k,
-            v: part.cache.v,
-            capacity: part.cache.capacity,
-        };
-        items.push((queries, part.pos, cache));
-    }
-    let rows = items.iter().map(|(q, ..)| q.rows).sum::<usize>();
-    let out = attend_many(&items, shape, scoring);
-    let device = parts
-        .first()
-        .map_or(&candle_core::Device::Cpu, |p| p.q.device());
-    Tensor::from_vec(out, (1, rows, shape.heads * shape.dim), device)
+        .collect();
+    attend_many(&items, shape, scoring)
 }
 
 /// Attends from `q`, whose rows sit at positions `pos`, `pos + 1`, … (their own keys already
